@@ -1,0 +1,3 @@
+from helio_proxy.cli import main
+
+main()

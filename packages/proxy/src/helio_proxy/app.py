@@ -1,0 +1,111 @@
+"""The proxy process: builds the gateway from a config and serves its listeners.
+
+One process, one event loop: the agent listener (``listen``), and, as later parts land, the
+dashboard and the SDK sideband.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from helio_proxy.config import LoadedConfig
+from helio_proxy.gateway import Gateway
+from helio_proxy.server import Listener, bind
+from helio_proxy.transports.downstream.streamable_http import McpListenerApp
+from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{shown}:{port}"
+
+
+@dataclass
+class HelioApp:
+    """A configured proxy. ``await start()`` binds and serves; ``stop()`` ends it."""
+
+    loaded: LoadedConfig
+    out: TextIO = field(default_factory=lambda: sys.stderr)
+    listeners: list[Listener] = field(default_factory=list[Listener])
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        config = self.loaded.config
+        self.upstream = StreamableHttpUpstream(config.upstream_list[0])
+        self.gateway = Gateway(self.upstream)
+
+    @property
+    def mcp_url(self) -> str:
+        listen = self.loaded.config.listen
+        return _url(listen.host, self.listeners[0].port) + "/mcp"
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    async def start(self) -> None:
+        """Bind every listener (failing fast with a clear error), then serve in the background."""
+        config = self.loaded.config
+        mcp_sock = bind(config.listen.host, config.listen.port, "listen")
+        await self.upstream.start()
+        self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+        for listener in self.listeners:
+            self._tasks.append(asyncio.create_task(listener.serve(), name=f"helio-{listener.name}"))
+        await asyncio.sleep(0)
+        self._print_startup()
+
+    def _print_startup(self) -> None:
+        config = self.loaded.config
+        upstream = config.upstream_list[0]
+        self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
+        self.say(f"MCP endpoint: {self.mcp_url}")
+        self.say(f"Upstream: {upstream.url} ({upstream.transport})")
+        for warning in self.loaded.warnings:
+            self.say(f"Warning: {warning}")
+        self.say(f"Config: {self.loaded.path}")
+
+    async def wait(self) -> None:
+        """Until :meth:`stop` is called or a listener ends."""
+        stop_wait = asyncio.create_task(self._stopped.wait())
+        await asyncio.wait([stop_wait, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
+        for listener in self.listeners:
+            listener.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.upstream.close()
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGINT/SIGTERM, stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopped.set)
+        try:
+            await self.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            self.say("Shutting down")
+            await self.stop()
+
+
+def run_app(app: HelioApp) -> None:
+    """Run the proxy on uvloop when available."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux/macOS
+        asyncio.run(app.run())
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(app.run())

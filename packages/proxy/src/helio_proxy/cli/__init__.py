@@ -1,0 +1,9 @@
+"""The ``helio`` command line.
+
+Exit codes: 0 success; 1 invalid config or runtime failure; 2 bad command-line usage;
+3 startup failure (port in use, unwritable file); 130 interrupted.
+"""
+
+from helio_proxy.cli.main import cli, main
+
+__all__ = ["cli", "main"]

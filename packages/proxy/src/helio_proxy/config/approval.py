@@ -1,0 +1,65 @@
+"""``approval``: how held calls reach humans."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.durations import Duration, DurationField
+
+
+class DashboardChannel(ConfigModel):
+    """Tickets appear in the dashboard and the REST API (always available)."""
+
+    type: Literal["dashboard"]
+    name: str | None = None
+    """Name other settings use to refer to this channel."""
+
+
+class WebhookChannel(ConfigModel):
+    """Tickets are POSTed to a URL; the receiver answers through the REST API."""
+
+    type: Literal["webhook"]
+    name: str | None = None
+    """Name other settings use to refer to this channel."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    """Where tickets are POSTed."""
+
+    secret: str | None = None
+    """HMAC-SHA256 key for the ``X-Helio-Signature`` header."""
+
+
+class SlackChannel(ConfigModel):
+    """Tickets are posted to Slack with Approve/Deny buttons."""
+
+    type: Literal["slack"]
+    name: str | None = None
+    """Name other settings use to refer to this channel."""
+
+    bot_token: str
+    """Slack bot token (``xoxb-...``); use ``${VAR}``."""
+
+    signing_secret: str
+    """Slack signing secret for verifying button callbacks; use ``${VAR}``."""
+
+    channel: str
+    """Slack channel id or name to post to."""
+
+
+Channel = Annotated[DashboardChannel | WebhookChannel | SlackChannel, Field(discriminator="type")]
+
+
+class ApprovalConfig(ConfigModel):
+    """Approval defaults and channels."""
+
+    timeout: DurationField = Duration("300s")
+    """How long a held call waits for a decision."""
+
+    default_on_timeout: Literal["deny", "allow"] = "deny"
+    """Outcome when nobody decides in time (budget tickets always deny)."""
+
+    channels: list[Channel] = Field(default_factory=list[Channel])
+    """Notification channels; referenced by ``name``, or by ``type`` when unnamed."""

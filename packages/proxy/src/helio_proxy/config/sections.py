@@ -1,0 +1,155 @@
+"""The smaller top-level sections: listen, session, audit, dashboard, sdk."""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.durations import Duration, DurationField
+
+DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
+"""Largest MCP request body accepted on the agent port (4 MiB); larger bodies get HTTP 413."""
+
+RESERVED_SESSION_HEADERS: Final = frozenset(
+    {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "x-helio-csrf"}
+)
+
+
+class ListenConfig(ConfigModel):
+    """The agent-facing MCP listener."""
+
+    port: int = Field(default=3000, ge=0, le=65535)
+    """TCP port (0 picks a free one)."""
+
+    host: str = "127.0.0.1"
+    """Bind address. Keep loopback unless an authenticating reverse proxy is in front."""
+
+    allowed_origins: list[str] = Field(default_factory=list[str])
+    """Exact browser origins (``https://app.example.com``) allowed to call ``/mcp``; requests with any other ``Origin`` get 403."""
+
+    allowed_hosts: list[str] | None = None
+    """``Host`` header values accepted (DNS-rebinding guard). Default: loopback names when bound to loopback, anything otherwise."""
+
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    """Largest request body accepted; larger bodies get HTTP 413."""
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_shape(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "null" or "*" in origin:
+                raise ValueError(f"{origin!r}: wildcards and 'null' are not allowed; list exact origins")
+            if not re.match(r"^https?://[^/\s?#]+$", origin):
+                raise ValueError(
+                    f"{origin!r}: an origin is scheme://host[:port] with no path, e.g. https://app.example.com"
+                )
+        return value
+
+
+class IdentitySource(ConfigModel):
+    """One step of the session identity chain."""
+
+    source: Literal["header", "meta", "legacy_header"]
+    """``header`` (a named ``x-`` header), ``meta`` (client info from ``_meta``), ``legacy_header`` (``Mcp-Session-Id``)."""
+
+    name: str | None = None
+    """Header name for ``source: header``; must start with ``x-``."""
+
+    @model_validator(mode="after")
+    def _name_rules(self) -> IdentitySource:
+        if self.source == "header":
+            if not self.name:
+                raise ValueError("source 'header' needs 'name'")
+            lowered = self.name.lower()
+            if not lowered.startswith("x-") or lowered in RESERVED_SESSION_HEADERS:
+                raise ValueError(
+                    f"header {self.name!r}: identity headers must start with 'x-' and not be reserved"
+                )
+        elif self.name is not None:
+            raise ValueError(f"source {self.source!r} takes no 'name'")
+        return self
+
+
+def _default_identity() -> list[IdentitySource]:
+    return [
+        IdentitySource(source="header", name="x-helio-session-id"),
+        IdentitySource(source="legacy_header"),
+    ]
+
+
+class SessionConfig(ConfigModel):
+    """How the proxy decides which session a call belongs to."""
+
+    identity: list[IdentitySource] = Field(default_factory=_default_identity, min_length=1)
+    """Ordered sources; the first that yields a value (1-256 chars) wins."""
+
+    on_unresolved: Literal["deny", "anonymous"] = "deny"
+    """When no source yields a session: deny calls that need one, or pool them as ``unknown``."""
+
+    @field_validator("identity")
+    @classmethod
+    def _no_duplicates(cls, value: list[IdentitySource]) -> list[IdentitySource]:
+        seen: set[tuple[str, str | None]] = set()
+        for item in value:
+            marker = (item.source, item.name.lower() if item.name else None)
+            if marker in seen:
+                raise ValueError(f"duplicate identity source {marker}")
+            seen.add(marker)
+        return value
+
+
+class AuditConfig(ConfigModel):
+    """Where and how governed calls are recorded."""
+
+    storage: Literal["sqlite"] = "sqlite"
+    """Audit backend of the reference schema (``sqlite``); see ``store.url`` for PostgreSQL."""
+
+    path: str = "./helio-audit.db"
+    """SQLite file (created with mode 0600)."""
+
+    retention: DurationField = Duration("90d")
+    """Records older than this are deleted at startup and daily."""
+
+    include_responses: bool = True
+    """Store upstream responses in full; ``false`` stores a summary instead."""
+
+
+class DashboardConfig(ConfigModel):
+    """The operator plane: dashboard UI and REST API."""
+
+    enabled: bool = True
+    """Serve the dashboard and its API."""
+
+    port: int = Field(default=3100, ge=0, le=65535)
+    """TCP port."""
+
+    host: str = "127.0.0.1"
+    """Bind address."""
+
+    api_secret: str | None = None
+    """Shared operator secret (Bearer token and login). Required when enabled, unless ``allow_open_mode``."""
+
+    allow_open_mode: bool = False
+    """Run the dashboard without a secret (loopback hosts only)."""
+
+    sse_heartbeat_interval: DurationField = Duration("30s")
+    """Heartbeat interval of ``/api/events``."""
+
+
+class SdkConfig(ConfigModel):
+    """The SDK sideband (evidence, context, dependencies)."""
+
+    enabled: bool = False
+    """Serve the sideband."""
+
+    port: int = Field(default=3200, ge=0, le=65535)
+    """TCP port."""
+
+    host: str = "127.0.0.1"
+    """Bind address (a non-loopback bind draws a warning)."""
+
+    evaluation_ttl: DurationField = Duration("10m")
+    """Adapter ``/evaluate`` to ``/audit`` window."""

@@ -1,0 +1,1 @@
+"""The bundled demo: an example MCP server and a config that governs it (``helio demo``)."""

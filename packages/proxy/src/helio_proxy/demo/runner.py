@@ -1,0 +1,91 @@
+"""``helio demo``: start the demo MCP server in a child process and the proxy in front of it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from helio_proxy.app import HelioApp, run_app
+from helio_proxy.config import LoadedConfig, parse_config_text
+from helio_proxy.errors import StartupError
+
+READY_TIMEOUT_SECONDS = 20.0
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StartupError(
+                f"the demo MCP server exited with code {process.returncode} (is port {port} free?)"
+            )
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.1)
+    raise StartupError(
+        f"the demo MCP server did not start listening on port {port} within {READY_TIMEOUT_SECONDS:.0f}s"
+    )
+
+
+def demo_config(port: int, upstream_port: int) -> LoadedConfig:
+    """The packaged demo config with the chosen ports filled in."""
+    source = resources.files("helio_proxy.demo").joinpath("helio.yaml")
+    text = source.read_text(encoding="utf-8")
+    env = {"HELIO_DEMO_PORT": str(port), "HELIO_DEMO_UPSTREAM_PORT": str(upstream_port)}
+    config = parse_config_text(text, source=str(source), env=env)
+    return LoadedConfig(
+        config=config, path=Path(str(source)), sha256=hashlib.sha256(text.encode()).hexdigest(), warnings=[]
+    )
+
+
+def banner(mcp_url: str, upstream_port: int) -> str:
+    tool_call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"London"}}}'
+    return f"""
+Demo MCP server: http://127.0.0.1:{upstream_port}/mcp (tools: get_weather, search_docs, lookup_order,
+  send_email, delete_user, create_payment, build_report)
+Point any MCP client at: {mcp_url}
+  Claude Desktop / Cursor: {{"mcpServers": {{"helio-demo": {{"url": "{mcp_url}"}}}}}}
+Try it:
+  curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
+    -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}'
+  curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
+    -d '{tool_call}'
+Press Ctrl+C to stop.
+"""
+
+
+def run_demo(*, port: int, upstream_port: int, json_responses: bool) -> None:
+    try:
+        import mcp  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    except ImportError:
+        raise StartupError("helio demo needs the official MCP SDK: pip install 'helio-proxy[demo]'") from None
+    loaded = demo_config(port, upstream_port)
+    command = [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(upstream_port)]
+    if json_responses:
+        command.append("--json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIO_")}
+    process = subprocess.Popen(command, env=env)
+    try:
+        _wait_for_port(upstream_port, process)
+        app = HelioApp(loaded)
+        original = app._print_startup  # pyright: ignore[reportPrivateUsage]
+
+        def print_with_banner() -> None:
+            original()
+            app.say(banner(app.mcp_url, upstream_port))
+
+        app._print_startup = print_with_banner  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
+        run_app(app)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,108 @@
+"""An example MCP server for the demo and the tests (official ``mcp`` SDK, streamable HTTP).
+
+Run: ``python -m helio_proxy.demo.server --port 3001 [--json] [--stateful]``. Stateless by default, so a
+bare ``curl`` works without an ``initialize`` handshake; It needs the ``demo`` extra
+(``pip install 'helio-proxy[demo]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+WRITES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+DESTRUCTIVE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+
+ORDERS: dict[str, dict[str, Any]] = {
+    "A-1001": {"order_id": "A-1001", "customer": "alice@example.com", "total": "42.50", "currency": "GBP"},
+    "A-1002": {"order_id": "A-1002", "customer": "bob@example.com", "total": "310.00", "currency": "GBP"},
+}
+
+
+def build_server() -> MCPServer:
+    """The demo tools: reads, a write, a destructive one, a payment, a slow one, a failing one."""
+    server = MCPServer("helio-demo", version="1.0.0", instructions="Demo tools governed by Helio.")
+
+    @server.tool(annotations=READ_ONLY)
+    def get_weather(city: str) -> str:
+        """Current weather for a city (canned data)."""
+        return f"{city}: 18°C, light rain"
+
+    @server.tool(annotations=READ_ONLY)
+    def search_docs(query: str) -> list[str]:
+        """Search the demo knowledge base."""
+        docs = ["refund policy: 30 days", "shipping: 3-5 days", "support hours: 9-17 UK"]
+        return [d for d in docs if query.lower() in d] or docs[:1]
+
+    @server.tool(annotations=READ_ONLY)
+    def lookup_order(order_id: str) -> dict[str, Any]:
+        """Look up an order; unknown ids are a tool error (isError: true)."""
+        if order_id not in ORDERS:
+            raise ValueError(f"no order {order_id}")
+        return ORDERS[order_id]
+
+    @server.tool(annotations=WRITES)
+    def send_email(to: str, body: str) -> str:
+        """Send an email (pretend)."""
+        return f"sent {len(body)} characters to {to}"
+
+    @server.tool(annotations=DESTRUCTIVE)
+    def delete_user(user_id: str) -> str:
+        """Delete a user account (pretend)."""
+        return f"deleted user {user_id}"
+
+    @server.tool(annotations=WRITES)
+    def create_payment(amount: float, currency: str = "GBP", recipient: str = "acme") -> dict[str, str]:
+        """Create a payment (pretend)."""
+        try:
+            value = Decimal(str(amount))
+        except InvalidOperation as exc:
+            raise ValueError("amount must be a number") from exc
+        return {"status": "created", "amount": str(value), "currency": currency, "recipient": recipient}
+
+    @server.tool(annotations=READ_ONLY)
+    async def build_report(steps: int, ctx: Context) -> str:
+        """A slow task that reports progress after each step."""
+        steps = max(1, min(steps, 20))
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step} of {steps}")
+        return f"report ready after {steps} steps"
+
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3001)
+    parser.add_argument("--json", action="store_true", help="answer with JSON bodies instead of SSE streams")
+    parser.add_argument(
+        "--stateful",
+        action="store_true",
+        help="require an initialize handshake and Mcp-Session-Id (default: stateless)",
+    )
+    args = parser.parse_args()
+    server = build_server()
+    server.settings.log_level = "WARNING"
+    server.run(
+        "streamable-http",
+        host=args.host,
+        port=args.port,
+        json_response=args.json,
+        stateless_http=not args.stateful,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Errors raised by the proxy.
+
+::
+
+    HelioProxyError                 root; carries an exit code for the CLI
+    ├── ConfigError                 helio.yaml could not be loaded (file, line, dotted path)
+    ├── StartupError                a listener, store or upstream could not be set up
+    └── UpstreamError               the upstream failed a request; carries failure_class
+        ├── UpstreamUnavailable     connection refused / reset / DNS
+        ├── UpstreamTimeout         no answer within upstream.request_timeout
+        └── UpstreamProtocolError   an answer that is not a JSON-RPC response for the request
+
+Governance decisions are values, not exceptions (see ``helio_proxy.gateway``); only the edge
+turns them into JSON-RPC errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HelioProxyError(Exception):
+    """Root of the proxy's errors."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class ConfigError(HelioProxyError):
+    """The config file is missing, unreadable or invalid."""
+
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None, path: str | None = None
+    ):
+        self.message = message
+        self.source = source
+        self.line = line
+        self.path = path
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = self.source or "config"
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class StartupError(HelioProxyError):
+    """Something the proxy needs at startup could not be set up (port in use, unwritable file...)."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class UpstreamError(HelioProxyError):
+    """An upstream request failed; rendered as JSON-RPC -32603 with ``data.failure_class``."""
+
+    failure_class: ClassVar[str] = "upstream_forward_error"
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class UpstreamUnavailable(UpstreamError):
+    failure_class: ClassVar[str] = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    failure_class: ClassVar[str] = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered with something that is not a matching JSON-RPC response."""
+
+    failure_class: ClassVar[str] = "upstream_invalid_jsonrpc"
+
+    def __init__(self, message: str, *, failure_class: str | None = None, **data: Any) -> None:
+        super().__init__(message, **data)
+        if failure_class is not None:
+            self.failure_class = failure_class  # pyright: ignore[reportAttributeAccessIssue]

@@ -1,0 +1,75 @@
+"""What the governance core sees: an inbound MCP message and the reply to send back.
+
+Transports build these; nothing here knows about ASGI, aiohttp or subprocesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload
+
+RELAYED_REQUEST_HEADERS = frozenset(
+    {"mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id", "authorization"}
+)
+"""Client headers always passed upstream (besides the operator's ``forward_headers``)."""
+
+RELAYED_RESPONSE_HEADERS = frozenset({"mcp-session-id", "www-authenticate", "retry-after"})
+"""Upstream response headers passed back to the client (``content-type`` is set by the proxy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message from an agent, with the headers that matter for forwarding and identity."""
+
+    message: Message
+    headers: Mapping[str, str]
+    """Lower-cased request headers."""
+    accepts_sse: bool = True
+    """Whether the client listed ``text/event-stream`` in ``Accept``."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    """A complete JSON answer (``body`` is written as is)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    payload: Any = None
+    """The parsed body, when the proxy parsed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReply:
+    """An SSE answer: ``chunks`` are written in order as they arrive."""
+
+    status: int
+    chunks: AsyncIterator[bytes]
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyReply:
+    """A status with no body (202 for notifications, DELETE results)."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+
+
+Reply = JsonReply | StreamReply | EmptyReply
+
+
+def error_reply(
+    request_id: RequestId | None,
+    code: int,
+    message: str,
+    data: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> JsonReply:
+    """A JSON-RPC error answer built by the proxy."""
+    payload = error_payload(request_id, code, message, data)
+    return JsonReply(status=status, body=dumps(payload), payload=payload)

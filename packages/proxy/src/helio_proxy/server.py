@@ -1,0 +1,74 @@
+"""Running ASGI apps on pre-bound sockets inside the proxy's own event loop.
+
+The proxy owns signal handling (one SIGINT/SIGTERM stops every listener), so uvicorn's own
+signal capture is switched off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+from helio_proxy.errors import StartupError
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    """Bind a listening TCP socket, or raise :class:`StartupError` with the fix."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = f" (another process uses it; stop it or change {what}.port)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = f" (no such local address; check {what}.host)"
+        raise StartupError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}{hint}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class Listener:
+    """One ASGI app served on one bound socket."""
+
+    def __init__(self, app: Any, sock: socket.socket, name: str) -> None:
+        self.name = name
+        self.sock = sock
+        config = uvicorn.Config(
+            app,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=30,
+        )
+        self.server = _Server(config)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    async def serve(self) -> None:
+        await self.server.serve(sockets=[self.sock])
+
+    def stop(self) -> None:
+        self.server.should_exit = True

@@ -1,0 +1,1 @@
+"""Agent-facing transports: how agents reach the proxy."""

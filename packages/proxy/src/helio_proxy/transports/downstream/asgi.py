@@ -1,0 +1,101 @@
+"""Small ASGI helpers shared by the agent-facing endpoints (kept raw for speed on the hot path)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from helio_proxy.gateway.exchange import EmptyReply, JsonReply, Reply, StreamReply
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SSE_HEADERS: Mapping[str, str] = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeded the configured cap."""
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Lower-cased request headers (the last value wins for repeated names)."""
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the whole request body, raising :class:`BodyTooLarge` past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away while sending the body")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: Mapping[str, str], content_type: str | None
+) -> None:
+    out = dict(headers)
+    if content_type:
+        out["content-type"] = content_type
+    out["content-length"] = str(len(body))
+    await send({"type": "http.response.start", "status": status, "headers": _encode_headers(out)})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_reply(send: Send, receive: Receive, reply: Reply) -> None:
+    """Write a gateway reply. A streaming reply stops when the client disconnects."""
+    if isinstance(reply, JsonReply):
+        await send_bytes(send, reply.status, reply.body, reply.headers, "application/json")
+        return
+    if isinstance(reply, EmptyReply):
+        await send_bytes(send, reply.status, b"", reply.headers, None)
+        return
+    await _send_stream(send, receive, reply)
+
+
+async def _send_stream(send: Send, receive: Receive, reply: StreamReply) -> None:
+    headers = {**reply.headers, **SSE_HEADERS, "content-type": "text/event-stream"}
+    await send({"type": "http.response.start", "status": reply.status, "headers": _encode_headers(headers)})
+
+    async def pump() -> None:
+        async for chunk in reply.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def wait_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pump_task = asyncio.ensure_future(pump())
+    watch_task = asyncio.ensure_future(wait_disconnect())
+    try:
+        await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pump_task, watch_task):
+            if not task.done():
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch_task
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump_task
+        aclose = getattr(reply.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if not watch_task.cancelled() and watch_task.done():
+        return  # client went away: nothing more to send
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,72 @@
+"""Ingress checks on the agent port: Host (DNS rebinding), Origin, Content-Type.
+
+Each check returns ``None`` when the request may pass, or the reason it may not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class HostGuard:
+    """Rejects ``Host`` headers a browser could only send after DNS rebinding.
+
+    With no explicit allowlist, a loopback-bound listener accepts loopback names only and a
+    listener on any other address accepts any host.
+    """
+
+    def __init__(self, bind_host: str, allowed: Iterable[str] | None) -> None:
+        self._allowed = {a.lower() for a in allowed} if allowed is not None else None
+        self._loopback_only = self._allowed is None and bind_host in LOOPBACK_NAMES
+
+    def check(self, host_header: str | None) -> str | None:
+        if self._allowed is None and not self._loopback_only:
+            return None
+        if not host_header:
+            return "missing Host header"
+        name = _host_name(host_header)
+        if self._allowed is not None:
+            if host_header.lower() in self._allowed or name in self._allowed:
+                return None
+            return f"Host {host_header!r} is not in listen.allowed_hosts"
+        if name in LOOPBACK_NAMES:
+            return None
+        return f"Host {host_header!r} is not a loopback name (set listen.allowed_hosts to allow it)"
+
+
+class OriginGuard:
+    """Requests that carry an ``Origin`` must name an allowlisted one (exact match)."""
+
+    def __init__(self, allowed: Iterable[str]) -> None:
+        self._allowed = frozenset(o.lower().rstrip("/") for o in allowed)
+
+    def check(self, origin: str | None) -> str | None:
+        if origin is None:
+            return None
+        if origin.lower().rstrip("/") in self._allowed:
+            return None
+        return f"Origin {origin!r} is not in listen.allowed_origins"
+
+
+def content_type_essence(value: str | None) -> str:
+    """``application/json; charset=utf-8`` → ``application/json``."""
+    if not value:
+        return ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def accepts_event_stream(accept: str | None) -> bool:
+    """Whether ``Accept`` explicitly lists ``text/event-stream`` (``*/*`` alone does not count)."""
+    if not accept:
+        return False
+    return any(part.split(";", 1)[0].strip().lower() == "text/event-stream" for part in accept.split(","))

@@ -1,0 +1,132 @@
+"""Server-sent events: an incremental parser that keeps each event's raw bytes.
+
+The relay writes the upstream's bytes back unchanged; parsing is only for finding the
+response to the request and for what governance records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+MAX_EVENT_BYTES: Final = 16 << 20
+"""An upstream event larger than this (16 MiB) is treated as a protocol error."""
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One event: its fields, and the exact bytes (including the blank line) it arrived as."""
+
+    raw: bytes
+    data: str
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+    def json(self) -> Any:
+        """The ``data`` parsed as JSON, or ``None`` if it is not JSON."""
+        if not self.data:
+            return None
+        try:
+            return json.loads(self.data)
+        except json.JSONDecodeError:
+            return None
+
+    @property
+    def is_message(self) -> bool:
+        return self.event in (None, "message") and bool(self.data)
+
+
+def encode_event(data: bytes, *, event: str | None = "message", event_id: str | None = None) -> bytes:
+    """Serialize one event the way the proxy writes its own (single-line JSON data)."""
+    out = b""
+    if event:
+        out += b"event: " + event.encode() + b"\n"
+    if event_id is not None:
+        out += b"id: " + event_id.encode() + b"\n"
+    return out + b"data: " + data + b"\n\n"
+
+
+def _parse_block(lines: list[bytes], raw: bytes) -> SseEvent | None:
+    data: list[str] = []
+    event: str | None = None
+    event_id: str | None = None
+    retry: int | None = None
+    for line in lines:
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        text = value.decode("utf-8", errors="replace")
+        match name:
+            case b"data":
+                data.append(text)
+            case b"event":
+                event = text
+            case b"id":
+                if "\0" not in text:
+                    event_id = text
+            case b"retry":
+                retry = int(text) if text.isdigit() else retry
+            case _:
+                pass
+    if not data and event is None and event_id is None and retry is None:
+        return None
+    return SseEvent(raw=raw, data="\n".join(data), event=event, id=event_id, retry=retry)
+
+
+class SseParser:
+    """Feed bytes in, get complete events out. Handles ``\\n``, ``\\r\\n`` and ``\\r`` line ends."""
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buffer = b""
+        self._max = max_event_bytes
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        self._buffer += chunk
+        events: list[SseEvent] = []
+        while True:
+            end = self._block_end(self._buffer)
+            if end is None:
+                if len(self._buffer) > self._max:
+                    raise ValueError(f"SSE event larger than {self._max} bytes")
+                return events
+            raw, self._buffer = self._buffer[:end], self._buffer[end:]
+            lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            parsed = _parse_block(lines, raw)
+            if parsed is not None:
+                events.append(parsed)
+
+    def flush(self) -> list[SseEvent]:
+        """The trailing event, if the stream ended without a final blank line."""
+        rest, self._buffer = self._buffer, b""
+        if not rest.strip():
+            return []
+        lines = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        parsed = _parse_block(lines, rest + b"\n\n")
+        return [parsed] if parsed is not None else []
+
+    @staticmethod
+    def _block_end(buffer: bytes) -> int | None:
+        """Index just past the first blank line (the end of an event), if there is one."""
+        best: int | None = None
+        for separator in (b"\r\n\r\n", b"\n\n", b"\r\r", b"\r\n\n", b"\n\r\n"):
+            at = buffer.find(separator)
+            if at != -1 and (best is None or at + len(separator) < best):
+                best = at + len(separator)
+        return best
+
+
+async def iter_events(
+    chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES
+) -> AsyncIterator[SseEvent]:
+    """Turn a byte stream into events."""
+    parser = SseParser(max_event_bytes)
+    async for chunk in chunks:
+        for event in parser.feed(chunk):
+            yield event
+    for event in parser.flush():
+        yield event

@@ -1,0 +1,1 @@
+"""Server-facing transports: how the proxy reaches an upstream MCP server."""
