@@ -55,7 +55,7 @@ def ensure_postgres(session: nox.Session) -> None:
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
-    targets = ["packages", "tests", "examples", "benchmarks", "noxfile.py", "scripts"]
+    targets = ["packages", "tests", "examples", "benchmarks", "noxfile.py"]
     session.run("ruff", "check", *targets)
     session.run("ruff", "format", "--check", *targets)
 
