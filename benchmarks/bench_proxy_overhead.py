@@ -24,7 +24,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness import proxy_config, run_proxy, serve_asgi  # noqa: E402
+from tests.harness import proxy_config, run_proxy, serve_asgi
 
 RESULT = {"content": [{"type": "text", "text": "ok"}], "isError": False}
 
