@@ -1,8 +1,10 @@
 """Helio SDK: mark evidence, set context and declare dependencies on the Helio proxy's sideband.
 
-Standard library only. See ``docs/sdk.md``.
+Standard library only. Start with ``HelioContext``; see ``docs/sdk.md``.
 """
 
+from helio._client import HelioClient
+from helio._context import HelioContext, current_context
 from helio._errors import (
     HelioAuthError,
     HelioConnectionError,
@@ -23,6 +25,7 @@ from helio._models import (
     EvidenceStateReport,
     SessionState,
 )
+from helio._transport import Transport, TransportRequest, TransportResponse, UrllibTransport
 from helio._version import __version__
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "EvidenceReceipt",
     "EvidenceStateReport",
     "HelioAuthError",
+    "HelioClient",
     "HelioConnectionError",
+    "HelioContext",
     "HelioError",
     "HelioForbiddenError",
     "HelioHTTPError",
@@ -42,5 +47,10 @@ __all__ = [
     "HelioTimeoutError",
     "HelioValidationError",
     "SessionState",
+    "Transport",
+    "TransportRequest",
+    "TransportResponse",
+    "UrllibTransport",
     "__version__",
+    "current_context",
 ]
