@@ -43,3 +43,4 @@ CODE_METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 CODE_SHUTTING_DOWN: Final = "sideband_shutting_down"
 CODE_INVALID_REQUEST: Final = "invalid_request"
 CODE_KEY_NOT_ALLOWED: Final = "evidence_key_not_in_policy_allowlist"
+CODE_INTERNAL_ERROR: Final = "internal_error"  # the proxy's 500; the fake never answers it
