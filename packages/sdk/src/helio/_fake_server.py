@@ -18,8 +18,9 @@ def serve_on_loopback(answer: Transport) -> Generator[str]:
     """Run a threaded HTTP server on ``127.0.0.1:<free port>`` and yield its base URL.
 
     Each request is read (at most 1 MiB + 1 byte of body are kept, enough for the 413 rule), handed to
-    ``answer`` and its response written back. The server thread is a daemon; leaving the block stops
-    it and waits for it at most 5 seconds.
+    ``answer`` and its response written back. Bodies must come with ``Content-Length`` (every HTTP
+    client sends one for a JSON body); a chunked upload is read as empty. The server thread is a
+    daemon; leaving the block stops it and waits for it at most 5 seconds.
     """
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(answer))
     thread = Thread(target=server.serve_forever, args=(0.05,), daemon=True, name="helio-fake-sideband")
@@ -49,9 +50,8 @@ def _handler_for(answer: Transport) -> type[BaseHTTPRequestHandler]:
                 if not chunk:
                     break
                 remaining -= len(chunk)
-            request = TransportRequest(
-                self.command, "http://127.0.0.1" + self.path, dict(self.headers.items()), body
-            )
+            url = self.path if "://" in self.path else "http://127.0.0.1" + self.path
+            request = TransportRequest(self.command, url, dict(self.headers.items()), body)
             response = answer(request)
             self.send_response(response.status)
             for name, value in response.headers.items():
