@@ -11,6 +11,8 @@ import httpx
 import pytest
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
+from helio_proxy.errors import StartupError
+from helio_proxy.server import bind
 
 SDK_CONFIG = """
 version: '1'
@@ -108,3 +110,15 @@ async def test_no_sideband_unless_sdk_is_enabled() -> None:
         assert environ == {}
         with pytest.raises(RuntimeError):
             _ = app.sideband_url
+
+
+async def test_a_busy_sdk_port_fails_startup_naming_sdk_port() -> None:
+    busy = bind("127.0.0.1", 0, "test")
+    try:
+        text = SDK_CONFIG.replace("port: 0}\npolicies", f"port: {busy.getsockname()[1]}}}\npolicies")
+        config = parse_config_text(text, source="test.yaml")
+        loaded = LoadedConfig(config=config, path=Path("test.yaml"), sha256="0" * 64)
+        with pytest.raises(StartupError, match=r"sdk\.port"):
+            await HelioApp(loaded, out=io.StringIO(), environ={}).start()
+    finally:
+        busy.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from helio_proxy.config import HelioConfig, LoadedConfig
+from helio_proxy.errors import StartupError
 from helio_proxy.evidence import InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.server import Listener, bind
@@ -74,7 +75,11 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         mcp_sock = bind(config.listen.host, config.listen.port, "listen")
-        sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
+        try:
+            sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
+        except StartupError:
+            mcp_sock.close()
+            raise
         await self.upstream.start()
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
         if sdk_sock is not None:
