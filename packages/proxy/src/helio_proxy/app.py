@@ -1,21 +1,26 @@
 """The proxy process: builds the gateway from a config and serves its listeners.
 
-One process, one event loop: the agent listener (``listen``), and, as later parts land, the
-dashboard and the SDK sideband.
+One process, one event loop: the agent listener (``listen``), the SDK sideband (``sdk``, when
+enabled) and, as later parts land, the dashboard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from helio_proxy.config import LoadedConfig
+from helio_proxy.config import HelioConfig, LoadedConfig
+from helio_proxy.errors import StartupError
+from helio_proxy.evidence import InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.server import Listener, bind
+from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 
@@ -31,6 +36,8 @@ class HelioApp:
 
     loaded: LoadedConfig
     out: TextIO = field(default_factory=lambda: sys.stderr)
+    environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
+    """Where ``HELIO_SDK_TOKEN`` is read from, and a generated token is written to (children inherit it)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -39,11 +46,27 @@ class HelioApp:
         config = self.loaded.config
         self.upstream = StreamableHttpUpstream(config.upstream_list[0])
         self.gateway = Gateway(self.upstream)
+        self.sessions = InMemorySessionStore()
+        self.sideband: SidebandApp | None = None
+        self.sdk_token: SidebandToken | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def current_config(self) -> HelioConfig:
+        """The config snapshot in force now (what components read on every use)."""
+        return self.loaded.config
 
     @property
     def mcp_url(self) -> str:
         listen = self.loaded.config.listen
         return _url(listen.host, self.listeners[0].port) + "/mcp"
+
+    @property
+    def sideband_url(self) -> str:
+        """Base URL of the SDK sideband (only when ``sdk.enabled``)."""
+        sdk = [listener for listener in self.listeners if listener.name == "sdk"]
+        if not sdk:
+            raise RuntimeError("the SDK sideband is not running (sdk.enabled is false)")
+        return _url(self.loaded.config.sdk.host, sdk[0].port)
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -52,8 +75,18 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         mcp_sock = bind(config.listen.host, config.listen.port, "listen")
+        try:
+            sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
+        except StartupError:
+            mcp_sock.close()
+            raise
         await self.upstream.start()
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+        if sdk_sock is not None:
+            self.sdk_token = resolve_token(self.environ)
+            self.sideband = SidebandApp(self.sessions, self.current_config, self.sdk_token.value)
+            self.listeners.append(Listener(self.sideband, sdk_sock, "sdk"))
+        self._sweeper = asyncio.create_task(run_sweeper(self.sessions), name="helio-session-sweeper")
         for listener in self.listeners:
             self._tasks.append(asyncio.create_task(listener.serve(), name=f"helio-{listener.name}"))
         await asyncio.sleep(0)
@@ -65,6 +98,13 @@ class HelioApp:
         self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
         self.say(f"MCP endpoint: {self.mcp_url}")
         self.say(f"Upstream: {upstream.url} ({upstream.transport})")
+        if self.sdk_token is not None:
+            self.say(f"SDK sideband listening on {self.sideband_url}")
+            if self.sdk_token.from_env:
+                self.say(f"SDK token: taken from {TOKEN_ENV_VAR}")
+            else:
+                self.say(f"SDK token (pass as {TOKEN_ENV_VAR} to your SDK clients):")
+                self.say(self.sdk_token.value)
         for warning in self.loaded.warnings:
             self.say(f"Warning: {warning}")
         self.say(f"Config: {self.loaded.path}")
@@ -77,6 +117,12 @@ class HelioApp:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
+        if self.sideband is not None:
+            self.sideband.begin_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for listener in self.listeners:
             listener.stop()
         for task in self._tasks:
