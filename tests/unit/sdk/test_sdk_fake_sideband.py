@@ -78,7 +78,7 @@ def test_the_state_lists_evidence_context_completed_tools_and_dependencies_in_wi
     send(fake, "POST", "/context", {"session_id": "s1", "key": "tier", "value": "gold"})
     send(fake, "POST", "/dependencies", {"session_id": "s1", "tool_name": "orders.refund", "requires": ["x"]})
 
-    status, body = send(fake, "GET", "/session/s1/state")
+    status, body = send(fake, "GET", "/session/s1/state?view=full")
 
     assert status == 200
     assert body == {
@@ -396,3 +396,21 @@ def test_a_fake_without_a_token_runs_open_and_its_helpers_send_none():
     assert fake.token is None
     assert "authorization" not in fake.calls[-1].headers
     assert fake.calls[-1].status == 201
+
+
+def test_without_view_full_the_state_entries_keep_the_reference_shape(fake: FakeSideband):
+    """The reference SDK ``helio-client`` 0.16 rejects entries with fields it does not know."""
+    call_id = fake.record_tool_call("s1", "orders.lookup")
+    fake.client().mark_evidence("s1", "orders.lookup", "order_data", {"id": 1}, call_id=call_id)
+    _, plain = send(fake, "GET", "/session/s1/state")
+    _, full = send(fake, "GET", "/session/s1/state?view=full")
+    assert set(plain["evidence"]["order_data"]) == {
+        "evidence_key",
+        "data",
+        "tool_name",
+        "timestamp",
+        "expires_at",
+    }
+    assert set(plain["completed_tools"][0]) == {"tool_name", "timestamp", "succeeded"}
+    assert full["evidence"]["order_data"]["verified"] is True
+    assert full["completed_tools"][0]["call_id"] == call_id

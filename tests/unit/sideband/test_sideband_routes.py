@@ -218,7 +218,7 @@ async def test_state_lists_evidence_calls_context_and_dependencies(
     await client.post("/evidence", json=evidence(call_id="c1", ttl_seconds=60))
     await client.post("/context", json={"session_id": "run-42", "key": "tier", "value": "gold"})
     await client.post("/dependencies", json={"session_id": "run-42", "tool_name": "x", "requires": ["y"]})
-    response = await client.get("/session/run-42/state")
+    response = await client.get("/session/run-42/state?view=full")
     assert response.status_code == 200
     assert response.json() == {
         "session_id": "run-42",
@@ -270,13 +270,16 @@ async def test_a_query_string_does_not_change_the_route(client: httpx.AsyncClien
     assert (await client.get("/session/s1/state?x=1")).status_code == 200
 
 
-async def test_the_reference_sdk_gets_entries_in_the_reference_shape(
+async def test_without_view_full_entries_keep_the_reference_shape(
     client: httpx.AsyncClient, store: InMemorySessionStore
 ) -> None:
     """helio-client 0.16 builds its dataclasses with ``Entry(**entry)``: unknown entry fields break it."""
     await store.record_call("run-42", "orders.lookup", "c1", succeeded=True)
     await client.post("/evidence", json=evidence())
-    state = (await client.get("/session/run-42/state", headers={"user-agent": "python-httpx/0.28.1"})).json()
+    state = (await client.get("/session/run-42/state")).json()
+    full = (await client.get("/session/run-42/state?view=full")).json()
+    assert full["evidence"]["order_data"]["call_id"] is None
+    assert full["completed_tools"][0]["call_id"] == "c1"
     assert set(state["evidence"]["order_data"]) == {
         "evidence_key",
         "data",

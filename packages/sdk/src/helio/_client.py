@@ -107,7 +107,9 @@ class HelioClient:
 
         Only unexpired evidence is listed; an unknown session comes back empty, not as an error.
         """
-        return parse_session_state(self._request("GET", f"/session/{quote(session_id, safe='')}/state"))
+        return parse_session_state(
+            self._request("GET", f"/session/{quote(session_id, safe='')}/state?view=full")
+        )
 
     def health(self) -> bool:
         """Return True when ``GET /healthz`` answers ``{"status": "ok"}``.

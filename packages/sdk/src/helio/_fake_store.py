@@ -79,8 +79,12 @@ class SessionStore:
             {"tool_name": tool_name, "timestamp": self.now_ms(), "succeeded": succeeded, "call_id": call_id}
         )
 
-    def snapshot(self, session_id: str) -> dict[str, Any]:
-        """The session as ``GET /session/{id}/state`` returns it; expired evidence is dropped first."""
+    def snapshot(self, session_id: str, *, full_view: bool = True) -> dict[str, Any]:
+        """The session as ``GET /session/{id}/state`` returns it; expired evidence is dropped first.
+
+        Without ``full_view`` (``?view=full``) entries keep the reference's shape: no ``verified``
+        or ``call_id`` fields, which the reference SDK ``helio-client`` 0.16 cannot read.
+        """
         session = self._sessions.get(session_id)
         if session is None:
             session = _Session()
@@ -90,11 +94,20 @@ class SessionStore:
                 del session.evidence[key]
         return {
             "session_id": session_id,
-            "evidence": {key: dict(entry) for key, entry in session.evidence.items()},
+            "evidence": {key: _shaped(entry, full_view) for key, entry in session.evidence.items()},
             "context": dict(session.context),
-            "completed_tools": [dict(call) for call in session.completed_tools],
+            "completed_tools": [_shaped(call, full_view) for call in session.completed_tools],
             "dependencies": [
                 {"tool_name": tool, "requires": list(requires)}
                 for tool, requires in session.dependencies.items()
             ],
         }
+
+
+_EXTENDED_FIELDS = ("verified", "call_id")
+
+
+def _shaped(entry: dict[str, Any], full_view: bool) -> dict[str, Any]:
+    if full_view:
+        return dict(entry)
+    return {name: value for name, value in entry.items() if name not in _EXTENDED_FIELDS}

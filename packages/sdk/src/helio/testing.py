@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from helio import _fake_rules as rules
 from helio._client import HelioClient
@@ -157,7 +157,9 @@ class FakeSideband:
     def __call__(self, request: TransportRequest, /) -> TransportResponse:
         """Answer one request as the sideband would, and record it."""
         method = request.method.upper()
-        path = urlsplit(request.url).path or "/"
+        parts = urlsplit(request.url)
+        path = parts.path or "/"
+        full_view = ("view", "full") in parse_qsl(parts.query)
         headers = {name.lower(): value for name, value in request.headers.items()}
         with self._lock:
             body_json: Any = rules.NO_BODY
@@ -165,7 +167,7 @@ class FakeSideband:
                 self._guard(method, path, headers, request.body)
                 if request.body:
                     body_json = rules.decode_json(request.body)
-                status, answer = self._route(method, path, body_json)
+                status, answer = self._route(method, path, body_json, full_view=full_view)
             except Rejection as reject:
                 status, answer = reject.status, reject.body
             recorded = None if body_json is rules.NO_BODY else body_json
@@ -205,7 +207,7 @@ class FakeSideband:
         ):
             raise Rejection(401, CODE_UNAUTHORIZED, "missing or wrong bearer token")
 
-    def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    def _route(self, method: str, path: str, body: Any, *, full_view: bool) -> tuple[int, dict[str, Any]]:
         segments = path.split("/")
         if path == "/healthz":
             allowed = "GET"
@@ -234,7 +236,7 @@ class FakeSideband:
             session_id, tool_name = rules.session_id(fields), rules.name(fields, "tool_name")
             self._store.add_dependency(session_id, tool_name, rules.names(fields, "requires"))
             return 201, {"ok": True}
-        return 200, self._store.snapshot(unquote(segments[2]))
+        return 200, self._store.snapshot(unquote(segments[2]), full_view=full_view)
 
     def _post_evidence(self, fields: dict[str, Any]) -> dict[str, Any]:
         session_id = rules.session_id(fields)

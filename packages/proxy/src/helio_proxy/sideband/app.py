@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.evidence.allowlist import CurrentEvidenceIndex
@@ -37,7 +37,7 @@ from helio_proxy.sideband.requests import (
     EvidenceRequest,
     decode_body,
 )
-from helio_proxy.sideband.state import render_state, wants_reference_shape
+from helio_proxy.sideband.state import render_state, wants_full_view
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -59,11 +59,14 @@ class _ClientGone(Exception):
 
 
 class _Request:
-    def __init__(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> None:
+    def __init__(
+        self, method: str, path: str, headers: Mapping[str, str], body: Any, query: Mapping[str, str]
+    ) -> None:
         self.method = method
         self.path = path
         self.headers = headers
         self.body = body
+        self.query = query
 
 
 Answer = tuple[int, dict[str, Any]]
@@ -115,10 +118,11 @@ class SidebandApp:
             raise MethodForbidden("OPTIONS requests are refused")
         raw = await _read_body(receive, headers)
         path = _raw_path(scope)
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         if path != "/healthz" and not bearer_matches(headers.get("authorization"), self._token):
             raise Unauthorized("missing or wrong bearer token")
         body = decode_body(raw) if raw else NO_BODY
-        return await self._route(_Request(method, path, headers, body))
+        return await self._route(_Request(method, path, headers, body, query))
 
     async def _route(self, request: _Request) -> Answer:
         path = request.path
@@ -152,7 +156,7 @@ class SidebandApp:
                 return 201, {"ok": True}
             assert session_id is not None
             snapshot = await self.store.snapshot(session_id)
-            return 200, render_state(snapshot, reference_shape=wants_reference_shape(request.headers))
+            return 200, render_state(snapshot, reference_shape=not wants_full_view(request.query))
         except StoreCapacityError as exc:
             raise CapacityExhausted(str(exc), limit=exc.limit) from None
 

@@ -1,10 +1,10 @@
 """``GET /session/{id}/state``: a session snapshot in its wire shape.
 
-Two shapes exist. The full one carries our additions (``verified`` and ``call_id`` on evidence,
-``call_id`` on completed calls, ``dependencies``). The reference SDK ``helio-client`` 0.16 builds
-its entry dataclasses with ``Entry(**entry)``, so any field it does not know makes it reject the
-whole answer; requests from it get the reference shape of each entry (it ignores extra top-level
-fields, so ``dependencies`` stays).
+Two views exist. The default one keeps each entry in the reference's shape, because the reference
+SDK ``helio-client`` 0.16 builds its entry dataclasses with ``Entry(**entry)`` and rejects the
+whole answer on any field it does not know (it ignores extra top-level fields, so
+``dependencies`` is always there). ``?view=full``, which our SDK asks for, adds ``verified`` and
+``call_id`` to evidence entries and ``call_id`` to completed calls.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any, Final
 
 from helio_proxy.evidence.model import SessionSnapshot
 
-REFERENCE_CLIENT_AGENT: Final = "python-httpx/"
-"""``User-Agent`` prefix of ``helio-client`` 0.16 (it sends httpx's default and nothing of its own)."""
+FULL_VIEW: Final = "full"
+"""``GET /session/{id}/state?view=full`` selects the full view."""
 
 
-def wants_reference_shape(headers: Mapping[str, str]) -> bool:
-    """Whether the request comes from the reference SDK, which cannot read the full shape."""
-    return headers.get("user-agent", "").startswith(REFERENCE_CLIENT_AGENT)
+def wants_full_view(query: Mapping[str, str]) -> bool:
+    """Whether the client asked for our additions in each entry."""
+    return query.get("view") == FULL_VIEW
 
 
 def render_state(snapshot: SessionSnapshot, *, reference_shape: bool = False) -> dict[str, Any]:
