@@ -107,7 +107,7 @@ async def test_an_unreachable_upstream_has_no_http_status() -> None:
     await call.settle(200)
     assert sink.records[0].upstream_http_status is None
     assert sink.records[0].upstream_error is not None
-    assert sink.records[0].upstream_error["failure_class"] == "upstream_unavailable"
+    assert sink.records[0].upstream_error["failure_reason"] == "connection_refused"
 
 
 async def test_a_nameless_call_is_rejected_once_and_never_forwarded() -> None:

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from helio_proxy.audit import AuditTrail
 from helio_proxy.config import LoadedConfig
 from helio_proxy.gateway import Gateway
 from helio_proxy.server import Listener, bind
@@ -38,7 +39,8 @@ class HelioApp:
     def __post_init__(self) -> None:
         config = self.loaded.config
         self.upstream = StreamableHttpUpstream(config.upstream_list[0])
-        self.gateway = Gateway(self.upstream)
+        self.audit = AuditTrail(self.loaded)
+        self.gateway = Gateway(self.upstream, self.audit.auditor)
 
     @property
     def mcp_url(self) -> str:
@@ -52,6 +54,11 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         mcp_sock = bind(config.listen.host, config.listen.port, "listen")
+        try:
+            await self.audit.start()
+        except BaseException:
+            mcp_sock.close()
+            raise
         await self.upstream.start()
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
         for listener in self.listeners:
@@ -65,6 +72,7 @@ class HelioApp:
         self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
         self.say(f"MCP endpoint: {self.mcp_url}")
         self.say(f"Upstream: {upstream.url} ({upstream.transport})")
+        self.say(self.audit.startup_line())
         for warning in self.loaded.warnings:
             self.say(f"Warning: {warning}")
         self.say(f"Config: {self.loaded.path}")
@@ -82,6 +90,7 @@ class HelioApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.audit.stop()
         await self.upstream.close()
         self._stopped.set()
 
