@@ -96,10 +96,18 @@ class HelioApp:
 
     async def run(self) -> None:
         """Start, serve until SIGINT/SIGTERM, stop."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        # Handlers go in before start(): the port accepts connections while the store opens, and a
+        # SIGTERM in that window must still stop the proxy cleanly (draining the audit writer).
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
+        try:
+            await self.start()
+        except BaseException:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()  # release what start() had opened
+            raise
         try:
             await self.wait()
         finally:
