@@ -15,7 +15,7 @@ import pytest
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.server import bind
-from helio_proxy.store import Store, create_store
+from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.sqlite import SqliteStore
 from helio_proxy.store.testing import postgres_schema
 from mcp import Client
@@ -226,3 +226,15 @@ async def test_a_proxy_on_postgresql_records_calls_there(tmp_path: Path) -> None
             assert verify_chain(store).ok
         finally:
             store.close_sync()
+
+
+async def test_a_store_that_cannot_be_opened_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
+    closed = bind("127.0.0.1", 0, "test")
+    port = closed.getsockname()[1]
+    closed.close()
+    text = _config("http://127.0.0.1:9/mcp", tmp_path / "unused.db") + (
+        f"store:\n  url: 'postgresql://helio@127.0.0.1:{port}/helio'\n"
+    )
+    with pytest.raises(StoreError, match=r"cannot open the store at postgresql://helio@127\.0\.0\.1"):
+        async with run_proxy(text):
+            pass

@@ -33,8 +33,12 @@ GENESIS_HASH: Final = "0" * 64
 HASHED_COLUMNS: Final = tuple(name for name in COLUMNS if name not in ("hash", "signature"))
 
 
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(material: Mapping[str, Any]) -> bytes:
-    return json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Sorted keys, no whitespace, UTF-8: the bytes a record's hash is taken over."""
+    return _CANONICAL.encode(material).encode("utf-8")
 
 
 def record_hash(row: Mapping[str, Any]) -> str:

@@ -33,6 +33,12 @@ REDACTED: Final = "[REDACTED]"
 _CARD: Final = re.compile(r"(?<![\d.])[2-6]\d(?:[ -]?\d){12,17}(?![\d.])")
 """Candidate card numbers: 14-19 digits, single spaces or dashes allowed between them."""
 
+_KEY_CACHE_SIZE: Final = 4096
+"""Distinct keys whose redaction decision is remembered (tool schemas repeat the same few)."""
+
+_SHORTEST_SECRET: Final = 4
+"""Strings shorter than this can hold neither a ``key=value`` pair nor a card number."""
+
 _MAX_DEPTH: Final = 64
 """Deeper structures are replaced wholesale rather than walked (bounds the work per record)."""
 
@@ -70,9 +76,16 @@ class Redactor:
             rf"((?:{alternatives})[\w-]*[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)([^\s\"'&,;]+)",
             re.IGNORECASE,
         )
+        self._keys_seen: dict[str, bool] = {}
 
     def key_matches(self, key: str) -> bool:
-        return self._key.search(key) is not None
+        """Whether values under ``key`` are redacted (keys repeat, so answers are cached)."""
+        known = self._keys_seen.get(key)
+        if known is None:
+            known = self._key.search(key) is not None
+            if len(self._keys_seen) < _KEY_CACHE_SIZE:
+                self._keys_seen[key] = known
+        return known
 
     def scrub(self, value: Any) -> Any:
         """A copy of ``value`` with every rule applied (the input is never modified)."""
@@ -89,7 +102,7 @@ class Redactor:
             out: dict[str, Any] = {}
             for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
                 name = str(key)  # pyright: ignore[reportUnknownArgumentType]
-                out[name] = REDACTED if self._key.search(name) else self._scrub(item, depth + 1)
+                out[name] = REDACTED if self.key_matches(name) else self._scrub(item, depth + 1)
             return out
         if isinstance(value, list | tuple):
             return [self._scrub(item, depth + 1) for item in value]  # pyright: ignore[reportUnknownVariableType]
@@ -98,6 +111,8 @@ class Redactor:
         return self.scrub_text(str(value))
 
     def scrub_text(self, text: str) -> str:
+        if len(text) < _SHORTEST_SECRET:
+            return text
         text = _CARD.sub(_mask_card, text)
         return self._pair.sub(lambda m: m.group(1) + REDACTED, text)
 

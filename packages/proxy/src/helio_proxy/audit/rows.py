@@ -31,15 +31,31 @@ MILLISECOND_COLUMNS: Final = frozenset(
     {"upstream_latency_ms", "total_duration_ms", "approval_wait_ms", "proxy_compute_ms"}
 )
 _RECORD_COLUMNS: Final = frozenset(COLUMNS) - {"created_at", *CHAIN_COLUMNS}
+_JSON_COLUMN_ORDER: Final = tuple(sorted(JSON_COLUMNS))
+_TEXT_COLUMNS: Final = tuple(
+    sorted(
+        _RECORD_COLUMNS
+        - JSON_COLUMNS
+        - BOOLEAN_COLUMNS
+        - MILLISECOND_COLUMNS
+        - {"id", "timestamp", "upstream_http_status", "matched_rule_index"}
+    )
+)
+"""Plain text columns, cleaned of what databases refuse."""
+
+
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def dump_json(value: Any) -> str:
     """Compact JSON text as stored (non-ASCII kept; values JSON cannot hold become strings)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 def clean_text(value: str) -> str:
     """Text every database accepts: no NUL characters, no lone surrogates."""
+    if value.isascii():
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     try:
@@ -60,8 +76,7 @@ class RowBuilder:
         """The row for ``record`` (without its chain columns)."""
         values: dict[str, Any] = dict.fromkeys(_RECORD_COLUMNS)
         extra: dict[str, Any] = {}
-        for name in type(record).model_fields:
-            value = getattr(record, name)
+        for name, value in record.__dict__.items():  # a pydantic model's field values
             if name in _RECORD_COLUMNS:
                 values[name] = value
             else:
@@ -75,19 +90,23 @@ class RowBuilder:
         values["id"] = str(record.id)
         values["timestamp"] = time_text(record.timestamp)
         values["created_at"] = created_at
-        for name, value in values.items():
-            if value is None:
-                continue
-            if name in JSON_COLUMNS:
-                values[name] = clean_text(dump_json(self.redactor.scrub(value)))
-            elif name in BOOLEAN_COLUMNS:
-                values[name] = bool(value)
-            elif name in MILLISECOND_COLUMNS:
+        scrub = self.redactor.scrub
+        for name in _JSON_COLUMN_ORDER:
+            value = values[name]
+            if value is not None:
+                values[name] = clean_text(dump_json(scrub(value)))
+        for name in _TEXT_COLUMNS:
+            value = values[name]
+            if value is not None:
+                values[name] = clean_text(str(value))
+        for name in MILLISECOND_COLUMNS:
+            value = values[name]
+            if value is not None:
                 values[name] = round(float(value), 3)
-            elif isinstance(value, str):
-                values[name] = clean_text(value)
-        for name in ("flagged_destructive", "dry_run"):
-            values[name] = bool(values[name])
+        values["flagged_destructive"] = bool(values["flagged_destructive"])
+        values["dry_run"] = bool(values["dry_run"])
+        if values["success"] is not None:
+            values["success"] = bool(values["success"])
         return values
 
 

@@ -145,7 +145,7 @@ class SqlStore:
         try:
             conn = self._connect_writer()
         except SQLAlchemyError as exc:
-            ready.set_exception(StoreError(f"cannot open the store writer: {_reason(exc)}"))
+            ready.set_exception(StoreError(f"cannot open the store at {self.description}: {_reason(exc)}"))
             return
         ready.set_result(None)
         while True:
