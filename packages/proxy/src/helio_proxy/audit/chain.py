@@ -11,8 +11,10 @@ can check: unlike the chain, a signature cannot be recomputed by someone who edi
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,9 @@ from helio_proxy.store.tables import AUDIT_CHAIN, AUDIT_RECORDS
 
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first record of a store."""
+
+INSERT_CHUNK: Final = 50
+"""Rows per INSERT statement; between statements the writer thread yields the GIL."""
 
 HASHED_COLUMNS: Final = tuple(name for name in COLUMNS if name not in ("hash", "signature"))
 
@@ -105,6 +110,21 @@ class ChainState:
     anchor_hash: str
 
 
+@functools.cache
+def _driver_insert(dialect: str, paramstyle: str) -> str | None:
+    """The INSERT for a driver's own ``executemany`` with dict rows, where we know its style."""
+    if dialect == "sqlite":
+        placeholder = ":{}"
+    elif paramstyle == "pyformat":
+        placeholder = "%({})s"
+    else:
+        return None
+    names = [column.name for column in AUDIT_RECORDS.columns]
+    columns = ", ".join(f'"{name}"' for name in names)
+    values = ", ".join(placeholder.format(name) for name in names)
+    return f"INSERT INTO audit_records ({columns}) VALUES ({values})"  # noqa: S608 - fixed column names
+
+
 def lock_chain(conn: Connection) -> ChainState:
     """Read the chain head, holding its row lock until the transaction ends (PostgreSQL).
 
@@ -134,7 +154,16 @@ def append_rows(
             row["signature"] = sign(signer, head) if signer is not None else None
         else:
             row["prev_hash"] = row["hash"] = row["signature"] = None
+    statement = _driver_insert(conn.dialect.name, conn.dialect.paramstyle)
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = list(rows[start : start + INSERT_CHUNK])
+        # Rows are plain values already: the driver's executemany skips SQLAlchemy's per-row
+        # processing, which would hold the GIL (shared with the event loop) for nothing.
+        if statement is not None:
+            conn.exec_driver_sql(statement, chunk)
+        else:
+            conn.execute(insert(AUDIT_RECORDS), chunk)
+        time.sleep(0)  # let the event loop have the GIL between chunks of a large group
     if rows:
-        conn.execute(insert(AUDIT_RECORDS), list(rows))
         conn.execute(update(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).values(seq=seq, head_hash=head))
     return ChainState(seq, head, state.anchor_seq, state.anchor_hash)
