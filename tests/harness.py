@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,12 +64,20 @@ async def mcp_upstream(*, json_response: bool = False, stateless: bool = False) 
         yield f"{base}/mcp"
 
 
-def proxy_config(upstream_url: str, extra: str = "") -> str:
+def proxy_config(
+    upstream_url: str, extra: str = "", *, audit_path: str | None = None, audit_extra: str = ""
+) -> str:
+    """A minimal config for the harness; the audit database goes to a fresh temp dir.
+
+    ``extra`` is appended as top-level YAML; ``audit_extra`` lines (indented two spaces) go under ``audit:``.
+    """
+    audit = audit_path or str(Path(tempfile.mkdtemp(prefix="helio-test-")) / "audit.db")
     return (
         "version: '1'\n"
         f"upstream:\n  url: '{upstream_url}'\n  request_timeout: 5s\n"
         "listen:\n  port: 0\n"
-        "dashboard:\n  enabled: false\n" + extra
+        "dashboard:\n  enabled: false\n"
+        f"audit:\n  path: '{audit}'\n{audit_extra}" + extra
     )
 
 

@@ -15,8 +15,8 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from helio_proxy.audit import AuditTrail
 from helio_proxy.config import HelioConfig, LoadedConfig
-from helio_proxy.errors import StartupError
 from helio_proxy.evidence import InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.server import Listener, bind
@@ -45,7 +45,8 @@ class HelioApp:
     def __post_init__(self) -> None:
         config = self.loaded.config
         self.upstream = StreamableHttpUpstream(config.upstream_list[0])
-        self.gateway = Gateway(self.upstream)
+        self.audit = AuditTrail(self.loaded)
+        self.gateway = Gateway(self.upstream, self.audit.auditor)
         self.sessions = InMemorySessionStore()
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
@@ -77,8 +78,15 @@ class HelioApp:
         mcp_sock = bind(config.listen.host, config.listen.port, "listen")
         try:
             sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
-        except StartupError:
+        except BaseException:
             mcp_sock.close()
+            raise
+        try:
+            await self.audit.start()
+        except BaseException:
+            mcp_sock.close()
+            if sdk_sock is not None:
+                sdk_sock.close()
             raise
         await self.upstream.start()
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
@@ -98,6 +106,7 @@ class HelioApp:
         self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
         self.say(f"MCP endpoint: {self.mcp_url}")
         self.say(f"Upstream: {upstream.url} ({upstream.transport})")
+        self.say(self.audit.startup_line())
         if self.sdk_token is not None:
             self.say(f"SDK sideband listening on {self.sideband_url}")
             if self.sdk_token.from_env:
@@ -128,15 +137,24 @@ class HelioApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.audit.stop()
         await self.upstream.close()
         self._stopped.set()
 
     async def run(self) -> None:
         """Start, serve until SIGINT/SIGTERM, stop."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        # Handlers go in before start(): the port accepts connections while the store opens, and a
+        # SIGTERM in that window must still stop the proxy cleanly (draining the audit writer).
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
+        try:
+            await self.start()
+        except BaseException:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()  # release what start() had opened
+            raise
         try:
             await self.wait()
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -15,6 +16,14 @@ from helio_proxy.config import LoadedConfig, load_config
 from helio_proxy.errors import HelioProxyError
 
 DEFAULT_CONFIG = "helio.yaml"
+_TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S"]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Command-line times are UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
 config_option = click.option(
     "-c",
     "--config",
@@ -115,6 +124,110 @@ def demo(port: int, upstream_port: int, json_responses: bool) -> None:
         _fail(exc)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@cli.command("export")
+@config_option
+@click.option("-f", "--format", "fmt", type=click.Choice(["json", "csv"]), default="csv", show_default=True)
+@click.option("--tool", help="Tool name contains this (case-insensitive).")
+@click.option("--decision", help="Policy decision (allow, deny, require_approval, rejected, ...).")
+@click.option("--reason", help="Block reason (policy_denied, evidence_missing, ...).")
+@click.option("--session", help="Session id.")
+@click.option(
+    "--from", "since", type=click.DateTime(_TIME_FORMATS), help="Records at or after this time (UTC)."
+)
+@click.option("--to", "until", type=click.DateTime(_TIME_FORMATS), help="Records before this time (UTC).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Most recent records to export (at most 10000), written oldest first.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+def export_command(
+    config_path: str,
+    fmt: str,
+    tool: str | None,
+    decision: str | None,
+    reason: str | None,
+    session: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    output: str | None,
+) -> None:
+    """Export audit records as CSV or JSON, every column included."""
+    from helio_proxy.audit.export import render
+    from helio_proxy.audit.query import AuditFilter, fetch
+    from helio_proxy.audit.trail import open_existing_store
+
+    loaded = _load(config_path)
+    where = AuditFilter(
+        tool=tool,
+        decision=decision,
+        reason=reason,
+        session=session,
+        since=_utc(since),
+        until=_utc(until),
+    )
+    try:
+        store = open_existing_store(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
+    try:
+        records = store.read_sync(lambda conn: fetch(conn, where, limit=limit, order="oldest"))
+    finally:
+        store.close_sync()
+    text = render(records, "json" if fmt == "json" else "csv")
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # audit data stays private
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    click.echo(f"Wrote {len(records)} records to {output}", err=True)
+
+
+@cli.group()
+def audit() -> None:
+    """Audit trail tools."""
+
+
+@audit.command()
+@config_option
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Ed25519 public key PEM to check signatures with (default: derived from audit.signing_key).",
+)
+def verify(config_path: str, public_key: str | None) -> None:
+    """Walk the hash chain; name the first broken or missing link (exit 1), or count the records."""
+    from helio_proxy.audit.chain import load_public_key
+    from helio_proxy.audit.trail import open_existing_store
+    from helio_proxy.audit.verify import verify_chain
+
+    loaded = _load(config_path)
+    try:
+        key_setting = public_key or loaded.config.audit.signing_key
+        key = load_public_key(key_setting) if key_setting else None
+        store = open_existing_store(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
+    try:
+        report = verify_chain(store, key)
+    finally:
+        store.close_sync()
+    problem = report.problem
+    if problem is not None:
+        where = f"record {problem.record_id} (seq {problem.seq})" if problem.record_id else "chain head"
+        click.echo(f"Audit chain BROKEN at {where}: {problem.kind}: {problem.detail}", err=True)
+        click.echo(f"{report.verified} records verified before it.", err=True)
+        sys.exit(1)
+    signatures = f", {report.signed} signatures valid" if key is not None else ""
+    click.echo(f"Audit chain OK: {report.verified} records verified{signatures} ({store.description})")
 
 
 def main() -> None:

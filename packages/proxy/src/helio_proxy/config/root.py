@@ -19,6 +19,7 @@ from helio_proxy.config.sections import (
     SdkConfig,
     SessionConfig,
 )
+from helio_proxy.config.store import StoreConfig
 from helio_proxy.config.upstream import UpstreamConfig
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -64,6 +65,9 @@ class HelioConfig(ConfigModel):
 
     audit: AuditConfig = Field(default_factory=AuditConfig)
     """Audit trail."""
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    """Shared governance database (default: SQLite at ``audit.path``)."""
 
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     """Operator dashboard and REST API."""

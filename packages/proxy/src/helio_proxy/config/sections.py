@@ -116,6 +116,33 @@ class AuditConfig(ConfigModel):
     include_responses: bool = True
     """Store upstream responses in full; ``false`` stores a summary instead."""
 
+    durability: Literal["batched", "strict"] = "batched"
+    """``batched``: records are committed in groups within 100 ms of the call. ``strict``: a forwarded
+    call's record is committed (fsync'd) before its response is returned. See docs/audit.md."""
+
+    signing_key: str | None = None
+    """Ed25519 private key (PEM file path, or the PEM text itself via ``${VAR}``) that signs every record."""
+
+    redact: list[str] = Field(default_factory=list[str])
+    """Extra key patterns (case-insensitive regular expressions) whose values are replaced with
+    ``[REDACTED]`` before storage; they add to the built-in ones (password, secret, token, api key,
+    authorization, cookie) and card-number masking, which always apply."""
+
+    hash_chain: bool = True
+    """Link every record to its predecessor by SHA-256 so ``helio audit verify`` can detect edits."""
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"redact pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
 
 class DashboardConfig(ConfigModel):
     """The operator plane: dashboard UI and REST API."""

@@ -7,6 +7,9 @@ audit plug in, in that order, around the forward.
 
 from __future__ import annotations
 
+import dataclasses
+
+from helio_proxy.audit import Auditor, CallAudit
 from helio_proxy.errors import UpstreamError
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
 from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
@@ -18,8 +21,9 @@ from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstre
 class Gateway:
     """Routes agent messages to the upstream, governing tool calls on the way."""
 
-    def __init__(self, upstream: StreamableHttpUpstream) -> None:
+    def __init__(self, upstream: StreamableHttpUpstream, auditor: Auditor | None = None) -> None:
         self.upstream = upstream
+        self.auditor = auditor or Auditor(None)
 
     async def post(self, inbound: Inbound) -> Reply:
         """Handle one POSTed JSON-RPC message."""
@@ -32,11 +36,15 @@ class Gateway:
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""
+        audit = self.auditor.begin(inbound.message.params, inbound.message.id, inbound.headers)
         try:
             call = ToolCall.from_inbound(inbound)
         except InvalidToolCall as exc:
-            return error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
-        return await self.forward(call.inbound)
+            audit.reject(exc.reason)
+            return await _settled(
+                audit, error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
+            )
+        return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
 
     async def forward(self, inbound: Inbound, observe: ResponseObserver | None = None) -> Reply:
         """Send a request upstream and relay its answer (JSON or SSE) to the agent."""
@@ -81,3 +89,11 @@ class Gateway:
         if not body:
             return EmptyReply(response.status, response.headers)
         return JsonReply(response.status, body, response.headers)
+
+
+async def _settled(audit: CallAudit, reply: Reply) -> Reply:
+    """Record the call once its reply is known; in strict durability, only answer once it is stored."""
+    if isinstance(reply, StreamReply):
+        return dataclasses.replace(reply, chunks=audit.hold(reply.chunks, reply.status))
+    await audit.settle(reply.status)
+    return reply

@@ -1,0 +1,169 @@
+"""The tamper-evident chain: every record carries the hash of its predecessor, and may be signed.
+
+A record's hash is SHA-256 over the canonical JSON (sorted keys, no whitespace, UTF-8) of all its
+stored columns except ``hash`` and ``signature``, ``prev_hash`` included. One chain per store: its
+head lives in ``audit_chain`` and advances in the same transaction as the records it covers,
+under a row lock, so writers on several replicas take turns. With a signing key every hash is
+also signed with Ed25519 (base64 in ``signature``), which a verifier holding only the public key
+can check: unlike the chain, a signature cannot be recomputed by someone who edits the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection, insert, select, update
+
+from helio_proxy.audit.rows import COLUMNS
+from helio_proxy.store.base import StoreError
+from helio_proxy.store.tables import AUDIT_CHAIN, AUDIT_RECORDS
+
+GENESIS_HASH: Final = "0" * 64
+"""``prev_hash`` of the first record of a store."""
+
+INSERT_CHUNK: Final = 50
+"""Rows per INSERT statement; between statements the writer thread yields the GIL."""
+
+HASHED_COLUMNS: Final = tuple(name for name in COLUMNS if name not in ("hash", "signature"))
+
+
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(material: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the bytes a record's hash is taken over."""
+    return _CANONICAL.encode(material).encode("utf-8")
+
+
+def record_hash(row: Mapping[str, Any]) -> str:
+    """The hash of a stored row (its ``prev_hash`` included)."""
+    return hashlib.sha256(canonical_json({name: row[name] for name in HASHED_COLUMNS})).hexdigest()
+
+
+class SigningKeyError(StoreError):
+    """A signing or verification key could not be loaded."""
+
+
+def _key_bytes(setting: str) -> bytes:
+    text = setting.strip()
+    if text.startswith("-----BEGIN"):
+        return text.encode()
+    try:
+        return Path(text).expanduser().read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the audit signing key {text}: {exc.strerror}") from None
+
+
+def load_private_key(setting: str) -> Ed25519PrivateKey:
+    """``audit.signing_key``: a PEM file path, or PEM text (from ``${VAR}``)."""
+    try:
+        key = serialization.load_pem_private_key(_key_bytes(setting), password=None)
+    except (ValueError, TypeError) as exc:
+        raise SigningKeyError(f"audit.signing_key is not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError("audit.signing_key must be an Ed25519 key (openssl genpkey -algorithm ed25519)")
+    return key
+
+
+def load_public_key(setting: str) -> Ed25519PublicKey:
+    """A verification key from a public-key PEM, or derived from a private-key PEM."""
+    data = _key_bytes(setting)
+    if b"PRIVATE KEY" in data:
+        return load_private_key(data.decode()).public_key()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise SigningKeyError(f"not a PEM public key: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError("the verification key must be an Ed25519 public key")
+    return key
+
+
+def sign(key: Ed25519PrivateKey, digest: str) -> str:
+    return base64.b64encode(key.sign(bytes.fromhex(digest))).decode("ascii")
+
+
+def signature_valid(key: Ed25519PublicKey, digest: str, signature: str) -> bool:
+    try:
+        key.verify(base64.b64decode(signature, validate=True), bytes.fromhex(digest))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    seq: int
+    head_hash: str
+    anchor_seq: int
+    anchor_hash: str
+
+
+@functools.cache
+def _driver_insert(dialect: str, paramstyle: str) -> str | None:
+    """The INSERT for a driver's own ``executemany`` with dict rows, where we know its style."""
+    if dialect == "sqlite":
+        placeholder = ":{}"
+    elif paramstyle == "pyformat":
+        placeholder = "%({})s"
+    else:
+        return None
+    names = [column.name for column in AUDIT_RECORDS.columns]
+    columns = ", ".join(f'"{name}"' for name in names)
+    values = ", ".join(placeholder.format(name) for name in names)
+    return f"INSERT INTO audit_records ({columns}) VALUES ({values})"  # noqa: S608 - fixed column names
+
+
+def lock_chain(conn: Connection) -> ChainState:
+    """Read the chain head, holding its row lock until the transaction ends (PostgreSQL).
+
+    On SQLite the writer's ``BEGIN IMMEDIATE`` already holds the database's write lock.
+    """
+    row = conn.execute(select(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).with_for_update()).one()
+    return ChainState(row.seq, row.head_hash, row.anchor_seq, row.anchor_hash)
+
+
+def append_rows(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    *,
+    chained: bool = True,
+    signer: Ed25519PrivateKey | None = None,
+) -> ChainState:
+    """Give ``rows`` their sequence numbers and links, insert them, advance the head."""
+    state = lock_chain(conn)
+    seq, head = state.seq, state.head_hash
+    for row in rows:
+        seq += 1
+        row["seq"] = seq
+        if chained:
+            row["prev_hash"] = head
+            head = record_hash(row)
+            row["hash"] = head
+            row["signature"] = sign(signer, head) if signer is not None else None
+        else:
+            row["prev_hash"] = row["hash"] = row["signature"] = None
+    statement = _driver_insert(conn.dialect.name, conn.dialect.paramstyle)
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = list(rows[start : start + INSERT_CHUNK])
+        # Rows are plain values already: the driver's executemany skips SQLAlchemy's per-row
+        # processing, which would hold the GIL (shared with the event loop) for nothing.
+        if statement is not None:
+            conn.exec_driver_sql(statement, chunk)
+        else:
+            conn.execute(insert(AUDIT_RECORDS), chunk)
+        time.sleep(0)  # let the event loop have the GIL between chunks of a large group
+    if rows:
+        conn.execute(update(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).values(seq=seq, head_hash=head))
+    return ChainState(seq, head, state.anchor_seq, state.anchor_hash)

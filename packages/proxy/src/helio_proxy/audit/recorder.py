@@ -1,0 +1,272 @@
+"""Recording one ``tools/call``: what the pipeline learns along the way becomes one record.
+
+The gateway opens a :class:`CallAudit` when a call arrives and ends it in exactly one of
+three ways, each producing exactly one :class:`ToolCallRecord`:
+
+* ``block(...)`` / ``reject(reason)``: the call is answered by the proxy and never forwarded;
+* ``forwarding()`` → the observer the relay calls with the upstream's answer, then
+  ``settle(status)`` for a JSON reply or ``hold(chunks, status)`` for an SSE reply;
+* the stream closes before any answer was seen: the record says so.
+
+``decide(...)`` adds what governance concluded (decision, rule, evidence, approval) before
+forwarding. In ``strict`` durability ``settle`` returns, and ``hold`` releases the event carrying
+the response, only once the record is committed (bounded by ``strict_wait``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol, cast
+
+from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
+from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, SessionSource, ToolCallRecord, call_succeeded
+from helio_proxy.config.sections import IdentitySource, SessionConfig
+from helio_proxy.errors import UpstreamError
+
+log = logging.getLogger("helio.audit")
+
+STRICT_WAIT_SECONDS: Final = 10.0
+"""Longest a response waits for its record to commit in strict mode before it is released anyway."""
+
+MAX_SESSION_ID_LENGTH: Final = 256
+CLIENT_INFO_META: Final = "io.modelcontextprotocol/clientInfo"
+
+Observer = Callable[[dict[str, Any] | None, UpstreamError | None], None]
+
+
+class RecordSink(Protocol):
+    """Where records go (the :class:`~helio_proxy.audit.writer.AuditWriter`, or a test's list)."""
+
+    def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None: ...
+
+
+def _client_info(meta: Any) -> str | None:
+    if not isinstance(meta, dict):
+        return None
+    info: Any = cast(dict[str, Any], meta).get(CLIENT_INFO_META)
+    if not isinstance(info, dict):
+        return None
+    fields = cast(dict[str, Any], info)
+    name, version = fields.get("name"), fields.get("version", "")
+    return f"clientinfo:{name}@{version}" if isinstance(name, str) and name else None
+
+
+def resolve_session(
+    identity: Sequence[IdentitySource], headers: Mapping[str, str], params: Mapping[str, Any] | None
+) -> tuple[str | None, SessionSource | None]:
+    """The first identity source (in config order) that yields a usable session id."""
+    for step in identity:
+        value: str | None = None
+        if step.source == "header" and step.name:
+            value = headers.get(step.name.lower())
+        elif step.source == "legacy_header":
+            value = headers.get("mcp-session-id")
+        elif step.source == "meta" and params is not None:
+            value = _client_info(params.get("_meta"))
+        if value and len(value) <= MAX_SESSION_ID_LENGTH:
+            return value, step.source
+    return None, None
+
+
+class Auditor:
+    """Opens a :class:`CallAudit` per call and submits records to the writer (if any)."""
+
+    def __init__(
+        self,
+        writer: RecordSink | None,
+        *,
+        session: SessionConfig | None = None,
+        environment: str | None = None,
+        config_sha256: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        strict_wait: float = STRICT_WAIT_SECONDS,
+    ) -> None:
+        self.writer = writer
+        self.identity = (session or SessionConfig()).identity
+        self.environment = environment
+        self.config_sha256 = config_sha256
+        self.clock = clock
+        self.strict_wait = strict_wait
+
+    def begin(
+        self, params: Mapping[str, Any] | None, request_id: str | int | None, headers: Mapping[str, str]
+    ) -> CallAudit:
+        """Start recording a call that has just arrived."""
+        return CallAudit(self, params, request_id, headers)
+
+    def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
+        """Hand any kind of record to the writer (a commit future in strict mode)."""
+        if self.writer is None:
+            return None
+        return self.writer.submit(record)
+
+
+class CallAudit:
+    """The facts about one call, gathered until its record is written."""
+
+    def __init__(
+        self,
+        auditor: Auditor,
+        params: Mapping[str, Any] | None,
+        request_id: str | int | None,
+        headers: Mapping[str, str],
+    ) -> None:
+        self._auditor = auditor
+        self._clock = auditor.clock
+        self._started = self._clock.monotonic()
+        self._timestamp = self._clock.now()
+        name = params.get("name") if params is not None else None
+        arguments = params.get("arguments") if params is not None else None
+        session_id, source = resolve_session(auditor.identity, headers, params)
+        self.tool_name: str = name if isinstance(name, str) and name else NAMELESS_TOOL
+        self._fields: dict[str, Any] = {
+            "tool_input": arguments if isinstance(arguments, dict) else {},
+            "session_id": session_id,
+            "session_source": source,
+            "protocol_version": headers.get("mcp-protocol-version"),
+            "metadata": {"request_id": request_id} if request_id is not None else None,
+        }
+        self._forward_at: float | None = None
+        self._answer: tuple[dict[str, Any] | None, UpstreamError | None, float] | None = None
+        self._status: int | None = None
+        self._streaming = False
+        self._recorded = False
+        self._commit: asyncio.Future[bool] | None = None
+
+    def decide(
+        self,
+        *,
+        policy_decision: str | None = None,
+        block_reason: str | None = None,
+        matched_rule: str | None = None,
+        matched_rule_index: int | None = None,
+        evidence_chain: dict[str, Any] | None = None,
+        approval_status: str | None = None,
+        approved_by: str | None = None,
+        approval_wait_ms: float | None = None,
+        flagged_destructive: bool | None = None,
+        dry_run: bool | None = None,
+        session_id: str | None = None,
+        session_source: SessionSource | None = None,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what governance decided; only the arguments given change anything."""
+        given = dict(locals())
+        del given["self"]
+        if metadata is not None:
+            given["metadata"] = {**(self._fields.get("metadata") or {}), **metadata}
+        self._fields.update({key: value for key, value in given.items() if value is not None})
+
+    def block(self, **decision: Any) -> None:
+        """The proxy answers the call itself (blocked, dry run, invalid): record it now."""
+        self.decide(**decision)
+        self._record()
+
+    def reject(self, reason: str) -> None:
+        """A call that is not a usable ``tools/call`` (``rejected`` with ``reason``)."""
+        self.block(policy_decision="rejected", block_reason=reason)
+
+    def forwarding(self) -> Observer:
+        """Mark the forward's start; return the observer for the upstream's answer."""
+        self._forward_at = self._clock.monotonic()
+        return self._observe
+
+    async def settle(self, status: int) -> None:
+        """The reply (HTTP ``status``) is ready: record the call; in strict mode, wait for the commit."""
+        self._status = status
+        self._record()
+        await self._wait()
+
+    def hold(self, chunks: AsyncIterator[bytes], status: int) -> AsyncIterator[bytes]:
+        """Relay an SSE reply, holding back the event that answers the call until its record commits."""
+        self._status = status
+        self._streaming = True
+        return self._held(chunks)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _observe(self, payload: dict[str, Any] | None, error: UpstreamError | None) -> None:
+        if self._answer is not None:
+            return
+        self._answer = (payload, error, self._clock.monotonic())
+        if self._streaming:
+            self._record()
+
+    async def _held(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                if self._commit is not None and not self._commit.done():
+                    await self._wait()  # this chunk carries the answer just observed
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._record()
+
+    async def _wait(self) -> None:
+        commit = self._commit
+        if commit is None or commit.done():
+            return
+        try:
+            async with asyncio.timeout(self._auditor.strict_wait):
+                await asyncio.shield(commit)
+        except TimeoutError:
+            log.warning(
+                "audit record of a %s call not committed within %ss; answering anyway",
+                self.tool_name,
+                self._auditor.strict_wait,
+            )
+
+    def _record(self) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        try:
+            record = self._build()
+        except Exception:
+            log.exception("audit record of a %s call could not be built", self.tool_name)
+            return
+        self._commit = self._auditor.submit(record)
+
+    def _build(self) -> ToolCallRecord:
+        fields = dict(self._fields)
+        ended = self._clock.monotonic()
+        upstream_ms: float | None = None
+        if self._answer is not None:
+            payload, error, answered_at = self._answer
+            ended = answered_at
+            upstream_ms = (answered_at - (self._forward_at or answered_at)) * 1000
+            fields["upstream_response"] = payload
+            fields["success"] = error is None and call_succeeded(payload)
+            if error is not None:
+                fields["upstream_error"] = {
+                    "failure_class": error.failure_class,
+                    "message": error.message,
+                    **error.data,
+                }
+                status = error.data.get("upstream_http_status")
+                fields["upstream_http_status"] = status if isinstance(status, int) else None
+            else:
+                fields["upstream_http_status"] = self._status
+        elif self._forward_at is not None:
+            fields["success"] = False
+            fields["upstream_error"] = {
+                "failure_class": "unanswered",
+                "message": "the reply ended before the upstream's answer to the call was seen",
+            }
+        total_ms = (ended - self._started) * 1000
+        waited = float(fields.get("approval_wait_ms") or 0.0)
+        return ToolCallRecord(
+            timestamp=self._timestamp,
+            tool_name=self.tool_name,
+            environment=self._auditor.environment,
+            config_sha256=self._auditor.config_sha256,
+            upstream_latency_ms=upstream_ms,
+            total_duration_ms=total_ms,
+            proxy_compute_ms=max(0.0, total_ms - (upstream_ms or 0.0) - waited),
+            **fields,
+        )

@@ -1,0 +1,198 @@
+"""Audit records: one frozen model per kind of event the proxy records.
+
+Every kind shares the identity and context fields of :class:`AuditRecord`; the fields of a kind
+that have no column of their own (a reload's hashes, a kill switch's actor...) are stored in the
+record's ``metadata`` object. Records hold what happened, unredacted: secrets are scrubbed when
+the record is turned into a row (:mod:`helio_proxy.audit.rows`), before anything is stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RecordKind = Literal["tool_call", "drift_event", "policy_reload", "approval_resolution", "kill_switch"]
+
+POLICY_DECISIONS: Final = frozenset(
+    {
+        "allow",
+        "deny",
+        "require_approval",
+        "rate_limit",
+        "spend_limit",
+        "dry_run",
+        "rejected",
+        "tool_drift",
+        "tool_drift_reverted",
+    }
+)
+"""Values of ``policy_decision`` (the reference's set)."""
+
+BLOCK_REASONS: Final = frozenset(
+    {
+        "policy_denied",
+        "session_unresolved",
+        "evidence_missing",
+        "evidence_expired",
+        "dependency_missing",
+        "approval_denied",
+        "approval_timeout",
+        "client_disconnected",
+        "shutdown_cancelled",
+        "cancelled",
+        "rate_limited",
+        "spend_limited",
+        "budget_exceeded",
+        "budget_ledger_write_failed",
+        "tool_definition_drift",
+        "install_denied",
+        "missing_tool_name",
+        "header_mismatch",
+        "invalid_arguments",
+        "kill_switch",
+    }
+)
+"""Known ``block_reason`` values: the reference's eighteen, plus ``invalid_arguments`` and ``kill_switch``.
+Not enforced on records, so a reason added by a later part is never lost."""
+
+SessionSource = Literal["header", "meta", "legacy_header", "transport", "sideband"]
+
+NAMELESS_TOOL: Final = "<nameless>"
+"""``tool_name`` of a ``tools/call`` without a usable ``params.name`` (rejected, never forwarded)."""
+
+
+class AuditRecord(BaseModel):
+    """What every record carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    timestamp: datetime
+    """When the event started (a call: when it arrived)."""
+    session_id: str | None = None
+    agent_id: str | None = None
+    session_source: SessionSource | None = None
+    environment: str | None = None
+    origin: str = "mcp"
+    """``mcp`` for the agent port; an adapter's slug for the sideband."""
+    protocol_version: str | None = None
+    """The client's MCP protocol version claim, verbatim."""
+    config_sha256: str | None = None
+    """Digest of the config file in force."""
+    metadata: dict[str, Any] | None = None
+
+
+class ToolCallRecord(AuditRecord):
+    """One ``tools/call``: allowed, blocked, rejected or failed upstream."""
+
+    record_kind: Literal["tool_call"] = "tool_call"
+    tool_name: str
+    tool_input: dict[str, Any] = Field(default_factory=dict[str, Any])
+    policy_decision: str = "allow"
+    block_reason: str | None = None
+    matched_rule: str | None = None
+    matched_rule_index: int | None = None
+    evidence_chain: dict[str, Any] | None = None
+    approval_status: str | None = None
+    approved_by: str | None = None
+    upstream_response: dict[str, Any] | None = None
+    """The upstream's JSON-RPC response (a summary is stored instead when ``include_responses`` is off)."""
+    upstream_error: dict[str, Any] | None = None
+    """``{failure_class, message, ...}`` when the upstream failed to answer properly."""
+    upstream_http_status: int | None = None
+    upstream_latency_ms: float | None = None
+    total_duration_ms: float | None = None
+    approval_wait_ms: float | None = None
+    proxy_compute_ms: float | None = None
+    flagged_destructive: bool = False
+    dry_run: bool = False
+    success: bool | None = None
+    """See :func:`call_succeeded`; ``None`` when the call was not forwarded."""
+
+
+class DriftEventRecord(AuditRecord):
+    """A tool's definition changed (or changed back) upstream."""
+
+    record_kind: Literal["drift_event"] = "drift_event"
+    tool_name: str
+    policy_decision: Literal["tool_drift", "tool_drift_reverted"] = "tool_drift"
+    upstream: str | None = None
+    baseline_sha256: str | None = None
+    current_sha256: str | None = None
+
+
+class PolicyReloadRecord(AuditRecord):
+    """A config reload was applied or rejected."""
+
+    record_kind: Literal["policy_reload"] = "policy_reload"
+    outcome: Literal["applied", "rejected", "rejected_pinned", "watch_failed"]
+    before_sha256: str | None = None
+    after_sha256: str | None = None
+    rule_count: int | None = None
+    budget_count: int | None = None
+    removed_rules: list[str] = Field(default_factory=list[str])
+    error: str | None = None
+
+
+class ApprovalResolutionRecord(AuditRecord):
+    """An approval ticket was approved, denied, timed out or cancelled."""
+
+    record_kind: Literal["approval_resolution"] = "approval_resolution"
+    ticket_id: str
+    tool_name: str
+    approval_status: Literal["approved", "denied", "timeout", "cancelled"]
+    approved_by: str | None = None
+    reason: str | None = None
+
+
+class KillSwitchRecord(AuditRecord):
+    """The kill switch was engaged or released."""
+
+    record_kind: Literal["kill_switch"] = "kill_switch"
+    engaged: bool
+    actor: str | None = None
+    source: Literal["cli", "api", "env"] | None = None
+
+
+AnyRecord = (
+    ToolCallRecord | DriftEventRecord | PolicyReloadRecord | ApprovalResolutionRecord | KillSwitchRecord
+)
+
+
+def call_succeeded(payload: dict[str, Any] | None) -> bool:
+    """The success rule: a JSON-RPC result (no ``error``) whose ``result.isError`` is not ``true``.
+
+    ``payload`` is the upstream's JSON-RPC response; ``None`` (no usable answer) is a failure.
+    """
+    if payload is None or "error" in payload:
+        return False
+    result = payload.get("result")
+    return not (isinstance(result, dict) and result.get("isError") is True)  # pyright: ignore[reportUnknownMemberType]
+
+
+def response_summary(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``include_responses: false`` stores: ``{success, has_error, error_code, content_types, content_count}``."""
+    error = payload.get("error") if payload is not None else None
+    result = payload.get("result") if payload is not None else None
+    content: list[Any] = []
+    if isinstance(result, dict):
+        raw_content: Any = cast(dict[str, Any], result).get("content")
+        if isinstance(raw_content, list):
+            content = cast(list[Any], raw_content)
+    types = sorted(
+        {
+            str(cast(dict[str, Any], item)["type"])
+            for item in content
+            if isinstance(item, dict) and "type" in item
+        }
+    )
+    return {
+        "success": call_succeeded(payload),
+        "has_error": isinstance(error, dict),
+        "error_code": error.get("code") if isinstance(error, dict) else None,  # pyright: ignore[reportUnknownMemberType]
+        "content_types": types,
+        "content_count": len(content),
+    }

@@ -1,0 +1,124 @@
+"""Scrubbing secrets out of what the audit trail stores.
+
+Three rules, applied to tool inputs, upstream responses and errors, evidence and metadata:
+
+* a mapping key that matches a pattern has its value replaced with ``[REDACTED]``, whatever it is;
+* inside strings, ``key=value`` / ``key: value`` pairs whose key matches lose their value
+  (``Authorization: Bearer abc`` → ``Authorization: Bearer [REDACTED]``);
+* card numbers (14-19 digits, optionally grouped by spaces or dashes, an issuer digit 2-6 first,
+  passing the Luhn check) are masked down to their last four digits, in strings and in integers.
+
+Patterns are case-insensitive regular expressions searched anywhere in the key, so ``token``
+also covers ``access_token`` (and ``max_tokens``: redaction errs on the side of hiding).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Final
+
+DEFAULT_PATTERNS: Final = (
+    "password",
+    "secret",
+    "token",
+    r"api[-_ ]?key",
+    "authorization",
+    "cookie",
+)
+"""Key patterns that always apply; ``audit.redact`` adds to them."""
+
+REDACTED: Final = "[REDACTED]"
+
+_CARD: Final = re.compile(r"(?<![\d.])[2-6]\d(?:[ -]?\d){12,17}(?![\d.])")
+"""Candidate card numbers: 14-19 digits, single spaces or dashes allowed between them."""
+
+_KEY_CACHE_SIZE: Final = 4096
+"""Distinct keys whose redaction decision is remembered (tool schemas repeat the same few)."""
+
+_SHORTEST_SECRET: Final = 4
+"""Strings shorter than this can hold neither a ``key=value`` pair nor a card number."""
+
+_MAX_DEPTH: Final = 64
+"""Deeper structures are replaced wholesale rather than walked (bounds the work per record)."""
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every payment card number satisfies."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    text = match.group(0)
+    digits = re.sub(r"\D", "", text)
+    if not 14 <= len(digits) <= 19 or not luhn_valid(digits):
+        return text
+    return f"[CARD ...{digits[-4:]}]"
+
+
+class Redactor:
+    """Applies the redaction rules to JSON-like values, returning scrubbed copies."""
+
+    def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
+        self.patterns: tuple[str, ...] = (*DEFAULT_PATTERNS, *extra_patterns)
+        alternatives = "|".join(f"(?:{p})" for p in self.patterns)
+        self._key = re.compile(alternatives, re.IGNORECASE)
+        # key, a separator (quote, colon or equals), an optional auth scheme, then the value.
+        self._pair = re.compile(
+            rf"((?:{alternatives})[\w-]*[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)([^\s\"'&,;]+)",
+            re.IGNORECASE,
+        )
+        self._keys_seen: dict[str, bool] = {}
+
+    def key_matches(self, key: str) -> bool:
+        """Whether values under ``key`` are redacted (keys repeat, so answers are cached)."""
+        known = self._keys_seen.get(key)
+        if known is None:
+            known = self._key.search(key) is not None
+            if len(self._keys_seen) < _KEY_CACHE_SIZE:
+                self._keys_seen[key] = known
+        return known
+
+    def scrub(self, value: Any) -> Any:
+        """A copy of ``value`` with every rule applied (the input is never modified)."""
+        return self._scrub(value, 0)
+
+    def _scrub(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            return value
+        if depth >= _MAX_DEPTH:
+            return REDACTED
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+                name = str(key)  # pyright: ignore[reportUnknownArgumentType]
+                out[name] = REDACTED if self.key_matches(name) else self._scrub(item, depth + 1)
+            return out
+        if isinstance(value, list | tuple):
+            return [self._scrub(item, depth + 1) for item in value]  # pyright: ignore[reportUnknownVariableType]
+        if isinstance(value, int):
+            return self._scrub_int(value)
+        return self.scrub_text(str(value))
+
+    def scrub_text(self, text: str) -> str:
+        if len(text) < _SHORTEST_SECRET:
+            return text
+        text = _CARD.sub(_mask_card, text)
+        return self._pair.sub(lambda m: m.group(1) + REDACTED, text)
+
+    @staticmethod
+    def _scrub_int(value: int) -> int | str:
+        digits = str(abs(value))
+        if 14 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
+            return f"[CARD ...{digits[-4:]}]"
+        return value

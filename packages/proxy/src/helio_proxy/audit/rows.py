@@ -1,0 +1,123 @@
+"""Turning a record into the row that is stored (scrubbed, serialized) and a row back into values.
+
+The conversion runs on the store's writer thread, never on the event loop. Object fields become
+JSON text, serialized once: the text that is stored is the text that is hashed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from helio_proxy.audit.records import AnyRecord, ToolCallRecord, response_summary
+from helio_proxy.audit.redact import Redactor
+from helio_proxy.store.base import time_text
+from helio_proxy.store.tables import AUDIT_RECORDS
+
+COLUMNS: Final = tuple(column.name for column in AUDIT_RECORDS.columns)
+"""Every column of ``audit_records``, in table order."""
+
+CHAIN_COLUMNS: Final = ("seq", "prev_hash", "hash", "signature")
+"""Set when the record is appended to the chain, not by the record itself."""
+
+JSON_COLUMNS: Final = frozenset(
+    {"tool_input", "evidence_chain", "upstream_response", "upstream_error", "metadata"}
+)
+"""Columns holding JSON text; they are scrubbed before serialization."""
+
+BOOLEAN_COLUMNS: Final = frozenset({"flagged_destructive", "dry_run", "success"})
+MILLISECOND_COLUMNS: Final = frozenset(
+    {"upstream_latency_ms", "total_duration_ms", "approval_wait_ms", "proxy_compute_ms"}
+)
+_RECORD_COLUMNS: Final = frozenset(COLUMNS) - {"created_at", *CHAIN_COLUMNS}
+_JSON_COLUMN_ORDER: Final = tuple(sorted(JSON_COLUMNS))
+_TEXT_COLUMNS: Final = tuple(
+    sorted(
+        _RECORD_COLUMNS
+        - JSON_COLUMNS
+        - BOOLEAN_COLUMNS
+        - MILLISECOND_COLUMNS
+        - {"id", "timestamp", "upstream_http_status", "matched_rule_index"}
+    )
+)
+"""Plain text columns, cleaned of what databases refuse."""
+
+
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text as stored (non-ASCII kept; values JSON cannot hold become strings)."""
+    return _ENCODER.encode(value)
+
+
+def clean_text(value: str) -> str:
+    """Text every database accepts: no NUL characters, no lone surrogates."""
+    if value.isascii():
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+class RowBuilder:
+    """Builds ``audit_records`` rows from records under one redaction and response policy."""
+
+    def __init__(self, redactor: Redactor, *, include_responses: bool = True) -> None:
+        self.redactor = redactor
+        self.include_responses = include_responses
+
+    def build(self, record: AnyRecord, created_at: str) -> dict[str, Any]:
+        """The row for ``record`` (without its chain columns)."""
+        values: dict[str, Any] = dict.fromkeys(_RECORD_COLUMNS)
+        extra: dict[str, Any] = {}
+        for name, value in record.__dict__.items():  # a pydantic model's field values
+            if name in _RECORD_COLUMNS:
+                values[name] = value
+            else:
+                extra[name] = value
+        if extra:
+            values["metadata"] = {**extra, **(record.metadata or {})}
+        if isinstance(record, ToolCallRecord) and not self.include_responses:
+            values["upstream_response"] = (
+                response_summary(record.upstream_response) if record.success is not None else None
+            )
+        values["id"] = str(record.id)
+        values["timestamp"] = time_text(record.timestamp)
+        values["created_at"] = created_at
+        scrub = self.redactor.scrub
+        for name in _JSON_COLUMN_ORDER:
+            value = values[name]
+            if value is not None:
+                values[name] = clean_text(dump_json(scrub(value)))
+        for name in _TEXT_COLUMNS:
+            value = values[name]
+            if value is not None:
+                values[name] = clean_text(str(value))
+        for name in MILLISECOND_COLUMNS:
+            value = values[name]
+            if value is not None:
+                values[name] = round(float(value), 3)
+        values["flagged_destructive"] = bool(values["flagged_destructive"])
+        values["dry_run"] = bool(values["dry_run"])
+        if values["success"] is not None:
+            values["success"] = bool(values["success"])
+        return values
+
+
+def decode_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A stored row with its JSON columns parsed back into objects."""
+    out = dict(row)
+    for name in JSON_COLUMNS:
+        text = out.get(name)
+        if isinstance(text, str):
+            try:
+                out[name] = json.loads(text)
+            except json.JSONDecodeError:
+                out[name] = text  # altered by hand; keep what is there for the operator to see
+    return out

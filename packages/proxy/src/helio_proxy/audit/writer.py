@@ -1,0 +1,233 @@
+"""The batched audit writer: records go in on the event loop, batches commit on the store's writer.
+
+``batched``: a batch is sent when 50 records are waiting or 100 ms after the first one; each
+batch is one transaction. ``strict`` (group commit): whatever is waiting is sent at once as one
+transaction; records arriving meanwhile wait for it to commit and then go together, and every
+call waiting on a batch is woken when it commits.
+
+The writer never fails or stalls a call: :meth:`AuditWriter.submit` never blocks, a full queue
+(``max_pending``) drops the record (counted and logged), a failed batch is retried a few times and
+then counted and logged. On a clean stop :meth:`close` writes everything; on a crash the
+``atexit`` hook writes what is still buffered, giving up after two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection
+
+from helio_proxy.audit.chain import append_rows
+from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
+from helio_proxy.audit.records import AnyRecord
+from helio_proxy.audit.rows import RowBuilder
+from helio_proxy.store.base import Durability, Store, time_text
+
+log = logging.getLogger("helio.audit")
+
+DEFAULT_BATCH_SIZE: Final = 50
+"""A batch is sent as soon as this many records wait (batched mode)."""
+DEFAULT_FLUSH_INTERVAL: Final = 0.1
+"""...or this many seconds after the first of them arrived."""
+DEFAULT_MAX_PENDING: Final = 20_000
+"""Records buffered or being written at most; beyond it new records are dropped (and counted)."""
+RETRY_DELAYS: Final = (0.2, 1.0, 3.0)
+"""Seconds before each new attempt at a batch whose transaction failed."""
+CRASH_DRAIN_TIMEOUT: Final = 2.0
+"""How long the crash path waits for buffered records to commit."""
+DROP_LOG_INTERVAL: Final = 10.0
+
+
+@dataclass
+class WriterStats:
+    written: int = 0
+    dropped: int = 0
+    failed: int = 0
+
+
+class AuditWriter:
+    """Buffers records on the event loop and commits them in batches through a :class:`Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        rows: RowBuilder,
+        *,
+        durability: Durability = "batched",
+        chained: bool = True,
+        signer: Ed25519PrivateKey | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+    ) -> None:
+        self.store = store
+        self.rows = rows
+        self.durability: Durability = durability
+        self.chained = chained
+        self.signer = signer
+        self.clock = clock
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.retry_delays = tuple(retry_delays)
+        self.stats = WriterStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buffer: list[AnyRecord] = []
+        self._waiters: list[asyncio.Future[bool]] = []
+        self._pending = 0
+        self._inflight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._scheduled = False
+        self._progress = asyncio.Event()
+        self._last_drop_log = float("-inf")
+        self._last_submitted: Future[int] | None = None
+
+    @property
+    def strict(self) -> bool:
+        return self.durability == "strict"
+
+    def start(self) -> None:
+        """Bind to the running loop and arm the crash drain."""
+        self._loop = asyncio.get_running_loop()
+        atexit.register(self.drain_sync)
+
+    def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
+        """Queue ``record``. In strict mode, return a future that resolves once it is committed
+        (``True``) or could not be (``False``). Never blocks, never raises."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if self._pending >= self.max_pending:
+            self._dropped(1)
+            return None
+        self._buffer.append(record)
+        self._pending += 1
+        if self.strict:
+            waiter: asyncio.Future[bool] = loop.create_future()
+            self._waiters.append(waiter)
+            if self._inflight == 0 and not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(self._dispatch)
+            return waiter
+        if len(self._buffer) >= self.batch_size:
+            self._dispatch()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.flush_interval, self._dispatch)
+        return None
+
+    async def flush(self) -> None:
+        """Send what is buffered and wait until nothing is being written."""
+        while self._buffer or self._inflight:
+            if self._buffer and not (self.strict and self._inflight):
+                self._dispatch()
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def close(self) -> None:
+        """Write everything still buffered; disarm the crash drain."""
+        await self.flush()
+        atexit.unregister(self.drain_sync)
+
+    def drain_sync(self, timeout: float = CRASH_DRAIN_TIMEOUT) -> None:
+        """The crash path (``atexit``): commit what is still buffered, waiting at most ``timeout``."""
+        records, self._buffer = self._buffer, []
+        if records:
+            self._last_submitted = self.store.submit(self._job(records))
+        last = self._last_submitted
+        if last is None:
+            return
+        try:
+            last.result(timeout)
+        except Exception:
+            log.exception("audit records buffered at exit could not be written")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer:
+            return
+        records, waiters = self._buffer, self._waiters
+        self._buffer, self._waiters = [], []
+        self._send(records, waiters, 0)
+
+    def _send(self, records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._inflight += 1
+        future = self.store.submit(self._job(records))
+        self._last_submitted = future
+
+        def done(result: Future[int]) -> None:
+            # After a crash the loop is gone and nothing is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._done, result, records, waiters, attempt)
+
+        future.add_done_callback(done)
+
+    def _done(
+        self, result: Future[int], records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int
+    ) -> None:
+        self._inflight -= 1
+        error = result.exception()
+        if error is not None and attempt < len(self.retry_delays) and self._loop is not None:
+            log.warning("audit batch of %d records failed (%s); retrying", len(records), error)
+            self._inflight += 1  # still ours until the retry settles
+            self._loop.call_later(self.retry_delays[attempt], self._retry, records, waiters, attempt + 1)
+            return
+        self._pending -= len(records)
+        if error is not None:
+            self.stats.failed += len(records)
+            log.error("audit batch of %d records could not be written: %s", len(records), error)
+        else:
+            self.stats.written += result.result()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(error is None)
+        if self.strict and self._buffer and self._inflight == 0:
+            self._dispatch()
+        self._progress.set()
+
+    def _retry(self, records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
+        self._inflight -= 1
+        self._send(records, waiters, attempt)
+
+    def _job(self, records: Sequence[AnyRecord]) -> Callable[[Connection], int]:
+        rows_builder, chained, signer, clock = self.rows, self.chained, self.signer, self.clock
+
+        def run(conn: Connection) -> int:
+            created = time_text(clock.now())
+            rows: list[dict[str, Any]] = []
+            for record in records:
+                try:
+                    rows.append(rows_builder.build(record, created))
+                except Exception:
+                    log.exception("audit record %s could not be serialized; skipped", record.id)
+            append_rows(conn, rows, chained=chained, signer=signer)
+            return len(rows)
+
+        return run
+
+    def _dropped(self, count: int) -> None:
+        self.stats.dropped += count
+        now = self.clock.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            self._last_drop_log = now
+            log.warning(
+                "audit queue full (%d records pending): %d records dropped so far",
+                self.max_pending,
+                self.stats.dropped,
+            )

@@ -1,0 +1,93 @@
+"""What every store backend offers, and the conventions all of them share.
+
+A store is a SQL database reached through SQLAlchemy. Writes are *jobs* (a function of a
+connection) run one at a time, each in its own transaction, by the store's writer; reads are
+jobs run on a small thread pool. Nothing here blocks the event loop: the async methods hand the
+work to threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Literal, Protocol, TypeVar
+
+from sqlalchemy import Connection
+
+from helio_proxy.errors import StartupError
+
+T = TypeVar("T")
+
+Job = Callable[[Connection], T]
+"""A unit of database work; a write job runs inside one transaction."""
+
+Durability = Literal["batched", "strict"]
+"""``batched``: commits may be lost to a power cut (SQLite ``synchronous=NORMAL``); ``strict``:
+every commit is flushed to stable storage before it is acknowledged (``synchronous=FULL``)."""
+
+
+class StoreError(StartupError):
+    """The store could not be opened or migrated (bad URL, unreachable server, newer schema...)."""
+
+
+class Store(Protocol):
+    """A governance database. Backends register a factory per URL scheme (see ``registry``)."""
+
+    @property
+    def description(self) -> str:
+        """Where the data lives, safe to print (file path, or URL without its password)."""
+        ...
+
+    @property
+    def dialect(self) -> str:
+        """SQLAlchemy dialect name (``sqlite``, ``postgresql``, ...)."""
+        ...
+
+    def open_sync(self) -> None:
+        """Connect, apply pending migrations, start the writer. Raises :class:`StoreError`."""
+        ...
+
+    async def open(self) -> None:
+        """:meth:`open_sync` off the event loop."""
+        ...
+
+    def submit(self, job: Job[T]) -> Future[T]:
+        """Queue a write job (thread-safe, never blocks); the future settles once it committed."""
+        ...
+
+    async def write(self, job: Job[T]) -> T:
+        """Run a write job and wait for its commit."""
+        ...
+
+    def read_sync(self, job: Job[T]) -> T:
+        """Run a read job on the calling thread (CLI, tests)."""
+        ...
+
+    async def read(self, job: Job[T]) -> T:
+        """Run a read job on the reader pool."""
+        ...
+
+    def close_sync(self, timeout: float = 5.0) -> None:
+        """Finish queued writes (waiting at most ``timeout`` seconds), then disconnect."""
+        ...
+
+    async def close(self) -> None:
+        """:meth:`close_sync` off the event loop."""
+        ...
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""How every time is stored: fixed-width UTC text, so text order is time order."""
+
+
+def time_text(moment: datetime) -> str:
+    """``moment`` as stored (naive datetimes are taken as UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime(TIME_FORMAT)
+
+
+def parse_time_text(value: str) -> datetime:
+    """A stored time back as an aware UTC datetime."""
+    return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=UTC)

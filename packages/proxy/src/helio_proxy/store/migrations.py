@@ -1,0 +1,222 @@
+"""Named schema migrations, applied in order when a store opens.
+
+Each migration is a name and the statements it runs; the names already applied are kept in
+``schema_migrations``. A migration never changes once released: a later schema change is a new
+migration appended to :data:`MIGRATIONS`. The SQL is the subset SQLite and PostgreSQL share
+(``TEXT``, ``BIGINT``, ``DOUBLE PRECISION``, ``BOOLEAN``), so both backends run the same text.
+
+A database that has applied a migration this version does not know was written by a newer Helio;
+opening it is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, text
+
+from helio_proxy.store.base import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One named, ordered schema change."""
+
+    name: str
+    statements: Sequence[str]
+
+
+AUDIT_SCHEMA = Migration(
+    "0001_audit_records",
+    (
+        """CREATE TABLE audit_records (
+            seq BIGINT PRIMARY KEY,
+            id TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            session_id TEXT,
+            agent_id TEXT,
+            tool_name TEXT,
+            tool_input TEXT,
+            policy_decision TEXT,
+            block_reason TEXT,
+            matched_rule TEXT,
+            evidence_chain TEXT,
+            approval_status TEXT,
+            approved_by TEXT,
+            upstream_response TEXT,
+            upstream_error TEXT,
+            upstream_http_status INTEGER,
+            upstream_latency_ms DOUBLE PRECISION,
+            total_duration_ms DOUBLE PRECISION,
+            approval_wait_ms DOUBLE PRECISION,
+            proxy_compute_ms DOUBLE PRECISION,
+            flagged_destructive BOOLEAN NOT NULL DEFAULT FALSE,
+            dry_run BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at TEXT NOT NULL,
+            environment TEXT,
+            matched_rule_index INTEGER,
+            record_kind TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            metadata TEXT,
+            session_source TEXT,
+            protocol_version TEXT,
+            config_sha256 TEXT,
+            success BOOLEAN,
+            prev_hash TEXT,
+            hash TEXT,
+            signature TEXT
+        )""",
+        "CREATE UNIQUE INDEX audit_records_id ON audit_records (id)",
+        "CREATE INDEX audit_records_timestamp ON audit_records (timestamp)",
+        "CREATE INDEX audit_records_tool_name ON audit_records (tool_name)",
+        "CREATE INDEX audit_records_policy_decision ON audit_records (policy_decision)",
+        "CREATE INDEX audit_records_session_id ON audit_records (session_id)",
+        "CREATE INDEX audit_records_block_reason ON audit_records (block_reason)",
+        "CREATE INDEX audit_records_record_kind ON audit_records (record_kind)",
+        "CREATE INDEX audit_records_origin ON audit_records (origin)",
+        "CREATE INDEX audit_records_status_time ON audit_records (upstream_http_status, timestamp)",
+        """CREATE TABLE audit_chain (
+            id INTEGER PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            head_hash TEXT NOT NULL,
+            anchor_seq BIGINT NOT NULL,
+            anchor_hash TEXT NOT NULL
+        )""",
+        "INSERT INTO audit_chain (id, seq, head_hash, anchor_seq, anchor_hash) VALUES "
+        "(1, 0, '0000000000000000000000000000000000000000000000000000000000000000', "
+        "0, '0000000000000000000000000000000000000000000000000000000000000000')",
+    ),
+)
+
+GOVERNANCE_SCHEMA = Migration(
+    "0002_governance_state",
+    (
+        """CREATE TABLE approval_tickets (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            resolved_at TEXT,
+            session_id TEXT,
+            agent_id TEXT,
+            tool_name TEXT NOT NULL,
+            arguments_digest TEXT NOT NULL,
+            config_sha256 TEXT,
+            request TEXT NOT NULL,
+            decisions TEXT NOT NULL,
+            resolution_reason TEXT
+        )""",
+        "CREATE INDEX approval_tickets_status ON approval_tickets (status, expires_at)",
+        """CREATE TABLE budget_meta (
+            name TEXT PRIMARY KEY,
+            epoch INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            retired_at TEXT
+        )""",
+        """CREATE TABLE budget_events (
+            id TEXT PRIMARY KEY,
+            budget_name TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            bucket_key TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            occurred_at TEXT NOT NULL,
+            audit_id TEXT
+        )""",
+        "CREATE INDEX budget_events_bucket ON budget_events (budget_name, epoch, bucket_key, occurred_at)",
+        "CREATE INDEX budget_events_occurred_at ON budget_events (occurred_at)",
+        """CREATE TABLE limit_events (
+            id TEXT PRIMARY KEY,
+            bucket_key TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            occurred_at TEXT NOT NULL,
+            audit_id TEXT
+        )""",
+        "CREATE INDEX limit_events_bucket ON limit_events (bucket_key, occurred_at)",
+        "CREATE INDEX limit_events_occurred_at ON limit_events (occurred_at)",
+        """CREATE TABLE session_evidence (
+            session_id TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            evidence_key TEXT NOT NULL,
+            evidence_data TEXT,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            audit_id TEXT,
+            PRIMARY KEY (session_id, tool_name, evidence_key)
+        )""",
+        """CREATE TABLE session_calls (
+            audit_id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            succeeded BOOLEAN NOT NULL,
+            completed_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX session_calls_session ON session_calls (session_id, tool_name)",
+        """CREATE TABLE session_dependencies (
+            session_id TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            requires TEXT NOT NULL,
+            declared_at TEXT NOT NULL,
+            PRIMARY KEY (session_id, tool_name)
+        )""",
+        """CREATE TABLE tool_baselines (
+            upstream TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            definition_sha256 TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            accepted_at TEXT,
+            accepted_by TEXT,
+            PRIMARY KEY (upstream, tool_name)
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (AUDIT_SCHEMA, GOVERNANCE_SCHEMA)
+"""Every migration, in the order it is applied."""
+
+_LEDGER = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+
+def applied_migrations(conn: Connection) -> list[str]:
+    """Names recorded in ``schema_migrations``, oldest first."""
+    rows = conn.execute(text("SELECT name FROM schema_migrations ORDER BY name"))
+    return [str(name) for (name,) in rows]
+
+
+def apply_migrations(
+    conn: Connection,
+    *,
+    lock: Callable[[Connection], None],
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> list[str]:
+    """Apply every pending migration inside the caller's transaction; return the names applied.
+
+    ``lock`` serializes concurrent openers (several replicas starting at once on PostgreSQL).
+    """
+    lock(conn)
+    conn.execute(text(_LEDGER))
+    done = applied_migrations(conn)
+    known = [m.name for m in migrations]
+    unknown = sorted(set(done) - set(known))
+    if unknown:
+        raise StoreError(
+            f"the database has schema migrations this version does not know ({', '.join(unknown)}); "
+            "it was written by a newer Helio: upgrade, or point audit.path/store.url elsewhere"
+        )
+    applied: list[str] = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        for statement in migration.statements:
+            conn.execute(text(statement))
+        conn.execute(
+            text("INSERT INTO schema_migrations (name, applied_at) VALUES (:name, :at)"),
+            {"name": migration.name, "at": datetime.now(UTC).isoformat()},
+        )
+        applied.append(migration.name)
+    return applied

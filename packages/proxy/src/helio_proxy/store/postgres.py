@@ -1,0 +1,73 @@
+"""The shared backend: PostgreSQL through psycopg 3 (``store.url: postgresql://user@host/db``).
+
+Every replica writes through its own writer thread and connection; replicas are serialized where
+it matters by row locks (the audit chain head) and an advisory lock (migrations). ``batched``
+durability turns ``synchronous_commit`` off for the writer connection (a server crash can lose
+the last few hundred milliseconds of commits; a proxy crash cannot); ``strict`` keeps it on.
+
+Options in the URL are passed to psycopg, e.g. ``?options=-csearch_path%3Dhelio`` for a schema.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from helio_proxy.store.base import Durability
+from helio_proxy.store.registry import register_backend
+from helio_proxy.store.sql import READER_THREADS, SqlStore
+
+MIGRATION_LOCK_KEY: Final = 0x48454C494F  # "HELIO"
+"""Advisory lock key held while migrations run, so replicas starting together migrate once."""
+
+LOCK_TIMEOUT: Final = "30s"
+"""The writer gives up waiting for a row lock held by another replica after this long."""
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` → the psycopg 3 SQLAlchemy URL."""
+    scheme, _, rest = url.partition("://")
+    if "+" in scheme:
+        return url
+    return f"postgresql+psycopg://{rest}"
+
+
+class PostgresStore(SqlStore):
+    """A :class:`SqlStore` on a PostgreSQL database."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, durability: Durability = "batched") -> None:
+        super().__init__(driver_url(url), durability=durability)
+
+    @property
+    def description(self) -> str:
+        shown = make_url(self.url).set(drivername="postgresql")
+        return shown.render_as_string(hide_password=True)
+
+    def create_engine(self) -> Engine:
+        return create_engine(
+            self.url,
+            pool_size=READER_THREADS,
+            max_overflow=2,
+            pool_pre_ping=True,
+            connect_args={"application_name": "helio"},
+        )
+
+    def prepare_writer(self, conn: Connection) -> None:
+        synchronous = "on" if self.durability == "strict" else "off"
+        conn.execute(text(f"SET synchronous_commit TO {synchronous}"))
+        conn.execute(text(f"SET lock_timeout TO '{LOCK_TIMEOUT}'"))
+
+    def migration_lock(self, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+def _factory(url: str, durability: Durability) -> PostgresStore:
+    return PostgresStore(url, durability=durability)
+
+
+register_backend("postgresql", _factory)
+register_backend("postgres", _factory)

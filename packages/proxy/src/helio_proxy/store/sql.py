@@ -1,0 +1,186 @@
+"""A :class:`~helio_proxy.store.base.Store` on a SQLAlchemy engine: one writer thread, a reader pool.
+
+The writer thread owns one connection and runs write jobs from a queue, one transaction each,
+in the order they were submitted: on SQLite it is the only writer of the file. Reads run on a
+small thread pool with their own pooled connections (WAL lets them proceed while the writer
+commits). Backends subclass :class:`SqlStore` for the engine, per-connection settings and locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Final, TypeVar, cast
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from helio_proxy.store.base import Durability, Job, StoreError
+from helio_proxy.store.migrations import apply_migrations
+
+T = TypeVar("T")
+
+log = logging.getLogger("helio.store")
+
+READER_THREADS: Final = 4
+"""Threads (and pooled connections) serving reads."""
+
+WRITER_MARK: Final = "helio_writer"
+"""Key in a connection's ``info`` marking the writer's connection (SQLite begins it IMMEDIATE)."""
+
+_STOP: Final = object()
+
+
+class SqlStore:
+    """Shared machinery of the SQL backends. Subclasses provide :meth:`create_engine`."""
+
+    dialect: str = "sql"
+
+    def __init__(self, url: str, *, durability: Durability = "batched") -> None:
+        self.url = url
+        self.durability: Durability = durability
+        self._engine: Engine | None = None
+        self._jobs: queue.SimpleQueue[tuple[Job[Any], Future[Any]] | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # -- for subclasses -----------------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        return self.url
+
+    def create_engine(self) -> Engine:
+        raise NotImplementedError
+
+    def prepare_writer(self, conn: Connection) -> None:
+        """Per-connection settings of the writer connection (durability, lock timeouts)."""
+
+    def migration_lock(self, conn: Connection) -> None:
+        """Serialize concurrent migrations (called inside the migration transaction)."""
+
+    def after_open(self) -> None:
+        """Hook run once the schema is in place (file permissions, ...)."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise StoreError("the store is not open")
+        return self._engine
+
+    def open_sync(self) -> None:
+        try:
+            self._engine = self.create_engine()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {self.description}: {_reason(exc)}") from None
+        ready: Future[None] = Future()
+        self._writer = threading.Thread(
+            target=self._run_writer, args=(ready,), name="helio-store-writer", daemon=True
+        )
+        self._writer.start()
+        try:
+            ready.result()
+            # Migrations are the writer's first job, so they take the same write lock as any write.
+            self.submit(lambda conn: apply_migrations(conn, lock=self.migration_lock)).result()
+        except StoreError:
+            self.close_sync()
+            raise
+        except SQLAlchemyError as exc:
+            self.close_sync()
+            raise StoreError(f"cannot open the store at {self.description}: {_reason(exc)}") from None
+        self.after_open()
+        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="helio-store-read")
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.open_sync)
+
+    def close_sync(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._jobs.put(_STOP)
+            self._writer.join(timeout)
+            if self._writer.is_alive():
+                log.error("the store writer did not finish within %.0fs; unwritten jobs are lost", timeout)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_sync)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(self, job: Job[T]) -> Future[T]:
+        future: Future[T] = Future()
+        if self._closed or self._writer is None:
+            future.set_exception(StoreError("the store is closed"))
+            return future
+        self._jobs.put((job, future))
+        return future
+
+    async def write(self, job: Job[T]) -> T:
+        return await asyncio.wrap_future(self.submit(job))
+
+    def read_sync(self, job: Job[T]) -> T:
+        with self.engine.connect() as conn:
+            return job(conn)
+
+    async def read(self, job: Job[T]) -> T:
+        if self._readers is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, job)
+
+    def _run_writer(self, ready: Future[None]) -> None:
+        conn: Connection | None = None
+        try:
+            conn = self._connect_writer()
+        except SQLAlchemyError as exc:
+            ready.set_exception(StoreError(f"cannot open the store at {self.description}: {_reason(exc)}"))
+            return
+        ready.set_result(None)
+        while True:
+            item = self._jobs.get()
+            if item is _STOP:
+                break
+            job, future = cast(tuple[Job[Any], Future[Any]], item)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                if conn is None:
+                    conn = self._connect_writer()
+                with conn.begin():
+                    result = job(conn)
+            except BaseException as exc:
+                future.set_exception(exc)
+                if isinstance(exc, DBAPIError) and exc.connection_invalidated and conn is not None:
+                    conn.close()
+                    conn = None  # reconnect for the next job
+                continue
+            future.set_result(result)
+        if conn is not None:
+            conn.info.pop(WRITER_MARK, None)
+            conn.close()
+
+    def _connect_writer(self) -> Connection:
+        conn = self.engine.connect()
+        conn.info[WRITER_MARK] = True
+        self.prepare_writer(conn)
+        if conn.in_transaction():
+            conn.commit()
+        return conn
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    text = str(original or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,105 @@
+"""The default backend: one SQLite file (``sqlite:///path``), WAL, files readable by the owner only.
+
+``batched`` durability runs ``synchronous=NORMAL`` (a committed transaction survives a process
+crash; a power cut can lose the last ones), ``strict`` runs ``synchronous=FULL`` (every commit
+is fsync'd before it returns). The database, ``-wal`` and ``-shm`` files are created mode 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from helio_proxy.store.base import Durability, StoreError
+from helio_proxy.store.registry import register_backend
+from helio_proxy.store.sql import WRITER_MARK, SqlStore
+
+FILE_MODE: Final = 0o600
+BUSY_TIMEOUT_MS: Final = 10_000
+"""How long a connection waits for another process's lock before failing."""
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The store URL for a SQLite file path."""
+    return f"sqlite:///{path}"
+
+
+class SqliteStore(SqlStore):
+    """A :class:`SqlStore` on one SQLite file."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str, *, durability: Durability = "batched") -> None:
+        super().__init__(url, durability=durability)
+        database = make_url(url).database
+        if not database or database == ":memory:":
+            raise StoreError(f"{url}: the SQLite store needs a file path (sqlite:///path/to/helio.db)")
+        self.path = Path(database)
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    def files(self) -> list[Path]:
+        """The database file and its WAL companions (those that exist)."""
+        candidates = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        return [p for p in candidates if p.exists()]
+
+    def create_engine(self) -> Engine:
+        self._create_file()
+        engine = create_engine(f"sqlite+pysqlite:///{self.path}", pool_size=8, max_overflow=4)
+        synchronous = "FULL" if self.durability == "strict" else "NORMAL"
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # pyright: ignore[reportUnusedFunction]
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (the pysqlite recipe), so the
+            # writer can take the write lock up front with BEGIN IMMEDIATE.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:  # pyright: ignore[reportUnusedFunction]
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITER_MARK) else "BEGIN")
+
+        return engine
+
+    def after_open(self) -> None:
+        for file in self.files():
+            with contextlib.suppress(OSError):
+                file.chmod(FILE_MODE)
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file and truncate it (tests, backups)."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            raw.close()
+
+    def _create_file(self) -> None:
+        # Create the file (and the WAL files SQLite derives from its mode) owner-only from the start.
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            os.close(fd)
+            self.path.chmod(FILE_MODE)
+        except OSError as exc:
+            raise StoreError(f"cannot create the audit database {self.path}: {exc.strerror}") from None
+
+
+def _factory(url: str, durability: Durability) -> SqliteStore:
+    return SqliteStore(url, durability=durability)
+
+
+register_backend("sqlite", _factory)

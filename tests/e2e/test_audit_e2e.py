@@ -1,0 +1,214 @@
+"""The audit trail of a real ``helio start`` process: 1,000 calls exported and verified, tampering
+detected, and ``kill -9`` under ``durability: strict`` losing no answered call."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helio_proxy.store import create_store
+from helio_proxy.store.testing import Backend, store_url_for
+from sqlalchemy import text
+
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+CONCURRENCY = 32
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    backend: Backend = request.param
+    with store_url_for(backend, tmp_path) as url:
+        yield url
+
+
+def _write_config(tmp_path: Path, proxy_port: int, upstream_port: int, url: str, extra: str = "") -> Path:
+    store = f"store:\n  url: '{url}'\n" if not url.startswith("sqlite") else ""
+    audit_path = url.removeprefix("sqlite:///") if url.startswith("sqlite") else str(tmp_path / "unused.db")
+    path = tmp_path / "helio.yaml"
+    path.write_text(
+        "version: '1'\n"
+        f"upstream:\n  url: 'http://127.0.0.1:{upstream_port}/mcp'\n  request_timeout: 10s\n"
+        f"listen:\n  port: {proxy_port}\n"
+        f"audit:\n  path: '{audit_path}'\n{extra}"
+        f"{store}"
+        "dashboard:\n  enabled: false\n"
+    )
+    return path
+
+
+@contextmanager
+def _upstream(port: int, log: Path) -> Iterator[None]:
+    """The demo server; its output (a traceback per failing tool call) goes to a file, not a pipe."""
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_for_port(port, server)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _params(i: int) -> dict[str, Any]:
+    if i % 10 == 0:
+        return {"arguments": {"n": i}}  # nameless: rejected by the proxy, never forwarded
+    if i % 10 == 1:
+        return {"name": "lookup_order", "arguments": {"order_id": f"missing-{i}"}}  # isError result
+    return {"name": "get_weather", "arguments": {"city": f"city-{i}"}}
+
+
+def _answer(response: httpx.Response, request_id: int) -> dict[str, Any]:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data: "):
+                message = json.loads(line[6:])
+                if message.get("id") == request_id:
+                    return message
+        raise AssertionError(f"no answer to {request_id}")
+    return response.json()
+
+
+def _decision_seen(answer: dict[str, Any]) -> str:
+    error = answer.get("error")
+    if error and error.get("data", {}).get("reason") == "missing_tool_name":
+        return "rejected"
+    assert "result" in answer, answer
+    return "allow"
+
+
+async def _drive(
+    url: str, ids: range, seen: dict[int, str], milestone: tuple[int, asyncio.Event] | None = None
+) -> None:
+    """Call ``url`` once per id, ``CONCURRENCY`` at a time; record what each answer said.
+
+    ``milestone`` (count, event): the event is set once that many answers have arrived."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(timeout=20, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            async with gate:
+                body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": _params(i)}
+                try:
+                    response = await client.post(url, json=body, headers=HEADERS)
+                    seen[i] = _decision_seen(_answer(response, i))
+                    if milestone is not None and len(seen) >= milestone[0]:
+                        milestone[1].set()
+                except httpx.HTTPError:
+                    pass  # the proxy was killed mid-call: this call has no answer
+
+        await asyncio.gather(*(one(i) for i in ids))
+
+
+def _helio_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(helio(*args), capture_output=True, text=True, timeout=120, check=False)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM and wait for a clean exit; the process's output."""
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    return output
+
+
+def _exported(config: Path) -> list[dict[str, str]]:
+    result = _helio_cli("export", "-f", "csv", "-c", str(config), "--limit", "10000")
+    assert result.returncode == 0, result.stderr
+    return list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+
+
+async def test_a_thousand_calls_are_exported_verified_and_tampering_is_named(
+    tmp_path: Path, store_url: str
+) -> None:
+    proxy_port, upstream_port = free_port(), free_port()
+    config = _write_config(tmp_path, proxy_port, upstream_port, store_url)
+    seen: dict[int, str] = {}
+    with (
+        _upstream(upstream_port, tmp_path / "upstream.log"),
+        running(helio("start", "-c", str(config))) as proxy,
+    ):
+        wait_for_port(proxy_port, proxy)
+        await _drive(f"http://127.0.0.1:{proxy_port}/mcp", range(1, 1001), seen)
+        assert "Audit: " in _stop(proxy)  # SIGTERM: the writer drains before exit
+    assert len(seen) == 1000
+
+    rows = _exported(config)
+    assert len(rows) == 1000
+    assert {row["record_kind"] for row in rows} == {"tool_call"}
+    recorded = {json.loads(row["metadata"])["request_id"]: row["policy_decision"] for row in rows}
+    assert recorded == seen
+    assert sum(1 for d in seen.values() if d == "rejected") == 100
+
+    verified = _helio_cli("audit", "verify", "-c", str(config))
+    assert verified.returncode == 0, verified.stderr
+    assert "1000 records verified" in verified.stdout
+
+    victim = next(row for row in rows[500:] if row["tool_name"] == "get_weather")
+    flipped = victim["tool_input"].replace("city-", "citz-", 1)
+    store = create_store(store_url)
+    store.open_sync()
+    try:
+        store.submit(
+            lambda c: c.execute(
+                text("UPDATE audit_records SET tool_input = :v WHERE id = :id"),
+                {"v": flipped, "id": victim["id"]},
+            )
+        ).result(timeout=10)
+    finally:
+        store.close_sync()
+    broken = _helio_cli("audit", "verify", "-c", str(config))
+    assert broken.returncode == 1
+    assert victim["id"] in broken.stderr
+    assert "altered" in broken.stderr
+
+
+async def test_kill_9_under_strict_durability_loses_no_answered_call(tmp_path: Path, store_url: str) -> None:
+    proxy_port, upstream_port = free_port(), free_port()
+    config = _write_config(tmp_path, proxy_port, upstream_port, store_url, "  durability: strict\n")
+    seen: dict[int, str] = {}
+    url = f"http://127.0.0.1:{proxy_port}/mcp"
+    with _upstream(upstream_port, tmp_path / "upstream.log"):
+        with running(helio("start", "-c", str(config))) as proxy:
+            wait_for_port(proxy_port, proxy)
+            reached = asyncio.Event()
+            load = asyncio.ensure_future(_drive(url, range(1, 5001), seen, (400, reached)))
+            await asyncio.wait_for(reached.wait(), 60)
+            proxy.kill()  # SIGKILL mid-load: no drain, no atexit
+            proxy.communicate(timeout=10)
+            await asyncio.wait_for(load, 60)
+        answered = {i for i, d in seen.items() if d == "allow"}
+        assert len(seen) >= 400
+
+        with running(helio("start", "-c", str(config))) as restarted:  # reopen after the crash
+            wait_for_port(proxy_port, restarted)
+            _stop(restarted)
+
+    rows = _exported(config)
+    recorded = {json.loads(row["metadata"])["request_id"] for row in rows}
+    assert len(rows) >= len(seen)
+    missing = answered - recorded
+    assert not missing, f"{len(missing)} answered calls have no record, e.g. {sorted(missing)[:5]}"
+    assert {i for i, d in seen.items() if d == "rejected"} <= recorded
+    verified = _helio_cli("audit", "verify", "-c", str(config))
+    assert verified.returncode == 0, verified.stderr

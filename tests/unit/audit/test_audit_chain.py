@@ -1,0 +1,167 @@
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helio_proxy.audit.chain import (
+    GENESIS_HASH,
+    SigningKeyError,
+    append_rows,
+    load_private_key,
+    load_public_key,
+)
+from helio_proxy.audit.records import ToolCallRecord
+from helio_proxy.audit.redact import Redactor
+from helio_proxy.audit.rows import RowBuilder
+from helio_proxy.audit.verify import verify_chain
+from helio_proxy.store import Store, create_store
+from helio_proxy.store.testing import Backend, store_url_for
+from sqlalchemy import Connection, text
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _write(
+    store: Store, count: int, *, signer: Ed25519PrivateKey | None = None, chained: bool = True
+) -> list[str]:
+    builder = RowBuilder(Redactor())
+    records = [
+        ToolCallRecord(timestamp=START + timedelta(seconds=i), tool_name=f"tool_{i}", tool_input={"i": i})
+        for i in range(count)
+    ]
+    rows = [builder.build(r, "2026-03-01T00:00:00.000000Z") for r in records]
+    store.submit(lambda c: append_rows(c, rows, chained=chained, signer=signer)).result(timeout=10)
+    return [str(r.id) for r in records]
+
+
+def _execute(store: Store, sql: str, **params: object) -> None:
+    store.submit(lambda c: c.execute(text(sql), params)).result(timeout=10)
+
+
+def test_each_record_links_to_its_predecessor_and_verification_counts_them(store: Store) -> None:
+    _write(store, 3)
+    _write(store, 2)
+    rows = store.read_sync(
+        lambda c: c.execute(text("SELECT seq, prev_hash, hash FROM audit_records ORDER BY seq")).all()
+    )
+    assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0].prev_hash == GENESIS_HASH
+    assert all(rows[i].prev_hash == rows[i - 1].hash for i in range(1, 5))
+    report = verify_chain(store)
+    assert report.ok
+    assert report.verified == 5
+
+
+def test_an_empty_store_verifies(store: Store) -> None:
+    assert verify_chain(store).ok
+
+
+def test_an_edited_column_is_reported_with_that_record_id(store: Store) -> None:
+    ids = _write(store, 5)
+    _execute(store, "UPDATE audit_records SET tool_input = :v WHERE id = :id", v='{"i":3}', id=ids[2])
+    report = verify_chain(store)
+    assert report.problem is not None
+    assert (report.problem.record_id, report.problem.kind) == (ids[2], "altered")
+    assert report.verified == 2
+
+
+def test_a_deleted_record_is_reported_as_missing_at_the_next_one(store: Store) -> None:
+    ids = _write(store, 4)
+    _execute(store, "DELETE FROM audit_records WHERE id = :id", id=ids[1])
+    problem = verify_chain(store).problem
+    assert problem is not None
+    assert (problem.record_id, problem.kind) == (ids[2], "missing")
+
+
+def test_records_removed_from_the_end_are_reported_against_the_chain_head(store: Store) -> None:
+    ids = _write(store, 3)
+    _execute(store, "DELETE FROM audit_records WHERE id = :id", id=ids[2])
+    problem = verify_chain(store).problem
+    assert problem is not None
+    assert problem.kind == "truncated"
+
+
+def test_a_replaced_hash_breaks_the_next_link(store: Store) -> None:
+    ids = _write(store, 3)
+    _execute(store, "UPDATE audit_records SET prev_hash = :h WHERE id = :id", h="f" * 64, id=ids[1])
+    problem = verify_chain(store).problem
+    assert problem is not None
+    assert (problem.record_id, problem.kind) == (ids[1], "broken_link")
+
+
+def test_records_written_without_the_chain_fail_verification(store: Store) -> None:
+    ids = _write(store, 2, chained=False)
+    problem = verify_chain(store).problem
+    assert problem is not None
+    assert (problem.record_id, problem.kind) == (ids[0], "unchained")
+
+
+def test_signed_records_verify_with_the_public_key_and_fail_with_another(store: Store) -> None:
+    key = Ed25519PrivateKey.generate()
+    _write(store, 3, signer=key)
+    report = verify_chain(store, key.public_key())
+    assert report.ok
+    assert report.signed == 3
+    other = verify_chain(store, Ed25519PrivateKey.generate().public_key()).problem
+    assert other is not None
+    assert other.kind == "bad_signature"
+
+
+def test_a_stripped_signature_after_signed_records_is_reported(store: Store) -> None:
+    key = Ed25519PrivateKey.generate()
+    ids = _write(store, 3, signer=key)
+    _execute(store, "UPDATE audit_records SET signature = NULL WHERE id = :id", id=ids[2])
+    problem = verify_chain(store, key.public_key()).problem
+    assert problem is not None
+    assert (problem.record_id, problem.kind) == (ids[2], "unsigned")
+
+
+@pytest.mark.postgres
+def test_replicas_sharing_postgres_extend_one_chain(tmp_path: Path) -> None:
+    """Two stores on one database (two proxies) take turns on the chain head."""
+    backend: Backend = "postgres"
+    with store_url_for(backend, tmp_path) as url:
+        replicas = [create_store(url), create_store(url)]
+        for replica in replicas:
+            replica.open_sync()
+        try:
+            builder = RowBuilder(Redactor())
+            futures = []
+            for i in range(40):
+                rows = [
+                    builder.build(ToolCallRecord(timestamp=START, tool_name=f"r{i}"), "c") for _ in range(5)
+                ]
+
+                def job(c: Connection, rows: list[dict[str, object]] = rows) -> object:
+                    return append_rows(c, rows)
+
+                futures.append(replicas[i % 2].submit(job))
+            for future in futures:
+                future.result(timeout=30)
+            report = verify_chain(replicas[0])
+            assert report.ok
+            assert report.verified == 200
+        finally:
+            for replica in replicas:
+                replica.close_sync()
+
+
+def test_signing_keys_load_from_a_file_or_pem_text(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path = tmp_path / "audit.pem"
+    path.write_text(pem)
+    assert load_private_key(str(path)).public_key() == key.public_key()
+    assert load_private_key(pem).public_key() == key.public_key()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    assert load_public_key(public_pem) == key.public_key()
+    assert load_public_key(str(path)) == key.public_key()
+    with pytest.raises(SigningKeyError, match="cannot read"):
+        load_private_key(str(tmp_path / "missing.pem"))

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+from helio_proxy.store import Store, StoreError, create_store
+from helio_proxy.store.migrations import MIGRATIONS, Migration, applied_migrations, apply_migrations
+from helio_proxy.store.tables import GOVERNANCE_TABLES
+from helio_proxy.store.testing import Backend, store_url_for
+from sqlalchemy import Connection, inspect, text
+
+
+def test_opening_a_store_applies_every_named_migration_in_order(store: Store) -> None:
+    names = store.read_sync(applied_migrations)
+    assert names == [m.name for m in MIGRATIONS]
+    assert names == sorted(names)
+
+
+def test_reopening_a_store_applies_nothing_twice(backend: Backend, tmp_path: Path) -> None:
+    with store_url_for(backend, tmp_path) as url:
+        for _ in range(2):
+            store = create_store(url)
+            store.open_sync()
+            try:
+                count = store.read_sync(
+                    lambda c: c.execute(text("SELECT count(*) FROM schema_migrations")).scalar()
+                )
+            finally:
+                store.close_sync()
+            assert count == len(MIGRATIONS)
+
+
+def test_a_new_migration_is_applied_after_the_existing_ones(store: Store) -> None:
+    extra = Migration("0099_test_extra", ("CREATE TABLE test_extra (id INTEGER PRIMARY KEY)",))
+
+    def migrate(conn: Connection) -> list[str]:
+        return apply_migrations(conn, lock=lambda _: None, migrations=(*MIGRATIONS, extra))
+
+    assert store.submit(migrate).result() == ["0099_test_extra"]
+    assert store.read_sync(applied_migrations)[-1] == "0099_test_extra"
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused(backend: Backend, tmp_path: Path) -> None:
+    with store_url_for(backend, tmp_path) as url:
+        store = create_store(url)
+        store.open_sync()
+        store.submit(
+            lambda c: c.execute(
+                text("INSERT INTO schema_migrations (name, applied_at) VALUES ('9999_future', 'x')")
+            )
+        ).result()
+        store.close_sync()
+        again = create_store(url)
+        with pytest.raises(StoreError, match="9999_future"):
+            again.open_sync()
+
+
+def test_the_table_models_match_the_schema_the_migrations_build(store: Store) -> None:
+    def columns(conn: Connection) -> dict[str, set[str]]:
+        inspector = inspect(conn)
+        return {t.name: {c["name"] for c in inspector.get_columns(t.name)} for t in GOVERNANCE_TABLES}
+
+    built = store.read_sync(columns)
+    for table in GOVERNANCE_TABLES:
+        assert built[table.name] == {c.name for c in table.columns}, table.name
+
+
+def test_the_chain_head_starts_at_the_genesis_hash(store: Store) -> None:
+    row = store.read_sync(lambda c: c.execute(text("SELECT seq, head_hash FROM audit_chain")).one())
+    assert tuple(row) == (0, "0" * 64)
