@@ -1,0 +1,240 @@
+"""The policy engine: rules compiled once per config snapshot, and a pure ``decide()``.
+
+Order inside :meth:`CompiledPolicy.decide` (the reference's):
+
+1. rules, first match wins; with none, ``policies.default`` (against the tool's *baseline*
+   hints; under ``on_tool_drift: log`` the stricter of the baseline and current decisions);
+2. ``flag_destructive``, only when no rule matched and the tool is destructive;
+3. the drift gate (``on_tool_drift``), unless the call is already denied;
+4. the matched rule's gates (``evidence.requires``, ``requires``), unless already denied;
+5. dry-run: a ``dry_run`` rule, or ``policies.dry_run`` wrapping whatever was decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+from helio_proxy.config.policies import Rule
+from helio_proxy.config.root import HelioConfig
+from helio_proxy.policy.decision import (
+    SEVERITY,
+    Allow,
+    Decision,
+    Deny,
+    DryRun,
+    RateLimit,
+    RequireApproval,
+    SpendLimit,
+)
+from helio_proxy.policy.facts import CallFacts, DecisionContext, Hints
+from helio_proxy.policy.matchers import Predicate, compile_match, tool_prefilter
+
+TOOL_CACHE_SIZE: Final = 4096
+"""Tool names whose candidate-rule lists are memoised (the table is cleared when it fills)."""
+
+DEFAULT_CONTEXT: Final = DecisionContext()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready to evaluate."""
+
+    name: str
+    index: int
+    rule: Rule
+    predicate: Predicate
+    tool_filter: Callable[[str], bool] | None
+
+
+def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> tuple[CompiledRule, ...]:
+    return tuple(
+        CompiledRule(
+            name=rule.name or f"{prefix}-{index}",
+            index=index,
+            rule=rule,
+            predicate=compile_match(rule.match, environment=environment),
+            tool_filter=tool_prefilter(rule.match),
+        )
+        for index, rule in enumerate(rules)
+    )
+
+
+class _RuleSet:
+    """Ordered compiled rules with a per-tool-name index of the ones that can match."""
+
+    def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
+        self.rules = rules
+        self._by_tool: dict[str, tuple[CompiledRule, ...]] = {}
+
+    def candidates(self, tool: str) -> tuple[CompiledRule, ...]:
+        found = self._by_tool.get(tool)
+        if found is None:
+            found = tuple(r for r in self.rules if r.tool_filter is None or r.tool_filter(tool))
+            if len(self._by_tool) >= TOOL_CACHE_SIZE:
+                self._by_tool.clear()
+            self._by_tool[tool] = found
+        return found
+
+    def first_match(self, call: CallFacts, hints: Hints) -> CompiledRule | None:
+        for compiled in self.candidates(call.tool):
+            if compiled.predicate(call, hints):
+                return compiled
+        return None
+
+
+def _rule_decision(compiled: CompiledRule) -> Decision:
+    rule = compiled.rule
+    name, index, feedback = compiled.name, compiled.index, rule.feedback
+    match rule.effective_action:
+        case "allow":
+            return Allow(reason="rule_matched", rule=name, rule_index=index, feedback=feedback)
+        case "deny":
+            return Deny(
+                reason="policy_denied",
+                policy_reason="rule_deny",
+                rule=name,
+                rule_index=index,
+                feedback=feedback,
+            )
+        case "require_approval":
+            return RequireApproval(
+                reason="rule_matched", route=rule.approval, rule=name, rule_index=index, feedback=feedback
+            )
+        case "rate_limit":
+            assert rule.limits is not None
+            return RateLimit(
+                reason="rule_matched", limits=rule.limits, rule=name, rule_index=index, feedback=feedback
+            )
+        case "spend_limit":
+            assert rule.limits is not None
+            return SpendLimit(
+                reason="rule_matched", limits=rule.limits, rule=name, rule_index=index, feedback=feedback
+            )
+        case "dry_run":
+            return DryRun(
+                reason="rule_matched",
+                would=Allow(reason="rule_matched", rule=name, rule_index=index, feedback=feedback),
+                global_switch=False,
+                rule=name,
+                rule_index=index,
+                feedback=feedback,
+            )
+
+
+def _gate(compiled: CompiledRule, decision: Decision, context: DecisionContext) -> Decision:
+    rule = compiled.rule
+    if not rule.is_gate or decision.blocks:
+        return decision
+    status = context.session.evidence(rule.evidence.requires if rule.evidence else [])
+    unmet = context.session.unmet_dependencies(rule.requires, require_success=rule.requires_success)
+    if not (status.missing or status.expired or unmet):
+        return decision
+    reason = (
+        "evidence_missing"
+        if status.missing
+        else ("evidence_expired" if status.expired else "dependency_missing")
+    )
+    return Deny(
+        rule=compiled.name,
+        rule_index=compiled.index,
+        reason=reason,
+        feedback=rule.feedback,
+        retry_allowed=True,
+        missing_evidence=status.missing,
+        expired_evidence=status.expired,
+        missing_dependencies=unmet,
+        drifted_aspects=decision.drifted_aspects,
+    )
+
+
+class CompiledPolicy:
+    """One config snapshot's policy, compiled. :meth:`decide` does no I/O and never awaits."""
+
+    def __init__(self, config: HelioConfig) -> None:
+        policies = config.policies
+        self.default: Literal["allow", "deny"] = policies.default
+        self.flag_destructive = policies.flag_destructive
+        self.on_tool_drift = policies.on_tool_drift
+        self.dry_run = policies.dry_run
+        self._rules = _RuleSet(_compile_rules(policies.rules, config.environment, "rule"))
+        self._shadow = _RuleSet(_compile_rules(policies.shadow, config.environment, "shadow"))
+
+    @property
+    def rules(self) -> tuple[CompiledRule, ...]:
+        return self._rules.rules
+
+    @property
+    def shadow_rules(self) -> tuple[CompiledRule, ...]:
+        return self._shadow.rules
+
+    def _no_match(self, hints: Hints) -> Decision:
+        if self.default == "deny":
+            return Deny(reason="policy_denied", policy_reason="default_deny")
+        if hints.destructiveHint and self.flag_destructive == "require_approval":
+            return RequireApproval(reason="flag_destructive")
+        return Allow(
+            reason="default",
+            flagged_destructive=hints.destructiveHint and self.flag_destructive == "log",
+        )
+
+    def _evaluate(self, call: CallFacts, hints: Hints) -> tuple[Decision, CompiledRule | None]:
+        compiled = self._rules.first_match(call, hints)
+        if compiled is None:
+            return self._no_match(hints), None
+        return _rule_decision(compiled), compiled
+
+    def decide(self, call: CallFacts, context: DecisionContext = DEFAULT_CONTEXT) -> Decision:
+        """The decision for ``call``; the same inputs always give the same decision."""
+        tool = context.tool
+        decision, compiled = self._evaluate(call, tool.hints)
+        if tool.drifted:
+            if self.on_tool_drift == "log":
+                if tool.current_hints is not None and tool.current_hints != tool.hints:
+                    other, other_rule = self._evaluate(call, tool.current_hints)
+                    if SEVERITY[other.action] > SEVERITY[decision.action]:
+                        decision, compiled = other, other_rule
+                decision = _with_drift(decision, tool.drifted_aspects)
+            elif not decision.blocks:
+                aspects = tool.drifted_aspects
+                if self.on_tool_drift == "block":
+                    return self._finish(
+                        Deny(reason="tool_definition_drift", drifted_aspects=aspects, retry_allowed=False)
+                    )
+                decision = RequireApproval(reason="tool_definition_drift", drifted_aspects=aspects)
+                compiled = None
+        if compiled is not None:
+            decision = _gate(compiled, decision, context)
+        return self._finish(decision)
+
+    def _finish(self, decision: Decision) -> Decision:
+        if self.dry_run and not isinstance(decision, DryRun):
+            return DryRun(
+                rule=decision.rule,
+                rule_index=decision.rule_index,
+                reason=decision.reason,
+                would=decision,
+                global_switch=True,
+                flagged_destructive=decision.flagged_destructive,
+                drifted_aspects=decision.drifted_aspects,
+            )
+        return decision
+
+    def decide_shadow(self, call: CallFacts, context: DecisionContext = DEFAULT_CONTEXT) -> Decision | None:
+        """What the first matching ``policies.shadow`` rule would decide (``None`` if none matches)."""
+        if not self._shadow.rules:
+            return None
+        compiled = self._shadow.first_match(call, context.tool.hints)
+        if compiled is None:
+            return None
+        return _gate(compiled, _rule_decision(compiled), context)
+
+
+def _with_drift(decision: Decision, aspects: tuple[str, ...]) -> Decision:
+    return replace(decision, drifted_aspects=aspects)
+
+
+def compile_policy(config: HelioConfig) -> CompiledPolicy:
+    """Compile the policy of a validated config."""
+    return CompiledPolicy(config)
