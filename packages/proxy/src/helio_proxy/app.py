@@ -1,7 +1,8 @@
 """The proxy process: builds the gateway from a config and serves its listeners.
 
 One process, one event loop: the agent listener (``listen``), and, as later parts land, the
-dashboard and the SDK sideband.
+dashboard and the SDK sideband. Beside them run the annotation primer (tool baselines) and the
+config watcher (hot reload).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from typing import TextIO
 
 from helio_proxy.config import LoadedConfig
 from helio_proxy.gateway import Gateway
+from helio_proxy.gateway.enforcement import fail_closed_warnings
+from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
+from helio_proxy.gateway.reloader import ConfigWatcher
+from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.policy import BaselineCache
 from helio_proxy.server import Listener, bind
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
@@ -31,14 +37,42 @@ class HelioApp:
 
     loaded: LoadedConfig
     out: TextIO = field(default_factory=lambda: sys.stderr)
+    hot_reload: bool = True
+    """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
+    _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         config = self.loaded.config
-        self.upstream = StreamableHttpUpstream(config.upstream_list[0])
-        self.gateway = Gateway(self.upstream)
+        upstream_config = config.upstream_list[0]
+        self.upstream = StreamableHttpUpstream(upstream_config)
+        self.snapshots = Snapshots(Snapshot.of(self.loaded))
+        self.baselines = BaselineCache()
+        self.gateway = Gateway(
+            self.upstream, self.snapshots, baselines=self.baselines, upstream_name=upstream_config.name
+        )
+        self.primer = AnnotationPrimer(
+            UpstreamToolLister(self.upstream),
+            self.baselines,
+            on_drift=self.gateway.note_drift,
+            on_primed=self._primed_later,
+            revalidate_every=self._revalidation_interval,
+        )
+        self._started = False
+        self._primed_at_boot: int | None = None
+        self.watcher: ConfigWatcher | None = None
+        if self.hot_reload and config.policies.hot_reload:
+            self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say)
+
+    def _revalidation_interval(self) -> float | None:
+        revalidation = self.snapshots.current.config.policies.tool_revalidation
+        return revalidation_interval(revalidation.enabled, revalidation.interval)
+
+    def _primed_later(self, count: int) -> None:
+        if self._started:
+            self.say(f"Annotation cache primed: {count} tool definitions baselined")
 
     @property
     def mcp_url(self) -> str:
@@ -56,17 +90,37 @@ class HelioApp:
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
         for listener in self.listeners:
             self._tasks.append(asyncio.create_task(listener.serve(), name=f"helio-{listener.name}"))
-        await asyncio.sleep(0)
+        self._primed_at_boot = await self.primer.prime_at_boot()
         self._print_startup()
+        self._started = True
+        self._background.append(asyncio.create_task(self.primer.run(), name="helio-primer"))
+        if self.watcher is not None:
+            ready = asyncio.Event()
+            self._background.append(asyncio.create_task(self.watcher.run(ready.set), name="helio-watcher"))
+            await ready.wait()
+            self.say(f"Watching {self.loaded.path} for policy changes")
 
     def _print_startup(self) -> None:
         config = self.loaded.config
         upstream = config.upstream_list[0]
+        policies = config.policies
         self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
         self.say(f"MCP endpoint: {self.mcp_url}")
+        self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")
+        if policies.shadow:
+            self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")
         self.say(f"Upstream: {upstream.url} ({upstream.transport})")
-        for warning in self.loaded.warnings:
+        if self._primed_at_boot is not None:
+            self.say(f"Annotation cache primed: {self._primed_at_boot} tool definitions baselined")
+        else:
+            self.say(
+                f"Warning: annotation cache not primed ({self.primer.last_error}); unknown tools are treated "
+                "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
+            )
+        for warning in [*self.loaded.warnings, *fail_closed_warnings(config)]:
             self.say(f"Warning: {warning}")
+        if policies.dry_run:
+            self.say("Dry-run: ENABLED (nothing is forwarded)")
         self.say(f"Config: {self.loaded.path}")
 
     async def wait(self) -> None:
@@ -77,6 +131,13 @@ class HelioApp:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
+        if self.watcher is not None:
+            self.watcher.stop_event.set()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for listener in self.listeners:
             listener.stop()
         for task in self._tasks:

@@ -2,24 +2,55 @@
 
 Only ``tools/call`` is governed; every other request, notification and response is relayed
 unchanged. :meth:`Gateway.tools_call` is the seam where policy, evidence, approvals, limits and
-audit plug in, in that order, around the forward.
+audit plug in, in that order, around the forward. ``tools/list`` answers are observed on the
+way back to keep tool baselines current (drift detection).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
 from helio_proxy.errors import UpstreamError
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
+from helio_proxy.gateway.enforcement import Enforcer, FailClosedEnforcer
 from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
+from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
+from helio_proxy.gateway.render import block_reply, dry_run_reply
+from helio_proxy.gateway.snapshot import Snapshots
 from helio_proxy.jsonrpc import INVALID_PARAMS, Kind
+from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun
+from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
+
+log = logging.getLogger("helio_proxy.gateway")
 
 
 class Gateway:
     """Routes agent messages to the upstream, governing tool calls on the way."""
 
-    def __init__(self, upstream: StreamableHttpUpstream) -> None:
+    def __init__(
+        self,
+        upstream: StreamableHttpUpstream,
+        snapshots: Snapshots | None = None,
+        *,
+        baselines: BaselineCache | None = None,
+        enforcer: Enforcer | None = None,
+        upstream_name: str | None = None,
+    ) -> None:
         self.upstream = upstream
+        self.snapshots = snapshots
+        """The current config snapshot; ``None`` relays tool calls ungoverned (relay-only tests)."""
+        self.baselines = baselines if baselines is not None else BaselineCache()
+        self.enforcer: Enforcer = enforcer if enforcer is not None else FailClosedEnforcer()
+        self.upstream_name = upstream_name
+        self.observers: list[OutcomeObserver] = []
+        """Called with every governed call's :class:`CallOutcome` (the audit trail subscribes here)."""
+        self.shadow = ShadowStats()
+        self.drift_observers: list[Callable[[DriftEvent], None]] = []
+        """Called with each :class:`DriftEvent` seen in a ``tools/list`` answer."""
 
     async def post(self, inbound: Inbound) -> Reply:
         """Handle one POSTed JSON-RPC message."""
@@ -28,6 +59,8 @@ class Gateway:
             return await self._forward_one_way(inbound)
         if message.method == "tools/call":
             return await self.tools_call(inbound)
+        if message.method == "tools/list":
+            return await self.forward(inbound, observe=self._observe_tools_list)
         return await self.forward(inbound)
 
     async def tools_call(self, inbound: Inbound) -> Reply:
@@ -36,7 +69,60 @@ class Gateway:
             call = ToolCall.from_inbound(inbound)
         except InvalidToolCall as exc:
             return error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
+        if self.snapshots is None:
+            return await self.forward(call.inbound)
+        snapshot = self.snapshots.current
+        params = inbound.message.params or {}
+        facts = CallFacts(
+            tool=call.name,
+            arguments=call.arguments if params.get("arguments") is not None else None,
+            upstream=self.upstream_name,
+            session_id=inbound.headers.get("x-helio-session-id") or inbound.headers.get("mcp-session-id"),
+        )
+        context = DecisionContext(tool=self.baselines.facts(call.name))
+        decision = snapshot.policy.decide(facts, context)
+        shadow = snapshot.policy.decide_shadow(facts, context)
+        if isinstance(decision, DryRun):
+            enforced = self.enforcer.peek(decision, facts)
+            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.loaded.sha256))
+            return dry_run_reply(call, decision, enforced)
+        settled = await self.enforcer.settle(decision, facts)
+        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
+        if isinstance(settled, Deny):
+            return block_reply(call, settled)
         return await self.forward(call.inbound)
+
+    def _record(self, outcome: CallOutcome) -> None:
+        self.shadow.record(outcome)
+        for observer in self.observers:
+            try:
+                observer(outcome)
+            except Exception:  # an observer (audit, metrics) must never fail a call
+                log.exception("call outcome observer failed")
+
+    def _observe_tools_list(self, payload: dict[str, Any] | None, error: UpstreamError | None) -> None:
+        if payload is None:
+            return
+        result = payload.get("result")
+        if not isinstance(result, dict):
+            return
+        tools = cast(dict[str, Any], result).get("tools")
+        if isinstance(tools, list):
+            self.note_drift(self.baselines.observe(cast(list[Any], tools)))
+
+    def note_drift(self, events: list[DriftEvent]) -> None:
+        """Report drift state changes (log line now; the audit trail later)."""
+        for event in events:
+            if event.kind == "tool_drift":
+                log.warning("Tool definition drift: %s (%s)", event.tool, ", ".join(event.aspects))
+            else:
+                log.warning("Tool definition drift reverted: %s", event.tool)
+            for observer in self.drift_observers:
+                observer(event)
+
+    def accept_tool(self, name: str, *, accepted_by: str | None = None) -> None:
+        """Operator acceptance of a drifted tool's new definition (``KeyError`` if unknown)."""
+        self.baselines.accept(name, accepted_by=accepted_by)
 
     async def forward(self, inbound: Inbound, observe: ResponseObserver | None = None) -> Reply:
         """Send a request upstream and relay its answer (JSON or SSE) to the agent."""
