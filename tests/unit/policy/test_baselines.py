@@ -111,3 +111,11 @@ def test_accepting_an_unknown_tool_raises_key_error_and_an_undrifted_one_is_a_no
         cache.accept("nope")
     cache.observe([TOOL])
     assert cache.accept("get_weather").fingerprint == fingerprint(TOOL)
+
+
+def test_a_baseline_keeps_its_own_copy_of_the_definition() -> None:
+    cache = BaselineCache()
+    listed = changed()
+    cache.observe([listed])
+    listed["description"] = "mutated in place"
+    assert cache.observe([listed]) == [DriftEvent("tool_drift", "get_weather", ("description",))]

@@ -9,6 +9,7 @@ re-baselines) until a durable store implements the same protocol.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -29,7 +30,9 @@ class ToolBaseline:
 
     @classmethod
     def of(cls, definition: Mapping[str, Any], *, accepted_by: str | None = None) -> ToolBaseline:
-        return cls(str(definition["name"]), definition, fingerprint(definition), accepted_by)
+        """A baseline holding its own copy of ``definition`` (later changes to it are not seen)."""
+        own = copy.deepcopy(dict(definition))
+        return cls(str(own["name"]), own, fingerprint(own), accepted_by)
 
     @property
     def hints(self) -> Hints:
