@@ -1,0 +1,194 @@
+"""Hot reload end to end: ``helio start`` and the demo MCP server as real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """version: '1'
+upstream:
+  url: 'http://127.0.0.1:{upstream_port}/mcp'
+listen:
+  port: {port}
+dashboard:
+  enabled: false
+policies:
+  default: allow
+  rules:
+    - name: block-destructive
+      match:
+        annotations:
+          destructiveHint: true
+      action: deny
+    - name: allow-reads
+      match:
+        annotations:
+          readOnlyHint: true
+      action: allow
+"""
+
+NO_WEATHER = """    - name: no-weather
+      match: {tool: get_weather}
+      action: deny
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Output:
+    """Collects a process's stderr lines on a thread so the test can wait for one."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        assert process.stderr is not None
+        self._stream = process.stderr
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        with contextlib.suppress(ValueError, OSError):  # the stream is closed when the process is reaped
+            for line in self._stream:
+                self._queue.put(line)
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line containing {text!r} within {timeout}s; got:\n{''.join(self.lines)}")
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the demo server exited"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {timeout}s")
+
+
+@contextlib.contextmanager
+def running(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIO_")}
+    process = subprocess.Popen(command, env=env, text=True, **kwargs)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def call(url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+    response = httpx.post(url, json=body, headers={"accept": "application/json"}, timeout=5)
+    assert response.status_code == 200
+    return response.json()
+
+
+def blocked_by(answer: dict[str, Any]) -> str | None:
+    error = answer.get("error")
+    return error["data"]["rule"] if error and error.get("code") == -32001 else None
+
+
+def test_editing_the_config_takes_effect_without_restart_and_a_bad_edit_keeps_the_old_rules(
+    tmp_path: Path,
+) -> None:
+    upstream_port, port = free_port(), free_port()
+    config = tmp_path / "helio.yaml"
+    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port))
+    url = f"http://127.0.0.1:{port}/mcp"
+    upstream_command = [
+        sys.executable,
+        "-m",
+        "helio_proxy.demo.server",
+        "--port",
+        str(upstream_port),
+        "--json",
+    ]
+    with running(upstream_command, stderr=subprocess.DEVNULL) as upstream:
+        wait_for_port(upstream_port, upstream)
+        proxy_command = [sys.executable, "-m", "helio_proxy", "start", "-c", str(config)]
+        with running(proxy_command, stderr=subprocess.PIPE) as proxy:
+            output = Output(proxy)
+            output.wait_for("Policies: 2 rules loaded (default: allow)")
+            output.wait_for("Annotation cache primed: 7 tool definitions baselined")
+            output.wait_for(f"Watching {config} for policy changes")
+            assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) is None
+            assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
+
+            config.write_text(config.read_text().replace("  rules:\n", "  rules:\n" + NO_WEATHER, 1))
+            edited = time.monotonic()
+            while blocked_by(call(url, "get_weather", {"city": "Leeds"})) != "no-weather":
+                assert time.monotonic() - edited < 5, "the new rule never took effect"
+            assert time.monotonic() - edited < 1.0
+            output.wait_for("Policy reloaded: 3 rules (default: allow)")
+
+            config.write_text(config.read_text() + "  rules: [unclosed\n")
+            line = output.wait_for("Config reload failed (keeping current configuration)")
+            assert str(config) in line
+            assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) == "no-weather"
+            assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
+            assert proxy.poll() is None
+
+
+def test_no_hot_reload_leaves_the_startup_rules_in_place(tmp_path: Path) -> None:
+    upstream_port, port = free_port(), free_port()
+    config = tmp_path / "helio.yaml"
+    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port))
+    url = f"http://127.0.0.1:{port}/mcp"
+    upstream_command = [
+        sys.executable,
+        "-m",
+        "helio_proxy.demo.server",
+        "--port",
+        str(upstream_port),
+        "--json",
+    ]
+    with running(upstream_command, stderr=subprocess.DEVNULL) as upstream:
+        wait_for_port(upstream_port, upstream)
+        proxy_command = [sys.executable, "-m", "helio_proxy", "start", "-c", str(config), "--no-hot-reload"]
+        with running(proxy_command, stderr=subprocess.PIPE) as proxy:
+            output = Output(proxy)
+            output.wait_for("Config: ")
+            assert not any("Watching" in line for line in output.lines)
+            config.write_text(config.read_text().replace("  rules:\n", "  rules:\n" + NO_WEATHER, 1))
+            # Nothing watches the file, so there is no event to wait for: the rule must not apply.
+            assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) is None
