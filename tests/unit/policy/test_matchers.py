@@ -124,3 +124,24 @@ def test_a_call_without_arguments_matches_no_rule_with_input_conditions_not_even
 ) -> None:
     assert blocks(make_policy, {"$.x": {"exists": False}}, None) is False
     assert blocks(make_policy, {"$.x": {"exists": False}}, {}) is True
+
+
+@pytest.mark.parametrize(
+    ("condition", "arguments", "expected"),
+    [
+        ({"$.x": {"exists": False, "eq": 1}}, {}, False),
+        ({"$.x": {"exists": True, "eq": 1}}, {"x": 1}, True),
+        ({"$.meta[*]": {"eq": "vip"}}, {"meta": {"a": "x", "b": "vip"}}, True),
+        ({"$.meta[*]": {"eq": "vip"}}, {"meta": "vip"}, False),
+        ({"$.rows[*][0]": {"gt": 5}}, {"rows": [[1, 2], [9, 0]]}, True),
+        ({"$.a.b.c": {"eq": 1}}, {"a": {"b": {"c": 1}}}, True),
+        ({"$.a.b.c": {"eq": 1}}, {"a": {"b": [1]}}, False),
+        ({"$.x": {"gt": 9007199254740993}}, {"x": 9007199254740994}, True),
+        ({"$.x": {"gt": 1000}}, {"x": 1000.0000000000001}, True),
+        ({"$.x": {"lt": 2.5}}, {"x": 2.4999999999999996}, True),
+    ],
+)
+def test_paths_exists_and_number_edge_cases(
+    make_policy: PolicyFactory, condition: dict[str, Any], arguments: dict[str, Any], expected: bool
+) -> None:
+    assert blocks(make_policy, condition, arguments) is expected

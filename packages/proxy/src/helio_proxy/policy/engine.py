@@ -29,10 +29,10 @@ from helio_proxy.policy.decision import (
     SpendLimit,
 )
 from helio_proxy.policy.facts import CallFacts, DecisionContext, Hints
-from helio_proxy.policy.matchers import Predicate, compile_match, tool_prefilter
+from helio_proxy.policy.matchers import Predicate, compile_match, static_filter
 
 TOOL_CACHE_SIZE: Final = 4096
-"""Tool names whose candidate-rule lists are memoised (the table is cleared when it fills)."""
+"""(tool, hints) pairs whose candidate-rule lists are memoised (the table is cleared when it fills)."""
 
 DEFAULT_CONTEXT: Final = DecisionContext()
 
@@ -45,7 +45,8 @@ class CompiledRule:
     index: int
     rule: Rule
     predicate: Predicate
-    tool_filter: Callable[[str], bool] | None
+    static: Callable[[str, Hints], bool]
+    """The tool-only part of the match (name glob, annotations)."""
 
 
 def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> tuple[CompiledRule, ...]:
@@ -54,31 +55,32 @@ def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> t
             name=rule.name or f"{prefix}-{index}",
             index=index,
             rule=rule,
-            predicate=compile_match(rule.match, environment=environment),
-            tool_filter=tool_prefilter(rule.match),
+            predicate=compile_match(rule.match, environment=environment, static_done=True),
+            static=static_filter(rule.match),
         )
         for index, rule in enumerate(rules)
     )
 
 
 class _RuleSet:
-    """Ordered compiled rules with a per-tool-name index of the ones that can match."""
+    """Ordered compiled rules, indexed by (tool, hints) to the ones whose tool-only part matches."""
 
     def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
         self.rules = rules
-        self._by_tool: dict[str, tuple[CompiledRule, ...]] = {}
+        self._by_tool: dict[tuple[str, Hints], tuple[CompiledRule, ...]] = {}
 
-    def candidates(self, tool: str) -> tuple[CompiledRule, ...]:
-        found = self._by_tool.get(tool)
+    def candidates(self, tool: str, hints: Hints) -> tuple[CompiledRule, ...]:
+        key = (tool, hints)
+        found = self._by_tool.get(key)
         if found is None:
-            found = tuple(r for r in self.rules if r.tool_filter is None or r.tool_filter(tool))
+            found = tuple(r for r in self.rules if r.static(tool, hints))
             if len(self._by_tool) >= TOOL_CACHE_SIZE:
                 self._by_tool.clear()
-            self._by_tool[tool] = found
+            self._by_tool[key] = found
         return found
 
     def first_match(self, call: CallFacts, hints: Hints) -> CompiledRule | None:
-        for compiled in self.candidates(call.tool):
+        for compiled in self.candidates(call.tool, hints):
             if compiled.predicate(call, hints):
                 return compiled
         return None

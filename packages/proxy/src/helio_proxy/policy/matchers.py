@@ -22,14 +22,15 @@ reached. A call that sent no ``arguments`` matches no rule that has ``input`` co
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final, cast
 
-from helio_proxy.config.policies import Condition, Match
+from helio_proxy.config.policies import AnnotationMatch, Condition, Match
 from helio_proxy.policy.facts import CallFacts, Hints
 from helio_proxy.policy.glob import compile_glob
-from helio_proxy.policy.jsonpath import parse_path
+from helio_proxy.policy.jsonpath import Segment, Wildcard, parse_path
 from helio_proxy.policy.regex_safety import check_regex
 
 Predicate = Callable[[CallFacts, Hints], bool]
@@ -76,12 +77,48 @@ def json_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)  # pyright: ignore[reportUnknownArgumentType]
 
 
-def _numeric(bound: Decimal, compare: Callable[[Decimal, Decimal], bool]) -> ValueTest:
+_MAX_EXACT_INT: Final = 2**53
+"""Integers up to this are exact doubles: a float compares with them exactly as its JSON text would."""
+
+
+def _numeric(bound: Decimal, compare: Callable[[Any, Any], bool]) -> ValueTest:
+    if bound == bound.to_integral_value() and abs(bound) < _MAX_EXACT_INT:
+        # Fast path for whole-number bounds (the usual case): no Decimal per call.
+        whole = int(bound)
+
+        def test_whole(value: Any) -> bool:
+            if isinstance(value, bool):
+                return False
+            if isinstance(value, int):
+                return compare(value, whole)
+            if isinstance(value, float):
+                return math.isfinite(value) and compare(value, whole)
+            number = as_decimal(value)
+            return number is not None and compare(number, bound)
+
+        return test_whole
+
     def test(value: Any) -> bool:
         number = as_decimal(value)
         return number is not None and compare(number, bound)
 
     return test
+
+
+def _equals(expected: Any) -> ValueTest:
+    """A JSON-equality test specialised on the expected value's type."""
+    if isinstance(expected, str):
+        return lambda v: type(v) is str and v == expected
+    if isinstance(expected, bool) or expected is None:
+        return lambda v: v is expected
+    return lambda v: json_equal(v, expected)
+
+
+def _one_of(options: list[Any]) -> ValueTest:
+    if all(isinstance(option, str) for option in options):
+        members = frozenset(options)
+        return lambda v: type(v) is str and v in members
+    return lambda v: any(json_equal(v, option) for option in options)
 
 
 def _contains(needle: str) -> ValueTest:
@@ -99,16 +136,15 @@ def _value_tests(condition: Condition) -> list[ValueTest]:
     given = condition.model_fields_set
     tests: list[ValueTest] = []
     if "eq" in given:
-        expected = condition.eq
-        tests.append(lambda v: json_equal(v, expected))
+        tests.append(_equals(condition.eq))
     if "neq" in given:
-        unexpected = condition.neq
-        tests.append(lambda v: not json_equal(v, unexpected))
+        same = _equals(condition.neq)
+        tests.append(lambda v: not same(v))
     for name, compare in (
-        ("gt", Decimal.__gt__),
-        ("gte", Decimal.__ge__),
-        ("lt", Decimal.__lt__),
-        ("lte", Decimal.__le__),
+        ("gt", operator.gt),
+        ("gte", operator.ge),
+        ("lt", operator.lt),
+        ("lte", operator.le),
     ):
         bound = getattr(condition, name)
         if bound is not None:
@@ -119,40 +155,116 @@ def _value_tests(condition: Condition) -> list[ValueTest]:
         search = check_regex(condition.regex).search
         tests.append(lambda v: isinstance(v, str) and search(v) is not None)
     if condition.in_ is not None:
-        options = list(condition.in_)
-        tests.append(lambda v: any(json_equal(v, option) for option in options))
+        tests.append(_one_of(list(condition.in_)))
     if condition.not_in is not None:
-        excluded = list(condition.not_in)
-        tests.append(lambda v: not any(json_equal(v, option) for option in excluded))
+        listed = _one_of(list(condition.not_in))
+        tests.append(lambda v: not listed(v))
     return tests
+
+
+def _combine(tests: list[ValueTest]) -> ValueTest:
+    # Hot-path closures here use explicit loops: all()/any() over a generator costs about twice
+    # as much per rule evaluated.
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda v: first(v) and second(v)
+
+    def every(value: Any) -> bool:
+        for test in tests:  # noqa: SIM110 - see _combine
+            if not test(value):
+                return False
+        return True
+
+    return every
+
+
+_ABSENT: Final = object()
+
+
+def _walker(segments: tuple[Segment, ...], test: ValueTest) -> ValueTest:
+    """Whether any value ``segments`` reach from a node passes ``test`` (stops at the first)."""
+    if not segments:
+        return test
+    head, rest = segments[0], _walker(segments[1:], test)
+    # The closures below run per rule per call: no cast() calls, just isinstance checks.
+    if isinstance(head, Wildcard):
+
+        def each(node: Any) -> bool:
+            items: Iterable[Any]
+            if isinstance(node, list):
+                items = node  # pyright: ignore[reportUnknownVariableType]
+            elif isinstance(node, dict):
+                items = node.values()  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            else:
+                return False
+            for item in items:  # noqa: SIM110  # pyright: ignore[reportUnknownVariableType]
+                if rest(item):
+                    return True
+            return False
+
+        return each
+    if isinstance(head, int):
+        index = head
+
+        def at(node: Any) -> bool:
+            return isinstance(node, list) and index < len(node) and rest(node[index])  # pyright: ignore[reportUnknownArgumentType]
+
+        return at
+    key = head
+
+    def child(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        value: Any = node.get(key, _ABSENT)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        return value is not _ABSENT and rest(value)
+
+    return child
+
+
+def _present(_value: Any) -> bool:
+    return True
 
 
 def compile_condition(path_text: str, condition: Condition) -> Callable[[Mapping[str, Any]], bool]:
     """A test over the call's arguments for one ``path: {operators}`` entry."""
     path = parse_path(path_text)
-    resolve = path.resolve
     tests = _value_tests(condition)
     exists = condition.exists
+    test = _combine(tests) if tests else None
+    if exists is False:
+        if test is not None:
+            return lambda _arguments: False  # nothing to test when nothing may be there
+        reaches = _walker(path.segments, _present)
+        return lambda arguments: not reaches(arguments)
+    # A value that passes the tests exists, so `exists: true` adds nothing beyond reaching one.
+    final = test or _present
+    head = path.segments[0]
+    if len(path.segments) == 1 and isinstance(head, str):
+        key = head
 
-    def holds(arguments: Mapping[str, Any]) -> bool:
-        values = resolve(arguments)
-        if exists is not None and bool(values) != exists:
-            return False
-        if not tests:
-            return True
-        return any(all(test(value) for test in tests) for value in values)
+        def top_level(arguments: Mapping[str, Any]) -> bool:
+            value = arguments.get(key, _ABSENT)
+            return value is not _ABSENT and final(value)
 
-    return holds
+        return top_level
+    return _walker(path.segments, final)
 
 
 def _input_predicate(conditions: Mapping[str, Condition]) -> Predicate:
-    checks = [compile_condition(path, condition) for path, condition in conditions.items()]
+    # ANDed, so the order is free: plain paths first, wildcards (which walk arrays) last.
+    ordered = sorted(conditions.items(), key=lambda item: parse_path(item[0]).has_wildcard)
+    checks = [compile_condition(path, condition) for path, condition in ordered]
 
     def matches(call: CallFacts, _hints: Hints) -> bool:
         arguments = call.arguments
         if arguments is None:
             return False
-        return all(check(arguments) for check in checks)
+        for check in checks:  # noqa: SIM110 - see _combine
+            if not check(arguments):
+                return False
+        return True
 
     return matches
 
@@ -162,17 +274,36 @@ def _all(predicates: list[Predicate]) -> Predicate:
         return _always
     if len(predicates) == 1:
         return predicates[0]
-    return lambda call, hints: all(p(call, hints) for p in predicates)
+    if len(predicates) == 2:
+        first, second = predicates
+        return lambda call, hints: first(call, hints) and second(call, hints)
+
+    def every(call: CallFacts, hints: Hints) -> bool:
+        for predicate in predicates:  # noqa: SIM110 - see _combine
+            if not predicate(call, hints):
+                return False
+        return True
+
+    return every
 
 
-def compile_match(match: Match, *, environment: str | None) -> Predicate:
-    """One predicate for a ``match`` block (all of its conditions ANDed)."""
+def _hints_test(annotations: AnnotationMatch) -> Callable[[Hints], bool]:
+    wanted = tuple((name, value) for name in HINT_NAMES if (value := getattr(annotations, name)) is not None)
+    return lambda hints: all(getattr(hints, name) is value for name, value in wanted)
+
+
+def compile_match(match: Match, *, environment: str | None, static_done: bool = False) -> Predicate:
+    """One predicate for a ``match`` block (all of its conditions ANDed).
+
+    With ``static_done`` the top-level ``tool`` and ``annotations`` are left out: the caller
+    checks them through :func:`static_filter` instead.
+    """
     if match.metadata is not None:
         return _never  # adapter metadata is never present on an MCP call
     if match.environment is not None and match.environment != environment:
         return _never
     predicates: list[Predicate] = []
-    if match.tool is not None:
+    if match.tool is not None and not static_done:
         tool_matches = compile_glob(match.tool)
         predicates.append(lambda call, _hints: tool_matches(call.tool))
     if match.upstreams is not None:
@@ -196,8 +327,20 @@ def compile_match(match: Match, *, environment: str | None) -> Predicate:
     return _all(predicates)
 
 
-def tool_prefilter(match: Match) -> Callable[[str], bool] | None:
-    """The top-level tool glob of a match, usable to pre-select rules by tool name."""
-    if match.metadata is not None or match.tool is None:
-        return None
-    return compile_glob(match.tool)
+def static_filter(match: Match) -> Callable[[str, Hints], bool]:
+    """The part of a match that depends only on the tool (name and baseline hints).
+
+    Its answer is the same for every call of one tool, so the engine evaluates it once per
+    (tool, hints) and keeps a list of candidate rules.
+    """
+    if match.metadata is not None:
+        return lambda _tool, _hints: False
+    tool_matches = compile_glob(match.tool) if match.tool is not None else None
+    hints_match = _hints_test(match.annotations) if match.annotations is not None else None
+    if tool_matches is None:
+        if hints_match is None:
+            return lambda _tool, _hints: True
+        return lambda _tool, hints: hints_match(hints)
+    if hints_match is None:
+        return lambda tool, _hints: tool_matches(tool)
+    return lambda tool, hints: tool_matches(tool) and hints_match(hints)
