@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,67 +129,70 @@ def blocked_by(answer: dict[str, Any]) -> str | None:
     return error["data"]["rule"] if error and error.get("code") == -32001 else None
 
 
+@dataclass
+class Proxy:
+    url: str
+    config: Path
+    output: Output
+    process: subprocess.Popen[str]
+
+
+@contextlib.contextmanager
+def proxy_in_front_of_demo(tmp_path: Path, *extra_args: str) -> Iterator[Proxy]:
+    """The demo MCP server and ``helio start`` in front of it, as real processes on free ports."""
+    upstream_port, port = free_port(), free_port()
+    config = tmp_path / "helio.yaml"
+    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port))
+    upstream_command = [
+        sys.executable,
+        "-m",
+        "helio_proxy.demo.server",
+        "--port",
+        str(upstream_port),
+        "--json",
+    ]
+    with running(upstream_command, stderr=subprocess.DEVNULL) as upstream:
+        wait_for_port(upstream_port, upstream)
+        proxy_command = [sys.executable, "-m", "helio_proxy", "start", "-c", str(config), *extra_args]
+        with running(proxy_command, stderr=subprocess.PIPE) as process:
+            output = Output(process)
+            output.wait_for("Config: ")
+            yield Proxy(f"http://127.0.0.1:{port}/mcp", config, output, process)
+
+
 def test_editing_the_config_takes_effect_without_restart_and_a_bad_edit_keeps_the_old_rules(
     tmp_path: Path,
 ) -> None:
-    upstream_port, port = free_port(), free_port()
-    config = tmp_path / "helio.yaml"
-    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port))
-    url = f"http://127.0.0.1:{port}/mcp"
-    upstream_command = [
-        sys.executable,
-        "-m",
-        "helio_proxy.demo.server",
-        "--port",
-        str(upstream_port),
-        "--json",
-    ]
-    with running(upstream_command, stderr=subprocess.DEVNULL) as upstream:
-        wait_for_port(upstream_port, upstream)
-        proxy_command = [sys.executable, "-m", "helio_proxy", "start", "-c", str(config)]
-        with running(proxy_command, stderr=subprocess.PIPE) as proxy:
-            output = Output(proxy)
-            output.wait_for("Policies: 2 rules loaded (default: allow)")
-            output.wait_for("Annotation cache primed: 7 tool definitions baselined")
-            output.wait_for(f"Watching {config} for policy changes")
-            assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) is None
-            assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
+    with proxy_in_front_of_demo(tmp_path) as proxy:
+        url, config, output = proxy.url, proxy.config, proxy.output
+        output.wait_for("Policies: 2 rules loaded (default: allow)")
+        output.wait_for("Annotation cache primed: 7 tool definitions baselined")
+        output.wait_for(f"Watching {config} for policy changes")
+        assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) is None
+        assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
 
-            config.write_text(config.read_text().replace("  rules:\n", "  rules:\n" + NO_WEATHER, 1))
-            edited = time.monotonic()
-            while blocked_by(call(url, "get_weather", {"city": "Leeds"})) != "no-weather":
-                assert time.monotonic() - edited < 5, "the new rule never took effect"
-            assert time.monotonic() - edited < 1.0
-            output.wait_for("Policy reloaded: 3 rules (default: allow)")
+        config.write_text(config.read_text().replace("  rules:\n", "  rules:\n" + NO_WEATHER, 1))
+        edited = time.monotonic()
+        while blocked_by(call(url, "get_weather", {"city": "Leeds"})) != "no-weather":
+            assert time.monotonic() - edited < 5, "the new rule never took effect"
+        assert time.monotonic() - edited < 1.0
+        output.wait_for("Policy reloaded: 3 rules (default: allow)")
 
-            config.write_text(config.read_text() + "  rules: [unclosed\n")
-            line = output.wait_for("Config reload failed (keeping current configuration)")
-            assert str(config) in line
-            assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) == "no-weather"
-            assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
-            assert proxy.poll() is None
+        config.write_text(config.read_text() + "  rules: [unclosed\n")
+        line = output.wait_for("Config reload failed (keeping current configuration)")
+        assert str(config) in line
+        assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) == "no-weather"
+        assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
+        assert proxy.process.poll() is None
 
 
 def test_no_hot_reload_leaves_the_startup_rules_in_place(tmp_path: Path) -> None:
-    upstream_port, port = free_port(), free_port()
-    config = tmp_path / "helio.yaml"
-    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port))
-    url = f"http://127.0.0.1:{port}/mcp"
-    upstream_command = [
-        sys.executable,
-        "-m",
-        "helio_proxy.demo.server",
-        "--port",
-        str(upstream_port),
-        "--json",
-    ]
-    with running(upstream_command, stderr=subprocess.DEVNULL) as upstream:
-        wait_for_port(upstream_port, upstream)
-        proxy_command = [sys.executable, "-m", "helio_proxy", "start", "-c", str(config), "--no-hot-reload"]
-        with running(proxy_command, stderr=subprocess.PIPE) as proxy:
-            output = Output(proxy)
-            output.wait_for("Config: ")
-            assert not any("Watching" in line for line in output.lines)
-            config.write_text(config.read_text().replace("  rules:\n", "  rules:\n" + NO_WEATHER, 1))
-            # Nothing watches the file, so there is no event to wait for: the rule must not apply.
-            assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) is None
+    with proxy_in_front_of_demo(tmp_path, "--no-hot-reload") as proxy:
+        assert not any("Watching" in line for line in proxy.output.lines)
+        proxy.config.write_text(proxy.config.read_text().replace("  rules:\n", "  rules:\n" + NO_WEATHER, 1))
+        # Nothing watches the file, so there is no event to wait for. A watched file reloads in
+        # well under a second (test above); for 1.5 s the old rules must keep answering.
+        edited = time.monotonic()
+        while time.monotonic() - edited < 1.5:
+            assert blocked_by(call(proxy.url, "get_weather", {"city": "Leeds"})) is None
+        assert not any("Policy reloaded" in line for line in proxy.output.lines)

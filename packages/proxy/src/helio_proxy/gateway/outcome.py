@@ -55,7 +55,3 @@ class ShadowStats:
                 }
             )
         )
-
-    @property
-    def disagreements(self) -> int:
-        return sum(n for (shadow, enforced), n in self.counts.items() if shadow != enforced)

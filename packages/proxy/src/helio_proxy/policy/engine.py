@@ -163,14 +163,6 @@ class CompiledPolicy:
         self._rules = _RuleSet(_compile_rules(policies.rules, config.environment, "rule"))
         self._shadow = _RuleSet(_compile_rules(policies.shadow, config.environment, "shadow"))
 
-    @property
-    def rules(self) -> tuple[CompiledRule, ...]:
-        return self._rules.rules
-
-    @property
-    def shadow_rules(self) -> tuple[CompiledRule, ...]:
-        return self._shadow.rules
-
     def _no_match(self, hints: Hints) -> Decision:
         if self.default == "deny":
             return Deny(reason="policy_denied", policy_reason="default_deny")
