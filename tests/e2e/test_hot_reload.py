@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -48,20 +48,14 @@ NO_WEATHER = """    - name: no-weather
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Output:
-    """Collects a process's stderr lines on a thread so the test can wait for one."""
+    """Collects a process's output lines on a thread so the test can wait for one."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
-        assert process.stderr is not None
-        self._stream = process.stderr
+        assert process.stdout is not None
+        self._stream = process.stdout
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -89,33 +83,6 @@ class Output:
             if text in line:
                 return line
         raise AssertionError(f"no line containing {text!r} within {timeout}s; got:\n{''.join(self.lines)}")
-
-
-def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the demo server exited"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port} after {timeout}s")
-
-
-@contextlib.contextmanager
-def running(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELIO_")}
-    process = subprocess.Popen(command, env=env, text=True, **kwargs)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def call(url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -157,13 +124,20 @@ def proxy_in_front_of_demo(tmp_path: Path, *extra_args: str) -> Iterator[Proxy]:
         str(upstream_port),
         "--json",
     ]
-    with running(upstream_command, stderr=subprocess.DEVNULL) as upstream:
+    with running(upstream_command) as upstream:
         wait_for_port(upstream_port, upstream)
-        proxy_command = [sys.executable, "-m", "helio_proxy", "start", "-c", str(config), *extra_args]
-        with running(proxy_command, stderr=subprocess.PIPE) as process:
-            output = Output(process)
-            output.wait_for("Config: ")
-            yield Proxy(f"http://127.0.0.1:{port}/mcp", config, output, process)
+        with running(helio("start", "-c", str(config), *extra_args)) as process:
+            try:
+                output = Output(process)
+                output.wait_for("Config: ")
+                yield Proxy(f"http://127.0.0.1:{port}/mcp", config, output, process)
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
+                assert process.stdout is not None
+                process.stdout.close()
+        assert upstream.stdout is not None
+        upstream.stdout.close()
 
 
 def test_editing_the_config_takes_effect_without_restart_and_a_bad_edit_keeps_the_old_rules(

@@ -1,6 +1,6 @@
 """Policy decisions through the real proxy, between the official MCP client and server.
 
-The upstream is an ``mcp`` ``MCPServer`` served by uvicorn on a free port; the proxy is the real
+The upstream is an ``mcp`` ``MCPServer`` on a free port (``tests.harness``); the proxy is the real
 :class:`~helio_proxy.app.HelioApp` (it primes tool annotations with its own ``tools/list`` at
 boot). Each test runs against a stateless JSON upstream and a stateful SSE upstream (the primer
 must then do the ``initialize`` handshake itself).
@@ -13,20 +13,20 @@ import contextlib
 import hashlib
 import io
 import json
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
+
+from tests.harness import serve_asgi
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
@@ -78,30 +78,6 @@ def build_upstream() -> MCPServer:
     return server
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[int]:
-    """Serve an ASGI app on a free loopback port in this event loop."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    server = _Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
-    # The socket already listens: connections made before uvicorn is up wait in the backlog.
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
-
-
 @dataclass
 class Stack:
     upstream: MCPServer
@@ -124,10 +100,10 @@ async def proxy_stack(
     policies: str, mode: dict[str, bool], *, dashboard: str = "{enabled: false}"
 ) -> AsyncIterator[Stack]:
     upstream = build_upstream()
-    async with serve(upstream.streamable_http_app(**mode)) as upstream_port:
+    async with serve_asgi(upstream.streamable_http_app(**mode)) as upstream_base:
         text = (
             "version: '1'\n"
-            f"upstream: {{url: 'http://127.0.0.1:{upstream_port}/mcp'}}\n"
+            f"upstream: {{url: '{upstream_base}/mcp'}}\n"
             "listen: {port: 0}\n"
             f"dashboard: {dashboard}\n" + policies
         )

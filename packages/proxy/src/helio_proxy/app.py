@@ -1,20 +1,24 @@
 """The proxy process: builds the gateway from a config and serves its listeners.
 
-One process, one event loop: the agent listener (``listen``), and, as later parts land, the
-dashboard and the SDK sideband. Beside them run the annotation primer (tool baselines) and the
-config watcher (hot reload).
+One process, one event loop: the agent listener (``listen``), the SDK sideband (``sdk``, when
+enabled) and, as later parts land, the dashboard. Beside them run the annotation primer
+(tool baselines) and the config watcher (hot reload).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from helio_proxy.config import LoadedConfig
+from helio_proxy.config import HelioConfig, LoadedConfig
+from helio_proxy.errors import StartupError
+from helio_proxy.evidence import InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import fail_closed_warnings
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
@@ -22,6 +26,7 @@ from helio_proxy.gateway.reloader import ConfigWatcher
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 from helio_proxy.policy import BaselineCache
 from helio_proxy.server import Listener, bind
+from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 
@@ -37,6 +42,8 @@ class HelioApp:
 
     loaded: LoadedConfig
     out: TextIO = field(default_factory=lambda: sys.stderr)
+    environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
+    """Where ``HELIO_SDK_TOKEN`` is read from, and a generated token is written to (children inherit it)."""
     hot_reload: bool = True
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
@@ -63,8 +70,13 @@ class HelioApp:
         self._started = False
         self._primed_at_boot: int | None = None
         self.watcher: ConfigWatcher | None = None
-        if self.hot_reload and config.policies.hot_reload:
+        # A config built in memory (tests, embedding) has no file to watch.
+        if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
             self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say)
+        self.sessions = InMemorySessionStore()
+        self.sideband: SidebandApp | None = None
+        self.sdk_token: SidebandToken | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def _revalidation_interval(self) -> float | None:
         revalidation = self.snapshots.current.config.policies.tool_revalidation
@@ -74,10 +86,22 @@ class HelioApp:
         if self._started:
             self.say(f"Annotation cache primed: {count} tool definitions baselined")
 
+    def current_config(self) -> HelioConfig:
+        """The config snapshot in force now (what components read on every use)."""
+        return self.snapshots.current.config
+
     @property
     def mcp_url(self) -> str:
         listen = self.loaded.config.listen
         return _url(listen.host, self.listeners[0].port) + "/mcp"
+
+    @property
+    def sideband_url(self) -> str:
+        """Base URL of the SDK sideband (only when ``sdk.enabled``)."""
+        sdk = [listener for listener in self.listeners if listener.name == "sdk"]
+        if not sdk:
+            raise RuntimeError("the SDK sideband is not running (sdk.enabled is false)")
+        return _url(self.loaded.config.sdk.host, sdk[0].port)
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -86,8 +110,18 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         mcp_sock = bind(config.listen.host, config.listen.port, "listen")
+        try:
+            sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
+        except StartupError:
+            mcp_sock.close()
+            raise
         await self.upstream.start()
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+        if sdk_sock is not None:
+            self.sdk_token = resolve_token(self.environ)
+            self.sideband = SidebandApp(self.sessions, self.current_config, self.sdk_token.value)
+            self.listeners.append(Listener(self.sideband, sdk_sock, "sdk"))
+        self._sweeper = asyncio.create_task(run_sweeper(self.sessions), name="helio-session-sweeper")
         for listener in self.listeners:
             self._tasks.append(asyncio.create_task(listener.serve(), name=f"helio-{listener.name}"))
         self._primed_at_boot = await self.primer.prime_at_boot()
@@ -117,6 +151,13 @@ class HelioApp:
                 f"Warning: annotation cache not primed ({self.primer.last_error}); unknown tools are treated "
                 "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
             )
+        if self.sdk_token is not None:
+            self.say(f"SDK sideband listening on {self.sideband_url}")
+            if self.sdk_token.from_env:
+                self.say(f"SDK token: taken from {TOKEN_ENV_VAR}")
+            else:
+                self.say(f"SDK token (pass as {TOKEN_ENV_VAR} to your SDK clients):")
+                self.say(self.sdk_token.value)
         for warning in [*self.loaded.warnings, *fail_closed_warnings(config)]:
             self.say(f"Warning: {warning}")
         if policies.dry_run:
@@ -131,6 +172,12 @@ class HelioApp:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
+        if self.sideband is not None:
+            self.sideband.begin_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self.watcher is not None:
             self.watcher.stop_event.set()
         for task in self._background:
@@ -148,17 +195,21 @@ class HelioApp:
 
     async def run(self) -> None:
         """Start, serve until SIGINT/SIGTERM, stop."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        # Handlers go in first: start() takes a moment (tool priming, the watcher), and a signal
+        # arriving meanwhile must still mean a clean stop.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
         try:
-            await self.wait()
+            await self.start()
+            try:
+                await self.wait()
+            finally:
+                self.say("Shutting down")
+                await self.stop()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            self.say("Shutting down")
-            await self.stop()
 
 
 def run_app(app: HelioApp) -> None:

@@ -5,10 +5,11 @@
     HelioProxyError                 root; carries an exit code for the CLI
     ├── ConfigError                 helio.yaml could not be loaded (file, line, dotted path)
     ├── StartupError                a listener, store or upstream could not be set up
-    └── UpstreamError               the upstream failed a request; carries failure_class
-        ├── UpstreamUnavailable     connection refused / reset / DNS
-        ├── UpstreamTimeout         no answer within upstream.request_timeout
-        └── UpstreamProtocolError   an answer that is not a JSON-RPC response for the request
+    └── UpstreamError               the upstream failed a request: failure_class upstream_forward_error
+        ├── UpstreamUnavailable     connection refused / reset (failure_reason says which)
+        ├── UpstreamTimeout         silent past upstream.request_timeout (failure_reason: timeout)
+        └── UpstreamProtocolError   not a JSON-RPC response for the request: upstream_invalid_jsonrpc
+                                    or upstream_id_mismatch
 
 Governance decisions are values, not exceptions (see ``helio_proxy.gateway``); only the edge
 turns them into JSON-RPC errors.
@@ -62,11 +63,11 @@ class UpstreamError(HelioProxyError):
 
 
 class UpstreamUnavailable(UpstreamError):
-    failure_class: ClassVar[str] = "upstream_unavailable"
+    """Connection refused, reset or lost (``failure_reason`` says which)."""
 
 
 class UpstreamTimeout(UpstreamError):
-    failure_class: ClassVar[str] = "upstream_timeout"
+    """No answer within ``upstream.request_timeout`` (``failure_reason: timeout``)."""
 
 
 class UpstreamProtocolError(UpstreamError):

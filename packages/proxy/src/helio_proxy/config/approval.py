@@ -14,6 +14,7 @@ class DashboardChannel(ConfigModel):
     """Tickets appear in the dashboard and the REST API (always available)."""
 
     type: Literal["dashboard"]
+    """Channel type."""
     name: str | None = None
     """Name other settings use to refer to this channel."""
 
@@ -22,6 +23,7 @@ class WebhookChannel(ConfigModel):
     """Tickets are POSTed to a URL; the receiver answers through the REST API."""
 
     type: Literal["webhook"]
+    """Channel type."""
     name: str | None = None
     """Name other settings use to refer to this channel."""
 
@@ -36,6 +38,7 @@ class SlackChannel(ConfigModel):
     """Tickets are posted to Slack with Approve/Deny buttons."""
 
     type: Literal["slack"]
+    """Channel type."""
     name: str | None = None
     """Name other settings use to refer to this channel."""
 

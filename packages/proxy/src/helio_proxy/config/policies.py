@@ -90,9 +90,16 @@ class MetadataCondition(ConfigModel):
     """A condition on an adapter metadata value."""
 
     eq: str | None = None
+    """Equal to this string."""
+
     neq: str | None = None
+    """Present and not equal to this string."""
+
     contains: str | None = None
+    """Containing this substring."""
+
     regex: str | None = None
+    """Matching this regular expression."""
 
 
 class Match(ConfigModel):
@@ -338,16 +345,26 @@ class InstallRule(ConfigModel):
     """An install-time rule (sideband adapters only)."""
 
     name: str | None = None
+    """Rule name, reported in decisions."""
+
     match: InstallMatch
+    """Which packages the rule applies to."""
+
     action: Literal["deny_install", "allow"]
+    """Decision for a matching package."""
+
     feedback: Feedback | None = None
+    """Message and suggestion returned with a denial."""
 
 
 class InstallPolicy(ConfigModel):
     """Install-time policy for adapters."""
 
     default: Literal["allow", "deny"] = "allow"
+    """Decision when no install rule matches."""
+
     rules: list[InstallRule] = Field(default_factory=list[InstallRule])
+    """Ordered install rules; the first match wins."""
 
 
 class PoliciesConfig(ConfigModel):

@@ -54,7 +54,7 @@ class UpstreamConfig(ConfigModel):
     """How long to wait for a connection (and the legacy SSE ``endpoint`` event)."""
 
     request_timeout: DurationField = Duration("30s")
-    """How long one upstream request may take before the client gets ``-32603`` (``upstream_timeout``)."""
+    """How long the upstream may stay silent on one request before the client gets ``-32603`` (``failure_reason: timeout``)."""
 
     forward_headers: list[str] = Field(default_factory=list[str])
     """Client request headers to pass upstream; names must start with ``x-``. ``authorization`` is always forwarded."""

@@ -1,0 +1,114 @@
+"""Every check developers and CI run. ``./dev test`` runs them all; ``uv run nox -s NAME`` runs one.
+
+Sessions run inside the uv project environment (``uv run nox``) except ``sdk_isolated``, which
+builds a fresh venv holding nothing but the SDK and pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "docs", "sdk_isolated", "tests", "e2e"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYTEST_NO_TESTS = 5
+"""pytest's exit code when nothing was collected; a session that finds no tests is not a failure."""
+
+
+def _pg_ready() -> bool:
+    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], check=False).returncode == 0
+
+
+def ensure_postgres(session: nox.Session) -> None:
+    """Start the local PostgreSQL cluster if it is installed but down; fail loudly if absent."""
+    if shutil.which("pg_isready") and _pg_ready():
+        return
+    clusters = Path("/etc/postgresql")
+    if not shutil.which("pg_ctlcluster") or not clusters.is_dir():
+        session.error(
+            "PostgreSQL is needed for the store tests: install it (apt-get install postgresql) and retry"
+        )
+    for version in sorted(p.name for p in clusters.iterdir()):
+        session.run(
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            "start",
+            external=True,
+            success_codes=[0, 2],
+        )
+    for _ in range(50):
+        if _pg_ready():
+            return
+        subprocess.run(["sleep", "0.2"], check=False)
+    session.error("PostgreSQL did not become ready on 127.0.0.1:5432")
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    targets = ["packages", "tests", "examples", "benchmarks", "noxfile.py"]
+    session.run("ruff", "check", *targets)
+    session.run("ruff", "format", "--check", *targets)
+
+
+@nox.session(python=False)
+def typecheck(session: nox.Session) -> None:
+    """pyright in strict mode on both packages' sources."""
+    session.run("pyright")
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    """The generated configuration reference matches the schema; every docs YAML example loads."""
+    session.run("python", "-m", "helio_proxy.config.docgen", "--check", "docs/configuration.md")
+    session.run("pytest", "-q", "tests/unit/docs", success_codes=[0, PYTEST_NO_TESTS])
+
+
+@nox.session(venv_backend="uv")
+def sdk_isolated(session: nox.Session) -> None:
+    """The SDK installs and passes its tests with only the standard library (plus pytest)."""
+    session.install("./packages/sdk", "pytest")
+    session.run(
+        "python", "-c", "import helio, sys; print('helio', helio.__version__, 'imports from', helio.__file__)"
+    )
+    ini = ROOT / "tests/unit/sdk/pytest.ini"
+    if ini.exists():
+        session.run(
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ini),
+            "tests/unit/sdk",
+            success_codes=[0, PYTEST_NO_TESTS],
+        )
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests (in-process; real MCP SDK peers; local PostgreSQL)."""
+    ensure_postgres(session)
+    args = session.posargs or [
+        "tests/unit",
+        "tests/integration",
+        "--ignore=tests/unit/sdk",
+        "--ignore=tests/unit/docs",
+    ]
+    session.run("pytest", *args, success_codes=[0, PYTEST_NO_TESTS])
+
+
+@nox.session(python=False)
+def e2e(session: nox.Session) -> None:
+    """End-to-end tests: real processes on real ports."""
+    ensure_postgres(session)
+    env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
+    session.run("pytest", *(session.posargs or ["tests/e2e"]), env=env, success_codes=[0, PYTEST_NO_TESTS])

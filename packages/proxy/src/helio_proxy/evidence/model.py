@@ -1,0 +1,74 @@
+"""The values a session's state is made of, and the read-only snapshot the gate check reads.
+
+Times are integer epoch milliseconds, as on the sideband wire; the clock the stores are given
+returns epoch seconds (``time.time`` in production, a hand-moved clock in tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Clock = Callable[[], float]
+"""Epoch seconds. Injected everywhere time matters, so tests move time instead of sleeping."""
+
+
+def to_ms(seconds: float) -> int:
+    """Epoch seconds to epoch milliseconds (truncated)."""
+    return int(seconds * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceEntry:
+    """One piece of evidence held for a session under ``evidence_key``."""
+
+    evidence_key: str
+    data: Any
+    tool_name: str
+    """The tool whose output this is (as the SDK says, or the call the proxy saw)."""
+    timestamp: int
+    """When it was recorded (epoch ms)."""
+    expires_at: int
+    """First millisecond at which it no longer counts (epoch ms)."""
+    verified: bool
+    """Bound to a successful call the proxy forwarded in this session (see ``call_id``)."""
+    call_id: str | None = None
+    produced: bool = False
+    """Recorded by the proxy itself through a rule's ``evidence.produces``."""
+
+    def live(self, now_ms: int) -> bool:
+        return now_ms < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedCall:
+    """A ``tools/call`` the proxy forwarded in a session, and whether it succeeded.
+
+    Success means no JSON-RPC error and no ``result.isError: true``.
+    """
+
+    tool_name: str
+    timestamp: int
+    succeeded: bool
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """A session's state at one moment, detached from the store."""
+
+    session_id: str
+    evidence: Mapping[str, EvidenceEntry] = field(default_factory=dict[str, EvidenceEntry])
+    """Evidence that had not expired when the snapshot was taken."""
+    expired: Mapping[str, str] = field(default_factory=dict[str, str])
+    """Keys marked earlier whose evidence has expired since, with the tool that produced them."""
+    context: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    completed_tools: tuple[CompletedCall, ...] = ()
+    """The most recent forwarded calls, oldest first."""
+    succeeded_tools: frozenset[str] = frozenset()
+    """Every tool that succeeded at least once in the session (sticky)."""
+    called_tools: frozenset[str] = frozenset()
+    """Every tool that was forwarded at least once, whatever the outcome."""
+    dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict[str, tuple[str, ...]])
+    """SDK-declared prerequisites per tool, in order of first declaration."""

@@ -1,0 +1,56 @@
+"""Helio SDK: mark evidence, set context and declare dependencies on the Helio proxy's sideband.
+
+Standard library only. Start with ``HelioContext``; see ``docs/sdk.md``.
+"""
+
+from helio._client import HelioClient
+from helio._context import HelioContext, current_context
+from helio._errors import (
+    HelioAuthError,
+    HelioConnectionError,
+    HelioError,
+    HelioForbiddenError,
+    HelioHTTPError,
+    HelioPayloadTooLargeError,
+    HelioProtocolError,
+    HelioSerializationError,
+    HelioTimeoutError,
+    HelioValidationError,
+)
+from helio._models import (
+    CompletedTool,
+    DeclaredDependency,
+    EvidenceEntry,
+    EvidenceReceipt,
+    EvidenceStateReport,
+    SessionState,
+)
+from helio._transport import Transport, TransportRequest, TransportResponse, UrllibTransport
+from helio._version import __version__
+
+__all__ = [
+    "CompletedTool",
+    "DeclaredDependency",
+    "EvidenceEntry",
+    "EvidenceReceipt",
+    "EvidenceStateReport",
+    "HelioAuthError",
+    "HelioClient",
+    "HelioConnectionError",
+    "HelioContext",
+    "HelioError",
+    "HelioForbiddenError",
+    "HelioHTTPError",
+    "HelioPayloadTooLargeError",
+    "HelioProtocolError",
+    "HelioSerializationError",
+    "HelioTimeoutError",
+    "HelioValidationError",
+    "SessionState",
+    "Transport",
+    "TransportRequest",
+    "TransportResponse",
+    "UrllibTransport",
+    "__version__",
+    "current_context",
+]

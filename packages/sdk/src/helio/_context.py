@@ -1,0 +1,183 @@
+"""``HelioContext``: one agent session, bound to the current thread or task while it is entered."""
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Self
+
+from helio._client import HelioClient
+from helio._models import EvidenceReceipt, EvidenceStateReport
+from helio._transport import Transport
+from helio._wire import (
+    DEFAULT_PROXY_URL,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_TTL_SECONDS,
+    MAX_SESSION_ID_LENGTH,
+    SESSION_HEADER,
+)
+
+# A stack rather than a single value so that exits need no reset tokens: a token is only valid in
+# the context that created it, which breaks when one HelioContext is entered from several threads.
+_entered: ContextVar[tuple["HelioContext", ...]] = ContextVar("helio_entered_contexts", default=())
+
+
+def current_context() -> "HelioContext | None":
+    """The innermost ``HelioContext`` entered in this thread or task, or ``None``.
+
+    It follows ``contextvars`` rules: an asyncio task sees the context that was current when the
+    task was created, and a new thread starts with none unless it runs in a copied context
+    (``contextvars.copy_context().run``).
+    """
+    stack = _entered.get()
+    return stack[-1] if stack else None
+
+
+class HelioContext:
+    """An agent session on the sideband: its id, its evidence, its context, its dependencies.
+
+    Use it as ``with HelioContext() as ctx:`` (or ``async with``): inside, ``current_context()``
+    returns it, and the agent's MCP client must send ``ctx.headers`` so the proxy attributes its tool
+    calls to this session. Leaving the outermost ``with`` closes the client. ``session_id`` defaults
+    to a fresh ``uuid4().hex``; any other id must be non-blank and at most 256 characters.
+    """
+
+    def __init__(
+        self,
+        proxy_url: str = DEFAULT_PROXY_URL,
+        session_id: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        token: str | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        if session_id is None:
+            session_id = uuid.uuid4().hex
+        elif not session_id.strip() or len(session_id) > MAX_SESSION_ID_LENGTH:
+            raise ValueError(f"session_id must be non-blank and at most {MAX_SESSION_ID_LENGTH} characters")
+        self._session_id = session_id
+        self._client = HelioClient(proxy_url, timeout=timeout, token=token, transport=transport)
+        self._required: dict[str, None] = {}  # insertion-ordered set
+        self._lock = threading.Lock()
+        self._depth = 0
+
+    @property
+    def session_id(self) -> str:
+        """The session id sent with every sideband call and in ``headers``."""
+        return self._session_id
+
+    @property
+    def client(self) -> HelioClient:
+        """The ``HelioClient`` this context sends its calls through."""
+        return self._client
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the agent's MCP client must send on every request: ``{"x-helio-session-id": id}``."""
+        return {SESSION_HEADER: self._session_id}
+
+    def mark_evidence(
+        self,
+        tool_name: str,
+        evidence_key: str,
+        data: Any,
+        ttl: int = DEFAULT_TTL_SECONDS,
+        *,
+        call_id: str | None = None,
+    ) -> EvidenceReceipt:
+        """Record evidence for this session; see ``HelioClient.mark_evidence``."""
+        return self._client.mark_evidence(
+            self._session_id, tool_name, evidence_key, data, ttl, call_id=call_id
+        )
+
+    def require_evidence(self, keys: Iterable[str]) -> None:
+        """Note evidence keys this agent expects to need, for ``get_evidence_state`` to check.
+
+        Purely local: the proxy never sees it (policy decides what is required). A single string
+        counts as one key. Safe to call from several threads.
+        """
+        names = [keys] if isinstance(keys, str) else list(keys)
+        with self._lock:
+            self._required.update(dict.fromkeys(names))
+
+    def set(self, key: str, value: Any) -> None:
+        """Set context ``key`` to the JSON value ``value`` for this session (``POST /context``)."""
+        self._client.set_context(self._session_id, key, value)
+
+    def declare_dependency(self, tool_name: str, requires: Iterable[str]) -> None:
+        """Declare that ``tool_name`` needs every tool in ``requires`` to have succeeded first."""
+        self._client.declare_dependency(self._session_id, tool_name, requires)
+
+    def get_evidence_state(self) -> EvidenceStateReport:
+        """Fetch the session state and compare it with the keys from ``require_evidence``."""
+        state = self._client.get_session_state(self._session_id)
+        with self._lock:
+            required = list(self._required)
+        return EvidenceStateReport(
+            state=state,
+            required=required,
+            satisfied=[key for key in required if key in state.evidence],
+            missing=[key for key in required if key not in state.evidence],
+        )
+
+    async def amark_evidence(
+        self,
+        tool_name: str,
+        evidence_key: str,
+        data: Any,
+        ttl: int = DEFAULT_TTL_SECONDS,
+        *,
+        call_id: str | None = None,
+    ) -> EvidenceReceipt:
+        """``mark_evidence`` run in a worker thread, so the event loop is not blocked."""
+        return await asyncio.to_thread(
+            self.mark_evidence, tool_name, evidence_key, data, ttl, call_id=call_id
+        )
+
+    async def aset(self, key: str, value: Any) -> None:
+        """``set`` run in a worker thread."""
+        await asyncio.to_thread(self.set, key, value)
+
+    async def adeclare_dependency(self, tool_name: str, requires: Iterable[str]) -> None:
+        """``declare_dependency`` run in a worker thread."""
+        await asyncio.to_thread(self.declare_dependency, tool_name, requires)
+
+    async def aget_evidence_state(self) -> EvidenceStateReport:
+        """``get_evidence_state`` run in a worker thread."""
+        return await asyncio.to_thread(self.get_evidence_state)
+
+    def close(self) -> None:
+        """Close the underlying client; later calls raise ``HelioError``."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        _entered.set((*_entered.get(), self))
+        with self._lock:
+            self._depth += 1
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack = _entered.get()
+        if self in stack:
+            last = len(stack) - 1 - stack[::-1].index(self)
+            _entered.set(stack[:last] + stack[last + 1 :])
+        with self._lock:
+            self._depth -= 1
+            outermost = self._depth == 0
+        if outermost:
+            self.close()
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"HelioContext(proxy_url={self._client.proxy_url!r}, session_id={self._session_id!r})"

@@ -1,0 +1,85 @@
+"""Shared test harness: real servers on real loopback sockets inside the test's event loop.
+
+Upstreams are built with the official ``mcp`` SDK; the proxy is the real :class:`HelioApp`.
+Every wait is bounded; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from helio_proxy.app import HelioApp
+from helio_proxy.config import LoadedConfig, parse_config_text
+from helio_proxy.server import Listener, bind
+
+STARTUP_TIMEOUT = 10.0
+
+
+@asynccontextmanager
+async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1:<free port>; yields the base URL."""
+    sock = bind("127.0.0.1", 0, "test")
+    listener = Listener(app, sock, "test")
+    listener.server.config.lifespan = lifespan
+    task = asyncio.create_task(listener.serve())
+    async with asyncio.timeout(STARTUP_TIMEOUT):
+        while not listener.server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+    try:
+        yield f"http://127.0.0.1:{listener.port}"
+    finally:
+        listener.stop()
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            await task
+
+
+def build_test_upstream() -> Any:
+    """The demo tools plus test-only ones (a failing tool)."""
+    from helio_proxy.demo.server import build_server
+
+    server = build_server()
+
+    @server.tool()
+    def always_fails(reason: str = "boom") -> str:
+        """Raises, so the result carries isError: true."""
+        raise RuntimeError(reason)
+
+    return server
+
+
+@asynccontextmanager
+async def mcp_upstream(*, json_response: bool = False, stateless: bool = False) -> AsyncIterator[str]:
+    """A real MCP server (official SDK) over streamable HTTP; yields its /mcp URL."""
+    server = build_test_upstream()
+    app = server.streamable_http_app(json_response=json_response, stateless_http=stateless)
+    async with serve_asgi(app) as base:
+        yield f"{base}/mcp"
+
+
+def proxy_config(upstream_url: str, extra: str = "") -> str:
+    return (
+        "version: '1'\n"
+        f"upstream:\n  url: '{upstream_url}'\n  request_timeout: 5s\n"
+        "listen:\n  port: 0\n"
+        "dashboard:\n  enabled: false\n" + extra
+    )
+
+
+@asynccontextmanager
+async def run_proxy(config_text: str) -> AsyncIterator[HelioApp]:
+    """The real proxy on a free port; ``app.mcp_url`` is where to point a client."""
+    config = parse_config_text(config_text, source="test.yaml")
+    loaded = LoadedConfig(config=config, path=Path("test.yaml"), sha256="0" * 64, warnings=config.warnings())
+    app = HelioApp(loaded, out=io.StringIO())
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()

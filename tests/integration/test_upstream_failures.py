@@ -1,0 +1,190 @@
+"""Upstream failures never reach the agent as transport errors: a JSON-RPC request always gets
+HTTP 200 with JSON-RPC -32603 and ``data.failure_class`` (reference behaviour), and valid
+upstream HTTP errors are relayed as they are."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from helio_proxy.server import bind
+
+from tests.harness import proxy_config, run_proxy, serve_asgi
+
+Handler = Callable[[dict[str, Any]], Awaitable[tuple[int, str, bytes]]]
+CALL = {
+    "jsonrpc": "2.0",
+    "id": 5,
+    "method": "tools/call",
+    "params": {"name": "get_weather", "arguments": {"city": "x"}},
+}
+HEADERS = {"accept": "application/json, text/event-stream"}
+
+
+def fake_upstream(handler: Handler) -> Any:
+    """A raw ASGI upstream answering every request with ``handler(parsed_body)``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status, content_type, payload = await handler(
+            json.loads(body) if body else {"method": scope["method"]}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    return app
+
+
+async def _call_through(
+    handler: Handler, message: dict[str, Any] = CALL, request_timeout: str = "5s"
+) -> httpx.Response:
+    async with serve_asgi(fake_upstream(handler), lifespan="off") as base:
+        config = proxy_config(f"{base}/mcp").replace(
+            "request_timeout: 5s", f"request_timeout: {request_timeout}"
+        )
+        async with run_proxy(config) as proxy, httpx.AsyncClient(timeout=10) as http:
+            return await http.post(proxy.mcp_url, json=message, headers=HEADERS)
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == 5
+    return body["error"]
+
+
+async def test_refused_connection_is_a_forward_error_with_reason() -> None:
+    sock = bind("127.0.0.1", 0, "test")
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    async with run_proxy(proxy_config(f"http://127.0.0.1:{port}/mcp")) as proxy, httpx.AsyncClient() as http:
+        response = await http.post(proxy.mcp_url, json=CALL, headers=HEADERS)
+    error = _error(response)
+    assert error["code"] == -32603
+    assert error["data"]["failure_class"] == "upstream_forward_error"
+    assert error["data"]["failure_reason"] == "connection_refused"
+
+
+async def test_upstream_silent_past_request_timeout_is_a_timeout() -> None:
+    async def slow(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        await asyncio.sleep(5)
+        return 200, "application/json", b"{}"
+
+    error = _error(await _call_through(slow, request_timeout="1s"))
+    assert error["data"] == {"failure_class": "upstream_forward_error", "failure_reason": "timeout"}
+
+
+async def test_non_json_rpc_body_is_invalid_jsonrpc() -> None:
+    async def html(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        return 200, "text/html", b"<html>hello</html>"
+
+    error = _error(await _call_through(html))
+    assert error["code"] == -32603
+    assert error["data"]["failure_class"] == "upstream_invalid_jsonrpc"
+    assert error["data"]["upstream_http_status"] == 200
+
+
+async def test_response_with_another_id_is_an_id_mismatch() -> None:
+    async def wrong_id(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        return 200, "application/json", json.dumps({"jsonrpc": "2.0", "id": 999, "result": {}}).encode()
+
+    error = _error(await _call_through(wrong_id))
+    assert error["data"]["failure_class"] == "upstream_id_mismatch"
+    assert error["data"]["expected_request_id"] == 5
+    assert error["data"]["upstream_response_id"] == 999
+
+
+async def test_response_without_id_is_invalid_with_missing_response_id() -> None:
+    async def no_id(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        return 200, "application/json", json.dumps({"jsonrpc": "2.0", "result": {}}).encode()
+
+    error = _error(await _call_through(no_id))
+    assert error["data"]["failure_class"] == "upstream_invalid_jsonrpc"
+    assert error["data"]["invalid_reason"] == "missing_response_id"
+
+
+async def test_upstream_500_without_json_rpc_body_is_a_forward_error_with_status() -> None:
+    async def crash(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        return 500, "text/plain", b"Internal Server Error"
+
+    error = _error(await _call_through(crash))
+    assert error["data"]["failure_class"] == "upstream_forward_error"
+    assert error["data"]["upstream_http_status"] == 500
+
+
+async def test_sse_stream_that_ends_without_a_response_gets_a_final_error_event() -> None:
+    async def truncated(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": 1, "progress": 1},
+        }
+        return 200, "text/event-stream", b"event: message\ndata: " + json.dumps(note).encode() + b"\n\n"
+
+    response = await _call_through(truncated)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    assert events[0]["method"] == "notifications/progress"
+    assert events[-1]["id"] == 5
+    assert events[-1]["error"]["code"] == -32603
+    assert events[-1]["error"]["data"]["failure_reason"] == "stream_ended"
+
+
+async def test_upstream_json_rpc_error_with_http_status_is_relayed_unchanged() -> None:
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": "server-error", "error": {"code": -32600, "message": "Bad Request"}}
+    )
+
+    async def rejects(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        return 400, "application/json", body.encode()
+
+    response = await _call_through(rejects)
+    assert response.status_code == 400
+    assert response.text == body
+
+
+@pytest.mark.parametrize("status", [404, 405])
+async def test_upstream_session_and_method_statuses_are_relayed_on_get(status: int) -> None:
+    async def refuses(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        return status, "text/plain", b"no"
+
+    async with serve_asgi(fake_upstream(refuses), lifespan="off") as base:
+        async with run_proxy(proxy_config(f"{base}/mcp")) as proxy, httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(proxy.mcp_url, headers={"accept": "text/event-stream"})
+    assert response.status_code == status
+
+
+async def test_nameless_tool_call_is_rejected_with_invalid_params_and_not_forwarded() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def record(body: dict[str, Any]) -> tuple[int, str, bytes]:
+        seen.append(body)
+        return (
+            200,
+            "application/json",
+            json.dumps({"jsonrpc": "2.0", "id": body.get("id"), "result": {}}).encode(),
+        )
+
+    message = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"arguments": {}}}
+    error = _error(await _call_through(record, message))
+    assert error["code"] == -32602
+    assert error["data"]["reason"] == "missing_tool_name"
+    # The proxy's own tools/list (annotation priming) may reach the upstream; no tools/call may.
+    assert [body for body in seen if body.get("method") != "tools/list"] == []

@@ -1,0 +1,54 @@
+"""JSON-RPC classification of incoming messages."""
+
+from __future__ import annotations
+
+import pytest
+from helio_proxy.jsonrpc import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    EnvelopeError,
+    Kind,
+    error_payload,
+    is_response_for,
+    parse,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}', Kind.REQUEST),
+        (b'{"jsonrpc":"2.0","id":"a","method":"x","params":{}}', Kind.REQUEST),
+        (b'{"jsonrpc":"2.0","method":"notifications/initialized"}', Kind.NOTIFICATION),
+        (b'{"jsonrpc":"2.0","id":3,"result":{}}', Kind.RESPONSE),
+        (b'{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"x"}}', Kind.RESPONSE),
+    ],
+)
+def test_messages_are_classified(raw: bytes, kind: Kind) -> None:
+    message = parse(raw)
+    assert message.kind is kind
+    assert message.raw == raw
+
+
+def test_malformed_json_is_a_parse_error() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse(b"{nope")
+    assert caught.value.code == PARSE_ERROR
+
+
+def test_invalid_envelope_keeps_a_readable_id() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse(b'{"jsonrpc":"2.0","id":4,"method":""}')
+    assert caught.value.code == INVALID_REQUEST
+    assert caught.value.request_id == 4
+
+
+def test_error_payload_leaves_out_an_unknown_id() -> None:
+    assert "id" not in error_payload(None, -32600, "bad")
+    assert error_payload(1, -32600, "bad", {"k": 1})["error"]["data"] == {"k": 1}
+
+
+def test_response_matching_is_type_exact() -> None:
+    assert is_response_for({"jsonrpc": "2.0", "id": 1, "result": {}}, 1)
+    assert not is_response_for({"jsonrpc": "2.0", "id": "1", "result": {}}, 1)
+    assert not is_response_for({"jsonrpc": "2.0", "id": 1, "method": "x"}, 1)

@@ -1,0 +1,44 @@
+"""Host, Origin and media-type checks on the agent port."""
+
+from __future__ import annotations
+
+import pytest
+from helio_proxy.transports.downstream.guards import (
+    HostGuard,
+    OriginGuard,
+    accepts_event_stream,
+    content_type_essence,
+)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:3000", "localhost", "LOCALHOST:1", "[::1]:3000", "127.0.0.1"])
+def test_loopback_bind_accepts_loopback_host_names(host: str) -> None:
+    assert HostGuard("127.0.0.1", None).check(host) is None
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:3000", "127.0.0.1.nip.io", None])
+def test_loopback_bind_rejects_other_host_names(host: str | None) -> None:
+    assert HostGuard("127.0.0.1", None).check(host) is not None
+
+
+def test_explicit_allowed_hosts_and_open_binds() -> None:
+    guard = HostGuard("0.0.0.0", ["mcp.internal"])
+    assert guard.check("mcp.internal:3000") is None
+    assert guard.check("other") is not None
+    assert HostGuard("0.0.0.0", None).check("anything") is None
+
+
+def test_origin_must_match_exactly() -> None:
+    guard = OriginGuard(["https://app.example.com"])
+    assert guard.check(None) is None
+    assert guard.check("https://app.example.com") is None
+    assert guard.check("https://app.example.com.evil") is not None
+    assert guard.check("null") is not None
+
+
+def test_content_type_essence_and_accept() -> None:
+    assert content_type_essence("Application/JSON ; charset=utf-8") == "application/json"
+    assert content_type_essence(None) == ""
+    assert accepts_event_stream("application/json, text/event-stream")
+    assert not accepts_event_stream("*/*")
+    assert not accepts_event_stream(None)
