@@ -75,6 +75,16 @@ def build_upstream() -> MCPServer:
         """Create a payment."""
         return f"paid {amount} {currency}"
 
+    @server.tool(annotations=READ_ONLY)
+    def lookup_order(order_id: str) -> str:
+        """Look an order up."""
+        return f"order {order_id}: 42.50 GBP"
+
+    @server.tool(annotations=WRITES)
+    def issue_refund(order_id: str) -> str:
+        """Refund an order."""
+        return f"refunded {order_id}"
+
     return server
 
 
@@ -113,7 +123,7 @@ async def proxy_stack(
             sha256=hashlib.sha256(text.encode()).hexdigest(),
         )
         output = io.StringIO()
-        app = HelioApp(loaded, out=output, hot_reload=False)
+        app = HelioApp(loaded, out=output, environ={}, hot_reload=False)
         async with asyncio.timeout(10):
             await app.start()
         try:
@@ -128,7 +138,9 @@ def mode(request: pytest.FixtureRequest) -> dict[str, bool]:
     return request.param
 
 
-async def raw_call(url: str, tool: str, arguments: dict[str, Any], *, modern: bool = False) -> httpx.Response:
+async def raw_call(
+    url: str, tool: str, arguments: dict[str, Any], *, modern: bool = False, session: str | None = None
+) -> httpx.Response:
     body = {
         "jsonrpc": "2.0",
         "id": 7,
@@ -138,8 +150,18 @@ async def raw_call(url: str, tool: str, arguments: dict[str, Any], *, modern: bo
     headers = {"accept": "application/json, text/event-stream"}
     if modern:
         headers["mcp-protocol-version"] = "2026-07-28"
+    if session is not None:
+        headers["x-helio-session-id"] = session
     async with httpx.AsyncClient(timeout=5) as http:
         return await http.post(url, json=body, headers=headers)
+
+
+def answer_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC answer, from a JSON body or the SSE stream's message event."""
+    if response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return response.json()
 
 
 async def test_the_seed_config_blocks_a_destructive_tool_with_its_feedback(mode: dict[str, bool]) -> None:
@@ -168,7 +190,7 @@ async def test_the_seed_config_allows_a_read_only_tool(mode: dict[str, bool]) ->
 async def test_the_proxy_primes_annotations_before_the_first_call(mode: dict[str, bool]) -> None:
     """Without priming, remove_item (destructiveHint false) would take the default (true) and be blocked."""
     async with proxy_stack(SEED_POLICIES, mode) as stack:
-        assert "Annotation cache primed: 4 tool definitions baselined" in stack.output.getvalue()
+        assert "Annotation cache primed: 6 tool definitions baselined" in stack.output.getvalue()
         assert "Policies: 2 rules loaded (default: allow)" in stack.output.getvalue()
         async with Client(stack.url) as client:
             result = await client.call_tool("remove_item", {"item_id": "i1"})
@@ -367,3 +389,64 @@ async def test_shadow_rules_are_recorded_but_never_enforced(caplog: pytest.LogCa
     assert logged[0]["shadow_action"] == "deny"
     assert logged[0]["enforced_action"] == "allow"
     assert logged[0]["agrees"] is False
+
+
+GATED = """
+sdk: {enabled: true, port: 0}
+policies:
+  rules:
+    - name: refund-gate
+      match: {tool: issue_refund}
+      evidence: {requires: [order_checked]}
+      requires: [lookup_order]
+"""
+
+
+@pytest.mark.parametrize("json_response", [True, False], ids=["json", "sse"])
+async def test_a_gate_opens_once_the_session_has_the_evidence_and_the_prerequisite_call(
+    json_response: bool,
+) -> None:
+    mode = {"stateless_http": True, "json_response": json_response}
+    async with proxy_stack(GATED, mode) as stack:
+        url = stack.url
+
+        async def refund(session: str | None = "run-1") -> dict[str, Any]:
+            return answer_of(await raw_call(url, "issue_refund", {"order_id": "A-1"}, session=session))
+
+        first = (await refund())["error"]
+        assert (first["code"], first["data"]["reason"], first["data"]["rule"]) == (
+            -32001,
+            "evidence_missing",
+            "refund-gate",
+        )
+        assert first["data"]["missing_evidence"] == ["order_checked"]
+        assert first["data"]["missing_dependencies"] == ["lookup_order"]
+        assert first["data"]["retry_allowed"] is True
+
+        anonymous = (await refund(session=None))["error"]["data"]
+        assert (anonymous["reason"], anonymous["policy_reason"]) == ("policy_denied", "session_unresolved")
+
+        assert stack.app.sdk_token is not None
+        async with httpx.AsyncClient(timeout=5) as http:
+            marked = await http.post(
+                f"{stack.app.sideband_url}/evidence",
+                json={
+                    "session_id": "run-1",
+                    "tool_name": "lookup_order",
+                    "evidence_key": "order_checked",
+                    "evidence_data": {"order_id": "A-1"},
+                    "ttl_seconds": 300,
+                },
+                headers={"authorization": f"Bearer {stack.app.sdk_token.value}"},
+            )
+        assert marked.status_code == 201
+        second = (await refund())["error"]["data"]
+        assert (second["reason"], second["missing_dependencies"]) == ("dependency_missing", ["lookup_order"])
+
+        looked_up = answer_of(await raw_call(url, "lookup_order", {"order_id": "A-1"}, session="run-1"))
+        assert "result" in looked_up
+        # Recorded before the answer reached us: the very next call sees it.
+        third = await refund()
+        assert third["result"]["content"][0]["text"] == "refunded A-1"
+        # Another session is still gated.
+        assert (await refund(session="run-2"))["error"]["data"]["reason"] == "evidence_missing"

@@ -18,7 +18,7 @@ import yaml
 from helio_proxy.config import parse_config_text
 from helio_proxy.config.policies import Condition, PoliciesConfig
 from helio_proxy.policy import compile_policy
-from helio_proxy.policy.feedback import SUGGESTIONS
+from helio_proxy.policy.feedback import BLOCK_REASONS
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "policies.md"
 BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -69,7 +69,7 @@ def test_the_page_documents_every_operator_action_and_block_reason() -> None:
     text = DOC.read_text(encoding="utf-8")
     operators = {info.alias or name for name, info in Condition.model_fields.items()}
     actions = {"allow", "deny", "require_approval", "rate_limit", "spend_limit", "dry_run"}
-    reasons = set(SUGGESTIONS)
+    reasons = set(BLOCK_REASONS)
     matchers = {"tool", "annotations", "input", "environment", "upstreams", "metadata", "any", "all", "not"}
     for word in sorted(operators | actions | reasons | matchers):
         assert f"`{word}`" in text, f"docs/policies.md does not mention `{word}`"

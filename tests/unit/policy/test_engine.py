@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from helio_proxy.evidence.model import EvidenceEntry, SessionSnapshot
 from helio_proxy.policy import (
     Allow,
     CallFacts,
@@ -11,10 +12,10 @@ from helio_proxy.policy import (
     DecisionContext,
     Deny,
     DryRun,
-    EvidenceStatus,
     Hints,
     RateLimit,
     RequireApproval,
+    SnapshotGates,
     SpendLimit,
     ToolFacts,
 )
@@ -291,21 +292,24 @@ def test_drift_log_takes_the_stricter_of_the_baseline_and_current_decisions(
     assert marked.drifted_aspects == ("description",)
 
 
-class FakeSession:
-    def __init__(self, *, evidence: dict[str, str], succeeded: set[str], called: set[str]) -> None:
-        self._evidence = evidence
-        self._succeeded = succeeded
-        self._called = called
-
-    def evidence(self, keys: Sequence[str]) -> EvidenceStatus:
-        return EvidenceStatus(
-            missing=tuple(k for k in keys if k not in self._evidence),
-            expired=tuple(k for k in keys if self._evidence.get(k) == "expired"),
-        )
-
-    def unmet_dependencies(self, tools: Sequence[str], *, require_success: bool) -> tuple[str, ...]:
-        done = self._succeeded if require_success else self._called
-        return tuple(t for t in tools if t not in done)
+def session(
+    *,
+    evidence: dict[str, int] | None = None,
+    succeeded: set[str] | None = None,
+    called: set[str] | None = None,
+) -> DecisionContext:
+    """A session at t=1000 ms holding ``evidence`` (key -> expiry, epoch ms) and call history."""
+    entries = {
+        key: EvidenceEntry(key, {}, "lookup_order", timestamp=0, expires_at=expires, verified=False)
+        for key, expires in (evidence or {}).items()
+    }
+    state = SessionSnapshot(
+        session_id="s-1",
+        evidence=entries,
+        succeeded_tools=frozenset(succeeded or set()),
+        called_tools=frozenset((called or set()) | (succeeded or set())),
+    )
+    return DecisionContext(gates=SnapshotGates(state, now_ms=1000))
 
 
 GATE = {
@@ -316,51 +320,62 @@ GATE = {
 }
 
 
-def test_a_gate_blocks_listing_every_unmet_item_when_the_session_is_unknown(
-    make_policy: PolicyFactory,
-) -> None:
+def test_a_gate_blocks_listing_every_unmet_item_in_an_empty_session(make_policy: PolicyFactory) -> None:
     decision = make_policy([GATE]).decide(CallFacts("refund", {}))
     assert isinstance(decision, Deny)
     assert decision.reason == "evidence_missing"
-    assert decision.missing_evidence == ("order_checked", "identity_verified")
-    assert decision.missing_dependencies == ("lookup_order",)
+    assert decision.gate is not None
+    assert decision.gate.missing_evidence == ("order_checked", "identity_verified")
+    assert decision.gate.missing_dependencies == ("lookup_order",)
     assert decision.retry_allowed
     assert (decision.rule, decision.rule_index) == ("refund-gate", 0)
 
 
 def test_a_met_gate_applies_its_action_and_an_absent_action_means_allow(make_policy: PolicyFactory) -> None:
-    session = FakeSession(
-        evidence={"order_checked": "ok", "identity_verified": "ok"}, succeeded={"lookup_order"}, called=set()
-    )
-    decision = make_policy([GATE]).decide(CallFacts("refund", {}), DecisionContext(session=session))
+    context = session(evidence={"order_checked": 5000, "identity_verified": 5000}, succeeded={"lookup_order"})
+    decision = make_policy([GATE]).decide(CallFacts("refund", {}), context)
     assert isinstance(decision, Allow)
     assert decision.rule == "refund-gate"
 
 
 def test_gate_reasons_are_reported_in_order_missing_expired_dependency(make_policy: PolicyFactory) -> None:
     policy = make_policy([GATE])
-    expired = FakeSession(
-        evidence={"order_checked": "expired", "identity_verified": "ok"},
-        succeeded={"lookup_order"},
-        called=set(),
-    )
-    no_dep = FakeSession(
-        evidence={"order_checked": "ok", "identity_verified": "ok"}, succeeded=set(), called={"lookup_order"}
-    )
-    first = policy.decide(CallFacts("refund", {}), DecisionContext(session=expired))
-    second = policy.decide(CallFacts("refund", {}), DecisionContext(session=no_dep))
+    expired = session(evidence={"order_checked": 500, "identity_verified": 5000}, succeeded={"lookup_order"})
+    no_dep = session(evidence={"order_checked": 5000, "identity_verified": 5000}, called={"lookup_order"})
+    first = policy.decide(CallFacts("refund", {}), expired)
+    second = policy.decide(CallFacts("refund", {}), no_dep)
     assert isinstance(first, Deny)
-    assert (first.reason, first.expired_evidence) == ("evidence_expired", ("order_checked",))
+    assert first.gate is not None
+    assert (first.reason, first.gate.expired_evidence) == ("evidence_expired", ("order_checked",))
     assert isinstance(second, Deny)
-    assert (second.reason, second.missing_dependencies) == ("dependency_missing", ("lookup_order",))
+    assert second.gate is not None
+    assert (second.reason, second.gate.missing_dependencies) == ("dependency_missing", ("lookup_order",))
 
 
 def test_a_gate_with_requires_success_false_accepts_a_failed_prerequisite(make_policy: PolicyFactory) -> None:
     rule = {"match": {"tool": "refund"}, "requires": ["lookup_order"], "requires_success": False}
-    session = FakeSession(evidence={}, succeeded=set(), called={"lookup_order"})
-    assert isinstance(
-        make_policy([rule]).decide(CallFacts("refund", {}), DecisionContext(session=session)), Allow
+    context = session(called={"lookup_order"})
+    assert isinstance(make_policy([rule]).decide(CallFacts("refund", {}), context), Allow)
+
+
+def test_a_gate_without_a_session_id_is_denied_as_session_unresolved(make_policy: PolicyFactory) -> None:
+    """The reference's proxy-owned identity: gates need a resolved session under either mode."""
+    context = DecisionContext(gates=SnapshotGates(None, now_ms=0))
+    decision = make_policy([GATE]).decide(CallFacts("refund", {}), context)
+    assert isinstance(decision, Deny)
+    assert (decision.reason, decision.policy_reason, decision.retry_allowed) == (
+        "policy_denied",
+        "session_unresolved",
+        False,
     )
+    assert isinstance(make_policy([GATE]).decide(CallFacts("other", {}), context), Allow)
+
+
+def test_sdk_declared_prerequisites_apply_even_when_no_rule_matched(make_policy: PolicyFactory) -> None:
+    state = SessionSnapshot(session_id="s-1", dependencies={"refund": ("lookup_order",)})
+    decision = make_policy().decide(CallFacts("refund", {}), DecisionContext(gates=SnapshotGates(state, 0)))
+    assert isinstance(decision, Deny)
+    assert (decision.reason, decision.rule) == ("dependency_missing", None)
 
 
 def test_drift_is_checked_before_gates(make_policy: PolicyFactory) -> None:

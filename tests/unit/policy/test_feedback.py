@@ -79,19 +79,49 @@ def test_drift_feedback_lists_the_drifted_aspects_and_ignores_rule_feedback() ->
     assert set(data) == BASE_KEYS | {"drifted_aspects"}
 
 
-def test_evidence_feedback_carries_all_three_lists_and_allows_retry(make_policy: PolicyFactory) -> None:
+def test_evidence_feedback_carries_every_unmet_list_and_allows_retry(make_policy: PolicyFactory) -> None:
     policy = make_policy(
         [{"name": "g", "match": {"tool": "refund"}, "evidence": {"requires": ["k"]}, "requires": ["lookup"]}]
     )
     decision = policy.decide(CallFacts("refund", {}))
     assert isinstance(decision, Deny)
-    _, data = block_feedback(decision, "refund")
-    assert data["reason"] == "evidence_missing"
+    message, data = block_feedback(decision, "refund")
+    assert "refund" in message
+    assert (data["reason"], data["rule"], data["rule_index"], data["action"]) == (
+        "evidence_missing",
+        "g",
+        0,
+        "deny",
+    )
     assert data["missing_evidence"] == ["k"]
     assert data["expired_evidence"] == []
+    assert data["unverified_evidence"] == []
     assert data["missing_dependencies"] == ["lookup"]
     assert data["retry_allowed"] is True
-    assert set(data) == BASE_KEYS | {"missing_evidence", "expired_evidence", "missing_dependencies"}
+    assert "lookup" in data["suggestion"]
+    assert set(data) == BASE_KEYS | {
+        "missing_evidence",
+        "expired_evidence",
+        "unverified_evidence",
+        "missing_dependencies",
+    }
+
+
+def test_a_gate_rules_own_feedback_replaces_the_generated_text(make_policy: PolicyFactory) -> None:
+    rule = {
+        "name": "g",
+        "match": {"tool": "refund"},
+        "requires": ["lookup"],
+        "feedback": {"message": "Look the order up first.", "suggestion": "Call lookup."},
+    }
+    decision = make_policy([rule]).decide(CallFacts("refund", {}))
+    assert isinstance(decision, Deny)
+    message, data = block_feedback(decision, "refund")
+    assert (message, data["suggestion"], data["reason"]) == (
+        "Look the order up first.",
+        "Call lookup.",
+        "dependency_missing",
+    )
 
 
 def test_unavailable_approval_and_limits_report_the_action_that_could_not_run() -> None:

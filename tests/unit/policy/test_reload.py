@@ -103,11 +103,20 @@ def test_new_rules_that_need_a_restart_only_change_are_rejected(tmp_path: Path) 
     outcome = reload_snapshot(snapshots, path)
     assert not outcome.applied
     assert snapshots.current is before
+    [line] = outcome.lines
+    assert "environment" in line
+    assert "restart" in line
+    assert "\n" not in line
 
 
 def test_a_reload_warns_about_rules_that_can_only_fail_closed(tmp_path: Path) -> None:
-    snapshots, path = start(tmp_path)
-    path.write_text(BASE + "    - name: gate\n      match: {tool: refund}\n      requires: [lookup_order]\n")
+    with_secret = BASE.replace(
+        "dashboard: {enabled: false}", "dashboard: {api_secret: 'ssssssssssssssssssssssssssssssss'}"
+    )
+    snapshots, path = start(tmp_path, with_secret)
+    path.write_text(
+        with_secret + "    - name: approve\n      match: {tool: refund}\n      action: require_approval\n"
+    )
     outcome = reload_snapshot(snapshots, path)
     assert outcome.applied
-    assert any("evidence_missing" in line for line in outcome.lines)
+    assert any("approval_unavailable" in line for line in outcome.lines)

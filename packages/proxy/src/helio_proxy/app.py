@@ -18,7 +18,7 @@ from typing import TextIO
 
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.errors import StartupError
-from helio_proxy.evidence import InMemorySessionStore, run_sweeper
+from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import fail_closed_warnings
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
@@ -57,8 +57,14 @@ class HelioApp:
         self.upstream = StreamableHttpUpstream(upstream_config)
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
         self.baselines = BaselineCache()
+        self.sessions = InMemorySessionStore()
+        self.evidence = EvidenceService(self.sessions, self.current_config)
         self.gateway = Gateway(
-            self.upstream, self.snapshots, baselines=self.baselines, upstream_name=upstream_config.name
+            self.upstream,
+            self.snapshots,
+            baselines=self.baselines,
+            evidence=self.evidence,
+            upstream_name=upstream_config.name,
         )
         self.primer = AnnotationPrimer(
             UpstreamToolLister(self.upstream),
@@ -73,7 +79,6 @@ class HelioApp:
         # A config built in memory (tests, embedding) has no file to watch.
         if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
             self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say)
-        self.sessions = InMemorySessionStore()
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -6,6 +6,7 @@ import json
 from typing import Any, cast
 
 from helio_proxy.config import LoadedConfig
+from helio_proxy.evidence import SessionSnapshot
 from helio_proxy.gateway.enforcement import FailClosedEnforcer
 from helio_proxy.jsonrpc import POLICY_BLOCKED
 from helio_proxy.policy import (
@@ -14,6 +15,7 @@ from helio_proxy.policy import (
     Deny,
     DryRun,
     Hints,
+    SnapshotGates,
     ToolFacts,
     block_feedback,
     compile_policy,
@@ -47,7 +49,11 @@ def explain(
         annotations = _json_object(annotations_json, "--annotations")
         tool_facts = ToolFacts(hints=Hints.from_annotations(annotations), known=True)
     call = CallFacts(tool=tool, arguments=arguments, session_id=session_id)
-    decision = compile_policy(loaded.config).decide(call, DecisionContext(tool=tool_facts))
+    # The proxy's session store is in another process: with --session the session is empty,
+    # without it the call is unresolved (gates then block with session_unresolved).
+    state = SessionSnapshot(session_id=session_id) if session_id else None
+    context = DecisionContext(tool=tool_facts, gates=SnapshotGates(state, now_ms=0))
+    decision = compile_policy(loaded.config).decide(call, context)
     enforced = FailClosedEnforcer().peek(decision, call)
     hints = tool_facts.hints
     lines = [

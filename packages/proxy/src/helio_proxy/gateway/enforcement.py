@@ -73,11 +73,6 @@ def fail_closed_warnings(config: HelioConfig) -> list[str]:
                 f"{label} uses '{rule.action}', which this proxy cannot enforce yet: "
                 f"matching calls are blocked ({reason})"
             )
-        if rule.is_gate:
-            out.append(
-                f"{label} is a gate (evidence/requires) and there is no evidence store yet: "
-                "matching calls are blocked (evidence_missing / dependency_missing)"
-            )
     policies = config.policies
     if policies.flag_destructive == "require_approval":
         out.append(

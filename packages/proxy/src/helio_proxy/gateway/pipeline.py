@@ -9,11 +9,14 @@ way back to keep tool baselines current (drift detection).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
 from helio_proxy.errors import UpstreamError
+from helio_proxy.evidence import EvidenceService, to_ms
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
+from helio_proxy.gateway.completion import CompletionRecorder
 from helio_proxy.gateway.enforcement import Enforcer, FailClosedEnforcer
 from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
 from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
@@ -21,8 +24,9 @@ from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
 from helio_proxy.jsonrpc import INVALID_PARAMS, Kind
-from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun
+from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun, SnapshotGates
 from helio_proxy.policy.baselines import DriftEvent
+from helio_proxy.session.identity import UNRESOLVED, SessionIdentity, SessionResolver
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 
 log = logging.getLogger("helio_proxy.gateway")
@@ -38,11 +42,18 @@ class Gateway:
         *,
         baselines: BaselineCache | None = None,
         enforcer: Enforcer | None = None,
+        evidence: EvidenceService | None = None,
         upstream_name: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.upstream = upstream
         self.snapshots = snapshots
         """The current config snapshot; ``None`` relays tool calls ungoverned (relay-only tests)."""
+        self.evidence = evidence
+        """Session evidence and call history; ``None`` treats every session as empty (gates unmet)."""
+        self.clock = clock
+        self.resolver = SessionResolver(snapshots.current.config.session) if snapshots else None
+        """Session identity (``session`` is restart-only, so the startup section is kept)."""
         self.baselines = baselines if baselines is not None else BaselineCache()
         self.enforcer: Enforcer = enforcer if enforcer is not None else FailClosedEnforcer()
         self.upstream_name = upstream_name
@@ -73,13 +84,15 @@ class Gateway:
             return await self.forward(call.inbound)
         snapshot = self.snapshots.current
         params = inbound.message.params or {}
+        identity = self.resolver.resolve(inbound.headers, params) if self.resolver else UNRESOLVED
         facts = CallFacts(
             tool=call.name,
             arguments=call.arguments if params.get("arguments") is not None else None,
             upstream=self.upstream_name,
-            session_id=inbound.headers.get("x-helio-session-id") or inbound.headers.get("mcp-session-id"),
+            session_id=identity.session_id,
         )
-        context = DecisionContext(tool=self.baselines.facts(call.name))
+        gates = await self._session_gates(identity)
+        context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
         decision = snapshot.policy.decide(facts, context)
         shadow = snapshot.policy.decide_shadow(facts, context)
         if isinstance(decision, DryRun):
@@ -90,7 +103,23 @@ class Gateway:
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
         if isinstance(settled, Deny):
             return block_reply(call, settled)
-        return await self.forward(call.inbound)
+        if self.evidence is None:
+            return await self.forward(call.inbound)
+        index = decision.rule_index
+        rule = snapshot.config.policies.rules[index] if index is not None and decision.rule else None
+        recorder = CompletionRecorder(self.evidence, call.name, rule, identity)
+        reply = await self.forward(call.inbound, observe=recorder.observe)
+        if isinstance(reply, StreamReply):
+            return StreamReply(reply.status, recorder.relay(reply.chunks), reply.headers)
+        await recorder.flush()
+        return reply
+
+    async def _session_gates(self, identity: SessionIdentity) -> SnapshotGates | None:
+        """The call's gate check over its session state (``None`` without an evidence store)."""
+        if self.evidence is None:
+            return None
+        state = await self.evidence.store.snapshot(identity.session_id) if identity.session_id else None
+        return SnapshotGates(state, to_ms(self.clock()), self.evidence.index.get().producers)
 
     def _record(self, outcome: CallOutcome) -> None:
         self.shadow.record(outcome)

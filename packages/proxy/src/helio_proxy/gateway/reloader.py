@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import ValidationError
 from watchfiles import Change, awatch  # pyright: ignore[reportUnknownVariableType]
 
 from helio_proxy.config import HelioConfig, LoadedConfig, load_config
@@ -60,7 +61,14 @@ def _merge(current: HelioConfig, new: HelioConfig) -> tuple[HelioConfig, list[st
     merged["policies"]["hot_reload"] = current.policies.hot_reload
     merged["budgets"] = [b.model_dump(by_alias=True, exclude_unset=True) for b in new.budgets]
     # Re-validated: the new rules must also hold together with the startup sections.
-    return HelioConfig.model_validate(merged), kept
+    try:
+        return HelioConfig.model_validate(merged), kept
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(
+            f"the new policies depend on a change to {', '.join(kept)}, which only applies after a "
+            f"restart: {problem}"
+        ) from None
 
 
 def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:

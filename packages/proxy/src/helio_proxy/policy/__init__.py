@@ -7,18 +7,12 @@ I/O. See ``docs/policies.md`` for the rule language.
 from helio_proxy.policy.baselines import BaselineCache, BaselineStore, DriftEvent, MemoryBaselineStore
 from helio_proxy.policy.decision import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
 from helio_proxy.policy.engine import CompiledPolicy, compile_policy
-from helio_proxy.policy.facts import (
-    CallFacts,
-    DecisionContext,
-    EvidenceStatus,
-    Hints,
-    NoSessionState,
-    SessionState,
-    ToolFacts,
-)
+from helio_proxy.policy.facts import CallFacts, DecisionContext, GateChecker, Hints, ToolFacts
 from helio_proxy.policy.feedback import block_feedback, simulation_report
+from helio_proxy.policy.gates import EMPTY_SESSION, SnapshotGates
 
 __all__ = [
+    "EMPTY_SESSION",
     "Allow",
     "BaselineCache",
     "BaselineStore",
@@ -29,13 +23,12 @@ __all__ = [
     "Deny",
     "DriftEvent",
     "DryRun",
-    "EvidenceStatus",
+    "GateChecker",
     "Hints",
     "MemoryBaselineStore",
-    "NoSessionState",
     "RateLimit",
     "RequireApproval",
-    "SessionState",
+    "SnapshotGates",
     "SpendLimit",
     "ToolFacts",
     "block_feedback",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from helio_proxy.config.policies import ApprovalRoute, Feedback, Limits
+from helio_proxy.evidence.gates import GateResult
 
 SEVERITY: Final = {
     "allow": 0,
@@ -27,8 +28,6 @@ SEVERITY: Final = {
     "deny": 5,
 }
 """How strict each action is (the stricter decision wins when drift is only logged)."""
-
-EVIDENCE_REASONS: Final = frozenset({"evidence_missing", "evidence_expired", "dependency_missing"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,11 +73,10 @@ class Deny(_Decision):
 
     retry_allowed: bool = False
     policy_reason: str | None = None
-    """For ``policy_denied``: ``rule_deny`` or ``default_deny``."""
+    """For ``policy_denied``: ``rule_deny``, ``default_deny`` or ``session_unresolved``."""
 
-    missing_evidence: tuple[str, ...] = ()
-    expired_evidence: tuple[str, ...] = ()
-    missing_dependencies: tuple[str, ...] = ()
+    gate: GateResult | None = None
+    """For a gate block: what is unmet (rendered by the evidence module's ``feedback_fields``)."""
 
     @property
     def blocks(self) -> bool:

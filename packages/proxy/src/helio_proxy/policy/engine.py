@@ -6,7 +6,8 @@ Order inside :meth:`CompiledPolicy.decide` (the reference's):
    hints; under ``on_tool_drift: log`` the stricter of the baseline and current decisions);
 2. ``flag_destructive``, only when no rule matched and the tool is destructive;
 3. the drift gate (``on_tool_drift``), unless the call is already denied;
-4. the matched rule's gates (``evidence.requires``, ``requires``), unless already denied;
+4. the gates, unless already denied: the matched rule's ``evidence.requires``/``requires`` and
+   the session's SDK-declared prerequisites of the tool (checked even when no rule matched);
 5. dry-run: a ``dry_run`` rule, or ``policies.dry_run`` wrapping whatever was decided.
 """
 
@@ -29,6 +30,7 @@ from helio_proxy.policy.decision import (
     SpendLimit,
 )
 from helio_proxy.policy.facts import CallFacts, DecisionContext, Hints
+from helio_proxy.policy.gates import EMPTY_SESSION
 from helio_proxy.policy.matchers import Predicate, compile_match, static_filter
 
 TOOL_CACHE_SIZE: Final = 4096
@@ -125,28 +127,21 @@ def _rule_decision(compiled: CompiledRule) -> Decision:
             )
 
 
-def _gate(compiled: CompiledRule, decision: Decision, context: DecisionContext) -> Decision:
-    rule = compiled.rule
-    if not rule.is_gate or decision.blocks:
+def _gate(compiled: CompiledRule | None, decision: Decision, tool: str, context: DecisionContext) -> Decision:
+    if decision.blocks:
         return decision
-    status = context.session.evidence(rule.evidence.requires if rule.evidence else [])
-    unmet = context.session.unmet_dependencies(rule.requires, require_success=rule.requires_success)
-    if not (status.missing or status.expired or unmet):
+    rule = compiled.rule if compiled is not None else None
+    result = (context.gates or EMPTY_SESSION).check(tool, rule)
+    if result.passed:
         return decision
-    reason = (
-        "evidence_missing"
-        if status.missing
-        else ("evidence_expired" if status.expired else "dependency_missing")
-    )
     return Deny(
-        rule=compiled.name,
-        rule_index=compiled.index,
-        reason=reason,
-        feedback=rule.feedback,
-        retry_allowed=True,
-        missing_evidence=status.missing,
-        expired_evidence=status.expired,
-        missing_dependencies=unmet,
+        rule=compiled.name if compiled is not None else None,
+        rule_index=compiled.index if compiled is not None else None,
+        reason=result.reason or "evidence_missing",
+        feedback=rule.feedback if rule is not None else None,
+        retry_allowed=result.retry_allowed,
+        policy_reason="session_unresolved" if result.session_unresolved else None,
+        gate=result,
         drifted_aspects=decision.drifted_aspects,
     )
 
@@ -197,10 +192,7 @@ class CompiledPolicy:
                         Deny(reason="tool_definition_drift", drifted_aspects=aspects, retry_allowed=False)
                     )
                 decision = RequireApproval(reason="tool_definition_drift", drifted_aspects=aspects)
-                compiled = None
-        if compiled is not None:
-            decision = _gate(compiled, decision, context)
-        return self._finish(decision)
+        return self._finish(_gate(compiled, decision, call.tool, context))
 
     def _finish(self, decision: Decision) -> Decision:
         if self.dry_run and not isinstance(decision, DryRun):
@@ -222,7 +214,7 @@ class CompiledPolicy:
         compiled = self._shadow.first_match(call, context.tool.hints)
         if compiled is None:
             return None
-        return _gate(compiled, _rule_decision(compiled), context)
+        return _gate(compiled, _rule_decision(compiled), call.tool, context)
 
 
 def _with_drift(decision: Decision, aspects: tuple[str, ...]) -> Decision:

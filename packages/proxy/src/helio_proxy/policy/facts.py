@@ -7,9 +7,12 @@ function of its inputs. Whatever needs I/O (the session's evidence in the store,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from helio_proxy.config.policies import Rule
+from helio_proxy.evidence.gates import GateResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,42 +71,6 @@ UNKNOWN_TOOL = ToolFacts()
 
 
 @dataclass(frozen=True, slots=True)
-class EvidenceStatus:
-    """Which required evidence keys a session lacks."""
-
-    missing: tuple[str, ...] = ()
-    expired: tuple[str, ...] = ()
-
-
-class SessionState(Protocol):
-    """A read-only view of one session's evidence and call history, taken before ``decide()``."""
-
-    def evidence(self, keys: Sequence[str]) -> EvidenceStatus:
-        """Which of ``keys`` are missing or expired."""
-        ...
-
-    def unmet_dependencies(self, tools: Sequence[str], *, require_success: bool) -> tuple[str, ...]:
-        """Which of ``tools`` have not run (successfully, when ``require_success``) in the session."""
-        ...
-
-
-class NoSessionState:
-    """The state of a session the proxy knows nothing about: nothing is satisfied (fail closed).
-
-    Used until an evidence store exists, and for calls with no resolved session.
-    """
-
-    def evidence(self, keys: Sequence[str]) -> EvidenceStatus:
-        return EvidenceStatus(missing=tuple(keys))
-
-    def unmet_dependencies(self, tools: Sequence[str], *, require_success: bool) -> tuple[str, ...]:
-        return tuple(tools)
-
-
-NO_SESSION_STATE = NoSessionState()
-
-
-@dataclass(frozen=True, slots=True)
 class CallFacts:
     """The governed call."""
 
@@ -117,9 +84,20 @@ class CallFacts:
     session_id: str | None = None
 
 
+class GateChecker(Protocol):
+    """Whether the call's session meets its gates, from state read before ``decide()``.
+
+    ``rule`` is the first matching rule (``None`` when none matched: the session's SDK-declared
+    prerequisites of the tool still apply). See :mod:`helio_proxy.policy.gates`.
+    """
+
+    def check(self, tool: str, rule: Rule | None) -> GateResult: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionContext:
     """Everything besides the call that a decision depends on."""
 
     tool: ToolFacts = UNKNOWN_TOOL
-    session: SessionState = field(default=NO_SESSION_STATE)
+    gates: GateChecker | None = None
+    """The session's gate check; ``None`` means a session with nothing in it (every gate unmet)."""

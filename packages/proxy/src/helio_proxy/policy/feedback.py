@@ -9,20 +9,34 @@ reason                                      extra fields
 ``policy_denied``                           ``policy_reason`` (``rule_deny``/``default_deny``)
 ``tool_definition_drift``                   ``drifted_aspects``
 ``evidence_missing``, ``evidence_expired``,  ``missing_evidence``, ``expired_evidence``,
-``dependency_missing``                      ``missing_dependencies``
+``dependency_missing``                      ``unverified_evidence``, ``missing_dependencies``
+``policy_denied`` (no session id, gated)    ``policy_reason: session_unresolved``
 ``approval_unavailable``,                   none
 ``limits_unavailable``
 ==========================================  ==============================================
 
-A rule's ``feedback.message``/``suggestion`` replace the generated ones for blocks the rule
-itself caused (not for drift, which is about the tool rather than the rule).
+Gate blocks take their fields, message and suggestion from the evidence module's
+:class:`~helio_proxy.evidence.GateResult`. A rule's ``feedback.message``/``suggestion`` replace
+the generated ones for blocks the rule itself caused (not for drift, which is about the tool
+rather than the rule).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from helio_proxy.policy.decision import EVIDENCE_REASONS, Allow, Decision, Deny, DryRun
+from helio_proxy.policy.decision import Allow, Decision, Deny, DryRun
+
+BLOCK_REASONS: Final = (
+    "policy_denied",
+    "tool_definition_drift",
+    "evidence_missing",
+    "evidence_expired",
+    "dependency_missing",
+    "approval_unavailable",
+    "limits_unavailable",
+)
+"""Every ``reason`` a governance block can carry in this version."""
 
 SUGGESTIONS: Final = {
     "policy_denied": "Do not retry this call. Use another tool or ask an operator to change the policy.",
@@ -30,9 +44,6 @@ SUGGESTIONS: Final = {
         "Do not retry. The tool's definition changed since it was reviewed; "
         "an operator must accept the new definition first."
     ),
-    "evidence_missing": "Gather the missing evidence (or call the prerequisite tools first), then retry.",
-    "evidence_expired": "Refresh the expired evidence, then retry.",
-    "dependency_missing": "Call the prerequisite tools first (successfully), then retry.",
     "approval_unavailable": (
         "This call needs human approval, which this proxy cannot collect yet; ask an operator."
     ),
@@ -52,15 +63,6 @@ def _message(decision: Deny, tool: str) -> str:
         case "tool_definition_drift":
             aspects = ", ".join(decision.drifted_aspects)
             return f"Tool {tool!r} is blocked: its definition changed since it was baselined ({aspects})."
-        case "evidence_missing" | "evidence_expired" | "dependency_missing":
-            parts: list[str] = []
-            if decision.missing_evidence:
-                parts.append("missing evidence: " + ", ".join(decision.missing_evidence))
-            if decision.expired_evidence:
-                parts.append("expired evidence: " + ", ".join(decision.expired_evidence))
-            if decision.missing_dependencies:
-                parts.append("prerequisite tools not called: " + ", ".join(decision.missing_dependencies))
-            return f"Tool {tool!r} is blocked by {rule} ({'; '.join(parts)})."
         case "approval_unavailable":
             return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
         case "limits_unavailable":
@@ -72,25 +74,30 @@ def _message(decision: Deny, tool: str) -> str:
 def block_feedback(decision: Deny, tool: str) -> tuple[str, dict[str, Any]]:
     """The JSON-RPC error ``message`` and ``data`` for a blocked call."""
     own = decision.feedback if decision.reason != "tool_definition_drift" else None
-    message = own.message if own else _message(decision, tool)
-    suggestion = own.suggestion if own and own.suggestion else SUGGESTIONS.get(decision.reason, "")
+    gate = decision.gate
     data: dict[str, Any] = {
         "blocked": True,
         "reason": decision.reason,
         "rule": decision.rule,
         "rule_index": decision.rule_index,
         "action": decision.blocked_action,
-        "suggestion": suggestion,
+        "suggestion": SUGGESTIONS.get(decision.reason, ""),
         "retry_allowed": decision.retry_allowed,
     }
-    if decision.reason == "policy_denied":
+    if gate is not None:
+        data.update(gate.feedback_fields())
+    elif decision.reason == "policy_denied":
         data["policy_reason"] = decision.policy_reason
     elif decision.reason == "tool_definition_drift":
         data["drifted_aspects"] = list(decision.drifted_aspects)
-    elif decision.reason in EVIDENCE_REASONS:
-        data["missing_evidence"] = list(decision.missing_evidence)
-        data["expired_evidence"] = list(decision.expired_evidence)
-        data["missing_dependencies"] = list(decision.missing_dependencies)
+    if own and own.suggestion:
+        data["suggestion"] = own.suggestion
+    if own:
+        message = own.message
+    elif gate is not None:
+        message = gate.message(tool)
+    else:
+        message = _message(decision, tool)
     return message, data
 
 
@@ -106,6 +113,6 @@ def simulation_report(decision: DryRun, enforced: Decision) -> dict[str, Any]:
         "would_forward": isinstance(enforced, Allow),
         "policy_decision": decision.policy_decision,
         "matched_rule": would.rule,
-        "evidence_satisfied": not (isinstance(would, Deny) and would.reason in EVIDENCE_REASONS),
+        "evidence_satisfied": not (isinstance(would, Deny) and would.gate is not None),
         "limits_ok": not (isinstance(enforced, Deny) and enforced.reason == "limits_unavailable"),
     }
