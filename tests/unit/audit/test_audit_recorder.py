@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from helio_proxy.audit.clock import ManualClock
-from helio_proxy.audit.recorder import Auditor, CallAudit, resolve_session
+from helio_proxy.audit.recorder import Auditor, CallAudit
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config.sections import IdentitySource, SessionConfig
 from helio_proxy.errors import UpstreamProtocolError, UpstreamUnavailable
@@ -212,15 +212,15 @@ async def test_a_record_that_cannot_be_built_never_fails_the_call(caplog: pytest
     assert "could not be built" in caplog.text
 
 
-def test_the_session_comes_from_the_first_identity_source_that_yields_one() -> None:
-    identity = [
-        IdentitySource(source="header", name="x-agent-session"),
-        IdentitySource(source="meta"),
-        IdentitySource(source="legacy_header"),
-    ]
+async def test_the_record_takes_its_session_from_the_first_identity_source_that_yields_one() -> None:
+    identity = [IdentitySource(source="header", name="x-agent-session"), IdentitySource(source="meta")]
     meta = {"_meta": {"io.modelcontextprotocol/clientInfo": {"name": "claude", "version": "1.2"}}}
-    assert resolve_session(identity, {"x-agent-session": "a"}, meta) == ("a", "header")
-    assert resolve_session(identity, {}, meta) == ("clientinfo:claude@1.2", "meta")
-    assert resolve_session(identity, {"mcp-session-id": "m"}, {}) == ("m", "legacy_header")
-    assert resolve_session(identity, {"x-agent-session": "x" * 257}, {}) == (None, None)
-    assert resolve_session(SessionConfig().identity, {"mcp-session-id": "m"}, None) == ("m", "legacy_header")
+    sink = ListSink()
+    auditor = Auditor(sink, session=SessionConfig(identity=identity), clock=ManualClock())
+    for headers in ({"x-agent-session": "a"}, {}):
+        call = auditor.begin({**_params(), **meta}, 1, headers)
+        call.reject("missing_tool_name")
+    assert [(r.session_id, r.session_source) for r in sink.records] == [
+        ("a", "header"),
+        ("clientinfo:claude@1.2", "meta"),
+    ]

@@ -1,7 +1,8 @@
 """The proxy process: builds the gateway from a config and serves its listeners.
 
 One process, one event loop: the agent listener (``listen``), the SDK sideband (``sdk``, when
-enabled) and, as later parts land, the dashboard.
+enabled) and, as later parts land, the dashboard. Beside them run the annotation primer
+(tool baselines) and the config watcher (hot reload).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from typing import TextIO
 
 from helio_proxy.audit import AuditTrail
 from helio_proxy.config import HelioConfig, LoadedConfig
-from helio_proxy.evidence import InMemorySessionStore, run_sweeper
+from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
+from helio_proxy.gateway.enforcement import fail_closed_warnings
+from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
+from helio_proxy.gateway.reloader import ConfigWatcher
+from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.policy import BaselineCache
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
@@ -38,23 +44,58 @@ class HelioApp:
     out: TextIO = field(default_factory=lambda: sys.stderr)
     environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
     """Where ``HELIO_SDK_TOKEN`` is read from, and a generated token is written to (children inherit it)."""
+    hot_reload: bool = True
+    """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
+    _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         config = self.loaded.config
-        self.upstream = StreamableHttpUpstream(config.upstream_list[0])
+        upstream_config = config.upstream_list[0]
+        self.upstream = StreamableHttpUpstream(upstream_config)
         self.audit = AuditTrail(self.loaded)
-        self.gateway = Gateway(self.upstream, self.audit.auditor)
+        self.snapshots = Snapshots(Snapshot.of(self.loaded))
+        self.baselines = BaselineCache()
         self.sessions = InMemorySessionStore()
+        self.evidence = EvidenceService(self.sessions, self.current_config)
+        self.gateway = Gateway(
+            self.upstream,
+            self.snapshots,
+            auditor=self.audit.auditor,
+            baselines=self.baselines,
+            evidence=self.evidence,
+            upstream_name=upstream_config.name,
+        )
+        self.primer = AnnotationPrimer(
+            UpstreamToolLister(self.upstream),
+            self.baselines,
+            on_drift=self.gateway.note_drift,
+            on_primed=self._primed_later,
+            revalidate_every=self._revalidation_interval,
+        )
+        self._started = False
+        self._primed_at_boot: int | None = None
+        self.watcher: ConfigWatcher | None = None
+        # A config built in memory (tests, embedding) has no file to watch.
+        if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
+            self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say)
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
+    def _revalidation_interval(self) -> float | None:
+        revalidation = self.snapshots.current.config.policies.tool_revalidation
+        return revalidation_interval(revalidation.enabled, revalidation.interval)
+
+    def _primed_later(self, count: int) -> None:
+        if self._started:
+            self.say(f"Annotation cache primed: {count} tool definitions baselined")
+
     def current_config(self) -> HelioConfig:
         """The config snapshot in force now (what components read on every use)."""
-        return self.loaded.config
+        return self.snapshots.current.config
 
     @property
     def mcp_url(self) -> str:
@@ -97,16 +138,34 @@ class HelioApp:
         self._sweeper = asyncio.create_task(run_sweeper(self.sessions), name="helio-session-sweeper")
         for listener in self.listeners:
             self._tasks.append(asyncio.create_task(listener.serve(), name=f"helio-{listener.name}"))
-        await asyncio.sleep(0)
+        self._primed_at_boot = await self.primer.prime_at_boot()
         self._print_startup()
+        self._started = True
+        self._background.append(asyncio.create_task(self.primer.run(), name="helio-primer"))
+        if self.watcher is not None:
+            ready = asyncio.Event()
+            self._background.append(asyncio.create_task(self.watcher.run(ready.set), name="helio-watcher"))
+            await ready.wait()
+            self.say(f"Watching {self.loaded.path} for policy changes")
 
     def _print_startup(self) -> None:
         config = self.loaded.config
         upstream = config.upstream_list[0]
+        policies = config.policies
         self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
         self.say(f"MCP endpoint: {self.mcp_url}")
+        self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")
+        if policies.shadow:
+            self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")
         self.say(f"Upstream: {upstream.url} ({upstream.transport})")
         self.say(self.audit.startup_line())
+        if self._primed_at_boot is not None:
+            self.say(f"Annotation cache primed: {self._primed_at_boot} tool definitions baselined")
+        else:
+            self.say(
+                f"Warning: annotation cache not primed ({self.primer.last_error}); unknown tools are treated "
+                "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
+            )
         if self.sdk_token is not None:
             self.say(f"SDK sideband listening on {self.sideband_url}")
             if self.sdk_token.from_env:
@@ -114,8 +173,10 @@ class HelioApp:
             else:
                 self.say(f"SDK token (pass as {TOKEN_ENV_VAR} to your SDK clients):")
                 self.say(self.sdk_token.value)
-        for warning in self.loaded.warnings:
+        for warning in [*self.loaded.warnings, *fail_closed_warnings(config)]:
             self.say(f"Warning: {warning}")
+        if policies.dry_run:
+            self.say("Dry-run: ENABLED (nothing is forwarded)")
         self.say(f"Config: {self.loaded.path}")
 
     async def wait(self) -> None:
@@ -132,6 +193,13 @@ class HelioApp:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self.watcher is not None:
+            self.watcher.stop_event.set()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for listener in self.listeners:
             listener.stop()
         for task in self._tasks:
@@ -144,24 +212,25 @@ class HelioApp:
     async def run(self) -> None:
         """Start, serve until SIGINT/SIGTERM, stop."""
         loop = asyncio.get_running_loop()
-        # Handlers go in before start(): the port accepts connections while the store opens, and a
-        # SIGTERM in that window must still stop the proxy cleanly (draining the audit writer).
+        # Handlers go in before start(): start() takes a moment (opening the store, tool priming,
+        # the watcher), and a signal arriving meanwhile must still mean a clean stop that drains
+        # the audit writer.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopped.set)
         try:
-            await self.start()
-        except BaseException:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-            await self.stop()  # release what start() had opened
-            raise
-        try:
-            await self.wait()
+            try:
+                await self.start()
+            except BaseException:
+                await self.stop()  # release what start() had opened
+                raise
+            try:
+                await self.wait()
+            finally:
+                self.say("Shutting down")
+                await self.stop()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            self.say("Shutting down")
-            await self.stop()
 
 
 def run_app(app: HelioApp) -> None:

@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol, cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final, Protocol
 
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, SessionSource, ToolCallRecord, call_succeeded
-from helio_proxy.config.sections import IdentitySource, SessionConfig
+from helio_proxy.config.sections import SessionConfig
 from helio_proxy.errors import UpstreamError
+from helio_proxy.session.identity import resolve_session
 
 log = logging.getLogger("helio.audit")
 
 STRICT_WAIT_SECONDS: Final = 10.0
 """Longest a response waits for its record to commit in strict mode before it is released anyway."""
-
-MAX_SESSION_ID_LENGTH: Final = 256
-CLIENT_INFO_META: Final = "io.modelcontextprotocol/clientInfo"
 
 Observer = Callable[[dict[str, Any] | None, UpstreamError | None], None]
 
@@ -40,34 +38,6 @@ class RecordSink(Protocol):
     """Where records go (the :class:`~helio_proxy.audit.writer.AuditWriter`, or a test's list)."""
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None: ...
-
-
-def _client_info(meta: Any) -> str | None:
-    if not isinstance(meta, dict):
-        return None
-    info: Any = cast(dict[str, Any], meta).get(CLIENT_INFO_META)
-    if not isinstance(info, dict):
-        return None
-    fields = cast(dict[str, Any], info)
-    name, version = fields.get("name"), fields.get("version", "")
-    return f"clientinfo:{name}@{version}" if isinstance(name, str) and name else None
-
-
-def resolve_session(
-    identity: Sequence[IdentitySource], headers: Mapping[str, str], params: Mapping[str, Any] | None
-) -> tuple[str | None, SessionSource | None]:
-    """The first identity source (in config order) that yields a usable session id."""
-    for step in identity:
-        value: str | None = None
-        if step.source == "header" and step.name:
-            value = headers.get(step.name.lower())
-        elif step.source == "legacy_header":
-            value = headers.get("mcp-session-id")
-        elif step.source == "meta" and params is not None:
-            value = _client_info(params.get("_meta"))
-        if value and len(value) <= MAX_SESSION_ID_LENGTH:
-            return value, step.source
-    return None, None
 
 
 class Auditor:
@@ -119,12 +89,12 @@ class CallAudit:
         self._timestamp = self._clock.now()
         name = params.get("name") if params is not None else None
         arguments = params.get("arguments") if params is not None else None
-        session_id, source = resolve_session(auditor.identity, headers, params)
+        session = resolve_session(auditor.identity, headers, params)
         self.tool_name: str = name if isinstance(name, str) and name else NAMELESS_TOOL
         self._fields: dict[str, Any] = {
             "tool_input": arguments if isinstance(arguments, dict) else {},
-            "session_id": session_id,
-            "session_source": source,
+            "session_id": session.session_id,
+            "session_source": session.source,
             "protocol_version": headers.get("mcp-protocol-version"),
             "metadata": {"request_id": request_id} if request_id is not None else None,
         }

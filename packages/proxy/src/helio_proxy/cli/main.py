@@ -95,13 +95,16 @@ def validate(config_path: str) -> None:
 
 @cli.command()
 @config_option
-def start(config_path: str) -> None:
+@click.option(
+    "--no-hot-reload", is_flag=True, help="Do not watch the config file (overrides policies.hot_reload)."
+)
+def start(config_path: str, no_hot_reload: bool) -> None:
     """Run the proxy until SIGINT/SIGTERM."""
     from helio_proxy.app import HelioApp, run_app
 
     loaded = _load(config_path)
     try:
-        run_app(HelioApp(loaded))
+        run_app(HelioApp(loaded, hot_reload=not no_hot_reload))
     except HelioProxyError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -228,6 +231,36 @@ def verify(config_path: str, public_key: str | None) -> None:
         sys.exit(1)
     signatures = f", {report.signed} signatures valid" if key is not None else ""
     click.echo(f"Audit chain OK: {report.verified} records verified{signatures} ({store.description})")
+
+
+@cli.group()
+def policy() -> None:
+    """Work with policy rules."""
+
+
+@policy.command("test")
+@config_option
+@click.option("--tool", "tool_name", required=True, help="Tool name of the simulated call.")
+@click.option("--args", "args_json", default="{}", show_default=True, help="Call arguments as a JSON object.")
+@click.option(
+    "--annotations",
+    "annotations_json",
+    default=None,
+    help="The tool's annotations as a JSON object (default: unknown tool, MCP defaults).",
+)
+@click.option("--session", "session_id", default=None, help="Session id of the simulated call.")
+def policy_test(
+    config_path: str, tool_name: str, args_json: str, annotations_json: str | None, session_id: str | None
+) -> None:
+    """Show what the policy decides for one call, and what the agent would get back."""
+    from helio_proxy.cli.policy_test import PolicyTestInputError, explain
+
+    loaded = _load(config_path)
+    try:
+        click.echo(explain(loaded, tool_name, args_json, annotations_json, session_id))
+    except PolicyTestInputError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
 
 
 def main() -> None:

@@ -256,6 +256,42 @@ class Rule(ConfigModel):
         return self.action or "allow"
 
     @model_validator(mode="after")
+    def _matchers_compile(self) -> Rule:
+        # Imported here: the policy package imports these models.
+        from helio_proxy.policy.glob import compile_glob
+        from helio_proxy.policy.jsonpath import parse_path
+        from helio_proxy.policy.regex_safety import check_regex
+
+        label = f"rule {self.name!r}" if self.name else "rule"
+
+        def check(match: Match, where: str) -> None:
+            try:
+                if match.tool is not None:
+                    compile_glob(match.tool)
+            except ValueError as exc:
+                raise ValueError(f"{label}: {where}.tool: glob {match.tool!r} {exc}") from None
+            for path, condition in (match.input or {}).items():
+                try:
+                    parse_path(path)
+                except ValueError as exc:
+                    raise ValueError(f"{label}: {where}.input: {exc}") from None
+                try:
+                    if condition.regex is not None:
+                        check_regex(condition.regex)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"{label}: {where}.input[{path!r}].regex {condition.regex!r}: {exc}"
+                    ) from None
+            for key, subs in (("any", match.any_), ("all", match.all_)):
+                for index, sub in enumerate(subs or []):
+                    check(sub, f"{where}.{key}[{index}]")
+            if match.not_ is not None:
+                check(match.not_, f"{where}.not")
+
+        check(self.match, "match")
+        return self
+
+    @model_validator(mode="after")
     def _action_needs(self) -> Rule:
         if self.action is None and not self.is_gate and not (self.evidence and self.evidence.produces):
             raise ValueError(

@@ -2,28 +2,72 @@
 
 Only ``tools/call`` is governed; every other request, notification and response is relayed
 unchanged. :meth:`Gateway.tools_call` is the seam where policy, evidence, approvals, limits and
-audit plug in, in that order, around the forward.
+audit plug in, in that order, around the forward. ``tools/list`` answers are observed on the
+way back to keep tool baselines current (drift detection).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, cast
 
 from helio_proxy.audit import Auditor, CallAudit
 from helio_proxy.errors import UpstreamError
+from helio_proxy.evidence import EvidenceService, to_ms
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
+from helio_proxy.gateway.completion import CompletionRecorder
+from helio_proxy.gateway.enforcement import Enforcer, FailClosedEnforcer
 from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
+from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
+from helio_proxy.gateway.render import block_reply, dry_run_reply
+from helio_proxy.gateway.snapshot import Snapshots
 from helio_proxy.jsonrpc import INVALID_PARAMS, Kind
+from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun, SnapshotGates
+from helio_proxy.policy.baselines import DriftEvent
+from helio_proxy.policy.decision import Decision
+from helio_proxy.session.identity import UNRESOLVED, SessionIdentity, SessionResolver
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
+
+log = logging.getLogger("helio_proxy.gateway")
 
 
 class Gateway:
     """Routes agent messages to the upstream, governing tool calls on the way."""
 
-    def __init__(self, upstream: StreamableHttpUpstream, auditor: Auditor | None = None) -> None:
+    def __init__(
+        self,
+        upstream: StreamableHttpUpstream,
+        snapshots: Snapshots | None = None,
+        *,
+        auditor: Auditor | None = None,
+        baselines: BaselineCache | None = None,
+        enforcer: Enforcer | None = None,
+        evidence: EvidenceService | None = None,
+        upstream_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.upstream = upstream
         self.auditor = auditor or Auditor(None)
+        """Turns each governed call into one audit record (a no-op auditor without a store)."""
+        self.snapshots = snapshots
+        """The current config snapshot; ``None`` relays tool calls ungoverned (relay-only tests)."""
+        self.evidence = evidence
+        """Session evidence and call history; ``None`` treats every session as empty (gates unmet)."""
+        self.clock = clock
+        self.resolver = SessionResolver(snapshots.current.config.session) if snapshots else None
+        """Session identity (``session`` is restart-only, so the startup section is kept)."""
+        self.baselines = baselines if baselines is not None else BaselineCache()
+        self.enforcer: Enforcer = enforcer if enforcer is not None else FailClosedEnforcer()
+        self.upstream_name = upstream_name
+        self.observers: list[OutcomeObserver] = []
+        """Called with every governed call's :class:`CallOutcome` (the audit trail subscribes here)."""
+        self.shadow = ShadowStats()
+        self.drift_observers: list[Callable[[DriftEvent], None]] = []
+        """Called with each :class:`DriftEvent` seen in a ``tools/list`` answer."""
 
     async def post(self, inbound: Inbound) -> Reply:
         """Handle one POSTed JSON-RPC message."""
@@ -32,6 +76,8 @@ class Gateway:
             return await self._forward_one_way(inbound)
         if message.method == "tools/call":
             return await self.tools_call(inbound)
+        if message.method == "tools/list":
+            return await self.forward(inbound, observe=self._observe_tools_list)
         return await self.forward(inbound)
 
     async def tools_call(self, inbound: Inbound) -> Reply:
@@ -44,7 +90,90 @@ class Gateway:
             return await _settled(
                 audit, error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
             )
-        return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
+        if self.snapshots is None:
+            return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
+        snapshot = self.snapshots.current
+        params = inbound.message.params or {}
+        identity = self.resolver.resolve(inbound.headers, params) if self.resolver else UNRESOLVED
+        facts = CallFacts(
+            tool=call.name,
+            arguments=call.arguments if params.get("arguments") is not None else None,
+            upstream=self.upstream_name,
+            session_id=identity.session_id,
+        )
+        gates = await self._session_gates(identity)
+        context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
+        decision = snapshot.policy.decide(facts, context)
+        shadow = snapshot.policy.decide_shadow(facts, context)
+        audit.decide(
+            session_id=identity.session_id, session_source=identity.source, metadata=_shadow_metadata(shadow)
+        )
+        if isinstance(decision, DryRun):
+            enforced = self.enforcer.peek(decision, facts)
+            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.loaded.sha256))
+            audit.block(
+                **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
+            )
+            return await _settled(audit, dry_run_reply(call, decision, enforced))
+        settled = await self.enforcer.settle(decision, facts)
+        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
+        if isinstance(settled, Deny):
+            audit.block(**_audit_fields(settled))
+            return await _settled(audit, block_reply(call, settled))
+        audit.decide(**_audit_fields(decision))
+        recorder: CompletionRecorder | None = None
+        observe = audit.forwarding()
+        if self.evidence is not None:
+            index = decision.rule_index
+            rule = snapshot.config.policies.rules[index] if index is not None and decision.rule else None
+            recorder = CompletionRecorder(self.evidence, call.name, rule, identity)
+            observe = _both(observe, recorder.observe)
+        reply = await self.forward(call.inbound, observe=observe)
+        if recorder is not None:
+            if isinstance(reply, StreamReply):
+                reply = StreamReply(reply.status, recorder.relay(reply.chunks), reply.headers)
+            else:
+                await recorder.flush()
+        return await _settled(audit, reply)
+
+    async def _session_gates(self, identity: SessionIdentity) -> SnapshotGates | None:
+        """The call's gate check over its session state (``None`` without an evidence store)."""
+        if self.evidence is None:
+            return None
+        state = await self.evidence.store.snapshot(identity.session_id) if identity.session_id else None
+        return SnapshotGates(state, to_ms(self.clock()), self.evidence.index.get().producers)
+
+    def _record(self, outcome: CallOutcome) -> None:
+        self.shadow.record(outcome)
+        for observer in self.observers:
+            try:
+                observer(outcome)
+            except Exception:  # an observer (audit, metrics) must never fail a call
+                log.exception("call outcome observer failed")
+
+    def _observe_tools_list(self, payload: dict[str, Any] | None, error: UpstreamError | None) -> None:
+        if payload is None:
+            return
+        result = payload.get("result")
+        if not isinstance(result, dict):
+            return
+        tools = cast(dict[str, Any], result).get("tools")
+        if isinstance(tools, list):
+            self.note_drift(self.baselines.observe(cast(list[Any], tools)))
+
+    def note_drift(self, events: list[DriftEvent]) -> None:
+        """Report drift state changes (log line now; the audit trail later)."""
+        for event in events:
+            if event.kind == "tool_drift":
+                log.warning("Tool definition drift: %s (%s)", event.tool, ", ".join(event.aspects))
+            else:
+                log.warning("Tool definition drift reverted: %s", event.tool)
+            for observer in self.drift_observers:
+                observer(event)
+
+    def accept_tool(self, name: str, *, accepted_by: str | None = None) -> None:
+        """Operator acceptance of a drifted tool's new definition (``KeyError`` if unknown)."""
+        self.baselines.accept(name, accepted_by=accepted_by)
 
     async def forward(self, inbound: Inbound, observe: ResponseObserver | None = None) -> Reply:
         """Send a request upstream and relay its answer (JSON or SSE) to the agent."""
@@ -97,3 +226,41 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
         return dataclasses.replace(reply, chunks=audit.hold(reply.chunks, reply.status))
     await audit.settle(reply.status)
     return reply
+
+
+def _both(first: ResponseObserver, second: ResponseObserver) -> ResponseObserver:
+    def observe(payload: dict[str, Any] | None, error: UpstreamError | None) -> None:
+        first(payload, error)
+        second(payload, error)
+
+    return observe
+
+
+def _audit_fields(decision: Decision) -> dict[str, Any]:
+    """What an audit record says about a decision."""
+    fields: dict[str, Any] = {
+        "policy_decision": decision.blocked_action if isinstance(decision, Deny) else decision.action,
+        "matched_rule": decision.rule,
+        "matched_rule_index": decision.rule_index,
+        "flagged_destructive": decision.flagged_destructive,
+    }
+    if isinstance(decision, Deny):
+        fields["block_reason"] = decision.reason
+        if decision.gate is not None:
+            fields["evidence_chain"] = {"gate": decision.gate.feedback_fields()}
+        if decision.drifted_aspects:
+            fields["evidence_chain"] = {"tool_drift": {"drifted_aspects": list(decision.drifted_aspects)}}
+    return fields
+
+
+def _shadow_metadata(shadow: Decision | None) -> dict[str, Any] | None:
+    if shadow is None:
+        return None
+    return {
+        "shadow": {
+            "decision": shadow.action,
+            "rule": shadow.rule,
+            "rule_index": shadow.rule_index,
+            "reason": shadow.reason,
+        }
+    }

@@ -1,0 +1,226 @@
+"""The policy engine: rules compiled once per config snapshot, and a pure ``decide()``.
+
+Order inside :meth:`CompiledPolicy.decide` (the reference's):
+
+1. rules, first match wins; with none, ``policies.default`` (against the tool's *baseline*
+   hints; under ``on_tool_drift: log`` the stricter of the baseline and current decisions);
+2. ``flag_destructive``, only when no rule matched and the tool is destructive;
+3. the drift gate (``on_tool_drift``), unless the call is already denied;
+4. the gates, unless already denied: the matched rule's ``evidence.requires``/``requires`` and
+   the session's SDK-declared prerequisites of the tool (checked even when no rule matched);
+5. dry-run: a ``dry_run`` rule, or ``policies.dry_run`` wrapping whatever was decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+from helio_proxy.config.policies import Rule
+from helio_proxy.config.root import HelioConfig
+from helio_proxy.policy.decision import (
+    SEVERITY,
+    Allow,
+    Decision,
+    Deny,
+    DryRun,
+    RateLimit,
+    RequireApproval,
+    SpendLimit,
+)
+from helio_proxy.policy.facts import CallFacts, DecisionContext, Hints
+from helio_proxy.policy.gates import EMPTY_SESSION
+from helio_proxy.policy.matchers import Predicate, compile_match, static_filter
+
+TOOL_CACHE_SIZE: Final = 4096
+"""(tool, hints) pairs whose candidate-rule lists are memoised (the table is cleared when it fills)."""
+
+DEFAULT_CONTEXT: Final = DecisionContext()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready to evaluate."""
+
+    name: str
+    index: int
+    rule: Rule
+    predicate: Predicate
+    static: Callable[[str, Hints], bool]
+    """The tool-only part of the match (name glob, annotations)."""
+
+
+def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> tuple[CompiledRule, ...]:
+    return tuple(
+        CompiledRule(
+            name=rule.name or f"{prefix}-{index}",
+            index=index,
+            rule=rule,
+            predicate=compile_match(rule.match, environment=environment, static_done=True),
+            static=static_filter(rule.match),
+        )
+        for index, rule in enumerate(rules)
+    )
+
+
+class _RuleSet:
+    """Ordered compiled rules, indexed by (tool, hints) to the ones whose tool-only part matches."""
+
+    def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
+        self.rules = rules
+        self._by_tool: dict[tuple[str, Hints], tuple[CompiledRule, ...]] = {}
+
+    def candidates(self, tool: str, hints: Hints) -> tuple[CompiledRule, ...]:
+        key = (tool, hints)
+        found = self._by_tool.get(key)
+        if found is None:
+            found = tuple(r for r in self.rules if r.static(tool, hints))
+            if len(self._by_tool) >= TOOL_CACHE_SIZE:
+                self._by_tool.clear()
+            self._by_tool[key] = found
+        return found
+
+    def first_match(self, call: CallFacts, hints: Hints) -> CompiledRule | None:
+        for compiled in self.candidates(call.tool, hints):
+            if compiled.predicate(call, hints):
+                return compiled
+        return None
+
+
+def _rule_decision(compiled: CompiledRule) -> Decision:
+    rule = compiled.rule
+    name, index, feedback = compiled.name, compiled.index, rule.feedback
+    match rule.effective_action:
+        case "allow":
+            return Allow(reason="rule_matched", rule=name, rule_index=index, feedback=feedback)
+        case "deny":
+            return Deny(
+                reason="policy_denied",
+                policy_reason="rule_deny",
+                rule=name,
+                rule_index=index,
+                feedback=feedback,
+            )
+        case "require_approval":
+            return RequireApproval(
+                reason="rule_matched", route=rule.approval, rule=name, rule_index=index, feedback=feedback
+            )
+        case "rate_limit":
+            assert rule.limits is not None
+            return RateLimit(
+                reason="rule_matched", limits=rule.limits, rule=name, rule_index=index, feedback=feedback
+            )
+        case "spend_limit":
+            assert rule.limits is not None
+            return SpendLimit(
+                reason="rule_matched", limits=rule.limits, rule=name, rule_index=index, feedback=feedback
+            )
+        case "dry_run":
+            return DryRun(
+                reason="rule_matched",
+                would=Allow(reason="rule_matched", rule=name, rule_index=index, feedback=feedback),
+                global_switch=False,
+                rule=name,
+                rule_index=index,
+                feedback=feedback,
+            )
+
+
+def _gate(compiled: CompiledRule | None, decision: Decision, tool: str, context: DecisionContext) -> Decision:
+    if decision.blocks:
+        return decision
+    rule = compiled.rule if compiled is not None else None
+    result = (context.gates or EMPTY_SESSION).check(tool, rule)
+    if result.passed:
+        return decision
+    return Deny(
+        rule=compiled.name if compiled is not None else None,
+        rule_index=compiled.index if compiled is not None else None,
+        reason=result.reason or "evidence_missing",
+        feedback=rule.feedback if rule is not None else None,
+        retry_allowed=result.retry_allowed,
+        policy_reason="session_unresolved" if result.session_unresolved else None,
+        gate=result,
+        drifted_aspects=decision.drifted_aspects,
+    )
+
+
+class CompiledPolicy:
+    """One config snapshot's policy, compiled. :meth:`decide` does no I/O and never awaits."""
+
+    def __init__(self, config: HelioConfig) -> None:
+        policies = config.policies
+        self.default: Literal["allow", "deny"] = policies.default
+        self.flag_destructive = policies.flag_destructive
+        self.on_tool_drift = policies.on_tool_drift
+        self.dry_run = policies.dry_run
+        self._rules = _RuleSet(_compile_rules(policies.rules, config.environment, "rule"))
+        self._shadow = _RuleSet(_compile_rules(policies.shadow, config.environment, "shadow"))
+
+    def _no_match(self, hints: Hints) -> Decision:
+        if self.default == "deny":
+            return Deny(reason="policy_denied", policy_reason="default_deny")
+        if hints.destructiveHint and self.flag_destructive == "require_approval":
+            return RequireApproval(reason="flag_destructive")
+        return Allow(
+            reason="default",
+            flagged_destructive=hints.destructiveHint and self.flag_destructive == "log",
+        )
+
+    def _evaluate(self, call: CallFacts, hints: Hints) -> tuple[Decision, CompiledRule | None]:
+        compiled = self._rules.first_match(call, hints)
+        if compiled is None:
+            return self._no_match(hints), None
+        return _rule_decision(compiled), compiled
+
+    def decide(self, call: CallFacts, context: DecisionContext = DEFAULT_CONTEXT) -> Decision:
+        """The decision for ``call``; the same inputs always give the same decision."""
+        tool = context.tool
+        decision, compiled = self._evaluate(call, tool.hints)
+        if tool.drifted:
+            if self.on_tool_drift == "log":
+                if tool.current_hints is not None and tool.current_hints != tool.hints:
+                    other, other_rule = self._evaluate(call, tool.current_hints)
+                    if SEVERITY[other.action] > SEVERITY[decision.action]:
+                        decision, compiled = other, other_rule
+                decision = _with_drift(decision, tool.drifted_aspects)
+            elif not decision.blocks:
+                aspects = tool.drifted_aspects
+                if self.on_tool_drift == "block":
+                    return self._finish(
+                        Deny(reason="tool_definition_drift", drifted_aspects=aspects, retry_allowed=False)
+                    )
+                decision = RequireApproval(reason="tool_definition_drift", drifted_aspects=aspects)
+        return self._finish(_gate(compiled, decision, call.tool, context))
+
+    def _finish(self, decision: Decision) -> Decision:
+        if self.dry_run and not isinstance(decision, DryRun):
+            return DryRun(
+                rule=decision.rule,
+                rule_index=decision.rule_index,
+                reason=decision.reason,
+                would=decision,
+                global_switch=True,
+                flagged_destructive=decision.flagged_destructive,
+                drifted_aspects=decision.drifted_aspects,
+            )
+        return decision
+
+    def decide_shadow(self, call: CallFacts, context: DecisionContext = DEFAULT_CONTEXT) -> Decision | None:
+        """What the first matching ``policies.shadow`` rule would decide (``None`` if none matches)."""
+        if not self._shadow.rules:
+            return None
+        compiled = self._shadow.first_match(call, context.tool.hints)
+        if compiled is None:
+            return None
+        return _gate(compiled, _rule_decision(compiled), call.tool, context)
+
+
+def _with_drift(decision: Decision, aspects: tuple[str, ...]) -> Decision:
+    return replace(decision, drifted_aspects=aspects)
+
+
+def compile_policy(config: HelioConfig) -> CompiledPolicy:
+    """Compile the policy of a validated config."""
+    return CompiledPolicy(config)

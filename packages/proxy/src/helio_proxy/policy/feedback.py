@@ -1,0 +1,118 @@
+"""Self-repair feedback: the ``message`` and ``data`` of a blocked call's JSON-RPC error.
+
+``data`` always has ``blocked, reason, rule, rule_index, action, suggestion, retry_allowed``,
+plus fields that depend on the reason:
+
+==========================================  ==============================================
+reason                                      extra fields
+==========================================  ==============================================
+``policy_denied``                           ``policy_reason`` (``rule_deny``/``default_deny``)
+``tool_definition_drift``                   ``drifted_aspects``
+``evidence_missing``, ``evidence_expired``,  ``missing_evidence``, ``expired_evidence``,
+``dependency_missing``                      ``unverified_evidence``, ``missing_dependencies``
+``policy_denied`` (no session id, gated)    ``policy_reason: session_unresolved``
+``approval_unavailable``,                   none
+``limits_unavailable``
+==========================================  ==============================================
+
+Gate blocks take their fields, message and suggestion from the evidence module's
+:class:`~helio_proxy.evidence.GateResult`. A rule's ``feedback.message``/``suggestion`` replace
+the generated ones for blocks the rule itself caused (not for drift, which is about the tool
+rather than the rule).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from helio_proxy.policy.decision import Allow, Decision, Deny, DryRun
+
+BLOCK_REASONS: Final = (
+    "policy_denied",
+    "tool_definition_drift",
+    "evidence_missing",
+    "evidence_expired",
+    "dependency_missing",
+    "approval_unavailable",
+    "limits_unavailable",
+)
+"""Every ``reason`` a governance block can carry in this version."""
+
+SUGGESTIONS: Final = {
+    "policy_denied": "Do not retry this call. Use another tool or ask an operator to change the policy.",
+    "tool_definition_drift": (
+        "Do not retry. The tool's definition changed since it was reviewed; "
+        "an operator must accept the new definition first."
+    ),
+    "approval_unavailable": (
+        "This call needs human approval, which this proxy cannot collect yet; ask an operator."
+    ),
+    "limits_unavailable": (
+        "This call is governed by a rate or spend limit that this proxy cannot enforce yet; ask an operator."
+    ),
+}
+
+
+def _message(decision: Deny, tool: str) -> str:
+    rule = f"rule {decision.rule!r}" if decision.rule else "the default policy"
+    match decision.reason:
+        case "policy_denied":
+            if decision.rule is None:
+                return f"Tool {tool!r} is blocked: no policy rule allows it and the default is deny."
+            return f"Tool {tool!r} is blocked by policy {rule}."
+        case "tool_definition_drift":
+            aspects = ", ".join(decision.drifted_aspects)
+            return f"Tool {tool!r} is blocked: its definition changed since it was baselined ({aspects})."
+        case "approval_unavailable":
+            return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
+        case "limits_unavailable":
+            return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
+        case _:
+            return f"Tool {tool!r} is blocked ({decision.reason})."
+
+
+def block_feedback(decision: Deny, tool: str) -> tuple[str, dict[str, Any]]:
+    """The JSON-RPC error ``message`` and ``data`` for a blocked call."""
+    own = decision.feedback if decision.reason != "tool_definition_drift" else None
+    gate = decision.gate
+    data: dict[str, Any] = {
+        "blocked": True,
+        "reason": decision.reason,
+        "rule": decision.rule,
+        "rule_index": decision.rule_index,
+        "action": decision.blocked_action,
+        "suggestion": SUGGESTIONS.get(decision.reason, ""),
+        "retry_allowed": decision.retry_allowed,
+    }
+    if gate is not None:
+        data.update(gate.feedback_fields())
+    elif decision.reason == "policy_denied":
+        data["policy_reason"] = decision.policy_reason
+    elif decision.reason == "tool_definition_drift":
+        data["drifted_aspects"] = list(decision.drifted_aspects)
+    if own and own.suggestion:
+        data["suggestion"] = own.suggestion
+    if own:
+        message = own.message
+    elif gate is not None:
+        message = gate.message(tool)
+    else:
+        message = _message(decision, tool)
+    return message, data
+
+
+def simulation_report(decision: DryRun, enforced: Decision) -> dict[str, Any]:
+    """The JSON a dry-run answers with (as ``content[0].text``).
+
+    ``enforced`` is what the call would finally have met once approvals and limits had their
+    say: the decision itself, an ``Allow``, or a ``Deny``.
+    """
+    would = decision.would
+    return {
+        "dry_run": True,
+        "would_forward": isinstance(enforced, Allow),
+        "policy_decision": decision.policy_decision,
+        "matched_rule": would.rule,
+        "evidence_satisfied": not (isinstance(would, Deny) and would.gate is not None),
+        "limits_ok": not (isinstance(enforced, Deny) and enforced.reason == "limits_unavailable"),
+    }

@@ -1,0 +1,35 @@
+"""Gate checkers for ``decide()``: the session's evidence and prerequisites, read beforehand.
+
+The check itself is :func:`helio_proxy.evidence.check_gates` (pure); these classes bind it to one
+call's session state so ``decide()`` can ask "does this session meet this rule?" without I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from helio_proxy.config.policies import Rule
+from helio_proxy.evidence.gates import PASSED, GateRequirements, GateResult, check_gates
+from helio_proxy.evidence.model import SessionSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotGates:
+    """Gates checked against a session snapshot taken at ``now_ms`` (``None``: unresolved session)."""
+
+    state: SessionSnapshot | None
+    now_ms: int
+    producers: Mapping[str, str] = field(default_factory=dict[str, str])
+    """Evidence key → producing tool, for the suggestions."""
+
+    def check(self, tool: str, rule: Rule | None) -> GateResult:
+        if self.state is not None and not self.state.dependencies and (rule is None or not rule.is_gate):
+            return PASSED  # the common case, without building requirements
+        return check_gates(GateRequirements.for_call(tool, rule, self.producers), self.state, self.now_ms)
+
+
+EMPTY_SESSION: Final = SnapshotGates(SessionSnapshot(session_id=""), now_ms=0)
+"""A session with no evidence and no calls: what ``helio policy test`` and a proxy without a
+session store assume. Every rule gate is unmet, with every requirement listed."""
