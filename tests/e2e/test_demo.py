@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -58,12 +60,39 @@ async def test_demo_proxy_gives_the_official_client_the_same_results_as_the_serv
                     }
                 ),
             )
+            blocked = await http.post(
+                f"http://127.0.0.1:{proxy_port}/mcp",
+                headers={"content-type": "application/json"},
+                content=json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 3,
+                        "method": "tools/call",
+                        "params": {"name": "delete_user", "arguments": {"user_id": "u-1"}},
+                    }
+                ),
+            )
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=15)
     assert proxied == direct
     assert "get_weather" in proxied["tools"]
     assert proxied["missing_is_error"] is True
     assert curl_like.json()["result"]["content"][0]["text"] == "London: 18°C, light rain"
+    assert blocked.status_code == 200
+    error = blocked.json()["error"]
+    assert error["code"] == -32001
+    assert error["message"] == "Destructive operations are blocked by policy."
+    assert error["data"]["reason"] == "policy_denied"
+    assert error["data"]["rule"] == "block-destructive"
+    assert error["data"]["suggestion"] == "Use a non-destructive alternative."
+    audit_db = tmp_path / "helio-demo-audit.db"
+    assert stat.S_IMODE(audit_db.stat().st_mode) == 0o600
+    with sqlite3.connect(audit_db) as db:
+        decisions = [
+            row[0]
+            for row in db.execute("SELECT policy_decision FROM audit_records WHERE tool_name = 'delete_user'")
+        ]
+    assert decisions == ["deny"]
     assert f"Point any MCP client at: http://127.0.0.1:{proxy_port}/mcp" in output
     assert "curl -s -X POST" in output
     assert demo.returncode == 0

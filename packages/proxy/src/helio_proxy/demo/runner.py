@@ -46,17 +46,22 @@ def demo_config(port: int, upstream_port: int) -> LoadedConfig:
 
 
 def banner(mcp_url: str, upstream_port: int) -> str:
+    blocked_call = '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_user","arguments":{"user_id":"u-1"}}}'
     tool_call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"London"}}}'
     return f"""
 Demo MCP server: http://127.0.0.1:{upstream_port}/mcp (tools: get_weather, search_docs, lookup_order,
   send_email, delete_user, create_payment, build_report)
 Point any MCP client at: {mcp_url}
   Claude Desktop / Cursor: {{"mcpServers": {{"helio-demo": {{"url": "{mcp_url}"}}}}}}
+Policies: delete_user is blocked (destructive), reads are allowed, send_email is a dry run.
 Try it:
   curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
     -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}'
   curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
     -d '{tool_call}'
+  curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
+    -d '{blocked_call}'
+Audit trail: ./helio-demo-audit.db (SQLite, mode 0600; one record per tools/call)
 Press Ctrl+C to stop.
 """
 
