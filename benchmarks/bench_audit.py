@@ -121,6 +121,7 @@ async def run(backend: Backend, durability: Durability, count: int, concurrency:
 async def compare_pg_drivers(batches: int) -> None:
     """Insert the same 50-row batches with psycopg in a thread and with psycopg's async API."""
     import psycopg
+
     from helio_proxy.store.postgres import PostgresStore
     from helio_proxy.store.tables import AUDIT_RECORDS
 

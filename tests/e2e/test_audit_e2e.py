@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from helio_proxy.store import create_store
-from helio_proxy.store.testing import Backend, store_url_for
 from sqlalchemy import text
 
+from helio_proxy.store import create_store
+from helio_proxy.store.testing import Backend, store_url_for
 from tests.e2e.conftest import free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.store import create_store
-
 from tests.harness import mcp_upstream, proxy_config, run_proxy
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}

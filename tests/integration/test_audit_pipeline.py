@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp import Client
+
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.server import bind
 from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.sqlite import SqliteStore
 from helio_proxy.store.testing import postgres_schema
-from mcp import Client
-
 from tests.harness import build_test_upstream, proxy_config, run_proxy, serve_asgi
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from helio_proxy.config import parse_config_text
 from helio_proxy.gateway import Gateway
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp

@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from helio_proxy.app import HelioApp
-from helio_proxy.config import LoadedConfig, parse_config_text
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
+from helio_proxy.app import HelioApp
+from helio_proxy.config import LoadedConfig, parse_config_text
 from tests.harness import serve_asgi
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)

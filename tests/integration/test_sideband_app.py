@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.errors import StartupError

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from helio import HelioContext, TransportRequest
 from helio.testing import FakeSideband, ManualClock
 from helio_proxy.app import HelioApp

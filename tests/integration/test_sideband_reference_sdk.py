@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from helio_proxy.server import bind
 
+from helio_proxy.server import bind
 from tests.harness import proxy_config, run_proxy, serve_asgi
 
 Handler = Callable[[dict[str, Any]], Awaitable[tuple[int, str, bytes]]]

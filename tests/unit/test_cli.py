@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from click.testing import CliRunner
+
 from helio_proxy.cli import cli
 from helio_proxy.config import load_config
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helio_proxy.jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,

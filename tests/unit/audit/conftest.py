@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from helio_proxy.store import Store
 from helio_proxy.store.testing import Backend, temporary_store
 

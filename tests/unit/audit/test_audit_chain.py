@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection, text
+
 from helio_proxy.audit.chain import (
     GENESIS_HASH,
     SigningKeyError,
@@ -17,7 +19,6 @@ from helio_proxy.audit.rows import RowBuilder
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.store import Store, create_store
 from helio_proxy.store.testing import Backend, store_url_for
-from sqlalchemy import Connection, text
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 

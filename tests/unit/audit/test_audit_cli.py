@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+
 from helio_proxy.audit.chain import append_rows, load_private_key
 from helio_proxy.audit.records import ToolCallRecord
 from helio_proxy.audit.redact import Redactor
@@ -16,7 +18,6 @@ from helio_proxy.cli import cli
 from helio_proxy.config import parse_config_text
 from helio_proxy.errors import ConfigError
 from helio_proxy.store import Store, create_store
-from sqlalchemy import text
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from helio_proxy.audit.export import EXPORT_COLUMNS
 from helio_proxy.audit.records import BLOCK_REASONS
 from helio_proxy.audit.redact import DEFAULT_PATTERNS

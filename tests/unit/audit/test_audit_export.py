@@ -3,6 +3,7 @@ import io
 import json
 
 import pytest
+
 from helio_proxy.audit.export import EXPORT_COLUMNS, csv_cell, to_csv, to_json
 
 

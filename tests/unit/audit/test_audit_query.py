@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from helio_proxy.audit.chain import append_rows
 from helio_proxy.audit.query import AuditFilter, fetch, search
 from helio_proxy.audit.records import KillSwitchRecord, ToolCallRecord

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from helio_proxy.audit.clock import ManualClock
 from helio_proxy.audit.recorder import Auditor, CallAudit
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord

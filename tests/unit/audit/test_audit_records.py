@@ -3,6 +3,7 @@ from typing import Any
 
 import pydantic
 import pytest
+
 from helio_proxy.audit.records import (
     KillSwitchRecord,
     PolicyReloadRecord,

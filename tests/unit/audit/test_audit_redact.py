@@ -1,4 +1,5 @@
 import pytest
+
 from helio_proxy.audit.redact import DEFAULT_PATTERNS, REDACTED, Redactor, luhn_valid
 
 

@@ -1,5 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from helio_proxy.audit.chain import append_rows
 from helio_proxy.audit.clock import ManualClock
 from helio_proxy.audit.records import ToolCallRecord
@@ -8,7 +10,6 @@ from helio_proxy.audit.retention import RetentionSweeper
 from helio_proxy.audit.rows import RowBuilder
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.store import Store, time_text
-from sqlalchemy import text
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DAY = 86400

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Connection, text
+
 from helio_proxy.audit.records import ToolCallRecord
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.rows import RowBuilder
@@ -18,7 +20,6 @@ from helio_proxy.audit.verify import verify_chain
 from helio_proxy.audit.writer import AuditWriter
 from helio_proxy.store import Store
 from helio_proxy.store.base import Job
-from sqlalchemy import Connection, text
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 

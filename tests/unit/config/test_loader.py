@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from helio_proxy.config import load_config, parse_config_text
 from helio_proxy.config.durations import parse_duration
 from helio_proxy.errors import ConfigError

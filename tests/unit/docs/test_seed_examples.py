@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from helio_proxy.cli import cli
 from helio_proxy.config import parse_config_text
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from helio_proxy.evidence import InMemorySessionStore
 
+from helio_proxy.evidence import InMemorySessionStore
 from tests.unit.evidence.manual_clock import ManualClock
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from helio_proxy.evidence import call_succeeded, new_call_id, result_digest
 
 

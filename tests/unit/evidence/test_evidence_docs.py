@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helio_proxy.config import HelioConfig, parse_config_text
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore
 from helio_proxy.session import SessionIdentity

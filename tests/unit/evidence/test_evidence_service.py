@@ -6,7 +6,6 @@ from helio_proxy.config import HelioConfig, parse_config_text
 from helio_proxy.config.policies import Rule
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, StoreLimits
 from helio_proxy.session import SessionIdentity
-
 from tests.unit.evidence.manual_clock import ManualClock
 
 CONFIG = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from helio_proxy.evidence import EvidenceEntry, InMemorySessionStore, SessionSnapshot
-
 from tests.unit.evidence.manual_clock import ManualClock
 
 

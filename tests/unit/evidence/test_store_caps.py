@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helio_proxy.evidence import InMemorySessionStore, StoreCapacityError, StoreLimits
 
+from helio_proxy.evidence import InMemorySessionStore, StoreCapacityError, StoreLimits
 from tests.unit.evidence.manual_clock import ManualClock
 
 

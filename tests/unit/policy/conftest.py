@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from helio_proxy.config import HelioConfig
 from helio_proxy.policy import CompiledPolicy, compile_policy
 

@@ -4,6 +4,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from helio_proxy.policy import BaselineCache, DriftEvent, Hints
 from helio_proxy.policy.drift import drifted_aspects, fingerprint
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from helio_proxy.config import parse_config_text
 from helio_proxy.config.policies import Condition, PoliciesConfig
 from helio_proxy.policy import compile_policy

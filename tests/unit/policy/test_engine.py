@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+
 from helio_proxy.evidence.model import EvidenceEntry, SessionSnapshot
 from helio_proxy.policy import (
     Allow,

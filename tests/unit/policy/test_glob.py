@@ -1,4 +1,5 @@
 import pytest
+
 from helio_proxy.policy.glob import GlobError, compile_glob
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from helio_proxy.policy.jsonpath import PathError, parse_path
 
 ARGS = {

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from helio_proxy.policy import Allow, CallFacts, CompiledPolicy, Deny
 
 PolicyFactory = Callable[..., CompiledPolicy]

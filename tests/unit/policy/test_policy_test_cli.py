@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from helio_proxy.cli.main import cli
 
 CONFIG = """version: '1'

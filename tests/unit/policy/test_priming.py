@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from helio_proxy.errors import UpstreamUnavailable
 from helio_proxy.gateway.priming import (
     BACKOFF_MAX_SECONDS,

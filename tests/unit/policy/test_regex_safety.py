@@ -1,4 +1,5 @@
 import pytest
+
 from helio_proxy.policy.regex_safety import UnsafeRegex, check_regex
 
 

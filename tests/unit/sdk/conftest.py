@@ -1,4 +1,5 @@
 import pytest
+
 from helio.testing import FakeSideband, ManualClock
 
 TOKEN = "test-sideband-token"

@@ -1,8 +1,9 @@
 import dataclasses
 import math
 
-import helio
 import pytest
+
+import helio
 from helio import TransportRequest, TransportResponse
 from helio.testing import FakeSideband
 

@@ -4,8 +4,9 @@ import re
 import sys
 import threading
 
-import helio
 import pytest
+
+import helio
 from helio import HelioContext, TransportRequest, TransportResponse, current_context
 from helio.testing import FakeSideband, ManualClock
 

@@ -1,7 +1,8 @@
 import json
 
-import helio
 import pytest
+
+import helio
 from helio._errors import error_from_response
 
 

@@ -3,8 +3,9 @@
 import json
 from typing import Any
 
-import helio
 import pytest
+
+import helio
 from helio import TransportRequest
 from helio.testing import FakeSideband, ManualClock, RecordedCall
 

@@ -1,7 +1,8 @@
 import dataclasses
 
-import helio
 import pytest
+
+import helio
 from helio._models import parse_receipt, parse_session_state
 
 ENTRY = {

@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import helio
 import pytest
+
+import helio
 from helio import HelioContext, TransportRequest, UrllibTransport
 from helio.testing import FakeSideband
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from helio_proxy.config.sections import IdentitySource, SessionConfig
 from helio_proxy.session import ANONYMOUS_SESSION, SessionIdentity, SessionResolver, resolve_session
 

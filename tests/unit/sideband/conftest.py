@@ -4,10 +4,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from helio_proxy.config import HelioConfig, parse_config_text
 from helio_proxy.evidence import InMemorySessionStore
 from helio_proxy.sideband import SidebandApp
-
 from tests.unit.evidence.manual_clock import ManualClock
 
 TOKEN = "t0k-" + "a" * 60

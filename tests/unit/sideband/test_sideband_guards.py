@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from helio_proxy.config import HelioConfig
 from helio_proxy.evidence import InMemorySessionStore
 from helio_proxy.sideband import MAX_BODY_BYTES, SidebandApp
-
 from tests.unit.sideband.conftest import TOKEN
 
 EVIDENCE = {

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
+
 from helio_proxy.config import parse_config_text
 from helio_proxy.evidence import InMemorySessionStore, StoreLimits
 from helio_proxy.sideband import SidebandApp
-
 from tests.unit.evidence.manual_clock import ManualClock
 from tests.unit.sideband.conftest import AUTH, CONFIG, TOKEN
 

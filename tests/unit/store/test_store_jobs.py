@@ -2,8 +2,9 @@ import asyncio
 import threading
 
 import pytest
-from helio_proxy.store import Store, StoreError
 from sqlalchemy import Connection, text
+
+from helio_proxy.store import Store, StoreError
 
 
 def _insert(name: str):

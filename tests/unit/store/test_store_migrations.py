@@ -1,11 +1,12 @@
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, inspect, text
+
 from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.migrations import MIGRATIONS, Migration, applied_migrations, apply_migrations
 from helio_proxy.store.tables import GOVERNANCE_TABLES
 from helio_proxy.store.testing import Backend, store_url_for
-from sqlalchemy import Connection, inspect, text
 
 
 def test_opening_a_store_applies_every_named_migration_in_order(store: Store) -> None:

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from helio_proxy.config.sections import AuditConfig
 from helio_proxy.config.store import StoreConfig
 from helio_proxy.store import StoreError, backends, create_store, register_backend, store_url

@@ -2,9 +2,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+
 from helio_proxy.store import Durability, create_store
 from helio_proxy.store.sqlite import SqliteStore
-from sqlalchemy import text
 
 
 def _mode(path: Path) -> int:

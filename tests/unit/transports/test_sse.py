@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helio_proxy.transports.sse import SseParser, encode_event
 
 

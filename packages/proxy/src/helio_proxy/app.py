@@ -16,8 +16,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from helio_proxy import capabilities
 from helio_proxy.audit import AuditTrail
 from helio_proxy.config import HelioConfig, LoadedConfig
+from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import fail_closed_warnings
@@ -116,6 +118,9 @@ class HelioApp:
     async def start(self) -> None:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
+        refused = capabilities.blocking(config)
+        if refused:
+            raise StartupError(f"{self.loaded.path}: " + "; ".join(refused))
         mcp_sock = bind(config.listen.host, config.listen.port, "listen")
         try:
             sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
@@ -173,7 +178,7 @@ class HelioApp:
             else:
                 self.say(f"SDK token (pass as {TOKEN_ENV_VAR} to your SDK clients):")
                 self.say(self.sdk_token.value)
-        for warning in [*self.loaded.warnings, *fail_closed_warnings(config)]:
+        for warning in [*self.loaded.warnings, *fail_closed_warnings(config), *capabilities.notices(config)]:
             self.say(f"Warning: {warning}")
         if policies.dry_run:
             self.say("Dry-run: ENABLED (nothing is forwarded)")

@@ -85,8 +85,14 @@ def init(output: str, force: bool) -> None:
 def validate(config_path: str) -> None:
     """Check a config file; print what it defines, or the first error (exit 1)."""
     loaded = _load(config_path)
+    from helio_proxy import capabilities
+
     for warning in loaded.warnings:
         click.echo(f"Warning: {warning}", err=True)
+    for problem in capabilities.blocking(loaded.config):
+        click.echo(f"Warning: helio start will refuse this config: {problem}", err=True)
+    for notice in capabilities.notices(loaded.config):
+        click.echo(f"Warning: {notice}", err=True)
     config = loaded.config
     click.echo(
         f"Config is valid: {config_path} ({len(config.policies.rules)} policy rules, {len(config.budgets)} budgets)"

@@ -1,0 +1,45 @@
+"""Config the schema accepts but this version cannot honour yet.
+
+A governance proxy must never let a call through a control it does not run, so ``helio start``
+refuses such a config outright (``blocking``), and ``helio validate`` says the same as a
+warning. Settings that lose nothing when absent only draw a warning (``notices``).
+"""
+
+from __future__ import annotations
+
+from helio_proxy.config.root import HelioConfig
+
+
+def blocking(config: HelioConfig) -> list[str]:
+    """Settings that would leave calls ungoverned or unreachable: startup stops on them."""
+    problems: list[str] = []
+    if config.budgets:
+        names = ", ".join(budget.name for budget in config.budgets)
+        problems.append(
+            f"budgets ({names}) are not enforced by this version; remove the 'budgets' section "
+            "(a budget that is not enforced would let every call through)"
+        )
+    if config.upstreams is not None and len(config.upstreams) > 1:
+        problems.append("several 'upstreams' are not served by this version yet; configure one 'upstream'")
+    for upstream in config.upstream_list:
+        if upstream.transport != "streamable-http":
+            problems.append(
+                f"upstream transport {upstream.transport!r} is not supported by this version yet; "
+                "use an upstream that speaks streamable HTTP"
+            )
+    return problems
+
+
+def notices(config: HelioConfig) -> list[str]:
+    """Settings that are accepted but have no effect yet."""
+    out: list[str] = []
+    if config.dashboard.enabled:
+        out.append(
+            "the dashboard and its REST API are not served by this version yet "
+            f"(nothing listens on {config.dashboard.host}:{config.dashboard.port})"
+        )
+    if config.policies.tool_revalidation.max_advertised_ttl is not None:
+        out.append(
+            "policies.tool_revalidation.max_advertised_ttl has no effect yet: ttlMs is relayed unchanged"
+        )
+    return out
