@@ -147,3 +147,26 @@ def test_start_with_an_invalid_config_exits_1_naming_the_line(tmp_path: Path) ->
     )
     assert result.returncode == 1
     assert f"{config}:3: upstream.ur: unknown key 'ur'" in result.stderr
+
+
+def test_demo_refuses_to_start_when_its_upstream_port_is_taken(
+    ports: tuple[int, int], tmp_path: Path
+) -> None:
+    """Another server on the demo's upstream port would otherwise answer in its place."""
+    import socket
+
+    proxy_port, upstream_port = ports
+    with socket.create_server(("127.0.0.1", upstream_port)):
+        result = subprocess.run(
+            helio("demo", "--port", str(proxy_port), "--upstream-port", str(upstream_port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+    assert result.returncode == 3
+    assert (
+        f"port {upstream_port} on 127.0.0.1 is already in use; choose another with --upstream-port"
+        in result.stderr
+    )

@@ -19,6 +19,17 @@ from helio_proxy.errors import StartupError
 READY_TIMEOUT_SECONDS = 20.0
 
 
+def _ensure_free(port: int, option: str) -> None:
+    """Fail before starting anything when a port is taken (another server would answer instead)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise StartupError(
+                f"port {port} on 127.0.0.1 is already in use; choose another with {option}"
+            ) from None
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -72,6 +83,8 @@ def run_demo(*, port: int, upstream_port: int, json_responses: bool) -> None:
     except ImportError:
         raise StartupError("helio demo needs the official MCP SDK: pip install 'helio-proxy[demo]'") from None
     loaded = demo_config(port, upstream_port)
+    _ensure_free(port, "--port")
+    _ensure_free(upstream_port, "--upstream-port")
     command = [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(upstream_port)]
     if json_responses:
         command.append("--json")
