@@ -106,6 +106,7 @@ def test_start_prints_what_it_runs_and_stops_cleanly_on_sigterm(
     config.write_text(
         f"version: '1'\nupstream:\n  url: 'http://127.0.0.1:{upstream_port}/mcp'\n"
         f"listen:\n  port: {proxy_port}\ndashboard:\n  enabled: false\n"
+        f"audit:\n  path: '{tmp_path / 'audit.db'}'\n"
     )
     with running(helio("start", "-c", str(config))) as proxy:
         wait_for_port(proxy_port, proxy)

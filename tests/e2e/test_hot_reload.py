@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ upstream:
   url: 'http://127.0.0.1:{upstream_port}/mcp'
 listen:
   port: {port}
+audit:
+  path: '{audit}'
 dashboard:
   enabled: false
 policies:
@@ -115,7 +118,7 @@ def proxy_in_front_of_demo(tmp_path: Path, *extra_args: str) -> Iterator[Proxy]:
     """The demo MCP server and ``helio start`` in front of it, as real processes on free ports."""
     upstream_port, port = free_port(), free_port()
     config = tmp_path / "helio.yaml"
-    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port))
+    config.write_text(CONFIG.format(upstream_port=upstream_port, port=port, audit=tmp_path / "audit.db"))
     upstream_command = [
         sys.executable,
         "-m",
@@ -164,6 +167,12 @@ def test_editing_the_config_takes_effect_without_restart_and_a_bad_edit_keeps_th
         assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) == "no-weather"
         assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"
         assert proxy.process.poll() is None
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        reloads = db.execute(
+            "SELECT policy_decision, json_extract(metadata, '$.outcome') FROM audit_records"
+            " WHERE record_kind = 'policy_reload' ORDER BY seq"
+        ).fetchall()
+    assert [row[1] for row in reloads] == ["applied", "rejected"]
 
 
 def test_no_hot_reload_leaves_the_startup_rules_in_place(tmp_path: Path) -> None:

@@ -14,17 +14,19 @@ import signal
 import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TextIO
 
 from helio_proxy import capabilities
 from helio_proxy.audit import AuditTrail
+from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import fail_closed_warnings
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
-from helio_proxy.gateway.reloader import ConfigWatcher
+from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 from helio_proxy.policy import BaselineCache
 from helio_proxy.server import Listener, bind
@@ -82,10 +84,27 @@ class HelioApp:
         self.watcher: ConfigWatcher | None = None
         # A config built in memory (tests, embedding) has no file to watch.
         if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
-            self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say)
+            self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say, self._record_reload)
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _record_reload(self, outcome: ReloadOutcome) -> None:
+        """Every attempted reload is one ``policy_reload`` audit record."""
+        self.audit.auditor.submit(
+            PolicyReloadRecord(
+                timestamp=datetime.now(UTC),
+                outcome="applied" if outcome.applied else "rejected",
+                before_sha256=outcome.before_sha256,
+                after_sha256=outcome.after_sha256,
+                rule_count=outcome.rule_count,
+                budget_count=outcome.budget_count,
+                removed_rules=list(outcome.removed_rules),
+                error=outcome.error,
+                environment=self.loaded.config.environment,
+                config_sha256=outcome.after_sha256 or outcome.before_sha256,
+            )
+        )
 
     def _revalidation_interval(self) -> float | None:
         revalidation = self.snapshots.current.config.policies.tool_revalidation

@@ -46,6 +46,14 @@ class ReloadOutcome:
     applied: bool
     lines: list[str]
     """What to tell the operator, in order."""
+    attempted: bool = True
+    """``False`` when the file's bytes had not changed (nothing to record)."""
+    before_sha256: str | None = None
+    after_sha256: str | None = None
+    rule_count: int | None = None
+    budget_count: int | None = None
+    removed_rules: tuple[str, ...] = ()
+    error: str | None = None
 
 
 def _merge(current: HelioConfig, new: HelioConfig) -> tuple[HelioConfig, list[str]]:
@@ -77,15 +85,15 @@ def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:
     try:
         loaded = load_config(path)
         if loaded.sha256 == current.sha256:
-            return ReloadOutcome(False, [])
+            return ReloadOutcome(False, [], attempted=False)
         config, kept = _merge(current.config, loaded.config)
         snapshot = Snapshot.of(
             LoadedConfig(config=config, path=loaded.path, sha256=loaded.sha256, warnings=config.warnings())
         )
-    except ConfigError as exc:
-        return ReloadOutcome(False, [f"Config reload failed (keeping current configuration): {exc}"])
-    except ValueError as exc:
-        return ReloadOutcome(False, [f"Config reload failed (keeping current configuration): {path}: {exc}"])
+    except (ConfigError, ValueError) as exc:
+        error = str(exc) if isinstance(exc, ConfigError) else f"{path}: {exc}"
+        line = f"Config reload failed (keeping current configuration): {error}"
+        return ReloadOutcome(False, [line], before_sha256=current.sha256, error=error)
     snapshots.swap(snapshot)
     lines = [
         f"Warning: changing '{name}' needs a restart; keeping the value the proxy started with"
@@ -94,16 +102,36 @@ def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:
     policies = config.policies
     lines.append(f"Policy reloaded: {len(policies.rules)} rules (default: {policies.default})")
     lines.extend(f"Warning: {warning}" for warning in fail_closed_warnings(config))
-    return ReloadOutcome(True, lines)
+    names = {rule.name for rule in config.policies.rules if rule.name}
+    removed = tuple(
+        sorted(rule.name for rule in current.config.policies.rules if rule.name and rule.name not in names)
+    )
+    return ReloadOutcome(
+        True,
+        lines,
+        before_sha256=current.sha256,
+        after_sha256=loaded.sha256,
+        rule_count=len(policies.rules),
+        budget_count=len(config.budgets),
+        removed_rules=removed,
+    )
 
 
 class ConfigWatcher:
     """Watches the config file's directory (editors replace files) and reloads on change."""
 
-    def __init__(self, snapshots: Snapshots, path: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        path: Path,
+        say: Callable[[str], None],
+        on_outcome: Callable[[ReloadOutcome], None] | None = None,
+    ) -> None:
         self.snapshots = snapshots
         self.path = path.resolve()
         self.say = say
+        self.on_outcome = on_outcome
+        """Told about every attempted reload (the audit trail records it)."""
         self.stop_event = asyncio.Event()
 
     def _is_config(self, _change: Change, changed: str) -> bool:
@@ -113,6 +141,8 @@ class ConfigWatcher:
         outcome = reload_snapshot(self.snapshots, self.path)
         for line in outcome.lines:
             self.say(line)
+        if outcome.attempted and self.on_outcome is not None:
+            self.on_outcome(outcome)
         return outcome
 
     async def run(self, on_ready: Callable[[], None]) -> None:
