@@ -43,6 +43,8 @@ BLOCKED = -32001
 """The JSON-RPC error code of every Helio governance block (key on ``data.blocked`` and ``data.reason``)."""
 SESSION_HEADER = "x-helio-session-id"
 MAX_ATTEMPTS = 3
+MCP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+"""The MCP SDK's own defaults; httpx2's 5 s default would cut off any tool call slower than that."""
 
 EXIT_REFUNDED = 0
 EXIT_NOT_REFUNDED = 1
@@ -266,7 +268,7 @@ async def run(args: argparse.Namespace, report: Reporter) -> int:
     )
     try:
         async with (
-            httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as http,
+            httpx2.AsyncClient(headers=headers, timeout=MCP_TIMEOUT) as http,
             Client(streamable_http_client(args.proxy_url, http_client=http), mode=args.mode) as mcp,
         ):
             agent = RefundAgent(mcp, ctx, report, args.order_id, args.email)
