@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -82,11 +82,18 @@ def proxy_config(
 
 
 @asynccontextmanager
-async def run_proxy(config_text: str) -> AsyncIterator[HelioApp]:
-    """The real proxy on a free port; ``app.mcp_url`` is where to point a client."""
+async def run_proxy(
+    config_text: str, *, environ: MutableMapping[str, str] | None = None
+) -> AsyncIterator[HelioApp]:
+    """The real proxy on a free port; ``app.mcp_url`` is where to point a client.
+
+    ``environ`` is where the sideband token is read from and a generated one written to (default:
+    a fresh dict, so a generated ``HELIO_SDK_TOKEN`` never leaks into the test process's environment;
+    read it as ``app.sdk_token.value``).
+    """
     config = parse_config_text(config_text, source="test.yaml")
     loaded = LoadedConfig(config=config, path=Path("test.yaml"), sha256="0" * 64, warnings=config.warnings())
-    app = HelioApp(loaded, out=io.StringIO())
+    app = HelioApp(loaded, out=io.StringIO(), environ={} if environ is None else environ)
     await app.start()
     try:
         yield app

@@ -1,0 +1,61 @@
+"""Every YAML file under examples/ loads with the real schema, and the refund example's configs
+name only tools its server really has."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helio_proxy.cli import cli
+from helio_proxy.config import parse_config_text
+from tests.unit.docs.test_seed_examples import ENV, ROOT, as_config
+
+EXAMPLES = ROOT / "examples"
+EXAMPLE_FILES = sorted([*EXAMPLES.rglob("*.yaml"), *EXAMPLES.rglob("*.yml")])
+REFUND_CONFIGS = sorted((EXAMPLES / "refund").glob("*.yaml"))
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(EXAMPLES))
+
+
+def test_the_examples_include_the_refund_configs() -> None:
+    assert [p.name for p in REFUND_CONFIGS] == ["helio-produces.yaml", "helio-requires.yaml", "helio.yaml"]
+    assert set(REFUND_CONFIGS) <= set(EXAMPLE_FILES)
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=_id)
+def test_every_example_yaml_loads(path: Path) -> None:
+    config = parse_config_text(as_config(path), source=_id(path), env=ENV)
+    assert config.version == "1"
+
+
+@pytest.mark.parametrize("path", REFUND_CONFIGS, ids=_id)
+def test_helio_validate_says_each_refund_config_is_valid_without_warnings(path: Path) -> None:
+    result = CliRunner().invoke(cli, ["validate", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"Config is valid: {path} (" in result.output
+    assert "arning" not in result.output
+
+
+@pytest.mark.parametrize("path", REFUND_CONFIGS, ids=_id)
+def test_refund_configs_name_only_tools_of_the_example_server(path: Path) -> None:
+    from examples.refund.server import build_server
+
+    tools = {tool.name for tool in asyncio.run(build_server().list_tools())}
+    config = parse_config_text(path.read_text(), source=_id(path))
+    named: set[str] = set()
+    for rule in config.policies.rules:
+        if rule.match.tool is not None:
+            named.add(rule.match.tool)
+        named.update(rule.requires)
+        if rule.evidence is not None:
+            # This example's convention: an evidence key is the name of the tool whose result it is.
+            named.update(rule.evidence.requires)
+            if rule.evidence.produces:
+                named.add(rule.evidence.produces)
+    assert named
+    assert named <= tools, f"{sorted(named - tools)} are not tools of examples/refund/server.py"
