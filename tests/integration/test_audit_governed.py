@@ -26,6 +26,9 @@ policies:
     - name: refund-needs-lookup
       match: {tool: send_email}
       requires: [lookup_order]
+      feedback:
+        message: 'Look the order up first.'
+        suggestion: 'Call lookup_order, then retry.'
   shadow:
     - name: would-block-weather
       match: {tool: get_weather}
@@ -97,6 +100,8 @@ async def test_every_decision_is_one_record_with_its_reason_and_rule(tmp_path: P
     ]
     assert all(r["session_id"] == "run-1" and r["session_source"] == "header" for r in records)
     assert records[2]["evidence_chain"]["gate"]["missing_dependencies"] == ["lookup_order"]
+    assert records[2]["evidence_chain"]["gate"]["suggestion"] == gated["error"]["data"]["suggestion"]
+    assert gated["error"]["data"]["suggestion"] == "Call lookup_order, then retry."
     assert records[3]["metadata"]["shadow"]["decision"] == "deny"
     assert records[3]["metadata"]["shadow"]["rule"] == "would-block-weather"
     assert records[0]["upstream_latency_ms"] is None  # never forwarded

@@ -118,8 +118,9 @@ class Gateway:
         settled = await self.enforcer.settle(decision, facts)
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
         if isinstance(settled, Deny):
-            audit.block(**_audit_fields(settled))
-            return await _settled(audit, block_reply(call, settled))
+            reply = block_reply(call, settled)
+            audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]))
+            return await _settled(audit, reply)
         audit.decide(**_audit_fields(decision))
         recorder: CompletionRecorder | None = None
         observe = audit.forwarding()
@@ -236,8 +237,8 @@ def _both(first: ResponseObserver, second: ResponseObserver) -> ResponseObserver
     return observe
 
 
-def _audit_fields(decision: Decision) -> dict[str, Any]:
-    """What an audit record says about a decision."""
+def _audit_fields(decision: Decision, *, told: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an audit record says about a decision (``told``: the block ``data`` the agent got)."""
     fields: dict[str, Any] = {
         "policy_decision": decision.blocked_action if isinstance(decision, Deny) else decision.action,
         "matched_rule": decision.rule,
@@ -247,7 +248,10 @@ def _audit_fields(decision: Decision) -> dict[str, Any]:
     if isinstance(decision, Deny):
         fields["block_reason"] = decision.reason
         if decision.gate is not None:
-            fields["evidence_chain"] = {"gate": decision.gate.feedback_fields()}
+            gate = decision.gate.feedback_fields()
+            if told is not None:
+                gate["suggestion"] = told.get("suggestion", gate.get("suggestion"))
+            fields["evidence_chain"] = {"gate": gate}
         if decision.drifted_aspects:
             fields["evidence_chain"] = {"tool_drift": {"drifted_aspects": list(decision.drifted_aspects)}}
     return fields
