@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,14 @@ async def proxy_stack(
     policies: str, mode: dict[str, bool], *, dashboard: str = "{enabled: false}"
 ) -> AsyncIterator[Stack]:
     upstream = build_upstream()
+    # A fresh store per stack: tool baselines persist in it, and must not leak between tests.
+    audit_path = Path(tempfile.mkdtemp(prefix="helio-test-")) / "audit.db"
     async with serve_asgi(upstream.streamable_http_app(**mode)) as upstream_base:
         text = (
             "version: '1'\n"
             f"upstream: {{url: '{upstream_base}/mcp'}}\n"
             "listen: {port: 0}\n"
+            f"audit: {{path: '{audit_path}'}}\n"
             f"dashboard: {dashboard}\n" + policies
         )
         loaded = LoadedConfig(

@@ -5,7 +5,14 @@ from typing import Any
 
 import pytest
 
-from helio_proxy.policy import BaselineCache, DriftEvent, Hints
+from helio_proxy.policy import (
+    BaselineCache,
+    DriftEvent,
+    Hints,
+    MemoryBaselineStore,
+    PendingDrift,
+    ToolBaseline,
+)
 from helio_proxy.policy.drift import drifted_aspects, fingerprint
 
 TOOL: dict[str, Any] = {
@@ -120,3 +127,61 @@ def test_a_baseline_keeps_its_own_copy_of_the_definition() -> None:
     cache.observe([listed])
     listed["description"] = "mutated in place"
     assert cache.observe([listed]) == [DriftEvent("tool_drift", "get_weather", ("description",))]
+
+
+def test_a_drift_is_kept_in_the_store_as_pending_until_the_tool_changes_back() -> None:
+    store = MemoryBaselineStore()
+    cache = BaselineCache(store)
+    cache.observe([TOOL])
+    new = changed(description="x")
+    cache.observe([new])
+    assert store.pending() == {"get_weather": PendingDrift(ToolBaseline.of(new), ("description",))}
+    cache.observe([TOOL])
+    assert store.pending() == {}
+
+
+def test_a_drifted_tool_that_changes_again_is_a_new_drift_event_even_with_the_same_aspects() -> None:
+    store = MemoryBaselineStore()
+    cache = BaselineCache(store)
+    cache.observe([TOOL])
+    cache.observe([changed(description="x")])
+    events = cache.observe([changed(description="y")])
+    assert events == [DriftEvent("tool_drift", "get_weather", ("description",))]
+    assert events[0].current_sha256 == fingerprint(changed(description="y"))
+    assert store.pending()["get_weather"].current.fingerprint == fingerprint(changed(description="y"))
+
+
+def test_restoring_from_a_store_keeps_a_remembered_drift_before_any_tools_list() -> None:
+    store = MemoryBaselineStore()
+    store.add(ToolBaseline.of(TOOL))
+    new = changed(annotations={"readOnlyHint": False})
+    store.set_pending("get_weather", PendingDrift(ToolBaseline.of(new), ("annotations",)))
+    cache = BaselineCache(store)
+    cache.restore()
+    assert cache.facts("get_weather").drifted_aspects == ("annotations",)
+    assert cache.observe([new]) == []  # the same drift: not a new event
+    assert cache.accept("get_weather").fingerprint == fingerprint(new)
+
+
+def test_a_baseline_accepted_elsewhere_is_taken_up_by_rebase_as_an_acceptance() -> None:
+    store = MemoryBaselineStore()
+    cache = BaselineCache(store)
+    cache.observe([TOOL])
+    new = changed(description="x")
+    cache.observe([new])
+    store.accept(ToolBaseline.of(new, accepted_by="alice"))  # as another process would
+    event = cache.rebase("get_weather")
+    assert event == DriftEvent("tool_drift_accepted", "get_weather")
+    assert event.accepted_by == "alice"
+    assert not cache.facts("get_weather").drifted
+    assert cache.rebase("get_weather") is None
+
+
+def test_rebasing_a_tool_not_seen_here_follows_the_new_baseline_without_an_event() -> None:
+    store = MemoryBaselineStore()
+    cache = BaselineCache(store)
+    store.add(ToolBaseline.of(TOOL))
+    assert cache.facts("get_weather").hints.readOnlyHint is True
+    store.accept(ToolBaseline.of(changed(annotations={"readOnlyHint": False})))
+    assert cache.rebase("get_weather") is None
+    assert cache.facts("get_weather").hints.readOnlyHint is False

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from helio_proxy import capabilities
-from helio_proxy.audit import AuditTrail
+from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
+from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
@@ -28,7 +29,7 @@ from helio_proxy.gateway.enforcement import fail_closed_warnings
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
-from helio_proxy.policy import BaselineCache
+from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
@@ -61,7 +62,9 @@ class HelioApp:
         self.upstream = StreamableHttpUpstream(upstream_config)
         self.audit = AuditTrail(self.loaded)
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
-        self.baselines = BaselineCache()
+        # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
+        self.baseline_store = DurableBaselineStore(self.audit.store, baseline_key(upstream_config.name))
+        self.baselines = BaselineCache(self.baseline_store)
         self.sessions = InMemorySessionStore()
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.gateway = Gateway(
@@ -72,6 +75,10 @@ class HelioApp:
             evidence=self.evidence,
             upstream_name=upstream_config.name,
         )
+        self.gateway.drift_observers.append(self._audit_drift)
+        self.baseline_sync = BaselineSync(
+            self.baseline_store, self.baselines, on_drift=self.gateway.note_drift
+        )
         self.primer = AnnotationPrimer(
             UpstreamToolLister(self.upstream),
             self.baselines,
@@ -81,6 +88,7 @@ class HelioApp:
         )
         self._started = False
         self._primed_at_boot: int | None = None
+        self._baselines_kept = 0
         self.watcher: ConfigWatcher | None = None
         # A config built in memory (tests, embedding) has no file to watch.
         if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
@@ -109,6 +117,23 @@ class HelioApp:
     def _revalidation_interval(self) -> float | None:
         revalidation = self.snapshots.current.config.policies.tool_revalidation
         return revalidation_interval(revalidation.enabled, revalidation.interval)
+
+    def _audit_drift(self, event: DriftEvent) -> None:
+        auditor = self.audit.auditor
+        auditor.submit(
+            DriftEventRecord(
+                timestamp=auditor.clock.now(),
+                tool_name=event.tool,
+                policy_decision=event.kind,
+                upstream=self.loaded.config.upstream_list[0].name,
+                baseline_sha256=event.baseline_sha256,
+                current_sha256=event.current_sha256,
+                drifted_aspects=list(event.aspects),
+                accepted_by=event.accepted_by,
+                environment=auditor.environment,
+                config_sha256=auditor.config_sha256,
+            )
+        )
 
     def _primed_later(self, count: int) -> None:
         if self._started:
@@ -148,6 +173,8 @@ class HelioApp:
             raise
         try:
             await self.audit.start()
+            self._baselines_kept = await self.baseline_store.load()
+            self.baselines.restore()
         except BaseException:
             mcp_sock.close()
             if sdk_sock is not None:
@@ -166,6 +193,7 @@ class HelioApp:
         self._print_startup()
         self._started = True
         self._background.append(asyncio.create_task(self.primer.run(), name="helio-primer"))
+        self._background.append(asyncio.create_task(self.baseline_sync.run(), name="helio-baseline-sync"))
         if self.watcher is not None:
             ready = asyncio.Event()
             self._background.append(asyncio.create_task(self.watcher.run(ready.set), name="helio-watcher"))
@@ -183,6 +211,10 @@ class HelioApp:
             self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")
         self.say(f"Upstream: {upstream.url} ({upstream.transport})")
         self.say(self.audit.startup_line())
+        if self._baselines_kept:
+            drifted = sorted(self.baselines.drifted())
+            pending = f"; drifted, awaiting acceptance: {', '.join(drifted)}" if drifted else ""
+            self.say(f"Tool baselines: {self._baselines_kept} kept from earlier runs{pending}")
         if self._primed_at_boot is not None:
             self.say(f"Annotation cache primed: {self._primed_at_boot} tool definitions baselined")
         else:

@@ -27,9 +27,10 @@ POLICY_DECISIONS: Final = frozenset(
         "rejected",
         "tool_drift",
         "tool_drift_reverted",
+        "tool_drift_accepted",
     }
 )
-"""Values of ``policy_decision`` (the reference's set)."""
+"""Values of ``policy_decision``: the reference's set, plus ``tool_drift_accepted``."""
 
 BLOCK_REASONS: Final = frozenset(
     {
@@ -114,14 +115,18 @@ class ToolCallRecord(AuditRecord):
 
 
 class DriftEventRecord(AuditRecord):
-    """A tool's definition changed (or changed back) upstream."""
+    """A tool's definition changed upstream, changed back, or an operator accepted the change."""
 
     record_kind: Literal["drift_event"] = "drift_event"
     tool_name: str
-    policy_decision: Literal["tool_drift", "tool_drift_reverted"] = "tool_drift"
+    policy_decision: Literal["tool_drift", "tool_drift_reverted", "tool_drift_accepted"] = "tool_drift"
     upstream: str | None = None
     baseline_sha256: str | None = None
+    """The baseline in force after the event (after an acceptance: the accepted definition)."""
     current_sha256: str | None = None
+    """The definition the upstream lists."""
+    drifted_aspects: list[str] = Field(default_factory=list[str])
+    accepted_by: str | None = None
 
 
 class PolicyReloadRecord(AuditRecord):

@@ -7,6 +7,7 @@ import secrets
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from helio_proxy import __version__
 from helio_proxy.cli.template import render
 from helio_proxy.config import LoadedConfig, load_config
 from helio_proxy.errors import HelioProxyError
+
+if TYPE_CHECKING:
+    from helio_proxy.store import Store
 
 DEFAULT_CONFIG = "helio.yaml"
 _TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M:%S"]
@@ -267,6 +271,65 @@ def policy_test(
     except PolicyTestInputError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+
+
+@cli.group()
+def tools() -> None:
+    """Tool baselines: the definitions drift is measured against."""
+
+
+def _open_store(loaded: LoadedConfig) -> Store:
+    from helio_proxy.audit.trail import open_existing_store
+
+    try:
+        return open_existing_store(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
+
+
+@tools.command("list")
+@config_option
+def tools_list(config_path: str) -> None:
+    """List baselined tools, their drift and who accepted them.
+
+    Each tool's baseline fingerprint (short), whether it drifted (the definition it drifted to,
+    the aspects that changed, since when), and who accepted the baseline when.
+    """
+    from helio_proxy.cli.tools import list_tools, render_tools, upstream_key
+
+    loaded = _load(config_path)
+    store = _open_store(loaded)
+    try:
+        found = list_tools(store, upstream_key(loaded))
+    finally:
+        store.close_sync()
+    click.echo(render_tools(found, store.description), nl=False)
+
+
+@tools.command("accept")
+@click.argument("name")
+@config_option
+@click.option("--by", "accepted_by", default=None, help="Who accepts (default: the OS user name).")
+def tools_accept(name: str, config_path: str, accepted_by: str | None) -> None:
+    """Accept a drifted tool's new definition.
+
+    The definition the tool drifted to becomes its baseline; a running proxy on the same store
+    takes it up within seconds and stops blocking the tool. Exits 1 when the tool is unknown or
+    has not drifted.
+    """
+    from helio_proxy.cli.tools import accept_tool, operator_name, upstream_key
+
+    loaded = _load(config_path)
+    store = _open_store(loaded)
+    try:
+        line = accept_tool(store, upstream_key(loaded), name, accepted_by or operator_name())
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
+    finally:
+        store.close_sync()
+    click.echo(line)
 
 
 def main() -> None:

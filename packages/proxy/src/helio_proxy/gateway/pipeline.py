@@ -163,18 +163,33 @@ class Gateway:
             self.note_drift(self.baselines.observe(cast(list[Any], tools)))
 
     def note_drift(self, events: list[DriftEvent]) -> None:
-        """Report drift state changes (log line now; the audit trail later)."""
+        """Report drift state changes: a log line each, then every drift observer (the audit trail)."""
         for event in events:
             if event.kind == "tool_drift":
                 log.warning("Tool definition drift: %s (%s)", event.tool, ", ".join(event.aspects))
+            elif event.kind == "tool_drift_accepted":
+                log.warning(
+                    "Tool definition drift accepted: %s (by %s)", event.tool, event.accepted_by or "unknown"
+                )
             else:
                 log.warning("Tool definition drift reverted: %s", event.tool)
             for observer in self.drift_observers:
-                observer(event)
+                try:
+                    observer(event)
+                except Exception:  # an observer (audit, metrics) must never fail a tools/list
+                    log.exception("drift observer failed")
 
     def accept_tool(self, name: str, *, accepted_by: str | None = None) -> None:
-        """Operator acceptance of a drifted tool's new definition (``KeyError`` if unknown)."""
-        self.baselines.accept(name, accepted_by=accepted_by)
+        """Operator acceptance of a drifted tool's new definition (``KeyError`` if unknown).
+
+        The baseline store persists it (a durable store: for every proxy on the store, and across
+        restarts); a drifted tool's acceptance is reported as a ``tool_drift_accepted`` event.
+        """
+        drifted = self.baselines.facts(name).drifted
+        accepted = self.baselines.accept(name, accepted_by=accepted_by)
+        if drifted:
+            sha = accepted.fingerprint
+            self.note_drift([DriftEvent("tool_drift_accepted", name, (), sha, sha, accepted_by)])
 
     async def forward(self, inbound: Inbound, observe: ResponseObserver | None = None) -> Reply:
         """Send a request upstream and relay its answer (JSON or SSE) to the agent."""

@@ -4,7 +4,14 @@
 I/O. See ``docs/policies.md`` for the rule language.
 """
 
-from helio_proxy.policy.baselines import BaselineCache, BaselineStore, DriftEvent, MemoryBaselineStore
+from helio_proxy.policy.baselines import (
+    BaselineCache,
+    BaselineStore,
+    DriftEvent,
+    MemoryBaselineStore,
+    PendingDrift,
+    ToolBaseline,
+)
 from helio_proxy.policy.decision import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
 from helio_proxy.policy.engine import CompiledPolicy, compile_policy
 from helio_proxy.policy.facts import CallFacts, DecisionContext, GateChecker, Hints, ToolFacts
@@ -26,10 +33,12 @@ __all__ = [
     "GateChecker",
     "Hints",
     "MemoryBaselineStore",
+    "PendingDrift",
     "RateLimit",
     "RequireApproval",
     "SnapshotGates",
     "SpendLimit",
+    "ToolBaseline",
     "ToolFacts",
     "block_feedback",
     "compile_policy",

@@ -176,7 +176,19 @@ GOVERNANCE_SCHEMA = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (AUDIT_SCHEMA, GOVERNANCE_SCHEMA)
+TOOL_BASELINE_PENDING = Migration(
+    "0003_tool_baseline_pending",
+    (
+        # The definition a tool drifted to, so it is visible outside the proxy (``helio tools``)
+        # and survives a restart; NULL while the tool matches its baseline.
+        "ALTER TABLE tool_baselines ADD COLUMN pending_definition TEXT",
+        "ALTER TABLE tool_baselines ADD COLUMN pending_sha256 TEXT",
+        "ALTER TABLE tool_baselines ADD COLUMN pending_aspects TEXT",
+        "ALTER TABLE tool_baselines ADD COLUMN pending_since TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (AUDIT_SCHEMA, GOVERNANCE_SCHEMA, TOOL_BASELINE_PENDING)
 """Every migration, in the order it is applied."""
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

@@ -174,7 +174,12 @@ class SessionDependencyRow(SQLModel, table=True):
 
 
 class ToolBaselineRow(SQLModel, table=True):
-    """The accepted definition of a tool per upstream, against which drift is detected."""
+    """The accepted definition of a tool per upstream, against which drift is detected.
+
+    ``upstream`` is the upstream's ``name`` (``""`` for the single ``upstream:`` form). The
+    ``pending_*`` columns hold the definition the tool drifted to (``pending_aspects`` a JSON
+    list), NULL while it matches its baseline; accepting makes it the baseline.
+    """
 
     __tablename__ = "tool_baselines"  # pyright: ignore[reportAssignmentType]
 
@@ -185,6 +190,10 @@ class ToolBaselineRow(SQLModel, table=True):
     first_seen_at: str = Field(sa_column=_text(nullable=False))
     accepted_at: str | None = Field(default=None, sa_column=_text())
     accepted_by: str | None = Field(default=None, sa_column=_text())
+    pending_definition: str | None = Field(default=None, sa_column=_text())
+    pending_sha256: str | None = Field(default=None, sa_column=_text())
+    pending_aspects: str | None = Field(default=None, sa_column=_text())
+    pending_since: str | None = Field(default=None, sa_column=_text())
 
 
 def _table(name: str) -> Table:
