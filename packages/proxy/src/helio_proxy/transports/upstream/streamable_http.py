@@ -24,6 +24,25 @@ DEFAULT_POOL_SIZE: Final = 256
 """Upper bound on concurrent upstream connections per upstream."""
 
 
+class _ReadErrors:
+    """Turns aiohttp failures while reading an answer into the proxy's upstream errors."""
+
+    __slots__ = ("_broken", "_timeout")
+
+    def __init__(self, timeout: str, broken: str) -> None:
+        self._timeout = timeout
+        self._broken = broken
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, TimeoutError):
+            raise UpstreamTimeout(self._timeout, failure_reason="timeout") from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise UpstreamUnavailable(f"{self._broken}: {exc}", failure_reason="connection_lost") from exc
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     """An upstream HTTP answer whose body has not necessarily been read yet."""
@@ -37,31 +56,21 @@ class UpstreamResponse:
 
     async def read(self) -> bytes:
         try:
-            return await self._response.read()
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                "upstream did not finish its answer in time", failure_reason="timeout"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"upstream connection failed while reading: {exc}", failure_reason="connection_lost"
-            ) from exc
+            with _ReadErrors(
+                "upstream did not finish its answer in time", "upstream connection failed while reading"
+            ):
+                return await self._response.read()
         finally:
             self._response.release()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; closes the connection when the consumer stops early."""
         try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                "upstream stream went quiet for longer than request_timeout", failure_reason="timeout"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"upstream stream broke: {exc}", failure_reason="connection_lost"
-            ) from exc
+            with _ReadErrors(
+                "upstream stream went quiet for longer than request_timeout", "upstream stream broke"
+            ):
+                async for chunk in self._response.content.iter_any():
+                    yield chunk
         finally:
             self._response.close()
 
