@@ -24,21 +24,17 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helio_proxy.transports.downstream.asgi import read_body
 from tests.harness import proxy_config, run_proxy, serve_asgi
 
+MAX_BODY = 1 << 20
 RESULT = {"content": [{"type": "text", "text": "ok"}], "isError": False}
 
 
 async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    request = json.loads(body)
+    request = json.loads(await read_body(receive, MAX_BODY))
     payload = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": RESULT}).encode()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}

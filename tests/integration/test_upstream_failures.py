@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from helio_proxy.server import bind
+from helio_proxy.transports.downstream.asgi import read_body
 from tests.harness import proxy_config, run_proxy, serve_asgi
 
 Handler = Callable[[dict[str, Any]], Awaitable[tuple[int, str, bytes]]]
@@ -31,12 +32,7 @@ def fake_upstream(handler: Handler) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, 1 << 20)
         status, content_type, payload = await handler(
             json.loads(body) if body else {"method": scope["method"]}
         )
