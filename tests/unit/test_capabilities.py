@@ -30,7 +30,7 @@ def test_budgets_stdio_upstreams_and_several_upstreams_are_blocking() -> None:
 def test_an_enabled_dashboard_is_a_notice_not_a_refusal() -> None:
     config = parse_config_text(BASE.replace("enabled: false", "api_secret: s"), env={})
     assert capabilities.blocking(config) == []
-    assert "not served by this version" in capabilities.notices(config)[0]
+    assert "dashboard UI is not part of this build" in capabilities.notices(config)[0]
 
 
 async def test_start_refuses_a_budget_config_before_binding_anything(tmp_path: Path) -> None:

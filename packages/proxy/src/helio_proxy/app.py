@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from helio_proxy import capabilities
+from helio_proxy import __version__, capabilities
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
@@ -25,10 +26,11 @@ from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
-from helio_proxy.gateway.enforcement import fail_closed_warnings
+from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
@@ -67,11 +69,19 @@ class HelioApp:
         self.baselines = BaselineCache(self.baseline_store)
         self.sessions = InMemorySessionStore()
         self.evidence = EvidenceService(self.sessions, self.current_config)
+        self.events = EventBus()
+        """Live operator events (``/api/events`` on the dashboard port)."""
+        self.operator_routes: list[ApiRoute] = []
+        """REST endpoints components add to the dashboard port before :meth:`start`."""
+        self.approval_gate: ApprovalGate | None = None
+        self.limit_gate: LimitGate | None = None
+        self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
         self.gateway = Gateway(
             self.upstream,
             self.snapshots,
             auditor=self.audit.auditor,
             baselines=self.baselines,
+            enforcer=self.enforcer,
             evidence=self.evidence,
             upstream_name=upstream_config.name,
         )
@@ -149,6 +159,14 @@ class HelioApp:
         return _url(listen.host, self.listeners[0].port) + "/mcp"
 
     @property
+    def dashboard_url(self) -> str:
+        """Base URL of the dashboard port (REST API under ``/api/``; only when ``dashboard.enabled``)."""
+        found = [listener for listener in self.listeners if listener.name == "dashboard"]
+        if not found:
+            raise RuntimeError("the dashboard is not running (dashboard.enabled is false)")
+        return _url(self.loaded.config.dashboard.host, found[0].port)
+
+    @property
     def sideband_url(self) -> str:
         """Base URL of the SDK sideband (only when ``sdk.enabled``)."""
         sdk = [listener for listener in self.listeners if listener.name == "sdk"]
@@ -165,23 +183,31 @@ class HelioApp:
         refused = capabilities.blocking(config)
         if refused:
             raise StartupError(f"{self.loaded.path}: " + "; ".join(refused))
-        mcp_sock = bind(config.listen.host, config.listen.port, "listen")
+        socks: list[socket.socket] = []
         try:
+            mcp_sock = bind(config.listen.host, config.listen.port, "listen")
+            socks.append(mcp_sock)
             sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
-        except BaseException:
-            mcp_sock.close()
-            raise
-        try:
+            if sdk_sock is not None:
+                socks.append(sdk_sock)
+            dashboard = config.dashboard
+            dashboard_sock = bind(dashboard.host, dashboard.port, "dashboard") if dashboard.enabled else None
+            if dashboard_sock is not None:
+                socks.append(dashboard_sock)
             await self.audit.start()
             self._baselines_kept = await self.baseline_store.load()
             self.baselines.restore()
         except BaseException:
-            mcp_sock.close()
-            if sdk_sock is not None:
-                sdk_sock.close()
+            for sock in socks:
+                sock.close()
             raise
         await self.upstream.start()
         self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+        if dashboard_sock is not None:
+            self.operator_api = OperatorApi(
+                config.dashboard, self.events, self.operator_routes, version=__version__
+            )
+            self.listeners.append(Listener(self.operator_api, dashboard_sock, "dashboard"))
         if sdk_sock is not None:
             self.sdk_token = resolve_token(self.environ)
             self.sideband = SidebandApp(self.sessions, self.current_config, self.sdk_token.value)
@@ -222,6 +248,8 @@ class HelioApp:
                 f"Warning: annotation cache not primed ({self.primer.last_error}); unknown tools are treated "
                 "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
             )
+        if any(listener.name == "dashboard" for listener in self.listeners):
+            self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
         if self.sdk_token is not None:
             self.say(f"SDK sideband listening on {self.sideband_url}")
             if self.sdk_token.from_env:
@@ -229,7 +257,13 @@ class HelioApp:
             else:
                 self.say(f"SDK token (pass as {TOKEN_ENV_VAR} to your SDK clients):")
                 self.say(self.sdk_token.value)
-        for warning in [*self.loaded.warnings, *fail_closed_warnings(config), *capabilities.notices(config)]:
+        for warning in [
+            *self.loaded.warnings,
+            *fail_closed_warnings(
+                config, approvals=self.approval_gate is not None, limits=self.limit_gate is not None
+            ),
+            *capabilities.notices(config),
+        ]:
             self.say(f"Warning: {warning}")
         if policies.dry_run:
             self.say("Dry-run: ENABLED (nothing is forwarded)")
@@ -245,6 +279,7 @@ class HelioApp:
         """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
         if self.sideband is not None:
             self.sideband.begin_shutdown()
+        self.events.close_all()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

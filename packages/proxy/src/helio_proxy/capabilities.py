@@ -35,8 +35,8 @@ def notices(config: HelioConfig) -> list[str]:
     out: list[str] = []
     if config.dashboard.enabled:
         out.append(
-            "the dashboard and its REST API are not served by this version yet "
-            f"(nothing listens on {config.dashboard.host}:{config.dashboard.port})"
+            "the dashboard UI is not part of this build; its port serves the REST API (/api/*) and "
+            "live events (/api/events) only"
         )
     if config.policies.tool_revalidation.max_advertised_ttl is not None:
         out.append(

@@ -17,7 +17,7 @@ turns them into JSON-RPC errors.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 
 class HelioProxyError(Exception):
@@ -51,6 +51,10 @@ class StartupError(HelioProxyError):
     exit_code: ClassVar[int] = 3
 
 
+UNDELIVERED_REASONS: Final = frozenset({"connection_refused", "not_started", "not_running"})
+"""``failure_reason`` values meaning the request never left the proxy."""
+
+
 class UpstreamError(HelioProxyError):
     """An upstream request failed; rendered as JSON-RPC -32603 with ``data.failure_class``."""
 
@@ -60,6 +64,15 @@ class UpstreamError(HelioProxyError):
         super().__init__(message)
         self.message = message
         self.data = data
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the upstream may have received the request (and run it).
+
+        Only failures before anything was sent (refused connection, client not started, a stdio
+        child that is not running) count as undelivered; limits refund those calls.
+        """
+        return self.data.get("failure_reason") not in UNDELIVERED_REASONS
 
 
 class UpstreamUnavailable(UpstreamError):

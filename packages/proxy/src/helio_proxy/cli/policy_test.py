@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from helio_proxy.config import LoadedConfig
 from helio_proxy.evidence import SessionSnapshot
-from helio_proxy.gateway.enforcement import FailClosedEnforcer
+from helio_proxy.gateway.enforcement import FailClosedEnforcer, GovernedCall
 from helio_proxy.jsonrpc import POLICY_BLOCKED
 from helio_proxy.policy import (
     CallFacts,
@@ -21,6 +21,7 @@ from helio_proxy.policy import (
     compile_policy,
     simulation_report,
 )
+from helio_proxy.session.identity import SessionIdentity
 
 
 class PolicyTestInputError(ValueError):
@@ -54,7 +55,8 @@ def explain(
     state = SessionSnapshot(session_id=session_id) if session_id else None
     context = DecisionContext(tool=tool_facts, gates=SnapshotGates(state, now_ms=0))
     decision = compile_policy(loaded.config).decide(call, context)
-    enforced = FailClosedEnforcer().peek(decision, call)
+    governed = GovernedCall(facts=call, identity=SessionIdentity(session_id), request_id=0)
+    enforced = FailClosedEnforcer().peek(decision, governed).decision
     hints = tool_facts.hints
     lines = [
         f"Tool: {tool}",

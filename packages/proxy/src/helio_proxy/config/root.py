@@ -178,9 +178,10 @@ class HelioConfig(ConfigModel):
         refs = self.channel_types()
         needs_dashboard = False
         for where, route in self.approval_routes():
-            if not self.dashboard.api_secret:
+            if not self.dashboard.api_secret and not self.dashboard.operators:
                 raise ValueError(
-                    f"{where} requires approval, which needs dashboard.api_secret (operators approve through it)"
+                    f"{where} requires approval, which needs dashboard.api_secret or dashboard.operators "
+                    "(operators approve through the dashboard API)"
                 )
             for name in [route.channel, *route.delegates]:
                 if name not in refs:
@@ -192,7 +193,12 @@ class HelioConfig(ConfigModel):
                 "approvals routed to the dashboard or a webhook need dashboard.enabled: true "
                 "(approvers answer through the dashboard API)"
             )
-        if self.dashboard.enabled and not self.dashboard.api_secret and not self.dashboard.allow_open_mode:
+        if (
+            self.dashboard.enabled
+            and not self.dashboard.api_secret
+            and not self.dashboard.operators
+            and not self.dashboard.allow_open_mode
+        ):
             raise ValueError(
                 "dashboard.api_secret is required while the dashboard is enabled "
                 "(generate one with 'helio init', or set dashboard.allow_open_mode: true on loopback)"

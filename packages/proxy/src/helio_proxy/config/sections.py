@@ -144,6 +144,26 @@ class AuditConfig(ConfigModel):
         return value
 
 
+OPERATOR_ROLES: Final = ("viewer", "approver", "admin")
+"""``viewer`` reads; ``approver`` also approves and denies; ``admin`` also uses break-glass."""
+
+Role = Literal["viewer", "approver", "admin"]
+
+
+class OperatorConfig(ConfigModel):
+    """A named operator of the dashboard and its REST API."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    """Who this is; recorded as the approver of what they approve."""
+
+    secret_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    """``sha256:<hex>`` of the operator's secret (``helio operator hash`` prints one); the secret
+    itself is never stored in the config."""
+
+    roles: list[Role] = Field(default_factory=lambda: ["approver"], min_length=1)
+    """``viewer`` (read only), ``approver`` (approve/deny), ``admin`` (everything, incl. break-glass)."""
+
+
 class DashboardConfig(ConfigModel):
     """The operator plane: dashboard UI and REST API."""
 
@@ -164,6 +184,21 @@ class DashboardConfig(ConfigModel):
 
     sse_heartbeat_interval: DurationField = Duration("30s")
     """Heartbeat interval of ``/api/events``."""
+
+    operators: list[OperatorConfig] = Field(default_factory=list[OperatorConfig])
+    """Named operators besides the shared ``api_secret``; each authenticates with its own secret."""
+
+    @field_validator("operators")
+    @classmethod
+    def _operators_unique(cls, value: list[OperatorConfig]) -> list[OperatorConfig]:
+        names = [operator.name for operator in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"operator {name!r} is listed twice")
+        hashes = [operator.secret_hash for operator in value]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two operators share a secret; each needs its own")
+        return value
 
 
 class SdkConfig(ConfigModel):

@@ -8,6 +8,7 @@ way back to keep tool baselines current (drift detection).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -19,7 +20,13 @@ from helio_proxy.errors import UpstreamError
 from helio_proxy.evidence import EvidenceService, to_ms
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
 from helio_proxy.gateway.completion import CompletionRecorder
-from helio_proxy.gateway.enforcement import Enforcer, FailClosedEnforcer
+from helio_proxy.gateway.enforcement import (
+    Enforcer,
+    FailClosedEnforcer,
+    GovernedCall,
+    Settlement,
+    settle_reservations,
+)
 from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
 from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
@@ -108,28 +115,42 @@ class Gateway:
         audit.decide(
             session_id=identity.session_id, session_source=identity.source, metadata=_shadow_metadata(shadow)
         )
+        governed = GovernedCall(
+            facts=facts,
+            identity=identity,
+            request_id=call.request_id,
+            raw=inbound.message.raw,
+            config_sha256=snapshot.loaded.sha256,
+        )
         if isinstance(decision, DryRun):
-            enforced = self.enforcer.peek(decision, facts)
+            enforced = self.enforcer.peek(decision, governed).decision
             self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.loaded.sha256))
             audit.block(
                 **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
             )
             return await _settled(audit, dry_run_reply(call, decision, enforced))
-        settled = await self.enforcer.settle(decision, facts)
+        settlement = await self.enforcer.settle(decision, governed)
+        settled = settlement.decision
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
         if isinstance(settled, Deny):
+            await settlement.undelivered()
             reply = block_reply(call, settled)
-            audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]))
+            audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]), **settlement.audit)
             return await _settled(audit, reply)
-        audit.decide(**_audit_fields(decision))
+        audit.decide(**_audit_fields(decision), **settlement.audit)
         recorder: CompletionRecorder | None = None
-        observe = audit.forwarding()
+        observe = _both(audit.forwarding(), _charging(settlement))
         if self.evidence is not None:
             index = decision.rule_index
             rule = snapshot.config.policies.rules[index] if index is not None and decision.rule else None
             recorder = CompletionRecorder(self.evidence, call.name, rule, identity)
             observe = _both(observe, recorder.observe)
-        reply = await self.forward(call.inbound, observe=observe)
+        try:
+            reply = await self.forward(call.inbound, observe=observe)
+        finally:
+            # Whatever the observer has not settled (an exception, a cancelled forward) is charged:
+            # the upstream may have run the call.
+            await settlement.delivered()
         if recorder is not None:
             if isinstance(reply, StreamReply):
                 reply = StreamReply(reply.status, recorder.relay(reply.chunks), reply.headers)
@@ -242,6 +263,29 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
         return dataclasses.replace(reply, chunks=audit.hold(reply.chunks, reply.status))
     await audit.settle(reply.status)
     return reply
+
+
+def _charging(settlement: Settlement) -> ResponseObserver:
+    """Settle the call's limit reservations when the upstream's answer (or failure) is known.
+
+    A call the upstream never received (connection refused) is refunded; anything else, including
+    a timeout or a broken answer, may have run upstream and stays charged.
+    """
+
+    def observe(payload: dict[str, Any] | None, error: UpstreamError | None) -> None:
+        taken = settlement.take()
+        if not taken:
+            return
+        delivered = error is None or error.delivered
+        task = asyncio.get_running_loop().create_task(settle_reservations(taken, delivered=delivered))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    return observe
+
+
+_pending: set[asyncio.Task[None]] = set()
+"""Reservation settlements in flight (kept referenced until done)."""
 
 
 def _both(first: ResponseObserver, second: ResponseObserver) -> ResponseObserver:

@@ -13,8 +13,9 @@ JSON-RPC error (:mod:`helio_proxy.policy.feedback`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from helio_proxy.config.policies import ApprovalRoute, Feedback, Limits
 from helio_proxy.evidence.gates import GateResult
@@ -77,6 +78,10 @@ class Deny(_Decision):
 
     gate: GateResult | None = None
     """For a gate block: what is unmet (rendered by the evidence module's ``feedback_fields``)."""
+
+    details: Mapping[str, Any] | None = None
+    """Reason-specific feedback fields added to the block's ``data`` as they are (limits:
+    ``current_calls``, ``max_calls``, ``window_seconds``, ``reset_at``; approvals: ``ticket_id``...)."""
 
     @property
     def blocks(self) -> bool:

@@ -90,6 +90,8 @@ def block_feedback(decision: Deny, tool: str) -> tuple[str, dict[str, Any]]:
         data["policy_reason"] = decision.policy_reason
     elif decision.reason == "tool_definition_drift":
         data["drifted_aspects"] = list(decision.drifted_aspects)
+    if decision.details:
+        data.update(decision.details)
     if own and own.suggestion:
         data["suggestion"] = own.suggestion
     if own:
