@@ -44,11 +44,16 @@ class FakeAnswer:
 
 @dataclass
 class FakeUpstream:
-    """A tools/list server: optional session requirement, pages of 2, JSON or SSE answers."""
+    """A tools/list server: optional session requirement, pages of 2, JSON or SSE answers.
+
+    ``era="legacy"`` answers ``server/discover`` as an unknown method; ``"modern"`` answers it and
+    requires the ``_meta`` envelope and mirror headers on every request (2026-07-28).
+    """
 
     require_session: bool = False
     sse: bool = False
     page_size: int = 2
+    era: str = "legacy"
     requests: list[tuple[dict[str, str], dict[str, Any]]] = field(
         default_factory=list[tuple[dict[str, str], dict[str, Any]]]
     )
@@ -58,7 +63,20 @@ class FakeUpstream:
         headers = dict(client_headers)
         self.requests.append((headers, message))
         method = message["method"]
+        if self.era == "modern":
+            meta = (message.get("params") or {}).get("_meta") or {}
+            version = meta.get("io.modelcontextprotocol/protocolVersion")
+            if version != "2026-07-28" or headers.get("mcp-method") != method:
+                return self._error(message, -32020, "header mismatch", status=400)
+            if headers.get("mcp-protocol-version") != version or "mcp-session-id" in headers:
+                return self._error(message, -32020, "header mismatch", status=400)
+            if method == "server/discover":
+                return self._answer(message, {"supportedVersions": ["2026-07-28"], "capabilities": {}})
+        elif method == "server/discover":
+            return self._error(message, -32601, "Method not found")
         if method == "initialize":
+            if self.era == "modern":
+                return self._error(message, -32022, "Unsupported", data={"supported": ["2026-07-28"]})
             return self._answer(message, {"protocolVersion": "2025-06-18", "capabilities": {}}, session="s-1")
         if method == "notifications/initialized":
             return FakeAnswer(202, b"")
@@ -74,6 +92,15 @@ class FakeUpstream:
         if start + self.page_size < len(TOOLS):
             result["nextCursor"] = str(start + self.page_size)
         return self._answer(message, result)
+
+    @staticmethod
+    def _error(
+        message: dict[str, Any], code: int, text: str, *, status: int = 200, data: Any = None
+    ) -> FakeAnswer:
+        error: dict[str, Any] = {"code": code, "message": text, **({"data": data} if data else {})}
+        return FakeAnswer(
+            status, json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}).encode()
+        )
 
     def _answer(
         self, message: dict[str, Any], result: dict[str, Any], session: str | None = None
@@ -95,9 +122,9 @@ async def test_the_lister_follows_next_cursor_across_pages(sse: bool) -> None:
     upstream = FakeUpstream(sse=sse)
     tools = await UpstreamToolLister(upstream).list_tools()
     assert [t["name"] for t in tools] == [t["name"] for t in TOOLS]
-    cursors = [(m.get("params") or {}).get("cursor") for _, m in upstream.requests]
-    assert cursors == [None, "2", "4"]
-    assert all(h["mcp-protocol-version"] == "2025-06-18" for h, _ in upstream.requests)
+    lists = [(h, m) for h, m in upstream.requests if m["method"] == "tools/list"]
+    assert [(m.get("params") or {}).get("cursor") for _, m in lists] == [None, "2", "4"]
+    assert all(h["mcp-protocol-version"] == "2025-06-18" for h, _ in lists)
 
 
 async def test_the_lister_does_its_own_handshake_when_the_upstream_requires_a_session() -> None:
@@ -106,7 +133,13 @@ async def test_the_lister_does_its_own_handshake_when_the_upstream_requires_a_se
     tools = await lister.list_tools()
     assert len(tools) == len(TOOLS)
     methods = [m["method"] for _, m in upstream.requests]
-    assert methods[:4] == ["tools/list", "initialize", "notifications/initialized", "tools/list"]
+    assert methods[:5] == [
+        "server/discover",
+        "tools/list",
+        "initialize",
+        "notifications/initialized",
+        "tools/list",
+    ]
     assert lister.session_id == "s-1"
     assert upstream.requests[-1][0]["mcp-session-id"] == "s-1"
 
@@ -201,3 +234,127 @@ async def test_once_primed_the_primer_relists_every_interval_and_reports_drift()
     assert slept == [300.0, 300.0]
     assert source.calls == 3
     assert [(e.kind, e.tool, e.aspects) for e in drift] == [("tool_drift", "tool_0", ("description",))]
+
+
+# -- protocol eras ----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_modern_upstream_is_listed_statelessly_with_the_envelope_and_mirror_headers() -> None:
+    """MCP 2026-07-28: no initialize, no session; _meta envelope plus MCP-Protocol-Version/Mcp-Method."""
+    upstream = FakeUpstream(era="modern", sse=True)
+    lister = UpstreamToolLister(upstream)
+    assert len(await lister.list_tools()) == len(TOOLS)
+    assert len(await lister.list_tools()) == len(TOOLS)
+    methods = [m["method"] for _, m in upstream.requests]
+    assert methods == ["server/discover", *["tools/list"] * 6]  # probed once, cached
+    assert lister.era == "modern"
+    assert lister.probes == 1
+    headers, last = upstream.requests[-1]
+    assert headers == {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/list"}
+    assert last["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] == "2026-07-28"
+    assert last["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] == {}
+
+
+async def test_a_legacy_upstream_is_probed_once_then_listed_over_its_own_session() -> None:
+    upstream = FakeUpstream(era="legacy", require_session=True)
+    lister = UpstreamToolLister(upstream)
+    await lister.list_tools()
+    await lister.list_tools()
+    methods = [m["method"] for _, m in upstream.requests]
+    assert methods.count("server/discover") == 1
+    assert methods.count("initialize") == 1
+    assert lister.era == "legacy"
+    assert all("mcp-method" not in h for h, m in upstream.requests if m["method"] == "tools/list")
+
+
+async def test_a_probe_without_an_answer_concludes_nothing_and_is_retried_only_after_thirty_seconds() -> None:
+    class Unreachable(FakeUpstream):
+        refusals: int = 2
+
+        async def post(self, client_headers: Mapping[str, str], body: bytes) -> FakeAnswer:
+            if json.loads(body)["method"] == "server/discover" and self.refusals > 0:
+                self.refusals -= 1
+                self.requests.append((dict(client_headers), json.loads(body)))
+                raise UpstreamUnavailable("connection refused", failure_reason="connection_refused")
+            return await super().post(client_headers, body)
+
+    clock = Clock()
+    upstream = Unreachable(era="modern")
+    lister = UpstreamToolLister(upstream, clock=clock)
+    with pytest.raises(PrimeError):  # presumed legacy: the modern upstream rejects the bare tools/list
+        await lister.list_tools()
+    assert lister.era is None
+    clock.now += 29
+    with pytest.raises(PrimeError):
+        await lister.list_tools()
+    assert lister.probes == 1  # throttled
+    clock.now += 2
+    with pytest.raises(PrimeError):
+        await lister.list_tools()
+    assert lister.probes == 2
+    clock.now += 31
+    assert len(await lister.list_tools()) == len(TOOLS)
+    assert lister.era == "modern"
+    assert lister.probes == 3
+
+
+@pytest.mark.parametrize("pin", ["2025-06-18", "2025-11-25"])
+async def test_a_legacy_pin_skips_the_probe_and_offers_the_pinned_version(pin: str) -> None:
+    upstream = FakeUpstream(era="legacy", require_session=True)
+    lister = UpstreamToolLister(upstream, pin=pin)
+    await lister.list_tools()
+    methods = [m["method"] for _, m in upstream.requests]
+    assert "server/discover" not in methods
+    initialize = next(m for _, m in upstream.requests if m["method"] == "initialize")
+    assert initialize["params"]["protocolVersion"] == pin
+    assert upstream.requests[0][0]["mcp-protocol-version"] == pin
+
+
+async def test_a_modern_pin_skips_the_probe() -> None:
+    upstream = FakeUpstream(era="modern")
+    lister = UpstreamToolLister(upstream, pin="2026-07-28")
+    assert len(await lister.list_tools()) == len(TOOLS)
+    assert [m["method"] for _, m in upstream.requests] == ["tools/list"] * 3
+
+
+async def test_an_upstream_speaking_only_unknown_modern_versions_is_a_prime_error() -> None:
+    class Future(FakeUpstream):
+        async def post(self, client_headers: Mapping[str, str], body: bytes) -> FakeAnswer:
+            message = json.loads(body)
+            return self._error(message, -32022, "Unsupported", status=400, data={"supported": ["2027-01-01"]})
+
+    with pytest.raises(PrimeError, match="2027-01-01"):
+        await UpstreamToolLister(Future()).list_tools()
+
+
+async def test_a_legacy_conclusion_contradicted_by_initialize_is_dropped_and_probed_again() -> None:
+    class Contradicting(FakeUpstream):
+        """Answers the first discover like a legacy server, then turns out to be modern."""
+
+        discovered: int = 0
+
+        async def post(self, client_headers: Mapping[str, str], body: bytes) -> FakeAnswer:
+            message = json.loads(body)
+            if message["method"] == "server/discover" and self.discovered == 0:
+                self.discovered += 1
+                return self._error(message, -32601, "Method not found")
+            if message["method"] == "tools/list" and "_meta" not in (message.get("params") or {}):
+                self.requests.append((dict(client_headers), message))
+                return self._error(message, -32600, "Bad Request: Missing session ID", status=400)
+            return await super().post(client_headers, body)
+
+    upstream = Contradicting(era="modern")
+    lister = UpstreamToolLister(upstream)
+    with pytest.raises(PrimeError, match="modern"):
+        await lister.list_tools()
+    assert lister.era is None
+    assert len(await lister.list_tools()) == len(TOOLS)
+    assert lister.era == "modern"

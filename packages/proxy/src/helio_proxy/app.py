@@ -84,13 +84,14 @@ class HelioApp:
             enforcer=self.enforcer,
             evidence=self.evidence,
             upstream_name=upstream_config.name,
+            protocol_pin=upstream_config.protocol_version,
         )
         self.gateway.drift_observers.append(self._audit_drift)
         self.baseline_sync = BaselineSync(
             self.baseline_store, self.baselines, on_drift=self.gateway.note_drift
         )
         self.primer = AnnotationPrimer(
-            UpstreamToolLister(self.upstream),
+            UpstreamToolLister(self.upstream, pin=upstream_config.protocol_version),
             self.baselines,
             on_drift=self.gateway.note_drift,
             on_primed=self._primed_later,

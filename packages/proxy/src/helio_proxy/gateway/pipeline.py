@@ -18,6 +18,7 @@ from typing import Any, cast
 from helio_proxy.audit import Auditor, CallAudit
 from helio_proxy.errors import UpstreamError
 from helio_proxy.evidence import EvidenceService, to_ms
+from helio_proxy.gateway.agreement import Mismatch, header_mismatch
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
 from helio_proxy.gateway.completion import CompletionRecorder
 from helio_proxy.gateway.enforcement import (
@@ -27,12 +28,13 @@ from helio_proxy.gateway.enforcement import (
     Settlement,
     settle_reservations,
 )
+from helio_proxy.gateway.eras import pin_refusal
 from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
 from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
-from helio_proxy.jsonrpc import INVALID_PARAMS, Kind
+from helio_proxy.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, Kind
 from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun, SnapshotGates
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.policy.decision import Decision
@@ -55,6 +57,7 @@ class Gateway:
         enforcer: Enforcer | None = None,
         evidence: EvidenceService | None = None,
         upstream_name: str | None = None,
+        protocol_pin: str = "auto",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.upstream = upstream
@@ -70,6 +73,8 @@ class Gateway:
         self.baselines = baselines if baselines is not None else BaselineCache()
         self.enforcer: Enforcer = enforcer if enforcer is not None else FailClosedEnforcer()
         self.upstream_name = upstream_name
+        self.protocol_pin = protocol_pin
+        """``upstream.protocol_version``: ``auto`` relays either era; a date refuses the other era."""
         self.observers: list[OutcomeObserver] = []
         """Called with every governed call's :class:`CallOutcome` (the audit trail subscribes here)."""
         self.shadow = ShadowStats()
@@ -79,6 +84,12 @@ class Gateway:
     async def post(self, inbound: Inbound) -> Reply:
         """Handle one POSTed JSON-RPC message."""
         message = inbound.message
+        mismatch = header_mismatch(message, inbound.headers)
+        if mismatch is not None:
+            return await self._reject_mismatch(inbound, mismatch)
+        refused = pin_refusal(message, self.protocol_pin)
+        if refused is not None:
+            return refused
         if message.kind is not Kind.REQUEST:
             return await self._forward_one_way(inbound)
         if message.method == "tools/call":
@@ -86,6 +97,29 @@ class Gateway:
         if message.method == "tools/list":
             return await self.forward(inbound, observe=self._observe_tools_list)
         return await self.forward(inbound)
+
+    async def _reject_mismatch(self, inbound: Inbound, mismatch: Mismatch) -> Reply:
+        """HTTP 400 / ``-32020``, and a ``rejected`` / ``header_mismatch`` audit record; nothing is forwarded."""
+        message = inbound.message
+        params = message.params
+        if message.method != "tools/call":
+            # Only a tool call's name and arguments belong in a tool_call record; keep the envelope
+            # (it may carry the session id).
+            params = {"_meta": params["_meta"]} if params is not None and "_meta" in params else None
+        audit = self.auditor.begin(params, message.id, inbound.headers)
+        audit.block(
+            policy_decision="rejected",
+            block_reason="header_mismatch",
+            metadata={"method": message.method, "header": mismatch.header},
+        )
+        reply = error_reply(
+            message.id,
+            HEADER_MISMATCH,
+            f"Header mismatch: {mismatch.message}",
+            {"reason": "header_mismatch", "header": mismatch.header},
+            status=400,
+        )
+        return await _settled(audit, reply)
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""

@@ -6,8 +6,9 @@ background with exponential backoff and jitter; until it succeeds, unknown tools
 defaults (destructive), which fails closed. Once primed it re-lists every
 ``policies.tool_revalidation.interval`` to catch drift.
 
-The primer keeps its own upstream session: if the upstream answers "missing session" (HTTP
-400/404), it performs the ``initialize`` handshake, keeps the ``Mcp-Session-Id`` and retries.
+The primer speaks the upstream's protocol era (see :class:`UpstreamToolLister`). With a legacy
+upstream it keeps its own session: if the upstream answers "missing session" (HTTP 400/404), it
+performs the ``initialize`` handshake, keeps the ``Mcp-Session-Id`` and retries.
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ import contextlib
 import itertools
 import json
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, cast
 
 from helio_proxy import __version__
 from helio_proxy.config.durations import seconds
 from helio_proxy.errors import UpstreamError
-from helio_proxy.jsonrpc import dumps, is_response_for
+from helio_proxy.gateway.eras import (
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+    MODERN_PROTOCOL,
+    Era,
+    era_of_version,
+)
+from helio_proxy.jsonrpc import HEADER_MISMATCH, dumps, is_response_for
 from helio_proxy.policy import BaselineCache
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.transports.sse import SseEvent, iter_events
@@ -37,7 +47,15 @@ MAX_PAGES: Final = 100
 """``tools/list`` pages followed before giving up on a cursor chain (guards against a loop)."""
 
 PRIMER_PROTOCOL_VERSION: Final = "2025-06-18"
-"""Protocol revision the primer offers in ``initialize`` and sends as ``MCP-Protocol-Version``."""
+"""Protocol revision the primer offers in ``initialize`` to an unpinned legacy upstream."""
+
+REPROBE_SECONDS: Final = 30.0
+"""After a ``server/discover`` probe that got no answer, how long before the next one."""
+
+UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
+MODERN_ERROR_CODES: Final = frozenset({HEADER_MISMATCH, -32021, UNSUPPORTED_PROTOCOL_VERSION})
+"""JSON-RPC codes only a 2026-07-28 server answers with (header mismatch, missing client
+capability, unsupported protocol version): positive evidence of the modern era."""
 
 
 class PrimeError(Exception):
@@ -65,16 +83,39 @@ class ToolSource(Protocol):
 
 
 class UpstreamToolLister:
-    """Lists the upstream's tools over its own MCP session."""
+    """Lists the upstream's tools in the upstream's own protocol era.
 
-    def __init__(self, upstream: UpstreamPoster) -> None:
+    With ``upstream.protocol_version: auto`` the first listing probes ``server/discover`` (MCP
+    2026-07-28): a discover result naming 2026-07-28, or a modern protocol error, means *modern*
+    (stateless: every request carries the ``_meta`` envelope and the mirror headers); anything else
+    means *legacy* (``initialize`` handshake when the upstream asks for a session). The conclusion
+    is kept for the process. A probe that fails (no connection) concludes nothing: that listing
+    presumes legacy, and the next probe waits :data:`REPROBE_SECONDS`. A legacy conclusion is
+    dropped when the upstream answers ``initialize`` with a modern error; a modern one is kept.
+    A pinned version skips the probe and speaks that version.
+    """
+
+    def __init__(
+        self, upstream: UpstreamPoster, *, pin: str = "auto", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.upstream = upstream
+        self.pin = pin
+        self.era: Era | None = None if pin == "auto" else era_of_version(pin)
+        """The upstream's era: fixed by a pin, else learned by the probe."""
         self.session_id: str | None = None
-        self.protocol_version = PRIMER_PROTOCOL_VERSION
+        self.legacy_version = pin if self.era == "legacy" else PRIMER_PROTOCOL_VERSION
+        """What the primer offers in ``initialize``."""
+        self.protocol_version = pin if self.era == "modern" else self.legacy_version
+        """What the primer sends as ``MCP-Protocol-Version`` (the negotiated version once initialized)."""
+        self.probes = 0
+        self._probed_at: float | None = None
+        self._clock = clock
         self._ids = itertools.count(1)
 
     async def list_tools(self) -> list[Any]:
         """Every tool definition, across pages."""
+        if self.era is None:
+            await self._probe()
         tools: list[Any] = []
         cursor: str | None = None
         for _ in range(MAX_PAGES):
@@ -89,21 +130,60 @@ class UpstreamToolLister:
             cursor = next_cursor
         raise PrimeError(f"tools/list still paginating after {MAX_PAGES} pages")
 
-    def _headers(self) -> dict[str, str]:
+    @property
+    def _modern(self) -> bool:
+        return self.era == "modern"
+
+    def _envelope(self) -> dict[str, Any]:
+        return {
+            META_PROTOCOL_VERSION: self.protocol_version,
+            META_CLIENT_CAPABILITIES: {},
+            META_CLIENT_INFO: {"name": "helio-proxy-primer", "version": __version__},
+        }
+
+    def _headers(self, method: str) -> dict[str, str]:
         headers = {"mcp-protocol-version": self.protocol_version}
-        if self.session_id:
+        if self._modern:
+            headers["mcp-method"] = method
+        elif self.session_id:
             headers["mcp-session-id"] = self.session_id
         return headers
+
+    async def _probe(self) -> None:
+        """Learn the upstream's era with ``server/discover`` (at most once per :data:`REPROBE_SECONDS`)."""
+        now = self._clock()
+        if self._probed_at is not None and now - self._probed_at < REPROBE_SECONDS:
+            return
+        self._probed_at = now
+        self.probes += 1
+        request_id = f"helio-primer-{next(self._ids)}"
+        envelope = {**self._envelope(), META_PROTOCOL_VERSION: MODERN_PROTOCOL}
+        message = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "server/discover",
+            "params": {"_meta": envelope},
+        }
+        headers = {"mcp-protocol-version": MODERN_PROTOCOL, "mcp-method": "server/discover"}
+        try:
+            answer: UpstreamAnswer = await self.upstream.post(headers, dumps(message))
+            payload = await _any_payload(answer, request_id)
+        except UpstreamError:
+            return  # inconclusive: presume legacy for now
+        self.era = _era_from_discover(payload)
+        self.protocol_version = MODERN_PROTOCOL if self.era == "modern" else self.legacy_version
 
     async def _request(
         self, method: str, params: dict[str, Any] | None, *, handshake_allowed: bool = True
     ) -> dict[str, Any]:
         request_id = f"helio-primer-{next(self._ids)}"
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
+        if self._modern:
+            message["params"] = {**(params or {}), "_meta": self._envelope()}
+        elif params is not None:
             message["params"] = params
-        answer: UpstreamAnswer = await self.upstream.post(self._headers(), dumps(message))
-        if answer.status in (400, 404) and handshake_allowed:
+        answer: UpstreamAnswer = await self.upstream.post(self._headers(method), dumps(message))
+        if answer.status in (400, 404) and handshake_allowed and not self._modern:
             body = await answer.read()
             if b"session" in body.lower():
                 await self._handshake()
@@ -120,22 +200,26 @@ class UpstreamToolLister:
 
     async def _handshake(self) -> None:
         self.session_id = None
-        self.protocol_version = PRIMER_PROTOCOL_VERSION
+        self.protocol_version = self.legacy_version
         request_id = f"helio-primer-{next(self._ids)}"
         initialize = {
             "jsonrpc": "2.0",
             "id": request_id,
             "method": "initialize",
             "params": {
-                "protocolVersion": PRIMER_PROTOCOL_VERSION,
+                "protocolVersion": self.legacy_version,
                 "capabilities": {},
                 "clientInfo": {"name": "helio-proxy-primer", "version": __version__},
             },
         }
         answer: UpstreamAnswer = await self.upstream.post({}, dumps(initialize))
         session_id = answer.headers.get("mcp-session-id")
-        payload = await _response_payload(answer, request_id)
-        result = payload.get("result")
+        payload = await _any_payload(answer, request_id)
+        if payload is not None and _error_code(payload) in MODERN_ERROR_CODES and self.pin == "auto":
+            self.era = None  # the legacy conclusion was wrong: probe again
+            self._probed_at = None
+            raise PrimeError("upstream answered initialize with a modern protocol error")
+        result = payload.get("result") if payload is not None and 200 <= answer.status < 300 else None
         if not isinstance(result, dict):
             raise PrimeError("upstream refused the primer's initialize")
         version = cast(dict[str, Any], result).get("protocolVersion")
@@ -143,9 +227,64 @@ class UpstreamToolLister:
         if isinstance(version, str):
             self.protocol_version = version
         notified: UpstreamAnswer = await self.upstream.post(
-            self._headers(), dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            self._headers("notifications/initialized"),
+            dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         )
         await notified.read()
+
+
+def _error_code(payload: dict[str, Any]) -> object:
+    error = payload.get("error")
+    return cast(dict[str, Any], error).get("code") if isinstance(error, dict) else None
+
+
+def _era_from_discover(payload: dict[str, Any] | None) -> Era:
+    """What a ``server/discover`` answer says about the upstream's era."""
+    if payload is None:
+        return "legacy"
+    code = _error_code(payload)
+    if code == UNSUPPORTED_PROTOCOL_VERSION:
+        data = cast(dict[str, Any], payload["error"]).get("data")
+        supported = cast(dict[str, Any], data).get("supported") if isinstance(data, dict) else None
+        if (
+            isinstance(supported, list)
+            and supported
+            and all(isinstance(v, str) and era_of_version(v) == "modern" for v in cast(list[Any], supported))
+        ):
+            raise PrimeError(f"upstream speaks only MCP {', '.join(cast(list[str], supported))}")
+        return "legacy"
+    if code in MODERN_ERROR_CODES:
+        return "modern"
+    result = payload.get("result")
+    versions = cast(dict[str, Any], result).get("supportedVersions") if isinstance(result, dict) else None
+    if isinstance(versions, list) and MODERN_PROTOCOL in versions:
+        return "modern"
+    return "legacy"
+
+
+async def _any_payload(answer: UpstreamAnswer, request_id: str) -> dict[str, Any] | None:
+    """The JSON-RPC answer to ``request_id`` whatever the HTTP status; ``None`` if there is none.
+
+    An error without an ``id`` counts (servers leave it out when they reject before parsing it).
+    """
+    if answer.content_type == "text/event-stream" and 200 <= answer.status < 300:
+        try:
+            return await _response_payload(answer, request_id)
+        except PrimeError:
+            return None
+    body = await answer.read()
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    message = cast(dict[str, Any], payload)
+    if is_response_for(message, request_id) or (
+        isinstance(message.get("error"), dict) and message.get("id") is None
+    ):
+        return message
+    return None
 
 
 async def _response_payload(answer: UpstreamAnswer, request_id: str) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class StreamableHttpUpstream:
         self.url = config.url
         self._forward = frozenset(config.forward_headers) | RELAYED_REQUEST_HEADERS
         self._static = dict(config.headers)
+        self._pin = config.protocol_version
         self._connect_timeout = float(config.connect_timeout.seconds)
         self._request_timeout = float(config.request_timeout.seconds)
         self._session: aiohttp.ClientSession | None = None
@@ -104,6 +105,9 @@ class StreamableHttpUpstream:
     def _headers(self, client_headers: Mapping[str, str], accept: str) -> dict[str, str]:
         headers = {name: value for name, value in client_headers.items() if name in self._forward}
         headers.update(self._static)
+        if self._pin != "auto":
+            # A pinned upstream is told its version even by clients that omit the header.
+            headers.setdefault("mcp-protocol-version", self._pin)
         headers["accept"] = accept
         return headers
 
