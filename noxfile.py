@@ -106,9 +106,25 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *args, success_codes=[0, PYTEST_NO_TESTS])
 
 
+def ensure_peers(session: nox.Session) -> None:
+    """Install the independent MCP peers under .tools/ (npm peers + Node 22, the mcp 1.x venv).
+
+    Idempotent (nothing is fetched when they are present) and registry-only; a failed install
+    fails the session with the command's output.
+    """
+    session.run("python", "-m", "tests.peers.tooling")
+
+
+@nox.session(python=False)
+def peers(session: nox.Session) -> None:
+    """Only install the peers the e2e tests use (see tests/peers/tooling.py)."""
+    ensure_peers(session)
+
+
 @nox.session(python=False)
 def e2e(session: nox.Session) -> None:
-    """End-to-end tests: real processes on real ports."""
+    """End-to-end tests: real processes on real ports, and independent peers (mcp 1.x, npm, conformance)."""
     ensure_postgres(session)
+    ensure_peers(session)
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
     session.run("pytest", *(session.posargs or ["tests/e2e"]), env=env, success_codes=[0, PYTEST_NO_TESTS])
