@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any, Final, cast
 
+from helio_proxy.gateway import eras
 from helio_proxy.gateway.call import ToolCall
 from helio_proxy.gateway.exchange import JsonReply, error_reply
 from helio_proxy.jsonrpc import POLICY_BLOCKED, dumps
 from helio_proxy.policy import Decision, Deny, DryRun, block_feedback, simulation_report
 
-MODERN_PROTOCOL: Final = "2026-07-28"
+MODERN_PROTOCOL: Final = eras.MODERN_PROTOCOL
 """From this protocol revision on, results carry ``resultType``."""
 
 
