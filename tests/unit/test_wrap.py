@@ -8,6 +8,8 @@ import pytest
 
 from helio_proxy.cli.wrap import upstream_name, wrap_config
 from helio_proxy.errors import ConfigError
+from helio_proxy.gateway.reloader import reload_snapshot
+from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 
 
 @pytest.mark.parametrize(
@@ -59,3 +61,19 @@ def test_an_invalid_file_is_a_config_error_naming_the_line(tmp_path: Path) -> No
     path.write_text("version: '1'\npolicies:\n  defualt: allow\n")
     with pytest.raises(ConfigError, match=r"helio.yaml:3: policies.defualt"):
         wrap_config(["srv"], str(path))
+
+
+def test_a_hot_reload_keeps_the_command_as_the_upstream_and_applies_the_new_policies(tmp_path: Path) -> None:
+    path = tmp_path / "helio.yaml"
+    head = "version: '1'\ndashboard: {enabled: false}\n"
+    path.write_text(head + "policies:\n  default: allow\n")
+    snapshots = Snapshots(Snapshot.of(wrap_config(["srv", "--stdio"], str(path))))
+    path.write_text(head + "policies:\n  default: deny\n")
+    outcome = reload_snapshot(snapshots, path)
+    assert outcome.applied, outcome.lines
+    assert not [line for line in outcome.lines if "needs a restart" in line]
+    config = snapshots.current.config
+    assert config.policies.default == "deny"
+    assert (config.upstream_list[0].command, config.upstream_list[0].args) == ("srv", ["--stdio"])
+    path.write_text(head + "policies:\n  default: allow\n")
+    assert reload_snapshot(snapshots, path).applied  # and again: the replacement is kept

@@ -38,6 +38,8 @@ class LoadedConfig:
     sha256: str
     """Digest of the file's bytes (recorded on audit records)."""
     warnings: list[str] = field(default_factory=list[str])
+    replaced: Mapping[str, Any] | None = None
+    """Top-level sections set over the file's (``helio wrap``'s upstream); reloads set them too."""
 
 
 def format_path(path: PathKey) -> str:
@@ -279,5 +281,9 @@ def load_config(
         raise ConfigError("config file is not UTF-8 text", source=str(file)) from None
     config = parse_config_text(text, source=str(file), env=env, replace=replace)
     return LoadedConfig(
-        config=config, path=file, sha256=hashlib.sha256(raw).hexdigest(), warnings=config.warnings()
+        config=config,
+        path=file,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        warnings=config.warnings(),
+        replaced=replace,
     )
