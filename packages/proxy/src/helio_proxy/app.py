@@ -23,10 +23,12 @@ from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
 from helio_proxy.config import HelioConfig, LoadedConfig
+from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
+from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
@@ -35,6 +37,7 @@ from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
+from helio_proxy.transports.upstream.stdio import StdioUpstream
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 
 
@@ -53,6 +56,8 @@ class HelioApp:
     """Where ``HELIO_SDK_TOKEN`` is read from, and a generated token is written to (children inherit it)."""
     hot_reload: bool = True
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
+    serve_mcp: bool = True
+    """Serve the agent-facing HTTP listener (``helio wrap`` serves MCP on stdio instead)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
@@ -61,7 +66,7 @@ class HelioApp:
     def __post_init__(self) -> None:
         config = self.loaded.config
         upstream_config = config.upstream_list[0]
-        self.upstream = StreamableHttpUpstream(upstream_config)
+        self.upstream: Upstream = self._upstream_for(upstream_config)
         self.audit = AuditTrail(self.loaded)
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
         # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
@@ -107,6 +112,16 @@ class HelioApp:
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _upstream_for(self, config: UpstreamConfig) -> Upstream:
+        """The upstream client for ``upstream.transport``."""
+        if config.transport == "stdio":
+            return StdioUpstream(config, environ=self.environ, secrets=self._withheld_secrets)
+        return StreamableHttpUpstream(config)
+
+    def _withheld_secrets(self) -> list[str | None]:
+        """Values no stdio child may inherit (``HELIO_SDK_TOKEN`` is withheld by name as well)."""
+        return [self.loaded.config.dashboard.api_secret, self.sdk_token.value if self.sdk_token else None]
 
     def _record_reload(self, outcome: ReloadOutcome) -> None:
         """Every attempted reload is one ``policy_reload`` audit record."""
@@ -186,8 +201,9 @@ class HelioApp:
             raise StartupError(f"{self.loaded.path}: " + "; ".join(refused))
         socks: list[socket.socket] = []
         try:
-            mcp_sock = bind(config.listen.host, config.listen.port, "listen")
-            socks.append(mcp_sock)
+            mcp_sock = bind(config.listen.host, config.listen.port, "listen") if self.serve_mcp else None
+            if mcp_sock is not None:
+                socks.append(mcp_sock)
             sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
             if sdk_sock is not None:
                 socks.append(sdk_sock)
@@ -203,7 +219,8 @@ class HelioApp:
                 sock.close()
             raise
         await self.upstream.start()
-        self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+        if mcp_sock is not None:
+            self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
@@ -231,8 +248,11 @@ class HelioApp:
         config = self.loaded.config
         upstream = config.upstream_list[0]
         policies = config.policies
-        self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
-        self.say(f"MCP endpoint: {self.mcp_url}")
+        if self.serve_mcp:
+            self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
+            self.say(f"MCP endpoint: {self.mcp_url}")
+        else:
+            self.say("Helio proxy serving MCP on stdin/stdout")
         self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")
         if policies.shadow:
             self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")

@@ -22,10 +22,10 @@ def blocking(config: HelioConfig) -> list[str]:
     if config.upstreams is not None and len(config.upstreams) > 1:
         problems.append("several 'upstreams' are not served by this version yet; configure one 'upstream'")
     for upstream in config.upstream_list:
-        if upstream.transport != "streamable-http":
+        if upstream.transport == "sse":
             problems.append(
                 f"upstream transport {upstream.transport!r} is not supported by this version yet; "
-                "use an upstream that speaks streamable HTTP"
+                "use an upstream that speaks streamable HTTP or stdio"
             )
     return problems
 
