@@ -8,6 +8,7 @@
     └── UpstreamError               the upstream failed a request: failure_class upstream_forward_error
         ├── UpstreamUnavailable     connection refused / reset (failure_reason says which)
         ├── UpstreamTimeout         silent past upstream.request_timeout (failure_reason: timeout)
+        ├── UpstreamExited          a message-based upstream (stdio child) died or is down: upstream_exited
         └── UpstreamProtocolError   not a JSON-RPC response for the request: upstream_invalid_jsonrpc
                                     or upstream_id_mismatch
 
@@ -51,7 +52,7 @@ class StartupError(HelioProxyError):
     exit_code: ClassVar[int] = 3
 
 
-UNDELIVERED_REASONS: Final = frozenset({"connection_refused", "not_started", "not_running"})
+UNDELIVERED_REASONS: Final = frozenset({"connection_refused", "not_started", "not_running", "spawn_failed"})
 """``failure_reason`` values meaning the request never left the proxy."""
 
 
@@ -81,6 +82,16 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """No answer within ``upstream.request_timeout`` (``failure_reason: timeout``)."""
+
+
+class UpstreamExited(UpstreamError):
+    """The upstream process (or connection) of a message-based transport is gone.
+
+    ``failure_reason: exited`` for requests in flight when it died (they may have run);
+    ``not_running`` when a message could not be sent because it was down (never delivered).
+    """
+
+    failure_class: ClassVar[str] = "upstream_exited"
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload
 
@@ -72,6 +72,53 @@ class EmptyReply:
 
 
 Reply = JsonReply | StreamReply | EmptyReply
+
+
+class UpstreamAnswer(Protocol):
+    """What an upstream transport hands back for one message, in streamable-HTTP shape.
+
+    HTTP upstreams return the real response; message-based ones (stdio, legacy SSE) build one:
+    a ``text/event-stream`` answer streaming the request's messages, ``202`` for one-way
+    messages, a JSON error body for session problems.
+    """
+
+    status: int
+    content_type: str
+    """Media type essence, lower-cased (``application/json``, ``text/event-stream``, ...)."""
+    headers: dict[str, str]
+    """The response headers relayed to the client (``mcp-session-id`` among them)."""
+
+    async def read(self) -> bytes:
+        """The whole body (releases the answer)."""
+        ...
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; stopping early releases the answer."""
+        ...
+
+    def close(self) -> None:
+        """Release the answer without reading it."""
+        ...
+
+
+class Upstream(Protocol):
+    """One upstream MCP server as the gateway talks to it (streamable-HTTP shaped)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def post(self, client_headers: Mapping[str, str], body: bytes) -> UpstreamAnswer:
+        """Send one JSON-RPC message (``UpstreamError`` when it could not be sent)."""
+        ...
+
+    async def open_stream(self, client_headers: Mapping[str, str]) -> UpstreamAnswer:
+        """The server-to-client stream not tied to a request."""
+        ...
+
+    async def delete(self, client_headers: Mapping[str, str]) -> UpstreamAnswer:
+        """End the client's session."""
+        ...
 
 
 def error_reply(

@@ -27,7 +27,15 @@ from helio_proxy.gateway.enforcement import (
     Settlement,
     settle_reservations,
 )
-from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, StreamReply, error_reply
+from helio_proxy.gateway.exchange import (
+    EmptyReply,
+    Inbound,
+    JsonReply,
+    Reply,
+    StreamReply,
+    Upstream,
+    error_reply,
+)
 from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
 from helio_proxy.gateway.render import block_reply, dry_run_reply
@@ -37,7 +45,6 @@ from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, 
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.policy.decision import Decision
 from helio_proxy.session.identity import UNRESOLVED, SessionIdentity, SessionResolver
-from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 
 log = logging.getLogger("helio_proxy.gateway")
 
@@ -47,7 +54,7 @@ class Gateway:
 
     def __init__(
         self,
-        upstream: StreamableHttpUpstream,
+        upstream: Upstream,
         snapshots: Snapshots | None = None,
         *,
         auditor: Auditor | None = None,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError
-from helio_proxy.gateway.exchange import JsonReply, Reply, StreamReply, error_reply
+from helio_proxy.gateway.exchange import JsonReply, Reply, StreamReply, UpstreamAnswer, error_reply
 from helio_proxy.jsonrpc import (
     INTERNAL_ERROR,
     RequestId,
@@ -26,7 +26,6 @@ from helio_proxy.jsonrpc import (
     is_response_for,
 )
 from helio_proxy.transports.sse import SseEvent, encode_event, iter_events
-from helio_proxy.transports.upstream.streamable_http import UpstreamResponse
 
 PASSTHROUGH_STATUSES: Final = frozenset({401, 403, 404, 405, 406, 415})
 """Upstream statuses relayed as they are even without a JSON-RPC body."""
@@ -76,7 +75,7 @@ def _check_response(payload: Any, request_id: RequestId, status: int, content_ty
 
 
 async def relay_request(
-    response: UpstreamResponse,
+    response: UpstreamAnswer,
     request_id: RequestId,
     *,
     accepts_sse: bool,
@@ -131,7 +130,7 @@ def _loads(body: bytes) -> Any:
 
 
 async def _relay_stream(
-    response: UpstreamResponse, request_id: RequestId, observe: ResponseObserver | None
+    response: UpstreamAnswer, request_id: RequestId, observe: ResponseObserver | None
 ) -> AsyncIterator[bytes]:
     answered = False
     resumable = False
@@ -170,7 +169,7 @@ async def _relay_stream(
 
 
 async def _collapse_stream(
-    response: UpstreamResponse, request_id: RequestId, observe: ResponseObserver | None
+    response: UpstreamAnswer, request_id: RequestId, observe: ResponseObserver | None
 ) -> JsonReply:
     """For a client that only accepts JSON: wait for the response event and return it alone."""
     event: SseEvent

@@ -1,0 +1,329 @@
+"""Message-based upstreams (a stdio child, a legacy SSE connection) in streamable-HTTP shape.
+
+The gateway speaks streamable HTTP to every upstream (:class:`~helio_proxy.gateway.exchange.Upstream`).
+A message-based upstream has no HTTP answers, only a connection that carries messages both ways,
+so :class:`MessageUpstream` builds the answers:
+
+* ``initialize`` opens a new **session**: the proxy mints an ``Mcp-Session-Id`` (returned in the
+  answer's headers) and opens one upstream connection (:class:`Channel`) for it alone. Two
+  downstream clients therefore never see each other's messages, and the ids the server uses for
+  its own requests (sampling, elicitation, roots) are only ever seen by the client whose session
+  they belong to: they pass through unchanged and cannot collide across sessions.
+* any other message must name a known session: no ``Mcp-Session-Id`` answers ``400``, an unknown
+  or ended one ``404`` (the spec's "start a new session"), both with a JSON-RPC error body.
+* a request answers with everything the server sends about it, ending with its response: the
+  progress notifications carrying its ``progressToken``, and the notifications and requests the
+  server sends while it is the only request in flight. If the first thing the server sends is
+  the response itself, the answer is ``application/json``; otherwise ``text/event-stream``.
+* a notification, or a client's response to a server request, answers ``202`` once written.
+* ``open_stream`` (``GET``) carries the server's messages that belong to no request in flight
+  (``list_changed``, notifications and requests sent between requests, and those sent while
+  several requests are in flight, which cannot be attributed). Until a client opens it they are
+  kept, up to :data:`DEFAULT_BACKLOG`; without it, they go to the oldest request in flight.
+* ``delete`` ends the session and its connection.
+
+A channel that is lost (the child died) fails every request in flight with ``-32603``
+``failure_class: upstream_exited`` and is reconnected by its :class:`RestartPolicy`; the session
+then replays the client's ``initialize`` and ``notifications/initialized`` on the fresh
+connection (answers swallowed), so the client carries on without noticing. Messages sent while it
+reconnects wait for it (up to ``upstream.connect_timeout``); once it has given up they fail at
+once with ``failure_reason: not_running`` (never delivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.errors import UpstreamError, UpstreamExited
+from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, Kind, RequestId, dumps, error_payload, parse
+from helio_proxy.transports.sse import encode_event
+from helio_proxy.transports.upstream.session import MessageSession
+from helio_proxy.transports.upstream.supervised import (
+    Channel,
+    ChannelEvents,
+    ChannelState,
+    RestartPolicy,
+    not_running,
+)
+
+log = logging.getLogger("helio_proxy.upstream")
+
+DEFAULT_BACKLOG: Final = 1000
+"""Unattributed server messages kept per session until a ``GET`` stream takes them."""
+
+DEFAULT_MAX_SESSIONS: Final = 64
+"""Sessions (upstream connections) open at once; one more ``initialize`` answers ``503``."""
+
+DEFAULT_SESSION_IDLE_SECONDS: Final = 1800.0
+"""A session with nothing in flight, no open stream and no traffic for this long is closed."""
+
+SWEEP_INTERVAL_SECONDS: Final = 60.0
+
+SESSION_HEADER: Final = "mcp-session-id"
+
+
+class MessageAnswer:
+    """An :class:`~helio_proxy.gateway.exchange.UpstreamAnswer` built by the proxy."""
+
+    def __init__(
+        self,
+        status: int,
+        content_type: str,
+        headers: dict[str, str],
+        *,
+        body: bytes = b"",
+        events: AsyncGenerator[bytes, None] | None = None,
+        release: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers
+        self._body = body
+        self._events = events
+        self._release = release
+
+    @classmethod
+    def error(
+        cls, status: int, request_id: RequestId | None, message: str, headers: dict[str, str] | None = None
+    ) -> MessageAnswer:
+        body = dumps(error_payload(request_id, INVALID_REQUEST, message))
+        return cls(status, "application/json", headers or {}, body=body)
+
+    async def read(self) -> bytes:
+        if self._events is None:
+            self.close()
+            return self._body
+        return b"".join([chunk async for chunk in self.iter_chunks()])
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        events, self._events = self._events, None
+        try:
+            if events is None:
+                if self._body:
+                    yield self._body
+                return
+            async with contextlib.aclosing(events):
+                async for chunk in events:
+                    yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the answer: its request stops collecting messages, its stream detaches."""
+        release, self._release = self._release, _nothing
+        self._events = None  # never iterated: nothing started, nothing to close
+        release()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _session_headers(session: MessageSession) -> dict[str, str]:
+    return {SESSION_HEADER: session.id}
+
+
+class MessageUpstream(ABC):
+    """The gateway's upstream interface over per-session message channels (see the module docs)."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        *,
+        policy: RestartPolicy | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        idle_seconds: float = DEFAULT_SESSION_IDLE_SECONDS,
+        backlog: int = DEFAULT_BACKLOG,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.url = config.url
+        self.policy = policy or RestartPolicy()
+        self.request_timeout = float(config.request_timeout.seconds)
+        self.connect_timeout = float(config.connect_timeout.seconds)
+        self.max_sessions = max_sessions
+        self.idle_seconds = idle_seconds
+        self.backlog = backlog
+        self.clock = clock
+        self.sleep = sleep
+        self.sessions: dict[str, MessageSession] = {}
+        self.on_stopped: Callable[[str], None] | None = None
+        """Called when a session's channel gives up restarting (``helio wrap`` exits on it)."""
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs name this upstream."""
+        return self.config.name or self.url.split("://", 1)[-1]
+
+    @abstractmethod
+    def open_channel(self, events: ChannelEvents) -> Channel:
+        """A new, not yet opened, channel reporting to ``events``."""
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="helio-session-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            await session.end(UpstreamExited("the proxy is shutting down", failure_reason="session_closed"))
+
+    def stopped(self, session: MessageSession, reason: str) -> None:
+        if self.on_stopped is not None:
+            self.on_stopped(f"upstream {self.label}: {reason}")
+
+    async def _sweep(self) -> None:
+        while True:
+            await self.sleep(SWEEP_INTERVAL_SECONDS)
+            await self.expire_idle()
+
+    async def expire_idle(self) -> list[str]:
+        """Close sessions idle past ``idle_seconds``; return their ids."""
+        now = self.clock()
+        expired = [s for s in self.sessions.values() if s.idle and now - s.last_active >= self.idle_seconds]
+        for session in expired:
+            self.sessions.pop(session.id, None)
+            log.info("[%s] session %s expired after %gs idle", self.label, session.id[:8], self.idle_seconds)
+            await session.end(UpstreamExited("session expired", failure_reason="session_closed"))
+        return [s.id for s in expired]
+
+    def _lookup(
+        self, headers: Mapping[str, str], request_id: RequestId | None
+    ) -> MessageSession | MessageAnswer:
+        session_id = headers.get(SESSION_HEADER)
+        if not session_id:
+            return MessageAnswer.error(
+                400,
+                request_id,
+                "Bad Request: missing Mcp-Session-Id header (send initialize first to open a session)",
+            )
+        session = self.sessions.get(session_id)
+        if session is None or session.ended:
+            return MessageAnswer.error(404, request_id, "Session not found: initialize a new session")
+        return session
+
+    async def post(self, client_headers: Mapping[str, str], body: bytes) -> MessageAnswer:
+        """Send one JSON-RPC message into its session (``initialize`` opens one)."""
+        try:
+            message = parse(body)
+        except EnvelopeError as exc:
+            return MessageAnswer.error(400, exc.request_id, str(exc))
+        if message.kind is Kind.REQUEST and message.method == "initialize":
+            return await self._initialize(message.id, message.params, body)
+        found = self._lookup(client_headers, message.id)
+        if isinstance(found, MessageAnswer):
+            return found
+        session = found
+        if message.kind is not Kind.REQUEST:
+            await session.send(body)
+            if message.method == "notifications/initialized":
+                session.note_initialized()
+            return MessageAnswer(202, "", _session_headers(session))
+        assert message.id is not None
+        return await self._request(session, message.id, message.params, body)
+
+    async def _initialize(
+        self, request_id: RequestId | None, params: Mapping[str, Any] | None, body: bytes
+    ) -> MessageAnswer:
+        assert request_id is not None
+        if len(self.sessions) >= self.max_sessions:
+            return MessageAnswer.error(
+                503, request_id, f"too many sessions open ({self.max_sessions}); end one (DELETE) and retry"
+            )
+        session = MessageSession(secrets.token_urlsafe(24), self)
+        channel = self.open_channel(session)
+        session.channel = channel
+        await channel.open()  # UpstreamError when it cannot start: the client gets -32603
+        self.sessions[session.id] = session
+        session.note_handshake(body)
+        try:
+            return await self._request(session, request_id, params, body)
+        except UpstreamError:
+            self.sessions.pop(session.id, None)
+            await session.end(UpstreamExited("initialize failed", failure_reason="session_closed"))
+            raise
+
+    async def _request(
+        self, session: MessageSession, request_id: RequestId, params: Mapping[str, Any] | None, body: bytes
+    ) -> MessageAnswer:
+        pending = session.begin(request_id, params)
+        try:
+            await session.send(body)
+            first, final = await pending.next(self.request_timeout)
+        except BaseException:
+            session.forget(pending)
+            raise
+        headers = _session_headers(session)
+        if final:
+            session.forget(pending)
+            return MessageAnswer(200, "application/json", headers, body=first)
+
+        async def events() -> AsyncGenerator[bytes, None]:
+            yield encode_event(first)
+            while True:
+                raw, is_response = await pending.next(self.request_timeout)
+                yield encode_event(raw)
+                if is_response:
+                    return
+
+        return MessageAnswer(
+            200, "text/event-stream", headers, events=events(), release=lambda: session.forget(pending)
+        )
+
+    async def open_stream(self, client_headers: Mapping[str, str]) -> MessageAnswer:
+        """The session's server-to-client messages that belong to no request (one stream at a time)."""
+        found = self._lookup(client_headers, None)
+        if isinstance(found, MessageAnswer):
+            return found
+        session = found
+        stream = session.attach_stream()
+        if stream is None:
+            return MessageAnswer.error(409, None, "Conflict: this session already has a GET stream open")
+
+        async def events() -> AsyncGenerator[bytes, None]:
+            while (raw := await stream.get()) is not None:
+                yield encode_event(raw)
+
+        return MessageAnswer(
+            200,
+            "text/event-stream",
+            _session_headers(session),
+            events=events(),
+            release=lambda: session.detach_stream(stream),
+        )
+
+    async def delete(self, client_headers: Mapping[str, str]) -> MessageAnswer:
+        """End the session: its channel (child process) is closed."""
+        found = self._lookup(client_headers, None)
+        if isinstance(found, MessageAnswer):
+            return found
+        self.sessions.pop(found.id, None)
+        await found.end(UpstreamExited("the client ended the session", failure_reason="session_closed"))
+        return MessageAnswer(200, "", {})
+
+
+__all__ = [
+    "Channel",
+    "ChannelEvents",
+    "ChannelState",
+    "MessageAnswer",
+    "MessageSession",
+    "MessageUpstream",
+    "RestartPolicy",
+    "UpstreamError",
+    "not_running",
+]

@@ -1,0 +1,343 @@
+"""MessageUpstream: per-session channels in streamable-HTTP shape, over an in-memory fake server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.errors import UpstreamExited, UpstreamTimeout
+from helio_proxy.jsonrpc import dumps
+from helio_proxy.transports.sse import iter_events
+from helio_proxy.transports.upstream.channel import (
+    Channel,
+    ChannelEvents,
+    ChannelState,
+    MessageAnswer,
+    MessageUpstream,
+    RestartPolicy,
+)
+
+INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+class FakeServer:
+    """A scripted MCP server: each connection gets a fresh instance (like a restarted child)."""
+
+    def __init__(self, channel: FakeChannel) -> None:
+        self.channel = channel
+        self.received: list[dict[str, Any]] = []
+        self.answers: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.channel.deliver(dumps(message))
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        self.received.append(message)
+        method = message.get("method")
+        if method is None:  # the client's answer to one of our requests
+            self.answers[message["id"]].set_result(message)
+            return
+        if "id" not in message:
+            return
+        request_id = message["id"]
+        params = message.get("params") or {}
+        if method == "initialize":
+            self.send({"jsonrpc": "2.0", "id": request_id, "result": {"serverInfo": {"name": "fake"}}})
+        elif method == "echo":
+            self.send({"jsonrpc": "2.0", "id": request_id, "result": params})
+        elif method == "progress":
+            token = params["_meta"]["progressToken"]
+            for step in (1, 2):
+                self.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": step},
+                    }
+                )
+            self.send({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "log"}})
+            self.send({"jsonrpc": "2.0", "id": request_id, "result": {"done": True}})
+        elif method == "ask":
+            self.answers["s1"] = asyncio.get_running_loop().create_future()
+            self.send({"jsonrpc": "2.0", "id": "s1", "method": "elicitation/create", "params": {}})
+            answer = await self.answers["s1"]
+            self.send({"jsonrpc": "2.0", "id": request_id, "result": {"answer": answer["result"]}})
+        elif method == "announce":
+            self.send({"jsonrpc": "2.0", "id": request_id, "result": {}})
+            self.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        elif method == "die":
+            self.channel.connection_lost(UpstreamExited("child exited (code 1)", failure_reason="exited"))
+        # "hang": never answers
+
+
+class FakeChannel(Channel):
+    connects: int = 0
+
+    def __init__(self, events: ChannelEvents, *, fail_connect: Callable[[int], bool], **kwargs: Any) -> None:
+        super().__init__(events, **kwargs)
+        self.server: FakeServer | None = None
+        self.fail_connect = fail_connect
+        self.servers: list[FakeServer] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _connect(self) -> None:
+        FakeChannel.connects += 1
+        if self.fail_connect(FakeChannel.connects):
+            raise UpstreamExited("cannot start", failure_reason="spawn_failed")
+        self.server = FakeServer(self)
+        self.servers.append(self.server)
+
+    async def _write(self, data: bytes) -> None:
+        if self.server is None:
+            raise BrokenPipeError
+        task = asyncio.create_task(self.server.handle(json.loads(data)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _disconnect(self) -> None:
+        self.server = None
+
+
+class FakeUpstream(MessageUpstream):
+    def __init__(self, *, fail_connect: Callable[[int], bool] = lambda n: False, **kwargs: Any) -> None:
+        config = UpstreamConfig(url="stdio://fake", transport="stdio", command="fake", request_timeout="2s")
+        super().__init__(config, **kwargs)
+        self.fail_connect = fail_connect
+        self.channels: list[FakeChannel] = []
+
+    def open_channel(self, events: ChannelEvents) -> Channel:
+        channel = FakeChannel(
+            events,
+            fail_connect=self.fail_connect,
+            label=self.label,
+            policy=self.policy,
+            ready_timeout=self.connect_timeout,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        self.channels.append(channel)
+        return channel
+
+
+async def _no_sleep(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def _upstream(**kwargs: Any) -> FakeUpstream:
+    FakeChannel.connects = 0
+    kwargs.setdefault("sleep", _no_sleep)
+    return FakeUpstream(**kwargs)
+
+
+async def _messages(answer: MessageAnswer) -> list[dict[str, Any]]:
+    if answer.content_type == "application/json":
+        return [json.loads(await answer.read())]
+    return [event.json() async for event in iter_events(answer.iter_chunks())]
+
+
+async def _session(upstream: MessageUpstream) -> dict[str, str]:
+    answer = await upstream.post({}, dumps(INIT))
+    assert answer.status == 200
+    await answer.read()
+    headers = {"mcp-session-id": answer.headers["mcp-session-id"]}
+    assert (await upstream.post(headers, dumps(INITIALIZED))).status == 202
+    return headers
+
+
+def _call(request_id: Any, method: str, params: dict[str, Any] | None = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return dumps(message)
+
+
+async def test_initialize_mints_a_session_and_a_plain_answer_is_json() -> None:
+    upstream = _upstream()
+    headers = await _session(upstream)
+    assert len(headers["mcp-session-id"]) >= 32
+    answer = await upstream.post(headers, _call(1, "echo", {"x": 1}))
+    assert (answer.status, answer.content_type) == (200, "application/json")
+    assert answer.headers["mcp-session-id"] == headers["mcp-session-id"]
+    assert json.loads(await answer.read()) == {"jsonrpc": "2.0", "id": 1, "result": {"x": 1}}
+    await upstream.close()
+
+
+async def test_a_request_streams_its_progress_and_the_messages_sent_while_it_runs_then_its_response() -> None:
+    upstream = _upstream()
+    headers = await _session(upstream)
+    answer = await upstream.post(headers, _call("r", "progress", {"_meta": {"progressToken": "t"}}))
+    assert answer.content_type == "text/event-stream"
+    messages = await _messages(answer)
+    assert [m.get("method") or m["id"] for m in messages] == [
+        "notifications/progress",
+        "notifications/progress",
+        "notifications/message",
+        "r",
+    ]
+    await upstream.close()
+
+
+async def test_a_server_request_is_answered_by_the_client_posting_its_response() -> None:
+    upstream = _upstream()
+    headers = await _session(upstream)
+    answer = await upstream.post(headers, _call(5, "ask"))
+    chunks = answer.iter_chunks()
+    events = iter_events(chunks)
+    asked = (await anext(events)).json()
+    assert asked["method"] == "elicitation/create"
+    reply = await upstream.post(headers, dumps({"jsonrpc": "2.0", "id": asked["id"], "result": {"ok": 1}}))
+    assert reply.status == 202
+    response = (await anext(events)).json()
+    assert response == {"jsonrpc": "2.0", "id": 5, "result": {"answer": {"ok": 1}}}
+    await upstream.close()
+
+
+async def test_sessions_are_isolated_and_unattributed_messages_reach_their_own_get_stream() -> None:
+    upstream = _upstream()
+    first, second = await _session(upstream), await _session(upstream)
+    assert first != second
+    assert len(upstream.channels) == 2  # one connection (child) per session
+    stream = await upstream.open_stream(second)
+    assert stream.status == 200
+    await (await upstream.post(first, _call(1, "announce"))).read()  # kept for first's stream
+    await (await upstream.post(second, _call(1, "announce"))).read()
+    events = iter_events(stream.iter_chunks())
+    assert (await anext(events)).json()["method"] == "notifications/tools/list_changed"
+    await events.aclose()
+    kept = await upstream.open_stream(first)
+    assert (await anext(iter_events(kept.iter_chunks()))).json()[
+        "method"
+    ] == "notifications/tools/list_changed"
+    assert (await upstream.open_stream(first)).status == 409
+    await upstream.close()
+
+
+async def test_missing_session_is_400_and_unknown_or_deleted_session_is_404() -> None:
+    """Spec (streamable HTTP, session management): 400 without a session id, 404 for an unknown one."""
+    upstream = _upstream()
+    missing = await upstream.post({}, _call(1, "echo"))
+    assert missing.status == 400
+    assert b"session" in (await missing.read()).lower()
+    unknown = await upstream.post({"mcp-session-id": "nope"}, _call(1, "echo"))
+    assert unknown.status == 404
+    assert json.loads(await unknown.read())["error"]["code"] == -32600
+    headers = await _session(upstream)
+    assert (await upstream.delete(headers)).status == 200
+    assert upstream.channels[0].state is ChannelState.STOPPED
+    assert (await upstream.post(headers, _call(2, "echo"))).status == 404
+    await upstream.close()
+
+
+async def test_a_lost_channel_fails_requests_in_flight_then_restarts_and_replays_initialize() -> None:
+    upstream = _upstream()
+    headers = await _session(upstream)
+    hanging = await upstream.post(headers, _call(1, "progress", {"_meta": {"progressToken": 9}}))
+    with pytest.raises(UpstreamExited) as exited:
+        await upstream.post(headers, _call(2, "die"))
+    assert exited.value.failure_class == "upstream_exited"
+    assert exited.value.data["failure_reason"] == "exited"
+    assert exited.value.delivered
+    await hanging.read()  # the progress call finished before the death
+    answer = await upstream.post(headers, _call(3, "echo", {"after": "restart"}))
+    assert json.loads(await answer.read())["result"] == {"after": "restart"}
+    channel = upstream.channels[0]
+    assert channel.restarts == 1
+    fresh = channel.servers[-1].received
+    assert [m.get("method") for m in fresh] == ["initialize", "notifications/initialized", "echo"]
+    assert str(fresh[0]["id"]).startswith("helio-replay-")
+    await upstream.close()
+
+
+async def test_a_request_in_flight_gets_upstream_exited_when_the_channel_dies() -> None:
+    upstream = _upstream()
+    headers = await _session(upstream)
+    pending = asyncio.ensure_future(upstream.post(headers, _call(1, "hang")))
+    await asyncio.sleep(0.01)
+    assert upstream.channels[0].server is not None
+    upstream.channels[0].connection_lost(UpstreamExited("child exited", failure_reason="exited"))
+    with pytest.raises(UpstreamExited):
+        await pending
+    await upstream.close()
+
+
+async def test_after_the_restart_policy_gives_up_sends_fail_as_not_running_and_undelivered() -> None:
+    stopped: list[str] = []
+    upstream = _upstream(fail_connect=lambda n: n > 1, policy=RestartPolicy(retries=3, base_delay=0.0))
+    upstream.on_stopped = stopped.append
+    headers = await _session(upstream)
+    with pytest.raises(UpstreamExited):
+        await upstream.post(headers, _call(1, "die"))
+    with pytest.raises(UpstreamExited) as down:
+        await upstream.post(headers, _call(2, "echo"))
+    assert down.value.data["failure_reason"] == "not_running"
+    assert not down.value.delivered
+    assert FakeChannel.connects == 4  # the first start and three attempts
+    assert upstream.channels[0].state is ChannelState.STOPPED
+    assert stopped
+    assert "gave up after 3" in stopped[0]
+    await upstream.close()
+
+
+async def test_the_attempt_count_resets_after_a_healthy_period() -> None:
+    now = [0.0]
+    upstream = _upstream(
+        policy=RestartPolicy(retries=1, base_delay=0.0, healthy_after=10), clock=lambda: now[0]
+    )
+    headers = await _session(upstream)
+    for request_id in (1, 2):
+        now[0] += 11  # up long enough to count as healthy before each death
+        with pytest.raises(UpstreamExited):
+            await upstream.post(headers, _call(request_id, "die"))
+        answer = await upstream.post(headers, _call(request_id + 10, "echo", {}))
+        assert answer.status == 200
+        await answer.read()
+    assert upstream.channels[0].restarts == 2
+    with pytest.raises(UpstreamExited):
+        await upstream.post(headers, _call(3, "die"))  # no healthy period: the one retry is spent
+    with pytest.raises(UpstreamExited) as down:
+        await upstream.post(headers, _call(4, "echo", {}))
+    assert down.value.data["failure_reason"] == "not_running"
+    await upstream.close()
+
+
+async def test_silence_past_request_timeout_is_a_timeout() -> None:
+    upstream = _upstream()
+    upstream.request_timeout = 0.05
+    headers = await _session(upstream)
+    with pytest.raises(UpstreamTimeout):
+        await upstream.post(headers, _call(1, "hang"))
+    await upstream.close()
+
+
+async def test_idle_sessions_expire_and_close_their_channel() -> None:
+    now = [0.0]
+    upstream = _upstream(clock=lambda: now[0], idle_seconds=100)
+    headers = await _session(upstream)
+    now[0] = 99
+    assert await upstream.expire_idle() == []
+    now[0] = 200
+    assert await upstream.expire_idle() == [headers["mcp-session-id"]]
+    assert upstream.channels[0].state is ChannelState.STOPPED
+    assert (await upstream.post(headers, _call(1, "echo"))).status == 404
+    await upstream.close()
+
+
+async def test_a_channel_that_cannot_start_fails_initialize_and_leaves_no_session() -> None:
+    upstream = _upstream(fail_connect=lambda n: True)
+    with pytest.raises(UpstreamExited) as failed:
+        await upstream.post({}, dumps(INIT))
+    assert not failed.value.delivered
+    assert upstream.sessions == {}
+
+
+async def test_too_many_sessions_answer_503() -> None:
+    upstream = _upstream(max_sessions=1)
+    await _session(upstream)
+    assert (await upstream.post({}, dumps(INIT))).status == 503
+    await upstream.close()
