@@ -20,10 +20,10 @@ def blocking(config: HelioConfig) -> list[str]:
             "(a budget that is not enforced would let every call through)"
         )
     for upstream in config.upstream_list:
-        if upstream.transport != "streamable-http":
+        if upstream.transport not in ("streamable-http", "sse"):
             problems.append(
                 f"upstream transport {upstream.transport!r} is not supported by this version yet; "
-                "use an upstream that speaks streamable HTTP"
+                "use an upstream that speaks streamable HTTP or legacy SSE"
             )
     return problems
 

@@ -28,13 +28,23 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, cast
 from urllib.parse import parse_qs
 
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import EmptyReply, JsonReply, Reply, error_reply
-from helio_proxy.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, EnvelopeError, Kind, Message, dumps, parse
+from helio_proxy.gateway.exchange import EmptyReply, JsonReply, error_reply
+from helio_proxy.gateway.messages import reply_messages
+from helio_proxy.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    EnvelopeError,
+    Kind,
+    Message,
+    dumps,
+    is_response_for,
+    parse,
+)
 from helio_proxy.transports.downstream.asgi import (
     SSE_HEADERS,
     BodyTooLarge,
@@ -45,7 +55,7 @@ from helio_proxy.transports.downstream.asgi import (
     send_bytes,
 )
 from helio_proxy.transports.downstream.guards import content_type_essence
-from helio_proxy.transports.sse import encode_event, iter_events
+from helio_proxy.transports.sse import encode_event
 
 log = logging.getLogger("helio_proxy.transports.sse")
 
@@ -120,12 +130,14 @@ class SseSession:
             return self.credential is None and authorization is None
         return hmac.compare_digest(self.credential.encode(), authorization.encode())
 
-    def deliver(self, payload: Any) -> None:
+    def deliver(self, raw: bytes) -> None:
         """Queue one JSON-RPC message as a ``message`` event (dropped once the stream is closed)."""
         if self.closed.is_set():
             return
+        if b"\n" in raw or b"\r" in raw:  # an event's data is one line: re-serialize pretty JSON
+            raw = dumps(json.loads(raw))
         try:
-            self.queue.put_nowait(encode_event(dumps(payload)))
+            self.queue.put_nowait(encode_event(raw))
         except asyncio.QueueFull:
             log.warning("SSE session %s fell %d events behind; closing it", self.id, SESSION_QUEUE_LIMIT)
             self.close("the client stopped reading")
@@ -301,24 +313,34 @@ class LegacySseEndpoint:
             transport_session_id=session.id,
             upstream_session_id=session.upstream_session_id,
         )
-        initialize = message.kind is Kind.REQUEST and message.method == "initialize"
+        request_id = message.id if message.kind is Kind.REQUEST else None
+        initialize = request_id is not None and message.method == "initialize"
+        answered = False
+        status: int | None = None
         try:
             reply = await self.gateway.post(inbound)
-            if initialize:
-                assigned = reply.headers.get("mcp-session-id")
-                if assigned:
-                    session.upstream_session_id = assigned
-            async for payload in reply_messages(reply, message.id if message.kind is Kind.REQUEST else None):
-                if initialize and _is_result_for(payload, message.id):
-                    version = payload["result"].get("protocolVersion")
-                    if isinstance(version, str):
-                        session.protocol_version = version
-                session.deliver(payload)
+            status = reply.status
+            if initialize and reply.headers.get("mcp-session-id"):
+                session.upstream_session_id = reply.headers["mcp-session-id"]
+            async for raw in reply_messages(reply):
+                if request_id is not None and not answered:
+                    payload = _loads(raw)
+                    answered = is_response_for(payload, request_id)
+                    if answered and initialize:
+                        session.protocol_version = _protocol_version(payload)
+                session.deliver(raw)
         except Exception:  # one message's failure must not end the stream
             log.exception("SSE session %s: relaying a %s failed", session.id, message.method or "response")
-            if message.kind is Kind.REQUEST:
-                failed = error_reply(message.id, INTERNAL_ERROR, "the proxy failed to relay this request")
-                session.deliver(failed.payload)
+        if request_id is not None and not answered:
+            # A bare HTTP status (a 401 without a body, say) has no message in it: the client must
+            # still get an answer to its request.
+            failed = error_reply(
+                request_id,
+                INTERNAL_ERROR,
+                "the upstream gave no answer to this request",
+                {"failure_class": "upstream_forward_error", "upstream_http_status": status},
+            )
+            session.deliver(failed.body)
             return
         if initialize and not session.stream_started and session.upstream_session_id is not None:
             session.stream_started = True
@@ -330,11 +352,8 @@ class LegacySseEndpoint:
             reply = await self.gateway.open_stream(session.session_headers())
             if isinstance(reply, JsonReply | EmptyReply):
                 return  # no stream offered (405), session gone (404), or unreachable (502)
-            async for event in iter_events(reply.chunks):
-                if event.is_message:
-                    payload = event.json()
-                    if isinstance(payload, dict):
-                        session.deliver(payload)
+            async for raw in reply_messages(reply):
+                session.deliver(raw)
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -372,33 +391,17 @@ class LegacySseEndpoint:
             await asyncio.wait(set(self._cleanups), timeout=DELETE_TIMEOUT_SECONDS)
 
 
-def _is_result_for(payload: Any, request_id: Any) -> bool:
-    if not isinstance(payload, dict):
-        return False
-    fields = cast(dict[str, Any], payload)
-    return fields.get("id") == request_id and isinstance(fields.get("result"), dict)
-
-
-async def reply_messages(reply: Reply, request_id: Any) -> AsyncIterator[Any]:
-    """Temporary until gateway.messages lands: the JSON-RPC messages a reply carries."""
-    if isinstance(reply, EmptyReply):
-        return
-    if isinstance(reply, JsonReply):
-        payload = reply.payload if reply.payload is not None else _loads(reply.body)
-        if isinstance(payload, dict):
-            yield payload
-        elif request_id is not None:
-            yield json.loads(
-                error_reply(request_id, INTERNAL_ERROR, f"upstream answered HTTP {reply.status}").body
-            )
-        return
-    async for event in iter_events(reply.chunks):
-        if event.is_message:
-            yield event.json()
-
-
-def _loads(body: bytes) -> Any:
+def _loads(raw: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json.loads(raw)
     except ValueError:
         return None
+
+
+def _protocol_version(payload: Any) -> str | None:
+    result = cast(dict[str, Any], payload).get("result")
+    if isinstance(result, dict):
+        version = cast(dict[str, Any], result).get("protocolVersion")
+        if isinstance(version, str):
+            return version
+    return None

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from typing import Final
 
 from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.gateway.exchange import Upstream
+from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
-
-Upstream = StreamableHttpUpstream
-"""What the gateway talks to (every transport presents the streamable HTTP client's interface)."""
 
 UPSTREAM_TRANSPORTS: Final[dict[str, Callable[[UpstreamConfig], Upstream]]] = {
     "streamable-http": StreamableHttpUpstream,
+    "sse": LegacySseUpstream,
 }
 """``upstream.transport`` → the client class serving it."""
 
@@ -20,3 +20,6 @@ UPSTREAM_TRANSPORTS: Final[dict[str, Callable[[UpstreamConfig], Upstream]]] = {
 def build_upstream(config: UpstreamConfig) -> Upstream:
     """The client for one upstream (``KeyError`` for a transport this build cannot serve)."""
     return UPSTREAM_TRANSPORTS[config.transport](config)
+
+
+__all__ = ["UPSTREAM_TRANSPORTS", "Upstream", "build_upstream"]
