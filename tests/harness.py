@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import tempfile
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
@@ -19,6 +20,9 @@ from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.server import Listener, bind
 
 STARTUP_TIMEOUT = 10.0
+
+EVERYTHING_SERVER = Path(__file__).parent / "peers" / "everything_server.py"
+"""The test peer with every relayed feature (``--transport stdio|streamable-http|sse``)."""
 
 
 @asynccontextmanager
@@ -79,6 +83,18 @@ def proxy_config(
         "dashboard:\n  enabled: false\n"
         f"audit:\n  path: '{audit}'\n{audit_extra}" + extra
     )
+
+
+def stdio_proxy_config(
+    argv: list[str], extra: str = "", *, name: str = "everything", audit_path: str | None = None
+) -> str:
+    """Like :func:`proxy_config`, for a stdio upstream (``stdio://NAME``) spawning ``argv``."""
+    base = proxy_config("http://unused.invalid/mcp", extra, audit_path=audit_path)
+    upstream = (
+        f"upstream:\n  url: 'stdio://{name}'\n  transport: stdio\n"
+        f"  command: {json.dumps(argv[0])}\n  args: {json.dumps(argv[1:])}\n  request_timeout: 5s\n"
+    )
+    return base.replace("upstream:\n  url: 'http://unused.invalid/mcp'\n  request_timeout: 5s\n", upstream)
 
 
 @asynccontextmanager

@@ -78,13 +78,10 @@ def build_server() -> MCPServer:
         raise ToolError(reason)
 
     @server.tool(annotations=READ_ONLY)
-    def whoami() -> dict[str, str | None]:
-        """This process's id and two environment variables (tests check what the child inherits)."""
-        return {
-            "pid": str(os.getpid()),
-            "HELIO_SDK_TOKEN": os.environ.get("HELIO_SDK_TOKEN"),
-            "EVERYTHING_MARKER": os.environ.get("EVERYTHING_MARKER"),
-        }
+    def whoami(names: list[str] | None = None) -> dict[str, str | None]:
+        """This process's id and the named environment variables (what a child inherited)."""
+        found: dict[str, str | None] = {name: os.environ.get(name) for name in names or []}
+        return {"pid": str(os.getpid()), **found}
 
     @server.resource("everything://greeting", name="greeting", mime_type="text/plain")
     def greeting() -> str:

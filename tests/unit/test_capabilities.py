@@ -16,13 +16,15 @@ BASE = "version: '1'\nupstream:\n  url: 'http://127.0.0.1:9/mcp'\nlisten: {port:
 BUDGET = "budgets:\n  - {name: daily, limit: 100, contributors: [{match: {tool: pay}, field: $.amount}]}\n"
 
 
-def test_budgets_stdio_upstreams_and_several_upstreams_are_blocking() -> None:
+def test_budgets_are_blocking_and_every_transport_and_several_upstreams_are_served() -> None:
     assert capabilities.blocking(parse_config_text(BASE, env={})) == []
     assert "budgets (daily)" in capabilities.blocking(parse_config_text(BASE + BUDGET, env={}))[0]
     stdio = BASE.replace(
         "url: 'http://127.0.0.1:9/mcp'", "url: 'stdio://x'\n  transport: stdio\n  command: srv"
     )
-    assert "'stdio' is not supported" in capabilities.blocking(parse_config_text(stdio, env={}))[0]
+    assert capabilities.blocking(parse_config_text(stdio, env={})) == []
+    sse = BASE.replace("url: 'http://127.0.0.1:9/mcp'", "url: 'http://127.0.0.1:9/sse'\n  transport: sse")
+    assert capabilities.blocking(parse_config_text(sse, env={})) == []
     several = "version: '1'\ndashboard: {enabled: false}\nupstreams:\n  - {name: a, url: 'http://a/mcp'}\n  - {name: b, url: 'http://b/mcp'}\n"
     assert capabilities.blocking(parse_config_text(several, env={})) == []
 

@@ -28,6 +28,7 @@ from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
+from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
@@ -37,7 +38,9 @@ from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
-from helio_proxy.transports.upstream.factory import build_upstream
+from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
+from helio_proxy.transports.upstream.stdio import StdioUpstream
+from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 
 
 def _of(upstream: str | None) -> str:
@@ -60,6 +63,8 @@ class HelioApp:
     """Where ``HELIO_SDK_TOKEN`` is read from, and a generated token is written to (children inherit it)."""
     hot_reload: bool = True
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
+    serve_mcp: bool = True
+    """Serve the agent-facing HTTP listener (``helio wrap`` serves MCP on stdio instead)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
@@ -98,6 +103,18 @@ class HelioApp:
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
+    def _upstream_for(self, config: UpstreamConfig) -> Upstream:
+        """The upstream client for ``upstream.transport``."""
+        if config.transport == "stdio":
+            return StdioUpstream(config, environ=self.environ, secrets=self._withheld_secrets)
+        if config.transport == "sse":
+            return LegacySseUpstream(config)
+        return StreamableHttpUpstream(config)
+
+    def _withheld_secrets(self) -> list[str | None]:
+        """Values no stdio child may inherit (``HELIO_SDK_TOKEN`` is withheld by name as well)."""
+        return [self.loaded.config.dashboard.api_secret, self.sdk_token.value if self.sdk_token else None]
+
     def _record_reload(self, outcome: ReloadOutcome) -> None:
         """Every attempted reload is one ``policy_reload`` audit record."""
         self.audit.auditor.submit(
@@ -117,7 +134,7 @@ class HelioApp:
 
     def _mount(self, upstream_config: UpstreamConfig) -> Mount:
         """An upstream with its own gateway, baselines and primer, sharing the rest."""
-        upstream = build_upstream(upstream_config)
+        upstream = self._upstream_for(upstream_config)
         # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
         baseline_store = DurableBaselineStore(self.audit.store, baseline_key(upstream_config.name))
         baselines = BaselineCache(baseline_store)
@@ -219,8 +236,9 @@ class HelioApp:
             raise StartupError(f"{self.loaded.path}: " + "; ".join(refused))
         socks: list[socket.socket] = []
         try:
-            mcp_sock = bind(config.listen.host, config.listen.port, "listen")
-            socks.append(mcp_sock)
+            mcp_sock = bind(config.listen.host, config.listen.port, "listen") if self.serve_mcp else None
+            if mcp_sock is not None:
+                socks.append(mcp_sock)
             sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
             if sdk_sock is not None:
                 socks.append(sdk_sock)
@@ -238,8 +256,9 @@ class HelioApp:
             raise
         for mount in self.mounts:
             await mount.upstream.start()
-        self.mcp_app = McpListenerApp({mount.name: mount.gateway for mount in self.mounts}, config.listen)
-        self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
+        if mcp_sock is not None:
+            self.mcp_app = McpListenerApp({mount.name: mount.gateway for mount in self.mounts}, config.listen)
+            self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
@@ -273,11 +292,14 @@ class HelioApp:
     def _print_startup(self) -> None:
         config = self.loaded.config
         policies = config.policies
-        self.say(f"Helio proxy listening on {self.base_url}")
-        for mount in self.mounts:
-            of = _of(mount.name)
-            self.say(f"MCP endpoint{of}: {self.base_url}{mount.path(MCP_BASE)}")
-            self.say(f"Legacy SSE endpoint{of}: {self.base_url}{mount.path(SSE_BASE)}")
+        if self.serve_mcp:
+            self.say(f"Helio proxy listening on {self.base_url}")
+            for mount in self.mounts:
+                of = _of(mount.name)
+                self.say(f"MCP endpoint{of}: {self.base_url}{mount.path(MCP_BASE)}")
+                self.say(f"Legacy SSE endpoint{of}: {self.base_url}{mount.path(SSE_BASE)}")
+        else:
+            self.say("Helio proxy serving MCP on stdin/stdout")
         self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")
         if policies.shadow:
             self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")

@@ -19,12 +19,6 @@ def blocking(config: HelioConfig) -> list[str]:
             f"budgets ({names}) are not enforced by this version; remove the 'budgets' section "
             "(a budget that is not enforced would let every call through)"
         )
-    for upstream in config.upstream_list:
-        if upstream.transport not in ("streamable-http", "sse"):
-            problems.append(
-                f"upstream transport {upstream.transport!r} is not supported by this version yet; "
-                "use an upstream that speaks streamable HTTP or legacy SSE"
-            )
     return problems
 
 

@@ -16,9 +16,9 @@ from typing import Final
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.gateway import Gateway
+from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer
 from helio_proxy.policy import BaselineCache
-from helio_proxy.transports.upstream.factory import Upstream
 
 MCP_BASE: Final = "/mcp"
 SSE_BASE: Final = "/sse"

@@ -1,0 +1,202 @@
+"""stdio upstream: ``upstream.command`` spawned once per session, newline-delimited JSON-RPC.
+
+Each downstream session gets its own child (see :mod:`~helio_proxy.transports.upstream.channel`),
+supervised: when it exits, requests in flight fail with ``failure_class: upstream_exited`` and it
+is restarted (3 attempts, 1 s doubling; the count resets after a minute up) with the client's
+``initialize`` replayed. Its stderr lines go to the ``helio_proxy.upstream.stdio`` logger,
+prefixed with the upstream's name. Shutdown follows the spec: close stdin, wait, SIGTERM, wait,
+SIGKILL (the whole process group, so wrappers such as ``npx`` take their children along).
+
+The child's environment is the operator's, with Helio's own secrets withheld: ``HELIO_SDK_TOKEN``
+by name, and any variable whose value equals ``dashboard.api_secret`` or the sideband token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, Final
+
+from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.errors import UpstreamExited, UpstreamUnavailable
+from helio_proxy.transports.ndjson import MAX_LINE_BYTES, OVERSIZED, encode_line, read_lines
+from helio_proxy.transports.upstream.channel import (
+    Channel,
+    ChannelEvents,
+    MessageUpstream,
+)
+
+log = logging.getLogger("helio_proxy.upstream.stdio")
+
+WITHHELD_ENV_VARS: Final = frozenset({"HELIO_SDK_TOKEN"})
+"""Variables never passed to a stdio child, whatever their value."""
+
+EXIT_GRACE_SECONDS: Final = 2.0
+"""How long a child gets to exit after its stdin closes, and again after SIGTERM."""
+
+
+def child_environment(environ: Mapping[str, str], secret_values: Iterable[str | None]) -> dict[str, str]:
+    """The operator's environment minus Helio's own secrets (by name, and by value)."""
+    withheld = {value for value in secret_values if value}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in WITHHELD_ENV_VARS and value not in withheld
+    }
+
+
+def command_problem(command: str, environ: Mapping[str, str]) -> str | None:
+    """Why ``command`` cannot be started (not found, not executable), or ``None``."""
+    path = environ.get("PATH", os.defpath)
+    if shutil.which(command, path=path) is None:
+        return f"command {command!r} not found or not executable (PATH={path})"
+    return None
+
+
+class StdioChannel(Channel):
+    """One child process."""
+
+    def __init__(
+        self,
+        events: ChannelEvents,
+        *,
+        command: str,
+        args: list[str],
+        environment: Callable[[], dict[str, str]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(events, **kwargs)
+        self.command = command
+        self.args = args
+        self.environment = environment
+        self.process: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _connect(self) -> None:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.command,
+                *self.args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.environment(),
+                limit=MAX_LINE_BYTES,
+                start_new_session=True,  # its own process group: signals reach its children too
+            )
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UpstreamUnavailable(
+                f"cannot start upstream command {self.command!r}: {reason}", failure_reason="spawn_failed"
+            ) from exc
+        self.process = process
+        log.info("[%s] started %s (pid %d)", self.label, self.command, process.pid)
+        self._tasks = [
+            asyncio.create_task(self._read_stdout(process), name=f"helio-stdio-out-{process.pid}"),
+            asyncio.create_task(self._log_stderr(process), name=f"helio-stdio-err-{process.pid}"),
+        ]
+
+    async def _read_stdout(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for line in read_lines(process.stdout):
+            if line is OVERSIZED:
+                log.warning("[%s] dropped a line longer than %d bytes", self.label, MAX_LINE_BYTES)
+                continue
+            assert isinstance(line, bytes)
+            self.deliver(line)
+        try:
+            async with asyncio.timeout(EXIT_GRACE_SECONDS):
+                code: int | None = await process.wait()
+        except TimeoutError:
+            code = None
+        what = f"exited with code {code}" if code is not None else "closed its stdout"
+        self.connection_lost(
+            UpstreamExited(
+                f"upstream command {self.command!r} {what}", failure_reason="exited", exit_code=code
+            )
+        )
+
+    async def _log_stderr(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        async for line in read_lines(process.stderr):
+            if line is OVERSIZED:
+                continue
+            assert isinstance(line, bytes)
+            log.info("[%s] %s", self.label, line.decode("utf-8", errors="replace"))
+
+    async def _write(self, data: bytes) -> None:
+        process = self.process
+        if process is None or process.stdin is None or process.returncode is not None:
+            raise BrokenPipeError("the child is not running")
+        process.stdin.write(encode_line(data))
+        await process.stdin.drain()
+
+    async def _disconnect(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            await _stop(process)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Close stdin, wait; SIGTERM the group, wait; SIGKILL the group."""
+    if process.stdin is not None and not process.stdin.is_closing():
+        process.stdin.close()
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+        try:
+            async with asyncio.timeout(EXIT_GRACE_SECONDS):
+                await process.wait()
+            return
+        except TimeoutError:
+            continue
+
+
+class StdioUpstream(MessageUpstream):
+    """A stdio MCP server, one child per downstream session."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secrets: Callable[[], Collection[str | None]] = lambda: (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, **kwargs)
+        if not config.command:
+            raise ValueError("a stdio upstream needs 'command'")
+        self.command = config.command
+        self.args = list(config.args)
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        """The operator's environment the child inherits (minus :func:`child_environment`'s cut)."""
+        self.secrets = secrets
+
+    def command_problem(self) -> str | None:
+        """Why the command cannot be started, or ``None`` (checked before ``helio wrap`` serves)."""
+        return command_problem(self.command, self.environ)
+
+    def open_channel(self, events: ChannelEvents) -> Channel:
+        return StdioChannel(
+            events,
+            command=self.command,
+            args=self.args,
+            environment=lambda: child_environment(self.environ, self.secrets()),
+            label=self.label,
+            policy=self.policy,
+            ready_timeout=self.connect_timeout,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
