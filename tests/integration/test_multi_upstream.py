@@ -14,8 +14,10 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
+from helio_proxy import capabilities
 from helio_proxy.app import HelioApp
 from helio_proxy.audit.query import AuditFilter, fetch
+from helio_proxy.config import parse_config_text
 from helio_proxy.store import create_store
 from tests.harness import mcp_upstream, run_proxy
 
@@ -113,7 +115,19 @@ async def test_bare_paths_answer_404_naming_the_mounts(tmp_path: Path) -> None:
     assert bare.status_code == bare_sse.status_code == unknown.status_code == 404
     assert bare.json()["error"]["code"] == -32600
     assert "/mcp/a, /mcp/b" in bare.json()["error"]["message"]
+    assert "/sse/a, /sse/b" in bare_sse.json()["error"]["message"]
     assert "/mcp/a, /mcp/b" in unknown.json()["error"]["message"]
+
+
+def test_the_multiple_upstreams_example_in_the_docs_loads() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "transports.md").read_text()
+    section = text[text.index("## Multiple upstreams") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))]
+    # The example leaves the dashboard out (it would need an api_secret).
+    config = parse_config_text(example + "dashboard: {enabled: false}\n", source="docs/transports.md", env={})
+    assert [u.name for u in config.upstream_list] == ["files", "legacy", "local"]
+    assert [u.transport for u in config.upstream_list] == ["streamable-http", "sse", "stdio"]
+    assert capabilities.blocking(config) == []
 
 
 async def test_startup_lists_every_mount_and_each_upstream_keeps_its_own_baselines(tmp_path: Path) -> None:

@@ -97,9 +97,9 @@ class McpListenerApp:
         for endpoint in self.sse.values():
             await endpoint.close()
 
-    def _mounts_hint(self) -> str:
+    def _mounts_hint(self, base: str) -> str:
         names = sorted(name for name in self.gateways if name is not None)
-        return ", ".join(f"{MCP_PATH}/{name}" for name in names)
+        return ", ".join(f"{base}/{name}" for name in names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -115,12 +115,13 @@ class McpListenerApp:
             return
         route = _route(path.rstrip("/"))
         if route is None or route[1] not in self.gateways:
-            if route is not None and route[1] is None:
-                where = f"this proxy serves several upstreams; use one of {self._mounts_hint()}"
-            elif None in self.gateways:
-                where = f"use {MCP_PATH}"
+            base = route[0] if route is not None and route[0] != MESSAGES_PATH else MCP_PATH
+            if None in self.gateways:
+                where = f"use {base}"
+            elif route is not None and route[1] is None:
+                where = f"this proxy serves several upstreams; use one of {self._mounts_hint(base)}"
             else:
-                where = f"use one of {self._mounts_hint()}"
+                where = f"use one of {self._mounts_hint(base)}"
             await _reject(send, 404, INVALID_REQUEST, f"no MCP endpoint at {path}; {where}")
             return
         kind, name = route
