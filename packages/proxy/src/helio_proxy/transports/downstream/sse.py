@@ -135,7 +135,11 @@ class SseSession:
         if self.closed.is_set():
             return
         if b"\n" in raw or b"\r" in raw:  # an event's data is one line: re-serialize pretty JSON
-            raw = dumps(json.loads(raw))
+            try:
+                raw = dumps(json.loads(raw))
+            except ValueError:
+                log.warning("SSE session %s: dropped an upstream message that is not JSON", self.id)
+                return
         try:
             self.queue.put_nowait(encode_event(raw))
         except asyncio.QueueFull:
