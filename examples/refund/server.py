@@ -2,7 +2,8 @@
 
 Run: ``python examples/refund/server.py --port 3001``. Streamable HTTP on ``/mcp``, stateless by
 default (like the demo server), so every request stands alone and the proxy in front of it
-decides which calls belong to one agent session. The data is canned and kept in memory.
+decides which calls belong to one agent session. ``--transport stdio`` speaks MCP on stdin/stdout
+instead (``helio wrap -- python examples/refund/server.py --transport stdio``). The data is canned and kept in memory.
 
 Tools (the names contain dots, as many real servers' do):
 
@@ -119,9 +120,18 @@ def main() -> None:
         action="store_true",
         help="require an initialize handshake and Mcp-Session-Id (default: stateless)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=["streamable-http", "stdio"],
+        default="streamable-http",
+        help="stdio: speak MCP on stdin/stdout (for helio wrap) instead of serving HTTP",
+    )
     args = parser.parse_args()
     server = build_server()
     server.settings.log_level = "WARNING"
+    if args.transport == "stdio":
+        server.run("stdio")  # stdout carries the protocol: nothing else may be printed
+        return
     print(f"Refund example MCP server on http://{args.host}:{args.port}/mcp", flush=True)
     server.run(
         "streamable-http",

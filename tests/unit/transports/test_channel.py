@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from helio_proxy.config.upstream import UpstreamConfig
-from helio_proxy.errors import UpstreamExited, UpstreamTimeout
+from helio_proxy.errors import UpstreamError, UpstreamExited, UpstreamTimeout
 from helio_proxy.jsonrpc import dumps
 from helio_proxy.transports.sse import iter_events
 from helio_proxy.transports.upstream.channel import (
@@ -269,7 +269,7 @@ async def test_a_request_in_flight_gets_upstream_exited_when_the_channel_dies() 
 async def test_after_the_restart_policy_gives_up_sends_fail_as_not_running_and_undelivered() -> None:
     stopped: list[str] = []
     upstream = _upstream(fail_connect=lambda n: n > 1, policy=RestartPolicy(retries=3, base_delay=0.0))
-    upstream.on_stopped = stopped.append
+    upstream.on_stopped = lambda _session, reason: stopped.append(reason)
     headers = await _session(upstream)
     with pytest.raises(UpstreamExited):
         await upstream.post(headers, _call(1, "die"))
@@ -340,4 +340,21 @@ async def test_too_many_sessions_answer_503() -> None:
     upstream = _upstream(max_sessions=1)
     await _session(upstream)
     assert (await upstream.post({}, dumps(INIT))).status == 503
+    await upstream.close()
+
+
+async def test_a_cancelled_request_ends_its_answer_and_the_late_response_is_dropped() -> None:
+    """Spec (cancellation): the receiver SHOULD NOT answer a cancelled request; the sender ignores late answers."""
+    upstream = _upstream()
+    headers = await _session(upstream)
+    pending = asyncio.ensure_future(upstream.post(headers, _call(1, "hang")))
+    await asyncio.sleep(0.01)
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}
+    assert (await upstream.post(headers, dumps(cancel))).status == 202
+    with pytest.raises(UpstreamError) as cancelled:
+        await pending
+    assert cancelled.value.data["failure_reason"] == "cancelled"
+    upstream.channels[0].deliver(dumps({"jsonrpc": "2.0", "id": 1, "result": {}}))  # late: dropped
+    answer = await upstream.post(headers, _call(1, "echo", {"again": True}))
+    assert json.loads(await answer.read())["result"] == {"again": True}
     await upstream.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -42,6 +43,25 @@ config_option = click.option(
 def _fail(error: HelioProxyError) -> None:
     click.echo(f"Error: {error}", err=True)
     sys.exit(error.exit_code)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (never stdout: with ``wrap`` it is the protocol)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # a broken stderr must not break the proxy
+            self.handleError(record)
+
+
+def _show_upstream_logs() -> None:
+    """Print the upstream's own lines (a stdio child's stderr) and its restarts on stderr."""
+    logger = logging.getLogger("helio_proxy.upstream")
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.setLevel(logging.INFO)
 
 
 def _load(path: str) -> LoadedConfig:
@@ -113,12 +133,49 @@ def start(config_path: str, no_hot_reload: bool) -> None:
     from helio_proxy.app import HelioApp, run_app
 
     loaded = _load(config_path)
+    _show_upstream_logs()
     try:
         run_app(HelioApp(loaded, hot_reload=not no_hot_reload))
     except HelioProxyError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Config to govern with; its upstream is replaced by COMMAND. "
+    "Default: allow every call, audit to ./helio-audit.db.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
+    """Serve MCP on stdin/stdout, governing the stdio MCP server started as COMMAND.
+
+    For clients that launch MCP servers as commands (Claude Desktop and the like):
+
+      helio wrap -c helio.yaml -- npx -y @modelcontextprotocol/server-filesystem /tmp
+
+    Logs go to stderr; stdout carries only the protocol. Exits 0 when stdin closes, 3 when
+    COMMAND cannot be started (or keeps dying), 1 for a config error.
+    """
+    from helio_proxy.cli.wrap import run_wrap, wrap_config
+
+    try:
+        loaded = wrap_config(command, config_path)
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
+    _show_upstream_logs()
+    try:
+        code = run_wrap(loaded)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
 
 
 @cli.command()

@@ -38,6 +38,8 @@ class LoadedConfig:
     sha256: str
     """Digest of the file's bytes (recorded on audit records)."""
     warnings: list[str] = field(default_factory=list[str])
+    replaced: Mapping[str, Any] | None = None
+    """Top-level sections set over the file's (``helio wrap``'s upstream); reloads set them too."""
 
 
 def format_path(path: PathKey) -> str:
@@ -218,9 +220,17 @@ def _first_error(exc: ValidationError, data: Any, index: _LineIndex) -> ConfigEr
 
 
 def parse_config_text(
-    text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    source: str = "<string>",
+    env: Mapping[str, str] | None = None,
+    replace: Mapping[str, Any] | None = None,
 ) -> HelioConfig:
-    """Validate config text; raise :class:`ConfigError` on the first problem."""
+    """Validate config text; raise :class:`ConfigError` on the first problem.
+
+    ``replace`` sets top-level sections after interpolation (a ``None`` value removes one):
+    ``helio wrap`` puts its command in place of the file's ``upstream``.
+    """
     environ = os.environ if env is None else env
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -239,13 +249,22 @@ def parse_config_text(
             "the top level must be a mapping (version: '1', upstream: ...)", source=source, line=1
         )
     data = _interpolate(data, (), environ, index)
+    for key, value in (replace or {}).items():
+        data.pop(key, None)
+        if value is not None:
+            data[key] = value
     try:
         return HelioConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, data, index) from None
 
 
-def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    replace: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
     """Read and validate a config file."""
     file = Path(path)
     try:
@@ -260,7 +279,11 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("config file is not UTF-8 text", source=str(file)) from None
-    config = parse_config_text(text, source=str(file), env=env)
+    config = parse_config_text(text, source=str(file), env=env, replace=replace)
     return LoadedConfig(
-        config=config, path=file, sha256=hashlib.sha256(raw).hexdigest(), warnings=config.warnings()
+        config=config,
+        path=file,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        warnings=config.warnings(),
+        replaced=replace,
     )

@@ -2,7 +2,8 @@
 
 Run: ``python -m helio_proxy.demo.server --port 3001 [--json] [--stateful]``. Stateless by default, so a
 bare ``curl`` works without an ``initialize`` handshake; It needs the ``demo`` extra
-(``pip install 'helio-proxy[demo]'``).
+(``pip install 'helio-proxy[demo]'``). ``--transport stdio`` speaks MCP on stdin/stdout instead
+(``helio wrap -- python -m helio_proxy.demo.server --transport stdio``).
 """
 
 from __future__ import annotations
@@ -92,9 +93,18 @@ def main() -> None:
         action="store_true",
         help="require an initialize handshake and Mcp-Session-Id (default: stateless)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=["streamable-http", "stdio"],
+        default="streamable-http",
+        help="stdio: speak MCP on stdin/stdout (for helio wrap) instead of serving HTTP",
+    )
     args = parser.parse_args()
     server = build_server()
     server.settings.log_level = "WARNING"
+    if args.transport == "stdio":
+        server.run("stdio")
+        return
     server.run(
         "streamable-http",
         host=args.host,

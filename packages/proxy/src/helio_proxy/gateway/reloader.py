@@ -83,12 +83,18 @@ def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:
     """Load ``path``; swap it in if valid. Never raises for a bad file."""
     current = snapshots.current.loaded
     try:
-        loaded = load_config(path)
+        loaded = load_config(path, replace=current.replaced)
         if loaded.sha256 == current.sha256:
             return ReloadOutcome(False, [], attempted=False)
         config, kept = _merge(current.config, loaded.config)
         snapshot = Snapshot.of(
-            LoadedConfig(config=config, path=loaded.path, sha256=loaded.sha256, warnings=config.warnings())
+            LoadedConfig(
+                config=config,
+                path=loaded.path,
+                sha256=loaded.sha256,
+                warnings=config.warnings(),
+                replaced=loaded.replaced,
+            )
         )
     except (ConfigError, ValueError) as exc:
         error = str(exc) if isinstance(exc, ConfigError) else f"{path}: {exc}"

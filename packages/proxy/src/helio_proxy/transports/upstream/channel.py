@@ -156,8 +156,8 @@ class MessageUpstream(ABC):
         self.clock = clock
         self.sleep = sleep
         self.sessions: dict[str, MessageSession] = {}
-        self.on_stopped: Callable[[str], None] | None = None
-        """Called when a session's channel gives up restarting (``helio wrap`` exits on it)."""
+        self.on_stopped: Callable[[str, str], None] | None = None
+        """Called with (session id, reason) when a session's channel gives up restarting."""
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -179,12 +179,12 @@ class MessageUpstream(ABC):
                 await self._sweeper
             self._sweeper = None
         sessions, self.sessions = list(self.sessions.values()), {}
-        for session in sessions:
-            await session.end(UpstreamExited("the proxy is shutting down", failure_reason="session_closed"))
+        closing = UpstreamExited("the proxy is shutting down", failure_reason="session_closed")
+        await asyncio.gather(*(session.end(closing) for session in sessions))
 
     def stopped(self, session: MessageSession, reason: str) -> None:
         if self.on_stopped is not None:
-            self.on_stopped(f"upstream {self.label}: {reason}")
+            self.on_stopped(session.id, f"upstream {self.label}: {reason}")
 
     async def _sweep(self) -> None:
         while True:
@@ -232,6 +232,8 @@ class MessageUpstream(ABC):
             await session.send(body)
             if message.method == "notifications/initialized":
                 session.note_initialized()
+            elif message.method == "notifications/cancelled" and message.params is not None:
+                session.cancel(message.params.get("requestId"))
             return MessageAnswer(202, "", _session_headers(session))
         assert message.id is not None
         return await self._request(session, message.id, message.params, body)

@@ -117,6 +117,18 @@ class MessageSession:
         if pending.token is not None and self._tokens.get(pending.token) is pending:
             del self._tokens[pending.token]
 
+    def cancel(self, request_id: Any) -> None:
+        """The client cancelled a request: its answer ends now (the server need not respond)."""
+        key = _key(request_id)
+        pending = self._requests.pop(key, None) if key is not None else None
+        if pending is None:
+            return
+        if pending.token is not None and self._tokens.get(pending.token) is pending:
+            del self._tokens[pending.token]
+        pending.queue.put_nowait(
+            UpstreamError("the client cancelled the request", failure_reason="cancelled")
+        )
+
     def note_handshake(self, raw: bytes) -> None:
         """The client's ``initialize`` (replayed on a reconnected channel)."""
         self._handshake = raw
