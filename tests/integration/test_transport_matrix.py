@@ -6,8 +6,8 @@ the everything server twice, directly (over the server's own transport) and thro
 log messages, the elicitation and sampling round trips, ``isError``, resources and prompts.
 
 Agent side: streamable HTTP (answers are JSON or SSE, as the upstream gives them; both forms are
-asserted where they occur) and legacy HTTP+SSE. Upstream: streamable HTTP, legacy HTTP+SSE and
-stdio. A streamable HTTP server that answers only JSON (``json_response``) is not a column: it
+asserted where they occur), legacy HTTP+SSE, and stdio (``helio wrap``, whose upstream is the
+stdio command it starts). Upstream: streamable HTTP, legacy HTTP+SSE and stdio. A streamable HTTP server that answers only JSON (``json_response``) is not a column: it
 has no back-channel for elicitation or sampling even when called directly; JSON relaying is
 covered in ``test_streamable_http_relay``.
 """
@@ -32,6 +32,7 @@ from tests.peers.everything_server import build_server
 from tests.peers.script import run_script, script_client
 
 STDIO_ARGV = [sys.executable, str(EVERYTHING_SERVER), "--transport", "stdio"]
+UPSTREAMS = ("streamable-http", "sse", "stdio")
 
 
 @dataclass
@@ -76,14 +77,25 @@ async def through_proxy(downstream: str, app: HelioApp) -> tuple[dict[str, Any],
     return transcript, seen
 
 
-@pytest.mark.parametrize("upstream", ["streamable-http", "sse", "stdio"])
-@pytest.mark.parametrize("downstream", ["streamable-http", "legacy-sse"])
+PAIRS = [
+    *((downstream, upstream) for downstream in ("streamable-http", "legacy-sse") for upstream in UPSTREAMS),
+    ("stdio-wrap", "stdio"),
+]
+"""Every pair there is: ``helio wrap`` governs the command it starts, so its upstream is stdio."""
+
+
+@pytest.mark.parametrize(("downstream", "upstream"), PAIRS)
 async def test_a_session_through_the_proxy_matches_the_direct_one(downstream: str, upstream: str) -> None:
     async with upstream_of(upstream) as server:
-        direct_client = script_client(server.direct)
-        direct = await run_script(direct_client)
-        async with run_proxy(server.config) as app:
-            proxied, content_types = await through_proxy(downstream, app)
+        direct = await run_script(script_client(server.direct))
+        if downstream == "stdio-wrap":
+            wrapped = StdioServerParameters(
+                command=sys.executable, args=["-m", "helio_proxy", "wrap", "--", *STDIO_ARGV]
+            )
+            proxied, content_types = await run_script(script_client(wrapped)), {"text/event-stream"}
+        else:
+            async with run_proxy(server.config) as app:
+                proxied, content_types = await through_proxy(downstream, app)
     assert proxied == direct
     assert [step[0] for step in proxied["progress"]] == [1, 2, 3]
     assert [log["data"] for log in proxied["logs"]] == ["log 1", "log 2", "log 3"]
