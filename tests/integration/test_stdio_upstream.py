@@ -76,7 +76,9 @@ def _payload(response: httpx.Response) -> dict[str, Any]:
 async def test_official_client_through_the_proxy_to_a_stdio_server_matches_direct() -> None:
     direct = await run_script(script_client(_direct()))
     async with run_proxy(stdio_proxy_config(ARGV)) as app:
-        assert app.baselines.primed  # the primer listed the tools over its own stdio session
+        async with asyncio.timeout(20):  # the primer lists the tools over its own stdio session
+            while not app.baselines.primed:  # (at boot, or retried if the child was slow to start)
+                await asyncio.sleep(0.05)
         proxied = await run_script(script_client(app.mcp_url))
     assert proxied == direct
     assert [step[0] for step in proxied["progress"]] == [1, 2, 3]

@@ -121,8 +121,7 @@ async def run_script(client: Client) -> dict[str, Any]:
         transcript["prompts"] = [_result(p) for p in prompts.prompts]
         transcript["greet"] = _result(await client.get_prompt("greet", {"name": "Grace"}))
         try:
-            await client.call_tool("no_such_tool", {})
-            transcript["unknown_tool"] = None
-        except MCPError as exc:
+            transcript["unknown_tool"] = _result(await client.call_tool("no_such_tool", {}))
+        except MCPError as exc:  # servers differ: an error result, or a JSON-RPC error
             transcript["unknown_tool"] = {"code": exc.code}
     return transcript

@@ -229,9 +229,9 @@ async def test_missing_session_is_400_and_unknown_or_deleted_session_is_404() ->
     assert json.loads(await unknown.read())["error"]["code"] == -32600
     headers = await _session(upstream)
     assert (await upstream.delete(headers)).status == 200
-    assert upstream.channels[0].state is ChannelState.STOPPED
     assert (await upstream.post(headers, _call(2, "echo"))).status == 404
-    await upstream.close()
+    await upstream.close()  # waits for the deleted session's channel to stop
+    assert upstream.channels[0].state is ChannelState.STOPPED
 
 
 async def test_a_lost_channel_fails_requests_in_flight_then_restarts_and_replays_initialize() -> None:
@@ -358,3 +358,16 @@ async def test_a_cancelled_request_ends_its_answer_and_the_late_response_is_drop
     answer = await upstream.post(headers, _call(1, "echo", {"again": True}))
     assert json.loads(await answer.read())["result"] == {"again": True}
     await upstream.close()
+
+
+async def test_a_cancelled_initialize_leaves_no_session_and_closes_its_channel() -> None:
+    upstream = _upstream()
+    upstream_post = asyncio.ensure_future(upstream.post({}, dumps(INIT)))
+    await asyncio.sleep(0)  # the channel is open and initialize is written; its answer not yet read
+    assert len(upstream.channels) == 1
+    upstream_post.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upstream_post
+    assert upstream.sessions == {}
+    await upstream.close()
+    assert upstream.channels[0].state is ChannelState.STOPPED

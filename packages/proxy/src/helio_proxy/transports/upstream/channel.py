@@ -159,6 +159,7 @@ class MessageUpstream(ABC):
         self.on_stopped: Callable[[str, str], None] | None = None
         """Called with (session id, reason) when a session's channel gives up restarting."""
         self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
 
     @property
     def label(self) -> str:
@@ -180,7 +181,7 @@ class MessageUpstream(ABC):
             self._sweeper = None
         sessions, self.sessions = list(self.sessions.values()), {}
         closing = UpstreamExited("the proxy is shutting down", failure_reason="session_closed")
-        await asyncio.gather(*(session.end(closing) for session in sessions))
+        await asyncio.gather(*(session.end(closing) for session in sessions), *self._background)
 
     def stopped(self, session: MessageSession, reason: str) -> None:
         if self.on_stopped is not None:
@@ -253,19 +254,29 @@ class MessageUpstream(ABC):
         self.sessions[session.id] = session
         session.note_handshake(body)
         try:
-            return await self._request(session, request_id, params, body)
-        except UpstreamError:
-            self.sessions.pop(session.id, None)
-            await session.end(UpstreamExited("initialize failed", failure_reason="session_closed"))
+            # A fresh child answers its first message only once it has started: allow for that too.
+            startup = self.connect_timeout + self.request_timeout
+            return await self._request(session, request_id, params, body, first_within=startup)
+        except BaseException:  # failed or cancelled (a client gone, the primer's boot wait over)
+            # In the background: a cancelled caller must not wait for the child to stop.
+            self._end_later(
+                session, UpstreamExited("initialize did not complete", failure_reason="session_closed")
+            )
             raise
 
     async def _request(
-        self, session: MessageSession, request_id: RequestId, params: Mapping[str, Any] | None, body: bytes
+        self,
+        session: MessageSession,
+        request_id: RequestId,
+        params: Mapping[str, Any] | None,
+        body: bytes,
+        *,
+        first_within: float | None = None,
     ) -> MessageAnswer:
         pending = session.begin(request_id, params)
         try:
             await session.send(body)
-            first, final = await pending.next(self.request_timeout)
+            first, final = await pending.next(first_within or self.request_timeout)
         except BaseException:
             session.forget(pending)
             raise
@@ -313,9 +324,17 @@ class MessageUpstream(ABC):
         found = self._lookup(client_headers, None)
         if isinstance(found, MessageAnswer):
             return found
-        self.sessions.pop(found.id, None)
-        await found.end(UpstreamExited("the client ended the session", failure_reason="session_closed"))
+        self._end_later(
+            found, UpstreamExited("the client ended the session", failure_reason="session_closed")
+        )
         return MessageAnswer(200, "", {})
+
+    def _end_later(self, session: MessageSession, error: UpstreamError) -> None:
+        """Forget the session now; stop its channel (the child gets seconds to exit) in the background."""
+        self.sessions.pop(session.id, None)
+        ending = asyncio.ensure_future(session.end(error))
+        self._background.add(ending)
+        ending.add_done_callback(self._background.discard)
 
 
 __all__ = [
