@@ -115,3 +115,34 @@ def test_list_without_a_database_says_so_and_exits_3(config: Path) -> None:
     result = CliRunner().invoke(cli, ["tools", "list", "-c", str(config)])
     assert result.exit_code == 3
     assert "no audit database at" in result.output
+
+
+async def test_with_several_upstreams_the_commands_need_to_be_told_which(tmp_path: Path) -> None:
+    path = tmp_path / "helio.yaml"
+    path.write_text(
+        "version: '1'\n"
+        "upstreams:\n  - {name: a, url: 'http://127.0.0.1:9/mcp'}\n  - {name: b, url: 'http://127.0.0.1:8/mcp'}\n"
+        "dashboard: {enabled: false}\n"
+        f"audit: {{path: '{tmp_path / 'audit.db'}'}}\n"
+    )
+    store = create_store(f"sqlite:///{tmp_path / 'audit.db'}")
+    await store.open()
+    try:
+        cache = BaselineCache(DurableBaselineStore(store, "b"))
+        cache.observe([TOOL])
+        cache.observe([DRIFTED])
+    finally:
+        await store.close()
+    runner = CliRunner()
+    unnamed = runner.invoke(cli, ["tools", "list", "-c", str(path)])
+    on_a = runner.invoke(cli, ["tools", "list", "-c", str(path), "--upstream", "a"])
+    on_b = runner.invoke(cli, ["tools", "list", "-c", str(path), "--upstream", "b"])
+    unknown = runner.invoke(cli, ["tools", "accept", "get_weather", "-c", str(path), "--upstream", "c"])
+    accepted = runner.invoke(cli, ["tools", "accept", "get_weather", "-c", str(path), "--upstream", "b"])
+    assert unnamed.exit_code == 1
+    assert "choose one with --upstream (a, b)" in unnamed.output
+    assert "get_weather" not in on_a.output
+    assert "get_weather" in on_b.output
+    assert unknown.exit_code == 1
+    assert "no upstream named 'c'" in unknown.output
+    assert accepted.exit_code == 0, accepted.output

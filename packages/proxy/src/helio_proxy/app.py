@@ -32,13 +32,20 @@ from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
+from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
+
+
+def _of(upstream: str | None) -> str:
+    """`` (name)`` after a per-upstream startup line's subject, when upstreams have names."""
+    return f" ({upstream})" if upstream else ""
 
 
 def _url(host: str, port: int) -> str:
@@ -65,13 +72,8 @@ class HelioApp:
 
     def __post_init__(self) -> None:
         config = self.loaded.config
-        upstream_config = config.upstream_list[0]
-        self.upstream: Upstream = self._upstream_for(upstream_config)
         self.audit = AuditTrail(self.loaded)
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
-        # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
-        self.baseline_store = DurableBaselineStore(self.audit.store, baseline_key(upstream_config.name))
-        self.baselines = BaselineCache(self.baseline_store)
         self.sessions = InMemorySessionStore()
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.events = EventBus()
@@ -81,30 +83,18 @@ class HelioApp:
         self.approval_gate: ApprovalGate | None = None
         self.limit_gate: LimitGate | None = None
         self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
-        self.gateway = Gateway(
-            self.upstream,
-            self.snapshots,
-            auditor=self.audit.auditor,
-            baselines=self.baselines,
-            enforcer=self.enforcer,
-            evidence=self.evidence,
-            upstream_name=upstream_config.name,
-            protocol_pin=upstream_config.protocol_version,
-        )
-        self.gateway.drift_observers.append(self._audit_drift)
-        self.baseline_sync = BaselineSync(
-            self.baseline_store, self.baselines, on_drift=self.gateway.note_drift
-        )
-        self.primer = AnnotationPrimer(
-            UpstreamToolLister(self.upstream, pin=upstream_config.protocol_version),
-            self.baselines,
-            on_drift=self.gateway.note_drift,
-            on_primed=self._primed_later,
-            revalidate_every=self._revalidation_interval,
-        )
+        self.mounts = [self._mount(upstream_config) for upstream_config in config.upstream_list]
+        """One per upstream, in config order (a single one for the ``upstream:`` form)."""
+        first = self.mounts[0]
+        # The first mount under the names the single-upstream form has always used.
+        self.upstream = first.upstream
+        self.gateway = first.gateway
+        self.baseline_store = first.baseline_store
+        self.baselines = first.baselines
+        self.baseline_sync = first.baseline_sync
+        self.primer = first.primer
+        self.mcp_app: McpListenerApp | None = None
         self._started = False
-        self._primed_at_boot: int | None = None
-        self._baselines_kept = 0
         self.watcher: ConfigWatcher | None = None
         # A config built in memory (tests, embedding) has no file to watch.
         if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
@@ -117,6 +107,8 @@ class HelioApp:
         """The upstream client for ``upstream.transport``."""
         if config.transport == "stdio":
             return StdioUpstream(config, environ=self.environ, secrets=self._withheld_secrets)
+        if config.transport == "sse":
+            return LegacySseUpstream(config)
         return StreamableHttpUpstream(config)
 
     def _withheld_secrets(self) -> list[str | None]:
@@ -140,18 +132,52 @@ class HelioApp:
             )
         )
 
+    def _mount(self, upstream_config: UpstreamConfig) -> Mount:
+        """An upstream with its own gateway, baselines and primer, sharing the rest."""
+        upstream = self._upstream_for(upstream_config)
+        # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
+        baseline_store = DurableBaselineStore(self.audit.store, baseline_key(upstream_config.name))
+        baselines = BaselineCache(baseline_store)
+        gateway = Gateway(
+            upstream,
+            self.snapshots,
+            auditor=self.audit.auditor,
+            baselines=baselines,
+            enforcer=self.enforcer,
+            evidence=self.evidence,
+            upstream_name=upstream_config.name,
+            protocol_pin=upstream_config.protocol_version,
+        )
+        gateway.drift_observers.append(lambda event: self._audit_drift(event, upstream_config.name))
+        primer = AnnotationPrimer(
+            UpstreamToolLister(upstream, pin=upstream_config.protocol_version),
+            baselines,
+            on_drift=gateway.note_drift,
+            on_primed=lambda count: self._primed_later(count, upstream_config.name),
+            revalidate_every=self._revalidation_interval,
+        )
+        sync = BaselineSync(baseline_store, baselines, on_drift=gateway.note_drift)
+        return Mount(upstream_config, upstream, gateway, baseline_store, baselines, sync, primer)
+
+    def mount(self, name: str) -> Mount:
+        """The mount of the upstream called ``name`` (``KeyError`` if there is none)."""
+        for mount in self.mounts:
+            if mount.name == name:
+                return mount
+        raise KeyError(name)
+
     def _revalidation_interval(self) -> float | None:
         revalidation = self.snapshots.current.config.policies.tool_revalidation
         return revalidation_interval(revalidation.enabled, revalidation.interval)
 
-    def _audit_drift(self, event: DriftEvent) -> None:
+    def _audit_drift(self, event: DriftEvent, upstream: str | None) -> None:
         auditor = self.audit.auditor
         auditor.submit(
             DriftEventRecord(
                 timestamp=auditor.clock.now(),
                 tool_name=event.tool,
                 policy_decision=event.kind,
-                upstream=self.loaded.config.upstream_list[0].name,
+                upstream=upstream,
                 baseline_sha256=event.baseline_sha256,
                 current_sha256=event.current_sha256,
                 drifted_aspects=list(event.aspects),
@@ -161,18 +187,28 @@ class HelioApp:
             )
         )
 
-    def _primed_later(self, count: int) -> None:
+    def _primed_later(self, count: int, upstream: str | None) -> None:
         if self._started:
-            self.say(f"Annotation cache primed: {count} tool definitions baselined")
+            self.say(f"Annotation cache primed{_of(upstream)}: {count} tool definitions baselined")
 
     def current_config(self) -> HelioConfig:
         """The config snapshot in force now (what components read on every use)."""
         return self.snapshots.current.config
 
     @property
+    def base_url(self) -> str:
+        """Base URL of the agent port."""
+        return _url(self.loaded.config.listen.host, self.listeners[0].port)
+
+    @property
     def mcp_url(self) -> str:
-        listen = self.loaded.config.listen
-        return _url(listen.host, self.listeners[0].port) + "/mcp"
+        """The streamable HTTP endpoint of the first upstream (``/mcp``, or ``/mcp/<name>``)."""
+        return self.base_url + self.mounts[0].path(MCP_BASE)
+
+    @property
+    def sse_url(self) -> str:
+        """The legacy HTTP+SSE endpoint of the first upstream (``/sse``, or ``/sse/<name>``)."""
+        return self.base_url + self.mounts[0].path(SSE_BASE)
 
     @property
     def dashboard_url(self) -> str:
@@ -212,15 +248,18 @@ class HelioApp:
             if dashboard_sock is not None:
                 socks.append(dashboard_sock)
             await self.audit.start()
-            self._baselines_kept = await self.baseline_store.load()
-            self.baselines.restore()
+            for mount in self.mounts:
+                mount.baselines_kept = await mount.baseline_store.load()
+                mount.baselines.restore()
         except BaseException:
             for sock in socks:
                 sock.close()
             raise
-        await self.upstream.start()
+        for mount in self.mounts:
+            await mount.upstream.start()
         if mcp_sock is not None:
-            self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+            self.mcp_app = McpListenerApp({mount.name: mount.gateway for mount in self.mounts}, config.listen)
+            self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
@@ -233,11 +272,18 @@ class HelioApp:
         self._sweeper = asyncio.create_task(run_sweeper(self.sessions), name="helio-session-sweeper")
         for listener in self.listeners:
             self._tasks.append(asyncio.create_task(listener.serve(), name=f"helio-{listener.name}"))
-        self._primed_at_boot = await self.primer.prime_at_boot()
+        # Every upstream is primed at once: boot waits for the slowest, bounded by the primer.
+        primed = await asyncio.gather(*(mount.primer.prime_at_boot() for mount in self.mounts))
+        for mount, count in zip(self.mounts, primed, strict=True):
+            mount.primed_at_boot = count
         self._print_startup()
         self._started = True
-        self._background.append(asyncio.create_task(self.primer.run(), name="helio-primer"))
-        self._background.append(asyncio.create_task(self.baseline_sync.run(), name="helio-baseline-sync"))
+        for mount in self.mounts:
+            suffix = f"-{mount.name}" if mount.name else ""
+            self._background.append(asyncio.create_task(mount.primer.run(), name=f"helio-primer{suffix}"))
+            self._background.append(
+                asyncio.create_task(mount.baseline_sync.run(), name=f"helio-baseline-sync{suffix}")
+            )
         if self.watcher is not None:
             ready = asyncio.Event()
             self._background.append(asyncio.create_task(self.watcher.run(ready.set), name="helio-watcher"))
@@ -246,29 +292,23 @@ class HelioApp:
 
     def _print_startup(self) -> None:
         config = self.loaded.config
-        upstream = config.upstream_list[0]
         policies = config.policies
         if self.serve_mcp:
-            self.say(f"Helio proxy listening on {_url(config.listen.host, self.listeners[0].port)}")
-            self.say(f"MCP endpoint: {self.mcp_url}")
+            self.say(f"Helio proxy listening on {self.base_url}")
+            for mount in self.mounts:
+                of = _of(mount.name)
+                self.say(f"MCP endpoint{of}: {self.base_url}{mount.path(MCP_BASE)}")
+                self.say(f"Legacy SSE endpoint{of}: {self.base_url}{mount.path(SSE_BASE)}")
         else:
             self.say("Helio proxy serving MCP on stdin/stdout")
         self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")
         if policies.shadow:
             self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")
-        self.say(f"Upstream: {upstream.url} ({upstream.transport})")
+        for mount in self.mounts:
+            self.say(f"Upstream{_of(mount.name)}: {mount.config.url} ({mount.config.transport})")
         self.say(self.audit.startup_line())
-        if self._baselines_kept:
-            drifted = sorted(self.baselines.drifted())
-            pending = f"; drifted, awaiting acceptance: {', '.join(drifted)}" if drifted else ""
-            self.say(f"Tool baselines: {self._baselines_kept} kept from earlier runs{pending}")
-        if self._primed_at_boot is not None:
-            self.say(f"Annotation cache primed: {self._primed_at_boot} tool definitions baselined")
-        else:
-            self.say(
-                f"Warning: annotation cache not primed ({self.primer.last_error}); unknown tools are treated "
-                "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
-            )
+        for mount in self.mounts:
+            self._print_baselines(mount)
         if any(listener.name == "dashboard" for listener in self.listeners):
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
         if self.sdk_token is not None:
@@ -289,6 +329,20 @@ class HelioApp:
         if policies.dry_run:
             self.say("Dry-run: ENABLED (nothing is forwarded)")
         self.say(f"Config: {self.loaded.path}")
+
+    def _print_baselines(self, mount: Mount) -> None:
+        of = _of(mount.name)
+        if mount.baselines_kept:
+            drifted = sorted(mount.baselines.drifted())
+            pending = f"; drifted, awaiting acceptance: {', '.join(drifted)}" if drifted else ""
+            self.say(f"Tool baselines{of}: {mount.baselines_kept} kept from earlier runs{pending}")
+        if mount.primed_at_boot is not None:
+            self.say(f"Annotation cache primed{of}: {mount.primed_at_boot} tool definitions baselined")
+        else:
+            self.say(
+                f"Warning: annotation cache{of} not primed ({mount.primer.last_error}); unknown tools are treated "
+                "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
+            )
 
     async def wait(self) -> None:
         """Until :meth:`stop` is called or a listener ends."""
@@ -312,13 +366,16 @@ class HelioApp:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.mcp_app is not None:
+            await self.mcp_app.close()
         for listener in self.listeners:
             listener.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.audit.stop()
-        await self.upstream.close()
+        for mount in self.mounts:
+            await mount.upstream.close()
         self._stopped.set()
 
     async def run(self) -> None:

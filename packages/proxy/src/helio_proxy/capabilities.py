@@ -19,14 +19,6 @@ def blocking(config: HelioConfig) -> list[str]:
             f"budgets ({names}) are not enforced by this version; remove the 'budgets' section "
             "(a budget that is not enforced would let every call through)"
         )
-    if config.upstreams is not None and len(config.upstreams) > 1:
-        problems.append("several 'upstreams' are not served by this version yet; configure one 'upstream'")
-    for upstream in config.upstream_list:
-        if upstream.transport == "sse":
-            problems.append(
-                f"upstream transport {upstream.transport!r} is not supported by this version yet; "
-                "use an upstream that speaks streamable HTTP or stdio"
-            )
     return problems
 
 

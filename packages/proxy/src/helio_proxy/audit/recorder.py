@@ -61,10 +61,15 @@ class Auditor:
         self.strict_wait = strict_wait
 
     def begin(
-        self, params: Mapping[str, Any] | None, request_id: str | int | None, headers: Mapping[str, str]
+        self,
+        params: Mapping[str, Any] | None,
+        request_id: str | int | None,
+        headers: Mapping[str, str],
+        *,
+        transport_session_id: str | None = None,
     ) -> CallAudit:
         """Start recording a call that has just arrived."""
-        return CallAudit(self, params, request_id, headers)
+        return CallAudit(self, params, request_id, headers, transport_session_id=transport_session_id)
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
         """Hand any kind of record to the writer (a commit future in strict mode)."""
@@ -82,6 +87,8 @@ class CallAudit:
         params: Mapping[str, Any] | None,
         request_id: str | int | None,
         headers: Mapping[str, str],
+        *,
+        transport_session_id: str | None = None,
     ) -> None:
         self._auditor = auditor
         self._clock = auditor.clock
@@ -89,7 +96,9 @@ class CallAudit:
         self._timestamp = self._clock.now()
         name = params.get("name") if params is not None else None
         arguments = params.get("arguments") if params is not None else None
-        session = resolve_session(auditor.identity, headers, params)
+        session = resolve_session(
+            auditor.identity, headers, params, transport_session_id=transport_session_id
+        )
         self.tool_name: str = name if isinstance(name, str) and name else NAMELESS_TOOL
         self._fields: dict[str, Any] = {
             "tool_input": arguments if isinstance(arguments, dict) else {},

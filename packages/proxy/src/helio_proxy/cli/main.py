@@ -345,9 +345,15 @@ def _open_store(loaded: LoadedConfig) -> Store:
         raise AssertionError("unreachable") from exc
 
 
+_upstream_option = click.option(
+    "--upstream", "upstream_name", default=None, help="Which upstream (required with several 'upstreams')."
+)
+
+
 @tools.command("list")
 @config_option
-def tools_list(config_path: str) -> None:
+@_upstream_option
+def tools_list(config_path: str, upstream_name: str | None) -> None:
     """List baselined tools, their drift and who accepted them.
 
     Each tool's baseline fingerprint (short), whether it drifted (the definition it drifted to,
@@ -356,9 +362,14 @@ def tools_list(config_path: str) -> None:
     from helio_proxy.cli.tools import list_tools, render_tools, upstream_key
 
     loaded = _load(config_path)
+    try:
+        key = upstream_key(loaded, upstream_name)
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
     store = _open_store(loaded)
     try:
-        found = list_tools(store, upstream_key(loaded))
+        found = list_tools(store, key)
     finally:
         store.close_sync()
     click.echo(render_tools(found, store.description), nl=False)
@@ -368,7 +379,8 @@ def tools_list(config_path: str) -> None:
 @click.argument("name")
 @config_option
 @click.option("--by", "accepted_by", default=None, help="Who accepts (default: the OS user name).")
-def tools_accept(name: str, config_path: str, accepted_by: str | None) -> None:
+@_upstream_option
+def tools_accept(name: str, config_path: str, accepted_by: str | None, upstream_name: str | None) -> None:
     """Accept a drifted tool's new definition.
 
     The definition the tool drifted to becomes its baseline; a running proxy on the same store
@@ -378,9 +390,14 @@ def tools_accept(name: str, config_path: str, accepted_by: str | None) -> None:
     from helio_proxy.cli.tools import accept_tool, operator_name, upstream_key
 
     loaded = _load(config_path)
+    try:
+        key = upstream_key(loaded, upstream_name)
+    except HelioProxyError as exc:
+        _fail(exc)
+        raise AssertionError("unreachable") from exc
     store = _open_store(loaded)
     try:
-        line = accept_tool(store, upstream_key(loaded), name, accepted_by or operator_name())
+        line = accept_tool(store, key, name, accepted_by or operator_name())
     except HelioProxyError as exc:
         _fail(exc)
         raise AssertionError("unreachable") from exc

@@ -6,7 +6,14 @@ import getpass
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from helio_proxy.baselines import BASELINE_POLL_SECONDS, StoredTool, accept_pending, baseline_key, load_tools
+from helio_proxy.baselines import (
+    BASELINE_POLL_SECONDS,
+    BaselineError,
+    StoredTool,
+    accept_pending,
+    baseline_key,
+    load_tools,
+)
 from helio_proxy.config import LoadedConfig
 from helio_proxy.store import Store
 
@@ -14,9 +21,24 @@ SHORT_SHA = 12
 """Hex digits of a fingerprint shown (enough to tell definitions apart at a glance)."""
 
 
-def upstream_key(loaded: LoadedConfig) -> str:
-    """The ``tool_baselines.upstream`` key of the config's upstream (the proxy governs one)."""
-    return baseline_key(loaded.config.upstream_list[0].name)
+def upstream_key(loaded: LoadedConfig, name: str | None = None) -> str:
+    """The ``tool_baselines.upstream`` key of the upstream called ``name``.
+
+    ``name`` may be left out when the config has one upstream; with several (``upstreams:``) it
+    is required. :class:`BaselineError` names the choices when it is missing or unknown.
+    """
+    upstreams = loaded.config.upstream_list
+    names = [u.name for u in upstreams if u.name is not None]
+    if name is None:
+        if len(upstreams) > 1:
+            raise BaselineError(
+                f"the config has several upstreams; choose one with --upstream ({', '.join(names)})"
+            )
+        return baseline_key(upstreams[0].name)
+    if name not in names:
+        known = f"known: {', '.join(names)}" if names else "the config's single 'upstream' has no name"
+        raise BaselineError(f"no upstream named {name!r} ({known})")
+    return baseline_key(name)
 
 
 def operator_name() -> str:

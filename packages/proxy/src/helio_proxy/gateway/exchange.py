@@ -29,6 +29,18 @@ class Inbound:
     """Lower-cased request headers."""
     accepts_sse: bool = True
     """Whether the client listed ``text/event-stream`` in ``Accept``."""
+    transport_session_id: str | None = None
+    """The session id a transport minted itself (legacy SSE's ``sessionId``): the session identity
+    of last resort."""
+    upstream_session_id: str | None = None
+    """The upstream session a transport keeps on the client's behalf (legacy SSE): sent upstream as
+    ``Mcp-Session-Id``, but never taken for the client's own header (session identity)."""
+
+    def upstream_headers(self) -> Mapping[str, str]:
+        """The headers to forward: the client's, with the transport's upstream session in place."""
+        if self.upstream_session_id is None:
+            return self.headers
+        return {**self.headers, "mcp-session-id": self.upstream_session_id}
 
 
 @dataclass(frozen=True, slots=True)

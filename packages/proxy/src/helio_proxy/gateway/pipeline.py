@@ -130,7 +130,14 @@ class Gateway:
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""
-        audit = self.auditor.begin(inbound.message.params, inbound.message.id, inbound.headers)
+        audit = self.auditor.begin(
+            inbound.message.params,
+            inbound.message.id,
+            inbound.headers,
+            transport_session_id=inbound.transport_session_id,
+        )
+        if self.upstream_name is not None:
+            audit.decide(metadata={"upstream": self.upstream_name})
         try:
             call = ToolCall.from_inbound(inbound)
         except InvalidToolCall as exc:
@@ -142,7 +149,11 @@ class Gateway:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
         params = inbound.message.params or {}
-        identity = self.resolver.resolve(inbound.headers, params) if self.resolver else UNRESOLVED
+        identity = (
+            self.resolver.resolve(inbound.headers, params, transport_session_id=inbound.transport_session_id)
+            if self.resolver
+            else UNRESOLVED
+        )
         facts = CallFacts(
             tool=call.name,
             arguments=call.arguments if params.get("arguments") is not None else None,
@@ -258,7 +269,7 @@ class Gateway:
         request_id = inbound.message.id
         assert request_id is not None
         try:
-            response = await self.upstream.post(inbound.headers, inbound.message.raw)
+            response = await self.upstream.post(inbound.upstream_headers(), inbound.message.raw)
         except UpstreamError as exc:
             if observe:
                 observe(None, exc)
@@ -268,7 +279,7 @@ class Gateway:
     async def _forward_one_way(self, inbound: Inbound) -> Reply:
         """Notifications and client responses: 202 once the upstream has taken them."""
         try:
-            response = await self.upstream.post(inbound.headers, inbound.message.raw)
+            response = await self.upstream.post(inbound.upstream_headers(), inbound.message.raw)
             body = await response.read()
         except UpstreamError as exc:
             return upstream_failure(None, exc)
