@@ -30,6 +30,8 @@ from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, Li
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.limits import LimitsGate
+from helio_proxy.limits.api import limits_routes
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
@@ -74,7 +76,15 @@ class HelioApp:
         self.operator_routes: list[ApiRoute] = []
         """REST endpoints components add to the dashboard port before :meth:`start`."""
         self.approval_gate: ApprovalGate | None = None
-        self.limit_gate: LimitGate | None = None
+        self.limits = LimitsGate(
+            self.audit.store,
+            self.current_config,
+            publish=self.events.publish,
+            approvals=lambda: self.enforcer.approvals,
+        )
+        """Rate/spend limits and budgets, counted in the audit trail's store."""
+        self.limit_gate: LimitGate | None = self.limits
+        self.operator_routes.extend(limits_routes(self.limits))
         self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
         self.gateway = Gateway(
             self.upstream,
@@ -195,6 +205,7 @@ class HelioApp:
             if dashboard_sock is not None:
                 socks.append(dashboard_sock)
             await self.audit.start()
+            await self.limits.start()
             self._baselines_kept = await self.baseline_store.load()
             self.baselines.restore()
         except BaseException:
@@ -296,6 +307,7 @@ class HelioApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.limits.stop()
         await self.audit.stop()
         await self.upstream.close()
         self._stopped.set()

@@ -8,17 +8,12 @@ warning. Settings that lose nothing when absent only draw a warning (``notices``
 from __future__ import annotations
 
 from helio_proxy.config.root import HelioConfig
+from helio_proxy.limits.charges import fallback_warnings
 
 
 def blocking(config: HelioConfig) -> list[str]:
     """Settings that would leave calls ungoverned or unreachable: startup stops on them."""
     problems: list[str] = []
-    if config.budgets:
-        names = ", ".join(budget.name for budget in config.budgets)
-        problems.append(
-            f"budgets ({names}) are not enforced by this version; remove the 'budgets' section "
-            "(a budget that is not enforced would let every call through)"
-        )
     if config.upstreams is not None and len(config.upstreams) > 1:
         problems.append("several 'upstreams' are not served by this version yet; configure one 'upstream'")
     for upstream in config.upstream_list:
@@ -42,4 +37,5 @@ def notices(config: HelioConfig) -> list[str]:
         out.append(
             "policies.tool_revalidation.max_advertised_ttl has no effect yet: ttlMs is relayed unchanged"
         )
+    out.extend(fallback_warnings(config))
     return out
