@@ -29,7 +29,7 @@ from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.blocks import iso
 from helio_proxy.limits.catalog import LimitShape, budget_shapes, rule_shapes
 from helio_proxy.limits.gate import LimitsGate
-from helio_proxy.limits.windows import EMPTY, usage_of, utilization
+from helio_proxy.limits.windows import EMPTY, utilization
 from helio_proxy.operator import ApiError, ApiRoute, Principal, page, query_int
 
 MAX_PAGE: Final = 1000
@@ -38,8 +38,7 @@ EXPORT_ROWS: Final = 100_000
 
 
 def _bucket_json(shape: LimitShape, row: ledger.BucketRow, conn: Connection, now: datetime) -> dict[str, Any]:
-    entries = ledger.bucket_entries(conn, shape.charge(row.bucket), row.started_at, now)
-    usage = usage_of(entries)
+    usage = ledger.bucket_usage(conn, shape.charge(row.bucket), row.started_at, now)
     rate = shape.kind == "rate"
     idle_reset = None
     if shape.window.seconds is None and shape.window.idle_ttl is not None:

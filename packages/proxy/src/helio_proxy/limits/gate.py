@@ -145,10 +145,8 @@ class LedgerReservation:
                 budget_event_ids=reserved.budget_event_ids,
             )
         )
-        for view in reserved.views:
-            for entry in view.entries:
-                if entry.id in reserved.limit_event_ids or entry.id in reserved.budget_event_ids:
-                    self._gate.mirror.drop(view.bucket.key, entry.id)
+        for check in reserved.checks:
+            self._gate.mirror.release(check.charge.bucket.key, check.charge.amount)
 
 
 class LimitsGate:
@@ -223,8 +221,8 @@ class LimitsGate:
             for row in rows:
                 shape = by_triple[(row.bucket.kind, row.bucket.owner, row.bucket.version)]
                 charge = shape.charge(row.bucket)
-                entries = ledger.bucket_entries(conn, charge, row.started_at, now)
-                views.append(ledger.BucketView(row.bucket, shape.window, row.started_at, tuple(entries)))
+                usage = ledger.bucket_usage(conn, charge, row.started_at, now)
+                views.append(ledger.BucketView(row.bucket, shape.window, row.started_at, usage))
             return views
 
         views = await self.store.read(job)

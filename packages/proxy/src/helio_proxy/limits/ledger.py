@@ -8,10 +8,11 @@ loses nothing and every proxy on one PostgreSQL database sees the same buckets.
 :func:`reserve` is one write transaction, all or nothing over every bucket a call feeds:
 
 1. resolve each budget's epoch (``budget_meta``; a new fingerprint starts the next epoch);
-2. lock each bucket's ``limit_buckets`` row in key order (``SELECT ... FOR UPDATE`` on
-   PostgreSQL, so replicas take turns and never deadlock; SQLite's single writer, which begins
-   ``IMMEDIATE``, already serializes);
-3. read what each bucket holds now (reserved rows included: a call in flight already counts);
+2. lock each bucket's ``limit_buckets`` row in key order (an upsert that takes the row lock on
+   PostgreSQL, like ``SELECT ... FOR UPDATE``, so replicas take turns and never deadlock;
+   SQLite's single writer, which begins ``IMMEDIATE``, already serializes);
+3. add up what each bucket holds now (reserved rows included: a call in flight already counts;
+   PostgreSQL sums the decimal amounts itself, SQLite's are added up as ``Decimal`` here);
 4. if every charge fits, insert one row per bucket. Nothing is read before the lock and written
    after it, so two proxies can never both take the last slot.
 
@@ -27,11 +28,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, and_, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 
 from helio_proxy.limits.charges import Bucket, Charge
-from helio_proxy.limits.windows import Entry, Usage, Window, live, usage_of
+from helio_proxy.limits.windows import EMPTY, Usage, Window
 from helio_proxy.store.base import parse_time_text, time_text
 from helio_proxy.store.tables import BUDGET_EVENTS, BUDGET_META, LIMIT_BUCKETS, LIMIT_EVENTS
 
@@ -56,7 +56,8 @@ class BucketView:
     bucket: Bucket
     window: Window
     started_at: datetime
-    entries: tuple[Entry, ...]
+    usage: Usage
+    """What the bucket held when last seen (after the call's own charge, if it was taken)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,36 +79,64 @@ def breaches(checks: Iterable[Check], *, approved: bool) -> list[Check]:
     return [c for c in checks if not c.fits and not (approved and c.charge.waivable)]
 
 
-def _insert(conn: Connection, table: Table) -> Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    return insert(table)
+# The statements of the hot path, written once: a call's charges run a handful of them, and
+# building SQLAlchemy expressions per call cost more than the database did.
 
+_META = text("SELECT epoch, fingerprint, retired_at FROM budget_meta WHERE name = :name")
+_NEW_META = text(
+    "INSERT INTO budget_meta (name, epoch, fingerprint, updated_at) VALUES (:name, 1, :fp, :now) "
+    "ON CONFLICT (name) DO NOTHING"
+)
+# Re-evaluated after a concurrent update commits (PostgreSQL), so replicas bump an epoch once.
+_NEXT_EPOCH = text(
+    "UPDATE budget_meta SET epoch = epoch + 1, fingerprint = :fp, updated_at = :now, retired_at = NULL "
+    "WHERE name = :name AND (fingerprint <> :fp OR retired_at IS NOT NULL)"
+)
+# Creates the bucket's row or, when it exists, locks it (an upsert that updates takes the row
+# lock on PostgreSQL) and returns it either way.
+_LOCK_BUCKET = text(
+    "INSERT INTO limit_buckets (bucket_key, kind, owner, version, scope, subject, started_at, last_activity) "
+    "VALUES (:key, :kind, :owner, :version, :scope, :subject, :now, :now) "
+    "ON CONFLICT (bucket_key) DO UPDATE SET last_activity = limit_buckets.last_activity "
+    "RETURNING started_at, last_activity"
+)
+_RESTART_POT = text("UPDATE limit_buckets SET started_at = :now WHERE bucket_key = :key")
+_TOUCH_BUCKET = text("UPDATE limit_buckets SET last_activity = :now WHERE bucket_key = :key")
+_INSERT_LIMIT_EVENT = text(
+    "INSERT INTO limit_events (id, bucket_key, amount, occurred_at) VALUES (:id, :key, :amount, :now)"
+)
+_INSERT_BUDGET_EVENT = text(
+    "INSERT INTO budget_events (id, budget_name, epoch, bucket_key, amount, currency, occurred_at, "
+    "tool_name, session_id) VALUES (:id, :name, :epoch, :key, :amount, :currency, :now, :tool, :session)"
+)
 
-def _ignore_duplicate(conn: Connection, table: Table, key: str, values: dict[str, Any]) -> None:
-    statement = _insert(conn, table).values(**values)
-    if isinstance(statement, postgresql.Insert | sqlite.Insert):
-        conn.execute(statement.on_conflict_do_nothing(index_elements=[key]))
-    else:  # pragma: no cover - only SQLite and PostgreSQL are registered
-        if conn.execute(select(table.c[key]).where(table.c[key] == values[key])).first() is None:
-            conn.execute(statement)
+_LIMIT_ROWS = "FROM limit_events WHERE bucket_key = :key AND occurred_at > :bound"
+_BUDGET_ROWS = (
+    "FROM budget_events WHERE budget_name = :name AND epoch = :epoch AND bucket_key = :key AND occurred_at "
+)
+_AGGREGATES = "SELECT count(*), min(occurred_at), max(occurred_at)"
+_PG_SUM = ", COALESCE(SUM(CAST(amount AS NUMERIC)), 0) "
+_USAGE = {
+    # (table, session pot, dialect sums) -> statement. Stored times are fixed-width text, so they
+    # compare as text. SQLite has no exact decimal type: its amounts are added up in Python.
+    ("limit", False, False): text(f"{_AGGREGATES}, count(*) {_LIMIT_ROWS}"),
+    ("spend", False, True): text(f"{_AGGREGATES}{_PG_SUM}{_LIMIT_ROWS}"),
+    ("spend", False, False): text(f"SELECT amount, occurred_at {_LIMIT_ROWS}"),
+    ("budget", False, True): text(f"{_AGGREGATES}{_PG_SUM}{_BUDGET_ROWS}> :bound"),
+    ("budget", True, True): text(f"{_AGGREGATES}{_PG_SUM}{_BUDGET_ROWS}>= :bound"),
+    ("budget", False, False): text(f"SELECT amount, occurred_at {_BUDGET_ROWS}> :bound"),
+    ("budget", True, False): text(f"SELECT amount, occurred_at {_BUDGET_ROWS}>= :bound"),
+}
 
 
 def ensure_epoch(conn: Connection, name: str, fingerprint: str, now: str) -> int:
     """The budget's current epoch, starting the next one if its fingerprint changed (or it was retired)."""
-    meta = BUDGET_META.c
-    _ignore_duplicate(
-        conn, BUDGET_META, "name", {"name": name, "epoch": 1, "fingerprint": fingerprint, "updated_at": now}
-    )
-    # Re-evaluated after a concurrent update commits (PostgreSQL), so replicas bump an epoch once.
-    conn.execute(
-        update(BUDGET_META)
-        .where(meta.name == name, or_(meta.fingerprint != fingerprint, meta.retired_at.is_not(None)))
-        .values(epoch=meta.epoch + 1, fingerprint=fingerprint, updated_at=now, retired_at=None)
-    )
-    return int(conn.execute(select(meta.epoch).where(meta.name == name)).scalar_one())
+    row = conn.execute(_META, {"name": name}).first()
+    if row is not None and row.fingerprint == fingerprint and row.retired_at is None:
+        return int(row.epoch)
+    conn.execute(_NEW_META, {"name": name, "fp": fingerprint, "now": now})
+    conn.execute(_NEXT_EPOCH, {"name": name, "fp": fingerprint, "now": now})
+    return int(conn.execute(_META, {"name": name}).one().epoch)
 
 
 def reconcile(conn: Connection, budgets: Sequence[tuple[str, str]], now: datetime) -> dict[str, int]:
@@ -127,56 +156,51 @@ def reconcile(conn: Connection, budgets: Sequence[tuple[str, str]], now: datetim
 def _lock_bucket(conn: Connection, bucket: Bucket, window: Window, now: datetime) -> datetime:
     """Create the bucket's row if new, lock it, and return when its pot started."""
     stamp = time_text(now)
-    rows = LIMIT_BUCKETS.c
-    _ignore_duplicate(
-        conn,
-        LIMIT_BUCKETS,
-        "bucket_key",
+    row = conn.execute(
+        _LOCK_BUCKET,
         {
-            "bucket_key": bucket.key,
+            "key": bucket.key,
             "kind": bucket.kind,
             "owner": bucket.owner,
             "version": bucket.version,
             "scope": bucket.scope,
             "subject": bucket.subject,
-            "started_at": stamp,
-            "last_activity": stamp,
+            "now": stamp,
         },
-    )
-    row = conn.execute(
-        select(rows.started_at, rows.last_activity).where(rows.bucket_key == bucket.key).with_for_update()
     ).one()
     started = str(row.started_at)
     idle = window.idle_since(now)
     if idle is not None and str(row.last_activity) <= time_text(idle) and started < stamp:
         # A session pot idle for idle_ttl starts over.
         started = stamp
-        conn.execute(update(LIMIT_BUCKETS).where(rows.bucket_key == bucket.key).values(started_at=stamp))
+        conn.execute(_RESTART_POT, {"key": bucket.key, "now": stamp})
     return parse_time_text(started)
 
 
-def _entries(conn: Connection, charge: Charge, started_at: datetime, now: datetime) -> list[Entry]:
-    """What the charge's bucket holds at ``now``."""
+def _usage(conn: Connection, charge: Charge, started_at: datetime, now: datetime) -> Usage:
+    """What the charge's bucket holds at ``now``, summed by the database where it can be exact."""
     bucket, window = charge.bucket, charge.window
     cutoff = window.cutoff(now)
-    bound = time_text(cutoff) if cutoff is not None else None
+    params: dict[str, Any] = {"bound": time_text(cutoff if cutoff is not None else started_at)}
     if bucket.kind == "budget":
-        c = BUDGET_EVENTS.c
-        query = select(c.id, c.occurred_at, c.amount).where(
-            c.budget_name == bucket.owner, c.epoch == int(bucket.version), c.bucket_key == bucket.ledger_key
-        )
+        params.update(name=bucket.owner, epoch=int(bucket.version), key=bucket.ledger_key)
+        table = "budget"
     else:
-        c = LIMIT_EVENTS.c
-        query = select(c.id, c.occurred_at, c.amount).where(c.bucket_key == bucket.key)
-    query = (
-        query.where(c.occurred_at > bound)
-        if bound is not None
-        else query.where(c.occurred_at >= time_text(started_at))
-    )
-    found = [
-        Entry(str(i), parse_time_text(str(at)), Decimal(str(amount))) for i, at, amount in conn.execute(query)
-    ]
-    return live(found, window, now, started_at)
+        params["key"] = bucket.key
+        table = "limit" if bucket.kind == "rate" else "spend"
+    summed = table == "limit" or conn.dialect.name == "postgresql"
+    statement = _USAGE[(table, cutoff is None, summed and table != "limit")]
+    if summed:
+        count, oldest, newest, total = conn.execute(statement, params).one()
+    else:
+        rows = conn.execute(statement, params).all()
+        count = len(rows)
+        total = sum((Decimal(amount) for amount, _ in rows), Decimal(0))
+        oldest = min((at for _, at in rows), default=None)
+        newest = max((at for _, at in rows), default=None)
+    if not count:
+        return EMPTY
+    return Usage(Decimal(total), int(count), parse_time_text(str(oldest)), parse_time_text(str(newest)))
 
 
 def reserve(
@@ -202,47 +226,43 @@ def reserve(
     started: dict[str, datetime] = {}
     for charge in sorted(resolved, key=lambda c: c.bucket.key):
         started[charge.bucket.key] = _lock_bucket(conn, charge.bucket, charge.window, now)
-    held = {c.bucket.key: _entries(conn, c, started[c.bucket.key], now) for c in resolved}
-    checks = tuple(Check(c, usage_of(held[c.bucket.key])) for c in resolved)
+    checks = tuple(Check(c, _usage(conn, c, started[c.bucket.key], now)) for c in resolved)
     if breaches(checks, approved=approved):
         views = tuple(
-            BucketView(c.bucket, c.window, started[c.bucket.key], tuple(held[c.bucket.key])) for c in resolved
+            BucketView(c.charge.bucket, c.charge.window, started[c.charge.bucket.key], c.usage)
+            for c in checks
         )
         return Reserved(checks, False, views=views, epochs=epochs)
     limit_ids: list[str] = []
     budget_ids: list[str] = []
     views_out: list[BucketView] = []
-    for charge in resolved:
-        bucket = charge.bucket
+    for check in checks:
+        charge, bucket = check.charge, check.charge.bucket
         entry_id = uuid.uuid4().hex
         amount = format(charge.amount, "f")
+        params = {"id": entry_id, "amount": amount, "now": stamp}
         if charge.budget is not None:
             conn.execute(
-                insert(BUDGET_EVENTS).values(
-                    id=entry_id,
-                    budget_name=bucket.owner,
-                    epoch=int(bucket.version),
-                    bucket_key=bucket.ledger_key,
-                    amount=amount,
-                    currency=charge.currency or "",
-                    occurred_at=stamp,
-                    tool_name=tool,
-                    session_id=session_id,
-                )
+                _INSERT_BUDGET_EVENT,
+                {
+                    **params,
+                    "name": bucket.owner,
+                    "epoch": int(bucket.version),
+                    "key": bucket.ledger_key,
+                    "currency": charge.currency or "",
+                    "tool": tool,
+                    "session": session_id,
+                },
             )
             budget_ids.append(entry_id)
         else:
-            conn.execute(
-                insert(LIMIT_EVENTS).values(
-                    id=entry_id, bucket_key=bucket.key, amount=amount, occurred_at=stamp
-                )
-            )
+            conn.execute(_INSERT_LIMIT_EVENT, {**params, "key": bucket.key})
             limit_ids.append(entry_id)
-        conn.execute(
-            update(LIMIT_BUCKETS).where(LIMIT_BUCKETS.c.bucket_key == bucket.key).values(last_activity=stamp)
+        conn.execute(_TOUCH_BUCKET, {"key": bucket.key, "now": stamp})
+        after = Usage(
+            check.usage.total + charge.amount, check.usage.count + 1, check.usage.oldest or now, now
         )
-        entries = (*held[bucket.key], Entry(entry_id, now, charge.amount))
-        views_out.append(BucketView(bucket, charge.window, started[bucket.key], entries))
+        views_out.append(BucketView(bucket, charge.window, started[bucket.key], after))
     return Reserved(checks, True, tuple(limit_ids), tuple(budget_ids), tuple(views_out), epochs)
 
 
@@ -304,9 +324,9 @@ def bucket_rows(
     return rows, total
 
 
-def bucket_entries(conn: Connection, charge: Charge, started_at: datetime, now: datetime) -> list[Entry]:
+def bucket_usage(conn: Connection, charge: Charge, started_at: datetime, now: datetime) -> Usage:
     """What a bucket holds at ``now`` (a read: no lock)."""
-    return _entries(conn, charge, started_at, now)
+    return _usage(conn, charge, started_at, now)
 
 
 def budget_epochs(conn: Connection) -> dict[str, tuple[int, str, str | None]]:

@@ -1,8 +1,9 @@
 """This proxy's local view of its buckets, for answers that cannot wait on the store (dry runs).
 
-It is refreshed from the store whenever a call is charged (the ledger returns what each bucket
-held) and loaded at startup; charges other replicas made since this proxy last touched a bucket
-are not in it. Enforcement never reads it: every charge is decided by the store.
+Each bucket is remembered as the ledger last reported it (when this proxy charged it, or at
+startup). A bucket whose newest charge has aged out holds nothing; otherwise the view may still
+count charges that aged out since, or miss charges other replicas made. Enforcement never reads
+it: every charge is decided by the store.
 """
 
 from __future__ import annotations
@@ -10,10 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 
 from helio_proxy.limits.charges import Charge
 from helio_proxy.limits.ledger import BucketView
-from helio_proxy.limits.windows import EMPTY, Usage, live, usage_of
+from helio_proxy.limits.windows import EMPTY, Usage, Window
+
+
+def _expired(view: BucketView, window: Window, now: datetime) -> bool:
+    newest = view.usage.newest
+    if newest is None:
+        return True
+    cutoff = window.cutoff(now)
+    if cutoff is not None:
+        return newest <= cutoff
+    idle = window.idle_since(now)
+    return idle is not None and newest <= idle
 
 
 class Mirror:
@@ -27,28 +40,26 @@ class Mirror:
         for view in views:
             self._views[view.bucket.key] = view
 
-    def drop(self, key: str, entry_id: str) -> None:
+    def release(self, key: str, amount: Decimal) -> None:
         """A released charge no longer counts."""
         view = self._views.get(key)
-        if view is not None:
-            self._views[key] = replace(view, entries=tuple(e for e in view.entries if e.id != entry_id))
+        if view is None:
+            return
+        usage = view.usage
+        left = Usage(
+            max(usage.total - amount, Decimal(0)), max(usage.count - 1, 0), usage.oldest, usage.newest
+        )
+        self._views[key] = replace(view, usage=left if left.count else EMPTY)
 
     def usage(self, charge: Charge, now: datetime) -> Usage:
         view = self._views.get(charge.bucket.key)
-        if view is None:
+        if view is None or _expired(view, charge.window, now):
             return EMPTY
-        idle = charge.window.idle_since(now)
-        if idle is not None and view.entries and max(e.at for e in view.entries) <= idle:
-            return EMPTY
-        return usage_of(live(view.entries, charge.window, now, view.started_at))
+        return view.usage
 
     def prune(self, now: datetime) -> int:
-        """Forget buckets holding nothing live any more; how many were dropped."""
-        stale = [
-            key
-            for key, view in self._views.items()
-            if not live(view.entries, view.window, now, view.started_at)
-        ]
+        """Forget buckets holding nothing any more; how many were dropped."""
+        stale = [key for key, view in self._views.items() if _expired(view, view.window, now)]
         for key in stale:
             del self._views[key]
         return len(stale)

@@ -1,20 +1,20 @@
 """Sliding windows and session pots: what a bucket holds at a given moment (pure, no I/O).
 
-A bucket's charges are :class:`Entry` values (one per call: ``1`` for a rate limit, the amount for
-a spend limit or budget). A duration window counts the entries younger than the window: an entry
-exactly ``window`` old has aged out. The bucket is *reset* when its oldest live entry ages out
-(``reset_at``), which frees that entry's share; nothing is reset on a fixed calendar.
+A bucket holds charges (one per call: ``1`` for a rate limit, the amount for a spend limit or a
+budget). A duration window counts the charges younger than the window: a charge exactly
+``window`` old has aged out. The bucket is *reset* when its oldest charge ages out
+(``reset_at``), which frees that charge's share; nothing is reset on a fixed calendar.
 
-A ``window: session`` budget pot has no duration: it holds every entry since the pot started,
+A ``window: session`` budget pot has no duration: it holds every charge since the pot started,
 and it starts over once the session has been idle for ``idle_ttl``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Final
 
 from helio_proxy.config.durations import seconds as duration_seconds
 
@@ -54,25 +54,19 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """One charge in a bucket (a committed call, or one reserved and still in flight)."""
-
-    id: str
-    at: datetime
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
 class Usage:
     """What a bucket holds now."""
 
     total: Decimal
+    """Calls (rate limits) or the amounts' sum (spend limits, budgets) still counted."""
     count: int
     oldest: datetime | None
-    """When the oldest live entry was taken (``None`` when the bucket is empty)."""
+    """When the oldest charge still counted was taken (``None`` when the bucket is empty)."""
+    newest: datetime | None = None
+    """When the latest one was taken."""
 
     def reset_at(self, window: Window, now: datetime) -> datetime | None:
-        """When the oldest live entry ages out (``now`` when empty; ``None`` for a session pot)."""
+        """When the oldest charge ages out (``now`` when empty; ``None`` for a session pot)."""
         if window.seconds is None:
             return None
         if self.oldest is None:
@@ -80,35 +74,7 @@ class Usage:
         return self.oldest + timedelta(seconds=window.seconds)
 
 
-EMPTY = Usage(Decimal(0), 0, None)
-
-
-def live(
-    entries: Iterable[Entry], window: Window, now: datetime, started_at: datetime | None = None
-) -> list[Entry]:
-    """The entries that still count at ``now`` (for a session pot: since ``started_at``)."""
-    cutoff = window.cutoff(now)
-    kept: list[Entry] = []
-    for entry in entries:
-        if cutoff is not None and entry.at <= cutoff:
-            continue
-        if window.seconds is None and started_at is not None and entry.at < started_at:
-            continue
-        kept.append(entry)
-    return kept
-
-
-def usage_of(entries: Iterable[Entry]) -> Usage:
-    """Total, count and oldest moment of entries that all count."""
-    total = Decimal(0)
-    count = 0
-    oldest: datetime | None = None
-    for entry in entries:
-        total += entry.amount
-        count += 1
-        if oldest is None or entry.at < oldest:
-            oldest = entry.at
-    return Usage(total, count, oldest) if count else EMPTY
+EMPTY: Final = Usage(Decimal(0), 0, None)
 
 
 def utilization(total: Decimal, limit: Decimal) -> float:
