@@ -128,15 +128,12 @@ class LedgerReservation:
         self._gate = gate
         self._reserved = reserved
         self._events = events
-        self.settled: str | None = None
 
     async def commit(self) -> None:
-        self.settled = "committed"
         for type_, data in self._events:
             self._gate.publish(type_, data)
 
     async def release(self) -> None:
-        self.settled = "released"
         reserved = self._reserved
         await self._gate.store.write(
             functools.partial(
@@ -323,14 +320,12 @@ class LimitsGate:
             reservation = LedgerReservation(self, reserved, self._events(reserved, call, now))
             return Settlement(_as_allow(decision), audit=audit, reservations=[reservation])
         over = breaches(reserved.checks, approved=approved)
-        denied = self._deny(decision, over, now)
-        if denied is None:  # only budgets an operator may approve over
-            for check in over:
-                self.publish("budget_breached", self._breach_event(check, call, now))
-            return await self._approve_over_budget(decision, call, over, audit, now)
         for check in over:
             if check.charge.budget is not None:
                 self.publish("budget_breached", self._breach_event(check, call, now))
+        denied = self._deny(decision, over, now)
+        if denied is None:  # only budgets an operator may approve over
+            return await self._approve_over_budget(decision, call, over, audit, now)
         return Settlement(denied, audit=audit)
 
     def _deny(self, decision: Limited, over: list[Check], now: datetime) -> Deny | None:
