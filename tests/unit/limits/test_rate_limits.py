@@ -202,3 +202,20 @@ async def test_a_blocked_call_is_audited_with_its_limit_details(rig: RigFactory)
             "fits": False,
         }
     ]
+
+
+async def test_pruning_drops_rows_no_window_reaches_and_keeps_live_ones(
+    rig: RigFactory, clock: ManualClock
+) -> None:
+    r = await rig(rate())
+    await r.run("search_docs")
+    clock.advance(2 * 86_400)  # older than the window and the one-day floor
+    await r.run("search_web")
+    removed = await r.gate.prune()
+    assert removed == 2  # search_docs' charge and its idle bucket
+    left = r.store.read_sync(
+        lambda c: c.execute(text("SELECT bucket_key FROM limit_buckets")).scalars().all()
+    )
+    assert len(left) == 1
+    assert left[0].endswith(":tool:search_web")
+    assert len(r.gate.mirror) == 1

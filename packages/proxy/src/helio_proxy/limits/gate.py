@@ -242,6 +242,8 @@ class LimitsGate:
             )
         )
         self.mirror.prune(now)
+        # A bucket that holds nothing any more is below any warning threshold.
+        self._warned = {key for key in self._warned if key in self.mirror}
         return removed
 
     async def _prune_forever(self) -> None:

@@ -36,6 +36,9 @@ class Mirror:
     def __len__(self) -> int:
         return len(self._views)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._views
+
     def put(self, views: Iterable[BucketView]) -> None:
         for view in views:
             self._views[view.bucket.key] = view
