@@ -265,7 +265,7 @@ policies:
     assert caught.value.message == "Payments over 1000 need a human."
 
 
-async def test_approval_and_limit_rules_fail_closed_until_those_parts_exist() -> None:
+async def test_approval_rules_fail_closed_until_approvals_exist_and_limit_rules_are_enforced() -> None:
     policies = """
 policies:
   rules:
@@ -275,13 +275,14 @@ policies:
     - name: throttle-weather
       match: {tool: get_weather}
       action: rate_limit
-      limits: {max_calls: 100, window: 1m}
+      limits: {max_calls: 1, window: 1m}
 """
     dashboard = "{enabled: true, api_secret: 'ssssssssssssssssssssssssssssssss'}"
     mode = {"stateless_http": True, "json_response": True}
     async with proxy_stack(policies, mode, dashboard=dashboard) as stack, Client(stack.url) as client:
         with pytest.raises(MCPError) as approval:
             await client.call_tool("create_payment", {"amount": 5})
+        assert (await client.call_tool("get_weather", {"city": "Leeds"})).is_error is False
         with pytest.raises(MCPError) as limit:
             await client.call_tool("get_weather", {"city": "Leeds"})
         output = stack.output.getvalue()
@@ -289,10 +290,11 @@ policies:
         "approval_unavailable",
         "require_approval",
     )
-    assert (limit.value.data["reason"], limit.value.data["action"]) == ("limits_unavailable", "rate_limit")
+    assert (limit.value.data["reason"], limit.value.data["action"]) == ("rate_limited", "rate_limit")
     assert approval.value.data["retry_allowed"] is False
     assert "approve-payments" in output
     assert "approval_unavailable" in output
+    assert "limits_unavailable" not in output
 
 
 async def test_a_changed_tool_definition_is_blocked_as_drift_until_accepted(mode: dict[str, bool]) -> None:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
-import pytest
-
 from helio_proxy import capabilities
-from helio_proxy.app import HelioApp
-from helio_proxy.config import LoadedConfig, parse_config_text
-from helio_proxy.errors import StartupError
+from helio_proxy.config import parse_config_text
 
 BASE = "version: '1'\nupstream:\n  url: 'http://127.0.0.1:9/mcp'\nlisten: {port: 0}\ndashboard: {enabled: false}\n"
 BUDGET = "budgets:\n  - {name: daily, limit: 100, contributors: [{match: {tool: pay}, field: $.amount}]}\n"
 
 
-def test_budgets_are_blocking_and_every_transport_and_several_upstreams_are_served() -> None:
+def test_budgets_every_transport_and_several_upstreams_are_served() -> None:
     assert capabilities.blocking(parse_config_text(BASE, env={})) == []
-    assert "budgets (daily)" in capabilities.blocking(parse_config_text(BASE + BUDGET, env={}))[0]
+    assert capabilities.blocking(parse_config_text(BASE + BUDGET, env={})) == []
     stdio = BASE.replace(
         "url: 'http://127.0.0.1:9/mcp'", "url: 'stdio://x'\n  transport: stdio\n  command: srv"
     )
@@ -35,10 +28,15 @@ def test_an_enabled_dashboard_is_a_notice_not_a_refusal() -> None:
     assert "dashboard UI is not part of this build" in capabilities.notices(config)[0]
 
 
-async def test_start_refuses_a_budget_config_before_binding_anything(tmp_path: Path) -> None:
-    config = parse_config_text(BASE + BUDGET + f"audit: {{path: '{tmp_path / 'a.db'}'}}\n", env={})
-    app = HelioApp(LoadedConfig(config=config, path=Path("helio.yaml"), sha256="0" * 64), out=io.StringIO())
-    with pytest.raises(StartupError, match="budgets"):
-        await app.start()
-    assert app.listeners == []
-    assert not (tmp_path / "a.db").exists()
+def test_limit_keys_that_fall_back_are_notices_not_refusals() -> None:
+    rules = (
+        "policies:\n  rules:\n"
+        "    - name: per-agent\n      match: {tool: a}\n      action: rate_limit\n"
+        "      limits: {max_calls: 1, window: 1m, key: agent}\n"
+    )
+    budget = BUDGET.replace("limit: 100,", "limit: 100, key: agent,")
+    config = parse_config_text(BASE + rules + budget, env={})
+    notices = capabilities.notices(config)
+    assert any("'per-agent'" in n and "counts per session" in n for n in notices)
+    assert any("budget 'daily'" in n and "counts per session" in n for n in notices)
+    assert capabilities.blocking(config) == []

@@ -65,7 +65,10 @@ async def test_ledger_rows_follow_audit_retention(store: Store) -> None:
     def seed(conn: object) -> None:
         for i, at in enumerate([old, young]):
             conn.execute(  # type: ignore[attr-defined]
-                text("INSERT INTO budget_events VALUES (:id, 'b', 1, 'k', '1.50', 'GBP', :at, NULL)"),
+                text(
+                    "INSERT INTO budget_events (id, budget_name, epoch, bucket_key, amount, currency, occurred_at) "
+                    "VALUES (:id, 'b', 1, 'k', '1.50', 'GBP', :at)"
+                ),
                 {"id": f"b{i}", "at": at},
             )
             conn.execute(  # type: ignore[attr-defined]

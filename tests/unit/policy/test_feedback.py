@@ -193,3 +193,55 @@ def test_the_simulation_report_flags_unmet_evidence_and_unavailable_limits(
         False,
         "rate_limit",
     )
+
+
+def test_limit_blocks_carry_their_details_and_a_dry_run_reports_them_as_limits_not_ok(
+    make_policy: PolicyFactory,
+) -> None:
+    rate = Deny(
+        reason="rate_limited",
+        rule="searches",
+        rule_index=0,
+        blocked_action="rate_limit",
+        retry_allowed=True,
+        details={
+            "current_calls": 5,
+            "max_calls": 5,
+            "window_seconds": 60,
+            "reset_at": "2026-01-01T00:01:00.000Z",
+        },
+    )
+    message, data = block_feedback(rate, "search_docs")
+    assert set(data) == BASE_KEYS | {"current_calls", "max_calls", "window_seconds", "reset_at"}
+    assert (data["reason"], data["retry_allowed"], data["reset_at"]) == (
+        "rate_limited",
+        True,
+        "2026-01-01T00:01:00.000Z",
+    )
+    assert "5 of 5 calls" in message
+    invalid = Deny(
+        reason="spend_limited",
+        blocked_action="spend_limit",
+        retry_allowed=True,
+        details={"invalid_amount": "not_a_number", "field": "$.amount"},
+    )
+    message, data = block_feedback(invalid, "pay")
+    assert "$.amount is not a JSON number" in message
+    assert "non-negative JSON number" in data["suggestion"]
+    limited = make_policy(
+        [
+            {
+                "name": "rl",
+                "match": {"tool": "rl"},
+                "action": "rate_limit",
+                "limits": {"max_calls": 1, "window": "1m"},
+            }
+        ],
+        policies_dry_run=True,
+    ).decide(CallFacts("rl", {}))
+    assert isinstance(limited, DryRun)
+    for reason in ("rate_limited", "spend_limited", "budget_exceeded", "session_unresolved"):
+        report = simulation_report(limited, Deny(reason=reason, blocked_action="rate_limit"))
+        assert (report["limits_ok"], report["would_forward"]) == (False, False), reason
+    budgets = Deny(reason="budget_exceeded", details={"budgets": [{"name": "daily"}]})
+    assert simulation_report(limited, budgets)["budgets"] == [{"name": "daily"}]

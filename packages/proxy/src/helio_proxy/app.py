@@ -33,6 +33,8 @@ from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, re
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
+from helio_proxy.limits import LimitsGate
+from helio_proxy.limits.api import limits_routes
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
@@ -81,7 +83,15 @@ class HelioApp:
         self.operator_routes: list[ApiRoute] = []
         """REST endpoints components add to the dashboard port before :meth:`start`."""
         self.approval_gate: ApprovalGate | None = None
-        self.limit_gate: LimitGate | None = None
+        self.limits = LimitsGate(
+            self.audit.store,
+            self.current_config,
+            publish=self.events.publish,
+            approvals=lambda: self.enforcer.approvals,
+        )
+        """Rate/spend limits and budgets, counted in the audit trail's store."""
+        self.limit_gate: LimitGate | None = self.limits
+        self.operator_routes.extend(limits_routes(self.limits))
         self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
         self.mounts = [self._mount(upstream_config) for upstream_config in config.upstream_list]
         """One per upstream, in config order (a single one for the ``upstream:`` form)."""
@@ -251,6 +261,7 @@ class HelioApp:
             for mount in self.mounts:
                 mount.baselines_kept = await mount.baseline_store.load()
                 mount.baselines.restore()
+            await self.limits.start()
         except BaseException:
             for sock in socks:
                 sock.close()
@@ -373,6 +384,7 @@ class HelioApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.limits.stop()
         await self.audit.stop()
         for mount in self.mounts:
             await mount.upstream.close()

@@ -8,18 +8,17 @@ warning. Settings that lose nothing when absent only draw a warning (``notices``
 from __future__ import annotations
 
 from helio_proxy.config.root import HelioConfig
+from helio_proxy.limits.charges import fallback_warnings
 
 
 def blocking(config: HelioConfig) -> list[str]:
-    """Settings that would leave calls ungoverned or unreachable: startup stops on them."""
-    problems: list[str] = []
-    if config.budgets:
-        names = ", ".join(budget.name for budget in config.budgets)
-        problems.append(
-            f"budgets ({names}) are not enforced by this version; remove the 'budgets' section "
-            "(a budget that is not enforced would let every call through)"
-        )
-    return problems
+    """Settings that would leave calls ungoverned or unreachable: startup stops on them.
+
+    Every section of the schema is enforced in this version, so nothing is refused today; the
+    hook stays so that a future schema addition is refused until it is enforced.
+    """
+    del config
+    return []
 
 
 def notices(config: HelioConfig) -> list[str]:
@@ -34,4 +33,5 @@ def notices(config: HelioConfig) -> list[str]:
         out.append(
             "policies.tool_revalidation.max_advertised_ttl has no effect yet: ttlMs is relayed unchanged"
         )
+    out.extend(fallback_warnings(config))
     return out

@@ -34,6 +34,21 @@ class Contributor(ConfigModel):
     field: str
     """JSONPath of the amount in the arguments."""
 
+    @model_validator(mode="after")
+    def _paths_compile(self) -> Contributor:
+        # Imported here: the policy package imports these models.
+        from helio_proxy.policy.glob import compile_glob
+        from helio_proxy.policy.jsonpath import parse_path
+
+        try:
+            compile_glob(self.match.tool)
+        except ValueError as exc:
+            raise ValueError(f"match.tool: glob {self.match.tool!r} {exc}") from None
+        for path in self.match.input or {}:
+            parse_path(path)
+        parse_path(self.field)
+        return self
+
 
 class BudgetConfig(ConfigModel):
     """A cross-tool budget. One call charges every matching budget, all or nothing."""

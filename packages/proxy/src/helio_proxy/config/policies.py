@@ -190,6 +190,14 @@ class SpendLimit(ConfigModel):
     key: LimitKey = "tool"
     """What the spend is counted per: ``tool``, ``session``, ``agent`` or ``sender_id``."""
 
+    @field_validator("field")
+    @classmethod
+    def _field_is_a_path(cls, value: str) -> str:
+        from helio_proxy.policy.jsonpath import parse_path  # the policy package imports these models
+
+        parse_path(value)
+        return value
+
 
 class Limits(ConfigModel):
     """Limits used by ``rate_limit`` and ``spend_limit`` rules."""

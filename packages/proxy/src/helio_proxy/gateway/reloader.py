@@ -107,7 +107,8 @@ def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:
     ]
     policies = config.policies
     lines.append(f"Policy reloaded: {len(policies.rules)} rules (default: {policies.default})")
-    lines.extend(f"Warning: {warning}" for warning in fail_closed_warnings(config))
+    # A running proxy always has its limit gate (helio_proxy.limits); approvals may be missing.
+    lines.extend(f"Warning: {warning}" for warning in fail_closed_warnings(config, limits=True))
     names = {rule.name for rule in config.policies.rules if rule.name}
     removed = tuple(
         sorted(rule.name for rule in current.config.policies.rules if rule.name and rule.name not in names)

@@ -13,7 +13,14 @@ reason                                      extra fields
 ``policy_denied`` (no session id, gated)    ``policy_reason: session_unresolved``
 ``approval_unavailable``,                   none
 ``limits_unavailable``
+``rate_limited``                            ``current_calls``, ``max_calls``, ``window_seconds``, ``reset_at``
+``spend_limited``                           ``current_spend``, ``max_spend``, ``attempted_amount``, ``currency``,
+                                            ``window_seconds``, ``reset_at``; or ``invalid_amount``, ``field``
+``budget_exceeded``                         ``budgets`` (one entry per breached budget)
+``session_unresolved``                      ``limit_kind``, ``limit``
 ==========================================  ==============================================
+
+Limit blocks carry their fields in ``Deny.details`` (built by :mod:`helio_proxy.limits.blocks`).
 
 Gate blocks take their fields, message and suggestion from the evidence module's
 :class:`~helio_proxy.evidence.GateResult`. A rule's ``feedback.message``/``suggestion`` replace
@@ -23,7 +30,8 @@ rather than the rule).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, cast
 
 from helio_proxy.policy.decision import Allow, Decision, Deny, DryRun
 
@@ -35,6 +43,10 @@ BLOCK_REASONS: Final = (
     "dependency_missing",
     "approval_unavailable",
     "limits_unavailable",
+    "rate_limited",
+    "spend_limited",
+    "budget_exceeded",
+    "session_unresolved",
 )
 """Every ``reason`` a governance block can carry in this version."""
 
@@ -48,9 +60,32 @@ SUGGESTIONS: Final = {
         "This call needs human approval, which this proxy cannot collect yet; ask an operator."
     ),
     "limits_unavailable": (
-        "This call is governed by a rate or spend limit that this proxy cannot enforce yet; ask an operator."
+        "This call is governed by a rate or spend limit that this proxy cannot enforce right now; ask an operator."
+    ),
+    "rate_limited": "Wait until reset_at, then retry the call.",
+    "spend_limited": "Wait until reset_at for room in the spend window, or retry with a smaller amount.",
+    "budget_exceeded": (
+        "The budget has no room for this amount; wait until reset_at, use a smaller amount, "
+        "or ask an operator to raise the budget."
+    ),
+    "session_unresolved": (
+        "Send a session id with every call (the x-helio-session-id header; the SDK's HelioContext.headers)."
     ),
 }
+
+INVALID_AMOUNT_SUGGESTION: Final = "Retry with the amount as a non-negative JSON number (not a string)."
+
+_INVALID_AMOUNT: Final = {
+    "missing": "is missing",
+    "not_a_number": "is not a JSON number",
+    "not_finite": "is not a finite number",
+    "negative": "is negative",
+}
+
+LIMIT_REASONS: Final = frozenset(
+    {"limits_unavailable", "rate_limited", "spend_limited", "budget_exceeded", "session_unresolved"}
+)
+"""Block reasons that mean a limit or budget stopped the call (``limits_ok: false`` in a dry run)."""
 
 
 def _message(decision: Deny, tool: str) -> str:
@@ -67,8 +102,41 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
         case "limits_unavailable":
             return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
+        case "rate_limited" | "spend_limited" | "budget_exceeded" | "session_unresolved":
+            return _limit_message(decision, tool, rule)
         case _:
             return f"Tool {tool!r} is blocked ({decision.reason})."
+
+
+def _limit_message(decision: Deny, tool: str, rule: str) -> str:
+    details: Mapping[str, Any] = decision.details or {}
+    match decision.reason:
+        case "rate_limited":
+            return (
+                f"Tool {tool!r} is rate limited by {rule}: {details.get('current_calls')} of "
+                f"{details.get('max_calls')} calls used in {details.get('window_seconds')}s; "
+                f"retry after {details.get('reset_at')}."
+            )
+        case "spend_limited" if "invalid_amount" in details:
+            problem = _INVALID_AMOUNT.get(str(details["invalid_amount"]), "is invalid")
+            return (
+                f"Tool {tool!r} is blocked by the spend limit of {rule}: the amount at "
+                f"{details.get('field')} {problem}."
+            )
+        case "spend_limited":
+            return (
+                f"Tool {tool!r} would exceed the spend limit of {rule}: {details.get('current_spend')} + "
+                f"{details.get('attempted_amount')} over {details.get('max_spend')} {details.get('currency')} "
+                f"in {details.get('window_seconds')}s."
+            )
+        case "budget_exceeded":
+            budgets: list[Any] = list(details.get("budgets") or [])
+            names = ", ".join(
+                repr(cast(dict[str, Any], b).get("name")) for b in budgets if isinstance(b, dict)
+            )
+            return f"Tool {tool!r} would exceed budget {names}."
+        case _:
+            return f"Tool {tool!r} is under a per-session limit and the call carries no session id."
 
 
 def block_feedback(decision: Deny, tool: str) -> tuple[str, dict[str, Any]]:
@@ -92,6 +160,8 @@ def block_feedback(decision: Deny, tool: str) -> tuple[str, dict[str, Any]]:
         data["drifted_aspects"] = list(decision.drifted_aspects)
     if decision.details:
         data.update(decision.details)
+        if decision.reason == "spend_limited" and "invalid_amount" in decision.details:
+            data["suggestion"] = INVALID_AMOUNT_SUGGESTION
     if own and own.suggestion:
         data["suggestion"] = own.suggestion
     if own:
@@ -110,11 +180,14 @@ def simulation_report(decision: DryRun, enforced: Decision) -> dict[str, Any]:
     say: the decision itself, an ``Allow``, or a ``Deny``.
     """
     would = decision.would
-    return {
+    report: dict[str, Any] = {
         "dry_run": True,
         "would_forward": isinstance(enforced, Allow),
         "policy_decision": decision.policy_decision,
         "matched_rule": would.rule,
         "evidence_satisfied": not (isinstance(would, Deny) and would.gate is not None),
-        "limits_ok": not (isinstance(enforced, Deny) and enforced.reason == "limits_unavailable"),
+        "limits_ok": not (isinstance(enforced, Deny) and enforced.reason in LIMIT_REASONS),
     }
+    if isinstance(enforced, Deny) and enforced.details and "budgets" in enforced.details:
+        report["budgets"] = enforced.details["budgets"]
+    return report

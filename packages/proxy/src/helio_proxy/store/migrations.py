@@ -188,7 +188,30 @@ TOOL_BASELINE_PENDING = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (AUDIT_SCHEMA, GOVERNANCE_SCHEMA, TOOL_BASELINE_PENDING)
+LIMIT_BUCKETS = Migration(
+    "0004_limit_buckets",
+    (
+        # One row per limit or budget bucket: the row charges lock (SELECT ... FOR UPDATE), so
+        # replicas on one PostgreSQL take turns on a bucket; it also dates a session pot.
+        """CREATE TABLE limit_buckets (
+            bucket_key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            version TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            subject TEXT,
+            started_at TEXT NOT NULL,
+            last_activity TEXT NOT NULL
+        )""",
+        "CREATE INDEX limit_buckets_owner ON limit_buckets (kind, owner, version)",
+        "CREATE INDEX limit_buckets_last_activity ON limit_buckets (last_activity)",
+        # What the budget ledger says about each charge besides its amount.
+        "ALTER TABLE budget_events ADD COLUMN tool_name TEXT",
+        "ALTER TABLE budget_events ADD COLUMN session_id TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (AUDIT_SCHEMA, GOVERNANCE_SCHEMA, TOOL_BASELINE_PENDING, LIMIT_BUCKETS)
 """Every migration, in the order it is applied."""
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

@@ -121,6 +121,8 @@ class BudgetEventRow(SQLModel, table=True):
     currency: str = Field(sa_column=_text(nullable=False))
     occurred_at: str = Field(sa_column=_text(nullable=False))
     audit_id: str | None = Field(default=None, sa_column=_text())
+    tool_name: str | None = Field(default=None, sa_column=_text())
+    session_id: str | None = Field(default=None, sa_column=_text())
 
 
 class LimitEventRow(SQLModel, table=True):
@@ -133,6 +135,25 @@ class LimitEventRow(SQLModel, table=True):
     amount: str = Field(sa_column=_text(nullable=False))
     occurred_at: str = Field(sa_column=_text(nullable=False))
     audit_id: str | None = Field(default=None, sa_column=_text())
+
+
+class LimitBucketRow(SQLModel, table=True):
+    """One rate, spend or budget bucket: the row a charge locks, and when its pot started.
+
+    ``version`` is the limit's fingerprint (rate/spend) or the budget's epoch; ``started_at`` is
+    when a ``window: session`` pot began (reset after ``idle_ttl`` without activity).
+    """
+
+    __tablename__ = "limit_buckets"  # pyright: ignore[reportAssignmentType]
+
+    bucket_key: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    kind: str = Field(sa_column=_text(nullable=False))
+    owner: str = Field(sa_column=_text(nullable=False))
+    version: str = Field(sa_column=_text(nullable=False))
+    scope: str = Field(sa_column=_text(nullable=False))
+    subject: str | None = Field(default=None, sa_column=_text())
+    started_at: str = Field(sa_column=_text(nullable=False))
+    last_activity: str = Field(sa_column=_text(nullable=False))
 
 
 class SessionEvidenceRow(SQLModel, table=True):
@@ -206,6 +227,7 @@ APPROVAL_TICKETS: Final = _table("approval_tickets")
 BUDGET_META: Final = _table("budget_meta")
 BUDGET_EVENTS: Final = _table("budget_events")
 LIMIT_EVENTS: Final = _table("limit_events")
+LIMIT_BUCKETS: Final = _table("limit_buckets")
 SESSION_EVIDENCE: Final = _table("session_evidence")
 SESSION_CALLS: Final = _table("session_calls")
 SESSION_DEPENDENCIES: Final = _table("session_dependencies")
@@ -218,6 +240,7 @@ GOVERNANCE_TABLES: Final = (
     BUDGET_META,
     BUDGET_EVENTS,
     LIMIT_EVENTS,
+    LIMIT_BUCKETS,
     SESSION_EVIDENCE,
     SESSION_CALLS,
     SESSION_DEPENDENCIES,

@@ -1,0 +1,239 @@
+"""What one call would charge: its rule's rate or spend limit and every budget it feeds.
+
+:func:`plan` turns a decision and a call into :class:`Charge` values, one per bucket, or into a
+block that needs no counter at all (an invalid amount, a session-keyed limit without a session).
+Nothing here touches the store.
+
+**Keys.** ``tool`` counts per tool name (a ``search_*`` rule keeps one bucket per matching tool),
+``session`` per session id, ``global`` (budgets) in one pot. ``agent`` counts per authenticated
+agent once the MCP port authenticates agents; until then it falls back to the *session*. On the
+MCP port ``sender_id`` (an adapter's sender) falls back to ``tool`` for rules and ``global`` for
+budgets. A session-keyed bucket without a session id blocks the call (``session_unresolved``)
+under ``session.on_unresolved: deny``, and pools such calls as ``unknown`` under ``anonymous``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Final, Literal
+
+from helio_proxy.config.budgets import BudgetConfig
+from helio_proxy.config.policies import Limits
+from helio_proxy.config.root import HelioConfig
+from helio_proxy.gateway.enforcement import GovernedCall
+from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amount
+from helio_proxy.limits.budgets import CompiledBudget
+from helio_proxy.limits.windows import Window
+from helio_proxy.policy.jsonpath import parse_path
+
+Kind = Literal["rate", "spend", "budget"]
+Scope = Literal["tool", "session", "agent", "global"]
+
+RATE_SLOT: Final = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Where a charge is counted."""
+
+    kind: Kind
+    owner: str
+    """The rule's name (``rule-<index>`` when unnamed) or the budget's name."""
+    version: str
+    """The limit's fingerprint (rate/spend), or the budget's epoch (filled in by the ledger)."""
+    scope: Scope
+    subject: str | None
+    """The tool name, session id or agent id the bucket counts for (``None`` for ``global``)."""
+
+    @property
+    def key(self) -> str:
+        """The bucket's id in ``limit_buckets`` and ``limit_events``."""
+        return f"{self.kind}:{self.owner}:{self.version}:{self.ledger_key}"
+
+    @property
+    def ledger_key(self) -> str:
+        """The part that names whose pot it is (``budget_events.bucket_key``): ``global``, ``session:<id>``."""
+        return self.scope if self.subject is None else f"{self.scope}:{self.subject}"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One bucket's share of a call."""
+
+    bucket: Bucket
+    amount: Decimal
+    limit: Decimal
+    window: Window
+    currency: str | None = None
+    budget: BudgetConfig | None = None
+    """Set for a budget charge."""
+    fingerprint: str = ""
+    """A budget's epoch fingerprint (see :func:`~helio_proxy.limits.budgets.budget_fingerprint`)."""
+
+    @property
+    def waivable(self) -> bool:
+        """An operator may approve this charge over the limit (``on_exceed: require_approval``)."""
+        return self.budget is not None and self.budget.on_exceed == "require_approval"
+
+    def with_epoch(self, epoch: int) -> Charge:
+        return replace(self, bucket=replace(self.bucket, version=str(epoch)))
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidCharge:
+    """An amount that cannot be charged: the call is blocked whatever the bucket holds."""
+
+    kind: Kind
+    owner: str
+    invalid: InvalidAmount
+    limits: Limits | None = None
+    budget: CompiledBudget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """A session-keyed bucket, and no session id to key it by (``on_unresolved: deny``)."""
+
+    kind: Kind
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    charges: tuple[Charge, ...]
+    invalid: tuple[InvalidCharge, ...] = ()
+    unresolved: Unresolved | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.charges and not self.invalid and self.unresolved is None
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of what a rule limit's counting means (a change starts fresh buckets)."""
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:12]
+
+
+def rate_fingerprint(limits: Limits) -> str:
+    assert limits.max_calls is not None
+    assert limits.window is not None
+    return fingerprint("rate", limits.max_calls, limits.window.seconds, limits.key)
+
+
+def spend_fingerprint(limits: Limits) -> str:
+    spend = limits.max_spend
+    assert spend is not None
+    return fingerprint(
+        "spend", format(spend.limit.normalize(), "f"), spend.currency, spend.window.seconds, spend.key
+    )
+
+
+def _subject(
+    key: str, call: GovernedCall, config: HelioConfig, *, budget: bool
+) -> tuple[Scope, str | None] | None:
+    """``(scope, subject)`` for a limit key; ``None`` when it needs a session and has none."""
+    if key == "tool":
+        return "tool", call.facts.tool
+    if key == "global" or (key == "sender_id" and budget):
+        return "global", None
+    if key == "sender_id":
+        return "tool", call.facts.tool
+    if key == "agent" and call.agent_id is not None:
+        return "agent", call.agent_id
+    session = call.identity.limit_bucket(config.session.on_unresolved)
+    return None if session is None else ("session", session)
+
+
+def plan(
+    rule_limits: tuple[Kind, str, Limits] | None,
+    call: GovernedCall,
+    config: HelioConfig,
+    budgets: tuple[CompiledBudget, ...],
+) -> Plan:
+    """Every charge ``call`` makes: its rule's limit (``(kind, rule name, limits)``) and its budgets."""
+    arguments = ExactArguments(call.facts.arguments, call.raw)
+    charges: list[Charge] = []
+    invalid: list[InvalidCharge] = []
+    if rule_limits is not None:
+        kind, owner, limits = rule_limits
+        if kind == "rate":
+            assert limits.max_calls is not None
+            assert limits.window is not None
+            subject = _subject(limits.key, call, config, budget=False)
+            if subject is None:
+                return Plan((), (), Unresolved(kind, owner))
+            bucket = Bucket("rate", owner, rate_fingerprint(limits), *subject)
+            charges.append(
+                Charge(bucket, RATE_SLOT, Decimal(limits.max_calls), Window(limits.window.seconds))
+            )
+        else:
+            spend = limits.max_spend
+            assert spend is not None
+            subject = _subject(spend.key, call, config, budget=False)
+            if subject is None:
+                return Plan((), (), Unresolved(kind, owner))
+            amount = read_amount(parse_path(spend.field), arguments)
+            if isinstance(amount, InvalidAmount):
+                invalid.append(InvalidCharge("spend", owner, amount, limits=limits))
+            else:
+                bucket = Bucket("spend", owner, spend_fingerprint(limits), *subject)
+                charges.append(
+                    Charge(bucket, amount, spend.limit, Window(spend.window.seconds), spend.currency)
+                )
+    for budget in budgets:
+        amount = budget.amount_for(call.facts, arguments)
+        if amount is None:
+            continue
+        if isinstance(amount, InvalidAmount):
+            invalid.append(InvalidCharge("budget", budget.name, amount, budget=budget))
+            continue
+        subject = _subject(budget.config.key, call, config, budget=True)
+        if subject is None:
+            return Plan((), (), Unresolved("budget", budget.name))
+        bucket = Bucket("budget", budget.name, "", *subject)
+        charges.append(
+            Charge(
+                bucket,
+                amount,
+                budget.config.limit,
+                budget.window,
+                budget.config.currency,
+                budget=budget.config,
+                fingerprint=budget.fingerprint,
+            )
+        )
+    return Plan(tuple(charges), tuple(invalid))
+
+
+def fallback_warnings(config: HelioConfig) -> list[str]:
+    """Startup notices for limit keys that count by something else on this proxy."""
+    out: list[str] = []
+    for index, rule in enumerate(config.policies.rules):
+        label = f"policies.rules[{index}]" + (f" ({rule.name!r})" if rule.name else "")
+        keys: list[tuple[str, str]] = []
+        if rule.limits is not None and rule.action == "rate_limit":
+            keys.append(("limits.key", rule.limits.key))
+        if rule.limits is not None and rule.limits.max_spend is not None and rule.action == "spend_limit":
+            keys.append(("limits.max_spend.key", rule.limits.max_spend.key))
+        for where, key in keys:
+            if key == "agent":
+                out.append(
+                    f"{label} {where} 'agent': agents are not authenticated on the MCP port, so it counts per "
+                    "session (x-helio-session-id) instead"
+                )
+            elif key == "sender_id":
+                out.append(f"{label} {where} 'sender_id' only applies to adapters; MCP calls count per tool")
+    for budget in config.budgets:
+        if budget.key == "agent":
+            out.append(
+                f"budget {budget.name!r} key 'agent': agents are not authenticated on the MCP port, so it counts "
+                "per session (x-helio-session-id) instead"
+            )
+        elif budget.key == "sender_id":
+            out.append(
+                f"budget {budget.name!r} key 'sender_id' only applies to adapters; MCP calls share one pot"
+            )
+    return out

@@ -1,0 +1,449 @@
+"""The limit gate: rate limits, spend limits and budgets, reserved all or nothing per call.
+
+:class:`LimitsGate` implements :class:`~helio_proxy.gateway.enforcement.LimitGate`. For each call
+it plans the charges (:mod:`.charges`), takes them in one store transaction (:mod:`.ledger`) and
+answers with a :class:`Settlement`: ``Allow`` holding a :class:`LedgerReservation` the pipeline
+commits once the upstream got the call (or releases, giving the capacity back), or a ``Deny``
+(:mod:`.blocks`). The config is read from the current snapshot on every call, so rules and budgets
+hot-reload; a budget whose limit, currency, window or key changed starts a new epoch.
+
+If the store cannot be reached, calls that feed a limit are blocked with ``limits_unavailable``.
+
+Operator events: ``limit_warning`` when a bucket reaches :data:`WARN_AT` of its limit (once per
+crossing), ``budget_update`` for every budget charge that reached the upstream, and
+``budget_breached`` when a budget stops a call (or sends it for approval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from helio_proxy.config.root import HelioConfig
+from helio_proxy.gateway.enforcement import ApprovalGate, GovernedCall, Settlement
+from helio_proxy.limits import blocks, ledger
+from helio_proxy.limits.amounts import decimal_text
+from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
+from helio_proxy.limits.catalog import budget_shapes, rule_shapes
+from helio_proxy.limits.charges import Kind, Plan, plan
+from helio_proxy.limits.ledger import Check, Reserved, breaches
+from helio_proxy.limits.mirror import Mirror
+from helio_proxy.limits.windows import EMPTY, utilization
+from helio_proxy.policy import Allow, Deny, RateLimit, SpendLimit
+from helio_proxy.store.base import Store
+
+log = logging.getLogger("helio_proxy.limits")
+
+Limited = Allow | RateLimit | SpendLimit
+Publish = Callable[[str, dict[str, Any]], object]
+
+WARN_AT: Final = 0.8
+"""Share of a limit at which a ``limit_warning`` event is published."""
+
+PRUNE_INTERVAL_SECONDS: Final = 600.0
+"""How often expired rate/spend rows and idle buckets are deleted."""
+
+PRUNE_FLOOR_SECONDS: Final = 86_400
+"""Rows and buckets are kept at least this long, whatever the windows (a replica may still be on
+an older config with a longer window)."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_allow(decision: Limited) -> Allow:
+    if isinstance(decision, Allow):
+        return decision
+    return Allow(
+        rule=decision.rule,
+        rule_index=decision.rule_index,
+        reason=decision.reason,
+        feedback=decision.feedback,
+        flagged_destructive=decision.flagged_destructive,
+        drifted_aspects=decision.drifted_aspects,
+    )
+
+
+def _reset_after(check: Check, now: datetime) -> datetime | None:
+    """When a bucket just charged at ``now`` frees its oldest share (``None`` for a session pot)."""
+    seconds = check.charge.window.seconds
+    if seconds is None:
+        return None
+    return (check.usage.oldest or now) + timedelta(seconds=seconds)
+
+
+def merge_audit(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Two settlements' audit fields as one (their ``metadata`` objects merged)."""
+    merged = {**first, **second}
+    if "metadata" in first and "metadata" in second:
+        merged["metadata"] = {**first["metadata"], **second["metadata"]}
+    return merged
+
+
+def _charge_summary(check: Check) -> dict[str, Any]:
+    charge = check.charge
+    bucket = charge.bucket
+    summary: dict[str, Any] = {
+        "kind": bucket.kind,
+        "name": bucket.owner,
+        "bucket": bucket.ledger_key,
+        "amount": decimal_text(charge.amount),
+        "used_before": decimal_text(check.usage.total),
+        "limit": decimal_text(charge.limit),
+        "window": charge.window.label,
+        "fits": check.fits,
+    }
+    if charge.currency is not None:
+        summary["currency"] = charge.currency
+    if bucket.kind == "budget":
+        summary["epoch"] = int(bucket.version)
+    return summary
+
+
+def _audit(plan: Plan, checks: tuple[Check, ...] | list[Check], *, charged: bool) -> dict[str, Any]:
+    limits: dict[str, Any] = {"charged": charged, "charges": [_charge_summary(c) for c in checks]}
+    if plan.invalid:
+        limits["invalid"] = [
+            {"kind": i.kind, "name": i.owner, "invalid_amount": i.invalid.code, "detail": i.invalid.detail}
+            for i in plan.invalid
+        ]
+    if plan.unresolved is not None:
+        limits["session_unresolved"] = {"kind": plan.unresolved.kind, "name": plan.unresolved.owner}
+    return {"metadata": {"limits": limits}}
+
+
+class LedgerReservation:
+    """One call's charges: committed when the upstream got the call, deleted when it never did."""
+
+    def __init__(
+        self, gate: LimitsGate, reserved: Reserved, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        self._gate = gate
+        self._reserved = reserved
+        self._events = events
+
+    async def commit(self) -> None:
+        for type_, data in self._events:
+            self._gate.publish(type_, data)
+
+    async def release(self) -> None:
+        reserved = self._reserved
+        await self._gate.store.write(
+            functools.partial(
+                ledger.release,
+                limit_event_ids=reserved.limit_event_ids,
+                budget_event_ids=reserved.budget_event_ids,
+            )
+        )
+        for check in reserved.checks:
+            self._gate.mirror.release(check.charge.bucket.key, check.charge.amount)
+
+
+class LimitsGate:
+    """Rate limits, spend limits and budgets over a durable store (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], HelioConfig],
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        publish: Publish | None = None,
+        approvals: Callable[[], ApprovalGate | None] = lambda: None,
+        warn_at: float = WARN_AT,
+    ) -> None:
+        self.store = store
+        self.config = config
+        """The config snapshot in force (read on every call: limits hot-reload with policies)."""
+        self.clock = clock
+        self._publish = publish
+        self.approvals = approvals
+        """The approval gate, for budgets with ``on_exceed: require_approval``."""
+        self.warn_at = warn_at
+        self.mirror = Mirror()
+        self.epochs: dict[str, int] = {}
+        """Budget name → epoch, as the ledger last reported."""
+        self._warned: set[str] = set()
+        self._compiled: tuple[HelioConfig, tuple[CompiledBudget, ...]] | None = None
+        self._reconciled_for: HelioConfig | None = None
+        self._reconcile_lock = asyncio.Lock()
+        self._pruner: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Settle budget epochs, load the local view of every live bucket, start pruning."""
+        await self.reconciled(self.config())
+        await self.load()
+        self._pruner = asyncio.create_task(self._prune_forever(), name="helio-limits-prune")
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
+
+    async def reconciled(self, config: HelioConfig) -> None:
+        """Make sure the ledger's budget epochs match ``config`` (once per config snapshot)."""
+        if self._reconciled_for is config:
+            return
+        async with self._reconcile_lock:
+            if self._reconciled_for is config:
+                return
+            budgets = [(b.name, b.fingerprint) for b in self._budgets(config)]
+            now = self.clock()
+            self.epochs = await self.store.write(
+                functools.partial(ledger.reconcile, budgets=budgets, now=now)
+            )
+            self._reconciled_for = config
+
+    async def load(self) -> int:
+        """Fill the local view from the store (startup); the number of buckets loaded."""
+        config = self.config()
+        shapes = [*rule_shapes(config), *budget_shapes(config, self.epochs)]
+        by_triple = {s.triple: s for s in shapes}
+        now = self.clock()
+
+        def job(conn: Any) -> list[ledger.BucketView]:
+            rows, _ = ledger.bucket_rows(conn, list(by_triple))
+            views: list[ledger.BucketView] = []
+            for row in rows:
+                shape = by_triple[(row.bucket.kind, row.bucket.owner, row.bucket.version)]
+                charge = shape.charge(row.bucket)
+                usage = ledger.bucket_usage(conn, charge, row.started_at, now)
+                views.append(ledger.BucketView(row.bucket, shape.window, row.started_at, usage))
+            return views
+
+        views = await self.store.read(job)
+        self.mirror.put(views)
+        return len(views)
+
+    async def prune(self) -> int:
+        """Delete rate/spend rows no window reaches and buckets idle past every window."""
+        config = self.config()
+        now = self.clock()
+        rule_windows = [s.window.seconds or 0 for s in rule_shapes(config)]
+        budget_windows = [max(b.window.seconds or 0, b.window.idle_ttl or 0) for b in self._budgets(config)]
+        events_keep = max([PRUNE_FLOOR_SECONDS, *rule_windows])
+        buckets_keep = max([events_keep, *budget_windows])
+        removed = await self.store.write(
+            functools.partial(
+                ledger.prune,
+                events_before=now - timedelta(seconds=events_keep),
+                buckets_idle_before=now - timedelta(seconds=buckets_keep),
+            )
+        )
+        self.mirror.prune(now)
+        # A bucket that holds nothing any more is below any warning threshold.
+        self._warned = {key for key in self._warned if key in self.mirror}
+        return removed
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning expired limit rows failed; retrying at the next interval")
+
+    # -- the gate --------------------------------------------------------------------------------
+
+    def publish(self, type_: str, data: dict[str, Any]) -> None:
+        if self._publish is None:
+            return
+        try:
+            self._publish(type_, data)
+        except Exception:  # an event must never fail a call
+            log.exception("publishing a %s event failed", type_)
+
+    def _budgets(self, config: HelioConfig) -> tuple[CompiledBudget, ...]:
+        compiled = self._compiled
+        if compiled is None or compiled[0] is not config:
+            compiled = (config, compile_budgets(config))
+            self._compiled = compiled
+        return compiled[1]
+
+    def _plan(self, decision: Limited, call: GovernedCall, config: HelioConfig) -> Plan:
+        rule: tuple[Kind, str, Any] | None = None
+        if isinstance(decision, RateLimit):
+            rule = ("rate", decision.rule or "", decision.limits)
+        elif isinstance(decision, SpendLimit):
+            rule = ("spend", decision.rule or "", decision.limits)
+        return plan(rule, call, config, self._budgets(config))
+
+    def _refused(self, decision: Limited, planned: Plan, now: datetime) -> Deny | None:
+        """A block that needs no counter: no session for a session-keyed limit, or an invalid amount."""
+        if planned.unresolved is not None:
+            return blocks.session_unresolved(decision, planned.unresolved)
+        spend = [i for i in planned.invalid if i.kind == "spend"]
+        if spend:
+            return blocks.invalid_spend(decision, spend[0], now)
+        if planned.invalid:
+            return blocks.budget_exceeded(decision, [], list(planned.invalid), now)
+        return None
+
+    async def reserve(self, decision: Limited, call: GovernedCall, *, approved: bool = False) -> Settlement:
+        """Take the call's charges from every bucket it feeds, all or nothing."""
+        config = self.config()
+        planned = self._plan(decision, call, config)
+        if planned.empty:
+            return Settlement(_as_allow(decision))
+        now = self.clock()
+        refused = self._refused(decision, planned, now)
+        if refused is not None:
+            return Settlement(refused, audit=_audit(planned, [], charged=False))
+        try:
+            await self.reconciled(config)
+            reserved = await self.store.write(
+                functools.partial(
+                    ledger.reserve,
+                    charges=planned.charges,
+                    now=now,
+                    approved=approved,
+                    tool=call.facts.tool,
+                    session_id=call.facts.session_id,
+                )
+            )
+        except Exception:
+            log.exception("limits could not be checked (store unavailable); blocking the call")
+            return Settlement(blocks.limits_unavailable(decision), audit=_audit(planned, [], charged=False))
+        self.epochs.update(reserved.epochs)
+        self.mirror.put(reserved.views)
+        audit = _audit(planned, reserved.checks, charged=reserved.taken)
+        if reserved.taken:
+            reservation = LedgerReservation(self, reserved, self._events(reserved, call, now))
+            return Settlement(_as_allow(decision), audit=audit, reservations=[reservation])
+        over = breaches(reserved.checks, approved=approved)
+        for check in over:
+            if check.charge.budget is not None:
+                self.publish("budget_breached", self._breach_event(check, call, now))
+        denied = self._deny(decision, over, now)
+        if denied is None:  # only budgets an operator may approve over
+            return await self._approve_over_budget(decision, call, over, audit, now)
+        return Settlement(denied, audit=audit)
+
+    def _deny(self, decision: Limited, over: list[Check], now: datetime) -> Deny | None:
+        """The block for breached charges; ``None`` when all of them may be approved over."""
+        for check in over:
+            if check.charge.bucket.kind == "rate":
+                return blocks.rate_limited(decision, check, now)
+            if check.charge.bucket.kind == "spend":
+                return blocks.spend_limited(decision, check, now)
+        if all(c.charge.waivable for c in over):
+            return None
+        return blocks.budget_exceeded(decision, over, [], now)
+
+    async def _approve_over_budget(
+        self, decision: Limited, call: GovernedCall, over: list[Check], audit: dict[str, Any], now: datetime
+    ) -> Settlement:
+        gate = self.approvals()
+        if gate is None:
+            return Settlement(blocks.budget_approval_unavailable(decision, over, now), audit=audit)
+        breached: list[dict[str, Any]] = []
+        for check in over:
+            entry = blocks.budget_entry(check, now)
+            budget = check.charge.budget
+            assert budget is not None
+            entry["current"] = entry["spent"]
+            entry["amount"] = entry["attempted_amount"]
+            entry["approval"] = budget.approval.model_dump(exclude_none=True) if budget.approval else None
+            breached.append(entry)
+        held = await gate.hold_budget(decision, call, breached)
+        if isinstance(held.decision, Deny):
+            held.audit = merge_audit(audit, held.audit)
+            return held
+        again = await self.reserve(decision, call, approved=True)
+        again.audit = merge_audit(held.audit, again.audit)
+        return again
+
+    def _events(
+        self, reserved: Reserved, call: GovernedCall, now: datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """What to publish once the charges are committed."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        for check in reserved.checks:
+            charge = check.charge
+            key = charge.bucket.key
+            after = check.usage.total + charge.amount
+            share = utilization(after, charge.limit)
+            if share >= self.warn_at:
+                if key not in self._warned:
+                    self._warned.add(key)
+                    events.append(("limit_warning", self._warning_event(check, share, now)))
+            else:
+                self._warned.discard(key)
+            if charge.budget is not None:
+                events.append(("budget_update", self._budget_event(check, call, now)))
+        return events
+
+    def _warning_event(self, check: Check, share: float, now: datetime) -> dict[str, Any]:
+        charge = check.charge
+        bucket = charge.bucket
+        usage = check.usage
+        return {
+            "kind": bucket.kind,
+            "name": bucket.owner,
+            "bucket": bucket.ledger_key,
+            "current": decimal_text(usage.total + charge.amount),
+            "limit": decimal_text(charge.limit),
+            "currency": charge.currency,
+            "utilization": round(share, 4),
+            "window": charge.window.label,
+            "reset_at": blocks.iso(_reset_after(check, now)),
+        }
+
+    def _budget_event(self, check: Check, call: GovernedCall, now: datetime) -> dict[str, Any]:
+        charge = check.charge
+        spent = check.usage.total + charge.amount
+        return {
+            "name": charge.bucket.owner,
+            "bucket": charge.bucket.ledger_key,
+            "epoch": int(charge.bucket.version),
+            "tool": call.facts.tool,
+            "amount": decimal_text(charge.amount),
+            "spent": decimal_text(spent),
+            "limit": decimal_text(charge.limit),
+            "remaining": decimal_text(max(charge.limit - spent, Decimal(0))),
+            "currency": charge.currency,
+        }
+
+    def _breach_event(self, check: Check, call: GovernedCall, now: datetime) -> dict[str, Any]:
+        entry = blocks.budget_entry(check, now)
+        entry["bucket"] = check.charge.bucket.ledger_key
+        entry["tool"] = call.facts.tool
+        return entry
+
+    def peek(self, decision: Limited, call: GovernedCall) -> Settlement:
+        """What :meth:`reserve` would answer from this proxy's local view, taking nothing (dry-run)."""
+        config = self.config()
+        planned = self._plan(decision, call, config)
+        if planned.empty:
+            return Settlement(_as_allow(decision))
+        now = self.clock()
+        refused = self._refused(decision, planned, now)
+        if refused is not None:
+            return Settlement(refused, audit=_audit(planned, [], charged=False))
+        checks: list[Check] = []
+        for charge in planned.charges:
+            if charge.budget is None:
+                checks.append(Check(charge, self.mirror.usage(charge, now)))
+                continue
+            # A budget the ledger has no epoch for yet holds nothing.
+            epoch = self.epochs.get(charge.bucket.owner)
+            resolved = charge.with_epoch(epoch or 0)
+            checks.append(Check(resolved, self.mirror.usage(resolved, now) if epoch else EMPTY))
+        audit = _audit(planned, checks, charged=False)
+        over = breaches(checks, approved=False)
+        if not over:
+            return Settlement(_as_allow(decision), audit=audit)
+        # A dry run waits for no one: a budget that would need approval reports as exceeded.
+        denied = self._deny(decision, over, now) or blocks.budget_exceeded(decision, over, [], now)
+        return Settlement(denied, audit=audit)

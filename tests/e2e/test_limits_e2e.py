@@ -1,0 +1,190 @@
+"""Limits across real processes: two ``helio start`` replicas sharing one PostgreSQL never
+overspend together, and the seeds' rate and spend rules work verbatim."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from helio_proxy.store import create_store
+from helio_proxy.store.testing import postgres_schema
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+SEEDS = Path(__file__).resolve().parents[2] / "examples" / "seeds" / "readme-main.yaml"
+
+
+@contextmanager
+def demo_upstream(port: int, log: Path) -> Iterator[None]:
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_for_port(port, server)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def config_text(
+    proxy_port: int, upstream_port: int, audit: Path, policies: str, store_url: str | None = None
+) -> str:
+    store = f"store:\n  url: '{store_url}'\n" if store_url else ""
+    return (
+        "version: '1'\n"
+        f"upstream:\n  url: 'http://127.0.0.1:{upstream_port}/mcp'\n  request_timeout: 20s\n"
+        f"listen:\n  port: {proxy_port}\n"
+        f"audit:\n  path: '{audit}'\n"
+        "dashboard:\n  enabled: false\n" + store + policies
+    )
+
+
+def answer(response: httpx.Response, request_id: int) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data: "):
+                message = json.loads(line[6:])
+                if message.get("id") == request_id:
+                    return message
+        raise AssertionError(f"no answer to {request_id}")
+    return response.json()
+
+
+async def call(
+    http: httpx.AsyncClient, url: str, request_id: int, tool: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+    return answer(await http.post(url, json=body, headers=HEADERS), request_id)
+
+
+def succeeded(message: dict[str, Any]) -> bool:
+    return "result" in message and not message["result"].get("isError")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    return output
+
+
+SPEND = """policies:
+  rules:
+    - name: payments
+      match: {tool: create_payment}
+      action: spend_limit
+      limits:
+        max_spend: {field: '$.amount', limit: 5000, currency: GBP, window: 24h}
+"""
+
+
+@pytest.mark.postgres
+async def test_two_proxies_sharing_postgresql_let_exactly_50_of_200_payments_through(tmp_path: Path) -> None:
+    upstream_port = free_port()
+    ports = [free_port(), free_port()]
+    with (
+        postgres_schema() as url,
+        demo_upstream(upstream_port, tmp_path / "upstream.log"),
+        ExitStack() as stack,
+    ):
+        proxies = []
+        for n, port in enumerate(ports):
+            path = tmp_path / f"helio-{n}.yaml"
+            path.write_text(config_text(port, upstream_port, tmp_path / f"unused-{n}.db", SPEND, url))
+            proxy = stack.enter_context(running(helio("start", "-c", str(path))))
+            proxies.append(proxy)
+        for port, proxy in zip(ports, proxies, strict=True):
+            wait_for_port(port, proxy)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
+            answers = await asyncio.gather(
+                *(
+                    call(http, f"http://127.0.0.1:{ports[i % 2]}/mcp", i, "create_payment", {"amount": 100})
+                    for i in range(200)
+                )
+            )
+        outputs = [stop(proxy) for proxy in proxies]
+        store = create_store(url)
+        store.open_sync()
+        try:
+            charged = store.read_sync(
+                lambda c: c.execute(text("SELECT amount FROM limit_events")).scalars().all()
+            )
+        finally:
+            store.close_sync()
+    through = [i for i, a in enumerate(answers) if succeeded(a)]
+    blocked = [a for a in answers if "error" in a]
+    assert len(through) == 50
+    assert {i % 2 for i in through} == {0, 1}  # both replicas let some through
+    assert len(blocked) == 150
+    assert {a["error"]["data"]["reason"] for a in blocked} == {"spend_limited"}
+    assert sum(Decimal(a) for a in charged) == Decimal(5000)
+    assert all("limits_unavailable" not in output for output in outputs)
+
+
+def seed_rules() -> str:
+    """The rate and spend rules of the seed README config, byte for byte."""
+    seed = SEEDS.read_text()
+    start = seed.index("    # Rate limit expensive API calls")
+    end = seed.index("\naudit:")
+    return seed[start:end].rstrip() + "\n"
+
+
+async def test_the_seed_rate_and_spend_rules_work_verbatim(tmp_path: Path) -> None:
+    rules = seed_rules()
+    assert "key: tool" in rules
+    assert "max_spend:" in rules
+    policies = "policies:\n  default: allow\n\n  rules:\n" + rules
+    proxy_port, upstream_port = free_port(), free_port()
+    path = tmp_path / "helio.yaml"
+    path.write_text(config_text(proxy_port, upstream_port, tmp_path / "audit.db", policies))
+    url = f"http://127.0.0.1:{proxy_port}/mcp"
+    with (
+        demo_upstream(upstream_port, tmp_path / "upstream.log"),
+        running(helio("start", "-c", str(path))) as proxy,
+    ):
+        wait_for_port(proxy_port, proxy)
+        async with httpx.AsyncClient(timeout=20) as http:
+            searches = [await call(http, url, i, "search_docs", {"query": "refund"}) for i in range(101)]
+            payments = [await call(http, url, 1000 + i, "create_payment", {"amount": 100}) for i in range(51)]
+            text_amount = await call(http, url, 2000, "create_payment", {"amount": "100"})
+        output = stop(proxy)
+    assert all(succeeded(a) for a in searches[:100])
+    limited = searches[100]["error"]["data"]
+    assert (limited["reason"], limited["max_calls"], limited["window_seconds"]) == ("rate_limited", 100, 3600)
+    assert all(succeeded(a) for a in payments[:50])
+    spent = payments[50]["error"]["data"]
+    assert (spent["reason"], spent["current_spend"], spent["max_spend"], spent["currency"]) == (
+        "spend_limited",
+        "5000",
+        "5000",
+        "GBP",
+    )
+    assert text_amount["error"]["data"]["invalid_amount"] == "not_a_number"
+    assert "Policies: 2 rules loaded" in output
+    assert "limits_unavailable" not in output
