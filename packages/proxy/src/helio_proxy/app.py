@@ -32,9 +32,9 @@ from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
-from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
 from helio_proxy.limits import LimitsGate
 from helio_proxy.limits.api import limits_routes
+from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
