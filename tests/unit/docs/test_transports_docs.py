@@ -21,11 +21,14 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", TEXT, re.DOTALL | re.MULTILINE)
 
 
-def test_the_stdio_upstream_example_is_a_valid_upstream_section() -> None:
-    (block,) = [b for b in _blocks("yaml") if b.startswith("upstream:")]
-    config = parse_config_text("version: '1'\ndashboard: {enabled: false}\n" + block, env={})
-    upstream = config.upstream_list[0]
-    assert (upstream.transport, upstream.command) == ("stdio", "npx")
+def test_every_upstream_section_example_is_valid_and_one_is_the_stdio_example() -> None:
+    blocks = [b for b in _blocks("yaml") if b.startswith("upstream:")]
+    upstreams = [
+        parse_config_text("version: '1'\ndashboard: {enabled: false}\n" + block, env={}).upstream_list[0]
+        for block in blocks
+    ]
+    assert len(upstreams) >= 2
+    assert ("stdio", "npx") in [(upstream.transport, upstream.command) for upstream in upstreams]
 
 
 def test_the_wrap_config_example_loads_with_the_command_as_its_upstream(tmp_path: Path) -> None:
@@ -52,3 +55,11 @@ def test_the_cli_page_documents_the_command_and_its_help_runs(command: str) -> N
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0
     assert "stdin/stdout" in result.output
+
+
+def test_every_complete_config_example_loads() -> None:
+    complete = [b for b in _blocks("yaml") if re.search(r"^version:", b, re.MULTILINE)]
+    assert len(complete) >= 2
+    for block in complete:
+        config = parse_config_text(block, env={"SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "y"})
+        assert config.upstream_list, block
