@@ -63,5 +63,5 @@ def test_every_complete_config_example_loads() -> None:
     ]
     assert complete
     for block in complete:
-        config = parse_config_text(block, env={"SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "y"})
+        config = parse_config_text(block, env={"HELIO_API_SECRET": "s" * 64})
         assert config.upstream_list, block
