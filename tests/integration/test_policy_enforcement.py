@@ -265,34 +265,26 @@ policies:
     assert caught.value.message == "Payments over 1000 need a human."
 
 
-async def test_approval_and_limit_rules_fail_closed_until_those_parts_exist() -> None:
+async def test_limit_rules_fail_closed_until_that_part_exists() -> None:
+    """Approvals hold calls now (tests/integration/test_approvals.py); limits still fail closed."""
     policies = """
 policies:
   rules:
-    - name: approve-payments
-      match: {tool: create_payment}
-      action: require_approval
     - name: throttle-weather
       match: {tool: get_weather}
       action: rate_limit
       limits: {max_calls: 100, window: 1m}
 """
-    dashboard = "{enabled: true, api_secret: 'ssssssssssssssssssssssssssssssss'}"
     mode = {"stateless_http": True, "json_response": True}
-    async with proxy_stack(policies, mode, dashboard=dashboard) as stack, Client(stack.url) as client:
-        with pytest.raises(MCPError) as approval:
-            await client.call_tool("create_payment", {"amount": 5})
+    async with proxy_stack(policies, mode) as stack, Client(stack.url) as client:
         with pytest.raises(MCPError) as limit:
             await client.call_tool("get_weather", {"city": "Leeds"})
         output = stack.output.getvalue()
-    assert (approval.value.data["reason"], approval.value.data["action"]) == (
-        "approval_unavailable",
-        "require_approval",
-    )
     assert (limit.value.data["reason"], limit.value.data["action"]) == ("limits_unavailable", "rate_limit")
-    assert approval.value.data["retry_allowed"] is False
-    assert "approve-payments" in output
-    assert "approval_unavailable" in output
+    assert limit.value.data["retry_allowed"] is False
+    assert "throttle-weather" in output
+    assert "limits_unavailable" in output
+    assert "approval_unavailable" not in output
 
 
 async def test_a_changed_tool_definition_is_blocked_as_drift_until_accepted(mode: dict[str, bool]) -> None:

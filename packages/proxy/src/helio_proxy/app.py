@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from helio_proxy import __version__, capabilities
+from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
@@ -73,7 +74,12 @@ class HelioApp:
         """Live operator events (``/api/events`` on the dashboard port)."""
         self.operator_routes: list[ApiRoute] = []
         """REST endpoints components add to the dashboard port before :meth:`start`."""
-        self.approval_gate: ApprovalGate | None = None
+        self.approvals = ApprovalService(
+            self.current_config, self.audit.store, auditor=self.audit.auditor, events=self.events
+        )
+        """Approval tickets: the gate below, the REST API, the Slack callback."""
+        self.approval_gate: ApprovalGate | None = self.approvals
+        self.operator_routes.extend(approval_routes(self.approvals))
         self.limit_gate: LimitGate | None = None
         self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
         self.gateway = Gateway(
@@ -102,7 +108,9 @@ class HelioApp:
         self.watcher: ConfigWatcher | None = None
         # A config built in memory (tests, embedding) has no file to watch.
         if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
-            self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say, self._record_reload)
+            self.watcher = ConfigWatcher(
+                self.snapshots, self.loaded.path, self.say, self._record_reload, approvals=True
+            )
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -197,12 +205,15 @@ class HelioApp:
             await self.audit.start()
             self._baselines_kept = await self.baseline_store.load()
             self.baselines.restore()
+            await self.approvals.start()
         except BaseException:
             for sock in socks:
                 sock.close()
             raise
         await self.upstream.start()
-        self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen), mcp_sock, "mcp"))
+        slack = [channel for channel in config.approval.channels if channel.type == "slack"]
+        extra = {SLACK_ACTIONS_PATH: SlackActions(self.approvals, slack)} if slack else None
+        self.listeners.append(Listener(McpListenerApp(self.gateway, config.listen, extra), mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
@@ -277,6 +288,8 @@ class HelioApp:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
+        # Held calls are answered (shutdown_cancelled) while their listener still serves them.
+        await self.approvals.shutdown()
         if self.sideband is not None:
             self.sideband.begin_shutdown()
         self.events.close_all()

@@ -13,6 +13,10 @@ reason                                      extra fields
 ``policy_denied`` (no session id, gated)    ``policy_reason: session_unresolved``
 ``approval_unavailable``,                   none
 ``limits_unavailable``
+``approval_denied``                         ``ticket_id``, ``denied_by``, ``denial_reason``
+``approval_timeout``                        ``ticket_id``, ``timeout_seconds``
+``client_disconnected``,                    ``ticket_id``
+``shutdown_cancelled``
 ==========================================  ==============================================
 
 Gate blocks take their fields, message and suggestion from the evidence module's
@@ -35,6 +39,10 @@ BLOCK_REASONS: Final = (
     "dependency_missing",
     "approval_unavailable",
     "limits_unavailable",
+    "approval_denied",
+    "approval_timeout",
+    "client_disconnected",
+    "shutdown_cancelled",
 )
 """Every ``reason`` a governance block can carry in this version."""
 
@@ -49,6 +57,17 @@ SUGGESTIONS: Final = {
     ),
     "limits_unavailable": (
         "This call is governed by a rate or spend limit that this proxy cannot enforce yet; ask an operator."
+    ),
+    "approval_denied": (
+        "Do not retry this call as it is: an operator denied it. Change the request or ask an operator why."
+    ),
+    "approval_timeout": (
+        "Nobody decided in time. Retry later (a retry asks again) or ask an operator to review the queue."
+    ),
+    "client_disconnected": "The call was not forwarded; retry it if it is still needed.",
+    "shutdown_cancelled": (
+        "The call was not forwarded. Retry the identical call once the proxy is back: an approval "
+        "given meanwhile releases it."
     ),
 }
 
@@ -67,6 +86,15 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
         case "limits_unavailable":
             return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
+        case "approval_denied":
+            why = (decision.details or {}).get("denial_reason")
+            return f"Tool {tool!r} was denied by an operator ({rule})" + (f": {why}" if why else ".")
+        case "approval_timeout":
+            return f"Tool {tool!r} needed approval ({rule}) and nobody decided in time."
+        case "client_disconnected":
+            return f"Tool {tool!r} was cancelled: the client disconnected while it waited for approval."
+        case "shutdown_cancelled":
+            return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
         case _:
             return f"Tool {tool!r} is blocked ({decision.reason})."
 

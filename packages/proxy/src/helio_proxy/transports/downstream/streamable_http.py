@@ -8,13 +8,16 @@ gets a JSON-RPC answer (governance blocks are HTTP 200).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import error_reply
+from helio_proxy.gateway.exchange import Reply, error_reply
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
@@ -36,6 +39,8 @@ from helio_proxy.transports.downstream.guards import (
 MCP_PATH: Final = "/mcp"
 HEALTH_PATH: Final = "/healthz"
 
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 
 async def _reject(
     send: Send, status: int, code: int, message: str, request_id: str | int | None = None
@@ -47,8 +52,13 @@ async def _reject(
 class McpListenerApp:
     """The ASGI app on ``listen.port``."""
 
-    def __init__(self, gateway: Gateway, listen: ListenConfig) -> None:
+    def __init__(
+        self, gateway: Gateway, listen: ListenConfig, extra: Mapping[str, AsgiApp] | None = None
+    ) -> None:
         self.gateway = gateway
+        self.extra = dict(extra or {})
+        """Other endpoints on this port by exact path (Slack's signed callbacks), served without
+        the browser guards: they authenticate every request themselves."""
         self.max_body = listen.max_body_bytes
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins)
@@ -64,6 +74,9 @@ class McpListenerApp:
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             body = json.dumps({"status": "ok", "version": __version__}).encode()
             await send_bytes(send, 200, body, {}, "application/json")
+            return
+        if path in self.extra:
+            await self.extra[path](scope, receive, send)
             return
         if path.rstrip("/") != MCP_PATH:
             await _reject(send, 404, INVALID_REQUEST, f"no MCP endpoint at {path}; use {MCP_PATH}")
@@ -111,7 +124,12 @@ class McpListenerApp:
         inbound = Inbound(
             message=message, headers=headers, accepts_sse=accepts_event_stream(headers.get("accept"))
         )
-        await send_reply(send, receive, await self.gateway.post(inbound))
+        if message.method != "tools/call":
+            await send_reply(send, receive, await self.gateway.post(inbound))
+            return
+        reply = await _unless_disconnected(self.gateway.post(inbound), receive)
+        if reply is not None:
+            await send_reply(send, receive, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -121,3 +139,30 @@ class McpListenerApp:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _unless_disconnected(work: Awaitable[Reply], receive: Receive) -> Reply | None:
+    """Run a tool call, cancelling it if the client disconnects first (a call held for approval
+    can wait minutes); ``None`` when the client is gone."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
