@@ -80,8 +80,8 @@ policies:
       approval: {channel: finance, timeout: 1m}
 approval:
   channels:
-    - {type: webhook, name: finance, url: '%s/hook', secret: '%s'}
-""" % (hook, HOOK_SECRET)
+    - {type: webhook, name: finance, url: 'HOOK/hook', secret: 'SECRET'}
+""".replace("HOOK", hook).replace("SECRET", HOOK_SECRET)
         async with run_proxy(approval_config(upstream, policies)) as app:
             call = asyncio.create_task(raw_call(app.mcp_url, "create_payment", PAYMENT))
             ticket = await held_ticket(app)
@@ -110,8 +110,7 @@ async def test_escalation_notifies_the_delegates_and_is_recorded() -> None:
         receiver.serve(lambda path, body: JSONResponse({"ok": True})) as hook,
         mcp_upstream(stateless=True) as upstream,
     ):
-        policies = (
-            """
+        policies = """
 policies:
   rules:
     - name: approve-payments
@@ -120,10 +119,8 @@ policies:
       approval: {timeout: 1m, escalation_after: 1s, delegates: [oncall]}
 approval:
   channels:
-    - {type: webhook, name: oncall, url: '%s/oncall'}
-"""
-            % hook
-        )
+    - {type: webhook, name: oncall, url: 'HOOK/oncall'}
+""".replace("HOOK", hook)
         async with run_proxy(approval_config(upstream, policies)) as app:
             call = asyncio.create_task(raw_call(app.mcp_url, "create_payment", PAYMENT))
             ticket = await held_ticket(app)
@@ -177,9 +174,9 @@ policies:
       approval: {channel: slack, timeout: 1m}
 approval:
   channels:
-    - {type: slack, bot_token: xoxb-test, signing_secret: '%s', channel: '#approvals',
-       approvers: [U1], api_base: '%s/api'}
-""" % (SIGNING_SECRET, fake_slack)
+    - {type: slack, bot_token: xoxb-test, signing_secret: 'SIGNING', channel: '#approvals',
+       approvers: [U1], api_base: 'SLACK/api'}
+""".replace("SIGNING", SIGNING_SECRET).replace("SLACK", fake_slack)
         async with run_proxy(approval_config(upstream, policies, audit_path=str(db))) as app:
             actions = app.mcp_url.removesuffix("/mcp") + "/slack/actions"
             call = asyncio.create_task(raw_call(app.mcp_url, "create_payment", PAYMENT))
