@@ -259,6 +259,13 @@ class HelioApp:
                 f"Warning: annotation cache not primed ({self.primer.last_error}); unknown tools are treated "
                 "as destructive (MCP defaults) until the upstream answers tools/list (retrying in the background)"
             )
+        held = sum(1 for _ in config.approval_routes())
+        if held:
+            channels = ", ".join(f"{ref} ({kind})" for ref, kind in config.channel_types().items())
+            self.say(
+                f"Approvals: {held} rule(s) or switch(es) hold calls; channels: {channels}; "
+                f"timeout {config.approval.timeout}, quorum {config.approval.quorum}"
+            )
         if any(listener.name == "dashboard" for listener in self.listeners):
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
         if self.sdk_token is not None:
