@@ -298,3 +298,24 @@ async def test_a_client_that_disconnects_closes_its_ticket_and_is_recorded(tmp_p
         "client_disconnected",
         "rule",
     )
+
+
+async def test_unmatched_destructive_calls_are_held_under_flag_destructive_require_approval() -> None:
+    policies = "policies:\n  default: allow\n  flag_destructive: require_approval\n"
+    async with (
+        mcp_upstream(stateless=True) as upstream,
+        run_proxy(approval_config(upstream, policies)) as app,
+    ):
+        call = asyncio.create_task(raw_call(app.mcp_url, "delete_user", {"user_id": "u-1"}))
+        ticket = await held_ticket(app)
+        await decide(app, ticket["id"], "approve", ALICE)
+        async with asyncio.timeout(10):
+            answer = await call
+        weather = await raw_call(app.mcp_url, "get_weather", {"city": "Leeds"})
+    assert (ticket["tool_name"], ticket["reason"], ticket["matched_rule"]) == (
+        "delete_user",
+        "flag_destructive",
+        None,
+    )
+    assert answer["result"]["content"][0]["text"] == "deleted user u-1"
+    assert weather["result"]["isError"] is False  # read-only: never held

@@ -535,7 +535,7 @@ class ApprovalService:
         self._publish("approval_resolved", {"ticket": ticket.to_json()})
         self._record(ticket)
         refs = [ticket.request.channel, *[r for r in ticket.escalated_to if r != ticket.request.channel]]
-        self._spawn(self._notify_resolved(ticket.id, refs))
+        self._spawn(self._notify_resolved(ticket, refs))
 
     def _record(self, ticket: Ticket) -> None:
         if self.auditor is None:
@@ -608,20 +608,21 @@ class ApprovalService:
             lambda t: self._notifying.pop(ticket.id, None) if self._notifying.get(ticket.id) is t else None
         )
 
-    async def _notify_resolved(self, ticket_id: str, refs: list[str]) -> None:
-        pending = self._notifying.get(ticket_id)
+    async def _notify_resolved(self, ticket: Ticket, refs: list[str]) -> None:
+        """Tell the channels how ``ticket`` was resolved (as it was at that moment; the messages
+        to update are read from the store, where the request notices recorded them)."""
+        pending = self._notifying.get(ticket.id)
         if pending is not None:
             with contextlib.suppress(Exception):
                 await pending
-        ticket = await self.store.read(load_ticket(ticket_id))
-        if ticket is None:
-            return
+        stored = await self.store.read(load_ticket(ticket.id))
+        deliveries = (stored or ticket).deliveries
         for ref in dict.fromkeys(refs):
             channel = self.channels.get(ref)
             if channel is None:
                 continue
             try:
-                await channel.resolved(ticket, list(ticket.deliveries.get(ref, [])))
+                await channel.resolved(ticket, list(deliveries.get(ref, [])))
             except Exception as exc:
                 await self._failed(ticket, ref, "resolved", _describe(exc))
 
