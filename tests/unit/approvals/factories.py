@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from helio_proxy.approvals.tickets import Ticket, TicketRequest, TicketStatus, arguments_digest
+from helio_proxy.approvals.model import Ticket, TicketRequest, TicketStatus, arguments_digest
 from helio_proxy.policy.drift import canonical_json
 from helio_proxy.store import time_text
 

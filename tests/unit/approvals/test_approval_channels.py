@@ -13,8 +13,8 @@ from pytest_httpx import HTTPXMock
 from helio_proxy.approvals.channels import ChannelContext, DeliveryError, build_channels
 from helio_proxy.approvals.channels.slack import SlackNotifier
 from helio_proxy.approvals.channels.webhook import WebhookNotifier, sign, verify
+from helio_proxy.approvals.model import TicketStatus
 from helio_proxy.approvals.slack_actions import slack_signature, verify_slack
-from helio_proxy.approvals.tickets import TicketStatus
 from helio_proxy.config.approval import ApprovalConfig, SlackChannel, WebhookChannel
 from tests.unit.approvals.factories import ticket
 

@@ -6,15 +6,17 @@ from datetime import timedelta
 
 import pytest
 
-from helio_proxy.approvals.tickets import (
+from helio_proxy.approvals.model import (
     CallKey,
     Ticket,
     TicketConflict,
     TicketNotFound,
     TicketStatus,
     Verdict,
-    adopt_orphan,
     arguments_digest,
+)
+from helio_proxy.approvals.tickets import (
+    adopt_orphan,
     claim_retry,
     consume,
     create_ticket,

@@ -12,9 +12,7 @@ from helio_proxy.approvals.channels import (
     build_channels,
     register_channel,
 )
-from helio_proxy.approvals.service import ApprovalService
-from helio_proxy.approvals.slack_actions import SLACK_ACTIONS_PATH, SlackActions
-from helio_proxy.approvals.tickets import (
+from helio_proxy.approvals.model import (
     Ticket,
     TicketConflict,
     TicketNotFound,
@@ -22,6 +20,8 @@ from helio_proxy.approvals.tickets import (
     Verdict,
     arguments_digest,
 )
+from helio_proxy.approvals.service import ApprovalService
+from helio_proxy.approvals.slack_actions import SLACK_ACTIONS_PATH, SlackActions
 
 __all__ = [
     "SLACK_ACTIONS_PATH",

@@ -22,8 +22,8 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
+from helio_proxy.approvals.model import TicketConflict, TicketNotFound, TicketStatus, Verdict
 from helio_proxy.approvals.service import ApprovalService
-from helio_proxy.approvals.tickets import TicketConflict, TicketNotFound, TicketStatus, Verdict
 from helio_proxy.operator import ApiError, ApiRoute, Principal, ok, page, query_int, read_json
 
 MAX_TEXT: Final = 2000

@@ -25,22 +25,25 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import httpx
 from pydantic import BaseModel
 
-from helio_proxy.approvals.channels import ApprovalChannel, ChannelContext, DeliveryError, build_channels
-from helio_proxy.approvals.tickets import (
+from helio_proxy.approvals.channels import ApprovalChannel, ChannelContext, build_channels
+from helio_proxy.approvals.model import (
     RELEASABLE,
     CallKey,
     Ticket,
     TicketRequest,
     TicketStatus,
     Verdict,
-    add_notification_failure,
-    adopt_orphan,
     arguments_digest,
+)
+from helio_proxy.approvals.notices import Notices
+from helio_proxy.approvals.settlement import blocked, released
+from helio_proxy.approvals.tickets import (
+    adopt_orphan,
     claim_retry,
     consume,
     create_ticket,
@@ -50,17 +53,16 @@ from helio_proxy.approvals.tickets import (
     load_ticket,
     mark_escalated,
     release_holder,
-    set_delivery,
     sweep,
     ticket_statuses,
     transition,
 )
-from helio_proxy.audit import ApprovalResolutionRecord, Auditor
+from helio_proxy.audit import Auditor
 from helio_proxy.config import HelioConfig
 from helio_proxy.config.policies import ApprovalRoute
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
 from helio_proxy.operator import EventBus
-from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
+from helio_proxy.policy import Decision, RequireApproval
 from helio_proxy.policy.drift import canonical_json
 from helio_proxy.store import Store, parse_time_text, time_text
 
@@ -74,10 +76,6 @@ ORPHAN_AFTER: Final = 30.0
 """Seconds without a heartbeat after which a held ticket's proxy is taken to be gone."""
 SHUTDOWN_WAIT: Final = 5.0
 """Seconds :meth:`ApprovalService.shutdown` waits for held calls and notifications to finish."""
-
-ApprovalOutcome = str
-"""The ``approval_status`` of a call's audit record: ``approved``, ``break_glass``, ``denied``,
-``timeout``, ``client_disconnected`` or ``shutdown_cancelled``."""
 
 
 class _Shutdown:
@@ -158,7 +156,7 @@ class ApprovalService:
         self.channels: dict[str, ApprovalChannel] = build_channels(config().approval, context)
         self._holds: dict[str, _Hold] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._notifying: dict[str, asyncio.Task[None]] = {}
+        self.notices = Notices(store, self.channels, self._spawn, events=events, auditor=auditor, clock=clock)
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -249,7 +247,7 @@ class ApprovalService:
     ) -> Settlement:
         loop = asyncio.get_running_loop()
         if self._closing:
-            return self._blocked(decision, None, "shutdown_cancelled", 0.0)
+            return blocked(decision, None, "shutdown_cancelled", 0.0)
         started = loop.time()
         now = self.clock()
         digest = arguments_digest(call.facts.arguments)
@@ -260,7 +258,7 @@ class ApprovalService:
             claimed = await self.store.write(claim_retry(key, now))
             if claimed is not None:
                 log.info("approval ticket %s releases the agent's retry of %s", claimed.id, claimed.tool_name)
-                return self._released(decision, claimed, 0.0, retry=True)
+                return released(decision, claimed, 0.0, retry=True)
             ticket = await self.store.write(adopt_orphan(key, self.instance, now))
             if ticket is not None:
                 log.info("approval ticket %s holds the agent's retry of %s", ticket.id, ticket.tool_name)
@@ -282,8 +280,7 @@ class ApprovalService:
             )
             await self.store.write(create_ticket(ticket))
             log.info("approval ticket %s: %s waits for %s", ticket.id, ticket.tool_name, request.channel)
-            self._publish("approval_requested", {"ticket": ticket.to_json()})
-            self._notify(ticket, [request.channel], escalation=False)
+            self.notices.requested(ticket)
         hold = _Hold(ticket)
         self._holds[ticket.id] = hold
         try:
@@ -319,7 +316,7 @@ class ApprovalService:
                     log.info(
                         "approval ticket %s stays open (orphaned): the proxy is shutting down", ticket.id
                     )
-                    return self._blocked(decision, ticket, "shutdown_cancelled", waited)
+                    return blocked(decision, ticket, "shutdown_cancelled", waited)
                 current = wake if wake is not None else await self.store.read(load_ticket(ticket.id))
                 settled = await self._settle(hold, decision, current, waited)
                 if settled is not None:
@@ -340,14 +337,14 @@ class ApprovalService:
     ) -> Settlement | None:
         """The held call's answer for a ticket that changed; ``None`` to keep waiting."""
         if ticket is None:
-            return self._blocked(decision, hold.ticket, "approval_denied", waited)
+            return blocked(decision, hold.ticket, "approval_denied", waited)
         hold.ticket = ticket
         if ticket.status in RELEASABLE:
             if await self.store.write(consume(ticket.id, self.instance, self.clock())):
-                return self._released(decision, ticket, waited, retry=False)
+                return released(decision, ticket, waited, retry=False)
             current = await self.store.read(load_ticket(ticket.id))
             if current is None or current.status in RELEASABLE:
-                return self._blocked(decision, current or ticket, "approval_denied", waited)
+                return blocked(decision, current or ticket, "approval_denied", waited)
             ticket = hold.ticket = current
         match ticket.status:
             case TicketStatus.PENDING:
@@ -365,13 +362,13 @@ class ApprovalService:
                 )
                 return None
             case TicketStatus.DENIED:
-                return self._blocked(decision, ticket, "approval_denied", waited)
+                return blocked(decision, ticket, "approval_denied", waited)
             case TicketStatus.TIMEOUT:
-                return self._blocked(decision, ticket, "approval_timeout", waited)
+                return blocked(decision, ticket, "approval_timeout", waited)
             case TicketStatus.CLIENT_DISCONNECTED:
-                return self._blocked(decision, ticket, "client_disconnected", waited)
+                return blocked(decision, ticket, "client_disconnected", waited)
             case _:  # consumed by someone else: it cannot release this call
-                return self._blocked(decision, ticket, "approval_denied", waited)
+                return blocked(decision, ticket, "approval_denied", waited)
 
     async def _expire(self, hold: _Hold, decision: Decision, waited: float) -> Settlement | None:
         ticket = hold.ticket
@@ -390,10 +387,10 @@ class ApprovalService:
             return await self._settle(hold, decision, await self.store.read(load_ticket(ticket.id)), waited)
         resolved = await self.store.read(load_ticket(ticket.id)) or ticket
         log.info("approval ticket %s timed out (%s)", ticket.id, ticket.request.on_timeout)
-        self._resolved(resolved)
+        self.notices.resolved(resolved)
         if resolved.request.on_timeout == "allow" and resolved.kind == "rule":
-            return self._released(decision, resolved, waited, retry=False, status="timeout")
-        return self._blocked(decision, resolved, "approval_timeout", waited)
+            return released(decision, resolved, waited, retry=False, status="timeout")
+        return blocked(decision, resolved, "approval_timeout", waited)
 
     async def _disconnected(self, ticket: Ticket, decision: Decision, waited: float) -> None:
         closed = await self.store.write(
@@ -412,7 +409,7 @@ class ApprovalService:
         log.info("approval ticket %s closed: the agent disconnected after %.0f ms", ticket.id, waited)
         resolved = await self.store.read(load_ticket(ticket.id))
         if resolved is not None:
-            self._resolved(resolved)
+            self.notices.resolved(resolved)
 
     async def _escalate(self, ticket: Ticket) -> None:
         targets = list(ticket.request.delegates) or [ticket.request.channel]
@@ -423,7 +420,7 @@ class ApprovalService:
         hold = self._holds.get(ticket.id)
         if hold is not None:
             hold.ticket = current
-        self._notify(current, targets, escalation=True)
+        self.notices.notify(current, targets, escalation=True)
 
     # -- operators ----------------------------------------------------------------------------------
 
@@ -432,7 +429,7 @@ class ApprovalService:
         ticket, resolved = await self.store.write(decide(ticket_id, verdict, self.clock()))
         log.info("approval ticket %s: %s by %s", ticket_id, verdict.verdict, verdict.by)
         if resolved:
-            self._resolved(ticket)
+            self.notices.resolved(ticket)
             hold = self._holds.get(ticket_id)
             if hold is not None:
                 hold.notify(ticket)
@@ -443,197 +440,6 @@ class ApprovalService:
 
     async def list(self, status: str | None, limit: int, offset: int) -> tuple[list[Ticket], int]:
         return await self.store.read(list_tickets(status, limit, offset))
-
-    # -- settlements --------------------------------------------------------------------------------
-
-    def _chain(self, ticket: Ticket, *, retry: bool) -> dict[str, Any]:
-        chain: dict[str, Any] = {
-            "approval": {
-                "ticket_id": ticket.id,
-                "kind": ticket.kind,
-                "status": ticket.status.value,
-                "approvers": ticket.approvers,
-                "quorum": ticket.request.quorum,
-                "channel": ticket.request.channel,
-                "requested_at": ticket.created_at,
-                "resolved_at": ticket.resolved_at,
-                "escalated_at": ticket.escalated_at,
-                "escalated_to": list(ticket.escalated_to),
-                "arguments_digest": ticket.arguments_digest,
-                "config_sha256": ticket.config_sha256,
-                "retry": retry,
-            }
-        }
-        comments = [
-            {"by": d.by, "text": d.text} for d in ticket.decisions if d.verdict == "approve" and d.text
-        ]
-        if comments:
-            chain["approval"]["comments"] = comments
-        glass = ticket.break_glass
-        if glass is not None:
-            chain["break_glass"] = {"reason": glass.text, "invoked_by": glass.by}
-        if ticket.request.breached_budgets:
-            chain["budget_approval"] = {
-                "breached_budgets": [dict(b) for b in ticket.request.breached_budgets]
-            }
-        if ticket.request.drifted_aspects:
-            chain["tool_drift"] = {"drifted_aspects": list(ticket.request.drifted_aspects)}
-        return chain
-
-    def _released(
-        self, decision: Decision, ticket: Ticket, waited: float, *, retry: bool, status: str | None = None
-    ) -> Settlement:
-        outcome = status or ("break_glass" if ticket.break_glass is not None else "approved")
-        allowed = Allow(
-            rule=decision.rule,
-            rule_index=decision.rule_index,
-            reason=decision.reason,
-            flagged_destructive=decision.flagged_destructive,
-            drifted_aspects=decision.drifted_aspects,
-        )
-        audit: dict[str, Any] = {
-            "approval_status": outcome,
-            "approval_wait_ms": round(waited, 3),
-            "evidence_chain": self._chain(ticket, retry=retry),
-        }
-        if ticket.approvers:
-            audit["approved_by"] = ",".join(ticket.approvers)
-        return Settlement(allowed, audit=audit)
-
-    def _blocked(self, decision: Decision, ticket: Ticket | None, reason: str, waited: float) -> Settlement:
-        details: dict[str, Any] = {"ticket_id": ticket.id if ticket else None}
-        if ticket is not None and reason == "approval_denied" and ticket.denial is not None:
-            details["denied_by"] = ticket.denial.by
-            details["denial_reason"] = ticket.denial.text
-        if ticket is not None and reason == "approval_timeout":
-            details["timeout_seconds"] = ticket.request.timeout_ms / 1000
-        deny = Deny(
-            rule=decision.rule,
-            rule_index=decision.rule_index,
-            reason=reason,
-            blocked_action="require_approval",
-            retry_allowed=reason != "approval_denied",
-            flagged_destructive=decision.flagged_destructive,
-            details=details,
-        )
-        audit: dict[str, Any] = {
-            "approval_status": reason.removeprefix("approval_"),
-            "approval_wait_ms": round(waited, 3),
-        }
-        if ticket is not None:
-            audit["evidence_chain"] = self._chain(ticket, retry=False)
-        return Settlement(deny, audit=audit)
-
-    # -- telling people -----------------------------------------------------------------------------
-
-    def _publish(self, type_: str, data: dict[str, Any]) -> None:
-        if self.events is not None:
-            self.events.publish(type_, data)
-
-    def _resolved(self, ticket: Ticket) -> None:
-        """A ticket reached a decision: the event, the audit record, the channels' notices."""
-        self._publish("approval_resolved", {"ticket": ticket.to_json()})
-        self._record(ticket)
-        refs = [ticket.request.channel, *[r for r in ticket.escalated_to if r != ticket.request.channel]]
-        self._spawn(self._notify_resolved(ticket, refs))
-
-    def _record(self, ticket: Ticket) -> None:
-        if self.auditor is None:
-            return
-        status: Literal["approved", "denied", "timeout", "cancelled"] = "cancelled"
-        if ticket.status in RELEASABLE:
-            status = "approved"
-        elif ticket.status == TicketStatus.DENIED:
-            status = "denied"
-        elif ticket.status == TicketStatus.TIMEOUT:
-            status = "timeout"
-        glass = ticket.break_glass
-        metadata: dict[str, Any] = {
-            "status": ticket.status.value,
-            "kind": ticket.kind,
-            "approvers": ticket.approvers,
-            "quorum": ticket.request.quorum,
-            "matched_rule": ticket.request.matched_rule,
-            "wait_ms": None,
-        }
-        if ticket.resolved_at is not None:
-            waited = parse_time_text(ticket.resolved_at) - parse_time_text(ticket.created_at)
-            metadata["wait_ms"] = waited.total_seconds() * 1000
-        if glass is not None:
-            metadata["break_glass"] = {"reason": glass.text, "invoked_by": glass.by}
-        try:
-            self.auditor.submit(
-                ApprovalResolutionRecord(
-                    timestamp=self.clock(),
-                    ticket_id=ticket.id,
-                    tool_name=ticket.tool_name,
-                    approval_status=status,
-                    approved_by=",".join(ticket.approvers) or None,
-                    reason=ticket.resolution_reason,
-                    session_id=ticket.session_id,
-                    agent_id=ticket.agent_id,
-                    environment=self.auditor.environment,
-                    config_sha256=ticket.config_sha256,
-                    metadata=metadata,
-                )
-            )
-        except Exception:  # an audit failure never fails a decision
-            log.exception("approval_resolution record of ticket %s could not be written", ticket.id)
-
-    def _notify(self, ticket: Ticket, refs: list[str], *, escalation: bool) -> None:
-        previous = self._notifying.get(ticket.id)
-
-        async def deliver() -> None:
-            if previous is not None:
-                with contextlib.suppress(Exception):
-                    await previous
-            for ref in refs:
-                channel = self.channels.get(ref)
-                if channel is None:
-                    await self._failed(ticket, ref, "requested", f"unknown channel {ref!r}")
-                    continue
-                try:
-                    info = await channel.requested(ticket, escalation=escalation)
-                except Exception as exc:
-                    await self._failed(
-                        ticket, ref, "escalated" if escalation else "requested", _describe(exc)
-                    )
-                    continue
-                if info:
-                    await self.store.write(set_delivery(ticket.id, ref, info))
-
-        task = self._spawn(deliver())
-        self._notifying[ticket.id] = task
-        task.add_done_callback(
-            lambda t: self._notifying.pop(ticket.id, None) if self._notifying.get(ticket.id) is t else None
-        )
-
-    async def _notify_resolved(self, ticket: Ticket, refs: list[str]) -> None:
-        """Tell the channels how ``ticket`` was resolved (as it was at that moment; the messages
-        to update are read from the store, where the request notices recorded them)."""
-        pending = self._notifying.get(ticket.id)
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                await pending
-        stored = await self.store.read(load_ticket(ticket.id))
-        deliveries = (stored or ticket).deliveries
-        for ref in dict.fromkeys(refs):
-            channel = self.channels.get(ref)
-            if channel is None:
-                continue
-            try:
-                await channel.resolved(ticket, list(deliveries.get(ref, [])))
-            except Exception as exc:
-                await self._failed(ticket, ref, "resolved", _describe(exc))
-
-    async def _failed(self, ticket: Ticket, ref: str, stage: str, error: str) -> None:
-        log.warning("approval ticket %s: notifying %s failed (%s): %s", ticket.id, ref, stage, error)
-        failure = {"channel": ref, "stage": stage, "error": error, "at": time_text(self.clock())}
-        self._publish("approval_notification_failed", {"ticket_id": ticket.id, **failure})
-        try:
-            await self.store.write(add_notification_failure(ticket.id, failure))
-        except Exception:
-            log.exception("could not record a notification failure on ticket %s", ticket.id)
 
     # -- background -----------------------------------------------------------------------------------
 
@@ -685,10 +491,4 @@ class ApprovalService:
         for ticket_id in result.expired:
             ticket = await self.store.read(load_ticket(ticket_id))
             if ticket is not None:
-                self._resolved(ticket)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, DeliveryError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.notices.resolved(ticket)

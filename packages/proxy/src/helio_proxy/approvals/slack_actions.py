@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from helio_proxy.approvals.channels.slack import APPROVE_PREFIX, DENY_PREFIX
+from helio_proxy.approvals.model import TicketConflict, TicketNotFound, Verdict
 from helio_proxy.approvals.service import ApprovalService
-from helio_proxy.approvals.tickets import TicketConflict, TicketNotFound, Verdict
 from helio_proxy.config.approval import SlackChannel
 
 log = logging.getLogger("helio_proxy.approvals.slack")

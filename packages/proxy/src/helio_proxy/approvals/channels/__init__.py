@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from helio_proxy.approvals.tickets import Ticket
+from helio_proxy.approvals.model import Ticket
 from helio_proxy.config.approval import ApprovalConfig, DashboardChannel
 
 DELIVERY_ATTEMPTS: Final = 3

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helio_proxy.approvals.channels import ChannelContext
-from helio_proxy.approvals.tickets import Ticket
+from helio_proxy.approvals.model import Ticket
 from helio_proxy.config.approval import DashboardChannel
 
 

@@ -15,7 +15,7 @@ from typing import Any, Final, cast
 import httpx
 
 from helio_proxy.approvals.channels import ChannelContext, DeliveryError
-from helio_proxy.approvals.tickets import Ticket, TicketStatus
+from helio_proxy.approvals.model import Ticket, TicketStatus
 from helio_proxy.config.approval import SlackChannel
 
 APPROVE_PREFIX: Final = "helio_approve:"

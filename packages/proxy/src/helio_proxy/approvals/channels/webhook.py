@@ -23,7 +23,7 @@ import httpx
 
 from helio_proxy import __version__
 from helio_proxy.approvals.channels import ChannelContext
-from helio_proxy.approvals.tickets import Ticket
+from helio_proxy.approvals.model import Ticket
 from helio_proxy.config.approval import WebhookChannel
 
 SIGNATURE_HEADER: Final = "X-Helio-Signature"
