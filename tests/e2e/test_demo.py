@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +42,18 @@ async def test_demo_proxy_gives_the_official_client_the_same_results_as_the_serv
     ports: tuple[int, int], tmp_path: Path, mode: str
 ) -> None:
     proxy_port, upstream_port = ports
+    dashboard_port = free_port()
     with running(
-        helio("demo", "--port", str(proxy_port), "--upstream-port", str(upstream_port)), cwd=tmp_path
+        helio(
+            "demo",
+            "--port",
+            str(proxy_port),
+            "--upstream-port",
+            str(upstream_port),
+            "--dashboard-port",
+            str(dashboard_port),
+        ),
+        cwd=tmp_path,
     ) as demo:
         wait_for_port(proxy_port, demo)
         direct = await _session(f"http://127.0.0.1:{upstream_port}/mcp", mode)
@@ -159,7 +170,15 @@ def test_demo_refuses_to_start_when_its_upstream_port_is_taken(
     proxy_port, upstream_port = ports
     with socket.create_server(("127.0.0.1", upstream_port)):
         result = subprocess.run(
-            helio("demo", "--port", str(proxy_port), "--upstream-port", str(upstream_port)),
+            helio(
+                "demo",
+                "--port",
+                str(proxy_port),
+                "--upstream-port",
+                str(upstream_port),
+                "--dashboard-port",
+                str(free_port()),
+            ),
             capture_output=True,
             text=True,
             timeout=60,
@@ -171,3 +190,52 @@ def test_demo_refuses_to_start_when_its_upstream_port_is_taken(
         f"port {upstream_port} on 127.0.0.1 is already in use; choose another with --upstream-port"
         in result.stderr
     )
+
+
+async def test_the_demo_holds_payments_until_approved_with_the_secret_it_printed(
+    ports: tuple[int, int], tmp_path: Path
+) -> None:
+    proxy_port, upstream_port = ports
+    dashboard_port = free_port()
+    args = [
+        "--port",
+        str(proxy_port),
+        "--upstream-port",
+        str(upstream_port),
+        "--dashboard-port",
+        str(dashboard_port),
+    ]
+    with running(helio("demo", *args), cwd=tmp_path) as demo:
+        wait_for_port(proxy_port, demo)
+        assert demo.stdout is not None
+        seen: list[str] = []
+
+        def printed_secret() -> str:
+            while "this run's secret" not in (seen[-1] if seen else ""):
+                seen.append(demo.stdout.readline())  # type: ignore[union-attr]
+            return demo.stdout.readline().strip()  # type: ignore[union-attr]
+
+        async with asyncio.timeout(30):
+            secret = await asyncio.to_thread(printed_secret)
+        operator = {"authorization": f"Bearer {secret}"}
+        dashboard = f"http://127.0.0.1:{dashboard_port}/api/approvals"
+        async with Client(f"http://127.0.0.1:{proxy_port}/mcp", mode="legacy") as client:
+            payment = asyncio.create_task(client.call_tool("create_payment", {"amount": 5}))
+            async with httpx.AsyncClient(timeout=10, headers=operator) as http:
+                async with asyncio.timeout(20):
+                    while not (  # noqa: ASYNC110 - polling another process, bounded
+                        pending := (await http.get(dashboard, params={"status": "pending"})).json()["data"]
+                    ):
+                        await asyncio.sleep(0.05)
+                wrong = await http.get(dashboard, headers={"authorization": "Bearer wrong"})
+                approved = await http.post(f"{dashboard}/{pending[0]['id']}/approve", json={})
+            async with asyncio.timeout(20):
+                result = await payment
+        demo.send_signal(signal.SIGINT)
+        demo.communicate(timeout=15)
+    assert wrong.status_code == 401
+    assert approved.json()["data"]["status"] == "approved"
+    assert result.is_error is False
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "created"
+    assert demo.returncode == 0

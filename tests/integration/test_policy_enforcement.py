@@ -265,35 +265,24 @@ policies:
     assert caught.value.message == "Payments over 1000 need a human."
 
 
-async def test_approval_rules_fail_closed_until_approvals_exist_and_limit_rules_are_enforced() -> None:
+async def test_limit_rules_are_enforced_and_nothing_fails_closed() -> None:
     policies = """
 policies:
   rules:
-    - name: approve-payments
-      match: {tool: create_payment}
-      action: require_approval
     - name: throttle-weather
       match: {tool: get_weather}
       action: rate_limit
       limits: {max_calls: 1, window: 1m}
 """
-    dashboard = "{enabled: true, api_secret: 'ssssssssssssssssssssssssssssssss'}"
     mode = {"stateless_http": True, "json_response": True}
-    async with proxy_stack(policies, mode, dashboard=dashboard) as stack, Client(stack.url) as client:
-        with pytest.raises(MCPError) as approval:
-            await client.call_tool("create_payment", {"amount": 5})
+    async with proxy_stack(policies, mode) as stack, Client(stack.url) as client:
         assert (await client.call_tool("get_weather", {"city": "Leeds"})).is_error is False
         with pytest.raises(MCPError) as limit:
             await client.call_tool("get_weather", {"city": "Leeds"})
         output = stack.output.getvalue()
-    assert (approval.value.data["reason"], approval.value.data["action"]) == (
-        "approval_unavailable",
-        "require_approval",
-    )
     assert (limit.value.data["reason"], limit.value.data["action"]) == ("rate_limited", "rate_limit")
-    assert approval.value.data["retry_allowed"] is False
-    assert "approve-payments" in output
-    assert "approval_unavailable" in output
+    assert limit.value.data["max_calls"] == 1
+    assert "approval_unavailable" not in output
     assert "limits_unavailable" not in output
 
 

@@ -58,9 +58,7 @@ def test_the_cli_page_documents_the_command_and_its_help_runs(command: str) -> N
 
 
 def test_every_complete_config_example_loads() -> None:
-    complete = [
-        b for b in _blocks("yaml") if re.search(r"^version:", b, re.MULTILINE) and "upstream" in b
-    ]
+    complete = [b for b in _blocks("yaml") if re.search(r"^version:", b, re.MULTILINE) and "upstream" in b]
     assert complete
     for block in complete:
         config = parse_config_text(block, env={"HELIO_API_SECRET": "s" * 64})

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from helio_proxy import __version__, capabilities
+from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
@@ -82,7 +83,12 @@ class HelioApp:
         """Live operator events (``/api/events`` on the dashboard port)."""
         self.operator_routes: list[ApiRoute] = []
         """REST endpoints components add to the dashboard port before :meth:`start`."""
-        self.approval_gate: ApprovalGate | None = None
+        self.approvals = ApprovalService(
+            self.current_config, self.audit.store, auditor=self.audit.auditor, events=self.events
+        )
+        """Approval tickets: the gate below, the REST API, the Slack callback."""
+        self.approval_gate: ApprovalGate | None = self.approvals
+        self.operator_routes.extend(approval_routes(self.approvals))
         self.limits = LimitsGate(
             self.audit.store,
             self.current_config,
@@ -108,7 +114,9 @@ class HelioApp:
         self.watcher: ConfigWatcher | None = None
         # A config built in memory (tests, embedding) has no file to watch.
         if self.hot_reload and config.policies.hot_reload and self.loaded.path.is_file():
-            self.watcher = ConfigWatcher(self.snapshots, self.loaded.path, self.say, self._record_reload)
+            self.watcher = ConfigWatcher(
+                self.snapshots, self.loaded.path, self.say, self._record_reload, approvals=True
+            )
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -262,14 +270,19 @@ class HelioApp:
                 mount.baselines_kept = await mount.baseline_store.load()
                 mount.baselines.restore()
             await self.limits.start()
+            await self.approvals.start()
         except BaseException:
             for sock in socks:
                 sock.close()
             raise
         for mount in self.mounts:
             await mount.upstream.start()
+        slack = [channel for channel in config.approval.channels if channel.type == "slack"]
+        extra = {SLACK_ACTIONS_PATH: SlackActions(self.approvals, slack)} if slack else None
         if mcp_sock is not None:
-            self.mcp_app = McpListenerApp({mount.name: mount.gateway for mount in self.mounts}, config.listen)
+            self.mcp_app = McpListenerApp(
+                {mount.name: mount.gateway for mount in self.mounts}, config.listen, extra
+            )
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.operator_api = OperatorApi(
@@ -320,6 +333,13 @@ class HelioApp:
         self.say(self.audit.startup_line())
         for mount in self.mounts:
             self._print_baselines(mount)
+        held = sum(1 for _ in config.approval_routes())
+        if held:
+            channels = ", ".join(f"{ref} ({kind})" for ref, kind in config.channel_types().items())
+            self.say(
+                f"Approvals: {held} rule(s) or switch(es) hold calls; channels: {channels}; "
+                f"timeout {config.approval.timeout}, quorum {config.approval.quorum}"
+            )
         if any(listener.name == "dashboard" for listener in self.listeners):
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
         if self.sdk_token is not None:
@@ -363,6 +383,8 @@ class HelioApp:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to 5 s), close upstream connections."""
+        # Held calls are answered (shutdown_cancelled) while their listener still serves them.
+        await self.approvals.shutdown()
         if self.sideband is not None:
             self.sideband.begin_shutdown()
         self.events.close_all()

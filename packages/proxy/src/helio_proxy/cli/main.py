@@ -182,14 +182,22 @@ def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
 @click.option("--port", default=3000, show_default=True, help="Proxy port.")
 @click.option("--upstream-port", default=3001, show_default=True, help="Port of the bundled demo MCP server.")
 @click.option(
+    "--dashboard-port", default=3100, show_default=True, help="Port of the dashboard API (approvals)."
+)
+@click.option(
     "--json-responses", is_flag=True, help="Make the demo server answer JSON instead of SSE streams."
 )
-def demo(port: int, upstream_port: int, json_responses: bool) -> None:
+def demo(port: int, upstream_port: int, dashboard_port: int, json_responses: bool) -> None:
     """Start the bundled demo MCP server and the proxy in front of it."""
     from helio_proxy.demo.runner import run_demo
 
     try:
-        run_demo(port=port, upstream_port=upstream_port, json_responses=json_responses)
+        run_demo(
+            port=port,
+            upstream_port=upstream_port,
+            json_responses=json_responses,
+            dashboard_port=dashboard_port,
+        )
     except HelioProxyError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -51,6 +51,12 @@ class SlackChannel(ConfigModel):
     channel: str
     """Slack channel id or name to post to."""
 
+    approvers: list[str] = Field(default_factory=list[str])
+    """Slack user ids (``U...``) allowed to press Approve/Deny; empty allows anyone in the channel."""
+
+    api_base: str = Field(default="https://slack.com/api", pattern=r"^https?://\S+$")
+    """Base URL of the Slack Web API (change it only to point at a test double)."""
+
 
 Channel = Annotated[DashboardChannel | WebhookChannel | SlackChannel, Field(discriminator="type")]
 
@@ -66,3 +72,6 @@ class ApprovalConfig(ConfigModel):
 
     channels: list[Channel] = Field(default_factory=list[Channel])
     """Notification channels; referenced by ``name``, or by ``type`` when unnamed."""
+
+    quorum: int = Field(default=1, ge=1)
+    """Distinct operators who must approve a ticket (M-of-N); any one denial denies it."""

@@ -155,6 +155,9 @@ class ApprovalRoute(ConfigModel):
     delegates: list[str] = Field(default_factory=list[str])
     """Channels notified at escalation (the primary channel again when empty)."""
 
+    quorum: int | None = Field(default=None, ge=1)
+    """Overrides ``approval.quorum`` for this rule: distinct approvers needed."""
+
 
 class EvidenceRequirement(ConfigModel):
     """Evidence a call needs, or produces."""

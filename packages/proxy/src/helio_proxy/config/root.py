@@ -126,6 +126,19 @@ class HelioConfig(ConfigModel):
         refs.setdefault("dashboard", "dashboard")
         return refs
 
+    def approver_count(self) -> int | None:
+        """How many distinct principals can approve a ticket (``None``: unbounded, a Slack channel
+        without an ``approvers`` allowlist)."""
+        count = (1 if self.dashboard.api_secret or self.dashboard.allow_open_mode else 0) + sum(
+            1 for operator in self.dashboard.operators if set(operator.roles) & {"approver", "admin"}
+        )
+        for channel in self.approval.channels:
+            if channel.type == "slack":
+                if not channel.approvers:
+                    return None
+                count += len(set(channel.approvers))
+        return count
+
     # -- cross-field validation --------------------------------------------------------------
 
     @model_validator(mode="after")
@@ -243,6 +256,15 @@ class HelioConfig(ConfigModel):
             ):
                 out.append(
                     f"{where}[{index}].approval.escalation_after is not shorter than the timeout; it is ignored"
+                )
+        approvers = self.approver_count()
+        for where, route in self.approval_routes():
+            quorum = route.quorum or self.approval.quorum
+            if approvers is not None and quorum > approvers:
+                out.append(
+                    f"{where} needs {quorum} distinct approvers but only {approvers} can approve "
+                    "(dashboard.api_secret, operators with the approver or admin role, Slack approvers): "
+                    "its tickets can never be approved"
                 )
         if not self.policies.rules and self.policies.default == "allow":
             out.append("no policy rules and default 'allow': calls are audited but nothing is enforced")

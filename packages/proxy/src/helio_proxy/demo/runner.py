@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -45,18 +46,23 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     )
 
 
-def demo_config(port: int, upstream_port: int) -> LoadedConfig:
-    """The packaged demo config with the chosen ports filled in."""
+def demo_config(port: int, upstream_port: int, dashboard_port: int, api_secret: str) -> LoadedConfig:
+    """The packaged demo config with the chosen ports and this run's dashboard secret filled in."""
     source = resources.files("helio_proxy.demo").joinpath("helio.yaml")
     text = source.read_text(encoding="utf-8")
-    env = {"HELIO_DEMO_PORT": str(port), "HELIO_DEMO_UPSTREAM_PORT": str(upstream_port)}
+    env = {
+        "HELIO_DEMO_PORT": str(port),
+        "HELIO_DEMO_UPSTREAM_PORT": str(upstream_port),
+        "HELIO_DEMO_DASHBOARD_PORT": str(dashboard_port),
+        "HELIO_DEMO_API_SECRET": api_secret,
+    }
     config = parse_config_text(text, source=str(source), env=env)
     return LoadedConfig(
         config=config, path=Path(str(source)), sha256=hashlib.sha256(text.encode()).hexdigest(), warnings=[]
     )
 
 
-def banner(mcp_url: str, upstream_port: int) -> str:
+def banner(mcp_url: str, upstream_port: int, dashboard_url: str, api_secret: str) -> str:
     blocked_call = '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_user","arguments":{"user_id":"u-1"}}}'
     tool_call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"London"}}}'
     return f"""
@@ -64,7 +70,8 @@ Demo MCP server: http://127.0.0.1:{upstream_port}/mcp (tools: get_weather, searc
   send_email, delete_user, create_payment, build_report)
 Point any MCP client at: {mcp_url}
   Claude Desktop / Cursor: {{"mcpServers": {{"helio-demo": {{"url": "{mcp_url}"}}}}}}
-Policies: delete_user is blocked (destructive), reads are allowed, send_email is a dry run.
+Policies: delete_user is blocked (destructive), reads are allowed, send_email is a dry run,
+  create_payment waits for an operator's approval.
 Try it:
   curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
     -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}'
@@ -72,19 +79,26 @@ Try it:
     -d '{tool_call}'
   curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
     -d '{blocked_call}'
+Approvals: the dashboard API is on {dashboard_url}/api/ ; this run's secret (a new one each run):
+  {api_secret}
+  A create_payment call hangs until you decide. In another terminal:
+  curl -s {dashboard_url}/api/approvals?status=pending -H 'Authorization: Bearer {api_secret}'
+  curl -s -X POST {dashboard_url}/api/approvals/<id>/approve -H 'Authorization: Bearer {api_secret}'
 Audit trail: ./helio-demo-audit.db (SQLite, mode 0600; one record per tools/call)
 Press Ctrl+C to stop.
 """
 
 
-def run_demo(*, port: int, upstream_port: int, json_responses: bool) -> None:
+def run_demo(*, port: int, upstream_port: int, json_responses: bool, dashboard_port: int = 3100) -> None:
     try:
         import mcp  # noqa: F401  # pyright: ignore[reportUnusedImport]
     except ImportError:
         raise StartupError("helio demo needs the official MCP SDK: pip install 'helio-proxy[demo]'") from None
-    loaded = demo_config(port, upstream_port)
+    api_secret = secrets.token_urlsafe(24)
+    loaded = demo_config(port, upstream_port, dashboard_port, api_secret)
     _ensure_free(port, "--port")
     _ensure_free(upstream_port, "--upstream-port")
+    _ensure_free(dashboard_port, "--dashboard-port")
     command = [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(upstream_port)]
     if json_responses:
         command.append("--json")
@@ -97,7 +111,7 @@ def run_demo(*, port: int, upstream_port: int, json_responses: bool) -> None:
 
         def print_with_banner() -> None:
             original()
-            app.say(banner(app.mcp_url, upstream_port))
+            app.say(banner(app.mcp_url, upstream_port, app.dashboard_url, api_secret))
 
         app._print_startup = print_with_banner  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
         run_app(app)

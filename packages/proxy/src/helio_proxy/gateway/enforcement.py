@@ -107,6 +107,19 @@ async def settle_reservations(reservations: list[Reservation], *, delivered: boo
             log.exception("settling a limit reservation failed (delivered=%s)", delivered)
 
 
+def merge_audit(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Audit fields from two stages: dict values (``evidence_chain``, ``metadata``) are merged key
+    by key, so the approval's ``evidence_chain.approval`` survives the limits' fields."""
+    merged = dict(first)
+    for key, value in second.items():
+        earlier = merged.get(key)
+        if isinstance(earlier, dict) and isinstance(value, dict):
+            merged[key] = {**earlier, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 class ApprovalGate(Protocol):
     """Holds calls for human approval (issue: approvals)."""
 
@@ -197,7 +210,7 @@ class GovernanceEnforcer:
                 if isinstance(held.decision, Deny):
                     return held
                 after = await self._limits(_allowed(decision), call, approved=False)
-                after.audit = {**held.audit, **after.audit}
+                after.audit = merge_audit(held.audit, after.audit)
                 return after
             case Allow() | RateLimit() | SpendLimit():
                 return await self._limits(decision, call, approved=False)

@@ -181,7 +181,12 @@ class Gateway:
                 **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
             )
             return await _settled(audit, dry_run_reply(call, decision, enforced))
-        settlement = await self.enforcer.settle(decision, governed)
+        try:
+            settlement = await self.enforcer.settle(decision, governed)
+        except asyncio.CancelledError:
+            # The client went away while the call was held (approval): it is still recorded.
+            audit.block(**_audit_fields(decision), block_reason="client_disconnected")
+            raise
         settled = settlement.decision
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
         if isinstance(settled, Deny):

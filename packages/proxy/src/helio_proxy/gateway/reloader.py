@@ -79,8 +79,10 @@ def _merge(current: HelioConfig, new: HelioConfig) -> tuple[HelioConfig, list[st
         ) from None
 
 
-def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:
-    """Load ``path``; swap it in if valid. Never raises for a bad file."""
+def reload_snapshot(snapshots: Snapshots, path: Path, *, approvals: bool = False) -> ReloadOutcome:
+    """Load ``path``; swap it in if valid. Never raises for a bad file.
+
+    ``approvals``: whether an approval gate runs (see :func:`fail_closed_warnings`)."""
     current = snapshots.current.loaded
     try:
         loaded = load_config(path, replace=current.replaced)
@@ -107,8 +109,9 @@ def reload_snapshot(snapshots: Snapshots, path: Path) -> ReloadOutcome:
     ]
     policies = config.policies
     lines.append(f"Policy reloaded: {len(policies.rules)} rules (default: {policies.default})")
-    # A running proxy always has its limit gate (helio_proxy.limits); approvals may be missing.
-    lines.extend(f"Warning: {warning}" for warning in fail_closed_warnings(config, limits=True))
+    lines.extend(
+        f"Warning: {warning}" for warning in fail_closed_warnings(config, approvals=approvals, limits=True)
+    )
     names = {rule.name for rule in config.policies.rules if rule.name}
     removed = tuple(
         sorted(rule.name for rule in current.config.policies.rules if rule.name and rule.name not in names)
@@ -133,8 +136,11 @@ class ConfigWatcher:
         path: Path,
         say: Callable[[str], None],
         on_outcome: Callable[[ReloadOutcome], None] | None = None,
+        *,
+        approvals: bool = False,
     ) -> None:
         self.snapshots = snapshots
+        self.approvals = approvals
         self.path = path.resolve()
         self.say = say
         self.on_outcome = on_outcome
@@ -145,7 +151,7 @@ class ConfigWatcher:
         return Path(changed).resolve() == self.path
 
     def apply(self) -> ReloadOutcome:
-        outcome = reload_snapshot(self.snapshots, self.path)
+        outcome = reload_snapshot(self.snapshots, self.path, approvals=self.approvals)
         for line in outcome.lines:
             self.say(line)
         if outcome.attempted and self.on_outcome is not None:

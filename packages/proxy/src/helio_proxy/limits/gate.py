@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from helio_proxy.config.root import HelioConfig
-from helio_proxy.gateway.enforcement import ApprovalGate, GovernedCall, Settlement
+from helio_proxy.gateway.enforcement import ApprovalGate, GovernedCall, Settlement, merge_audit
 from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
@@ -77,14 +77,6 @@ def _reset_after(check: Check, now: datetime) -> datetime | None:
     if seconds is None:
         return None
     return (check.usage.oldest or now) + timedelta(seconds=seconds)
-
-
-def merge_audit(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Two settlements' audit fields as one (their ``metadata`` objects merged)."""
-    merged = {**first, **second}
-    if "metadata" in first and "metadata" in second:
-        merged["metadata"] = {**first["metadata"], **second["metadata"]}
-    return merged
 
 
 def _charge_summary(check: Check) -> dict[str, Any]:

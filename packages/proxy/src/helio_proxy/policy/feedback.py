@@ -18,6 +18,10 @@ reason                                      extra fields
                                             ``window_seconds``, ``reset_at``; or ``invalid_amount``, ``field``
 ``budget_exceeded``                         ``budgets`` (one entry per breached budget)
 ``session_unresolved``                      ``limit_kind``, ``limit``
+``approval_denied``                         ``ticket_id``, ``denied_by``, ``denial_reason``
+``approval_timeout``                        ``ticket_id``, ``timeout_seconds``
+``client_disconnected``,                    ``ticket_id``
+``shutdown_cancelled``
 ==========================================  ==============================================
 
 Limit blocks carry their fields in ``Deny.details`` (built by :mod:`helio_proxy.limits.blocks`).
@@ -47,6 +51,10 @@ BLOCK_REASONS: Final = (
     "spend_limited",
     "budget_exceeded",
     "session_unresolved",
+    "approval_denied",
+    "approval_timeout",
+    "client_disconnected",
+    "shutdown_cancelled",
 )
 """Every ``reason`` a governance block can carry in this version."""
 
@@ -70,6 +78,17 @@ SUGGESTIONS: Final = {
     ),
     "session_unresolved": (
         "Send a session id with every call (the x-helio-session-id header; the SDK's HelioContext.headers)."
+    ),
+    "approval_denied": (
+        "Do not retry this call as it is: an operator denied it. Change the request or ask an operator why."
+    ),
+    "approval_timeout": (
+        "Nobody decided in time. Retry later (a retry asks again) or ask an operator to review the queue."
+    ),
+    "client_disconnected": "The call was not forwarded; retry it if it is still needed.",
+    "shutdown_cancelled": (
+        "The call was not forwarded. Retry the identical call once the proxy is back: an approval "
+        "given meanwhile releases it."
     ),
 }
 
@@ -104,6 +123,15 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
         case "rate_limited" | "spend_limited" | "budget_exceeded" | "session_unresolved":
             return _limit_message(decision, tool, rule)
+        case "approval_denied":
+            why = (decision.details or {}).get("denial_reason")
+            return f"Tool {tool!r} was denied by an operator ({rule})" + (f": {why}" if why else ".")
+        case "approval_timeout":
+            return f"Tool {tool!r} needed approval ({rule}) and nobody decided in time."
+        case "client_disconnected":
+            return f"Tool {tool!r} was cancelled: the client disconnected while it waited for approval."
+        case "shutdown_cancelled":
+            return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
         case _:
             return f"Tool {tool!r} is blocked ({decision.reason})."
 

@@ -211,7 +211,33 @@ LIMIT_BUCKETS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (AUDIT_SCHEMA, GOVERNANCE_SCHEMA, TOOL_BASELINE_PENDING, LIMIT_BUCKETS)
+APPROVAL_TICKET_STATE = Migration(
+    "0005_approval_ticket_state",
+    (
+        # What approvals track beyond the ticket's request and decisions: who holds the call
+        # (a proxy instance, with a heartbeat, so another proxy can tell a held ticket from one
+        # whose proxy died), escalation, channel deliveries and failures, and consumption.
+        "ALTER TABLE approval_tickets ADD COLUMN kind TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN resolved_by TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN escalated_at TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN escalated_to TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN deliveries TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN notification_failures TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN holder TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN holder_seen_at TEXT",
+        "ALTER TABLE approval_tickets ADD COLUMN consumed_at TEXT",
+        "CREATE INDEX approval_tickets_call ON approval_tickets (session_id, tool_name, arguments_digest)",
+        "CREATE INDEX approval_tickets_created_at ON approval_tickets (created_at)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    AUDIT_SCHEMA,
+    GOVERNANCE_SCHEMA,
+    TOOL_BASELINE_PENDING,
+    LIMIT_BUCKETS,
+    APPROVAL_TICKET_STATE,
+)
 """Every migration, in the order it is applied."""
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"

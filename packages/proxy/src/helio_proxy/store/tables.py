@@ -94,6 +94,15 @@ class ApprovalTicketRow(SQLModel, table=True):
     request: str = Field(sa_column=_text(nullable=False))
     decisions: str = Field(sa_column=_text(nullable=False))
     resolution_reason: str | None = Field(default=None, sa_column=_text())
+    kind: str | None = Field(default=None, sa_column=_text())
+    resolved_by: str | None = Field(default=None, sa_column=_text())
+    escalated_at: str | None = Field(default=None, sa_column=_text())
+    escalated_to: str | None = Field(default=None, sa_column=_text())
+    deliveries: str | None = Field(default=None, sa_column=_text())
+    notification_failures: str | None = Field(default=None, sa_column=_text())
+    holder: str | None = Field(default=None, sa_column=_text())
+    holder_seen_at: str | None = Field(default=None, sa_column=_text())
+    consumed_at: str | None = Field(default=None, sa_column=_text())
 
 
 class BudgetMetaRow(SQLModel, table=True):

@@ -9,14 +9,16 @@ gets a JSON-RPC answer (governance blocks are HTTP 200).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import error_reply
+from helio_proxy.gateway.exchange import Reply, error_reply
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
@@ -40,6 +42,8 @@ MCP_PATH: Final = "/mcp"
 SSE_PATH: Final = "/sse"
 MESSAGES_PATH: Final = "/messages"
 HEALTH_PATH: Final = "/healthz"
+
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _mounted(base: str, name: str | None) -> str:
@@ -76,13 +80,22 @@ class McpListenerApp:
     ``gateways`` maps mount names to gateways: ``None`` is the single ``upstream:`` form, served
     at the bare paths; names (the ``upstreams:`` list) are served at ``/mcp/<name>``,
     ``/sse/<name>`` and ``/messages/<name>``.
+
+    ``extra``: other endpoints on this port by exact path (Slack's signed callbacks), served
+    without the browser guards: they authenticate every request themselves.
     """
 
-    def __init__(self, gateways: Gateway | Mapping[str | None, Gateway], listen: ListenConfig) -> None:
+    def __init__(
+        self,
+        gateways: Gateway | Mapping[str | None, Gateway],
+        listen: ListenConfig,
+        extra: Mapping[str, AsgiApp] | None = None,
+    ) -> None:
         self.gateways: dict[str | None, Gateway] = (
             {None: gateways} if isinstance(gateways, Gateway) else dict(gateways)
         )
         self.gateway = next(iter(self.gateways.values()))
+        self.extra = dict(extra or {})
         self.max_body = listen.max_body_bytes
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins)
@@ -112,6 +125,9 @@ class McpListenerApp:
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             body = json.dumps({"status": "ok", "version": __version__}).encode()
             await send_bytes(send, 200, body, {}, "application/json")
+            return
+        if path in self.extra:
+            await self.extra[path](scope, receive, send)
             return
         route = _route(path.rstrip("/"))
         if route is None or route[1] not in self.gateways:
@@ -187,7 +203,12 @@ class McpListenerApp:
         inbound = Inbound(
             message=message, headers=headers, accepts_sse=accepts_event_stream(headers.get("accept"))
         )
-        await send_reply(send, receive, await gateway.post(inbound))
+        if message.method != "tools/call":
+            await send_reply(send, receive, await gateway.post(inbound))
+            return
+        reply = await _unless_disconnected(gateway.post(inbound), receive)
+        if reply is not None:
+            await send_reply(send, receive, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -197,3 +218,30 @@ class McpListenerApp:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _unless_disconnected(work: Awaitable[Reply], receive: Receive) -> Reply | None:
+    """Run a tool call, cancelling it if the client disconnects first (a call held for approval
+    can wait minutes); ``None`` when the client is gone."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
