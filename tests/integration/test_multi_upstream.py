@@ -123,8 +123,8 @@ def test_the_multiple_upstreams_example_in_the_docs_loads() -> None:
     text = (Path(__file__).parents[2] / "docs" / "transports.md").read_text()
     section = text[text.index("## Multiple upstreams") :]
     example = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))]
-    # The example leaves the dashboard out (it would need an api_secret).
-    config = parse_config_text(example + "dashboard: {enabled: false}\n", source="docs/transports.md", env={})
+    # The example takes its dashboard secret from the environment, as a real config should.
+    config = parse_config_text(example, source="docs/transports.md", env={"HELIO_API_SECRET": "s" * 64})
     assert [u.name for u in config.upstream_list] == ["files", "legacy", "local"]
     assert [u.transport for u in config.upstream_list] == ["streamable-http", "sse", "stdio"]
     assert capabilities.blocking(config) == []
