@@ -64,6 +64,25 @@ def running(
                 process.wait(timeout=5)
 
 
+@contextmanager
+def demo_upstream(port: int, log: Path) -> Iterator[None]:
+    """The demo MCP server on ``port``; its output (a traceback per failing tool call) goes to a
+    file rather than a pipe nobody drains."""
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_for_port(port, server)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
 def helio(*args: str) -> list[str]:
     return [sys.executable, "-m", "helio_proxy", *args]
 

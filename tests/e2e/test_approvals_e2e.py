@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,7 @@ from mcp import Client, MCPError
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.operator.auth import secret_digest
 from helio_proxy.store import create_store
-from tests.e2e.conftest import free_port, helio, running, wait_for_port
+from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -57,23 +53,6 @@ dashboard:
     return path
 
 
-@contextmanager
-def _demo_server(port: int, log: Path) -> Iterator[None]:
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            wait_for_port(port, server)
-            yield
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-
-
 async def _pending(http: httpx.AsyncClient) -> dict[str, Any]:
     """The one pending ticket, once there is one (bounded)."""
     async with asyncio.timeout(20):
@@ -93,7 +72,7 @@ async def test_an_operator_approves_denies_or_lets_a_held_call_time_out(tmp_path
         base_url=f"http://127.0.0.1:{dashboard}", headers={"authorization": f"Bearer {ALICE}"}, timeout=10
     )
     with (
-        _demo_server(upstream, tmp_path / "upstream.log"),
+        demo_upstream(upstream, tmp_path / "upstream.log"),
         running(helio("start", "-c", str(config)), cwd=tmp_path) as process,
     ):
         wait_for_port(proxy, process)

@@ -9,9 +9,7 @@ import io
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from sqlalchemy import text
 
 from helio_proxy.store import create_store
 from helio_proxy.store.testing import Backend, store_url_for
-from tests.e2e.conftest import free_port, helio, running, wait_for_port
+from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -49,24 +47,6 @@ def _write_config(tmp_path: Path, proxy_port: int, upstream_port: int, url: str,
         "dashboard:\n  enabled: false\n"
     )
     return path
-
-
-@contextmanager
-def _upstream(port: int, log: Path) -> Iterator[None]:
-    """The demo server; its output (a traceback per failing tool call) goes to a file, not a pipe."""
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            wait_for_port(port, server)
-            yield
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
 
 
 def _params(i: int) -> dict[str, Any]:
@@ -145,7 +125,7 @@ async def test_a_thousand_calls_are_exported_verified_and_tampering_is_named(
     config = _write_config(tmp_path, proxy_port, upstream_port, store_url)
     seen: dict[int, str] = {}
     with (
-        _upstream(upstream_port, tmp_path / "upstream.log"),
+        demo_upstream(upstream_port, tmp_path / "upstream.log"),
         running(helio("start", "-c", str(config))) as proxy,
     ):
         wait_for_port(proxy_port, proxy)
@@ -188,7 +168,7 @@ async def test_kill_9_under_strict_durability_loses_no_answered_call(tmp_path: P
     config = _write_config(tmp_path, proxy_port, upstream_port, store_url, "  durability: strict\n")
     seen: dict[int, str] = {}
     url = f"http://127.0.0.1:{proxy_port}/mcp"
-    with _upstream(upstream_port, tmp_path / "upstream.log"):
+    with demo_upstream(upstream_port, tmp_path / "upstream.log"):
         with running(helio("start", "-c", str(config))) as proxy:
             wait_for_port(proxy_port, proxy)
             reached = asyncio.Event()

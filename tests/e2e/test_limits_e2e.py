@@ -7,9 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,29 +18,12 @@ from sqlalchemy import text
 
 from helio_proxy.store import create_store
 from helio_proxy.store.testing import postgres_schema
-from tests.e2e.conftest import free_port, helio, running, wait_for_port
+from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 SEEDS = Path(__file__).resolve().parents[2] / "examples" / "seeds" / "readme-main.yaml"
-
-
-@contextmanager
-def demo_upstream(port: int, log: Path) -> Iterator[None]:
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            wait_for_port(port, server)
-            yield
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
 
 
 def config_text(

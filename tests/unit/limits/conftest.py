@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from helio_proxy.policy import Allow, CompiledPolicy, Decision, DryRun, RequireA
 from helio_proxy.policy.facts import CallFacts
 from helio_proxy.session.identity import UNRESOLVED, SessionIdentity
 from helio_proxy.store import Store
-from helio_proxy.store.testing import Backend, temporary_store
 
 BASE = (
     "version: '1'\nupstream: {url: 'http://127.0.0.1:9/mcp'}\ndashboard: {api_secret: '" + "s" * 32 + "'}\n"
@@ -93,17 +90,6 @@ class Rig:
 
     def published(self, kind: str) -> list[dict[str, Any]]:
         return [data for event, data in self.events if event == kind]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return request.param
-
-
-@pytest.fixture
-def store(backend: Backend, tmp_path: Path) -> Iterator[Store]:
-    with temporary_store(backend, tmp_path) as opened:
-        yield opened
 
 
 @pytest.fixture

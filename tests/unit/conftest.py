@@ -1,4 +1,9 @@
-"""Every store test runs on SQLite (a temp file) and on the local PostgreSQL (a fresh schema)."""
+"""The governance store for unit tests: every test that asks for ``store`` runs twice, on SQLite
+(a temp file) and on the local PostgreSQL (a fresh schema; failing, not skipping, when it is down).
+
+Folders whose tests mean an in-memory session store by ``store`` (evidence, sideband) define their
+own fixture of that name, which takes precedence there.
+"""
 
 from collections.abc import Iterator
 from pathlib import Path
