@@ -15,6 +15,7 @@ from tests.harness import mcp_upstream, run_proxy
 from tests.integration.approval_support import (
     ALICE,
     BOB,
+    HEADERS,
     PAYMENTS,
     ROOT,
     SECRET,
@@ -319,3 +320,75 @@ async def test_unmatched_destructive_calls_are_held_under_flag_destructive_requi
     )
     assert answer["result"]["content"][0]["text"] == "deleted user u-1"
     assert weather["result"]["isError"] is False  # read-only: never held
+
+
+async def _initialized(http: httpx.AsyncClient, url: str) -> dict[str, str]:
+    """Open an MCP session over plain HTTP; the headers its later requests carry."""
+    opened = await http.post(
+        url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
+        },
+        headers=HEADERS,
+    )
+    assert opened.status_code == 200
+    session = {
+        **HEADERS,
+        "mcp-session-id": opened.headers["mcp-session-id"],
+        "mcp-protocol-version": "2025-06-18",
+    }
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    return session
+
+
+def _cancel(request_id: int) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
+
+
+async def test_a_held_call_cancelled_by_its_client_is_released_and_no_other_session_can_cancel_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    async with (
+        mcp_upstream() as upstream,
+        run_proxy(approval_config(upstream, audit_path=str(db))) as app,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        agent = await _initialized(http, app.mcp_url)
+        stranger = await _initialized(http, app.mcp_url)
+        body = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "create_payment", "arguments": PAYMENT},
+        }
+        call = asyncio.create_task(http.post(app.mcp_url, json=body, headers=agent))
+        ticket = await held_ticket(app)
+
+        # Another session's cancellation of "its" request 7 touches nothing.
+        foreign = await http.post(app.mcp_url, json=_cancel(7), headers=stranger)
+        assert foreign.status_code == 202
+        await asyncio.sleep(0.2)  # give a wrong cancellation the chance to land (it must not)
+        assert not call.done()
+        assert app.approvals.held == 1
+
+        own = await http.post(app.mcp_url, json=_cancel(7), headers=agent)
+        assert own.status_code == 202
+        async with asyncio.timeout(10):
+            answered = await call
+        await ticket_status(app, ticket["id"], "client_disconnected")
+    assert answered.status_code == 200
+    error = answered.json()["error"]
+    assert error["code"] == -32001
+    assert error["data"]["reason"] == "request_cancelled"
+    assert error["data"]["retry_allowed"] is True
+    [record] = [r for r in records(db) if r["tool_name"] == "create_payment"]
+    assert record["block_reason"] == "request_cancelled"
+    assert record["success"] is None

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from helio_proxy.audit import Auditor, CallAudit
 from helio_proxy.errors import UpstreamError
@@ -42,7 +42,7 @@ from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStat
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
-from helio_proxy.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, Kind
+from helio_proxy.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, Kind, RequestId
 from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun, SnapshotGates
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.policy.decision import Decision
@@ -85,6 +85,8 @@ class Gateway:
         self.observers: list[OutcomeObserver] = []
         """Called with every governed call's :class:`CallOutcome` (the audit trail subscribes here)."""
         self.shadow = ShadowStats()
+        self._held: dict[tuple[str, RequestId], asyncio.Future[Settlement]] = {}
+        """Calls waiting in enforcement (an approval hold), by client session and request id."""
         self.drift_observers: list[Callable[[DriftEvent], None]] = []
         """Called with each :class:`DriftEvent` seen in a ``tools/list`` answer."""
 
@@ -98,6 +100,8 @@ class Gateway:
         if refused is not None:
             return refused
         if message.kind is not Kind.REQUEST:
+            if message.method == "notifications/cancelled":
+                self._cancel_held(inbound)
             return await self._forward_one_way(inbound)
         if message.method == "tools/call":
             return await self.tools_call(inbound)
@@ -181,12 +185,27 @@ class Gateway:
                 **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
             )
             return await _settled(audit, dry_run_reply(call, decision, enforced))
+        key = _held_key(inbound)
+        settling = asyncio.ensure_future(self.enforcer.settle(decision, governed))
+        if key is not None:
+            self._held[key] = settling
         try:
-            settlement = await self.enforcer.settle(decision, governed)
+            settlement = await settling
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if settling.cancelled() and current is not None and not current.cancelling():
+                # The agent cancelled this request (notifications/cancelled) while it was held.
+                cancelled = _cancelled(decision)
+                self._record(CallOutcome(call.name, decision, cancelled, shadow, snapshot.loaded.sha256))
+                audit.block(**_audit_fields(cancelled))
+                return await _settled(audit, block_reply(call, cancelled))
+            settling.cancel()
             # The client went away while the call was held (approval): it is still recorded.
             audit.block(**_audit_fields(decision), block_reason="client_disconnected")
             raise
+        finally:
+            if key is not None and self._held.get(key) is settling:
+                del self._held[key]
         settled = settlement.decision
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
         if isinstance(settled, Deny):
@@ -214,6 +233,23 @@ class Gateway:
             else:
                 await recorder.flush()
         return await _settled(audit, reply)
+
+    def _cancel_held(self, inbound: Inbound) -> None:
+        """``notifications/cancelled`` for a call still held (approval, limits): stop holding it.
+
+        Only a request of the same client session can be cancelled (the transport's session id,
+        which the proxy or the upstream minted), so no client can cancel another's calls. The
+        notification is relayed upstream as well, for a call that was already forwarded.
+        """
+        params = inbound.message.params or {}
+        request_id = params.get("requestId")
+        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+            return
+        scope = _session_scope(inbound)
+        held = self._held.get((scope, request_id)) if scope is not None else None
+        if held is not None and not held.done():
+            log.info("held tools/call %r cancelled by the client", request_id)
+            held.cancel(msg=REQUEST_CANCELLED)
 
     async def _session_gates(self, identity: SessionIdentity) -> SnapshotGates | None:
         """The call's gate check over its session state (``None`` without an evidence store)."""
@@ -320,6 +356,31 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
         return dataclasses.replace(reply, chunks=audit.hold(reply.chunks, reply.status))
     await audit.settle(reply.status)
     return reply
+
+
+REQUEST_CANCELLED: Final = "request_cancelled"
+
+
+def _session_scope(inbound: Inbound) -> str | None:
+    """The client session a message belongs to, when the transport has one."""
+    return inbound.transport_session_id or inbound.headers.get("mcp-session-id") or None
+
+
+def _held_key(inbound: Inbound) -> tuple[str, RequestId] | None:
+    scope = _session_scope(inbound)
+    request_id = inbound.message.id
+    return (scope, request_id) if scope is not None and request_id is not None else None
+
+
+def _cancelled(decision: Decision) -> Deny:
+    """The block a cancelled held call is answered with (the client has stopped waiting for it)."""
+    return Deny(
+        rule=decision.rule,
+        rule_index=decision.rule_index,
+        reason=REQUEST_CANCELLED,
+        blocked_action=decision.action,
+        retry_allowed=True,
+    )
 
 
 def _charging(settlement: Settlement) -> ResponseObserver:

@@ -22,6 +22,7 @@ reason                                      extra fields
 ``approval_timeout``                        ``ticket_id``, ``timeout_seconds``
 ``client_disconnected``,                    ``ticket_id``
 ``shutdown_cancelled``
+``request_cancelled``                       none (the client sent ``notifications/cancelled``)
 ==========================================  ==============================================
 
 Limit blocks carry their fields in ``Deny.details`` (built by :mod:`helio_proxy.limits.blocks`).
@@ -55,6 +56,7 @@ BLOCK_REASONS: Final = (
     "approval_timeout",
     "client_disconnected",
     "shutdown_cancelled",
+    "request_cancelled",
 )
 """Every ``reason`` a governance block can carry in this version."""
 
@@ -86,6 +88,7 @@ SUGGESTIONS: Final = {
         "Nobody decided in time. Retry later (a retry asks again) or ask an operator to review the queue."
     ),
     "client_disconnected": "The call was not forwarded; retry it if it is still needed.",
+    "request_cancelled": "You cancelled this call while it was held; it was not forwarded. Call again if needed.",
     "shutdown_cancelled": (
         "The call was not forwarded. Retry the identical call once the proxy is back: an approval "
         "given meanwhile releases it."
@@ -130,6 +133,8 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} needed approval ({rule}) and nobody decided in time."
         case "client_disconnected":
             return f"Tool {tool!r} was cancelled: the client disconnected while it waited for approval."
+        case "request_cancelled":
+            return f"Tool {tool!r} was cancelled by the client while it was held ({rule}); it was not forwarded."
         case "shutdown_cancelled":
             return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
         case _:
