@@ -77,7 +77,7 @@ async def test_malformed_json_is_400_parse_error_without_id(client: httpx.AsyncC
         b'{"jsonrpc":"2.0","id":1,"method":""}',
         b'{"jsonrpc":"2.0","id":1,"method":"x","params":3}',
         b'{"jsonrpc":"2.0","id":1}',
-        b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]',
+        b"[]",
         b'"just a string"',
     ],
     ids=[
@@ -88,7 +88,7 @@ async def test_malformed_json_is_400_parse_error_without_id(client: httpx.AsyncC
         "empty-method",
         "scalar-params",
         "no-method",
-        "batch",
+        "empty-batch",
         "scalar",
     ],
 )

@@ -9,9 +9,11 @@ from helio_proxy.jsonrpc import (
     PARSE_ERROR,
     EnvelopeError,
     Kind,
+    Message,
     error_payload,
     is_response_for,
     parse,
+    parse_any,
 )
 
 
@@ -53,3 +55,31 @@ def test_response_matching_is_type_exact() -> None:
     assert is_response_for({"jsonrpc": "2.0", "id": 1, "result": {}}, 1)
     assert not is_response_for({"jsonrpc": "2.0", "id": "1", "result": {}}, 1)
     assert not is_response_for({"jsonrpc": "2.0", "id": 1, "method": "x"}, 1)
+
+
+def test_parse_any_keeps_a_single_message_and_splits_a_batch_answering_bad_elements_in_place() -> None:
+    single = parse_any(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+    assert isinstance(single, Message)
+    assert single.method == "ping"
+    batch = parse_any(b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"x"},7]')
+    assert isinstance(batch, list)
+    first, second, third = batch
+    assert isinstance(first, Message)
+    assert first.kind is Kind.REQUEST
+    assert first.raw == b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    assert isinstance(second, Message)
+    assert second.kind is Kind.NOTIFICATION
+    assert isinstance(third, EnvelopeError)
+    assert third.code == -32600
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[]", "an empty batch is not a JSON-RPC request"),
+        (b"[" + b",".join([b'{"jsonrpc":"2.0","method":"x"}'] * 101) + b"]", "at most 100 messages"),
+    ],
+)
+def test_parse_any_refuses_empty_and_oversized_batches(raw: bytes, message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message):
+        parse_any(raw)

@@ -93,13 +93,44 @@ def classify(payload: Any, raw: bytes) -> Message:
     raise EnvelopeError("not a request, notification or response", request_id=request_id)
 
 
-def parse(raw: bytes) -> Message:
-    """Parse bytes into a :class:`Message`; malformed JSON raises ``EnvelopeError`` with -32700."""
+def _load(raw: bytes) -> Any:
     try:
-        payload = json.loads(raw)
+        return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EnvelopeError(f"parse error: {exc}", code=PARSE_ERROR) from None
-    return classify(payload, raw)
+
+
+def parse(raw: bytes) -> Message:
+    """Parse bytes into a :class:`Message`; malformed JSON raises ``EnvelopeError`` with -32700."""
+    return classify(_load(raw), raw)
+
+
+MAX_BATCH: Final = 100
+"""Most messages one batch may hold."""
+
+
+def parse_any(raw: bytes) -> Message | list[Message | EnvelopeError]:
+    """One message, or a batch (a JSON array): each element a :class:`Message`, or the
+    :class:`EnvelopeError` that element deserves (answered in place, as JSON-RPC 2.0 requires).
+
+    Malformed JSON, an empty batch or one over :data:`MAX_BATCH` raise ``EnvelopeError``.
+    """
+    payload = _load(raw)
+    if not isinstance(payload, list):
+        return classify(payload, raw)
+    elements: list[Any] = payload  # pyright: ignore[reportUnknownVariableType]
+    if not elements:
+        raise EnvelopeError("an empty batch is not a JSON-RPC request")
+    if len(elements) > MAX_BATCH:
+        raise EnvelopeError(f"a batch may hold at most {MAX_BATCH} messages (got {len(elements)})")
+    out: list[Message | EnvelopeError] = []
+    for element in elements:
+        encoded = json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            out.append(classify(element, encoded))
+        except EnvelopeError as exc:
+            out.append(exc)
+    return out
 
 
 def error_payload(

@@ -134,7 +134,9 @@ def _message(decision: Deny, tool: str) -> str:
         case "client_disconnected":
             return f"Tool {tool!r} was cancelled: the client disconnected while it waited for approval."
         case "request_cancelled":
-            return f"Tool {tool!r} was cancelled by the client while it was held ({rule}); it was not forwarded."
+            return (
+                f"Tool {tool!r} was cancelled by the client while it was held ({rule}); it was not forwarded."
+            )
         case "shutdown_cancelled":
             return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
         case _:

@@ -19,7 +19,7 @@ from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import Reply, error_reply
-from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse
+from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
     Receive,
@@ -30,6 +30,7 @@ from helio_proxy.transports.downstream.asgi import (
     send_bytes,
     send_reply,
 )
+from helio_proxy.transports.downstream.batch import answer_batch, batch_refusal
 from helio_proxy.transports.downstream.guards import (
     HostGuard,
     OriginGuard,
@@ -196,9 +197,16 @@ class McpListenerApp:
         except ConnectionResetError:
             return
         try:
-            message = parse(raw)
+            message = parse_any(raw)
         except EnvelopeError as exc:
             await _reject(send, 400, exc.code, str(exc), exc.request_id)
+            return
+        if isinstance(message, list):
+            refused = batch_refusal(headers)
+            if refused is not None:
+                await _reject(send, 400, INVALID_REQUEST, refused)
+                return
+            await send_reply(send, receive, await answer_batch(gateway, message, headers))
             return
         inbound = Inbound(
             message=message, headers=headers, accepts_sse=accepts_event_stream(headers.get("accept"))
