@@ -21,7 +21,7 @@ from helio_proxy.server import Listener, bind
 
 STARTUP_TIMEOUT = 10.0
 
-EVERYTHING_SERVER = Path(__file__).parent / "peers" / "everything_server.py"
+EVERYTHING_SERVER = Path(__file__).parents[1] / "examples" / "everything" / "server.py"
 """The test peer with every relayed feature (``--transport stdio|streamable-http|sse``)."""
 
 

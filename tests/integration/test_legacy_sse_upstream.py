@@ -21,12 +21,12 @@ import httpx
 import pytest
 from mcp.client.sse import sse_client
 
+from examples.everything.server import build_server
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.transports.downstream.asgi import read_body
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream, resolve_endpoint
 from tests.harness import proxy_config, run_proxy, serve_asgi
-from tests.peers.everything_server import build_server
 from tests.peers.script import run_script, script_client
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}

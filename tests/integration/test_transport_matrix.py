@@ -26,9 +26,9 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from examples.everything.server import build_server
 from helio_proxy.app import HelioApp
 from tests.harness import EVERYTHING_SERVER, proxy_config, run_proxy, serve_asgi, stdio_proxy_config
-from tests.peers.everything_server import build_server
 from tests.peers.script import run_script, script_client
 
 STDIO_ARGV = [sys.executable, str(EVERYTHING_SERVER), "--transport", "stdio"]

@@ -5,7 +5,7 @@ Tools: ``echo``; ``progress_and_log`` (progress and log notifications, then a re
 ``fail`` (a tool error: ``isError: true``). One resource (``everything://greeting``) and one
 prompt (``greet``).
 
-Run: ``python tests/peers/everything_server.py --transport stdio|streamable-http|sse
+Run: ``python examples/everything/server.py --transport stdio|streamable-http|sse
 [--port N] [--json-response] [--stateless]``. Nothing is printed on stdout but the protocol.
 """
 
