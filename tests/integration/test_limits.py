@@ -252,6 +252,18 @@ async def test_the_operator_api_reports_buckets_budgets_and_the_ledger(tmp_path:
     assert ledger["total"] == 2
     assert [row["amount"] for row in ledger["data"]] == ["100", "120.5"]
     assert ledger["data"][0]["tool_name"] == "create_payment"
+    # Each ledger row points at the audit record of the call it charged.
+    store = create_store(f"sqlite:///{tmp_path / 'a.db'}")
+    store.open_sync()
+    try:
+        paid = store.read_sync(lambda c: fetch(c, AuditFilter(tool="create_payment"), order="oldest"))
+    finally:
+        store.close_sync()
+    by_amount = {str(r["tool_input"]["amount"]): str(r["id"]) for r in paid}
+    assert {row["amount"]: row["audit_id"] for row in ledger["data"]} == {
+        "100": by_amount["100"],
+        "120.5": by_amount["120.5"],
+    }
     assert (
         csv_export.headers["content-disposition"] == 'attachment; filename="budget-daily-payments-events.csv"'
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Protocol
 
@@ -107,6 +108,8 @@ class CallAudit:
             "protocol_version": headers.get("mcp-protocol-version"),
             "metadata": {"request_id": request_id} if request_id is not None else None,
         }
+        self.record_id = uuid.uuid4()
+        """The id the call's record will have (known now, so limit ledgers can point at it)."""
         self._forward_at: float | None = None
         self._answer: tuple[dict[str, Any] | None, UpstreamError | None, float] | None = None
         self._status: int | None = None
@@ -240,6 +243,7 @@ class CallAudit:
         total_ms = (ended - self._started) * 1000
         waited = float(fields.get("approval_wait_ms") or 0.0)
         return ToolCallRecord(
+            id=self.record_id,
             timestamp=self._timestamp,
             tool_name=self.tool_name,
             environment=self._auditor.environment,

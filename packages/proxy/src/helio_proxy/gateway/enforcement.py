@@ -57,6 +57,9 @@ class GovernedCall:
     agent_id: str | None = None
     """The authenticated agent, once per-agent auth exists on the MCP port."""
 
+    audit_id: str | None = None
+    """Id of the call's audit record (limit and budget ledger rows point at it)."""
+
 
 class Reservation(Protocol):
     """Capacity taken from limits/budgets for one call, not yet final."""

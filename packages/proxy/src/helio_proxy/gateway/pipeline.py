@@ -177,6 +177,7 @@ class Gateway:
             request_id=call.request_id,
             raw=inbound.message.raw,
             config_sha256=snapshot.loaded.sha256,
+            audit_id=str(audit.record_id),
         )
         if isinstance(decision, DryRun):
             enforced = self.enforcer.peek(decision, governed).decision

@@ -302,6 +302,7 @@ class LimitsGate:
                     approved=approved,
                     tool=call.facts.tool,
                     session_id=call.facts.session_id,
+                    audit_id=call.audit_id,
                 )
             )
         except Exception:

@@ -103,11 +103,13 @@ _LOCK_BUCKET = text(
 _RESTART_POT = text("UPDATE limit_buckets SET started_at = :now WHERE bucket_key = :key")
 _TOUCH_BUCKET = text("UPDATE limit_buckets SET last_activity = :now WHERE bucket_key = :key")
 _INSERT_LIMIT_EVENT = text(
-    "INSERT INTO limit_events (id, bucket_key, amount, occurred_at) VALUES (:id, :key, :amount, :now)"
+    "INSERT INTO limit_events (id, bucket_key, amount, occurred_at, audit_id) "
+    "VALUES (:id, :key, :amount, :now, :audit)"
 )
 _INSERT_BUDGET_EVENT = text(
     "INSERT INTO budget_events (id, budget_name, epoch, bucket_key, amount, currency, occurred_at, "
-    "tool_name, session_id) VALUES (:id, :name, :epoch, :key, :amount, :currency, :now, :tool, :session)"
+    "tool_name, session_id, audit_id) "
+    "VALUES (:id, :name, :epoch, :key, :amount, :currency, :now, :tool, :session, :audit)"
 )
 
 _LIMIT_ROWS = "FROM limit_events WHERE bucket_key = :key AND occurred_at > :bound"
@@ -211,6 +213,7 @@ def reserve(
     approved: bool = False,
     tool: str | None = None,
     session_id: str | None = None,
+    audit_id: str | None = None,
 ) -> Reserved:
     """Check every charge and, if none breaches, take them all (one transaction; see the module doc)."""
     stamp = time_text(now)
@@ -240,7 +243,7 @@ def reserve(
         charge, bucket = check.charge, check.charge.bucket
         entry_id = uuid.uuid4().hex
         amount = format(charge.amount, "f")
-        params = {"id": entry_id, "amount": amount, "now": stamp}
+        params = {"id": entry_id, "amount": amount, "now": stamp, "audit": audit_id}
         if charge.budget is not None:
             conn.execute(
                 _INSERT_BUDGET_EVENT,
