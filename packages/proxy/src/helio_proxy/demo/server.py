@@ -33,7 +33,11 @@ ORDERS: dict[str, dict[str, Any]] = {
 
 def build_server() -> MCPServer:
     """The demo tools: reads, a write, a destructive one, a payment, a slow one, a failing one."""
-    server = MCPServer("helio-demo", version="1.0.0", instructions="Demo tools governed by Helio.")
+    # WARNING from the start: the SDK configures its logging when the server is built, and its
+    # INFO lines would otherwise interleave with the proxy's startup output in `helio demo`.
+    server = MCPServer(
+        "helio-demo", version="1.0.0", instructions="Demo tools governed by Helio.", log_level="WARNING"
+    )
 
     @server.tool(annotations=READ_ONLY)
     def get_weather(city: str) -> str:
@@ -101,7 +105,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     server = build_server()
-    server.settings.log_level = "WARNING"
     if args.transport == "stdio":
         server.run("stdio")
         return
