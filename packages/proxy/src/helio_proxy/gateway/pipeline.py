@@ -9,10 +9,11 @@ way back to keep tool baselines current (drift detection).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
 from helio_proxy.audit import Auditor, CallAudit
@@ -85,6 +86,8 @@ class Gateway:
         self.observers: list[OutcomeObserver] = []
         """Called with every governed call's :class:`CallOutcome` (the audit trail subscribes here)."""
         self.shadow = ShadowStats()
+        self._streams_opening: dict[str, asyncio.Event] = {}
+        """Sessions whose ``GET`` stream is being opened upstream (messages after it wait for it)."""
         self._held: dict[tuple[str, RequestId], asyncio.Future[Settlement]] = {}
         """Calls waiting in enforcement (an approval hold), by client session and request id."""
         self.drift_observers: list[Callable[[DriftEvent], None]] = []
@@ -310,8 +313,10 @@ class Gateway:
         """Send a request upstream and relay its answer (JSON or SSE) to the agent."""
         request_id = inbound.message.id
         assert request_id is not None
+        headers = inbound.upstream_headers()
+        await self._after_stream_opens(headers)
         try:
-            response = await self.upstream.post(inbound.upstream_headers(), inbound.message.raw)
+            response = await self.upstream.post(headers, inbound.message.raw)
         except UpstreamError as exc:
             if observe:
                 observe(None, exc)
@@ -320,8 +325,10 @@ class Gateway:
 
     async def _forward_one_way(self, inbound: Inbound) -> Reply:
         """Notifications and client responses: 202 once the upstream has taken them."""
+        headers = inbound.upstream_headers()
+        await self._after_stream_opens(headers)
         try:
-            response = await self.upstream.post(inbound.upstream_headers(), inbound.message.raw)
+            response = await self.upstream.post(headers, inbound.message.raw)
             body = await response.read()
         except UpstreamError as exc:
             return upstream_failure(None, exc)
@@ -329,12 +336,35 @@ class Gateway:
             return EmptyReply(202, response.headers)
         return JsonReply(response.status, body, response.headers)
 
+    async def _after_stream_opens(self, headers: Mapping[str, str]) -> None:
+        """Keep the client's order: a session's ``GET`` stream that reached the proxy before this
+        message is open upstream before the message is sent (bounded by :data:`STREAM_ORDER_WAIT`).
+
+        A server may send a request's elicitation or sampling on the ``GET`` stream, and drop it
+        when no stream is open; without this, a ``GET`` that needs a fresh upstream connection could
+        be overtaken by a ``POST`` that reuses a pooled one.
+        """
+        session = headers.get("mcp-session-id")
+        opening = self._streams_opening.get(session) if session else None
+        if opening is not None and not opening.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STREAM_ORDER_WAIT):
+                    await opening.wait()
+
     async def open_stream(self, headers: dict[str, str]) -> Reply:
         """``GET /mcp``: the server-to-client stream, relayed byte for byte."""
+        session = headers.get("mcp-session-id")
+        opening = asyncio.Event()
+        if session:
+            self._streams_opening[session] = opening
         try:
             response = await self.upstream.open_stream(headers)
         except UpstreamError as exc:
             return upstream_failure(None, exc, status=502)
+        finally:
+            opening.set()
+            if session and self._streams_opening.get(session) is opening:
+                del self._streams_opening[session]
         if response.content_type == "text/event-stream" and response.status == 200:
             return StreamReply(200, response.iter_chunks(), response.headers)
         return JsonReply(response.status, await response.read(), response.headers)
@@ -360,6 +390,9 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
 
 
 REQUEST_CANCELLED: Final = "request_cancelled"
+
+STREAM_ORDER_WAIT: Final = 2.0
+"""Longest a session's message waits for that session's ``GET`` stream to open upstream (seconds)."""
 
 
 def _session_scope(inbound: Inbound) -> str | None:
