@@ -6,8 +6,8 @@ the everything server twice, directly (over the server's own transport) and thro
 log messages, the elicitation and sampling round trips, ``isError``, resources and prompts.
 
 Agent side: streamable HTTP (answers are JSON or SSE, as the upstream gives them; both forms are
-asserted where they occur), legacy HTTP+SSE, and stdio (``helio wrap``, whose upstream is the
-stdio command it starts). Upstream: streamable HTTP, legacy HTTP+SSE and stdio. A streamable HTTP server that answers only JSON (``json_response``) is not a column: it
+asserted where they occur), legacy HTTP+SSE, and stdio (``helio wrap``: the stdio command it starts, or
+the upstream its config names). Upstream: streamable HTTP, legacy HTTP+SSE and stdio. A streamable HTTP server that answers only JSON (``json_response``) is not a column: it
 has no back-channel for elicitation or sampling even when called directly; JSON relaying is
 covered in ``test_streamable_http_relay``.
 """
@@ -18,6 +18,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -78,20 +79,28 @@ async def through_proxy(downstream: str, app: HelioApp) -> tuple[dict[str, Any],
 
 
 PAIRS = [
-    *((downstream, upstream) for downstream in ("streamable-http", "legacy-sse") for upstream in UPSTREAMS),
-    ("stdio-wrap", "stdio"),
+    (downstream, upstream)
+    for downstream in ("streamable-http", "legacy-sse", "stdio-wrap")
+    for upstream in UPSTREAMS
 ]
-"""Every pair there is: ``helio wrap`` governs the command it starts, so its upstream is stdio."""
+"""Every pair: ``helio wrap -- COMMAND`` governs the stdio command it starts; ``helio wrap -c FILE``
+(no command) governs the upstream the file names, over HTTP or legacy SSE."""
 
 
 @pytest.mark.parametrize(("downstream", "upstream"), PAIRS)
-async def test_a_session_through_the_proxy_matches_the_direct_one(downstream: str, upstream: str) -> None:
+async def test_a_session_through_the_proxy_matches_the_direct_one(
+    downstream: str, upstream: str, tmp_path: Path
+) -> None:
     async with upstream_of(upstream) as server:
         direct = await run_script(script_client(server.direct))
         if downstream == "stdio-wrap":
-            wrapped = StdioServerParameters(
-                command=sys.executable, args=["-m", "helio_proxy", "wrap", "--", *STDIO_ARGV]
-            )
+            if upstream == "stdio":
+                argv = ["wrap", "--", *STDIO_ARGV]
+            else:
+                config = tmp_path / "helio.yaml"
+                config.write_text(server.config, encoding="utf-8")
+                argv = ["wrap", "-c", str(config)]
+            wrapped = StdioServerParameters(command=sys.executable, args=["-m", "helio_proxy", *argv])
             proxied, content_types = await run_script(script_client(wrapped)), {"text/event-stream"}
         else:
             async with run_proxy(server.config) as app:

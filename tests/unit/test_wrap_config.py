@@ -77,3 +77,27 @@ def test_a_hot_reload_keeps_the_command_as_the_upstream_and_applies_the_new_poli
     assert (config.upstream_list[0].command, config.upstream_list[0].args) == ("srv", ["--stdio"])
     path.write_text(head + "policies:\n  default: allow\n")
     assert reload_snapshot(snapshots, path).applied  # and again: the replacement is kept
+
+
+def test_without_a_command_the_files_own_single_upstream_is_governed(tmp_path: Path) -> None:
+    path = tmp_path / "remote.yaml"
+    path.write_text(
+        "version: '1'\nupstream:\n  url: 'http://127.0.0.1:9/sse'\n  transport: sse\ndashboard: {enabled: false}\n",
+        encoding="utf-8",
+    )
+    loaded = wrap_config([], str(path))
+    [upstream] = loaded.config.upstream_list
+    assert (upstream.url, upstream.transport) == ("http://127.0.0.1:9/sse", "sse")
+
+
+def test_without_a_command_a_file_is_needed_and_it_must_name_one_upstream(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="give the server's command after '--'"):
+        wrap_config([], None)
+    several = tmp_path / "several.yaml"
+    several.write_text(
+        "version: '1'\ndashboard: {enabled: false}\nupstreams:\n"
+        "  - {name: a, url: 'http://127.0.0.1:9/mcp'}\n  - {name: b, url: 'http://127.0.0.1:8/mcp'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="serves one upstream"):
+        wrap_config([], str(several))

@@ -149,16 +149,20 @@ def start(config_path: str, no_hot_reload: bool) -> None:
     "config_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Config to govern with; its upstream is replaced by COMMAND. "
-    "Default: allow every call, audit to ./helio-audit.db.",
+    help="Config to govern with; its upstream is replaced by COMMAND (without COMMAND, its own "
+    "upstream is governed). Default: allow every call, audit to ./helio-audit.db.",
 )
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=False, type=click.UNPROCESSED)
 def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
     """Serve MCP on stdin/stdout, governing the stdio MCP server started as COMMAND.
 
     For clients that launch MCP servers as commands (Claude Desktop and the like):
 
       helio wrap -c helio.yaml -- npx -y @modelcontextprotocol/server-filesystem /tmp
+
+    Without COMMAND, the upstream in -c FILE is governed (a remote HTTP or SSE server):
+
+      helio wrap -c remote.yaml
 
     Logs go to stderr; stdout carries only the protocol. Exits 0 when stdin closes, 3 when
     COMMAND cannot be started (or keeps dying), 1 for a config error.

@@ -1,8 +1,11 @@
-"""``helio wrap``: the proxy as a stdio MCP server, governing a stdio server it spawns.
+"""``helio wrap``: the proxy as a stdio MCP server, governing a stdio server it spawns (or the
+upstream its config names).
 
 The config is optional. Without one, every call is allowed (``policies.default: allow``) and
 audited to ``./helio-audit.db``; the dashboard and the sideband stay off. With ``-c``, the file
 is used as it is except that its ``upstream`` (or ``upstreams``) is replaced by the command.
+With ``-c`` and no command, the config's own single upstream is governed, whatever its transport
+(a remote streamable HTTP or legacy SSE server, for a client that can only launch commands).
 
 Exit codes: 0 when stdin closes (the audit trail is flushed first); 3 when the command cannot be
 started, or keeps dying until the restart policy gives up; a config error exits 1.
@@ -23,8 +26,9 @@ from typing import Any, BinaryIO, Final
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, load_config, parse_config_text
-from helio_proxy.errors import HelioProxyError, StartupError
+from helio_proxy.errors import ConfigError, HelioProxyError, StartupError
 from helio_proxy.transports.downstream.stdio import StdioServer, open_stdio
+from helio_proxy.transports.upstream.channel import MessageUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream
 
 DEFAULT_WRAP_CONFIG: Final = "version: '1'\npolicies:\n  default: allow\ndashboard:\n  enabled: false\n"
@@ -59,7 +63,17 @@ def upstream_section(command: Sequence[str]) -> dict[str, Any]:
 
 
 def wrap_config(command: Sequence[str], config_path: str | None) -> LoadedConfig:
-    """The config ``helio wrap`` runs with (``ConfigError`` when the file is invalid)."""
+    """The config ``helio wrap`` runs with (``ConfigError`` when the file is invalid or, without a
+    command, does not name exactly one upstream)."""
+    if not command:
+        if config_path is None:
+            raise ConfigError("give the server's command after '--', or -c FILE whose upstream to govern")
+        loaded = load_config(config_path)
+        if len(loaded.config.upstream_list) != 1:
+            raise ConfigError(
+                "helio wrap serves one upstream: use 'upstream', not several 'upstreams'", source=config_path
+            )
+        return loaded
     replace = {"upstream": upstream_section(command), "upstreams": None}
     if config_path is not None:
         return load_config(config_path, replace=replace)
@@ -73,12 +87,13 @@ async def serve_wrapped(
 ) -> int:
     """Run ``app`` with MCP on stdin/stdout until stdin closes (or SIGINT/SIGTERM); the exit code."""
     upstream = app.upstream
-    assert isinstance(upstream, StdioUpstream)
-    problem = upstream.command_problem()
-    if problem is not None:
-        app.say(f"Error: cannot start the upstream: {problem}")
-        return StartupError.exit_code
-    upstream.idle_seconds = math.inf  # one client for the life of the process: never expire its session
+    if isinstance(upstream, StdioUpstream):
+        problem = upstream.command_problem()
+        if problem is not None:
+            app.say(f"Error: cannot start the upstream: {problem}")
+            return StartupError.exit_code
+    if isinstance(upstream, MessageUpstream):
+        upstream.idle_seconds = math.inf  # one client for the life of the process: never expire its session
     loop = asyncio.get_running_loop()
     interrupted = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,7 +115,8 @@ async def serve_wrapped(
             if session_id == serving.session_id:
                 serving.stop(reason)
 
-        upstream.on_stopped = stopped
+        if isinstance(upstream, MessageUpstream):
+            upstream.on_stopped = stopped
         serve = asyncio.ensure_future(server.serve())
         interrupt = asyncio.ensure_future(interrupted.wait())
         await asyncio.wait({serve, interrupt}, return_when=asyncio.FIRST_COMPLETED)
