@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from helio_proxy.app import HelioApp
+from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.server import Listener, bind
+from helio_proxy.store import create_store
 
 STARTUP_TIMEOUT = 10.0
 
@@ -115,3 +117,14 @@ async def run_proxy(
         yield app
     finally:
         await app.stop()
+
+
+def audit_records(db: Path | str, **where: Any) -> list[dict[str, Any]]:
+    """The audit records in the SQLite store at ``db``, oldest first; ``where`` holds
+    :class:`~helio_proxy.audit.query.AuditFilter` fields (``tool=``, ``record_kind=``...)."""
+    store = create_store(f"sqlite:///{db}")
+    store.open_sync()
+    try:
+        return store.read_sync(lambda c: fetch(c, AuditFilter(**where), order="oldest"))
+    finally:
+        store.close_sync()

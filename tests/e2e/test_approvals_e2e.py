@@ -12,10 +12,9 @@ import httpx
 import pytest
 from mcp import Client, MCPError
 
-from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.operator.auth import secret_digest
-from helio_proxy.store import create_store
 from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.harness import audit_records
 
 pytestmark = pytest.mark.e2e
 
@@ -117,12 +116,7 @@ async def test_an_operator_approves_denies_or_lets_a_held_call_time_out(tmp_path
     assert timeout_error.value.data["reason"] == "approval_timeout"
     assert timeout_error.value.data["retry_allowed"] is True
 
-    store = create_store(f"sqlite:///{tmp_path / 'audit.db'}")
-    store.open_sync()
-    try:
-        calls = store.read_sync(lambda c: fetch(c, AuditFilter(record_kind="tool_call"), order="oldest"))
-    finally:
-        store.close_sync()
+    calls = audit_records(tmp_path / "audit.db", record_kind="tool_call")
     outcomes = [(r["tool_name"], r["approval_status"], r["approved_by"], r["block_reason"]) for r in calls]
     assert outcomes == [
         ("create_payment", "approved", "alice", None),

@@ -11,10 +11,8 @@ from typing import Any
 import httpx
 
 from helio_proxy.app import HelioApp
-from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.operator.auth import secret_digest
-from helio_proxy.store import create_store
-from tests.harness import proxy_config
+from tests.harness import audit_records, proxy_config
 
 SECRET = "s" * 40
 ALICE = "alice-secret-0123456789"
@@ -110,9 +108,4 @@ async def raw_call(
 
 def records(db: Path, kind: str = "tool_call") -> list[dict[str, Any]]:
     """Every audit record of ``kind`` in the SQLite store at ``db``, oldest first."""
-    store = create_store(f"sqlite:///{db}")
-    store.open_sync()
-    try:
-        return store.read_sync(lambda c: fetch(c, AuditFilter(record_kind=kind), order="oldest"))
-    finally:
-        store.close_sync()
+    return audit_records(db, record_kind=kind)

@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy import text
 
 from helio_proxy.app import HelioApp
-from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.config import load_config
 from helio_proxy.gateway.reloader import reload_snapshot
 from helio_proxy.store import create_store
 from helio_proxy.store.testing import Backend, store_url_for
-from tests.harness import mcp_upstream, proxy_config, run_proxy
+from tests.harness import audit_records, mcp_upstream, proxy_config, run_proxy
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 SECRET = "limits-secret-0123456789abcdef0123456789"
@@ -151,12 +150,7 @@ async def test_a_limit_block_is_audited_with_its_details(tmp_path: Path) -> None
                 await call(http, app.mcp_url, "search_docs", {"query": "a"})
                 blocked = await call(http, app.mcp_url, "search_docs", {"query": "b"})
     assert blocked["error"]["data"]["reason"] == "rate_limited"
-    store = create_store(f"sqlite:///{db}")
-    store.open_sync()
-    try:
-        records = store.read_sync(lambda c: fetch(c, AuditFilter(tool="search_docs"), order="oldest"))
-    finally:
-        store.close_sync()
+    records = audit_records(db, tool="search_docs")
     assert [(r["policy_decision"], r["block_reason"]) for r in records] == [
         ("rate_limit", None),
         ("rate_limit", "rate_limited"),
@@ -253,12 +247,7 @@ async def test_the_operator_api_reports_buckets_budgets_and_the_ledger(tmp_path:
     assert [row["amount"] for row in ledger["data"]] == ["100", "120.5"]
     assert ledger["data"][0]["tool_name"] == "create_payment"
     # Each ledger row points at the audit record of the call it charged.
-    store = create_store(f"sqlite:///{tmp_path / 'a.db'}")
-    store.open_sync()
-    try:
-        paid = store.read_sync(lambda c: fetch(c, AuditFilter(tool="create_payment"), order="oldest"))
-    finally:
-        store.close_sync()
+    paid = audit_records(tmp_path / "a.db", tool="create_payment")
     by_amount = {str(r["tool_input"]["amount"]): str(r["id"]) for r in paid}
     assert {row["amount"]: row["audit_id"] for row in ledger["data"]} == {
         "100": by_amount["100"],
