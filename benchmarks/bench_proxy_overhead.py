@@ -4,9 +4,12 @@ Everything runs in one process and one event loop (upstream, proxy, client), int
 direct and proxied rounds, so the noise of a shared machine hits both sides alike.
 
     uv run python benchmarks/bench_proxy_overhead.py [--calls 2000] [--concurrency 32]
+        [--limit none|rate|spend]
 
 The upstream is a minimal JSON-RPC responder (not an MCP SDK server), so the figures isolate the
 proxy's own work: ingress checks, parsing, forwarding over a pooled connection, relaying.
+``--limit rate`` / ``--limit spend`` put every call under a rate or spend limit (one the calls
+never exhaust), so the figures include reserving and committing capacity in the store (SQLite).
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ def call(i: int) -> bytes:
 
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
+LIMITS = {
+    "none": "",
+    "rate": (
+        "policies:\n  rules:\n    - match: {tool: echo}\n      action: rate_limit\n"
+        "      limits: {max_calls: 1000000000, window: 1h, key: tool}\n"
+    ),
+    "spend": (
+        "policies:\n  rules:\n    - match: {tool: echo}\n      action: spend_limit\n"
+        "      limits: {max_spend: {field: '$.n', limit: 1000000000000000, currency: GBP, window: 1h}}\n"
+    ),
+}
+"""The policy each ``--limit`` puts the calls under."""
+
 
 async def sequential(session: aiohttp.ClientSession, url: str, calls: int) -> list[float]:
     latencies: list[float] = []
@@ -80,10 +96,10 @@ async def throughput(session: aiohttp.ClientSession, url: str, calls: int, concu
     return calls / (time.perf_counter() - started)
 
 
-async def main(calls: int, concurrency: int, rounds: int) -> None:
+async def main(calls: int, concurrency: int, rounds: int, limit: str) -> None:
     async with serve_asgi(upstream, lifespan="off") as base:
         direct_url = f"{base}/mcp"
-        async with run_proxy(proxy_config(direct_url)) as proxy:
+        async with run_proxy(proxy_config(direct_url, LIMITS[limit])) as proxy:
             connector = aiohttp.TCPConnector(limit=concurrency)
             async with aiohttp.ClientSession(connector=connector) as session:
                 await sequential(session, direct_url, 200)  # warm up both paths
@@ -103,7 +119,7 @@ async def main(calls: int, concurrency: int, rounds: int) -> None:
 
     d50, p50 = ms(direct, 50), ms(proxied, 50)
     d99, p99 = ms(direct, 99), ms(proxied, 99)
-    print(f"sequential calls: {len(direct)} direct, {len(proxied)} through the proxy")
+    print(f"sequential calls: {len(direct)} direct, {len(proxied)} through the proxy (limit: {limit})")
     print(f"  p50: direct {d50:.3f} ms, proxied {p50:.3f} ms -> +{p50 - d50:.3f} ms, ratio {p50 / d50:.2f}x")
     print(f"  p99: direct {d99:.3f} ms, proxied {p99:.3f} ms -> +{p99 - d99:.3f} ms, ratio {p99 / d99:.2f}x")
     dr, pr = statistics.median(direct_rps), statistics.median(proxied_rps)
@@ -119,10 +135,11 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--limit", choices=sorted(LIMITS), default="none")
     args = parser.parse_args()
     try:
         import uvloop
 
-        uvloop.run(main(args.calls, args.concurrency, args.rounds))
+        uvloop.run(main(args.calls, args.concurrency, args.rounds, args.limit))
     except ImportError:
-        asyncio.run(main(args.calls, args.concurrency, args.rounds))
+        asyncio.run(main(args.calls, args.concurrency, args.rounds, args.limit))

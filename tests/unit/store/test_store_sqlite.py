@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import text
 
 from helio_proxy.store import Durability, create_store
-from helio_proxy.store.sqlite import SqliteStore
+from helio_proxy.store.sqlite import DECIMAL_SUM, SqliteStore
 
 
 def _mode(path: Path) -> int:
@@ -53,3 +53,20 @@ def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
     store.open_sync()
     store.close_sync()
     assert path.exists()
+
+
+def test_decimal_text_is_summed_exactly_in_the_query(tmp_path: Path) -> None:
+    store = SqliteStore(f"sqlite:///{tmp_path / 'sum.db'}")
+    store.open_sync()
+    try:
+        total = store.read_sync(
+            lambda conn: conn.exec_driver_sql(
+                f"SELECT {DECIMAL_SUM}(a), SUM(a) FROM (SELECT '0.1' AS a UNION ALL SELECT '0.2' "  # noqa: S608 - constants only
+                "UNION ALL SELECT '1e-20' UNION ALL SELECT NULL)"
+            ).one()
+        )
+    finally:
+        store.close_sync()
+    exact, floating = total
+    assert exact == "0.30000000000000000001"
+    assert floating != 0.3  # what SQLite's own SUM gives: binary floating point

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 from helio_proxy.limits.charges import Bucket, Charge
 from helio_proxy.limits.windows import EMPTY, Usage, Window
 from helio_proxy.store.base import parse_time_text, time_text
+from helio_proxy.store.sqlite import DECIMAL_SUM
 from helio_proxy.store.tables import BUDGET_EVENTS, BUDGET_META, LIMIT_BUCKETS, LIMIT_EVENTS
 
 
@@ -117,17 +118,25 @@ _BUDGET_ROWS = (
     "FROM budget_events WHERE budget_name = :name AND epoch = :epoch AND bucket_key = :key AND occurred_at "
 )
 _AGGREGATES = "SELECT count(*), min(occurred_at), max(occurred_at)"
-_PG_SUM = ", COALESCE(SUM(CAST(amount AS NUMERIC)), 0) "
+_SUMS = {
+    # Exact decimal sums in the database: PostgreSQL's NUMERIC, and on SQLite (no exact decimal
+    # type) the aggregate the SQLite store registers on its connections.
+    "postgresql": ", COALESCE(SUM(CAST(amount AS NUMERIC)), 0) ",
+    "sqlite": f", COALESCE({DECIMAL_SUM}(amount), '0') ",
+}
 _USAGE = {
-    # (table, session pot, dialect sums) -> statement. Stored times are fixed-width text, so they
-    # compare as text. SQLite has no exact decimal type: its amounts are added up in Python.
-    ("limit", False, False): text(f"{_AGGREGATES}, count(*) {_LIMIT_ROWS}"),
-    ("spend", False, True): text(f"{_AGGREGATES}{_PG_SUM}{_LIMIT_ROWS}"),
-    ("spend", False, False): text(f"SELECT amount, occurred_at {_LIMIT_ROWS}"),
-    ("budget", False, True): text(f"{_AGGREGATES}{_PG_SUM}{_BUDGET_ROWS}> :bound"),
-    ("budget", True, True): text(f"{_AGGREGATES}{_PG_SUM}{_BUDGET_ROWS}>= :bound"),
-    ("budget", False, False): text(f"SELECT amount, occurred_at {_BUDGET_ROWS}> :bound"),
-    ("budget", True, False): text(f"SELECT amount, occurred_at {_BUDGET_ROWS}>= :bound"),
+    # (dialect, table, session pot) -> statement. Stored times are fixed-width text, so they
+    # compare as text.
+    **{
+        (dialect, table, pot): text(f"{_AGGREGATES}{', count(*) ' if table == 'limit' else total}{rows}")
+        for dialect, total in _SUMS.items()
+        for table, pot, rows in (
+            ("limit", False, f"{_LIMIT_ROWS}"),  # a rate slot is 1: the total is the count
+            ("spend", False, f"{_LIMIT_ROWS}"),
+            ("budget", False, f"{_BUDGET_ROWS}> :bound"),
+            ("budget", True, f"{_BUDGET_ROWS}>= :bound"),
+        )
+    },
 }
 
 
@@ -180,7 +189,7 @@ def _lock_bucket(conn: Connection, bucket: Bucket, window: Window, now: datetime
 
 
 def _usage(conn: Connection, charge: Charge, started_at: datetime, now: datetime) -> Usage:
-    """What the charge's bucket holds at ``now``, summed by the database where it can be exact."""
+    """What the charge's bucket holds at ``now``, summed exactly by the database."""
     bucket, window = charge.bucket, charge.window
     cutoff = window.cutoff(now)
     params: dict[str, Any] = {"bound": time_text(cutoff if cutoff is not None else started_at)}
@@ -190,16 +199,8 @@ def _usage(conn: Connection, charge: Charge, started_at: datetime, now: datetime
     else:
         params["key"] = bucket.key
         table = "limit" if bucket.kind == "rate" else "spend"
-    summed = table == "limit" or conn.dialect.name == "postgresql"
-    statement = _USAGE[(table, cutoff is None, summed and table != "limit")]
-    if summed:
-        count, oldest, newest, total = conn.execute(statement, params).one()
-    else:
-        rows = conn.execute(statement, params).all()
-        count = len(rows)
-        total = sum((Decimal(amount) for amount, _ in rows), Decimal(0))
-        oldest = min((at for _, at in rows), default=None)
-        newest = max((at for _, at in rows), default=None)
+    statement = _USAGE[(conn.dialect.name, table, cutoff is None)]
+    count, oldest, newest, total = conn.execute(statement, params).one()
     if not count:
         return EMPTY
     return Usage(Decimal(total), int(count), parse_time_text(str(oldest)), parse_time_text(str(newest)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +23,25 @@ from helio_proxy.store.sql import WRITER_MARK, SqlStore
 FILE_MODE: Final = 0o600
 BUSY_TIMEOUT_MS: Final = 10_000
 """How long a connection waits for another process's lock before failing."""
+
+
+DECIMAL_SUM: Final = "helio_decimal_sum"
+"""SQL aggregate this backend adds: the exact sum of decimal-text values, as decimal text.
+
+SQLite has no exact decimal type (its ``SUM`` of text goes through floats), so amounts stored as
+text are added up with :class:`decimal.Decimal` inside the query instead."""
+
+
+class _DecimalSum:
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: str | int | None) -> None:
+        if value is not None:
+            self.total += Decimal(value)
+
+    def finalize(self) -> str:
+        return format(self.total, "f")
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
@@ -65,6 +85,7 @@ class SqliteStore(SqlStore):
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.close()
+            dbapi_connection.create_aggregate(DECIMAL_SUM, 1, _DecimalSum)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:  # pyright: ignore[reportUnusedFunction]
