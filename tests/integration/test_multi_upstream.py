@@ -14,7 +14,6 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 
-from helio_proxy import capabilities
 from helio_proxy.app import HelioApp
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.config import parse_config_text
@@ -127,7 +126,6 @@ def test_the_multiple_upstreams_example_in_the_docs_loads() -> None:
     config = parse_config_text(example, source="docs/transports.md", env={"HELIO_API_SECRET": "s" * 64})
     assert [u.name for u in config.upstream_list] == ["files", "legacy", "local"]
     assert [u.transport for u in config.upstream_list] == ["streamable-http", "sse", "stdio"]
-    assert capabilities.blocking(config) == []
 
 
 async def test_startup_lists_every_mount_and_each_upstream_keeps_its_own_baselines(tmp_path: Path) -> None:

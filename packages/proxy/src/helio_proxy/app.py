@@ -25,7 +25,6 @@ from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.config.upstream import UpstreamConfig
-from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
@@ -250,9 +249,6 @@ class HelioApp:
     async def start(self) -> None:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
-        refused = capabilities.blocking(config)
-        if refused:
-            raise StartupError(f"{self.loaded.path}: " + "; ".join(refused))
         socks: list[socket.socket] = []
         try:
             mcp_sock = bind(config.listen.host, config.listen.port, "listen") if self.serve_mcp else None

@@ -1,24 +1,12 @@
-"""Config the schema accepts but this version cannot honour yet.
-
-A governance proxy must never let a call through a control it does not run, so ``helio start``
-refuses such a config outright (``blocking``), and ``helio validate`` says the same as a
-warning. Settings that lose nothing when absent only draw a warning (``notices``).
+"""Settings the schema accepts that this version honours only in part: startup and ``helio
+validate`` print each as a warning (``notices``). Every control a call must pass is enforced; what
+is listed here loses no governance (a UI not served, a key that falls back and says so).
 """
 
 from __future__ import annotations
 
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.limits.charges import fallback_warnings
-
-
-def blocking(config: HelioConfig) -> list[str]:
-    """Settings that would leave calls ungoverned or unreachable: startup stops on them.
-
-    Every section of the schema is enforced in this version, so nothing is refused today; the
-    hook stays so that a future schema addition is refused until it is enforced.
-    """
-    del config
-    return []
 
 
 def notices(config: HelioConfig) -> list[str]:

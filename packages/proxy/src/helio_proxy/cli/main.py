@@ -113,8 +113,6 @@ def validate(config_path: str) -> None:
 
     for warning in loaded.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    for problem in capabilities.blocking(loaded.config):
-        click.echo(f"Warning: helio start will refuse this config: {problem}", err=True)
     for notice in capabilities.notices(loaded.config):
         click.echo(f"Warning: {notice}", err=True)
     config = loaded.config
