@@ -25,10 +25,10 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from helio_proxy.config.upstream import UpstreamConfig
-from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
 from helio_proxy.transports.sse import SseEvent, iter_events
 from helio_proxy.transports.upstream.channel import Channel, ChannelEvents, MessageUpstream
-from helio_proxy.transports.upstream.streamable_http import DEFAULT_POOL_SIZE
+from helio_proxy.transports.upstream.streamable_http import DEFAULT_POOL_SIZE, request_errors
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -65,41 +65,30 @@ class LegacySseChannel(Channel):
         http = upstream.http()
         events: AsyncGenerator[SseEvent, None] | None = None
         try:
-            async with asyncio.timeout(upstream.connect_timeout):
-                response = await http.get(
-                    upstream.url,
-                    headers={**upstream.static_headers, "accept": "text/event-stream"},
-                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-                    allow_redirects=False,
-                )
-                self._response = response
-                content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-                if response.status != 200 or content_type != "text/event-stream":
-                    raise UpstreamUnavailable(
-                        f"upstream {upstream.url} answered the SSE GET with HTTP {response.status} "
-                        f"({content_type or 'no content type'})",
-                        failure_reason="http_status",
-                        upstream_http_status=response.status,
+            with request_errors(
+                upstream.url,
+                timeout=f"upstream {upstream.url} sent no endpoint event within connect_timeout",
+                failed=f"upstream {upstream.url} SSE connection failed",
+            ):
+                async with asyncio.timeout(upstream.connect_timeout):
+                    response = await http.get(
+                        upstream.url,
+                        headers={**upstream.static_headers, "accept": "text/event-stream"},
+                        timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                        allow_redirects=False,
                     )
-                events = iter_events(_chunks(response))  # pyright: ignore[reportAssignmentType]
-                assert events is not None
-                self.endpoint = await self._endpoint(events)
-        except TimeoutError as exc:
-            await _aclose(events)
-            raise UpstreamTimeout(
-                f"upstream {upstream.url} sent no endpoint event within connect_timeout",
-                failure_reason="timeout",
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(
-                f"cannot connect to upstream {upstream.url}: {exc.os_error.strerror or exc}",
-                failure_reason="connection_refused",
-            ) from exc
-        except aiohttp.ClientError as exc:
-            await _aclose(events)
-            raise UpstreamUnavailable(
-                f"upstream {upstream.url} SSE connection failed: {exc}", failure_reason="connection_lost"
-            ) from exc
+                    self._response = response
+                    content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                    if response.status != 200 or content_type != "text/event-stream":
+                        raise UpstreamUnavailable(
+                            f"upstream {upstream.url} answered the SSE GET with HTTP {response.status} "
+                            f"({content_type or 'no content type'})",
+                            failure_reason="http_status",
+                            upstream_http_status=response.status,
+                        )
+                    events = iter_events(_chunks(response))  # pyright: ignore[reportAssignmentType]
+                    assert events is not None
+                    self.endpoint = await self._endpoint(events)
         except UpstreamError:
             await _aclose(events)
             raise
@@ -140,7 +129,11 @@ class LegacySseChannel(Channel):
         upstream = self.upstream
         if self.endpoint is None:
             raise ConnectionResetError("not connected")
-        try:
+        with request_errors(
+            self.endpoint,
+            timeout=f"upstream {self.endpoint} did not take the message in time",
+            failed=f"upstream {self.endpoint} request failed",
+        ):
             async with upstream.http().post(
                 self.endpoint,
                 data=data,
@@ -152,19 +145,6 @@ class LegacySseChannel(Channel):
             ) as response:
                 await response.read()
                 status = response.status
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"upstream {self.endpoint} did not take the message in time", failure_reason="timeout"
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(
-                f"cannot connect to upstream {self.endpoint}: {exc.os_error.strerror or exc}",
-                failure_reason="connection_refused",
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"upstream {self.endpoint} request failed: {exc}", failure_reason="connection_lost"
-            ) from exc
         if status < 300:
             return
         error = UpstreamUnavailable(

@@ -6,8 +6,8 @@ aiohttp is on the hot path by measurement: on this machine a bare forwarder adde
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +41,26 @@ class _ReadErrors:
             raise UpstreamTimeout(self._timeout, failure_reason="timeout") from exc
         if isinstance(exc, aiohttp.ClientError):
             raise UpstreamUnavailable(f"{self._broken}: {exc}", failure_reason="connection_lost") from exc
+
+
+@contextlib.contextmanager
+def request_errors(url: str, *, timeout: str, failed: str) -> Generator[None]:
+    """Turns aiohttp failures while sending a request to ``url`` into the proxy's upstream errors.
+
+    A timeout becomes ``UpstreamTimeout(timeout)``; a refused connection ``connection_refused``
+    (counted as undelivered); any other client error ``connection_lost`` with ``failed: <error>``.
+    """
+    try:
+        yield
+    except TimeoutError as exc:
+        raise UpstreamTimeout(timeout, failure_reason="timeout") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamUnavailable(
+            f"cannot connect to upstream {url}: {exc.os_error.strerror or exc}",
+            failure_reason="connection_refused",
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(f"{failed}: {exc}", failure_reason="connection_lost") from exc
 
 
 @dataclass(slots=True)
@@ -117,25 +137,14 @@ class StreamableHttpUpstream:
         if self._session is None:
             raise UpstreamUnavailable("upstream client is not started", failure_reason="not_started")
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=read_timeout)
-        try:
+        with request_errors(
+            self.url,
+            timeout=f"upstream {self.url} did not answer in time",
+            failed=f"upstream {self.url} request failed",
+        ):
             response = await self._session.request(
                 method, self.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             )
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"upstream {self.url} did not answer in time", failure_reason="timeout"
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(
-                f"cannot connect to upstream {self.url}: {exc.os_error.strerror or exc}",
-                failure_reason="connection_refused",
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"upstream {self.url} request failed: {exc}", failure_reason="connection_lost"
-            ) from exc
-        except asyncio.CancelledError:
-            raise
         relayed = {
             name.lower(): value
             for name, value in response.headers.items()
