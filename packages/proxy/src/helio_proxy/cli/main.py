@@ -8,7 +8,7 @@ import secrets
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -40,7 +40,7 @@ config_option = click.option(
 )
 
 
-def _fail(error: HelioProxyError) -> None:
+def _fail(error: HelioProxyError) -> NoReturn:
     click.echo(f"Error: {error}", err=True)
     sys.exit(error.exit_code)
 
@@ -69,7 +69,6 @@ def _load(path: str) -> LoadedConfig:
         return load_config(path)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -171,7 +170,6 @@ def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
         loaded = wrap_config(command, config_path)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
     _show_upstream_logs()
     try:
         code = run_wrap(loaded)
@@ -255,7 +253,6 @@ def export_command(
         store = open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
     try:
         records = store.read_sync(lambda conn: fetch(conn, where, limit=limit, order="oldest"))
     finally:
@@ -295,7 +292,6 @@ def verify(config_path: str, public_key: str | None) -> None:
         store = open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
     try:
         report = verify_chain(store, key)
     finally:
@@ -352,7 +348,6 @@ def _open_store(loaded: LoadedConfig) -> Store:
         return open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
 
 
 _upstream_option = click.option(
@@ -376,7 +371,6 @@ def tools_list(config_path: str, upstream_name: str | None) -> None:
         key = upstream_key(loaded, upstream_name)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
     store = _open_store(loaded)
     try:
         found = list_tools(store, key)
@@ -404,13 +398,11 @@ def tools_accept(name: str, config_path: str, accepted_by: str | None, upstream_
         key = upstream_key(loaded, upstream_name)
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
     store = _open_store(loaded)
     try:
         line = accept_tool(store, key, name, accepted_by or operator_name())
     except HelioProxyError as exc:
         _fail(exc)
-        raise AssertionError("unreachable") from exc
     finally:
         store.close_sync()
     click.echo(line)
