@@ -319,21 +319,56 @@ def policy() -> None:
     "--annotations",
     "annotations_json",
     default=None,
-    help="The tool's annotations as a JSON object (default: unknown tool, MCP defaults).",
+    help="The tool's annotations as a JSON object, instead of its baseline in the store.",
 )
 @click.option("--session", "session_id", default=None, help="Session id of the simulated call.")
+@click.option(
+    "--upstream",
+    "upstream_name",
+    default=None,
+    help="Which upstream the call goes to (default: the one whose baselines hold the tool).",
+)
 def policy_test(
-    config_path: str, tool_name: str, args_json: str, annotations_json: str | None, session_id: str | None
+    config_path: str,
+    tool_name: str,
+    args_json: str,
+    annotations_json: str | None,
+    session_id: str | None,
+    upstream_name: str | None,
 ) -> None:
-    """Show what the policy decides for one call, and what the agent would get back."""
-    from helio_proxy.cli.policy_test import PolicyTestInputError, explain
+    """Show what the policy decides for one call, and what the agent would get back.
+
+    The tool's annotations are the ones the proxy has baselined in the store (as the running
+    proxy decides with them); a tool the store has never seen gets the MCP defaults
+    (destructive, open-world). The output says which was used.
+    """
+    from helio_proxy.cli.policy_test import (
+        PolicyTestInputError,
+        explain,
+        given_annotations,
+        open_store_if_any,
+        stored_tool,
+    )
 
     loaded = _load(config_path)
     try:
-        click.echo(explain(loaded, tool_name, args_json, annotations_json, session_id))
+        store = open_store_if_any(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+    try:
+        if annotations_json is not None:
+            source = given_annotations(annotations_json, upstream_name)
+        else:
+            source = stored_tool(loaded, store, tool_name, upstream_name)
+        click.echo(explain(loaded, tool_name, args_json, source, session_id))
     except PolicyTestInputError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except HelioProxyError as exc:
+        _fail(exc)
+    finally:
+        if store is not None:
+            store.close_sync()
 
 
 @cli.group()
