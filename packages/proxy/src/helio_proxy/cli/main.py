@@ -6,9 +6,10 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -253,11 +254,20 @@ def export_command(
         store = open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
+    from helio_proxy.cli.progress import progress
+
     try:
         records = store.read_sync(lambda conn: fetch(conn, where, limit=limit, order="oldest"))
     finally:
         store.close_sync()
-    text = render(records, "json" if fmt == "json" else "csv")
+    with progress(len(records), "Exporting") as advance:
+
+        def counted() -> Iterator[dict[str, Any]]:
+            for record in records:
+                yield record
+                advance(1)
+
+        text = render(counted(), "json" if fmt == "json" else "csv")
     if output is None:
         click.echo(text, nl=False)
         return
@@ -292,8 +302,12 @@ def verify(config_path: str, public_key: str | None) -> None:
         store = open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
+    from helio_proxy.audit.verify import chain_length
+    from helio_proxy.cli.progress import progress
+
     try:
-        report = verify_chain(store, key)
+        with progress(chain_length(store), "Verifying") as advance:
+            report = verify_chain(store, key, advance)
     finally:
         store.close_sync()
     problem = report.problem

@@ -1,0 +1,268 @@
+"""Terminal operations: ``helio status``, ``helio audit tail``, ``helio approvals ...``, ``helio completion``.
+
+Registered on the groups of :mod:`helio_proxy.cli.main` when the ``helio_proxy.cli`` package is
+imported. Approvals go through the running proxy's operator API (so the decision is recorded
+under the operator whose secret is in ``HELIO_API_SECRET``); status and tail read the store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, Final
+
+import click
+
+from helio_proxy.cli.main import _fail, _load, audit, cli, config_option  # pyright: ignore[reportPrivateUsage]
+from helio_proxy.cli.operator_client import OperatorApiError, OperatorClient, dashboard_url
+from helio_proxy.errors import HelioProxyError
+
+FOLLOW_POLL_SECONDS: Final = 0.5
+"""How often ``audit tail -f`` asks the store for new records."""
+
+_url_option = click.option(
+    "--url",
+    "base_url",
+    default=None,
+    help="Base URL of the proxy's dashboard listener (default: from the config's dashboard section).",
+)
+
+
+@cli.command()
+@config_option
+def status(config_path: str) -> None:
+    """Show the listeners, upstreams, rules, pending approvals, audit chain head and store.
+
+    Each listener and upstream is probed from here; pending approvals and the chain head are read
+    from the store. Exits 1 when a listener is down or an upstream unreachable.
+    """
+    from helio_proxy.cli.status import status_report
+
+    report = status_report(_load(config_path))
+    click.echo(report.render(), nl=False)
+    if not report.healthy:
+        sys.exit(1)
+
+
+# -- audit tail ----------------------------------------------------------------------------------
+
+
+def _tail_line(record: Mapping[str, Any]) -> str:
+    stamp = str(record.get("timestamp") or "")[:23]
+    kind = record.get("record_kind") or "tool_call"
+    parts = [stamp, f"#{record['seq']}"]
+    if kind == "tool_call":
+        parts += [str(record.get("tool_name") or "-"), str(record.get("policy_decision") or "-")]
+        if record.get("block_reason"):
+            parts.append(str(record["block_reason"]))
+        if record.get("matched_rule"):
+            parts.append(f"rule={record['matched_rule']}")
+        if record.get("session_id"):
+            parts.append(f"session={record['session_id']}")
+        if record.get("total_duration_ms") is not None:
+            parts.append(f"{float(record['total_duration_ms']):.1f}ms")
+    else:
+        parts += [str(kind), str(record.get("tool_name") or ""), str(record.get("policy_decision") or "")]
+    return "  ".join(part for part in parts if part)
+
+
+def _emit(record: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":")))
+    else:
+        click.echo(_tail_line(record))
+
+
+@audit.command("tail")
+@config_option
+@click.option("-n", "--lines", "count", type=click.IntRange(0, 10_000), default=10, show_default=True)
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing records as they are written (Ctrl+C stops)."
+)
+@click.option("--tool", help="Tool name contains this (case-insensitive).")
+@click.option("--decision", help="Policy decision (allow, deny, require_approval, ...).")
+@click.option("--reason", help="Block reason (policy_denied, evidence_missing, ...).")
+@click.option("--session", help="Session id.")
+@click.option("--kind", "record_kind", help="Record kind (tool_call, drift_event, policy_reload, ...).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (every column).")
+def audit_tail(
+    config_path: str,
+    count: int,
+    follow: bool,
+    tool: str | None,
+    decision: str | None,
+    reason: str | None,
+    session: str | None,
+    record_kind: str | None,
+    as_json: bool,
+) -> None:
+    """Print the last records of the audit trail, oldest first; with -f, follow it live.
+
+    Reads the store, so it follows every replica writing to one database, without the proxy's
+    API secret.
+    """
+    from helio_proxy.audit.query import AuditFilter, after, fetch, last_seq
+    from helio_proxy.audit.trail import open_existing_store
+
+    loaded = _load(config_path)
+    where = AuditFilter(tool=tool, decision=decision, reason=reason, session=session, record_kind=record_kind)
+    try:
+        store = open_existing_store(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+    try:
+        records = (
+            store.read_sync(lambda conn: fetch(conn, where, limit=count, order="oldest")) if count else []
+        )
+        seen = store.read_sync(last_seq)
+        for record in records:
+            _emit(record, as_json)
+        if follow:
+            click.echo(f"Following {store.description} (Ctrl+C to stop)", err=True)
+        while follow:
+            fresh = store.read_sync(partial(after, where=where, seq=seen))
+            for record in fresh:
+                _emit(record, as_json)
+            if fresh:
+                seen = int(fresh[-1]["seq"])
+            else:
+                # Filtered-out records still move the cursor, so they are not read again.
+                seen = store.read_sync(last_seq)
+                time.sleep(FOLLOW_POLL_SECONDS)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close_sync()
+
+
+# -- approvals -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def approvals() -> None:
+    """List and decide approval tickets through the running proxy's operator API.
+
+    The secret is read from HELIO_API_SECRET (dashboard.api_secret, or a named operator's own
+    secret: the decision is recorded under that operator's name).
+    """
+
+
+def _client(config_path: str, base_url: str | None) -> OperatorClient:
+    try:
+        url = base_url or dashboard_url(_load(config_path).config)
+        return OperatorClient.from_environment(url)
+    except OperatorApiError as exc:
+        _fail(exc)
+
+
+def _ticket_line(ticket: Mapping[str, Any]) -> str:
+    votes = f"{len(ticket.get('approvals') or [])}/{ticket.get('quorum', 1)}"
+    rule = ticket.get("matched_rule") or "-"
+    arguments = json.dumps(ticket.get("tool_input"), separators=(",", ":"), ensure_ascii=False)
+    if len(arguments) > 60:
+        arguments = arguments[:57] + "..."
+    return "  ".join(
+        [
+            str(ticket["id"]),
+            str(ticket["status"]),
+            str(ticket["tool_name"]),
+            arguments,
+            f"rule={rule}",
+            f"approvals={votes}",
+            f"expires={str(ticket.get('timeout_at') or '-')[:19]}",
+        ]
+    )
+
+
+@approvals.command("list")
+@config_option
+@_url_option
+@click.option(
+    "--status",
+    default="pending",
+    show_default=True,
+    help="Ticket status (pending, orphaned, approved, denied, timeout, ...), or 'all'.",
+)
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON instead of one line per ticket.")
+def approvals_list(config_path: str, base_url: str | None, status: str, limit: int, as_json: bool) -> None:
+    """List approval tickets, newest first (pending ones by default)."""
+    client = _client(config_path, base_url)
+    try:
+        page = client.get("/api/approvals", status=None if status == "all" else status, limit=limit)
+    except OperatorApiError as exc:
+        _fail(exc)
+    tickets: list[dict[str, Any]] = page["data"]
+    if as_json:
+        click.echo(json.dumps(page, indent=2, ensure_ascii=False))
+        return
+    for ticket in tickets:
+        click.echo(_ticket_line(ticket))
+    shown = "" if status == "all" else f"{status} "
+    click.echo(f"{len(tickets)} of {page['total']} {shown}tickets", err=True)
+
+
+def _decide(config_path: str, base_url: str | None, ticket_id: str, verb: str, body: dict[str, Any]) -> None:
+    client = _client(config_path, base_url)
+    try:
+        answer = client.post(f"/api/approvals/{ticket_id}/{verb}", body)
+    except OperatorApiError as exc:
+        _fail(exc)
+    ticket = answer["data"]
+    click.echo(_ticket_line(ticket))
+    resolved = f" by {ticket['resolved_by']}" if ticket.get("resolved_by") else ""
+    click.echo(f"Ticket {ticket['id']} is now {ticket['status']}{resolved}", err=True)
+
+
+@approvals.command("approve")
+@click.argument("ticket_id")
+@config_option
+@_url_option
+@click.option("--comment", default=None, help="Recorded with the approval.")
+def approvals_approve(ticket_id: str, config_path: str, base_url: str | None, comment: str | None) -> None:
+    """Approve a held call (role approver); with a quorum, count one approval towards it."""
+    _decide(config_path, base_url, ticket_id, "approve", {"comment": comment} if comment else {})
+
+
+@approvals.command("deny")
+@click.argument("ticket_id")
+@config_option
+@_url_option
+@click.option("--reason", default=None, help="Told to the agent and recorded.")
+def approvals_deny(ticket_id: str, config_path: str, base_url: str | None, reason: str | None) -> None:
+    """Deny a held call (role approver); one denial settles it."""
+    _decide(config_path, base_url, ticket_id, "deny", {"reason": reason} if reason else {})
+
+
+@approvals.command("break-glass")
+@click.argument("ticket_id")
+@config_option
+@_url_option
+@click.option("--reason", required=True, help="Why the quorum is bypassed (required, recorded).")
+def approvals_break_glass(ticket_id: str, config_path: str, base_url: str | None, reason: str) -> None:
+    """Release a held call without its quorum (role admin); the reason is recorded."""
+    _decide(config_path, base_url, ticket_id, "break-glass", {"reason": reason})
+
+
+# -- shell completion ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's own completion).
+
+    \b
+    bash: eval "$(helio completion bash)"   (e.g. in ~/.bashrc)
+    zsh:  eval "$(helio completion zsh)"    (e.g. in ~/.zshrc)
+    fish: helio completion fish > ~/.config/fish/completions/helio.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    if completer is None:  # pragma: no cover - the choices above are click's built-ins
+        raise click.UsageError(f"no completion for {shell}")
+    click.echo(completer(cli, {}, "helio", "_HELIO_COMPLETE").source())
