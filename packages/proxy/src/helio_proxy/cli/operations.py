@@ -16,7 +16,14 @@ from typing import Any, Final
 
 import click
 
-from helio_proxy.cli.main import _fail, _load, audit, cli, config_option  # pyright: ignore[reportPrivateUsage]
+from helio_proxy.cli.main import (
+    _fail,  # pyright: ignore[reportPrivateUsage]
+    _load,  # pyright: ignore[reportPrivateUsage]
+    audit,
+    cli,
+    config_option,
+    policy,
+)
 from helio_proxy.cli.operator_client import OperatorApiError, OperatorClient, dashboard_url
 from helio_proxy.errors import HelioProxyError
 
@@ -136,6 +143,60 @@ def audit_tail(
         pass
     finally:
         store.close_sync()
+
+
+# -- policy replay -------------------------------------------------------------------------------
+
+
+@policy.command("replay")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default="helio.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The config to decide with (the new policy); its store holds the recorded calls.",
+)
+@click.option("--since", default="24h", show_default=True, help="How far back: a duration (30m, 24h, 7d).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--show",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Flipped calls listed in text output.",
+)
+def policy_replay(config_path: str, since: str, fmt: str, show: int) -> None:
+    """Decide every audited call of the window again with -c's policy, forwarding nothing.
+
+    Prints the decisions before (as recorded) and after, the calls that would flip, and the
+    calls per rule. Edit a copy of helio.yaml, replay it, then apply it.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from helio_proxy.audit.trail import open_existing_store
+    from helio_proxy.cli.replay import render_text, replay
+    from helio_proxy.config.durations import parse_duration
+
+    try:
+        window = parse_duration(since).seconds
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    loaded = _load(config_path)
+    try:
+        store = open_existing_store(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+    until = datetime.now(UTC)
+    try:
+        report = replay(loaded, store, until - timedelta(seconds=window), until)
+    finally:
+        store.close_sync()
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(report, show), nl=False)
 
 
 # -- approvals -----------------------------------------------------------------------------------
