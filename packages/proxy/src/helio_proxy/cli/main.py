@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from helio_proxy import __version__
+from helio_proxy.cli.clients import CLIENTS
 from helio_proxy.cli.template import render
 from helio_proxy.config import LoadedConfig, load_config
 from helio_proxy.errors import HelioProxyError
@@ -88,8 +89,44 @@ def cli() -> None:
     help="Where to write.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing file.")
-def init(output: str, force: bool) -> None:
-    """Write a commented starting config with a fresh dashboard secret."""
+@click.option(
+    "--client",
+    type=click.Choice(sorted(CLIENTS)),
+    default=None,
+    help="Re-point this MCP client's servers through Helio instead (see docs/clients.md).",
+)
+@click.option(
+    "--file",
+    "client_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --client: the client config to rewrite (default: where the client keeps it).",
+)
+@click.option("-y", "--yes", is_flag=True, help="With --client: write without asking.")
+@click.option("--dry-run", is_flag=True, help="With --client: show the changes, write nothing.")
+@click.option("--undo", is_flag=True, help="With --client: restore the client config from its backup.")
+def init(
+    output: str,
+    force: bool,
+    client: str | None,
+    client_file: str | None,
+    yes: bool,
+    dry_run: bool,
+    undo: bool,
+) -> None:
+    """Write a commented starting config with a fresh dashboard secret.
+
+    With --client NAME, rewrite that MCP client's config so each server goes through Helio:
+    command servers run under 'helio wrap', remote servers become upstreams of the generated
+    -o FILE (served at /mcp/<name>). Shows the diff and asks first; backs the file up beside it.
+    """
+    if client is not None:
+        from helio_proxy.cli.repoint_command import run_client_init
+
+        run_client_init(client, client_file, output, force=force, yes=yes, dry_run=dry_run, restore=undo)
+        return
+    if client_file or yes or dry_run or undo:
+        raise click.UsageError("--file, --yes, --dry-run and --undo only apply with --client NAME")
     target = Path(output)
     if target.exists() and not force:
         click.echo(f"Error: {target} already exists; use -f to overwrite it", err=True)
