@@ -82,8 +82,10 @@ Try it:
 Approvals: the dashboard API is on {dashboard_url}/api/ ; this run's secret (a new one each run):
   {api_secret}
   A create_payment call hangs until you decide. In another terminal:
-  curl -s {dashboard_url}/api/approvals?status=pending -H 'Authorization: Bearer {api_secret}'
-  curl -s -X POST {dashboard_url}/api/approvals/<id>/approve -H 'Authorization: Bearer {api_secret}'
+  export HELIO_API_SECRET={api_secret}
+  helio approvals list --url {dashboard_url}
+  helio approvals approve <id> --url {dashboard_url}
+  (or: curl -s {dashboard_url}/api/approvals?status=pending -H 'Authorization: Bearer {api_secret}')
 Audit trail: ./helio-demo-audit.db (SQLite, mode 0600; one record per tools/call)
 Press Ctrl+C to stop.
 """
