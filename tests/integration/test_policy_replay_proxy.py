@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from mcp import Client, MCPError
 
 from helio_proxy.cli import cli
-from tests.harness import build_test_upstream, proxy_config, run_proxy, serve_asgi
+from tests.harness import audit_records, build_test_upstream, proxy_config, run_proxy, serve_asgi
 
 RULES = """
 policies:
@@ -81,3 +82,58 @@ async def test_replay_of_real_proxy_records_flips_only_what_the_new_rules_change
     ]
     assert flipped["flips"][0]["after"]["rule"] == "large-payments"
     assert flipped["rules"]["block-destructive"] == {"before": 1, "after": 1, "flips": 0}
+
+
+GATED = """
+policies:
+  default: allow
+  rules:
+    - name: email-needs-lookup
+      match: {tool: send_email}
+      requires: [lookup_order]
+"""
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+async def _call(
+    http: httpx.AsyncClient, url: str, name: str, arguments: dict[str, Any], session: str | None
+) -> None:
+    headers = {**HEADERS, **({"x-helio-session-id": session} if session else {})}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+    assert (await http.post(url, json=body, headers=headers)).status_code == 200
+
+
+async def test_gates_replay_as_they_were_and_a_sessionless_call_never_passes_one(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    email = {"to": "a@example.com", "body": "hi"}
+    upstream = build_test_upstream()
+    async with serve_asgi(upstream.streamable_http_app(stateless_http=True, json_response=True)) as base:
+        text = proxy_config(f"{base}/mcp", GATED, audit_path=str(db))
+        async with run_proxy(text) as app, httpx.AsyncClient(timeout=10) as http:
+            await _call(http, app.mcp_url, "send_email", email, "run-1")  # blocked: dependency_missing
+            await _call(http, app.mcp_url, "lookup_order", {"order_id": "A-1001"}, "run-1")
+            await _call(http, app.mcp_url, "send_email", email, "run-1")  # passes the gate
+            await _call(http, app.mcp_url, "send_email", email, None)  # blocked: no session
+            await _call(http, app.mcp_url, "get_weather", {"city": "Oslo"}, None)
+    same = tmp_path / "helio.yaml"
+    same.write_text(text)
+    recorded = [(r["tool_name"], r["policy_decision"], r["block_reason"]) for r in audit_records(db)]
+    assert recorded == [
+        ("send_email", "deny", "dependency_missing"),
+        ("lookup_order", "allow", None),
+        ("send_email", "allow", None),
+        ("send_email", "deny", "policy_denied"),
+        ("get_weather", "allow", None),
+    ]
+
+    replayed = _replay(same)
+
+    assert replayed["calls"] == 5
+    assert replayed["flips"] == []
+    assert replayed["rules"]["email-needs-lookup"] == {"before": 3, "after": 3, "flips": 0}
+    assert replayed["assumed_gates"] == 1  # the session's passing call: its gate outcome is taken as met

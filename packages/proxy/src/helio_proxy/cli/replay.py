@@ -11,7 +11,8 @@ What a replay takes from the record rather than recomputing:
 * the tool's annotations are its baseline in the store today (as ``helio policy test``);
 * a drift block stays a drift block (the drifted aspects come from the record);
 * gates (evidence, prerequisites) are as they were: unmet with the recorded missing items when
-  the call was blocked for them, met otherwise. A gate the new config adds is therefore taken as
+  the call was blocked for them, met otherwise; a call without a session can never pass a gate,
+  as in the proxy. A gate the new config adds on a call with a session is therefore taken as
   met; the summary counts those calls (``assumed_gates``) so a reader knows.
 
 Arguments are the recorded ones, after redaction: a rule matching a redacted field (a password,
@@ -34,8 +35,17 @@ from helio_proxy.baselines import StoredTool, baseline_key, load_tools
 from helio_proxy.config import LoadedConfig
 from helio_proxy.config.policies import Rule
 from helio_proxy.evidence.gates import PASSED, GateResult
-from helio_proxy.policy import CallFacts, DecisionContext, Deny, DryRun, ToolFacts, compile_policy
+from helio_proxy.policy import (
+    CallFacts,
+    DecisionContext,
+    Deny,
+    DryRun,
+    SnapshotGates,
+    ToolFacts,
+    compile_policy,
+)
 from helio_proxy.policy.decision import Decision
+from helio_proxy.policy.facts import GateChecker
 from helio_proxy.store import Store
 from helio_proxy.store.base import time_text
 from helio_proxy.store.tables import AUDIT_RECORDS
@@ -100,7 +110,13 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(item) for item in cast(list[Any], value)) if isinstance(value, list) else ()
 
 
-def _gates(row: Mapping[str, Any], session_id: str | None) -> _RecordedGates:
+_UNRESOLVED: Final = SnapshotGates(None, now_ms=0)
+"""A call without a session: a gate can never pass (``session_unresolved``), as in the proxy."""
+
+
+def _gates(row: Mapping[str, Any], session_id: str | None) -> GateChecker:
+    if session_id is None:
+        return _UNRESOLVED
     if row["block_reason"] not in GATE_REASONS:
         return _MET
     gate = (_object(row["evidence_chain"]) or {}).get("gate")
@@ -110,7 +126,6 @@ def _gates(row: Mapping[str, Any], session_id: str | None) -> _RecordedGates:
             missing_evidence=_names(found.get("missing_evidence")),
             expired_evidence=_names(found.get("expired_evidence")),
             missing_dependencies=_names(found.get("missing_dependencies")),
-            session_unresolved=session_id is None,
         )
     )
 
