@@ -161,3 +161,21 @@ async def test_channels_are_found_by_name_or_type_and_the_dashboard_is_always_th
     assert sorted(channels) == ["dashboard", "finance", "slack"]
     assert isinstance(channels["finance"], WebhookNotifier)
     assert await channels["dashboard"].requested(ticket(), escalation=False) is None
+
+
+async def test_slack_and_webhook_messages_name_the_upstream_the_call_was_sent_to(
+    httpx_mock: HTTPXMock, context: ChannelContext
+) -> None:
+    httpx_mock.add_response(
+        url=f"{SLACK_API}/chat.postMessage", json={"ok": True, "channel": "C1", "ts": "1"}
+    )
+    httpx_mock.add_response(url=HOOK, status_code=204)
+    made = ticket(upstream="prod")
+    await SlackNotifier(_slack(), context).requested(made, escalation=False)
+    await WebhookNotifier(WebhookChannel(type="webhook", url=HOOK), context).requested(made, escalation=False)
+    posted, hooked = httpx_mock.get_requests()
+    message = json.loads(posted.content)
+    assert message["text"].startswith("Approval requested for prod/pay ")
+    fields = [f["text"] for b in message["blocks"] if b["type"] == "section" for f in b.get("fields", [])]
+    assert "*Upstream*\n`prod`" in fields
+    assert json.loads(hooked.content)["ticket"]["upstream"] == "prod"

@@ -78,6 +78,7 @@ class Notices:
         metadata: dict[str, Any] = {
             "status": ticket.status.value,
             "kind": ticket.kind,
+            "upstream": ticket.upstream,
             "approvers": ticket.approvers,
             "quorum": ticket.request.quorum,
             "matched_rule": ticket.request.matched_rule,

@@ -12,7 +12,7 @@ ticket's channel, and keeps the agent's request waiting until one of:
 * the proxy shuts down (``shutdown_cancelled``; the ticket is *orphaned*, still open).
 
 An orphaned ticket (also: one whose proxy died and stopped heartbeating) can still be decided;
-once approved, the agent's identical retry (same session, tool, arguments digest and config)
+once approved, the agent's identical retry (same session, upstream, tool, arguments digest and config)
 before expiry is released once, and the ticket is ``consumed``. An identical retry while the
 ticket is still undecided is held on that same ticket.
 """
@@ -254,7 +254,9 @@ class ApprovalService:
         ticket: Ticket | None = None
         session = call.facts.session_id
         if session:
-            key = CallKey(session, call.facts.tool, digest, call.config_sha256 or None, kind)
+            key = CallKey(
+                session, call.facts.upstream, call.facts.tool, digest, call.config_sha256 or None, kind
+            )
             claimed = await self.store.write(claim_retry(key, now))
             if claimed is not None:
                 log.info("approval ticket %s releases the agent's retry of %s", claimed.id, claimed.tool_name)
@@ -275,6 +277,7 @@ class ApprovalService:
                 session_id=session,
                 agent_id=call.agent_id,
                 config_sha256=call.config_sha256 or None,
+                upstream=call.facts.upstream,
                 holder=self.instance,
                 holder_seen_at=time_text(now),
             )

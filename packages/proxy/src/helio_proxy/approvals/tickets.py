@@ -52,6 +52,7 @@ def _ticket(row: Mapping[Any, Any]) -> Ticket:
         session_id=row["session_id"],
         agent_id=row["agent_id"],
         config_sha256=row["config_sha256"],
+        upstream=row["upstream"],
         decisions=tuple(OperatorDecision.from_json(d) for d in _json_list(row["decisions"])),
         resolved_at=row["resolved_at"],
         resolved_by=row["resolved_by"],
@@ -97,6 +98,7 @@ def create_ticket(ticket: Ticket) -> Job[Ticket]:
                 tool_name=ticket.tool_name,
                 arguments_digest=ticket.arguments_digest,
                 config_sha256=ticket.config_sha256,
+                upstream=ticket.upstream,
                 request=ticket.request.to_json(),
                 decisions="[]",
                 holder=ticket.holder,
@@ -174,8 +176,10 @@ def consume(ticket_id: str, holder: str | None, at: datetime) -> Job[bool]:
 
 def _same_call(key: CallKey) -> Any:
     sha = _C.config_sha256.is_(None) if key.config_sha256 is None else _C.config_sha256 == key.config_sha256
+    upstream = _C.upstream.is_(None) if key.upstream is None else _C.upstream == key.upstream
     return and_(
         _C.session_id == key.session_id,
+        upstream,
         _C.tool_name == key.tool_name,
         _C.arguments_digest == key.arguments_digest,
         _C.kind == key.kind,
