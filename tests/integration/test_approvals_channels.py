@@ -8,21 +8,16 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from tests.harness import mcp_upstream, run_proxy, serve_asgi
+from tests.harness import mcp_upstream, run_proxy
 from tests.integration.approval_support import (
     BOB,
+    Receiver,
     approval_config,
     decide,
     held_ticket,
@@ -35,27 +30,6 @@ from tests.integration.approval_support import (
 PAYMENT = {"amount": 12, "recipient": "acme"}
 HOOK_SECRET = "whsec-test-0123456789"
 SIGNING_SECRET = "slack-signing-secret-0123"
-
-
-class Receiver:
-    """Records every request it gets."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, _, body in self.requests]
-
-    @asynccontextmanager
-    async def serve(self, answer: Any) -> AsyncIterator[str]:
-        async def endpoint(request: Request) -> JSONResponse:
-            body = await request.body()
-            self.requests.append((request.url.path, dict(request.headers), body))
-            return answer(request.url.path, body)
-
-        app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["POST"])])
-        async with serve_asgi(app, lifespan="off") as base:
-            yield base
 
 
 def _valid_helio_signature(header: str, body: bytes) -> bool:

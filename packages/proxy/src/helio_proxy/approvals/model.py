@@ -1,8 +1,8 @@
 """Approval tickets as values: the state machine, what was asked, who decided what.
 
 A ticket is bound to one exact call: upstream (mount), tool, SHA-256 of the canonical JSON of its
-arguments, session, config hash and expiry. Its :class:`TicketRequest` (a frozen copy of the arguments among
-it) is fixed when it is created; everything else is state the store keeps
+arguments, session, config hash and expiry. Its :class:`TicketRequest` (a frozen, redacted copy of
+the arguments among it) is fixed when it is created; everything else is state the store keeps
 (:mod:`helio_proxy.approvals.tickets`).
 """
 
@@ -97,7 +97,9 @@ class TicketRequest:
     """What was asked: fixed when the ticket is created."""
 
     tool_input_json: str
-    """Canonical JSON of the call's arguments: the frozen copy operators see and approve."""
+    """Canonical JSON of the call's arguments, scrubbed by the audit's redaction rules: the frozen
+    copy operators see. The ticket's ``arguments_digest`` is taken over the original arguments,
+    so the approval still binds the exact values (a secret included) without storing them."""
     matched_rule: str | None
     rule_index: int | None
     channel: str

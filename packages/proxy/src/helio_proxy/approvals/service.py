@@ -1,7 +1,8 @@
 """The approval gate: durable tickets, held requests, operators' decisions.
 
 :meth:`ApprovalService.hold` is the :class:`~helio_proxy.gateway.enforcement.ApprovalGate` the
-enforcer calls for a ``RequireApproval``. It writes a ticket bound to the exact call, tells the
+enforcer calls for a ``RequireApproval``. It writes a ticket bound to the exact call (the stored
+and displayed arguments are redacted like the audit's; the digest covers the originals), tells the
 ticket's channel, and keeps the agent's request waiting until one of:
 
 * operators resolve the ticket: through this proxy's REST API or Slack callback (woken at once)
@@ -58,6 +59,7 @@ from helio_proxy.approvals.tickets import (
     transition,
 )
 from helio_proxy.audit import Auditor
+from helio_proxy.audit.redact import Redactor
 from helio_proxy.config import HelioConfig
 from helio_proxy.config.policies import ApprovalRoute
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
@@ -159,6 +161,7 @@ class ApprovalService:
         self.notices = Notices(store, self.channels, self._spawn, events=events, auditor=auditor, clock=clock)
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
+        self._redactor: tuple[tuple[str, ...], Redactor] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -212,6 +215,13 @@ class ApprovalService:
         )
         return await self._hold("budget", decision, call, request)
 
+    def _redact(self, arguments: dict[str, Any]) -> Any:
+        """``arguments`` scrubbed as the audit scrubs a record (``audit.redact`` of the config in force)."""
+        patterns = tuple(self.config().audit.redact)
+        if self._redactor is None or self._redactor[0] != patterns:
+            self._redactor = (patterns, Redactor(patterns))
+        return self._redactor[1].scrub(arguments)
+
     def _request(
         self,
         decision: Decision,
@@ -226,7 +236,7 @@ class ApprovalService:
         timeout = (route.timeout or approval.timeout).seconds
         escalation = route.escalation_after.seconds if route.escalation_after else None
         return TicketRequest(
-            tool_input_json=canonical_json(dict(call.facts.arguments or {})).decode(),
+            tool_input_json=canonical_json(self._redact(dict(call.facts.arguments or {}))).decode(),
             matched_rule=decision.rule,
             rule_index=decision.rule_index,
             channel=route.channel,
