@@ -1,20 +1,27 @@
-"""What a ticket keeps and shows of a call's secrets: redacted like the audit, everywhere, while
-the approval still binds (and releases) the exact call."""
+"""Secrets around approvals: a ticket keeps and shows a call's secret arguments redacted like the
+audit (while the approval still binds the exact call), and credentials in configured URLs are never
+shown."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
+import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.responses import JSONResponse
 
+from helio_proxy.app import HelioApp
 from helio_proxy.store.sqlite import SqliteStore
-from tests.harness import build_test_upstream, run_proxy, serve_asgi
+from tests.harness import build_test_upstream, mcp_upstream, run_proxy, serve_asgi
 from tests.integration.approval_support import (
     ALICE,
     BOB,
@@ -33,6 +40,18 @@ PASSWORD = "hunter2-correct-horse-battery"
 OTHER_PASSWORD = "tr0ub4dor-and-3-more"
 PIN = "pin-8675309-0042"
 REDACTED_INPUT = {"host": "db1", "password": "[REDACTED]", "unlock_pin": "[REDACTED]"}
+
+PAYMENT_VIA_HOOK = """
+policies:
+  rules:
+    - name: approve-payments
+      match: {tool: create_payment}
+      action: require_approval
+      approval: {channel: ops, timeout: 1m}
+approval:
+  channels:
+    - {type: webhook, name: ops, url: 'HOOK'}
+"""
 
 POLICIES = """
 policies:
@@ -151,3 +170,87 @@ async def test_a_tickets_arguments_are_stored_and_shown_redacted_while_the_appro
     assert denied["error"]["data"]["reason"] == "approval_denied"
     released = [r for r in records(db) if r["block_reason"] is None]
     assert [r["tool_input"] for r in released] == [REDACTED_INPUT]
+
+
+HOOK_USER, HOOK_PASS, HOOK_TOKEN = "hookuser-7f3a", "hookpass-9c1e", "hooktoken-55d0"
+UPSTREAM_USER, UPSTREAM_PASS = "upuser-31b8", "uppass-c4e2"
+CREDENTIALS = (HOOK_USER, HOOK_PASS, HOOK_TOKEN, UPSTREAM_USER, UPSTREAM_PASS)
+
+
+async def _events_until(
+    http: httpx.AsyncClient, app: HelioApp, started: asyncio.Event, event: str, into: list[str]
+) -> None:
+    """Collect ``/api/events`` lines (as a viewer) until a ``data:`` line of ``event`` arrives."""
+    async with http.stream("GET", "/api/events", headers=bearer(VIEWER)) as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == ": connected"
+        await wait_until(lambda: app.events.subscribers > 0)
+        started.set()
+        async for line in lines:
+            into.append(line)
+            if line.startswith("data:") and f'"{event}"' in line:
+                return
+
+
+async def _with_failures(http: httpx.AsyncClient, ticket_id: str) -> dict[str, Any]:
+    """The ticket as a viewer reads it, once it records a notification failure (bounded)."""
+    async with asyncio.timeout(10):
+        while True:
+            shown = (await http.get(f"/api/approvals/{ticket_id}", headers=bearer(VIEWER))).json()["data"]
+            if shown["notification_failures"]:
+                return shown
+            await asyncio.sleep(0.01)
+
+
+async def test_webhook_and_upstream_url_credentials_never_reach_the_log_the_api_or_the_event_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hook = Receiver()
+    caplog.set_level(logging.INFO)
+    async with (
+        hook.serve(lambda path, body: JSONResponse({"error": "forbidden"}, 403)) as base,
+        mcp_upstream(stateless=True) as upstream,
+    ):
+        host = base.removeprefix("http://")
+        policies = PAYMENT_VIA_HOOK.replace(
+            "HOOK", f"http://{HOOK_USER}:{HOOK_PASS}@{host}/hook?token={HOOK_TOKEN}"
+        )
+        credentialed = upstream.replace("http://", f"http://{UPSTREAM_USER}:{UPSTREAM_PASS}@")
+        async with run_proxy(approval_config(credentialed, policies)) as app:
+            events: list[str] = []
+            started = asyncio.Event()
+            async with httpx.AsyncClient(base_url=app.dashboard_url, timeout=10) as http:
+                watcher = asyncio.create_task(
+                    _events_until(http, app, started, "approval_notification_failed", events)
+                )
+                async with asyncio.timeout(10):
+                    await started.wait()
+                call = asyncio.create_task(raw_call(app.mcp_url, "create_payment", {"amount": 5}))
+                ticket = await held_ticket(app)
+                async with asyncio.timeout(10):
+                    await watcher
+                shown = await _with_failures(http, ticket["id"])
+            await decide(app, ticket["id"], "deny", BOB)
+            async with asyncio.timeout(10):
+                await call
+            banner = app.out.getvalue() if isinstance(app.out, io.StringIO) else ""
+    [failure] = shown["notification_failures"]
+    assert (failure["channel"], failure["stage"]) == ("ops", "requested")
+    assert f"webhook 'ops' (http://{host}): HTTP 403" in failure["error"]
+    [event] = [json.loads(line[len("data:") :]) for line in events if line.startswith("data:")][-1:]
+    assert event["data"]["error"] == failure["error"]
+    logged = [r.getMessage() for r in caplog.records]  # ours and the libraries' (httpx logs URLs)
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("helio_proxy")]
+    assert any(f"(http://{host}): HTTP 403" in line for line in ours)
+    assert f"Upstream: {upstream.removesuffix('/mcp')} (streamable-http)" in banner
+    for secret in CREDENTIALS:
+        assert secret not in json.dumps(shown), secret
+        assert secret not in "\n".join(events), secret
+        assert not [line for line in ours if secret in line], secret
+        assert secret not in banner, secret
+    for secret in (HOOK_USER, HOOK_PASS, UPSTREAM_USER, UPSTREAM_PASS):
+        assert not [line for line in logged if secret in line], secret
+    # The receiver still gets the credentials, as a Basic Authorization header (each notice once:
+    # a 403 is not retried).
+    basic = "Basic " + base64.b64encode(f"{HOOK_USER}:{HOOK_PASS}".encode()).decode()
+    assert [(path, headers["authorization"]) for path, headers, _ in hook.requests[:1]] == [("/hook", basic)]

@@ -179,3 +179,27 @@ async def test_slack_and_webhook_messages_name_the_upstream_the_call_was_sent_to
     fields = [f["text"] for b in message["blocks"] if b["type"] == "section" for f in b.get("fields", [])]
     assert "*Upstream*\n`prod`" in fields
     assert json.loads(hooked.content)["ticket"]["upstream"] == "prod"
+
+
+async def test_webhook_url_credentials_become_a_basic_header_and_never_appear_in_a_failure(
+    httpx_mock: HTTPXMock, context: ChannelContext
+) -> None:
+    bare = "https://hooks.example/helio?token=abc"
+    httpx_mock.add_response(url=bare, status_code=502)
+    httpx_mock.add_response(url=bare, status_code=502)
+    # An HTTP library's message quoting the URL as it was configured.
+    httpx_mock.add_exception(
+        httpx.ConnectError("cannot reach https://al%40ice:s3cret@hooks.example"), url=bare
+    )
+    url = "https://al%40ice:s3cret@hooks.example/helio?token=abc"
+    notifier = WebhookNotifier(WebhookChannel(type="webhook", url=url), context)
+    with pytest.raises(DeliveryError) as caught:
+        await notifier.requested(ticket(), escalation=False)
+    sent = httpx_mock.get_requests()
+    assert [str(r.url) for r in sent] == [bare] * 3
+    assert {r.headers["authorization"] for r in sent} == {"Basic YWxAaWNlOnMzY3JldA=="}  # al@ice:s3cret
+    assert str(caught.value) == (
+        "webhook 'webhook' (https://hooks.example): ConnectError: cannot reach https://hooks.example "
+        "(after 3 attempt(s))"
+    )
+    assert notifier.description == "webhook 'webhook' (https://hooks.example)"
