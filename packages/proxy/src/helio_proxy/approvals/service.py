@@ -53,6 +53,7 @@ from helio_proxy.approvals.tickets import (
     list_tickets,
     load_ticket,
     mark_escalated,
+    redact_requests,
     release_holder,
     sweep,
     ticket_statuses,
@@ -166,7 +167,11 @@ class ApprovalService:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Sweep once (tickets of proxies that are gone become orphaned) and start polling."""
+        """Redact the arguments of stored tickets that still hold secrets, sweep once (tickets of
+        proxies that are gone become orphaned) and start polling."""
+        redacted = await self.store.write(redact_requests(self._redact))
+        if redacted:
+            log.warning("redacted secret arguments in %d stored approval ticket(s)", redacted)
         await self._sweep()
         self._poller = asyncio.create_task(self._poll(), name="helio-approvals-poller")
 

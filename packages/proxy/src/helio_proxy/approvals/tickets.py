@@ -9,8 +9,8 @@ proxies on one database can race for a ticket and exactly one wins.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from helio_proxy.approvals.model import (
     TicketStatus,
     Verdict,
 )
+from helio_proxy.policy.drift import canonical_json
 from helio_proxy.store.base import Job, time_text
 from helio_proxy.store.tables import APPROVAL_TICKETS
 
@@ -360,6 +361,29 @@ def heartbeat(ids: Sequence[str], holder: str, now: datetime) -> Job[None]:
             .where(_C.id.in_(list(ids)), _C.holder == holder)
             .values(holder_seen_at=time_text(now))
         )
+
+    return job
+
+
+def redact_requests(scrub: Callable[[dict[str, Any]], Any]) -> Job[int]:
+    """Rewrite every stored ticket whose arguments ``scrub`` changes (tickets written by a version
+    that kept them in clear, or before a pattern was added to ``audit.redact``); how many changed.
+    The ``arguments_digest`` is left as it is: it still binds the original call."""
+
+    def job(conn: Connection) -> int:
+        changed = 0
+        for ticket_id, text in conn.execute(select(_C.id, _C.request)).all():
+            request = TicketRequest.from_json(text)
+            arguments = request.tool_input
+            scrubbed = scrub(arguments)
+            if scrubbed == arguments:
+                continue
+            redacted = replace(request, tool_input_json=canonical_json(scrubbed).decode())
+            conn.execute(
+                update(APPROVAL_TICKETS).where(_C.id == ticket_id).values(request=redacted.to_json())
+            )
+            changed += 1
+        return changed
 
     return job
 
