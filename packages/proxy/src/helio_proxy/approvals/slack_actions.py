@@ -129,7 +129,7 @@ class SlackActions:
         ticket = await self.service.get(ticket_id)
         if ticket is None:
             return JSONResponse({"ok": False, "text": f"no approval ticket {ticket_id}"})
-        asked = answering_channels(ticket)
+        asked = _answering_channels(ticket)
         channels = [c for c in verified if (c.name or c.type) in asked]
         if not channels:
             return self._reject(f"signed for no channel ticket {ticket_id} was sent to")
@@ -146,6 +146,6 @@ class SlackActions:
         return JSONResponse({"ok": True})
 
 
-def answering_channels(ticket: Ticket) -> frozenset[str]:
+def _answering_channels(ticket: Ticket) -> frozenset[str]:
     """The channels whose people may decide ``ticket`` from Slack: its own, and those it escalated to."""
     return frozenset((ticket.request.channel, *ticket.escalated_to))
