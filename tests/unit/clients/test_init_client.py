@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,12 @@ def _copy(tmp_path: Path, fixture: str) -> Path:
     return target
 
 
+def _indent(text: str) -> str | None:
+    """The first indentation of the text (``None`` for JSON on one line)."""
+    found = re.search(r"\n([ \t]+)\S", text)
+    return found.group(1) if found else None
+
+
 def _init(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, ["init", *args], input=input)
 
@@ -113,6 +120,7 @@ def test_each_client_is_rewritten_through_helio_backed_up_and_undone_byte_for_by
     assert backup.read_bytes() == original
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     rewritten = json.loads(path.read_text())
+    assert _indent(path.read_text()) == _indent(original.decode())  # the file's own style is kept
     wrap_yaml = helio_yaml.with_name("helio-wrap.yaml")
     for server, command in case["commands"].items():
         entry = _entry(rewritten, client, server)

@@ -10,9 +10,9 @@ Each server in the client's file is rewritten so its calls pass through Helio:
   move to the upstream.
 
 The original file is copied byte for byte to ``<file>.helio-backup`` before the first rewrite
-(a later run keeps that first backup), and ``--undo`` puts it back. The rewritten file is JSON
-with two-space indents: comments (JSONC) are not supported, and the file is refused if it has
-any, before anything is written.
+(a later run keeps that first backup), and ``--undo`` puts it back. The rewritten file is JSON in
+the original's indentation (spaces, a tab, or a single line); comments (JSONC) are not supported,
+and a file that has any is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -100,6 +100,17 @@ def _load(path: Path, client: ClientFormat) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(value, dict):
         raise RepointError(f"{path} must hold a JSON object")
     return raw, cast(dict[str, Any], value)
+
+
+def _dump(document: dict[str, Any], original: bytes) -> str:
+    """``document`` as JSON in the original's style: its indent (spaces or a tab), or one line."""
+    text = original.decode("utf-8")
+    indented = re.search(r"\n([ \t]+)\S", text)
+    if indented is None:
+        return json.dumps(document, ensure_ascii=False) + ("\n" if text.endswith("\n") else "")
+    unit = indented.group(1)
+    indent: str | int = unit if unit.startswith("\t") else len(unit)
+    return json.dumps(document, indent=indent, ensure_ascii=False) + ("\n" if text.endswith("\n") else "")
 
 
 def _mount_name(server: str, taken: set[str]) -> str:
@@ -263,7 +274,7 @@ def plan(
                 }
             rewritten[directory] = project
         new["projects"] = rewritten
-    result.rewritten = json.dumps(new, indent=2, ensure_ascii=False) + "\n"
+    result.rewritten = _dump(new, raw)
     if rewriter.upstreams:
         result.helio_yaml = _helio_yaml(rewriter.upstreams, audit, path, client, listen_port)
     if result.wrapped and not wrap_config.exists():
