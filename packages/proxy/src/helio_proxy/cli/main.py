@@ -93,13 +93,17 @@ def cli() -> None:
     "--client",
     type=click.Choice(sorted(CLIENTS)),
     default=None,
-    help="Re-point this MCP client's servers through Helio instead (see docs/clients.md).",
+    metavar="NAME",
+    help="Re-point this MCP client's servers through Helio instead: "
+    + ", ".join(sorted(CLIENTS))
+    + " (see docs/clients.md).",
 )
 @click.option(
     "--file",
     "client_file",
     type=click.Path(dir_okay=False),
     default=None,
+    metavar="FILE",
     help="With --client: the client config to rewrite (default: where the client keeps it).",
 )
 @click.option("-y", "--yes", is_flag=True, help="With --client: write without asking.")
@@ -377,6 +381,7 @@ def policy() -> None:
     "--upstream",
     "upstream_name",
     default=None,
+    metavar="NAME",
     help="Which upstream the call goes to (default: the one whose baselines hold the tool).",
 )
 def policy_test(

@@ -34,6 +34,7 @@ _url_option = click.option(
     "--url",
     "base_url",
     default=None,
+    metavar="URL",
     help="Base URL of the proxy's dashboard listener (default: from the config's dashboard section).",
 )
 
@@ -85,15 +86,26 @@ def _emit(record: Mapping[str, Any], as_json: bool) -> None:
 
 @audit.command("tail")
 @config_option
-@click.option("-n", "--lines", "count", type=click.IntRange(0, 10_000), default=10, show_default=True)
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    type=click.IntRange(0, 10_000),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="How many of the last records to print first.",
+)
 @click.option(
     "-f", "--follow", is_flag=True, help="Keep printing records as they are written (Ctrl+C stops)."
 )
-@click.option("--tool", help="Tool name contains this (case-insensitive).")
-@click.option("--decision", help="Policy decision (allow, deny, require_approval, ...).")
-@click.option("--reason", help="Block reason (policy_denied, evidence_missing, ...).")
-@click.option("--session", help="Session id.")
-@click.option("--kind", "record_kind", help="Record kind (tool_call, drift_event, policy_reload, ...).")
+@click.option("--tool", metavar="TEXT", help="Tool name contains this (case-insensitive).")
+@click.option("--decision", metavar="DECISION", help="Policy decision (allow, deny, require_approval, ...).")
+@click.option("--reason", metavar="REASON", help="Block reason (policy_denied, evidence_missing, ...).")
+@click.option("--session", metavar="ID", help="Session id.")
+@click.option(
+    "--kind", "record_kind", metavar="KIND", help="Record kind (tool_call, drift_event, policy_reload, ...)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (every column).")
 def audit_tail(
     config_path: str,
@@ -156,15 +168,31 @@ def audit_tail(
     default="helio.yaml",
     show_default=True,
     type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="The config to decide with (the new policy); its store holds the recorded calls.",
 )
-@click.option("--since", default="24h", show_default=True, help="How far back: a duration (30m, 24h, 7d).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    metavar="DURATION",
+    help="How far back: a duration (30m, 24h, 7d).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    metavar="text|json",
+    help="A summary for people, or everything (each flipped call) as JSON.",
+)
 @click.option(
     "--show",
     type=click.IntRange(0),
     default=50,
     show_default=True,
+    metavar="N",
     help="Flipped calls listed in text output.",
 )
 def policy_replay(config_path: str, since: str, fmt: str, show: int) -> None:
@@ -245,9 +273,17 @@ def _ticket_line(ticket: Mapping[str, Any]) -> str:
     "--status",
     default="pending",
     show_default=True,
+    metavar="STATUS",
     help="Ticket status (pending, orphaned, approved, denied, timeout, ...), or 'all'.",
 )
-@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 200),
+    default=50,
+    show_default=True,
+    metavar="N",
+    help="Most tickets to list (at most 200).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The API's JSON instead of one line per ticket.")
 def approvals_list(config_path: str, base_url: str | None, status: str, limit: int, as_json: bool) -> None:
     """List approval tickets, newest first (pending ones by default)."""
@@ -282,7 +318,7 @@ def _decide(config_path: str, base_url: str | None, ticket_id: str, verb: str, b
 @click.argument("ticket_id")
 @config_option
 @_url_option
-@click.option("--comment", default=None, help="Recorded with the approval.")
+@click.option("--comment", default=None, metavar="TEXT", help="Recorded with the approval.")
 def approvals_approve(ticket_id: str, config_path: str, base_url: str | None, comment: str | None) -> None:
     """Approve a held call (role approver); with a quorum, count one approval towards it."""
     _decide(config_path, base_url, ticket_id, "approve", {"comment": comment} if comment else {})
@@ -292,7 +328,7 @@ def approvals_approve(ticket_id: str, config_path: str, base_url: str | None, co
 @click.argument("ticket_id")
 @config_option
 @_url_option
-@click.option("--reason", default=None, help="Told to the agent and recorded.")
+@click.option("--reason", default=None, metavar="TEXT", help="Told to the agent and recorded.")
 def approvals_deny(ticket_id: str, config_path: str, base_url: str | None, reason: str | None) -> None:
     """Deny a held call (role approver); one denial settles it."""
     _decide(config_path, base_url, ticket_id, "deny", {"reason": reason} if reason else {})
@@ -302,7 +338,9 @@ def approvals_deny(ticket_id: str, config_path: str, base_url: str | None, reaso
 @click.argument("ticket_id")
 @config_option
 @_url_option
-@click.option("--reason", required=True, help="Why the quorum is bypassed (required, recorded).")
+@click.option(
+    "--reason", required=True, metavar="TEXT", help="Why the quorum is bypassed (required, recorded)."
+)
 def approvals_break_glass(ticket_id: str, config_path: str, base_url: str | None, reason: str) -> None:
     """Release a held call without its quorum (role admin); the reason is recorded."""
     _decide(config_path, base_url, ticket_id, "break-glass", {"reason": reason})
@@ -312,7 +350,7 @@ def approvals_break_glass(ticket_id: str, config_path: str, base_url: str | None
 
 
 @cli.command()
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]), metavar="SHELL")
 def completion(shell: str) -> None:
     """Print the shell completion script for SHELL (click's own completion).
 
