@@ -1,4 +1,4 @@
-"""Terminal operations against a real ``helio start``: ``helio status``, ``helio audit tail -f``,
+"""Terminal operations against a real ``helio start``: ``helio status``, ``helio audit tail --follow``,
 ``helio approvals list|approve|deny|break-glass``, each run as its own process."""
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ async def test_audit_tail_follow_prints_each_record_as_the_proxy_writes_it(tmp_p
         wait_for_port(proxy, process)
         async with Client(f"http://127.0.0.1:{proxy}/mcp", mode="legacy") as client:
             await client.call_tool("get_weather", {"city": "Leeds"})
-            with running(helio("audit", "tail", "-f", "-n", "1", "-c", str(config))) as tail:
+            with running(helio("audit", "tail", "--follow", "-n", "1", "-c", str(config))) as tail:
                 assert tail.stdout is not None
                 seen = _lines(tail.stdout)
                 assert "get_weather  allow" in seen.get(timeout=20)
@@ -221,7 +221,9 @@ async def test_audit_tail_follow_prints_each_record_as_the_proxy_writes_it(tmp_p
                 tail.wait(timeout=20)
                 tail.stdout.close()
             with running(
-                helio("audit", "tail", "-f", "-n", "0", "--decision", "deny", "--json", "-c", str(config))
+                helio(
+                    "audit", "tail", "--follow", "-n", "0", "--decision", "deny", "--json", "-c", str(config)
+                )
             ) as denials:
                 assert denials.stdout is not None
                 only = _lines(denials.stdout)

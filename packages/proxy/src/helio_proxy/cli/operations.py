@@ -28,7 +28,7 @@ from helio_proxy.cli.operator_client import OperatorApiError, OperatorClient, da
 from helio_proxy.errors import HelioProxyError
 
 FOLLOW_POLL_SECONDS: Final = 0.5
-"""How often ``audit tail -f`` asks the store for new records."""
+"""How often ``audit tail --follow`` asks the store for new records."""
 
 _url_option = click.option(
     "--url",
@@ -97,7 +97,10 @@ def _emit(record: Mapping[str, Any], as_json: bool) -> None:
     help="How many of the last records to print first.",
 )
 @click.option(
-    "-f", "--follow", is_flag=True, help="Keep printing records as they are written (Ctrl+C stops)."
+    "-F",
+    "--follow",
+    is_flag=True,
+    help="Keep printing records as they are written (Ctrl+C stops). -F, not -f: -f is --force everywhere.",
 )
 @click.option("--tool", metavar="TEXT", help="Tool name contains this (case-insensitive).")
 @click.option("--decision", metavar="DECISION", help="Policy decision (allow, deny, require_approval, ...).")
@@ -118,7 +121,7 @@ def audit_tail(
     record_kind: str | None,
     as_json: bool,
 ) -> None:
-    """Print the last records of the audit trail, oldest first; with -f, follow it live.
+    """Print the last records of the audit trail, oldest first; with -F, follow it live.
 
     Reads the store, so it follows every replica writing to one database, without the proxy's
     API secret.
