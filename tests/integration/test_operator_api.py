@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,80 @@ async def test_login_is_throttled_after_repeated_failures() -> None:
             throttled = await http.post("/api/auth/session", json={"secret": SECRET})
             assert throttled.status_code == 429
             assert int(throttled.headers["retry-after"]) >= 1
+
+
+async def test_a_rotating_x_forwarded_for_does_not_reset_login_throttling() -> None:
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            statuses = [
+                (
+                    await http.post(
+                        "/api/auth/session",
+                        json={"secret": f"guess-{n}"},
+                        headers={"x-forwarded-for": f"10.0.0.{n}", "x-real-ip": f"10.0.0.{n}"},
+                    )
+                ).status_code
+                for n in range(30)
+            ]
+    assert statuses == [401] * 10 + [429] * 20
+
+
+async def _send_login_head(port: int, secret: str) -> tuple[asyncio.StreamWriter, asyncio.Task[bytes], bytes]:
+    """A login request on its own connection with all but the end of its body sent; returns the
+    writer, a task reading the whole response, and the bytes still to send."""
+    body = json.dumps({"secret": secret}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /api/auth/session HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body[:5]
+    )
+    await writer.drain()
+    return writer, asyncio.create_task(reader.read()), body[5:]
+
+
+async def test_forty_concurrent_wrong_logins_from_one_address_get_exactly_ten_evaluated() -> None:
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        port = int(app.dashboard_url.rsplit(":", 1)[1])
+        # Every request is in the handler, its body not yet complete, before any is decided.
+        pending = [await _send_login_head(port, f"guess-{n}") for n in range(40)]
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            assert (await http.get("/api/health")).status_code == 200
+            for writer, response, rest in pending:
+                if not response.done():
+                    with contextlib.suppress(OSError):  # already answered 429 and closed
+                        writer.write(rest)
+                        await writer.drain()
+            async with asyncio.timeout(10):
+                answers = [await response for _, response, _ in pending]
+            for writer, _, _ in pending:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            after = await http.post("/api/auth/session", json={"secret": SECRET})
+    statuses = Counter(int(answer.split(b" ", 2)[1]) for answer in answers)
+    assert statuses == {401: 10, 429: 30}
+    assert after.status_code == 429
+
+
+async def test_with_trusted_proxies_login_throttling_counts_the_forwarded_client() -> None:
+    async with mcp_upstream() as upstream:
+        text = _config(upstream).replace(
+            "  sse_heartbeat_interval: 1s\n",
+            "  sse_heartbeat_interval: 1s\n  trusted_proxies: ['127.0.0.1']\n",
+        )
+        async with run_proxy(text) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+
+            async def guess(forwarded_for: str | None) -> int:
+                headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+                answer = await http.post("/api/auth/session", json={"secret": "guess"}, headers=headers)
+                return answer.status_code
+
+            first = [await guess("203.0.113.7") for _ in range(12)]
+            other = await guess("203.0.113.8")
+            proxy_itself = await guess(None)
+    assert first == [401] * 10 + [429] * 2
+    assert (other, proxy_itself) == (401, 401)
 
 
 async def test_events_stream_carries_published_events_with_ids_and_heartbeats() -> None:

@@ -219,7 +219,8 @@ class OperatorApi:
 
     async def _login(self, request: Request) -> Response:
         client = _client(request)
-        wait = self.auth.throttled(client)
+        # Counted before the first await, so concurrent guesses cannot all pass the check.
+        wait = self.auth.begin_login(client)
         if wait is not None:
             response = error(429, "too many failed logins from this address; try again later")
             response.headers["retry-after"] = str(int(wait))
