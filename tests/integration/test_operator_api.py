@@ -111,7 +111,9 @@ async def test_login_cookie_needs_csrf_on_mutations_and_logout_ends_it() -> None
                 wrong_method = await http.get("/api/echo", headers={"authorization": f"Bearer {SECRET}"})
                 assert wrong_method.status_code == 405
 
-                await http.post("/api/auth/logout")
+                logged_out = await http.post("/api/auth/logout", json={})
+                assert logged_out.status_code == 200
+                assert 'helio_session=""' in logged_out.headers["set-cookie"]
                 http.cookies.clear()
                 after = await http.get("/api/auth/session")
                 assert after.status_code == 401
@@ -201,6 +203,96 @@ async def test_with_trusted_proxies_login_throttling_counts_the_forwarded_client
             proxy_itself = await guess(None)
     assert first == [401] * 10 + [429] * 2
     assert (other, proxy_itself) == (401, 401)
+
+
+async def test_a_cross_site_login_is_refused_and_sets_no_cookie() -> None:
+    """Login CSRF: a page elsewhere must not log the operator's browser into a session."""
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        port = int(app.dashboard_url.rsplit(":", 1)[1])
+        body = json.dumps({"secret": ALICE})
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+
+            async def login(
+                content_type: str, origin: str | None = None, host: str | None = None
+            ) -> httpx.Response:
+                headers = {"content-type": content_type}
+                if origin is not None:
+                    headers["origin"] = origin
+                if host is not None:
+                    headers["host"] = host
+                return await http.post("/api/auth/session", content=body, headers=headers)
+
+            refused = {
+                "text/plain from elsewhere": await login("text/plain", "http://evil.example"),
+                "JSON from elsewhere": await login("application/json", "http://evil.example"),
+                "JSON from another port": await login("application/json", "http://127.0.0.1:1"),
+                "JSON from https": await login("application/json", f"https://127.0.0.1:{port}"),
+                "JSON from null": await login("application/json", "null"),
+                "text/plain, same origin": await login("text/plain", f"http://127.0.0.1:{port}"),
+                "form, no origin": await login("application/x-www-form-urlencoded"),
+                "no content type": await login(""),
+            }
+            accepted = {
+                "JSON, same origin, any case": await login(
+                    "Application/JSON; charset=utf-8", f"HTTP://127.0.0.1:{port}"
+                ),
+                "JSON, no origin": await login("application/json"),
+                "JSON from localhost": await login(
+                    "application/json", f"http://localhost:{port}", host=f"localhost:{port}"
+                ),
+            }
+    assert {name: r.status_code for name, r in refused.items()} == {
+        "text/plain from elsewhere": 403,
+        "JSON from elsewhere": 403,
+        "JSON from another port": 403,
+        "JSON from https": 403,
+        "JSON from null": 403,
+        "text/plain, same origin": 415,
+        "form, no origin": 415,
+        "no content type": 415,
+    }
+    assert not [name for name, r in refused.items() if "set-cookie" in r.headers]
+    assert {name: r.status_code for name, r in accepted.items()} == dict.fromkeys(accepted, 200)
+    assert all("helio_session=" in r.headers["set-cookie"] for r in accepted.values())
+
+
+async def test_a_cross_site_logout_is_refused_and_the_session_survives() -> None:
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            assert (await http.post("/api/auth/session", json={"secret": ALICE})).status_code == 200
+            foreign = await http.post("/api/auth/logout", json={}, headers={"origin": "http://evil.example"})
+            plain = await http.post("/api/auth/logout", content=b"", headers={"content-type": "text/plain"})
+            still = await http.get("/api/auth/session")
+            own = await http.post("/api/auth/logout", json={}, headers={"origin": app.dashboard_url})
+            http.cookies.clear()
+            gone = await http.get("/api/auth/session")
+    assert (foreign.status_code, plain.status_code) == (403, 415)
+    assert "set-cookie" not in foreign.headers
+    assert "set-cookie" not in plain.headers
+    assert still.json()["data"]["operator"] == "alice"
+    assert own.status_code == 200
+    assert gone.status_code == 401
+
+
+async def test_behind_a_trusted_tls_proxy_the_https_origin_is_the_dashboards_own() -> None:
+    async with mcp_upstream() as upstream:
+        trusted = _config(upstream).replace(
+            "  sse_heartbeat_interval: 1s\n",
+            "  sse_heartbeat_interval: 1s\n  trusted_proxies: ['127.0.0.1']\n",
+        )
+        answers: dict[str, int] = {}
+        for name, text in (("trusted", trusted), ("untrusted", _config(upstream))):
+            async with run_proxy(text) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+                port = int(app.dashboard_url.rsplit(":", 1)[1])
+                answer = await http.post(
+                    "/api/auth/session",
+                    json={"secret": ALICE},
+                    headers={"origin": f"https://127.0.0.1:{port}", "x-forwarded-proto": "https"},
+                )
+                answers[name] = answer.status_code
+                if answer.status_code == 200:
+                    assert "Secure" in answer.headers["set-cookie"]
+    assert answers == {"trusted": 200, "untrusted": 403}
 
 
 async def test_events_stream_carries_published_events_with_ids_and_heartbeats() -> None:
