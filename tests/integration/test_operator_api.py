@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.operator import ApiRoute, Principal, ok, read_json
 from helio_proxy.operator.auth import secret_digest
+from helio_proxy.operator.origin import same_origin
 from tests.harness import mcp_upstream, proxy_config, run_proxy
 
 SECRET = "s" * 64
@@ -324,3 +326,29 @@ async def test_events_stream_carries_published_events_with_ids_and_heartbeats() 
                         if line == "event: heartbeat":
                             break
                 assert "event: heartbeat" in heartbeat
+
+
+@pytest.mark.parametrize(
+    ("origin", "scheme", "host", "same"),
+    [
+        ("http://127.0.0.1:3100", "http", "127.0.0.1:3100", True),
+        ("HTTP://LocalHost:3100", "http", "localhost:3100", True),
+        ("http://dash.example", "http", "dash.example:80", True),
+        ("https://dash.example:443", "https", "dash.example", True),
+        ("http://[::1]:3100", "http", "[::1]:3100", True),
+        ("http://127.0.0.1:3100/", "http", "127.0.0.1:3100", True),
+        ("http://127.0.0.1:3101", "http", "127.0.0.1:3100", False),
+        ("https://127.0.0.1:3100", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1", "http", "127.0.0.1:3100", False),
+        ("http://evil.example@127.0.0.1:3100", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1:3100/path", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1:99999", "http", "127.0.0.1:3100", False),
+        ("null", "http", "127.0.0.1:3100", False),
+        ("file://", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1:3100", "http", "", False),
+    ],
+)
+def test_same_origin_means_scheme_host_and_port_of_the_request_with_default_ports_implied(
+    origin: str, scheme: str, host: str, same: bool
+) -> None:
+    assert same_origin(origin, scheme, host) is same
