@@ -80,11 +80,12 @@ _ASCII_SPACE: Final = " \t\n\r\f\v"
 def numeric_string(value: str) -> Decimal | None:
     """The number a string spells, or ``None`` when it is not a plain decimal number.
 
-    Accepted (every common parser - JSON, Python, JavaScript's ``Number``, pydantic - reads
-    these as the same number): ASCII whitespace around, a leading ``+`` or ``-``, leading zeros,
-    a bare leading or trailing ``.``, an ``e``/``E`` exponent: ``" 5000 "``, ``"+5e3"``,
-    ``"012"``, ``".5"``. Refused, because parsers disagree on them or they are not finite:
-    ``"0x10"``, ``"5_000"``, ``"1,000"``, ``"NaN"``, ``"Infinity"``, non-ASCII digits, and any
+    Accepted, because every common parser that reads them at all (Python, JavaScript's
+    ``Number``, pydantic; JSON takes the subset without the extras) reads the same number:
+    ASCII whitespace around, a leading ``+`` or ``-``, leading zeros, a bare leading or trailing
+    ``.``, an ``e``/``E`` exponent: ``" 5000 "``, ``"+5e3"``, ``"012"``, ``".5"``. Refused,
+    because parsers disagree on them or they are not finite: ``"0x10"``, ``"5_000"``,
+    ``"1,000"``, ``"NaN"``, ``"Infinity"``, non-ASCII digits, and any
     other text.
     """
     text = value.strip(_ASCII_SPACE)
