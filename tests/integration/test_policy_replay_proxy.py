@@ -7,6 +7,7 @@ flips exactly the calls it should.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from mcp import Client, MCPError
 
 from helio_proxy.cli import cli
 from tests.harness import audit_records, build_test_upstream, proxy_config, run_proxy, serve_asgi
+from tests.integration.approval_support import approval_config, decide, held_ticket
+from tests.integration.test_tool_baselines import redescribe_weather
 
 RULES = """
 policies:
@@ -137,3 +140,33 @@ async def test_gates_replay_as_they_were_and_a_sessionless_call_never_passes_one
     assert replayed["flips"] == []
     assert replayed["rules"]["email-needs-lookup"] == {"before": 3, "after": 3, "flips": 0}
     assert replayed["assumed_gates"] == 1  # the session's passing call: its gate outcome is taken as met
+
+
+async def test_a_call_held_for_a_drifted_tool_replays_as_drifted(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    upstream = build_test_upstream()
+    async with serve_asgi(upstream.streamable_http_app(stateless_http=True, json_response=True)) as base:
+        text = approval_config(
+            f"{base}/mcp",
+            "policies:\n  default: allow\n  on_tool_drift: require_approval\n",
+            audit_path=str(db),
+        )
+        async with run_proxy(text) as app, Client(app.mcp_url) as client:
+            redescribe_weather(upstream)
+            await client.list_tools(cache_mode="bypass")
+            held = asyncio.create_task(client.call_tool("get_weather", {"city": "Leeds"}))
+            ticket = await held_ticket(app)
+            assert (await decide(app, ticket["id"], "approve")).status_code == 200
+            async with asyncio.timeout(10):
+                assert (await held).is_error is False
+            await client.call_tool("search_docs", {"query": "refund"})
+    same = tmp_path / "helio.yaml"
+    same.write_text(text)
+    recorded = [(r["tool_name"], r["policy_decision"], r["approval_status"]) for r in audit_records(db)]
+    assert ("get_weather", "require_approval", "approved") in recorded
+
+    replayed = _replay(same)
+
+    assert replayed["calls"] == 2
+    assert replayed["flips"] == []
+    assert replayed["after"] == {"allow": 1, "require_approval": 1}

@@ -9,7 +9,8 @@ later (an operator's approval, a limit's counter), which a replay cannot know.
 What a replay takes from the record rather than recomputing:
 
 * the tool's annotations are its baseline in the store today (as ``helio policy test``);
-* a drift block stays a drift block (the drifted aspects come from the record);
+* a call the tool's drift blocked or held for approval stays drifted (the drifted aspects come
+  from the record's ``evidence_chain.tool_drift``);
 * gates (evidence, prerequisites) are as they were: unmet with the recorded missing items when
   the call was blocked for them, met otherwise; a call without a session can never pass a gate,
   as in the proxy. A gate the new config adds on a call with a session is therefore taken as
@@ -131,8 +132,11 @@ def _gates(row: Mapping[str, Any], session_id: str | None) -> GateChecker:
 
 
 def _drifted(row: Mapping[str, Any], facts: ToolFacts) -> ToolFacts:
-    """The tool as drifted when the record is a drift block (aspects from the record)."""
+    """The tool as it was: drifted when the record says so (a drift block, or a drift approval,
+    whose ``evidence_chain.tool_drift`` names the aspects), else as baselined."""
     drift = (_object(row["evidence_chain"]) or {}).get("tool_drift")
+    if not isinstance(drift, dict) and row["block_reason"] != "tool_definition_drift":
+        return facts
     aspects = _names(cast(dict[str, Any], drift).get("drifted_aspects")) if isinstance(drift, dict) else ()
     return ToolFacts(hints=facts.hints, known=facts.known, drifted_aspects=aspects or ("recorded",))
 
@@ -288,7 +292,7 @@ def replay(
             upstream = upstream if isinstance(upstream, str) else None
             tool: str = row["tool_name"]
             facts = facts_of.get((upstream, tool), unknown)
-            if row["block_reason"] == "tool_definition_drift":
+            if row["evidence_chain"] or row["block_reason"] == "tool_definition_drift":
                 facts = _drifted(row, facts)
             arguments = _object(row["tool_input"])
             session_id: str | None = row["session_id"]
