@@ -120,13 +120,15 @@ def main() -> None:
                 calls = report.calls
                 best = max(best, report.rate)
             pages = list(_pages(store, since, until))
-            started = time.perf_counter()
-            replay(loaded, store, since, until, rows=pages)
-            decide_only = calls / (time.perf_counter() - started)
+            decide_only = 0.0
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                replay(loaded, store, since, until, rows=pages)
+                decide_only = max(decide_only, calls / (time.perf_counter() - started))
         finally:
             store.close_sync()
     print(f"replayed {calls} calls: {best:,.0f} calls/s (store reads included, best of {args.repeat})")
-    print(f"decide only (rows already read): {decide_only:,.0f} calls/s")
+    print(f"decide only (rows already read): {decide_only:,.0f} calls/s (best of {args.repeat})")
     print(f"target >= 10,000 calls/s: {'met' if best >= 10_000 else 'NOT met'}")
 
 
