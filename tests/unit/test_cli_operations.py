@@ -133,3 +133,28 @@ def test_long_verifications_and_exports_show_a_progress_bar_on_a_terminal_only(t
     )
     assert piped.returncode == 0
     assert piped.stderr == ""
+
+
+def test_following_moves_past_filtered_records_and_misses_none_written_later(tmp_path: Path) -> None:
+    from helio_proxy.audit.query import AuditFilter
+    from helio_proxy.cli.operations import _newer  # pyright: ignore[reportPrivateUsage]
+    from helio_proxy.store import create_store
+
+    denials = AuditFilter(decision="deny")
+
+    def poll(seen: int) -> tuple[int, list[int]]:
+        store = create_store(f"sqlite:///{tmp_path / 'audit.db'}")
+        store.open_sync()
+        try:
+            cursor, rows = store.read_sync(lambda conn: _newer(conn, denials, seen))
+        finally:
+            store.close_sync()
+        return cursor, [r["seq"] for r in rows]
+
+    _seed(tmp_path, 6)  # denials are records 1 and 4
+    cursor, first = poll(1)
+    quiet = poll(cursor)
+    _seed(tmp_path, 1)  # one more denial: record 7
+    assert (cursor, first) == (6, [4])
+    assert quiet == (6, [])
+    assert poll(cursor) == (7, [7])

@@ -114,9 +114,14 @@ def fetch(
     return rows
 
 
-def after(conn: Connection, where: AuditFilter, seq: int, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """Matching records written after sequence number ``seq``, oldest first (``helio audit tail --follow``)."""
-    query = _select(where).where(_C.seq > seq).order_by(_C.seq).limit(max(0, min(limit, MAX_PAGE)))
+def after(
+    conn: Connection, where: AuditFilter, seq: int, *, upto: int | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Matching records with ``seq < record seq <= upto``, oldest first (``helio audit tail --follow``)."""
+    query = _select(where).where(_C.seq > seq)
+    if upto is not None:
+        query = query.where(_C.seq <= upto)
+    query = query.order_by(_C.seq).limit(max(0, min(limit, MAX_PAGE)))
     return [decode_row(row._mapping) for row in conn.execute(query)]  # pyright: ignore[reportPrivateUsage]
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -24,11 +24,18 @@ from helio_proxy.cli.main import (
     config_option,
     policy,
 )
-from helio_proxy.cli.operator_client import OperatorApiError, OperatorClient, dashboard_url
 from helio_proxy.errors import HelioProxyError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from helio_proxy.audit.query import AuditFilter
+    from helio_proxy.cli.operator_client import OperatorClient
 
 FOLLOW_POLL_SECONDS: Final = 0.5
 """How often ``audit tail --follow`` asks the store for new records."""
+TAIL_PAGE: Final = 1000
+"""Most records one poll of ``audit tail --follow`` reads."""
 
 _url_option = click.option(
     "--url",
@@ -84,6 +91,19 @@ def _emit(record: Mapping[str, Any], as_json: bool) -> None:
         click.echo(_tail_line(record))
 
 
+def _newer(conn: Connection, where: AuditFilter, seen: int) -> tuple[int, list[dict[str, Any]]]:
+    """The matching records after ``seen`` up to the current head, and the new cursor.
+
+    The cursor moves past records the filter leaves out, so they are not scanned again; it
+    stops at the last record returned when a page is full, so none is skipped.
+    """
+    from helio_proxy.audit.query import after, last_seq
+
+    head = last_seq(conn)
+    fresh = after(conn, where, seen, upto=head, limit=TAIL_PAGE)
+    return (int(fresh[-1]["seq"]) if len(fresh) == TAIL_PAGE else head), fresh
+
+
 @audit.command("tail")
 @config_option
 @click.option(
@@ -126,7 +146,7 @@ def audit_tail(
     Reads the store, so it follows every replica writing to one database, without the proxy's
     API secret.
     """
-    from helio_proxy.audit.query import AuditFilter, after, fetch, last_seq
+    from helio_proxy.audit.query import AuditFilter, fetch, last_seq
     from helio_proxy.audit.trail import open_existing_store
 
     loaded = _load(config_path)
@@ -136,23 +156,21 @@ def audit_tail(
     except HelioProxyError as exc:
         _fail(exc)
     try:
+        seen = store.read_sync(last_seq)
         records = (
             store.read_sync(lambda conn: fetch(conn, where, limit=count, order="oldest")) if count else []
         )
-        seen = store.read_sync(last_seq)
+        if records:
+            seen = int(records[-1]["seq"])
         for record in records:
             _emit(record, as_json)
         if follow:
             click.echo(f"Following {store.description} (Ctrl+C to stop)", err=True)
         while follow:
-            fresh = store.read_sync(partial(after, where=where, seq=seen))
+            seen, fresh = store.read_sync(partial(_newer, where=where, seen=seen))
             for record in fresh:
                 _emit(record, as_json)
-            if fresh:
-                seen = int(fresh[-1]["seq"])
-            else:
-                # Filtered-out records still move the cursor, so they are not read again.
-                seen = store.read_sync(last_seq)
+            if not fresh:
                 time.sleep(FOLLOW_POLL_SECONDS)
     except KeyboardInterrupt:
         pass
@@ -243,6 +261,8 @@ def approvals() -> None:
 
 
 def _client(config_path: str, base_url: str | None) -> OperatorClient:
+    from helio_proxy.cli.operator_client import OperatorApiError, OperatorClient, dashboard_url
+
     try:
         url = base_url or dashboard_url(_load(config_path).config)
         return OperatorClient.from_environment(url)
@@ -290,6 +310,8 @@ def _ticket_line(ticket: Mapping[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="The API's JSON instead of one line per ticket.")
 def approvals_list(config_path: str, base_url: str | None, status: str, limit: int, as_json: bool) -> None:
     """List approval tickets, newest first (pending ones by default)."""
+    from helio_proxy.cli.operator_client import OperatorApiError
+
     client = _client(config_path, base_url)
     try:
         page = client.get("/api/approvals", status=None if status == "all" else status, limit=limit)
@@ -306,6 +328,8 @@ def approvals_list(config_path: str, base_url: str | None, status: str, limit: i
 
 
 def _decide(config_path: str, base_url: str | None, ticket_id: str, verb: str, body: dict[str, Any]) -> None:
+    from helio_proxy.cli.operator_client import OperatorApiError
+
     client = _client(config_path, base_url)
     try:
         answer = client.post(f"/api/approvals/{ticket_id}/{verb}", body)
