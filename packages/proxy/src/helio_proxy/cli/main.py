@@ -104,6 +104,35 @@ def init(output: str, force: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--hash",
+    "hash_only",
+    is_flag=True,
+    help="Hash a secret you already have, read from stdin (or typed, hidden, at a terminal); "
+    "print only its hash.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"secret": ..., "hash": ...} as JSON.')
+def secret(hash_only: bool, as_json: bool) -> None:
+    """Print a fresh random secret and its sha256:<hex> hash, for secret_hash settings.
+
+    Give the secret to its owner (an operator logs in with it) and put only the hash in
+    helio.yaml, e.g. dashboard.operators[].secret_hash. Output: two lines,
+    "secret: ..." and "hash: sha256:...".
+    """
+    from helio_proxy.cli.secret import fresh_secret, hash_of
+
+    if not hash_only:
+        click.echo(fresh_secret().render(as_json=as_json))
+        return
+    text = click.prompt("Secret", hide_input=True, err=True) if sys.stdin.isatty() else sys.stdin.read()
+    try:
+        pair = hash_of(text)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(pair.render(as_json=as_json))
+
+
+@cli.command()
 @config_option
 def validate(config_path: str) -> None:
     """Check a config file; print what it defines, or the first error (exit 1)."""
