@@ -29,6 +29,15 @@ def test_init_writes_a_valid_commented_config_with_a_fresh_256_bit_secret(tmp_pa
     assert second.exit_code == 0
 
 
+def test_a_config_helio_init_just_wrote_validates_without_any_warning(tmp_path: Path) -> None:
+    target = tmp_path / "helio.yaml"
+    CliRunner().invoke(cli, ["init", "-o", str(target)])
+    result = CliRunner().invoke(cli, ["validate", "-c", str(target)])
+    assert result.exit_code == 0
+    assert result.stdout == f"Config is valid: {target} (2 policy rules, 0 budgets)\n"
+    assert result.stderr == ""
+
+
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     target = tmp_path / "helio.yaml"
     target.write_text("keep me")

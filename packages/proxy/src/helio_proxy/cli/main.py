@@ -214,10 +214,13 @@ def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
     "--dashboard-port", default=3100, show_default=True, help="Port of the dashboard API (approvals)."
 )
 @click.option(
+    "--sdk-port", default=3200, show_default=True, help="Port of the SDK sideband (evidence for agents)."
+)
+@click.option(
     "--json-responses", is_flag=True, help="Make the demo server answer JSON instead of SSE streams."
 )
-def demo(port: int, upstream_port: int, dashboard_port: int, json_responses: bool) -> None:
-    """Start the bundled demo MCP server and the proxy in front of it."""
+def demo(port: int, upstream_port: int, dashboard_port: int, sdk_port: int, json_responses: bool) -> None:
+    """Start the bundled demo MCP server and the proxy in front of it, with its dashboard API and SDK sideband."""
     from helio_proxy.demo.runner import run_demo
 
     try:
@@ -226,6 +229,7 @@ def demo(port: int, upstream_port: int, dashboard_port: int, json_responses: boo
             upstream_port=upstream_port,
             json_responses=json_responses,
             dashboard_port=dashboard_port,
+            sdk_port=sdk_port,
         )
     except HelioProxyError as exc:
         _fail(exc)
