@@ -275,9 +275,10 @@ class _ExportCommand(HelioCommand):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            if any(a == "-f" and b in FORMATS for a, b in itertools.pairwise(given)):
-                exc.message += " (-f now means --force, as in every command; choose the format with --format)"
-            raise
+            if not any(a == "-f" and b in FORMATS for a, b in itertools.pairwise(given)):
+                raise
+            hint = " (-f now means --force, as in every command; choose the format with --format)"
+            raise click.UsageError(exc.format_message() + hint, ctx) from None
 
 
 FORMATS = ("csv", "json")
