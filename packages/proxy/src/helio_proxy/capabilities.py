@@ -31,8 +31,8 @@ def dashboard_ui_notice(config: HelioConfig) -> str | None:
     if not config.dashboard.enabled or dashboard_ui_available():
         return None
     return (
-        "the dashboard UI is not part of this build; its port serves the REST API (/api/*) and "
-        "live events (/api/events) only"
+        "not part of this build; the dashboard port serves the REST API (/api/*) and live events "
+        "(/api/events) only"
     )
 
 
