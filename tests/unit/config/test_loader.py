@@ -137,6 +137,8 @@ def test_yaml_syntax_error_reports_the_line() -> None:
             "budget names must be unique",
         ),
         ("listen:\n  allowed_origins: ['*']\n", "wildcards"),
+        ("  trusted_proxies: ['*']\n", "not an IP address or network"),
+        ("  trusted_proxies: ['proxy.internal']\n", "not an IP address or network"),
         ("upstream_unused: 1\n", "unknown key"),
     ],
 )
@@ -230,3 +232,14 @@ def test_an_empty_default_is_allowed_and_a_bad_name_with_a_default_is_still_an_e
 def test_an_unset_variable_error_says_how_to_give_a_default() -> None:
     error = error_of(BASE.replace("s3cret", "${NOT_SET}"))
     assert "${NOT_SET:-VALUE}" in error.message
+
+
+def test_dashboard_trusted_proxies_are_addresses_or_networks_and_default_to_none() -> None:
+    assert parse_config_text(BASE, env={}).dashboard.trusted_proxies == []
+    text = BASE + "  trusted_proxies: ['10.0.0.5', '10.0.0.0/8', '::1', 'fd00::/8']\n"
+    assert parse_config_text(text, env={}).dashboard.trusted_proxies == [
+        "10.0.0.5",
+        "10.0.0.0/8",
+        "::1",
+        "fd00::/8",
+    ]
