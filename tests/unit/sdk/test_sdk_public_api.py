@@ -26,6 +26,7 @@ def test_the_public_names_of_helio_are_exactly_these():
         "HelioError",
         "HelioForbiddenError",
         "HelioHTTPError",
+        "HelioNotSidebandError",
         "HelioPayloadTooLargeError",
         "HelioProtocolError",
         "HelioSerializationError",

@@ -158,8 +158,8 @@ class OperatorConfig(ConfigModel):
     """Who this is; recorded as the approver of what they approve."""
 
     secret_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    """``sha256:<hex>`` of the operator's secret (``helio operator hash`` prints one); the secret
-    itself is never stored in the config."""
+    """``sha256:<hex>`` of the operator's secret; ``helio secret`` prints a fresh secret and its hash
+    (``helio secret --hash`` hashes one from stdin). The secret itself is never stored in the config."""
 
     roles: list[Role] = Field(default_factory=lambda: ["approver"], min_length=1)
     """``viewer`` (read only), ``approver`` (approve/deny), ``admin`` (everything, incl. break-glass)."""
@@ -178,7 +178,8 @@ class DashboardConfig(ConfigModel):
     """Bind address."""
 
     api_secret: str | None = None
-    """Shared operator secret (Bearer token and login). Required when enabled, unless ``allow_open_mode``."""
+    """Shared operator secret (Bearer token and login), in clear or as its ``sha256:<hex>`` hash
+    (``helio secret`` prints both). Required when enabled, unless ``allow_open_mode``."""
 
     allow_open_mode: bool = False
     """Run the dashboard without a secret (loopback hosts only)."""
