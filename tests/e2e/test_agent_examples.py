@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_refund_example import TOKEN, Stack, example_stack, refund_audit
+from tests.peers.tooling import ensure_langgraph
 
 pytestmark = pytest.mark.e2e
 
 AGENTS = Path(__file__).resolve().parents[2] / "examples" / "agents"
+SDK_SOURCE = Path(__file__).resolve().parents[2] / "packages" / "sdk" / "src"
 AGENT_TIMEOUT = 120
 
 
@@ -28,8 +30,13 @@ def run_agent(stack: Stack, script: str, session_id: str, order_id: str) -> subp
     assert stack.sideband_url is not None
     env = {k: v for k, v in os.environ.items() if k not in ("HELIO_SDK_TOKEN", "HELIO_PROXY_URL")}
     env["HELIO_SDK_TOKEN"] = TOKEN
+    python = sys.executable
+    if script == "langgraph_agent.py":
+        # langchain-mcp-adapters needs the MCP SDK 1.x: its own venv, with this checkout's SDK.
+        python = str(ensure_langgraph())
+        env["PYTHONPATH"] = str(SDK_SOURCE)
     command = [
-        sys.executable,
+        python,
         str(AGENTS / script),
         "--proxy-url",
         stack.proxy_url,
@@ -51,7 +58,9 @@ def events(result: subprocess.CompletedProcess[str]) -> list[tuple[str, str]]:
     return [(event, text) for event, _, text in lines if event.isidentifier()]
 
 
-@pytest.mark.parametrize("script", ["mcp_client_agent.py", "pydantic_ai_agent.py", "openai_agents_agent.py"])
+@pytest.mark.parametrize(
+    "script", ["mcp_client_agent.py", "pydantic_ai_agent.py", "openai_agents_agent.py", "langgraph_agent.py"]
+)
 def test_each_framework_agent_is_blocked_repairs_the_gate_and_refunds_under_its_own_session(
     script: str, tmp_path: Path
 ) -> None:
