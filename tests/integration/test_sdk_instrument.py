@@ -399,3 +399,17 @@ def test_instrumenting_before_or_after_the_library_is_imported_both_work(library
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"seen": ["probe-session"], "imported_by_instrument": False}
+
+
+def test_a_context_with_instrument_true_keeps_settings_given_to_instrument_before(
+    recorders: Callable[[], Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, from_env = recorders(), recorders()
+    helio.instrument(proxy_urls=[chosen.url], libraries=["httpx"])
+    monkeypatch.setenv("HELIO_PROXY_URL", from_env.url)
+    with HelioContext("http://127.0.0.1:9", "run-1", token="", instrument=True):
+        httpx_sync(f"{chosen.url}/mcp")
+        httpx_sync(f"{from_env.url}/mcp")
+        httpx2_sync(f"{chosen.url}/mcp")
+    assert chosen.sessions() == ["run-1", None]
+    assert from_env.sessions() == [None]
