@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +66,62 @@ def test_meta_carries_the_session_under_the_helio_key() -> None:
     assert ctx.meta == {"io.gethelio/session-id": "run-42"}
     ctx.meta["io.gethelio/session-id"] = "changed"
     assert ctx.meta == {"io.gethelio/session-id": "run-42"}
+
+
+FAKE_REQUESTS = """
+class Session:
+    def send(self, request, **kwargs):
+        return dict(request.headers)
+"""
+
+PROBE = """
+import json, sys, types, warnings
+sys.path.insert(0, sys.argv[1])
+import helio
+helio.instrument(proxy_urls=["http://127.0.0.1:3000/mcp"], libraries=sys.argv[2])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    module = __import__(sys.argv[2])
+request = types.SimpleNamespace(url="http://127.0.0.1:3000/mcp", headers={})
+elsewhere = types.SimpleNamespace(url="http://example.test/mcp", headers={})
+sent = {}
+if hasattr(module, "Session") and hasattr(module.Session, "send"):
+    with helio.HelioContext("http://127.0.0.1:9", "s-1", token=""):
+        sent = {"proxy": module.Session().send(request), "other": module.Session().send(elsewhere)}
+    original = module.Session.send.__wrapped__
+    helio.uninstrument()
+    sent["restored"] = module.Session.send is original
+print(json.dumps({"sent": sent, "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def _probe(tmp_path: Path, name: str, source: str) -> dict[str, Any]:
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text(source)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", PROBE, str(tmp_path), name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_a_library_imported_after_instrument_is_patched_as_it_is_imported(tmp_path: Path) -> None:
+    """A stand-in ``requests`` package (this suite has no third-party library) goes through the import hook."""
+    assert _probe(tmp_path, "requests", FAKE_REQUESTS) == {
+        "sent": {"proxy": {"x-helio-session-id": "s-1"}, "other": {}, "restored": True},
+        "warnings": [],
+    }
+
+
+def test_a_library_version_without_the_expected_function_is_left_alone_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    outcome = _probe(tmp_path, "requests", "class Session:\n    pass\n")
+    assert outcome["sent"] == {}
+    (warning,) = outcome["warnings"]
+    assert warning.startswith("helio.instrument(): requests of unknown version is not instrumented: ")
+    assert "send" in warning

@@ -99,7 +99,8 @@ def instrument(
     ``HELIO_PROXY_URL`` (comma-separated), else ``http://127.0.0.1:3000/mcp``.
     ``libraries``: which of ``aiohttp``, ``httpx``, ``httpx2``, ``requests`` to patch (default
     all; one string is one name); each is patched now if imported, else when it is imported.
-    Calling it again replaces the previous settings. Raises ``ValueError`` for a URL that is not http(s) or an unknown library.
+    Calling it again replaces the previous settings. Raises ``ValueError`` for a URL that is not
+    http(s) or an unknown library.
     """
     global _origins, _hook
     origins = _proxy_origins(proxy_urls)
@@ -125,11 +126,6 @@ def uninstrument() -> None:
     """Undo ``instrument()``: the libraries get their original functions back; a no-op if not instrumented."""
     with _lock:
         _uninstrument()
-
-
-def is_instrumented() -> bool:
-    """Whether ``instrument()`` is in force."""
-    return _origins is not None
 
 
 def ensure_instrumented() -> None:
@@ -164,9 +160,9 @@ def _patch(module: ModuleType) -> None:
         seams = SEAMS[module.__name__](module, session_for)
         originals = [(seam, getattr(seam.owner, seam.name)) for seam in seams]
     except AttributeError as exc:
-        version = getattr(module, "__version__", "?")
+        version = getattr(module, "__version__", "of unknown version")
         warnings.warn(
-            f"helio.instrument(): {module.__name__} {version} is not instrumented ({exc})",
+            f"helio.instrument(): {module.__name__} {version} is not instrumented: {exc}",
             RuntimeWarning,
             stacklevel=2,
         )
