@@ -43,6 +43,7 @@ from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
+from helio_proxy.url_display import display_url
 
 
 def _of(upstream: str | None) -> str:
@@ -325,7 +326,7 @@ class HelioApp:
         if policies.shadow:
             self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")
         for mount in self.mounts:
-            self.say(f"Upstream{_of(mount.name)}: {mount.config.url} ({mount.config.transport})")
+            self.say(f"Upstream{_of(mount.name)}: {display_url(mount.config.url)} ({mount.config.transport})")
         self.say(self.audit.startup_line())
         for mount in self.mounts:
             self._print_baselines(mount)
