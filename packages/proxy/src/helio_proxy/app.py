@@ -285,7 +285,11 @@ class HelioApp:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
             )
-            self.listeners.append(Listener(self.operator_api, dashboard_sock, "dashboard"))
+            self.listeners.append(
+                Listener(
+                    self.operator_api, dashboard_sock, "dashboard", trusted_proxies=dashboard.trusted_proxies
+                )
+            )
         if sdk_sock is not None:
             self.sdk_token = resolve_token(self.environ)
             self.sideband = SidebandApp(self.sessions, self.current_config, self.sdk_token.value)
