@@ -26,7 +26,12 @@ def test_minimal_config_takes_the_reference_defaults() -> None:
     assert config.policies.default == "allow"
     assert config.policies.on_tool_drift == "block"
     assert config.session.on_unresolved == "deny"
-    assert [s.source for s in config.session.identity] == ["header", "legacy_header"]
+    # The reference's chain, plus our SDK's _meta key between its two steps (for stdio agents).
+    assert [(s.source, s.name) for s in config.session.identity] == [
+        ("header", "x-helio-session-id"),
+        ("meta", "io.gethelio/session-id"),
+        ("legacy_header", None),
+    ]
     assert config.audit.path == "./helio-audit.db"
     assert config.audit.retention.seconds == 90 * 86400
     assert config.approval.timeout.seconds == 300

@@ -32,6 +32,9 @@ ALLOWED_KEYS_PREVIEW: Final = 20
 SESSION_HEADER: Final = "x-helio-session-id"
 """The header the agent's MCP client sends so the proxy can tie its calls to SDK evidence."""
 
+SESSION_META_KEY: Final = "io.gethelio/session-id"
+"""The ``params._meta`` key carrying the session id where there are no headers (stdio, ``helio wrap``)."""
+
 TOKEN_ENV_VAR: Final = "HELIO_SDK_TOKEN"  # noqa: S105 - a variable name, not a secret
 """Environment variable holding the per-boot sideband token printed by ``helio start``."""
 

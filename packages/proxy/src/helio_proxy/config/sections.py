@@ -54,10 +54,12 @@ class IdentitySource(ConfigModel):
     """One step of the session identity chain."""
 
     source: Literal["header", "meta", "legacy_header"]
-    """``header`` (a named ``x-`` header), ``meta`` (client info from ``_meta``), ``legacy_header`` (``Mcp-Session-Id``)."""
+    """``header`` (a named ``x-`` header), ``meta`` (from the call's ``params._meta``), ``legacy_header`` (``Mcp-Session-Id``)."""
 
     name: str | None = None
-    """Header name for ``source: header``; must start with ``x-``."""
+    """``header``: the header name, starting with ``x-``. ``meta``: the ``_meta`` key whose string value is the id
+    (e.g. ``io.gethelio/session-id``, what the SDK's ``HelioContext.meta`` sends); without it, ``meta`` reads the
+    client info (``clientinfo:<name>@<version>``)."""
 
     @model_validator(mode="after")
     def _name_rules(self) -> IdentitySource:
@@ -69,6 +71,9 @@ class IdentitySource(ConfigModel):
                 raise ValueError(
                     f"header {self.name!r}: identity headers must start with 'x-' and not be reserved"
                 )
+        elif self.source == "meta" and self.name is not None:
+            if not self.name or self.name != self.name.strip():
+                raise ValueError(f"meta key {self.name!r}: must be non-empty, without surrounding spaces")
         elif self.name is not None:
             raise ValueError(f"source {self.source!r} takes no 'name'")
         return self
@@ -77,6 +82,7 @@ class IdentitySource(ConfigModel):
 def _default_identity() -> list[IdentitySource]:
     return [
         IdentitySource(source="header", name="x-helio-session-id"),
+        IdentitySource(source="meta", name="io.gethelio/session-id"),
         IdentitySource(source="legacy_header"),
     ]
 
