@@ -16,6 +16,7 @@ from mcp import Client
 
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.audit.verify import verify_chain
+from helio_proxy.config.digest import config_digest
 from helio_proxy.server import bind
 from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.sqlite import SqliteStore
@@ -108,7 +109,7 @@ async def test_each_tools_call_leaves_one_record_with_what_the_client_saw(
             200,
         )
         assert first["metadata"] == {"request_id": 1}
-        assert first["config_sha256"] == "0" * 64
+        assert first["config_sha256"] == app.loaded.sha256 == config_digest(app.loaded.config)
         assert first["upstream_latency_ms"] > 0
         assert verify_chain(store).verified == 3
     finally:
