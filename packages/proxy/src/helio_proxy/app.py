@@ -78,8 +78,9 @@ class HelioApp:
 
     def __post_init__(self) -> None:
         config = self.loaded.config
-        self.audit = AuditTrail(self.loaded)
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
+        # Records carry the hash of the config in force when they are written (reloads change it).
+        self.audit = AuditTrail(self.loaded, config_sha256=lambda: self.snapshots.current.loaded.sha256)
         self.sessions = InMemorySessionStore()
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.events = EventBus()
