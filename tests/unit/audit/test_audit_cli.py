@@ -191,3 +191,16 @@ def test_invalid_audit_and_store_settings_are_config_errors(snippet: str, messag
         parse_config_text(
             f"version: '1'\nupstream: {{url: 'http://u/mcp'}}\ndashboard: {{enabled: false}}\n{snippet}\n"
         )
+
+
+def test_export_over_a_world_readable_file_leaves_it_mode_0600(tmp_path: Path) -> None:
+    """Issue 22 point 10: -o over an existing 0644 file kept its mode."""
+    _seed(tmp_path, 2)
+    out = tmp_path / "out.csv"
+    out.write_text("old export\n")
+    out.chmod(0o644)
+    result = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert len(out.read_text().splitlines()) == 3
+    assert "old export" not in out.read_text()
