@@ -128,3 +128,24 @@ def test_a_tools_call_without_an_id_is_refused_and_other_notifications_are_not()
 def test_utf16_bodies_are_still_read_as_json_reads_them() -> None:
     raw = '{"jsonrpc":"2.0","id":1,"method":"ping"}'.encode("utf-16")
     assert parse(raw).method == "ping"
+
+
+def test_a_body_nested_too_deeply_to_parse_is_a_parse_error() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    assert caught.value.code == PARSE_ERROR
+
+
+def test_a_repeated_key_deep_in_a_body_is_found_without_recursing() -> None:
+    depth = 500
+    raw = (
+        b'{"jsonrpc":"2.0","id":1,"method":"x","params":'
+        + b'{"a":' * depth
+        + b'{"k":1,"k":2}'
+        + b"}" * depth
+        + b"}"
+    )
+    with pytest.raises(EnvelopeError) as caught:
+        parse(raw)
+    assert caught.value.detail is not None
+    assert caught.value.detail["duplicate_key"] == "params" + ".a" * depth + ".k"

@@ -177,22 +177,23 @@ def _load(raw: bytes) -> tuple[Any, bool]:
             return _MARKING.decode(text), True
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EnvelopeError(f"parse error: {exc}", code=PARSE_ERROR) from None
+    except RecursionError:
+        raise EnvelopeError("parse error: nested too deeply", code=PARSE_ERROR) from None
 
 
-def _duplicate_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first repeated key in ``value``, or ``None``."""
-    if isinstance(value, _Duplicated):
-        return f"{path}.{value.key}" if path else value.key
-    if isinstance(value, dict):
-        for key, item in cast(dict[str, Any], value).items():
-            found = _duplicate_path(item, f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(cast(list[Any], value)):
-            found = _duplicate_path(item, f"{path}[{index}]")
-            if found is not None:
-                return found
+def _duplicate_path(value: Any) -> str | None:
+    """The dotted path of the first repeated key in ``value`` (document order), or ``None``."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Duplicated):
+            return f"{path}.{item.key}" if path else item.key
+        if isinstance(item, dict):
+            entries = cast(dict[str, Any], item).items()
+            stack.extend((child, f"{path}.{key}" if path else key) for key, child in reversed(entries))
+        elif isinstance(item, list):
+            children = cast(list[Any], item)
+            stack.extend((children[i], f"{path}[{i}]") for i in reversed(range(len(children))))
     return None
 
 
