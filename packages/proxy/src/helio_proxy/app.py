@@ -33,6 +33,7 @@ from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.hardening import forbid_inspection
 from helio_proxy.limits import LimitsGate
 from helio_proxy.limits.api import limits_routes
 from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
@@ -447,7 +448,8 @@ class HelioApp:
 
 
 def run_app(app: HelioApp) -> None:
-    """Run the proxy on uvloop when available."""
+    """Run the proxy on uvloop when available (non-dumpable: see :mod:`.hardening`)."""
+    forbid_inspection()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux/macOS

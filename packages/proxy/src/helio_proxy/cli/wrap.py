@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Final
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, load_config, load_config_text
 from helio_proxy.errors import ConfigError, HelioProxyError, StartupError
+from helio_proxy.hardening import forbid_inspection
 from helio_proxy.transports.downstream.stdio import StdioServer, open_stdio
 from helio_proxy.transports.upstream.channel import MessageUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream
@@ -134,7 +135,8 @@ async def serve_wrapped(
 
 
 def run_wrap(loaded: LoadedConfig) -> int:
-    """``helio wrap`` on uvloop when available; the exit code."""
+    """``helio wrap`` on uvloop when available (non-dumpable: see :mod:`.hardening`); the exit code."""
+    forbid_inspection()
     app = HelioApp(loaded, serve_mcp=False, inherit_environment=True)
     try:
         import uvloop
