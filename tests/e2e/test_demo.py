@@ -127,7 +127,7 @@ def test_start_prints_what_it_runs_and_stops_cleanly_on_sigterm(
     assert health.json()["status"] == "ok"
     assert proxy.returncode == 0
     assert f"Helio proxy listening on http://127.0.0.1:{proxy_port}" in output
-    assert f"Upstream: http://127.0.0.1:{upstream_port}/mcp (streamable-http)" in output
+    assert f"Upstream: http://127.0.0.1:{upstream_port} (streamable-http)" in output  # no path or query
     assert f"Config: {config}" in output
     assert "Shutting down" in output
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from helio_proxy.app import HelioApp
 from helio_proxy.operator.auth import secret_digest
-from tests.harness import audit_records, proxy_config
+from tests.harness import audit_records, proxy_config, serve_asgi
 
 SECRET = "s" * 40
 ALICE = "alice-secret-0123456789"
@@ -109,3 +114,24 @@ async def raw_call(
 def records(db: Path, kind: str = "tool_call") -> list[dict[str, Any]]:
     """Every audit record of ``kind`` in the SQLite store at ``db``, oldest first."""
     return audit_records(db, record_kind=kind)
+
+
+class Receiver:
+    """A local HTTP receiver (a webhook endpoint, a fake Slack Web API) recording every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, _, body in self.requests]
+
+    @asynccontextmanager
+    async def serve(self, answer: Any) -> AsyncIterator[str]:
+        async def endpoint(request: Request) -> JSONResponse:
+            body = await request.body()
+            self.requests.append((request.url.path, dict(request.headers), body))
+            return answer(request.url.path, body)
+
+        app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["POST"])])
+        async with serve_asgi(app, lifespan="off") as base:
+            yield base

@@ -393,3 +393,57 @@ async def test_a_held_call_cancelled_by_its_client_is_released_and_no_other_sess
     [record] = [r for r in records(db) if r["tool_name"] == "create_payment"]
     assert record["block_reason"] == "request_cancelled"
     assert record["success"] is None
+
+
+LARGE_PAYMENTS = """
+policies:
+  default: allow
+  rules:
+    - name: large-payments
+      match:
+        tool: create_payment
+        input: {'$.amount': {gt: 1000}}
+      action: require_approval
+      approval: {timeout: 1m}
+"""
+
+
+async def test_an_amount_sent_as_a_string_is_held_for_approval_exactly_like_the_number(
+    tmp_path: Path,
+) -> None:
+    """The demo server (official SDK) reads "5000" and "NaN" as numbers, so the rule must too."""
+    db = tmp_path / "audit.db"
+    held: list[dict[str, object]] = []
+    async with (
+        mcp_upstream() as upstream,
+        run_proxy(approval_config(upstream, LARGE_PAYMENTS, audit_path=str(db))) as app,
+        Client(app.mcp_url, mode="legacy") as client,
+    ):
+        for amount in (5000, "5000", " 5e3 ", "NaN"):
+            call = asyncio.create_task(client.call_tool("create_payment", {"amount": amount}))
+            ticket = await held_ticket(app)
+            held.append({"rule": ticket["matched_rule"], "input": ticket["tool_input"]})
+            await decide(app, ticket["id"], "deny", BOB, {"reason": "too large"})
+            with pytest.raises(MCPError) as caught:
+                async with asyncio.timeout(10):
+                    await call
+            assert caught.value.data["reason"] == "approval_denied"
+        small = await client.call_tool("create_payment", {"amount": "999.5"})
+    assert held == [
+        {"rule": "large-payments", "input": {"amount": 5000}},
+        {"rule": "large-payments", "input": {"amount": "5000"}},
+        {"rule": "large-payments", "input": {"amount": " 5e3 "}},
+        {"rule": "large-payments", "input": {"amount": "NaN"}},
+    ]
+    # Under the limit, the string passes the rule and the upstream reads it as the number.
+    assert small.is_error is False
+    assert small.structured_content is not None
+    assert small.structured_content["amount"] == "999.5"
+    payments = [r for r in records(db) if r["tool_name"] == "create_payment"]
+    assert [(r["policy_decision"], r["block_reason"]) for r in payments] == [
+        ("require_approval", "approval_denied"),
+        ("require_approval", "approval_denied"),
+        ("require_approval", "approval_denied"),
+        ("require_approval", "approval_denied"),
+        ("allow", None),
+    ]

@@ -11,18 +11,16 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from tests.harness import mcp_upstream, run_proxy, serve_asgi
+from helio_proxy.app import HelioApp
+from tests.harness import mcp_upstream, run_proxy
 from tests.integration.approval_support import (
     BOB,
+    Receiver,
     approval_config,
     decide,
     held_ticket,
@@ -35,27 +33,6 @@ from tests.integration.approval_support import (
 PAYMENT = {"amount": 12, "recipient": "acme"}
 HOOK_SECRET = "whsec-test-0123456789"
 SIGNING_SECRET = "slack-signing-secret-0123"
-
-
-class Receiver:
-    """Records every request it gets."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, _, body in self.requests]
-
-    @asynccontextmanager
-    async def serve(self, answer: Any) -> AsyncIterator[str]:
-        async def endpoint(request: Request) -> JSONResponse:
-            body = await request.body()
-            self.requests.append((request.url.path, dict(request.headers), body))
-            return answer(request.url.path, body)
-
-        app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["POST"])])
-        async with serve_asgi(app, lifespan="off") as base:
-            yield base
 
 
 def _valid_helio_signature(header: str, body: bytes) -> bool:
@@ -221,3 +198,111 @@ approval:
     assert all(b["type"] != "actions" for b in update["blocks"])
     [record] = records(db)
     assert record["approved_by"] == "slack:U1"
+
+
+SHARED_SLACK = """
+policies:
+  rules:
+    - name: approve-emails
+      match: {tool: send_email}
+      action: require_approval
+      approval: {channel: slack-ops, timeout: 1m}
+    - name: approve-deletions
+      match: {tool: delete_user}
+      action: require_approval
+      approval: {channel: finance, timeout: 1m}
+    - name: approve-payments
+      match: {tool: create_payment}
+      action: require_approval
+      approval: {channel: slack-ops, timeout: 1m, escalation_after: 1s, delegates: [slack-dev]}
+approval:
+  channels:
+    # One Slack app (one signing secret) posting to two Slack channels with different approvers.
+    - {type: slack, name: slack-dev, bot_token: xoxb-test, signing_secret: 'SIGNING', channel: '#dev',
+       approvers: [U2], api_base: 'SLACK/api'}
+    - {type: slack, name: slack-ops, bot_token: xoxb-test, signing_secret: 'SIGNING', channel: '#ops',
+       approvers: [U1], api_base: 'SLACK/api'}
+    - {type: webhook, name: finance, url: 'SLACK/hook'}
+"""
+
+
+@asynccontextmanager
+async def _shared_secret_proxy(tmp_path: Path) -> AsyncIterator[tuple[HelioApp, Receiver]]:
+    slack = Receiver()
+
+    def api(path: str, body: bytes) -> JSONResponse:
+        return JSONResponse({"ok": True, "channel": "C42", "ts": "1700000000.000100"})
+
+    async with slack.serve(api) as fake_slack, mcp_upstream(stateless=True) as upstream:
+        policies = SHARED_SLACK.replace("SIGNING", SIGNING_SECRET).replace("SLACK", fake_slack)
+        config = approval_config(upstream, policies, audit_path=str(tmp_path / "audit.db"))
+        async with run_proxy(config) as app:
+            yield app, slack
+
+
+async def _press(app: HelioApp, user: str, action_id: str) -> httpx.Response:
+    body, headers = _slack_callback(user, action_id)
+    async with httpx.AsyncClient() as http:
+        return await http.post(
+            app.mcp_url.removesuffix("/mcp") + "/slack/actions", content=body, headers=headers
+        )
+
+
+async def test_a_slack_press_decides_only_tickets_sent_to_a_channel_whose_approvers_include_the_user(
+    tmp_path: Path,
+) -> None:
+    async with _shared_secret_proxy(tmp_path) as (app, _):
+        email = asyncio.create_task(raw_call(app.mcp_url, "send_email", {"to": "a@b.c", "body": "hi"}))
+        ops_ticket = await held_ticket(app)
+        deletion = asyncio.create_task(raw_call(app.mcp_url, "delete_user", {"user_id": "u-1"}, request_id=2))
+        webhook_ticket = await held_ticket(app, 2)
+        assert (ops_ticket["channel_name"], webhook_ticket["channel_name"]) == ("slack-ops", "finance")
+
+        # U2 approves for slack-dev, which shares the signing secret but was not asked.
+        outsider = await _press(app, "U2", f"helio_approve:{ops_ticket['id']}")
+        # A signed press for a ticket no Slack channel was asked about: refused like a forgery.
+        on_webhook = await _press(app, "U2", f"helio_approve:{webhook_ticket['id']}")
+        on_webhook_by_ops = await _press(app, "U1", f"helio_deny:{webhook_ticket['id']}")
+        still = [await app.approvals.get(t["id"]) for t in (ops_ticket, webhook_ticket)]
+
+        approver = await _press(app, "U1", f"helio_approve:{ops_ticket['id']}")
+        async with asyncio.timeout(10):
+            sent = await email
+        await decide(app, webhook_ticket["id"], "deny", BOB, {"reason": "test over"})
+        async with asyncio.timeout(10):
+            deleted = await deletion
+    assert (outsider.status_code, outsider.json()["ok"]) == (200, False)
+    assert [r.status_code for r in (on_webhook, on_webhook_by_ops)] == [401, 401]
+    assert on_webhook.json() == on_webhook_by_ops.json() == {"error": "unauthorized"}
+    assert [t.status.value if t else None for t in still] == ["pending", "pending"]
+    assert [d.by for t in still if t for d in t.decisions] == []
+    assert approver.json() == {"ok": True}
+    assert sent["result"]["isError"] is False
+    assert deleted["error"]["data"]["reason"] == "approval_denied"
+    [email_record] = [r for r in records(tmp_path / "audit.db") if r["tool_name"] == "send_email"]
+    assert email_record["approved_by"] == "slack:U1"
+
+
+async def test_a_delegate_channels_approver_can_decide_from_slack_once_the_ticket_escalated(
+    tmp_path: Path,
+) -> None:
+    async with _shared_secret_proxy(tmp_path) as (app, slack):
+        payment = asyncio.create_task(raw_call(app.mcp_url, "create_payment", PAYMENT))
+        ticket = await held_ticket(app)
+        early = await _press(app, "U2", f"helio_approve:{ticket['id']}")
+        before = await app.approvals.get(ticket["id"])
+        await wait_until(lambda: len(slack.requests) == 2)  # #ops, then #dev at escalation
+        escalated = await app.approvals.get(ticket["id"])
+        late = await _press(app, "U2", f"helio_approve:{ticket['id']}")
+        async with asyncio.timeout(10):
+            paid = await payment
+    assert (early.status_code, early.json()["ok"]) == (200, False)
+    assert before is not None
+    assert (before.status.value, before.escalated_at, before.decisions) == ("pending", None, ())
+    assert escalated is not None
+    assert escalated.escalated_to == ("slack-dev",)
+    assert [json.loads(body)["channel"] for _, _, body in slack.requests[:2]] == ["#ops", "#dev"]
+    assert late.json() == {"ok": True}
+    assert paid["result"]["isError"] is False
+    [record] = [r for r in records(tmp_path / "audit.db") if r["tool_name"] == "create_payment"]
+    assert record["approved_by"] == "slack:U2"

@@ -180,3 +180,63 @@ async def test_an_approval_made_under_one_environment_value_does_not_release_the
         ("shutdown_cancelled", before.sha256),
         ("approval_denied", after.sha256),
     ]
+
+
+def _staging_and_production(stg: str, prod: str, db: Path) -> str:
+    """The approval config with two mounted upstreams, ``/mcp/stg`` and ``/mcp/prod``."""
+    single = f"upstream:\n  url: '{stg}'\n  request_timeout: 5s\n"
+    config = approval_config(stg, audit_path=str(db))
+    assert single in config
+    return config.replace(
+        single,
+        f"upstreams:\n  - {{name: stg, url: '{stg}', request_timeout: 5s}}\n"
+        f"  - {{name: prod, url: '{prod}', request_timeout: 5s}}\n",
+    )
+
+
+async def test_an_approval_for_one_upstream_does_not_release_the_identical_call_on_another(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    async with mcp_upstream(stateless=True) as stg, mcp_upstream(stateless=True) as prod:
+        config = _staging_and_production(stg, prod, db)
+        async with run_proxy(config) as first:
+            staging = f"{first.base_url}/mcp/stg"
+            held = asyncio.create_task(raw_call(staging, "create_payment", PAYMENT, session="agent-5"))
+            ticket = await held_ticket(first)
+        async with asyncio.timeout(10):
+            assert (await held)["error"]["data"]["reason"] == "shutdown_cancelled"
+        assert ticket["upstream"] == "stg"
+
+        async with run_proxy(config) as second:
+            approved = await decide(second, ticket["id"], "approve", ALICE, {"comment": "ok for STAGING"})
+            assert approved.json()["data"]["status"] == "approved"
+
+            # The identical call (same session, tool, arguments, config) sent to production is
+            # another call: it is held on a ticket of its own, naming its upstream.
+            on_prod = asyncio.create_task(
+                raw_call(f"{second.base_url}/mcp/prod", "create_payment", PAYMENT, session="agent-5")
+            )
+            prod_ticket = await held_ticket(second)
+            assert prod_ticket["id"] != ticket["id"]
+            assert (prod_ticket["upstream"], prod_ticket["tool_input"]) == ("prod", PAYMENT)
+            assert (await second.approvals.get(ticket["id"])).status.value == "approved"  # type: ignore[union-attr]
+
+            # The staging retry is what the approval releases.
+            on_stg = await raw_call(
+                f"{second.base_url}/mcp/stg", "create_payment", PAYMENT, session="agent-5", request_id=2
+            )
+            assert on_stg["result"]["isError"] is False
+            await decide(second, prod_ticket["id"], "deny", BOB, {"reason": "staging only"})
+            async with asyncio.timeout(10):
+                prod_answer = await on_prod
+    assert prod_answer["error"]["data"]["reason"] == "approval_denied"
+    assert prod_answer["error"]["data"]["ticket_id"] == prod_ticket["id"]
+    payments = [r for r in records(db) if r["tool_name"] == "create_payment"]
+    assert [(r["metadata"]["upstream"], r["block_reason"]) for r in payments] == [
+        ("stg", "shutdown_cancelled"),
+        ("stg", None),
+        ("prod", "approval_denied"),
+    ]
+    released = payments[1]["evidence_chain"]["approval"]
+    assert (released["ticket_id"], released["upstream"], released["retry"]) == (ticket["id"], "stg", True)

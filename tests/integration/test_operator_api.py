@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.operator import ApiRoute, Principal, ok, read_json
 from helio_proxy.operator.auth import secret_digest
+from helio_proxy.operator.origin import same_origin
 from tests.harness import mcp_upstream, proxy_config, run_proxy
 
 SECRET = "s" * 64
@@ -109,7 +113,9 @@ async def test_login_cookie_needs_csrf_on_mutations_and_logout_ends_it() -> None
                 wrong_method = await http.get("/api/echo", headers={"authorization": f"Bearer {SECRET}"})
                 assert wrong_method.status_code == 405
 
-                await http.post("/api/auth/logout")
+                logged_out = await http.post("/api/auth/logout", json={})
+                assert logged_out.status_code == 200
+                assert 'helio_session=""' in logged_out.headers["set-cookie"]
                 http.cookies.clear()
                 after = await http.get("/api/auth/session")
                 assert after.status_code == 401
@@ -125,6 +131,170 @@ async def test_login_is_throttled_after_repeated_failures() -> None:
             throttled = await http.post("/api/auth/session", json={"secret": SECRET})
             assert throttled.status_code == 429
             assert int(throttled.headers["retry-after"]) >= 1
+
+
+async def test_a_rotating_x_forwarded_for_does_not_reset_login_throttling() -> None:
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            statuses = [
+                (
+                    await http.post(
+                        "/api/auth/session",
+                        json={"secret": f"guess-{n}"},
+                        headers={"x-forwarded-for": f"10.0.0.{n}", "x-real-ip": f"10.0.0.{n}"},
+                    )
+                ).status_code
+                for n in range(30)
+            ]
+    assert statuses == [401] * 10 + [429] * 20
+
+
+async def _send_login_head(port: int, secret: str) -> tuple[asyncio.StreamWriter, asyncio.Task[bytes], bytes]:
+    """A login request on its own connection with all but the end of its body sent; returns the
+    writer, a task reading the whole response, and the bytes still to send."""
+    body = json.dumps({"secret": secret}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST /api/auth/session HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body[:5]
+    )
+    await writer.drain()
+    return writer, asyncio.create_task(reader.read()), body[5:]
+
+
+async def test_forty_concurrent_wrong_logins_from_one_address_get_exactly_ten_evaluated() -> None:
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        port = int(app.dashboard_url.rsplit(":", 1)[1])
+        # Every request is in the handler, its body not yet complete, before any is decided.
+        pending = [await _send_login_head(port, f"guess-{n}") for n in range(40)]
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            assert (await http.get("/api/health")).status_code == 200
+            for writer, response, rest in pending:
+                if not response.done():
+                    with contextlib.suppress(OSError):  # already answered 429 and closed
+                        writer.write(rest)
+                        await writer.drain()
+            async with asyncio.timeout(10):
+                answers = [await response for _, response, _ in pending]
+            for writer, _, _ in pending:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            after = await http.post("/api/auth/session", json={"secret": SECRET})
+    statuses = Counter(int(answer.split(b" ", 2)[1]) for answer in answers)
+    assert statuses == {401: 10, 429: 30}
+    assert after.status_code == 429
+
+
+async def test_with_trusted_proxies_login_throttling_counts_the_forwarded_client() -> None:
+    async with mcp_upstream() as upstream:
+        text = _config(upstream).replace(
+            "  sse_heartbeat_interval: 1s\n",
+            "  sse_heartbeat_interval: 1s\n  trusted_proxies: ['127.0.0.1']\n",
+        )
+        async with run_proxy(text) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+
+            async def guess(forwarded_for: str | None) -> int:
+                headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+                answer = await http.post("/api/auth/session", json={"secret": "guess"}, headers=headers)
+                return answer.status_code
+
+            first = [await guess("203.0.113.7") for _ in range(12)]
+            other = await guess("203.0.113.8")
+            proxy_itself = await guess(None)
+    assert first == [401] * 10 + [429] * 2
+    assert (other, proxy_itself) == (401, 401)
+
+
+async def test_a_cross_site_login_is_refused_and_sets_no_cookie() -> None:
+    """Login CSRF: a page elsewhere must not log the operator's browser into a session."""
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        port = int(app.dashboard_url.rsplit(":", 1)[1])
+        body = json.dumps({"secret": ALICE})
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+
+            async def login(
+                content_type: str, origin: str | None = None, host: str | None = None
+            ) -> httpx.Response:
+                headers = {"content-type": content_type}
+                if origin is not None:
+                    headers["origin"] = origin
+                if host is not None:
+                    headers["host"] = host
+                return await http.post("/api/auth/session", content=body, headers=headers)
+
+            refused = {
+                "text/plain from elsewhere": await login("text/plain", "http://evil.example"),
+                "JSON from elsewhere": await login("application/json", "http://evil.example"),
+                "JSON from another port": await login("application/json", "http://127.0.0.1:1"),
+                "JSON from https": await login("application/json", f"https://127.0.0.1:{port}"),
+                "JSON from null": await login("application/json", "null"),
+                "text/plain, same origin": await login("text/plain", f"http://127.0.0.1:{port}"),
+                "form, no origin": await login("application/x-www-form-urlencoded"),
+                "no content type": await login(""),
+            }
+            accepted = {
+                "JSON, same origin, any case": await login(
+                    "Application/JSON; charset=utf-8", f"HTTP://127.0.0.1:{port}"
+                ),
+                "JSON, no origin": await login("application/json"),
+                "JSON from localhost": await login(
+                    "application/json", f"http://localhost:{port}", host=f"localhost:{port}"
+                ),
+            }
+    assert {name: r.status_code for name, r in refused.items()} == {
+        "text/plain from elsewhere": 403,
+        "JSON from elsewhere": 403,
+        "JSON from another port": 403,
+        "JSON from https": 403,
+        "JSON from null": 403,
+        "text/plain, same origin": 415,
+        "form, no origin": 415,
+        "no content type": 415,
+    }
+    assert not [name for name, r in refused.items() if "set-cookie" in r.headers]
+    assert {name: r.status_code for name, r in accepted.items()} == dict.fromkeys(accepted, 200)
+    assert all("helio_session=" in r.headers["set-cookie"] for r in accepted.values())
+
+
+async def test_a_cross_site_logout_is_refused_and_the_session_survives() -> None:
+    async with mcp_upstream() as upstream, run_proxy(_config(upstream)) as app:
+        async with httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            assert (await http.post("/api/auth/session", json={"secret": ALICE})).status_code == 200
+            foreign = await http.post("/api/auth/logout", json={}, headers={"origin": "http://evil.example"})
+            plain = await http.post("/api/auth/logout", content=b"", headers={"content-type": "text/plain"})
+            still = await http.get("/api/auth/session")
+            own = await http.post("/api/auth/logout", json={}, headers={"origin": app.dashboard_url})
+            http.cookies.clear()
+            gone = await http.get("/api/auth/session")
+    assert (foreign.status_code, plain.status_code) == (403, 415)
+    assert "set-cookie" not in foreign.headers
+    assert "set-cookie" not in plain.headers
+    assert still.json()["data"]["operator"] == "alice"
+    assert own.status_code == 200
+    assert gone.status_code == 401
+
+
+async def test_behind_a_trusted_tls_proxy_the_https_origin_is_the_dashboards_own() -> None:
+    async with mcp_upstream() as upstream:
+        trusted = _config(upstream).replace(
+            "  sse_heartbeat_interval: 1s\n",
+            "  sse_heartbeat_interval: 1s\n  trusted_proxies: ['127.0.0.1']\n",
+        )
+        answers: dict[str, int] = {}
+        for name, text in (("trusted", trusted), ("untrusted", _config(upstream))):
+            async with run_proxy(text) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+                port = int(app.dashboard_url.rsplit(":", 1)[1])
+                answer = await http.post(
+                    "/api/auth/session",
+                    json={"secret": ALICE},
+                    headers={"origin": f"https://127.0.0.1:{port}", "x-forwarded-proto": "https"},
+                )
+                answers[name] = answer.status_code
+                if answer.status_code == 200:
+                    assert "Secure" in answer.headers["set-cookie"]
+    assert answers == {"trusted": 200, "untrusted": 403}
 
 
 async def test_events_stream_carries_published_events_with_ids_and_heartbeats() -> None:
@@ -156,3 +326,29 @@ async def test_events_stream_carries_published_events_with_ids_and_heartbeats() 
                         if line == "event: heartbeat":
                             break
                 assert "event: heartbeat" in heartbeat
+
+
+@pytest.mark.parametrize(
+    ("origin", "scheme", "host", "same"),
+    [
+        ("http://127.0.0.1:3100", "http", "127.0.0.1:3100", True),
+        ("HTTP://LocalHost:3100", "http", "localhost:3100", True),
+        ("http://dash.example", "http", "dash.example:80", True),
+        ("https://dash.example:443", "https", "dash.example", True),
+        ("http://[::1]:3100", "http", "[::1]:3100", True),
+        ("http://127.0.0.1:3100/", "http", "127.0.0.1:3100", True),
+        ("http://127.0.0.1:3101", "http", "127.0.0.1:3100", False),
+        ("https://127.0.0.1:3100", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1", "http", "127.0.0.1:3100", False),
+        ("http://evil.example@127.0.0.1:3100", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1:3100/path", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1:99999", "http", "127.0.0.1:3100", False),
+        ("null", "http", "127.0.0.1:3100", False),
+        ("file://", "http", "127.0.0.1:3100", False),
+        ("http://127.0.0.1:3100", "http", "", False),
+    ],
+)
+def test_same_origin_means_scheme_host_and_port_of_the_request_with_default_ports_implied(
+    origin: str, scheme: str, host: str, same: bool
+) -> None:
+    assert same_origin(origin, scheme, host) is same

@@ -161,3 +161,45 @@ async def test_channels_are_found_by_name_or_type_and_the_dashboard_is_always_th
     assert sorted(channels) == ["dashboard", "finance", "slack"]
     assert isinstance(channels["finance"], WebhookNotifier)
     assert await channels["dashboard"].requested(ticket(), escalation=False) is None
+
+
+async def test_slack_and_webhook_messages_name_the_upstream_the_call_was_sent_to(
+    httpx_mock: HTTPXMock, context: ChannelContext
+) -> None:
+    httpx_mock.add_response(
+        url=f"{SLACK_API}/chat.postMessage", json={"ok": True, "channel": "C1", "ts": "1"}
+    )
+    httpx_mock.add_response(url=HOOK, status_code=204)
+    made = ticket(upstream="prod")
+    await SlackNotifier(_slack(), context).requested(made, escalation=False)
+    await WebhookNotifier(WebhookChannel(type="webhook", url=HOOK), context).requested(made, escalation=False)
+    posted, hooked = httpx_mock.get_requests()
+    message = json.loads(posted.content)
+    assert message["text"].startswith("Approval requested for prod/pay ")
+    fields = [f["text"] for b in message["blocks"] if b["type"] == "section" for f in b.get("fields", [])]
+    assert "*Upstream*\n`prod`" in fields
+    assert json.loads(hooked.content)["ticket"]["upstream"] == "prod"
+
+
+async def test_webhook_url_credentials_become_a_basic_header_and_never_appear_in_a_failure(
+    httpx_mock: HTTPXMock, context: ChannelContext
+) -> None:
+    bare = "https://hooks.example/helio?token=abc"
+    httpx_mock.add_response(url=bare, status_code=502)
+    httpx_mock.add_response(url=bare, status_code=502)
+    # An HTTP library's message quoting the URL as it was configured.
+    httpx_mock.add_exception(
+        httpx.ConnectError("cannot reach https://al%40ice:s3cret@hooks.example"), url=bare
+    )
+    url = "https://al%40ice:s3cret@hooks.example/helio?token=abc"
+    notifier = WebhookNotifier(WebhookChannel(type="webhook", url=url), context)
+    with pytest.raises(DeliveryError) as caught:
+        await notifier.requested(ticket(), escalation=False)
+    sent = httpx_mock.get_requests()
+    assert [str(r.url) for r in sent] == [bare] * 3
+    assert {r.headers["authorization"] for r in sent} == {"Basic YWxAaWNlOnMzY3JldA=="}  # al@ice:s3cret
+    assert str(caught.value) == (
+        "webhook 'webhook' (https://hooks.example): ConnectError: cannot reach https://hooks.example "
+        "(after 3 attempt(s))"
+    )
+    assert notifier.description == "webhook 'webhook' (https://hooks.example)"

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pytest_httpx import HTTPXMock
 
-from helio_proxy.approvals import ApprovalService, TicketStatus, Verdict
+from helio_proxy.approvals import ApprovalService, TicketStatus, Verdict, arguments_digest
 from helio_proxy.approvals.tickets import create_ticket
 from helio_proxy.config import parse_config_text
 from helio_proxy.config.policies import ApprovalRoute
 from helio_proxy.gateway.enforcement import GovernedCall
 from helio_proxy.operator import EventBus
 from helio_proxy.policy import Allow, Deny, RequireApproval
+from helio_proxy.policy.drift import canonical_json
 from helio_proxy.policy.facts import CallFacts
 from helio_proxy.session.identity import SessionIdentity
 from helio_proxy.store import Store, time_text
-from tests.unit.approvals.factories import ARGS, ticket
+from tests.unit.approvals.factories import ARGS, NOW, ticket
 
 CONFIG = """
 version: '1'
@@ -184,3 +186,30 @@ async def test_a_ticket_whose_proxy_died_is_orphaned_and_its_approval_releases_t
         assert consumed.status == TicketStatus.CONSUMED
     finally:
         await service.shutdown()
+
+
+async def test_tickets_stored_with_secret_arguments_in_clear_are_redacted_when_the_service_starts(
+    store: Store,
+) -> None:
+    """Tickets written by a version that kept arguments in clear are scrubbed on the next start."""
+    arguments = {"amount": 10, "password": "hunter2-from-an-older-version"}
+    made = ticket()
+    old = ticket(
+        request=replace(made.request, tool_input_json=canonical_json(arguments).decode()),
+        arguments_digest=arguments_digest(arguments),
+    )
+    clean = ticket()
+    await store.write(create_ticket(old))
+    await store.write(create_ticket(clean))
+    config = parse_config_text(CONFIG, source="test.yaml")
+    started = ApprovalService(lambda: config, store, clock=lambda: NOW, poll_interval=0.05)
+    await started.start()
+    try:
+        redacted, untouched = await started.get(old.id), await started.get(clean.id)
+    finally:
+        await started.shutdown()
+    assert redacted is not None
+    assert untouched is not None
+    assert redacted.to_json()["tool_input"] == {"amount": 10, "password": "[REDACTED]"}
+    assert redacted.arguments_digest == arguments_digest(arguments)  # still binds the original call
+    assert untouched.request == clean.request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -29,7 +30,7 @@ from helio_proxy.approvals.tickets import (
 from helio_proxy.store import Store, time_text
 from tests.unit.approvals.factories import ARGS, NOW, ticket
 
-KEY = CallKey("s1", "pay", arguments_digest(ARGS), "c" * 64, "rule")
+KEY = CallKey("s1", None, "pay", arguments_digest(ARGS), "c" * 64, "rule")
 
 
 def test_the_arguments_digest_ignores_key_order_but_not_values() -> None:
@@ -85,11 +86,12 @@ def test_an_approved_ticket_releases_exactly_one_call(store: Store) -> None:
     # Undecided: a retry is not released.
     assert store.submit(claim_retry(KEY, NOW)).result() is None
     store.submit(decide(made.id, Verdict("alice", "approve"), NOW)).result()
-    # Another session, other arguments, another config: not the same call.
+    # Another session, upstream, arguments or config: not the same call.
     for other in (
-        CallKey("s2", KEY.tool_name, KEY.arguments_digest, KEY.config_sha256, "rule"),
-        CallKey("s1", "pay", arguments_digest({**ARGS, "amount": 11}), KEY.config_sha256, "rule"),
-        CallKey("s1", "pay", KEY.arguments_digest, "d" * 64, "rule"),
+        replace(KEY, session_id="s2"),
+        replace(KEY, upstream="prod"),
+        replace(KEY, arguments_digest=arguments_digest({**ARGS, "amount": 11})),
+        replace(KEY, config_sha256="d" * 64),
     ):
         assert store.submit(claim_retry(other, NOW)).result() is None
     assert store.submit(claim_retry(KEY, NOW + timedelta(minutes=6))).result() is None  # expired

@@ -137,6 +137,8 @@ def test_yaml_syntax_error_reports_the_line() -> None:
             "budget names must be unique",
         ),
         ("listen:\n  allowed_origins: ['*']\n", "wildcards"),
+        ("  trusted_proxies: ['*']\n", "not an IP address or network"),
+        ("  trusted_proxies: ['proxy.internal']\n", "not an IP address or network"),
         ("upstream_unused: 1\n", "unknown key"),
     ],
 )
@@ -210,3 +212,14 @@ def test_load_config_reports_missing_file_and_hashes_content(tmp_path: Path) -> 
 def test_empty_and_non_mapping_files_are_explained() -> None:
     assert "empty" in error_of("").message
     assert "mapping" in error_of("- a\n- b\n").message
+
+
+def test_dashboard_trusted_proxies_are_addresses_or_networks_and_default_to_none() -> None:
+    assert parse_config_text(BASE, env={}).dashboard.trusted_proxies == []
+    text = BASE + "  trusted_proxies: ['10.0.0.5', '10.0.0.0/8', '::1', 'fd00::/8']\n"
+    assert parse_config_text(text, env={}).dashboard.trusted_proxies == [
+        "10.0.0.5",
+        "10.0.0.0/8",
+        "::1",
+        "fd00::/8",
+    ]

@@ -112,6 +112,27 @@ async def test_an_invalid_amount_fails_closed_whatever_on_exceed_says(rig: RigFa
     assert ledger(r) == []
 
 
+async def test_a_string_amount_cannot_dodge_a_contributors_numeric_condition(rig: RigFactory) -> None:
+    r = await rig(
+        """
+budgets:
+  - name: large-payments
+    limit: 1000
+    currency: GBP
+    window: 24h
+    contributors:
+      - {match: {tool: pay, input: {'$.amount': {gte: 100}}}, field: '$.amount'}
+"""
+    )
+    for amount in ("150", "lots"):
+        blocked = (await r.run("pay", {"amount": amount})).decision
+        assert isinstance(blocked, Deny)
+        assert blocked.reason == "budget_exceeded"
+        assert (blocked.details or {})["budgets"][0]["invalid_amount"] == "not_a_number"
+    assert isinstance((await r.run("pay", {"amount": 99})).decision, Allow)
+    assert ledger(r) == []
+
+
 async def test_changing_limit_currency_window_or_key_starts_a_new_epoch(rig: RigFactory) -> None:
     r = await rig(BUDGETS)
     await r.run("pay", {"amount": 1500})

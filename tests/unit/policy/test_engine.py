@@ -186,7 +186,9 @@ def test_input_conditions_route_calls_by_amount(make_policy: PolicyFactory) -> N
     )
     assert policy.decide(CallFacts("create_payment", {"amount": 1000.01})).rule == "large"
     assert policy.decide(CallFacts("create_payment", {"amount": 1000})).rule == "small"
-    assert policy.decide(CallFacts("create_payment", {"amount": "5000"})).rule == "small"
+    assert policy.decide(CallFacts("create_payment", {"amount": "5000"})).rule == "large"
+    assert policy.decide(CallFacts("create_payment", {"amount": "500"})).rule == "small"
+    assert policy.decide(CallFacts("create_payment", {"amount": "lots"})).rule == "large"
 
 
 def test_each_action_yields_its_decision_value(make_policy: PolicyFactory) -> None:

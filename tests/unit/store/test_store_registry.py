@@ -41,10 +41,9 @@ def test_the_default_store_is_the_sqlite_file_at_audit_path() -> None:
     assert store_url(AuditConfig(), StoreConfig(url=url)) == url
 
 
-def test_a_postgres_url_is_shown_without_its_password() -> None:
-    store = create_store("postgresql://helio:hunter2@db.internal:5432/helio")
-    assert "hunter2" not in store.description
-    assert store.description == "postgresql://helio:***@db.internal:5432/helio"
+def test_a_postgres_url_is_shown_as_its_scheme_host_and_port_only() -> None:
+    store = create_store("postgresql://helio:hunter2@db.internal:5432/helio?password=hunter3")
+    assert store.description == "postgresql://db.internal:5432"
 
 
 def test_postgres_urls_use_the_psycopg3_driver() -> None:

@@ -45,6 +45,7 @@ from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream, Withheld
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
+from helio_proxy.url_display import display_url
 
 
 def _of(upstream: str | None) -> str:
@@ -299,7 +300,11 @@ class HelioApp:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
             )
-            self.listeners.append(Listener(self.operator_api, dashboard_sock, "dashboard"))
+            self.listeners.append(
+                Listener(
+                    self.operator_api, dashboard_sock, "dashboard", trusted_proxies=dashboard.trusted_proxies
+                )
+            )
         if sdk_sock is not None:
             self.sdk_token = resolve_token(self.environ)
             self.sideband = SidebandApp(self.sessions, self.current_config, self.sdk_token.value)
@@ -340,7 +345,7 @@ class HelioApp:
         if policies.shadow:
             self.say(f"Shadow policies: {len(policies.shadow)} rules (recorded, never enforced)")
         for mount in self.mounts:
-            self.say(f"Upstream{_of(mount.name)}: {mount.config.url} ({mount.config.transport})")
+            self.say(f"Upstream{_of(mount.name)}: {display_url(mount.config.url)} ({mount.config.transport})")
         self.say(self.audit.startup_line())
         for mount in self.mounts:
             self._print_baselines(mount)

@@ -1,7 +1,9 @@
 """Running ASGI apps on pre-bound sockets inside the proxy's own event loop.
 
 The proxy owns signal handling (one SIGINT/SIGTERM stops every listener), so uvicorn's own
-signal capture is switched off.
+signal capture is switched off. So is uvicorn's belief in ``X-Forwarded-For`` from loopback
+(its default, also read from ``FORWARDED_ALLOW_IPS``): a listener takes the client address and
+scheme from forwarding headers only when given ``trusted_proxies``, and then only from those.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import uvicorn
@@ -46,11 +48,15 @@ def bind(host: str, port: int, what: str) -> socket.socket:
 class Listener:
     """One ASGI app served on one bound socket."""
 
-    def __init__(self, app: Any, sock: socket.socket, name: str) -> None:
+    def __init__(
+        self, app: Any, sock: socket.socket, name: str, *, trusted_proxies: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.sock = sock
         config = uvicorn.Config(
             app,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies),
             loop="none",
             http="httptools",
             lifespan="off",

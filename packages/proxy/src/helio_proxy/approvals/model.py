@@ -1,8 +1,8 @@
 """Approval tickets as values: the state machine, what was asked, who decided what.
 
-A ticket is bound to one exact call: tool, SHA-256 of the canonical JSON of its arguments,
-session, config hash and expiry. Its :class:`TicketRequest` (a frozen copy of the arguments among
-it) is fixed when it is created; everything else is state the store keeps
+A ticket is bound to one exact call: upstream (mount), tool, SHA-256 of the canonical JSON of its
+arguments, session, config hash and expiry. Its :class:`TicketRequest` (a frozen, redacted copy of
+the arguments among it) is fixed when it is created; everything else is state the store keeps
 (:mod:`helio_proxy.approvals.tickets`).
 """
 
@@ -97,7 +97,9 @@ class TicketRequest:
     """What was asked: fixed when the ticket is created."""
 
     tool_input_json: str
-    """Canonical JSON of the call's arguments: the frozen copy operators see and approve."""
+    """Canonical JSON of the call's arguments, scrubbed by the audit's redaction rules: the frozen
+    copy operators see. The ticket's ``arguments_digest`` is taken over the original arguments,
+    so the approval still binds the exact values (a secret included) without storing them."""
     matched_rule: str | None
     rule_index: int | None
     channel: str
@@ -171,6 +173,9 @@ class Ticket:
     session_id: str | None = None
     agent_id: str | None = None
     config_sha256: str | None = None
+    upstream: str | None = None
+    """The mount the call was sent to (the ``upstreams:`` entry's name; ``None`` for the single
+    ``upstream:`` form). An approval releases the call on this upstream only."""
     decisions: tuple[OperatorDecision, ...] = ()
     resolved_at: str | None = None
     resolved_by: str | None = None
@@ -213,6 +218,7 @@ class Ticket:
             "id": self.id,
             "status": self.status.value,
             "kind": self.kind,
+            "upstream": self.upstream,
             "tool_name": self.tool_name,
             "tool_input": request.tool_input,
             "arguments_digest": self.arguments_digest,
@@ -251,6 +257,9 @@ class CallKey:
     """What makes two calls "the same call" for a retry."""
 
     session_id: str
+    upstream: str | None
+    """The mount (``None``: the single ``upstream:`` form); the same call on another upstream is
+    another call."""
     tool_name: str
     arguments_digest: str
     config_sha256: str | None

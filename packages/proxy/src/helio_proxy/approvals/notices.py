@@ -21,6 +21,7 @@ from helio_proxy.approvals.tickets import add_notification_failure, load_ticket,
 from helio_proxy.audit import ApprovalResolutionRecord, Auditor
 from helio_proxy.operator import EventBus
 from helio_proxy.store import Store, parse_time_text, time_text
+from helio_proxy.url_display import strip_credentials
 
 log = logging.getLogger("helio_proxy.approvals")
 
@@ -78,6 +79,7 @@ class Notices:
         metadata: dict[str, Any] = {
             "status": ticket.status.value,
             "kind": ticket.kind,
+            "upstream": ticket.upstream,
             "approvers": ticket.approvers,
             "quorum": ticket.request.quorum,
             "matched_rule": ticket.request.matched_rule,
@@ -154,6 +156,7 @@ class Notices:
                 await self._failed(ticket, ref, "resolved", _describe(exc))
 
     async def _failed(self, ticket: Ticket, ref: str, stage: str, error: str) -> None:
+        error = strip_credentials(error)  # shown to viewers, on the event stream and in the log
         log.warning("approval ticket %s: notifying %s failed (%s): %s", ticket.id, ref, stage, error)
         failure = {"channel": ref, "stage": stage, "error": error, "at": time_text(self.clock())}
         self.publish("approval_notification_failed", {"ticket_id": ticket.id, **failure})

@@ -1,7 +1,8 @@
 """The approval gate: durable tickets, held requests, operators' decisions.
 
 :meth:`ApprovalService.hold` is the :class:`~helio_proxy.gateway.enforcement.ApprovalGate` the
-enforcer calls for a ``RequireApproval``. It writes a ticket bound to the exact call, tells the
+enforcer calls for a ``RequireApproval``. It writes a ticket bound to the exact call (the stored
+and displayed arguments are redacted like the audit's; the digest covers the originals), tells the
 ticket's channel, and keeps the agent's request waiting until one of:
 
 * operators resolve the ticket: through this proxy's REST API or Slack callback (woken at once)
@@ -12,7 +13,7 @@ ticket's channel, and keeps the agent's request waiting until one of:
 * the proxy shuts down (``shutdown_cancelled``; the ticket is *orphaned*, still open).
 
 An orphaned ticket (also: one whose proxy died and stopped heartbeating) can still be decided;
-once approved, the agent's identical retry (same session, tool, arguments digest and config)
+once approved, the agent's identical retry (same session, upstream, tool, arguments digest and config)
 before expiry is released once, and the ticket is ``consumed``. An identical retry while the
 ticket is still undecided is held on that same ticket.
 """
@@ -52,12 +53,14 @@ from helio_proxy.approvals.tickets import (
     list_tickets,
     load_ticket,
     mark_escalated,
+    redact_requests,
     release_holder,
     sweep,
     ticket_statuses,
     transition,
 )
 from helio_proxy.audit import Auditor
+from helio_proxy.audit.redact import Redactor
 from helio_proxy.config import HelioConfig
 from helio_proxy.config.policies import ApprovalRoute
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
@@ -159,11 +162,16 @@ class ApprovalService:
         self.notices = Notices(store, self.channels, self._spawn, events=events, auditor=auditor, clock=clock)
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
+        self._redactor: tuple[tuple[str, ...], Redactor] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Sweep once (tickets of proxies that are gone become orphaned) and start polling."""
+        """Redact the arguments of stored tickets that still hold secrets, sweep once (tickets of
+        proxies that are gone become orphaned) and start polling."""
+        redacted = await self.store.write(redact_requests(self._redact))
+        if redacted:
+            log.warning("redacted secret arguments in %d stored approval ticket(s)", redacted)
         await self._sweep()
         self._poller = asyncio.create_task(self._poll(), name="helio-approvals-poller")
 
@@ -212,6 +220,13 @@ class ApprovalService:
         )
         return await self._hold("budget", decision, call, request)
 
+    def _redact(self, arguments: dict[str, Any]) -> Any:
+        """``arguments`` scrubbed as the audit scrubs a record (``audit.redact`` of the config in force)."""
+        patterns = tuple(self.config().audit.redact)
+        if self._redactor is None or self._redactor[0] != patterns:
+            self._redactor = (patterns, Redactor(patterns))
+        return self._redactor[1].scrub(arguments)
+
     def _request(
         self,
         decision: Decision,
@@ -226,7 +241,7 @@ class ApprovalService:
         timeout = (route.timeout or approval.timeout).seconds
         escalation = route.escalation_after.seconds if route.escalation_after else None
         return TicketRequest(
-            tool_input_json=canonical_json(dict(call.facts.arguments or {})).decode(),
+            tool_input_json=canonical_json(self._redact(dict(call.facts.arguments or {}))).decode(),
             matched_rule=decision.rule,
             rule_index=decision.rule_index,
             channel=route.channel,
@@ -254,7 +269,9 @@ class ApprovalService:
         ticket: Ticket | None = None
         session = call.facts.session_id
         if session:
-            key = CallKey(session, call.facts.tool, digest, call.config_sha256 or None, kind)
+            key = CallKey(
+                session, call.facts.upstream, call.facts.tool, digest, call.config_sha256 or None, kind
+            )
             claimed = await self.store.write(claim_retry(key, now))
             if claimed is not None:
                 log.info("approval ticket %s releases the agent's retry of %s", claimed.id, claimed.tool_name)
@@ -275,6 +292,7 @@ class ApprovalService:
                 session_id=session,
                 agent_id=call.agent_id,
                 config_sha256=call.config_sha256 or None,
+                upstream=call.facts.upstream,
                 holder=self.instance,
                 holder_seen_at=time_text(now),
             )

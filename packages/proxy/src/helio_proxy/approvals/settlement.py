@@ -23,6 +23,7 @@ def approval_chain(ticket: Ticket, *, retry: bool) -> dict[str, Any]:
             "ticket_id": ticket.id,
             "kind": ticket.kind,
             "status": ticket.status.value,
+            "upstream": ticket.upstream,
             "approvers": ticket.approvers,
             "quorum": ticket.request.quorum,
             "channel": ticket.request.channel,

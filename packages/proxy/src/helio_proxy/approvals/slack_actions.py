@@ -4,8 +4,16 @@ Slack signs every request with the app's signing secret (its "v0" scheme): the
 ``X-Slack-Signature`` header is ``v0=`` + hex HMAC-SHA256 of ``v0:<X-Slack-Request-Timestamp>:<raw
 body>``. A request whose signature matches no configured Slack channel, or whose timestamp is more
 than :data:`SLACK_WINDOW` seconds away from now, gets an opaque 401 (and a rate-limited warning in
-the log). A verified press is recorded as a decision by ``slack:<user id>``; with an ``approvers``
-allowlist, presses by anyone else change nothing. Break-glass is never offered in Slack.
+the log).
+
+A verified press decides only a ticket that was sent to a Slack channel it verifies for: the
+ticket's own channel, or, once the ticket has escalated, a channel it escalated to. Several
+channels may share one Slack app's signing secret, so a signature alone says "some channel of
+this app", not which one; a press for a ticket none of its channels was asked about (another
+Slack channel's, a webhook's, the dashboard's) gets the same opaque 401 and decides nothing.
+Among the channels that qualify, ``approvers`` allowlists apply: a press by anyone they do not
+list changes nothing. A decision is recorded as ``slack:<user id>``. Break-glass is never offered
+in Slack.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from helio_proxy.approvals.channels.slack import APPROVE_PREFIX, DENY_PREFIX
-from helio_proxy.approvals.model import TicketConflict, TicketNotFound, Verdict
+from helio_proxy.approvals.model import Ticket, TicketConflict, TicketNotFound, Verdict
 from helio_proxy.approvals.service import ApprovalService
 from helio_proxy.config.approval import SlackChannel
 
@@ -83,13 +91,13 @@ class SlackActions:
         response = await self._handle(request, bytes(body))
         await response(scope, receive, send)
 
-    def _channel(self, request: Request, body: bytes) -> SlackChannel | None:
+    def _verified(self, request: Request, body: bytes) -> list[SlackChannel]:
+        """Every channel whose signing secret verifies the callback (several may share one)."""
         timestamp = request.headers.get("x-slack-request-timestamp")
         signature = request.headers.get("x-slack-signature")
         now = self.clock()
         # Every secret is checked, so timing does not tell which channel (if any) matched.
-        found = [c for c in self.channels if verify_slack(c.signing_secret, timestamp, signature, body, now)]
-        return found[0] if found else None
+        return [c for c in self.channels if verify_slack(c.signing_secret, timestamp, signature, body, now)]
 
     def _reject(self, why: str) -> JSONResponse:
         self.rejected += 1
@@ -102,8 +110,8 @@ class SlackActions:
         return JSONResponse({"error": "unauthorized"}, 401)
 
     async def _handle(self, request: Request, body: bytes) -> JSONResponse:
-        channel = self._channel(request, body)
-        if channel is None:
+        verified = self._verified(request, body)
+        if not verified:
             return self._reject("bad signature or stale timestamp")
         try:
             payload = json.loads(parse_qs(body.decode())["payload"][0])
@@ -118,12 +126,26 @@ class SlackActions:
             verdict, ticket_id = "deny", action_id.removeprefix(DENY_PREFIX)
         else:
             return JSONResponse({"ok": True, "ignored": action_id})
-        if channel.approvers and user_id not in channel.approvers:
-            log.warning("Slack user %s may not decide approval tickets (not in approvers)", user_id)
-            return JSONResponse({"ok": False, "text": "You are not an approver for Helio tickets."})
+        ticket = await self.service.get(ticket_id)
+        if ticket is None:
+            return JSONResponse({"ok": False, "text": f"no approval ticket {ticket_id}"})
+        asked = _answering_channels(ticket)
+        channels = [c for c in verified if (c.name or c.type) in asked]
+        if not channels:
+            return self._reject(f"signed for no channel ticket {ticket_id} was sent to")
+        if not any(not c.approvers or user_id in c.approvers for c in channels):
+            log.warning(
+                "Slack user %s may not decide approval ticket %s (not in approvers)", user_id, ticket_id
+            )
+            return JSONResponse({"ok": False, "text": "You are not an approver for this ticket."})
         text = "denied from Slack" if verdict == "deny" else None
         try:
             await self.service.decide(ticket_id, Verdict(f"slack:{user_id}", verdict, text, "slack"))
         except (TicketConflict, TicketNotFound) as exc:
             return JSONResponse({"ok": False, "text": str(exc)})
         return JSONResponse({"ok": True})
+
+
+def _answering_channels(ticket: Ticket) -> frozenset[str]:
+    """The channels whose people may decide ``ticket`` from Slack: its own, and those it escalated to."""
+    return frozenset((ticket.request.channel, *ticket.escalated_to))

@@ -9,8 +9,8 @@ proxies on one database can race for a ticket and exactly one wins.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from helio_proxy.approvals.model import (
     TicketStatus,
     Verdict,
 )
+from helio_proxy.policy.drift import canonical_json
 from helio_proxy.store.base import Job, time_text
 from helio_proxy.store.tables import APPROVAL_TICKETS
 
@@ -52,6 +53,7 @@ def _ticket(row: Mapping[Any, Any]) -> Ticket:
         session_id=row["session_id"],
         agent_id=row["agent_id"],
         config_sha256=row["config_sha256"],
+        upstream=row["upstream"],
         decisions=tuple(OperatorDecision.from_json(d) for d in _json_list(row["decisions"])),
         resolved_at=row["resolved_at"],
         resolved_by=row["resolved_by"],
@@ -97,6 +99,7 @@ def create_ticket(ticket: Ticket) -> Job[Ticket]:
                 tool_name=ticket.tool_name,
                 arguments_digest=ticket.arguments_digest,
                 config_sha256=ticket.config_sha256,
+                upstream=ticket.upstream,
                 request=ticket.request.to_json(),
                 decisions="[]",
                 holder=ticket.holder,
@@ -174,8 +177,10 @@ def consume(ticket_id: str, holder: str | None, at: datetime) -> Job[bool]:
 
 def _same_call(key: CallKey) -> Any:
     sha = _C.config_sha256.is_(None) if key.config_sha256 is None else _C.config_sha256 == key.config_sha256
+    upstream = _C.upstream.is_(None) if key.upstream is None else _C.upstream == key.upstream
     return and_(
         _C.session_id == key.session_id,
+        upstream,
         _C.tool_name == key.tool_name,
         _C.arguments_digest == key.arguments_digest,
         _C.kind == key.kind,
@@ -356,6 +361,29 @@ def heartbeat(ids: Sequence[str], holder: str, now: datetime) -> Job[None]:
             .where(_C.id.in_(list(ids)), _C.holder == holder)
             .values(holder_seen_at=time_text(now))
         )
+
+    return job
+
+
+def redact_requests(scrub: Callable[[dict[str, Any]], Any]) -> Job[int]:
+    """Rewrite every stored ticket whose arguments ``scrub`` changes (tickets written by a version
+    that kept them in clear, or before a pattern was added to ``audit.redact``); how many changed.
+    The ``arguments_digest`` is left as it is: it still binds the original call."""
+
+    def job(conn: Connection) -> int:
+        changed = 0
+        for ticket_id, text in conn.execute(select(_C.id, _C.request)).all():
+            request = TicketRequest.from_json(text)
+            arguments = request.tool_input
+            scrubbed = scrub(arguments)
+            if scrubbed == arguments:
+                continue
+            redacted = replace(request, tool_input_json=canonical_json(scrubbed).decode())
+            conn.execute(
+                update(APPROVAL_TICKETS).where(_C.id == ticket_id).values(request=redacted.to_json())
+            )
+            changed += 1
+        return changed
 
     return job
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final, Literal
 
@@ -188,6 +189,12 @@ class DashboardConfig(ConfigModel):
     operators: list[OperatorConfig] = Field(default_factory=list[OperatorConfig])
     """Named operators besides the shared ``api_secret``; each authenticates with its own secret."""
 
+    trusted_proxies: list[str] = Field(default_factory=list[str])
+    """Addresses or networks (``10.0.0.5``, ``10.0.0.0/8``, ``::1``) of reverse proxies in front of
+    the dashboard whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed (read at start).
+    Empty (the default): those headers are ignored, and the client address that login throttling
+    counts by is the TCP peer's."""
+
     @field_validator("operators")
     @classmethod
     def _operators_unique(cls, value: list[OperatorConfig]) -> list[OperatorConfig]:
@@ -198,6 +205,19 @@ class DashboardConfig(ConfigModel):
         hashes = [operator.secret_hash for operator in value]
         if len(set(hashes)) != len(hashes):
             raise ValueError("two operators share a secret; each needs its own")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (CIDR); list each proxy's address, "
+                    "e.g. 10.0.0.5 or 10.0.0.0/8 (a wildcard would let any client pick its own address)"
+                ) from None
         return value
 
 

@@ -65,8 +65,12 @@ class CompiledBudget:
 def compile_budget(budget: BudgetConfig) -> CompiledBudget:
     contributions = tuple(
         Contribution(
+            # Feeding a budget restricts the call, so an undecidable comparison feeds it (and the
+            # amount read then blocks a value that is not a number).
             compile_match(
-                Match(tool=c.match.tool, input=c.match.input, upstreams=c.match.upstreams), environment=None
+                Match(tool=c.match.tool, input=c.match.input, upstreams=c.match.upstreams),
+                environment=None,
+                undecided_matches=True,
             ),
             parse_path(c.field),
         )

@@ -9,7 +9,8 @@ module owns what they share: authentication and roles, CSRF for cookie sessions,
   JSON 404 for any unknown ``/api/*`` path.
 
 Open paths (no credentials): ``GET /api/health``, ``POST /api/auth/session`` (login) and
-``POST /api/auth/logout``. The agent (MCP) and SDK (sideband) ports never serve these routes.
+``POST /api/auth/logout``; the last two only for JSON from this dashboard's own origin (or none,
+see :mod:`.origin`). The agent (MCP) and SDK (sideband) ports never serve these routes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from helio_proxy.operator.auth import (
     csrf_ok,
 )
 from helio_proxy.operator.events import EventBus
+from helio_proxy.operator.origin import cookie_endpoint_refusal
 from helio_proxy.transports.downstream.guards import HostGuard
 
 MAX_API_BODY: Final = 1 << 20
@@ -218,8 +220,12 @@ class OperatorApi:
         )
 
     async def _login(self, request: Request) -> Response:
+        refused = cookie_endpoint_refusal(request.headers, request.url.scheme)
+        if refused is not None:
+            return error(*refused)
         client = _client(request)
-        wait = self.auth.throttled(client)
+        # Counted before the first await, so concurrent guesses cannot all pass the check.
+        wait = self.auth.begin_login(client)
         if wait is not None:
             response = error(429, "too many failed logins from this address; try again later")
             response.headers["retry-after"] = str(int(wait))
@@ -259,6 +265,9 @@ class OperatorApi:
         return ok({"operator": principal.name, "role": principal.role, "via": principal.via})
 
     async def _logout(self, request: Request) -> Response:
+        refused = cookie_endpoint_refusal(request.headers, request.url.scheme)
+        if refused is not None:
+            return error(*refused)
         self.auth.logout(request.cookies.get(SESSION_COOKIE))
         response = ok({"logged_out": True})
         response.delete_cookie(SESSION_COOKIE, path="/")

@@ -136,20 +136,30 @@ class OperatorAuth:
 
     # -- login sessions ------------------------------------------------------------------------
 
-    def throttled(self, client: str) -> float | None:
-        """Seconds the client must wait before trying to log in again, or ``None``."""
+    def begin_login(self, client: str) -> float | None:
+        """Count a login attempt from ``client``, or say how many seconds it must wait instead.
+
+        The attempt counts as a failure from the moment it is made (a successful login then
+        clears the client's count), and this is synchronous: called before the handler first
+        awaits, it admits at most :data:`LOGIN_FAILURE_LIMIT` attempts per window however many
+        arrive at once.
+        """
         now = self.clock()
         recent = [t for t in self._failures.get(client, []) if now - t < LOGIN_FAILURE_WINDOW]
-        self._failures[client] = recent
         if len(recent) >= LOGIN_FAILURE_LIMIT:
+            self._failures[client] = recent
             return max(1.0, LOGIN_FAILURE_WINDOW - (now - recent[0]))
+        recent.append(now)
+        self._failures[client] = recent
         return None
 
     def login(self, secret: str, client: str) -> tuple[str, LoginSession] | None:
-        """A new session for a valid secret (``(cookie value, session)``), else ``None``."""
+        """A new session for a valid secret (``(cookie value, session)``), else ``None``.
+
+        The attempt must already be counted (:meth:`begin_login`); success clears the count.
+        """
         principal = self.check_secret(secret)
         if principal is None:
-            self._failures.setdefault(client, []).append(self.clock())
             return None
         self._failures.pop(client, None)
         self._expire()

@@ -51,13 +51,24 @@ class CompiledRule:
     """The tool-only part of the match (name glob, annotations)."""
 
 
+def restricts(rule: Rule) -> bool:
+    """Whether matching the rule can only hold the call back: any action but ``allow``, or a gate.
+
+    A comparison such a rule cannot decide (``gt`` on a non-number) counts as a match, so the call
+    cannot fall through to a more permissive rule below it.
+    """
+    return rule.effective_action != "allow" or rule.is_gate
+
+
 def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> tuple[CompiledRule, ...]:
     return tuple(
         CompiledRule(
             name=rule.name or f"{prefix}-{index}",
             index=index,
             rule=rule,
-            predicate=compile_match(rule.match, environment=environment, static_done=True),
+            predicate=compile_match(
+                rule.match, environment=environment, undecided_matches=restricts(rule), static_done=True
+            ),
             static=static_filter(rule.match),
         )
         for index, rule in enumerate(rules)

@@ -5,11 +5,13 @@ Everything that can be worked out from the config alone (globs, paths, regexes, 
 
 Input conditions (``$.path: {op: value}``):
 
-* ``eq`` / ``in``: JSON equality. Numbers compare by value (``1 == 1.0``), but a boolean never
-  equals a number and a string never equals a number.
-* ``neq`` / ``not_in``: the field must be present and differ.
-* ``gt`` / ``gte`` / ``lt`` / ``lte``: JSON numbers only, compared exactly as ``Decimal``; a
-  boolean or a numeric string (``"1000"``) never matches.
+* ``eq`` / ``in``: JSON equality. Numbers compare by value (``1 == 1.0``), a boolean never
+  equals a number, and a string equals a number operand only when it is a numeric string that
+  spells that number (``"5000"`` equals ``5000``; see :func:`numeric_string`).
+* ``neq`` / ``not_in``: the field must be present and differ (by the same equality).
+* ``gt`` / ``gte`` / ``lt`` / ``lte``: a finite JSON number, or a numeric string, compared
+  exactly as ``Decimal``. Any other value (a boolean, ``null``, ``NaN``/``Infinity``, a string
+  that is not a plain decimal number, an array, an object) leaves the comparison *undecided*.
 * ``contains``: substring of a string, or an exact string element of an array.
 * ``regex``: ``re.search`` on a string (vetted at load, see :mod:`.regex_safety`).
 * ``exists``: whether the path reaches anything.
@@ -17,12 +19,20 @@ Input conditions (``$.path: {op: value}``):
 Operators on one path are ANDed. With a wildcard (``$.items[*].sku``) the condition holds when
 at least ONE reached value satisfies all its operators; ``exists: false`` holds when none is
 reached. A call that sent no ``arguments`` matches no rule that has ``input`` conditions.
+
+An undecided comparison resolves to ``undecided_matches`` (the caller's choice, by the rule's
+action), flipped under each ``not``: a restrictive rule applies to a value it cannot compare
+and a permissive one does not, so a string such as ``"5_000"`` or ``"NaN"``, which an upstream
+may read as a number, cannot carry a call past a restrictive rule to a permissive one. This is
+exactly Kleene's three-valued logic with the final *unknown* resolved that way, because
+``any``/``all``/``[*]`` are monotone and only ``not`` negates.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final, cast
@@ -61,6 +71,36 @@ def as_decimal(value: Any) -> Decimal | None:
     return None
 
 
+_NUMERIC_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A plain decimal number: optional sign, ASCII digits, optional fraction, optional exponent."""
+
+_ASCII_SPACE: Final = " \t\n\r\f\v"
+
+
+def numeric_string(value: str) -> Decimal | None:
+    """The number a string spells, or ``None`` when it is not a plain decimal number.
+
+    Accepted, because every common parser that reads them at all (Python, JavaScript's
+    ``Number``, pydantic; JSON takes the subset without the extras) reads the same number:
+    ASCII whitespace around, a leading ``+`` or ``-``, leading zeros, a bare leading or trailing
+    ``.``, an ``e``/``E`` exponent: ``" 5000 "``, ``"+5e3"``, ``"012"``, ``".5"``. Refused,
+    because parsers disagree on them or they are not finite: ``"0x10"``, ``"5_000"``,
+    ``"1,000"``, ``"NaN"``, ``"Infinity"``, non-ASCII digits, and any
+    other text.
+    """
+    text = value.strip(_ASCII_SPACE)
+    if not _NUMERIC_TEXT.fullmatch(text):
+        return None
+    return Decimal(text)
+
+
+def comparable_number(value: Any) -> Decimal | None:
+    """The number a numeric operator compares: a finite JSON number or a numeric string."""
+    if isinstance(value, str):
+        return numeric_string(value)
+    return as_decimal(value)
+
+
 def json_equal(a: Any, b: Any) -> bool:
     """Equality as JSON sees it: no bool/number or string/number coercion; numbers by value."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -81,36 +121,47 @@ _MAX_EXACT_INT: Final = 2**53
 """Integers up to this are exact doubles: a float compares with them exactly as its JSON text would."""
 
 
-def _numeric(bound: Decimal, compare: Callable[[Any, Any], bool]) -> ValueTest:
+def _numeric(bound: Decimal, compare: Callable[[Any, Any], bool], undecided: bool) -> ValueTest:
+    """An ordering test; a value it cannot compare answers ``undecided``."""
     if bound == bound.to_integral_value() and abs(bound) < _MAX_EXACT_INT:
         # Fast path for whole-number bounds (the usual case): no Decimal per call.
         whole = int(bound)
 
         def test_whole(value: Any) -> bool:
             if isinstance(value, bool):
-                return False
+                return undecided
             if isinstance(value, int):
                 return compare(value, whole)
             if isinstance(value, float):
-                return math.isfinite(value) and compare(value, whole)
-            number = as_decimal(value)
-            return number is not None and compare(number, bound)
+                return compare(value, whole) if math.isfinite(value) else undecided
+            number = comparable_number(value)
+            return undecided if number is None else compare(number, bound)
 
         return test_whole
 
     def test(value: Any) -> bool:
-        number = as_decimal(value)
-        return number is not None and compare(number, bound)
+        number = comparable_number(value)
+        return undecided if number is None else compare(number, bound)
 
     return test
 
 
 def _equals(expected: Any) -> ValueTest:
-    """A JSON-equality test specialised on the expected value's type."""
+    """A JSON-equality test specialised on the expected value's type (decided for every value)."""
     if isinstance(expected, str):
         return lambda v: type(v) is str and v == expected
     if isinstance(expected, bool) or expected is None:
         return lambda v: v is expected
+    number = as_decimal(expected)
+    if number is not None:
+
+        def same_number(value: Any) -> bool:
+            if type(value) is str:
+                spelled = numeric_string(value)
+                return spelled is not None and spelled == number
+            return json_equal(value, expected)
+
+        return same_number
     return lambda v: json_equal(v, expected)
 
 
@@ -118,7 +169,15 @@ def _one_of(options: list[Any]) -> ValueTest:
     if all(isinstance(option, str) for option in options):
         members = frozenset(options)
         return lambda v: type(v) is str and v in members
-    return lambda v: any(json_equal(v, option) for option in options)
+    tests = [_equals(option) for option in options]
+
+    def any_of(value: Any) -> bool:
+        for test in tests:  # noqa: SIM110 - see _combine
+            if test(value):
+                return True
+        return False
+
+    return any_of
 
 
 def _contains(needle: str) -> ValueTest:
@@ -132,7 +191,7 @@ def _contains(needle: str) -> ValueTest:
     return test
 
 
-def _value_tests(condition: Condition) -> list[ValueTest]:
+def _value_tests(condition: Condition, undecided: bool) -> list[ValueTest]:
     given = condition.model_fields_set
     tests: list[ValueTest] = []
     if "eq" in given:
@@ -148,7 +207,7 @@ def _value_tests(condition: Condition) -> list[ValueTest]:
     ):
         bound = getattr(condition, name)
         if bound is not None:
-            tests.append(_numeric(bound, compare))
+            tests.append(_numeric(bound, compare, undecided))
     if condition.contains is not None:
         tests.append(_contains(condition.contains))
     if condition.regex is not None:
@@ -227,10 +286,15 @@ def _present(_value: Any) -> bool:
     return True
 
 
-def compile_condition(path_text: str, condition: Condition) -> Callable[[Mapping[str, Any]], bool]:
-    """A test over the call's arguments for one ``path: {operators}`` entry."""
+def compile_condition(
+    path_text: str, condition: Condition, *, undecided_matches: bool
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A test over the call's arguments for one ``path: {operators}`` entry.
+
+    ``undecided_matches`` is what a numeric comparison on a value that is not a number counts as.
+    """
     path = parse_path(path_text)
-    tests = _value_tests(condition)
+    tests = _value_tests(condition, undecided_matches)
     exists = condition.exists
     test = _combine(tests) if tests else None
     if exists is False:
@@ -252,10 +316,10 @@ def compile_condition(path_text: str, condition: Condition) -> Callable[[Mapping
     return _walker(path.segments, final)
 
 
-def _input_predicate(conditions: Mapping[str, Condition]) -> Predicate:
+def _input_predicate(conditions: Mapping[str, Condition], undecided: bool) -> Predicate:
     # ANDed, so the order is free: plain paths first, wildcards (which walk arrays) last.
     ordered = sorted(conditions.items(), key=lambda item: parse_path(item[0]).has_wildcard)
-    checks = [compile_condition(path, condition) for path, condition in ordered]
+    checks = [compile_condition(path, condition, undecided_matches=undecided) for path, condition in ordered]
 
     def matches(call: CallFacts, _hints: Hints) -> bool:
         arguments = call.arguments
@@ -292,16 +356,22 @@ def _hints_test(annotations: AnnotationMatch) -> Callable[[Hints], bool]:
     return lambda hints: all(getattr(hints, name) is value for name, value in wanted)
 
 
-def compile_match(match: Match, *, environment: str | None, static_done: bool = False) -> Predicate:
+def compile_match(
+    match: Match, *, environment: str | None, undecided_matches: bool, static_done: bool = False
+) -> Predicate:
     """One predicate for a ``match`` block (all of its conditions ANDed).
 
-    With ``static_done`` the top-level ``tool`` and ``annotations`` are left out: the caller
-    checks them through :func:`static_filter` instead.
+    ``undecided_matches``: whether a comparison that cannot be decided (``gt: 1000`` on ``"abc"``,
+    ``true`` or ``NaN``) lets the match hold. Pass ``True`` for a rule whose action restricts
+    the call (anything but a plain ``allow``) and ``False`` for a permissive one; the sense flips
+    under ``not``. With ``static_done`` the top-level ``tool`` and ``annotations`` are left out:
+    the caller checks them through :func:`static_filter` instead.
     """
     if match.metadata is not None:
         return _never  # adapter metadata is never present on an MCP call
     if match.environment is not None and match.environment != environment:
         return _never
+    undecided = undecided_matches
     predicates: list[Predicate] = []
     if match.tool is not None and not static_done:
         tool_matches = compile_glob(match.tool)
@@ -315,14 +385,23 @@ def compile_match(match: Match, *, environment: str | None, static_done: bool = 
         )
         predicates.append(lambda _call, hints: all(getattr(hints, n) is v for n, v in wanted))
     if match.input:
-        predicates.append(_input_predicate(match.input))
+        predicates.append(_input_predicate(match.input, undecided))
     if match.any_ is not None:
-        options = [compile_match(sub, environment=environment) for sub in match.any_]
+        options = [
+            compile_match(sub, environment=environment, undecided_matches=undecided) for sub in match.any_
+        ]
         predicates.append(lambda call, hints: any(p(call, hints) for p in options))
     if match.all_ is not None:
-        predicates.append(_all([compile_match(sub, environment=environment) for sub in match.all_]))
+        predicates.append(
+            _all(
+                [
+                    compile_match(sub, environment=environment, undecided_matches=undecided)
+                    for sub in match.all_
+                ]
+            )
+        )
     if match.not_ is not None:
-        inner = compile_match(match.not_, environment=environment)
+        inner = compile_match(match.not_, environment=environment, undecided_matches=not undecided)
         predicates.append(lambda call, hints: not inner(call, hints))
     return _all(predicates)
 

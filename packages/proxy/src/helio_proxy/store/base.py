@@ -36,7 +36,8 @@ class Store(Protocol):
 
     @property
     def description(self) -> str:
-        """Where the data lives, safe to print (file path, or URL without its password)."""
+        """Where the data lives, safe to print (a file path, or a URL's scheme, host and port:
+        :func:`~helio_proxy.url_display.display_url`)."""
         ...
 
     @property

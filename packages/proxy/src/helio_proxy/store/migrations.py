@@ -231,12 +231,23 @@ APPROVAL_TICKET_STATE = Migration(
     ),
 )
 
+APPROVAL_TICKET_UPSTREAM = Migration(
+    "0006_approval_ticket_upstream",
+    (
+        # The mount a held call was sent to (NULL: the single ``upstream:`` form): part of what
+        # makes a retry "the same call", so an approval given for one upstream releases nothing
+        # on another. Tickets written before it have NULL, which no named mount's retry matches.
+        "ALTER TABLE approval_tickets ADD COLUMN upstream TEXT",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
     TOOL_BASELINE_PENDING,
     LIMIT_BUCKETS,
     APPROVAL_TICKET_STATE,
+    APPROVAL_TICKET_UPSTREAM,
 )
 """Every migration, in the order it is applied."""
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from helio_proxy.store.base import Durability
 from helio_proxy.store.registry import register_backend
 from helio_proxy.store.sql import READER_THREADS, SqlStore
+from helio_proxy.url_display import display_url
 
 MIGRATION_LOCK_KEY: Final = 0x48454C494F  # "HELIO"
 """Advisory lock key held while migrations run, so replicas starting together migrate once."""
@@ -44,8 +45,7 @@ class PostgresStore(SqlStore):
 
     @property
     def description(self) -> str:
-        shown = make_url(self.url).set(drivername="postgresql")
-        return shown.render_as_string(hide_password=True)
+        return display_url(str(make_url(self.url).set(drivername="postgresql")))
 
     def create_engine(self) -> Engine:
         return create_engine(

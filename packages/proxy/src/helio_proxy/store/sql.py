@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from helio_proxy.store.base import Durability, Job, StoreError
 from helio_proxy.store.migrations import apply_migrations
+from helio_proxy.url_display import display_url
 
 T = TypeVar("T")
 
@@ -52,7 +53,7 @@ class SqlStore:
 
     @property
     def description(self) -> str:
-        return self.url
+        return display_url(self.url)
 
     def create_engine(self) -> Engine:
         raise NotImplementedError

@@ -103,6 +103,7 @@ class ApprovalTicketRow(SQLModel, table=True):
     holder: str | None = Field(default=None, sa_column=_text())
     holder_seen_at: str | None = Field(default=None, sa_column=_text())
     consumed_at: str | None = Field(default=None, sa_column=_text())
+    upstream: str | None = Field(default=None, sa_column=_text())
 
 
 class BudgetMetaRow(SQLModel, table=True):

@@ -18,6 +18,7 @@ import httpx
 
 from helio_proxy.approvals.model import Ticket
 from helio_proxy.config.approval import ApprovalConfig, DashboardChannel
+from helio_proxy.url_display import strip_credentials
 
 DELIVERY_ATTEMPTS: Final = 3
 """Attempts per outbound HTTP delivery (webhook POST, Slack API call)."""
@@ -75,7 +76,8 @@ class ChannelContext:
             problem = f"HTTP {response.status_code}"
             if response.status_code not in (408, 429) and response.status_code < 500:
                 break
-        raise DeliveryError(f"{description}: {problem} (after {attempt + 1} attempt(s))")
+        # An HTTP library's message may quote the URL it was given: never its credentials.
+        raise DeliveryError(strip_credentials(f"{description}: {problem} (after {attempt + 1} attempt(s))"))
 
 
 ChannelFactory = Callable[[Any, ChannelContext], ApprovalChannel]

@@ -44,6 +44,11 @@ def _arguments(ticket: Ticket) -> str:
     return _escape(text)
 
 
+def _called(ticket: Ticket) -> str:
+    """The tool as titles name it: ``upstream/tool`` when the proxy mounts several upstreams."""
+    return ticket.tool_name if ticket.upstream is None else f"{ticket.upstream}/{ticket.tool_name}"
+
+
 def _summary_blocks(ticket: Ticket, title: str) -> list[dict[str, Any]]:
     request = ticket.request
     fields = [
@@ -52,6 +57,8 @@ def _summary_blocks(ticket: Ticket, title: str) -> list[dict[str, Any]]:
         f"*Session*\n{_escape(ticket.session_id or 'unknown')}",
         f"*Expires*\n{ticket.expires_at}",
     ]
+    if ticket.upstream is not None:
+        fields.insert(1, f"*Upstream*\n`{_escape(ticket.upstream)}`")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
@@ -75,7 +82,7 @@ def _summary_blocks(ticket: Ticket, title: str) -> list[dict[str, Any]]:
 
 def request_blocks(ticket: Ticket, *, escalation: bool) -> list[dict[str, Any]]:
     """The message for a pending ticket, with its buttons."""
-    title = ("Escalated: approval" if escalation else "Approval") + f" requested for {ticket.tool_name}"
+    title = ("Escalated: approval" if escalation else "Approval") + f" requested for {_called(ticket)}"
     buttons = [
         {
             "type": "button",
@@ -109,7 +116,7 @@ def resolved_blocks(ticket: Ticket) -> list[dict[str, Any]]:
     )
     when = f" at {ticket.resolved_at}" if ticket.resolved_at else ""
     line = {"type": "section", "text": {"type": "mrkdwn", "text": f"*{outcome}*{who}{when}{reason}"}}
-    return [*_summary_blocks(ticket, f"{outcome}: {ticket.tool_name}"), line]
+    return [*_summary_blocks(ticket, f"{outcome}: {_called(ticket)}"), line]
 
 
 class SlackNotifier:
@@ -121,7 +128,7 @@ class SlackNotifier:
 
     async def requested(self, ticket: Ticket, *, escalation: bool) -> Mapping[str, Any] | None:
         blocks = request_blocks(ticket, escalation=escalation)
-        text = f"Approval requested for {ticket.tool_name} (ticket {ticket.id})"
+        text = f"Approval requested for {_called(ticket)} (ticket {ticket.id})"
         data = await self._call(
             "chat.postMessage", {"channel": self.config.channel, "text": text, "blocks": blocks}
         )
@@ -129,7 +136,7 @@ class SlackNotifier:
 
     async def resolved(self, ticket: Ticket, deliveries: list[Mapping[str, Any]]) -> None:
         blocks = resolved_blocks(ticket)
-        text = f"{_OUTCOMES.get(ticket.status, ticket.status.value)}: {ticket.tool_name} (ticket {ticket.id})"
+        text = f"{_OUTCOMES.get(ticket.status, ticket.status.value)}: {_called(ticket)} (ticket {ticket.id})"
         for delivery in deliveries:
             if delivery.get("channel") and delivery.get("ts"):
                 payload = {
