@@ -290,11 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Refund an order through Helio, repairing what the proxy says is missing."
     )
-    parser.add_argument("--proxy-url", default="http://127.0.0.1:3000/mcp", help="the proxy's MCP endpoint")
+    parser.add_argument(
+        "--proxy-url",
+        default=os.environ.get("HELIO_MCP_URL") or "http://127.0.0.1:3000/mcp",
+        help="the proxy's MCP endpoint (default: $HELIO_MCP_URL, else http://127.0.0.1:3000/mcp)",
+    )
     parser.add_argument(
         "--sideband-url",
-        default="http://127.0.0.1:3200",
-        help="the proxy's SDK sideband (token: HELIO_SDK_TOKEN)",
+        default=os.environ.get("HELIO_SDK_URL") or "http://127.0.0.1:3200",
+        help="the proxy's SDK sideband (default: $HELIO_SDK_URL, else http://127.0.0.1:3200; "
+        "token: HELIO_SDK_TOKEN)",
     )
     parser.add_argument("--order-id", default="A-1001")
     parser.add_argument("--email", help="the customer's email for customer.verify (default: the order's)")

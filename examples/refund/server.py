@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -113,7 +114,12 @@ def build_server() -> MCPServer:
 def main() -> None:
     parser = argparse.ArgumentParser(description="The refund example's MCP server (streamable HTTP).")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3001)
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("REFUND_SERVER_PORT") or 3001),
+        help="TCP port (default: $REFUND_SERVER_PORT, else 3001; helio.yaml reads the same variable)",
+    )
     parser.add_argument("--json", action="store_true", help="answer with JSON bodies instead of SSE streams")
     parser.add_argument(
         "--stateful",

@@ -113,7 +113,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 
 def _exported(config: Path) -> list[dict[str, str]]:
-    result = _helio_cli("export", "-f", "csv", "-c", str(config), "--limit", "10000")
+    result = _helio_cli("export", "--format", "csv", "-c", str(config), "--limit", "10000")
     assert result.returncode == 0, result.stderr
     return list(csv.DictReader(io.StringIO(result.stdout, newline="")))
 

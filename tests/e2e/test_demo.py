@@ -52,6 +52,8 @@ async def test_demo_proxy_gives_the_official_client_the_same_results_as_the_serv
             str(upstream_port),
             "--dashboard-port",
             str(dashboard_port),
+            "--sdk-port",
+            str(free_port()),
         ),
         cwd=tmp_path,
     ) as demo:
@@ -178,6 +180,8 @@ def test_demo_refuses_to_start_when_its_upstream_port_is_taken(
                 str(upstream_port),
                 "--dashboard-port",
                 str(free_port()),
+                "--sdk-port",
+                str(free_port()),
             ),
             capture_output=True,
             text=True,
@@ -204,6 +208,8 @@ async def test_the_demo_holds_payments_until_approved_with_the_secret_it_printed
         str(upstream_port),
         "--dashboard-port",
         str(dashboard_port),
+        "--sdk-port",
+        str(free_port()),
     ]
     with running(helio("demo", *args), cwd=tmp_path) as demo:
         wait_for_port(proxy_port, demo)
@@ -239,3 +245,33 @@ async def test_the_demo_holds_payments_until_approved_with_the_secret_it_printed
     assert result.structured_content is not None
     assert result.structured_content["status"] == "created"
     assert demo.returncode == 0
+
+
+def test_demo_refuses_to_start_when_its_sdk_port_is_taken_and_names_the_option(
+    ports: tuple[int, int], tmp_path: Path
+) -> None:
+    import socket
+
+    proxy_port, upstream_port = ports
+    sdk_port = free_port()
+    with socket.create_server(("127.0.0.1", sdk_port)):
+        result = subprocess.run(
+            helio(
+                "demo",
+                "--port",
+                str(proxy_port),
+                "--upstream-port",
+                str(upstream_port),
+                "--dashboard-port",
+                str(free_port()),
+                "--sdk-port",
+                str(sdk_port),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+    assert result.returncode == 3
+    assert f"port {sdk_port} on 127.0.0.1 is already in use; choose another with --sdk-port" in result.stderr

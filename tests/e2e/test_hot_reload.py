@@ -149,7 +149,7 @@ def test_editing_the_config_takes_effect_without_restart_and_a_bad_edit_keeps_th
     with proxy_in_front_of_demo(tmp_path) as proxy:
         url, config, output = proxy.url, proxy.config, proxy.output
         output.wait_for("Policies: 2 rules loaded (default: allow)")
-        output.wait_for("Annotation cache primed: 7 tool definitions baselined")
+        output.wait_for("Annotation cache primed: 8 tool definitions baselined")  # the demo server's tools
         output.wait_for(f"Watching {config} for policy changes")
         assert blocked_by(call(url, "get_weather", {"city": "Leeds"})) is None
         assert blocked_by(call(url, "delete_user", {"user_id": "u1"})) == "block-destructive"

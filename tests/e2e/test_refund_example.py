@@ -1,5 +1,6 @@
-"""examples/refund as its README runs it: the example server, ``helio start`` on a copy of the
-example's config (ports and audit path filled in), and the agent script, all real processes.
+"""examples/refund as its README runs it: the example server, ``helio start`` on the example's
+config as it is (this test's ports given through the environment variables the config reads, the
+audit trail in a temporary working directory), and the agent script, all real processes.
 
 The agent prints one JSON object per step (``--json``); the tests read the steps and then the
 audit trail the proxy wrote.
@@ -57,41 +58,41 @@ class Stack:
         assert self.proxy.returncode == 0, self.output
 
 
-def _config_copy(name: str, tmp_path: Path, server_port: int, proxy_port: int, sdk_port: int) -> Path:
-    """The example's config with this test's ports and a temp audit path; nothing else changed."""
-    config: dict[str, Any] = yaml.safe_load((EXAMPLE / name).read_text())
-    config["upstream"]["url"] = f"http://127.0.0.1:{server_port}/mcp"
-    config["listen"]["port"] = proxy_port
-    if "sdk" in config:
-        config["sdk"]["port"] = sdk_port
-    config["audit"]["path"] = str(tmp_path / "audit.db")
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+def _ports_env(server_port: int, proxy_port: int, sdk_port: int) -> dict[str, str]:
+    """What the example's configs read their ports from (``${HELIO_PORT:-3000}`` and so on)."""
+    return {
+        "REFUND_SERVER_PORT": str(server_port),
+        "HELIO_PORT": str(proxy_port),
+        "HELIO_SDK_PORT": str(sdk_port),
+    }
 
 
 @contextmanager
 def example_stack(name: str, tmp_path: Path) -> Iterator[Stack]:
     server_port, proxy_port, sdk_port = free_port(), free_port(), free_port()
-    config = _config_copy(name, tmp_path, server_port, proxy_port, sdk_port)
+    config = EXAMPLE / name
     sdk = "sdk" in yaml.safe_load(config.read_text())
+    ports = _ports_env(server_port, proxy_port, sdk_port)
     with (tmp_path / "server.log").open("w") as server_log:
         server = subprocess.Popen(
-            [sys.executable, str(EXAMPLE / "server.py"), "--port", str(server_port)],
+            [sys.executable, str(EXAMPLE / "server.py")],  # its port from REFUND_SERVER_PORT
             stdout=server_log,
             stderr=subprocess.STDOUT,
             text=True,
+            env={**os.environ, **ports},
         )
         try:
             wait_for_port(server_port, server)
-            with running(helio("start", "-c", str(config)), env={"HELIO_SDK_TOKEN": TOKEN}) as proxy:
+            with running(
+                helio("start", "-c", str(config)), cwd=tmp_path, env={"HELIO_SDK_TOKEN": TOKEN, **ports}
+            ) as proxy:
                 wait_for_port(proxy_port, proxy)
                 if sdk:
                     wait_for_port(sdk_port, proxy)
                 stack = Stack(
                     proxy_url=f"http://127.0.0.1:{proxy_port}/mcp",
                     sideband_url=f"http://127.0.0.1:{sdk_port}" if sdk else None,
-                    audit=tmp_path / "audit.db",
+                    audit=tmp_path / "helio-refund-audit.db",
                     proxy=proxy,
                 )
                 yield stack

@@ -139,5 +139,7 @@ async def test_startup_lists_every_mount_and_each_upstream_keeps_its_own_baselin
     for name in ("a", "b"):
         assert f"MCP endpoint ({name}): {base}/mcp/{name}" in output
         assert f"Legacy SSE endpoint ({name}): {base}/sse/{name}" in output
-        assert f"Annotation cache primed ({name}): 8 tool definitions baselined" in output
+        assert (
+            f"Annotation cache primed ({name}): 9 tool definitions baselined" in output
+        )  # demo tools + always_fails
     assert "Upstream (a): http://127.0.0.1:" in output

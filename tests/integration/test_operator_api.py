@@ -328,6 +328,28 @@ async def test_events_stream_carries_published_events_with_ids_and_heartbeats() 
                 assert "event: heartbeat" in heartbeat
 
 
+async def test_an_operator_configured_with_the_hash_helio_secret_printed_logs_in_with_its_secret() -> None:
+    from click.testing import CliRunner
+
+    from helio_proxy.cli import cli
+
+    printed = json.loads(CliRunner().invoke(cli, ["secret", "--json"]).stdout)
+    async with mcp_upstream() as upstream:
+        config = _config(upstream).replace(
+            "  operators:\n",
+            f"  operators:\n    - {{name: carol, secret_hash: '{printed['hash']}', roles: [admin]}}\n",
+        )
+        async with run_proxy(config) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+            carol = await http.get(
+                "/api/auth/session", headers={"authorization": f"Bearer {printed['secret']}"}
+            )
+            with_hash = await http.get(
+                "/api/auth/session", headers={"authorization": f"Bearer {printed['hash']}"}
+            )
+    assert carol.json()["data"] == {"operator": "carol", "role": "admin", "via": "operator"}
+    assert with_hash.status_code == 401
+
+
 @pytest.mark.parametrize(
     ("origin", "scheme", "host", "same"),
     [

@@ -18,6 +18,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 
+from helio import HelioContext
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.store import create_store
 from tests.harness import (
@@ -297,3 +298,40 @@ async def test_over_stdio_a_repeated_key_and_a_tools_call_notification_are_refus
         ("echo", "rejected", "notification_tool_call"),
         ("echo", "allow", None),
     ]
+
+
+async def test_calls_carrying_the_sdk_meta_key_are_filed_under_the_sdk_session_in_wrap_mode(
+    tmp_path: Path,
+) -> None:
+    """Over stdio there are no headers: ``HelioContext.meta`` carries the session in ``params._meta``."""
+    db = tmp_path / "wrap-audit.db"
+    config = tmp_path / "helio.yaml"
+    config.write_text(
+        f"version: '1'\ndashboard:\n  enabled: false\naudit:\n  path: '{db}'\n"
+        "policies:\n  default: allow\n  rules:\n"
+        "    - name: refund-needs-lookup\n      match: {tool: process_refund}\n"
+        "      requires: ['orders.lookup']\n"
+    )
+    ctx = HelioContext("http://127.0.0.1:9", "stdio-run-1", token="")
+    server = [sys.executable, str(REFUND_SERVER), "--transport", "stdio"]
+    async with Client(_wrapped(server, config=config), mode="legacy") as c:
+        await c.call_tool("orders.lookup", {"order_id": "A-1001"}, meta=ctx.meta)
+        await c.call_tool("process_refund", {"order_id": "A-1001"}, meta=ctx.meta)
+        await c.call_tool("orders.lookup", {"order_id": "A-1002"})
+    store = create_store(f"sqlite:///{db}")
+    store.open_sync()
+    try:
+        records = store.read_sync(lambda conn: fetch(conn, AuditFilter(), order="oldest"))
+    finally:
+        store.close_sync()
+    calls = [
+        (r["tool_name"], r["policy_decision"], r["session_id"], r["session_source"])
+        for r in records
+        if r["tool_name"] in ("orders.lookup", "process_refund")
+    ]
+    assert calls[:2] == [
+        ("orders.lookup", "allow", "stdio-run-1", "meta"),
+        ("process_refund", "allow", "stdio-run-1", "meta"),
+    ]
+    assert calls[2][2:] != ("stdio-run-1", "meta")
+    assert calls[2][3] == "legacy_header"

@@ -8,6 +8,8 @@
 * ``.tools/mcp1/``: a virtual environment holding the official Python SDK 1.x (the project's own
   environment has 2.x), made with ``uv`` when it is on ``PATH`` (or ``.tools/bin/uv``), else with
   ``venv`` + ``pip``.
+* ``.tools/langgraph/``: the same for LangGraph with ``langchain-mcp-adapters``, which needs the
+  MCP SDK 1.x (examples/agents/langgraph_agent.py; the Helio SDK comes from ``PYTHONPATH``).
 
 Every step checks before it acts, so a second run does nothing. Only package registries are
 contacted. A failed install raises :class:`PeerInstallError` naming the command and its output:
@@ -41,6 +43,14 @@ NPM_PEERS: Final = {
 """Exact versions, so every machine tests against the same peers."""
 
 MCP1_REQUIREMENT: Final = "mcp>=1.20,<2"
+LANGGRAPH_VENV: Final = TOOLS / "langgraph"
+LANGGRAPH_REQUIREMENTS: Final = {
+    "mcp": "1.30.0",
+    "langchain-mcp-adapters": "0.3.2",
+    "langchain-core": "1.8.3",
+    "langgraph": "1.2.22",
+}
+"""Exact versions: every langchain-mcp-adapters release needs ``mcp<2``."""
 INSTALL_TIMEOUT_SECONDS: Final = 300
 
 
@@ -157,10 +167,56 @@ def ensure_mcp1() -> Path:
     return mcp1_python()
 
 
+def langgraph_python() -> Path:
+    return LANGGRAPH_VENV / "bin" / "python"
+
+
+def _langgraph_versions() -> dict[str, str] | None:
+    python = langgraph_python()
+    if not python.exists():
+        return None
+    names = json.dumps(sorted(LANGGRAPH_REQUIREMENTS))
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            f"import importlib.metadata as m, json; print(json.dumps({{n: m.version(n) for n in {names}}}))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return json.loads(probe.stdout) if probe.returncode == 0 else None
+
+
+def ensure_langgraph() -> Path:
+    """A Python with LangGraph, langchain-mcp-adapters and the MCP SDK 1.x in ``.tools/langgraph``."""
+    if _langgraph_versions() == LANGGRAPH_REQUIREMENTS:
+        return langgraph_python()
+    specs = [f"{name}=={version}" for name, version in LANGGRAPH_REQUIREMENTS.items()]
+    uv = _uv()
+    if uv is not None:
+        _run([uv, "venv", "--quiet", "--clear", "--python", sys.executable, str(LANGGRAPH_VENV)], "the venv")
+        _run([uv, "pip", "install", "--quiet", "--python", str(langgraph_python()), *specs], "LangGraph")
+    else:
+        _run([sys.executable, "-m", "venv", "--clear", str(LANGGRAPH_VENV)], "the LangGraph venv")
+        _run([str(langgraph_python()), "-m", "pip", "install", "--quiet", *specs], "LangGraph")
+    found = _langgraph_versions()
+    if found != LANGGRAPH_REQUIREMENTS:
+        raise PeerInstallError(
+            f"{LANGGRAPH_VENV} has {found!r} after the install, not {LANGGRAPH_REQUIREMENTS}"
+        )
+    return langgraph_python()
+
+
 def main() -> None:
     ensure_npm_peers()
     python = ensure_mcp1()
-    print(f"peers ready: npm peers in {NPM_PREFIX}; mcp {_mcp1_version()} at {python}")
+    langgraph = ensure_langgraph()
+    print(
+        f"peers ready: npm peers in {NPM_PREFIX}; mcp {_mcp1_version()} at {python}; LangGraph at {langgraph}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from helio_proxy import capabilities
+from pathlib import Path
+
+from helio_proxy import capabilities, operator
 from helio_proxy.config import parse_config_text
 
 BASE = "version: '1'\nupstream:\n  url: 'http://127.0.0.1:9/mcp'\nlisten: {port: 0}\ndashboard: {enabled: false}\n"
 BUDGET = "budgets:\n  - {name: daily, limit: 100, contributors: [{match: {tool: pay}, field: $.amount}]}\n"
 
 
-def test_an_enabled_dashboard_is_a_notice() -> None:
-    config = parse_config_text(BASE.replace("enabled: false", "api_secret: s"), env={})
-    assert "dashboard UI is not part of this build" in capabilities.notices(config)[0]
+def test_the_missing_dashboard_ui_is_a_property_of_the_build_not_a_config_notice() -> None:
+    """Changed on purpose (issue 20): a fresh ``helio init`` config enables the dashboard and
+    must validate without a warning; ``helio start`` says the UI is absent instead."""
+    enabled = parse_config_text(BASE.replace("enabled: false", "api_secret: s"), env={})
+    disabled = parse_config_text(BASE, env={})
+    assert capabilities.notices(enabled) == []
+    assert capabilities.dashboard_ui_notice(disabled) is None
+    built = (Path(operator.__file__).parent / "console" / "index.html").is_file()
+    assert capabilities.dashboard_ui_available() is built
+    notice = capabilities.dashboard_ui_notice(enabled)
+    if built:
+        assert notice is None
+    else:
+        assert notice is not None
+        assert notice.startswith("not part of this build")
 
 
 def test_limit_keys_that_fall_back_are_notices() -> None:

@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from helio_proxy.cli import cli
@@ -27,6 +28,15 @@ def test_init_writes_a_valid_commented_config_with_a_fresh_256_bit_secret(tmp_pa
     second = CliRunner().invoke(cli, ["init", "-o", str(target), "-f"])
     assert load_config(target).config.dashboard.api_secret != secret
     assert second.exit_code == 0
+
+
+def test_a_config_helio_init_just_wrote_validates_without_any_warning(tmp_path: Path) -> None:
+    target = tmp_path / "helio.yaml"
+    CliRunner().invoke(cli, ["init", "-o", str(target)])
+    result = CliRunner().invoke(cli, ["validate", "-c", str(target)])
+    assert result.exit_code == 0
+    assert result.stdout == f"Config is valid: {target} (2 policy rules, 0 budgets)\n"
+    assert result.stderr == ""
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
@@ -79,3 +89,27 @@ def test_init_force_over_a_world_readable_file_leaves_the_new_secret_mode_0600(t
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert load_config(target).config.dashboard.api_secret in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["helio.yaml"]  # no temporary file left behind
+
+
+def test_wrap_with_neither_a_command_nor_a_config_is_bad_usage_exit_2() -> None:
+    result = CliRunner().invoke(cli, ["wrap"])
+    assert result.exit_code == 2
+    assert "give the server's command after '--', or -c FILE" in result.stderr
+
+
+def test_dash_f_means_force_in_every_command_that_has_it() -> None:
+    meanings: dict[str, set[str]] = {}
+
+    def walk(group: click.Group, prefix: str) -> None:
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                walk(command, f"{prefix}{name} ")
+                continue
+            for param in command.params:
+                for opt in param.opts:
+                    if opt.startswith("-") and not opt.startswith("--"):
+                        meanings.setdefault(opt, set()).add(param.name or "")
+
+    walk(cli, "")
+    assert meanings["-f"] == {"force"}
+    assert all(len(names) == 1 for names in meanings.values()), meanings

@@ -72,7 +72,7 @@ def _tamper(tmp_path: Path, record_id: str) -> None:
 
 def test_export_writes_csv_with_every_column_and_the_objects(tmp_path: Path) -> None:
     ids = _seed(tmp_path, 6)
-    result = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "-f", "csv"])
+    result = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "--format", "csv"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
     assert [r["id"] for r in rows] == ids  # oldest first
@@ -85,7 +85,9 @@ def test_export_filters_and_limits(tmp_path: Path) -> None:
     ids = _seed(tmp_path, 9)
     config = str(_config(tmp_path))
     runner = CliRunner()
-    denied = runner.invoke(cli, ["export", "-c", config, "-f", "json", "--decision", "deny", "--limit", "2"])
+    denied = runner.invoke(
+        cli, ["export", "-c", config, "--format", "json", "--decision", "deny", "--limit", "2"]
+    )
     assert denied.exit_code == 0, denied.output
     assert [r["id"] for r in json.loads(denied.stdout)] == [ids[3], ids[6]]
     window = runner.invoke(
@@ -94,7 +96,7 @@ def test_export_filters_and_limits(tmp_path: Path) -> None:
             "export",
             "-c",
             config,
-            "-f",
+            "--format",
             "json",
             "--tool",
             "weather",
@@ -107,7 +109,7 @@ def test_export_filters_and_limits(tmp_path: Path) -> None:
         ],
     )
     assert [r["id"] for r in json.loads(window.stdout)] == [ids[5], ids[7]]
-    reason = runner.invoke(cli, ["export", "-c", config, "-f", "json", "--reason", "policy_denied"])
+    reason = runner.invoke(cli, ["export", "-c", config, "--format", "json", "--reason", "policy_denied"])
     assert len(json.loads(reason.stdout)) == 3
     too_many = runner.invoke(cli, ["export", "-c", config, "--limit", "10001"])
     assert too_many.exit_code == 2
@@ -194,13 +196,37 @@ def test_invalid_audit_and_store_settings_are_config_errors(snippet: str, messag
 
 
 def test_export_over_a_world_readable_file_leaves_it_mode_0600(tmp_path: Path) -> None:
-    """Issue 22 point 10: -o over an existing 0644 file kept its mode."""
+    """Issue 22 point 10: -o (now with -f) over an existing 0644 file kept its mode."""
     _seed(tmp_path, 2)
     out = tmp_path / "out.csv"
     out.write_text("old export\n")
     out.chmod(0o644)
-    result = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "-o", str(out)])
+    result = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "-o", str(out), "-f"])
     assert result.exit_code == 0, result.output
     assert out.stat().st_mode & 0o777 == 0o600
     assert len(out.read_text().splitlines()) == 3
     assert "old export" not in out.read_text()
+
+
+def test_export_refuses_to_overwrite_an_existing_file_without_force_like_init(tmp_path: Path) -> None:
+    _seed(tmp_path, 2)
+    config = str(_config(tmp_path))
+    out = tmp_path / "out.csv"
+    out.write_text("keep me")
+    refused = CliRunner().invoke(cli, ["export", "-c", config, "-o", str(out)])
+    assert refused.exit_code == 1
+    assert f"{out} already exists; use -f (--force) to overwrite it" in refused.stderr
+    assert out.read_text() == "keep me"
+    forced = CliRunner().invoke(cli, ["export", "-c", config, "-o", str(out), "-f"])
+    assert forced.exit_code == 0, forced.output
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_export_format_has_no_short_flag_and_the_old_dash_f_csv_is_bad_usage_that_says_why(
+    tmp_path: Path,
+) -> None:
+    _seed(tmp_path, 1)
+    old = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "-f", "csv"])
+    assert old.exit_code == 2
+    assert "-f now means --force" in old.stderr
+    assert "--format" in old.stderr

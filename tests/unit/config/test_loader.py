@@ -26,7 +26,12 @@ def test_minimal_config_takes_the_reference_defaults() -> None:
     assert config.policies.default == "allow"
     assert config.policies.on_tool_drift == "block"
     assert config.session.on_unresolved == "deny"
-    assert [s.source for s in config.session.identity] == ["header", "legacy_header"]
+    # The reference's chain, plus our SDK's _meta key between its two steps (for stdio agents).
+    assert [(s.source, s.name) for s in config.session.identity] == [
+        ("header", "x-helio-session-id"),
+        ("meta", "io.gethelio/session-id"),
+        ("legacy_header", None),
+    ]
     assert config.audit.path == "./helio-audit.db"
     assert config.audit.retention.seconds == 90 * 86400
     assert config.approval.timeout.seconds == 300
@@ -212,6 +217,26 @@ def test_load_config_reports_missing_file_and_hashes_content(tmp_path: Path) -> 
 def test_empty_and_non_mapping_files_are_explained() -> None:
     assert "empty" in error_of("").message
     assert "mapping" in error_of("- a\n- b\n").message
+
+
+def test_a_default_stands_in_for_an_unset_or_empty_variable_and_a_set_one_wins() -> None:
+    text = BASE + "listen:\n  port: ${HELIO_PORT:-3000}\n  host: '${HELIO_HOST:-127.0.0.1}'\n"
+    assert parse_config_text(text, env={}).listen.port == 3000
+    assert parse_config_text(text, env={"HELIO_PORT": ""}).listen.port == 3000
+    assert parse_config_text(text, env={"HELIO_PORT": "4123"}).listen.port == 4123
+    assert parse_config_text(text, env={}).listen.host == "127.0.0.1"
+
+
+def test_an_empty_default_is_allowed_and_a_bad_name_with_a_default_is_still_an_error() -> None:
+    config = parse_config_text(BASE.replace("s3cret", "s3cret${SUFFIX:-}"), env={})
+    assert config.dashboard.api_secret == "s3cret"
+    error = error_of(BASE.replace("s3cret", "${1BAD:-x}"))
+    assert "invalid environment variable reference ${1BAD:-x}" in error.message
+
+
+def test_an_unset_variable_error_says_how_to_give_a_default() -> None:
+    error = error_of(BASE.replace("s3cret", "${NOT_SET}"))
+    assert "${NOT_SET:-VALUE}" in error.message
 
 
 def test_dashboard_trusted_proxies_are_addresses_or_networks_and_default_to_none() -> None:

@@ -59,3 +59,14 @@ def test_refund_configs_name_only_tools_of_the_example_server(path: Path) -> Non
                 named.add(rule.evidence.produces)
     assert named
     assert named <= tools, f"{sorted(named - tools)} are not tools of examples/refund/server.py"
+
+
+@pytest.mark.parametrize("path", REFUND_CONFIGS, ids=_id)
+def test_refund_configs_take_their_ports_from_the_environment_with_the_readme_defaults(path: Path) -> None:
+    defaults = parse_config_text(path.read_text(), source=_id(path), env={})
+    ports = {"REFUND_SERVER_PORT": "4101", "HELIO_PORT": "4100", "HELIO_SDK_PORT": "4102"}
+    chosen = parse_config_text(path.read_text(), source=_id(path), env=ports)
+    assert (defaults.upstream_list[0].url, defaults.listen.port) == ("http://127.0.0.1:3001/mcp", 3000)
+    assert (chosen.upstream_list[0].url, chosen.listen.port) == ("http://127.0.0.1:4101/mcp", 4100)
+    if defaults.sdk.enabled:
+        assert (defaults.sdk.port, chosen.sdk.port) == (3200, 4102)

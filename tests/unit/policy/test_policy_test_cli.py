@@ -73,11 +73,27 @@ def test_input_conditions_see_the_given_arguments(config: Path) -> None:
     assert "Matched rule: large-payments (index 2)" in out
 
 
-def test_a_gate_is_checked_against_an_empty_session_or_an_unresolved_one(config: Path) -> None:
+def test_a_gate_is_checked_against_an_empty_session_with_or_without_session(config: Path) -> None:
+    """Changed on purpose (issue 20): without --session the answer was session_unresolved, which
+    contradicted docs/policies.md and hid what the gate needs."""
     _, with_session, _ = run(config, "--tool", "issue_refund", "--annotations", SAFE, "--session", "run-1")
     _, without, _ = run(config, "--tool", "issue_refund", "--annotations", SAFE)
-    assert error_of(with_session)["data"]["reason"] == "dependency_missing"
-    assert error_of(without)["data"]["policy_reason"] == "session_unresolved"
+    for out in (with_session, without):
+        data = error_of(out)["data"]
+        assert data["reason"] == "dependency_missing"
+        assert data["missing_dependencies"] == ["lookup_order"]
+        assert "policy_reason" not in data
+    assert "Session: run-1, empty: no evidence, no earlier calls" in with_session
+    assert "Session: (none given), empty: no evidence, no earlier calls" in without
+
+
+def test_what_policies_md_says_policy_test_does_without_a_session_is_what_it_does(config: Path) -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "policies.md").read_text()
+    claim = "`helio policy test` checks gates against an empty session"
+    assert claim in " ".join(docs.split())
+    _, without, _ = run(config, "--tool", "issue_refund", "--annotations", SAFE)
+    _, empty, _ = run(config, "--tool", "issue_refund", "--annotations", SAFE, "--session", "empty")
+    assert error_of(without)["data"] == error_of(empty)["data"]
 
 
 @pytest.mark.parametrize(

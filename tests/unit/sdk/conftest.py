@@ -8,8 +8,9 @@ ALLOWED_KEYS = ("customer_verified", "order_data", "refund_policy")
 
 @pytest.fixture(autouse=True)
 def _no_ambient_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A HELIO_SDK_TOKEN in the developer's shell must not change what these tests see."""
+    """A HELIO_SDK_TOKEN or HELIO_SDK_URL in the developer's shell must not change what these tests see."""
     monkeypatch.delenv("HELIO_SDK_TOKEN", raising=False)
+    monkeypatch.delenv("HELIO_SDK_URL", raising=False)
 
 
 @pytest.fixture

@@ -294,8 +294,8 @@ def test_a_closed_client_refuses_further_calls(fake: FakeSideband):
 @pytest.mark.parametrize(
     ("kwargs", "complaint"),
     [
-        ({"proxy_url": "ftp://127.0.0.1:3200"}, "proxy_url"),
-        ({"proxy_url": "127.0.0.1:3200"}, "proxy_url"),
+        ({"sideband_url": "ftp://127.0.0.1:3200"}, "sideband_url"),
+        ({"sideband_url": "127.0.0.1:3200"}, "sideband_url"),
         ({"timeout": 0}, "timeout"),
     ],
 )
@@ -307,5 +307,5 @@ def test_a_client_refuses_a_non_http_url_or_a_non_positive_timeout(kwargs, compl
 def test_the_client_defaults_to_the_local_sideband_port_and_five_seconds():
     client = helio.HelioClient()
 
-    assert (client.proxy_url, client.timeout) == ("http://127.0.0.1:3200", 5.0)
-    assert repr(client) == "HelioClient(proxy_url='http://127.0.0.1:3200', timeout=5.0, token=none)"
+    assert (client.sideband_url, client.timeout) == ("http://127.0.0.1:3200", 5.0)
+    assert repr(client) == "HelioClient(sideband_url='http://127.0.0.1:3200', timeout=5.0, token=none)"

@@ -44,8 +44,8 @@ def test_client_is_the_helio_client_the_context_sends_through(fake: FakeSideband
     ctx = HelioContext("http://127.0.0.1:3201/", "s1", timeout=2.0)
 
     assert isinstance(ctx.client, helio.HelioClient)
-    assert (ctx.client.proxy_url, ctx.client.timeout) == ("http://127.0.0.1:3201", 2.0)
-    assert repr(ctx) == "HelioContext(proxy_url='http://127.0.0.1:3201', session_id='s1')"
+    assert (ctx.client.sideband_url, ctx.client.timeout) == ("http://127.0.0.1:3201", 2.0)
+    assert repr(ctx) == "HelioContext(sideband_url='http://127.0.0.1:3201', session_id='s1')"
 
 
 def test_every_context_method_sends_its_own_session_id(fake: FakeSideband):

@@ -38,7 +38,7 @@ def test_helio_error_keeps_the_status_code_attribute_of_helio_client_0_16():
         (401, helio.HelioAuthError),
         (403, helio.HelioForbiddenError),
         (413, helio.HelioPayloadTooLargeError),
-        (404, helio.HelioHTTPError),
+        (404, helio.HelioNotSidebandError),
         (405, helio.HelioHTTPError),
         (500, helio.HelioHTTPError),
         (503, helio.HelioHTTPError),

@@ -14,6 +14,7 @@ PYPROJECT = Path(__file__).resolve().parents[3] / "packages" / "sdk" / "pyprojec
 
 def test_the_public_names_of_helio_are_exactly_these():
     assert helio.__all__ == [
+        "Blocked",
         "CompletedTool",
         "DeclaredDependency",
         "EvidenceEntry",
@@ -26,6 +27,7 @@ def test_the_public_names_of_helio_are_exactly_these():
         "HelioError",
         "HelioForbiddenError",
         "HelioHTTPError",
+        "HelioNotSidebandError",
         "HelioPayloadTooLargeError",
         "HelioProtocolError",
         "HelioSerializationError",
@@ -37,7 +39,10 @@ def test_the_public_names_of_helio_are_exactly_these():
         "TransportResponse",
         "UrllibTransport",
         "__version__",
+        "blocked",
         "current_context",
+        "instrument",
+        "uninstrument",
     ]
 
 

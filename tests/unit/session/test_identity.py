@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from helio import HelioContext
 from helio_proxy.config.sections import IdentitySource, SessionConfig
 from helio_proxy.session import ANONYMOUS_SESSION, SessionIdentity, SessionResolver, resolve_session
 
@@ -96,3 +97,42 @@ def test_resolver_uses_the_session_config() -> None:
     resolver = SessionResolver(config)
     assert resolver.on_unresolved == "anonymous"
     assert resolver.resolve({"x-helio-session-id": "ignored"}, client_info()).source == "meta"
+
+
+def helio_meta(session_id: Any) -> dict[str, Any]:
+    return {"_meta": {"io.gethelio/session-id": session_id}}
+
+
+def test_default_chain_reads_the_helio_meta_key_after_the_header_and_before_mcp_session_id() -> None:
+    """For transports without headers (``helio wrap``'s stdio): the SDK's ``HelioContext.meta``."""
+    assert resolve_session(DEFAULT_CHAIN, {"mcp-session-id": "m"}, helio_meta("run-7")) == SessionIdentity(
+        "run-7", "meta"
+    )
+    both = {"x-helio-session-id": "run-42", "mcp-session-id": "m"}
+    assert resolve_session(DEFAULT_CHAIN, both, helio_meta("run-7")) == SessionIdentity("run-42", "header")
+
+
+@pytest.mark.parametrize("value", [None, 7, {"id": "x"}, "", "  ", "x" * 257])
+def test_a_meta_key_whose_value_is_not_a_usable_string_is_skipped(value: Any) -> None:
+    identity = resolve_session(DEFAULT_CHAIN, {"mcp-session-id": "m"}, helio_meta(value))
+    assert identity == SessionIdentity("m", "legacy_header")
+
+
+def test_a_meta_source_with_a_name_reads_that_key_and_one_without_reads_the_client_info() -> None:
+    params = {"_meta": {"com.example/run": "r-9", **client_info()["_meta"]}}
+    named = IdentitySource(source="meta", name="com.example/run")
+    assert resolve_session([named, META], {}, params) == SessionIdentity("r-9", "meta")
+    assert resolve_session([META, named], {}, params) == SessionIdentity(
+        "clientinfo:claude-code@1.2.3", "meta"
+    )
+
+
+@pytest.mark.parametrize("name", ["", " io.gethelio/session-id"])
+def test_a_meta_source_name_must_be_a_non_blank_key(name: str) -> None:
+    with pytest.raises(ValueError, match="meta key"):
+        IdentitySource(source="meta", name=name)
+
+
+def test_the_default_meta_key_is_the_one_the_sdk_sends() -> None:
+    names = [step.name for step in DEFAULT_CHAIN if step.source == "meta"]
+    assert names == list(HelioContext("http://127.0.0.1:9", "s", token="").meta)

@@ -358,6 +358,9 @@ class HelioApp:
             )
         if any(listener.name == "dashboard" for listener in self.listeners):
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
+            ui_notice = capabilities.dashboard_ui_notice(config)
+            if ui_notice is not None:
+                self.say(f"Dashboard UI: {ui_notice}")
         if self.sdk_token is not None:
             self.say(f"SDK sideband listening on {self.sideband_url}")
             if self.sdk_token.from_env:

@@ -1,22 +1,44 @@
-"""Settings the schema accepts that this version honours only in part: startup and ``helio
-validate`` print each as a warning (``notices``). Every control a call must pass is enforced; what
-is listed here loses no governance (a UI not served, a key that falls back and says so).
+"""What this build honours of a config.
+
+``notices``: settings the schema accepts that this version honours only in part; startup and
+``helio validate`` print each as a warning. Every control a call must pass is enforced; what is
+listed there loses no governance (a key that falls back and says so).
+
+``dashboard_ui_notice``: whether the dashboard UI can be served is a property of the installation
+(its built assets), not of the config, so ``helio validate`` never mentions it; ``helio start``
+says so in one line when the config enables the dashboard and the assets are absent.
 """
 
 from __future__ import annotations
 
+from importlib import resources
+from typing import Final
+
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.limits.charges import fallback_warnings
+
+DASHBOARD_UI_INDEX: Final = ("console", "index.html")
+"""Where the built dashboard UI lives inside the ``helio_proxy.operator`` package."""
+
+
+def dashboard_ui_available() -> bool:
+    """Whether this installation ships the dashboard UI's built assets."""
+    return resources.files("helio_proxy.operator").joinpath(*DASHBOARD_UI_INDEX).is_file()
+
+
+def dashboard_ui_notice(config: HelioConfig) -> str | None:
+    """What ``helio start`` says when the config enables the dashboard but its UI is not installed."""
+    if not config.dashboard.enabled or dashboard_ui_available():
+        return None
+    return (
+        "not part of this build; the dashboard port serves the REST API (/api/*) and live events "
+        "(/api/events) only"
+    )
 
 
 def notices(config: HelioConfig) -> list[str]:
     """Settings that are accepted but have no effect yet."""
     out: list[str] = []
-    if config.dashboard.enabled:
-        out.append(
-            "the dashboard UI is not part of this build; its port serves the REST API (/api/*) and "
-            "live events (/api/events) only"
-        )
     if config.policies.tool_revalidation.max_advertised_ttl is not None:
         out.append(
             "policies.tool_revalidation.max_advertised_ttl has no effect yet: ttlMs is relayed unchanged"

@@ -1,8 +1,9 @@
 """Helio SDK: mark evidence, set context and declare dependencies on the Helio proxy's sideband.
 
-Standard library only. Start with ``HelioContext``; see ``docs/sdk.md``.
+Standard library only. Start with ``HelioContext`` and ``instrument()``; see ``docs/sdk.md``.
 """
 
+from helio._blocked import Blocked, blocked
 from helio._client import HelioClient
 from helio._context import HelioContext, current_context
 from helio._errors import (
@@ -11,12 +12,14 @@ from helio._errors import (
     HelioError,
     HelioForbiddenError,
     HelioHTTPError,
+    HelioNotSidebandError,
     HelioPayloadTooLargeError,
     HelioProtocolError,
     HelioSerializationError,
     HelioTimeoutError,
     HelioValidationError,
 )
+from helio._instrument import instrument, uninstrument
 from helio._models import (
     CompletedTool,
     DeclaredDependency,
@@ -29,6 +32,7 @@ from helio._transport import Transport, TransportRequest, TransportResponse, Url
 from helio._version import __version__
 
 __all__ = [
+    "Blocked",
     "CompletedTool",
     "DeclaredDependency",
     "EvidenceEntry",
@@ -41,6 +45,7 @@ __all__ = [
     "HelioError",
     "HelioForbiddenError",
     "HelioHTTPError",
+    "HelioNotSidebandError",
     "HelioPayloadTooLargeError",
     "HelioProtocolError",
     "HelioSerializationError",
@@ -52,5 +57,8 @@ __all__ = [
     "TransportResponse",
     "UrllibTransport",
     "__version__",
+    "blocked",
     "current_context",
+    "instrument",
+    "uninstrument",
 ]

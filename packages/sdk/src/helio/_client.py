@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self, cast
@@ -14,45 +15,87 @@ from helio._errors import (
     HelioSerializationError,
     HelioTimeoutError,
     error_from_response,
+    not_sideband_hint,
 )
 from helio._models import EvidenceReceipt, SessionState, parse_receipt, parse_session_state
 from helio._transport import Transport, TransportRequest, UrllibTransport
 from helio._version import __version__
-from helio._wire import DEFAULT_PROXY_URL, DEFAULT_TIMEOUT_SECONDS, DEFAULT_TTL_SECONDS, TOKEN_ENV_VAR
+from helio._wire import (
+    DEFAULT_SIDEBAND_URL,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_TTL_SECONDS,
+    TOKEN_ENV_VAR,
+    URL_ENV_VAR,
+)
 
 _USER_AGENT = f"helio-sdk/{__version__}"
+
+
+def resolve_sideband_url(sideband_url: str | None, proxy_url: str | None, *, stacklevel: int) -> str:
+    """The sideband URL a client uses: ``sideband_url``, else the deprecated ``proxy_url``, else
+    ``HELIO_SDK_URL`` (read now; empty counts as unset), else ``http://127.0.0.1:3200``.
+
+    ``ValueError`` when it is not an http(s) URL, naming where it came from.
+    """
+    if proxy_url is not None:
+        if sideband_url is not None:
+            raise TypeError("give sideband_url or its old name proxy_url, not both")
+        warnings.warn(
+            "proxy_url is deprecated: call it sideband_url (the same URL, the sideband's, port 3200)",
+            DeprecationWarning,
+            stacklevel=stacklevel + 1,
+        )
+        url, source = proxy_url, "proxy_url"
+    elif sideband_url is not None:
+        url, source = sideband_url, "sideband_url"
+    elif os.environ.get(URL_ENV_VAR):
+        url, source = os.environ[URL_ENV_VAR], URL_ENV_VAR
+    else:
+        url, source = DEFAULT_SIDEBAND_URL, "sideband_url"
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(
+            f"{source} must be an http:// or https:// URL (the sideband's, e.g. {DEFAULT_SIDEBAND_URL})"
+        )
+    return url.rstrip("/")
 
 
 class HelioClient:
     """A client for the proxy's sideband API (``docs/sideband-api.md``).
 
-    The bearer token is ``token`` when given (``""`` means: send none), otherwise
-    ``HELIO_SDK_TOKEN`` read once, here; an empty variable counts as unset. Requests go through
-    ``transport`` (default: ``UrllibTransport``). A client holds no per-call state and may be shared
-    between threads.
+    The sideband's URL is ``sideband_url`` when given, otherwise ``HELIO_SDK_URL``, otherwise
+    ``http://127.0.0.1:3200``; ``proxy_url`` is its deprecated old name. The bearer token is
+    ``token`` when given (``""`` means: send none), otherwise ``HELIO_SDK_TOKEN``. Both variables
+    are read once, here; an empty variable counts as unset. Requests go through ``transport``
+    (default: ``UrllibTransport``). A client holds no per-call state and may be shared between
+    threads.
     """
 
     def __init__(
         self,
-        proxy_url: str = DEFAULT_PROXY_URL,
+        sideband_url: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         token: str | None = None,
         transport: Transport | None = None,
+        proxy_url: str | None = None,
     ) -> None:
-        if urlsplit(proxy_url).scheme not in ("http", "https"):
-            raise ValueError("proxy_url must be an http:// or https:// URL")
+        url = resolve_sideband_url(sideband_url, proxy_url, stacklevel=2)
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
-        self._proxy_url = proxy_url.rstrip("/")
+        self._proxy_url = url
         self._timeout = float(timeout)
         self._token = _resolve_token(token)
         self._transport: Transport = transport if transport is not None else UrllibTransport()
         self._closed = False
 
     @property
-    def proxy_url(self) -> str:
+    def sideband_url(self) -> str:
         """Base URL of the sideband, without a trailing slash."""
+        return self._proxy_url
+
+    @property
+    def proxy_url(self) -> str:
+        """The old name of :attr:`sideband_url` (deprecated)."""
         return self._proxy_url
 
     @property
@@ -134,7 +177,7 @@ class HelioClient:
 
     def __repr__(self) -> str:
         token = "set" if self._token else "none"
-        return f"HelioClient(proxy_url={self._proxy_url!r}, timeout={self._timeout}, token={token})"
+        return f"HelioClient(sideband_url={self._proxy_url!r}, timeout={self._timeout}, token={token})"
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> object:
         """Send one request and return its decoded JSON body, or raise the matching ``HelioError``."""
@@ -159,14 +202,15 @@ class HelioClient:
             raise HelioConnectionError(f"{operation}: cannot reach the Helio sideband: {error}") from error
 
         if not 200 <= response.status < 300:
-            raise error_from_response(operation, response.status, response.body)
+            raise error_from_response(operation, response.status, response.body, url=self._proxy_url)
         if not response.body:
             return {}
         try:
             return json.loads(response.body)
         except ValueError as error:
             raise HelioProtocolError(
-                f"{operation} answered with a body that is not JSON", response.status
+                f"{operation} answered with a body that is not JSON{not_sideband_hint(self._proxy_url)}",
+                response.status,
             ) from error
 
 

@@ -8,15 +8,15 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
-from helio._client import HelioClient
+from helio._client import HelioClient, resolve_sideband_url
 from helio._models import EvidenceReceipt, EvidenceStateReport
 from helio._transport import Transport
 from helio._wire import (
-    DEFAULT_PROXY_URL,
     DEFAULT_TIMEOUT_SECONDS,
     DEFAULT_TTL_SECONDS,
     MAX_SESSION_ID_LENGTH,
     SESSION_HEADER,
+    SESSION_META_KEY,
 )
 
 # A stack rather than a single value so that exits need no reset tokens: a token is only valid in
@@ -40,28 +40,38 @@ class HelioContext:
 
     Use it as ``with HelioContext() as ctx:`` (or ``async with``): inside, ``current_context()``
     returns it, and the agent's MCP client must send ``ctx.headers`` so the proxy attributes its tool
-    calls to this session. Leaving the outermost ``with`` closes the client. ``session_id`` defaults
-    to a fresh ``uuid4().hex``; any other id must be non-blank and at most 256 characters.
+    calls to this session; ``instrument=True`` (or ``helio.instrument()``) makes the HTTP libraries
+    MCP clients use send them by themselves. Leaving the outermost ``with`` closes the client.
+    ``session_id`` defaults to a fresh ``uuid4().hex``; any other id must be non-blank and at most
+    256 characters. ``sideband_url`` defaults to ``HELIO_SDK_URL``, else ``http://127.0.0.1:3200``
+    (see ``HelioClient``; ``proxy_url`` is its deprecated old name).
     """
 
     def __init__(
         self,
-        proxy_url: str = DEFAULT_PROXY_URL,
+        sideband_url: str | None = None,
         session_id: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         token: str | None = None,
         transport: Transport | None = None,
+        instrument: bool = False,
+        proxy_url: str | None = None,
     ) -> None:
         if session_id is None:
             session_id = uuid.uuid4().hex
         elif not session_id.strip() or len(session_id) > MAX_SESSION_ID_LENGTH:
             raise ValueError(f"session_id must be non-blank and at most {MAX_SESSION_ID_LENGTH} characters")
         self._session_id = session_id
-        self._client = HelioClient(proxy_url, timeout=timeout, token=token, transport=transport)
+        url = resolve_sideband_url(sideband_url, proxy_url, stacklevel=2)
+        self._client = HelioClient(url, timeout=timeout, token=token, transport=transport)
         self._required: dict[str, None] = {}  # insertion-ordered set
         self._lock = threading.Lock()
         self._depth = 0
+        if instrument:
+            from helio._instrument import ensure_instrumented  # here: that module imports this one
+
+            ensure_instrumented()
 
     @property
     def session_id(self) -> str:
@@ -77,6 +87,14 @@ class HelioContext:
     def headers(self) -> dict[str, str]:
         """Headers the agent's MCP client must send on every request: ``{"x-helio-session-id": id}``."""
         return {SESSION_HEADER: self._session_id}
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """The session as a ``params._meta`` entry: ``{"io.gethelio/session-id": id}``.
+
+        For transports without headers (stdio, ``helio wrap``): pass it as the call's ``meta``.
+        """
+        return {SESSION_META_KEY: self._session_id}
 
     def mark_evidence(
         self,
@@ -180,4 +198,4 @@ class HelioContext:
         self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
-        return f"HelioContext(proxy_url={self._client.proxy_url!r}, session_id={self._session_id!r})"
+        return f"HelioContext(sideband_url={self._client.sideband_url!r}, session_id={self._session_id!r})"

@@ -11,9 +11,11 @@
         │                                   evidence_key_not_in_policy_allowlist
         ├── HelioAuthError             401: missing or wrong HELIO_SDK_TOKEN
         ├── HelioForbiddenError        403: Origin header or OPTIONS request
+        ├── HelioNotSidebandError      404: the URL is not Helio's sideband (e.g. the MCP
+        │                                   endpoint); the message names the URL and the fix
         └── HelioPayloadTooLargeError  413: body over 1 MiB
 
-Other statuses (404, 405, 503, 500) raise ``HelioHTTPError`` itself; ``code`` tells them apart.
+Other statuses (405, 503, 500) raise ``HelioHTTPError`` itself; ``code`` tells them apart.
 ``status_code`` sits on the root, as in ``helio-client`` 0.16, so ``except HelioError as e:
 e.status_code`` keeps working. No message ever contains the sideband token.
 """
@@ -22,7 +24,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-from helio._wire import CODE_KEY_NOT_ALLOWED
+from helio._wire import CODE_KEY_NOT_ALLOWED, DEFAULT_MCP_PORT, URL_ENV_VAR
 
 _MAX_SERVER_TEXT = 200
 
@@ -108,6 +110,27 @@ class HelioForbiddenError(HelioHTTPError):
     """403: the request carried an ``Origin`` header or used ``OPTIONS``, which the sideband refuses."""
 
 
+class HelioNotSidebandError(HelioHTTPError):
+    """404: the server at the client's URL has none of the sideband's routes, so it is not the sideband.
+
+    Every route the SDK calls exists on Helio's sideband (an unknown session is answered with an
+    empty state, not 404), so a 404 means a wrong URL: most often the proxy's MCP endpoint
+    (port 3000) where the sideband (port 3200) was meant. ``url`` is the URL that answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int = 404,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        *,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code, code, details)
+        self.url = url
+
+
 class HelioPayloadTooLargeError(HelioHTTPError):
     """413: the request body was over the sideband's 1 MiB limit."""
 
@@ -120,11 +143,14 @@ _BY_STATUS: dict[int, type[HelioHTTPError]] = {
 }
 
 
-def error_from_response(operation: str, status: int, body: bytes) -> HelioHTTPError:
-    """Build the error for a non-2xx answer to ``operation`` (e.g. ``"POST /evidence"``).
+def error_from_response(
+    operation: str, status: int, body: bytes, *, url: str | None = None
+) -> HelioHTTPError:
+    """Build the error for a non-2xx answer to ``operation`` (e.g. ``"POST /evidence"``) from ``url``.
 
     The class follows the status; ``code`` and ``details`` come from the JSON error body when it has
-    one. Error bodies that are not JSON objects still produce an error, just without details.
+    one. Error bodies that are not JSON objects still produce an error, just without details. A 404
+    says the URL is not the sideband and how to fix it.
     """
     details: dict[str, Any] = {}
     try:
@@ -141,10 +167,22 @@ def error_from_response(operation: str, status: int, body: bytes) -> HelioHTTPEr
         message += f" [{code}]"
     if text:
         message += f": {text[:_MAX_SERVER_TEXT]}"
+    if status == 404:
+        return HelioNotSidebandError(message + not_sideband_hint(url), status, code, details, url=url)
     error_class = _BY_STATUS.get(status, HelioHTTPError)
     if error_class is HelioValidationError and code == CODE_KEY_NOT_ALLOWED:
         message += _allowlist_summary(details)
     return error_class(message, status, code, details)
+
+
+def not_sideband_hint(url: str | None) -> str:
+    """What to say when ``url`` answered, but not as the sideband would."""
+    where = f" at {url}" if url else ""
+    return (
+        f"; the server{where} does not look like Helio's sideband. The sideband listens on :3200 "
+        f"(sdk.port; 'helio start' prints 'SDK sideband listening on ...'), the MCP endpoint on "
+        f":{DEFAULT_MCP_PORT}. Pass sideband_url=... or set {URL_ENV_VAR} to the sideband's address."
+    )
 
 
 def _allowlist_fields(

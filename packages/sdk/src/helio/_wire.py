@@ -5,8 +5,11 @@ The client and the fake both read these, so the two cannot disagree about the pr
 
 from typing import Final
 
-DEFAULT_PROXY_URL: Final = "http://127.0.0.1:3200"
+DEFAULT_SIDEBAND_URL: Final = "http://127.0.0.1:3200"
 """Where ``helio start`` serves the sideband unless ``sdk.port`` / ``sdk.host`` say otherwise."""
+
+DEFAULT_MCP_PORT: Final = 3000
+"""Where ``helio start`` serves MCP by default (``listen.port``): the URL the SDK must *not* be given."""
 
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 """Per-request timeout for every sideband call."""
@@ -29,8 +32,14 @@ ALLOWED_KEYS_PREVIEW: Final = 20
 SESSION_HEADER: Final = "x-helio-session-id"
 """The header the agent's MCP client sends so the proxy can tie its calls to SDK evidence."""
 
+SESSION_META_KEY: Final = "io.gethelio/session-id"
+"""The ``params._meta`` key carrying the session id where there are no headers (stdio, ``helio wrap``)."""
+
 TOKEN_ENV_VAR: Final = "HELIO_SDK_TOKEN"  # noqa: S105 - a variable name, not a secret
 """Environment variable holding the per-boot sideband token printed by ``helio start``."""
+
+URL_ENV_VAR: Final = "HELIO_SDK_URL"
+"""Environment variable holding the sideband's URL (``helio demo`` prints it), read when none is given."""
 
 # Stable error codes: the ``code`` field of every sideband error body.
 CODE_ORIGIN_FORBIDDEN: Final = "origin_forbidden"

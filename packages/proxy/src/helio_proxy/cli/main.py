@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import sys
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from helio_proxy import __version__
+from helio_proxy.cli.commands import HelioCommand, HelioGroup
 from helio_proxy.cli.private_file import write_private
 from helio_proxy.cli.template import render
 from helio_proxy.config import LoadedConfig, load_config
@@ -36,7 +38,11 @@ config_option = click.option(
     default=DEFAULT_CONFIG,
     show_default=True,
     type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="Path to helio.yaml.",
+)
+force_option = click.option(
+    "-f", "--force", is_flag=True, help="Overwrite the output file if it exists (refused otherwise)."
 )
 
 
@@ -64,6 +70,13 @@ def _show_upstream_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _refuse_overwrite(target: Path, force: bool) -> None:
+    """The one overwrite rule of every command that writes a file: an existing file needs -f."""
+    if target.exists() and not force:
+        click.echo(f"Error: {target} already exists; use -f (--force) to overwrite it", err=True)
+        sys.exit(1)
+
+
 def _load(path: str) -> LoadedConfig:
     try:
         return load_config(path)
@@ -71,7 +84,7 @@ def _load(path: str) -> LoadedConfig:
         _fail(exc)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HelioGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="helio")
 def cli() -> None:
     """Helio: an MCP governance proxy between AI agents and the MCP servers they call."""
@@ -84,20 +97,48 @@ def cli() -> None:
     default=DEFAULT_CONFIG,
     show_default=True,
     type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="Where to write.",
 )
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing file.")
+@force_option
 def init(output: str, force: bool) -> None:
     """Write a commented starting config with a fresh dashboard secret."""
     target = Path(output)
-    if target.exists() and not force:
-        click.echo(f"Error: {target} already exists; use -f to overwrite it", err=True)
-        sys.exit(1)
+    _refuse_overwrite(target, force)
     secret = secrets.token_hex(32)
     text = render(target.name, secret)
     write_private(target, text)  # it holds a secret: 0600, even over an existing 0644 file
     click.echo(f"Wrote {target} (mode 0600). Dashboard secret:\n  {secret}")
     click.echo(f"Next: edit upstream.url, then run: helio start -c {target}")
+
+
+@cli.command()
+@click.option(
+    "--hash",
+    "hash_only",
+    is_flag=True,
+    help="Hash a secret you already have, read from stdin (or typed, hidden, at a terminal); "
+    "print only its hash.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"secret": ..., "hash": ...} as JSON.')
+def secret(hash_only: bool, as_json: bool) -> None:
+    """Print a fresh random secret and its sha256:<hex> hash, for secret_hash settings.
+
+    Give the secret to its owner (an operator logs in with it) and put only the hash in
+    helio.yaml, e.g. dashboard.operators[].secret_hash. Output: two lines,
+    "secret: ..." and "hash: sha256:...".
+    """
+    from helio_proxy.cli.secret import fresh_secret, hash_of
+
+    if not hash_only:
+        click.echo(fresh_secret().render(as_json=as_json))
+        return
+    text = click.prompt("Secret", hide_input=True, err=True) if sys.stdin.isatty() else sys.stdin.read()
+    try:
+        pair = hash_of(text)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(pair.render(as_json=as_json))
 
 
 @cli.command()
@@ -143,6 +184,7 @@ def start(config_path: str, no_hot_reload: bool) -> None:
     "config_path",
     default=None,
     type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="Config to govern with; its upstream is replaced by COMMAND (without COMMAND, its own "
     "upstream is governed). Default: allow every call, audit to ./helio-audit.db.",
 )
@@ -159,10 +201,13 @@ def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
       helio wrap -c remote.yaml
 
     Logs go to stderr; stdout carries only the protocol. Exits 0 when stdin closes, 3 when
-    COMMAND cannot be started (or keeps dying), 1 for a config error.
+    COMMAND cannot be started (or keeps dying), 1 for a config error, 2 with neither COMMAND
+    nor -c.
     """
     from helio_proxy.cli.wrap import run_wrap, wrap_config
 
+    if not command and config_path is None:
+        raise click.UsageError("give the server's command after '--', or -c FILE whose upstream to govern")
     try:
         loaded = wrap_config(command, config_path)
     except HelioProxyError as exc:
@@ -176,16 +221,33 @@ def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--port", default=3000, show_default=True, help="Proxy port.")
-@click.option("--upstream-port", default=3001, show_default=True, help="Port of the bundled demo MCP server.")
+@click.option("--port", default=3000, show_default=True, metavar="PORT", help="Proxy port (MCP).")
 @click.option(
-    "--dashboard-port", default=3100, show_default=True, help="Port of the dashboard API (approvals)."
+    "--upstream-port",
+    default=3001,
+    show_default=True,
+    metavar="PORT",
+    help="Port of the bundled demo MCP server.",
+)
+@click.option(
+    "--dashboard-port",
+    default=3100,
+    show_default=True,
+    metavar="PORT",
+    help="Port of the dashboard API (approvals).",
+)
+@click.option(
+    "--sdk-port",
+    default=3200,
+    show_default=True,
+    metavar="PORT",
+    help="Port of the SDK sideband (evidence for agents).",
 )
 @click.option(
     "--json-responses", is_flag=True, help="Make the demo server answer JSON instead of SSE streams."
 )
-def demo(port: int, upstream_port: int, dashboard_port: int, json_responses: bool) -> None:
-    """Start the bundled demo MCP server and the proxy in front of it."""
+def demo(port: int, upstream_port: int, dashboard_port: int, sdk_port: int, json_responses: bool) -> None:
+    """Start the bundled demo MCP server and the proxy in front of it, with its dashboard API and SDK sideband."""
     from helio_proxy.demo.runner import run_demo
 
     try:
@@ -194,6 +256,7 @@ def demo(port: int, upstream_port: int, dashboard_port: int, json_responses: boo
             upstream_port=upstream_port,
             json_responses=json_responses,
             dashboard_port=dashboard_port,
+            sdk_port=sdk_port,
         )
     except HelioProxyError as exc:
         _fail(exc)
@@ -201,25 +264,66 @@ def demo(port: int, upstream_port: int, dashboard_port: int, json_responses: boo
         sys.exit(130)
 
 
-@cli.command("export")
+class _ExportCommand(HelioCommand):
+    """``export -f csv`` meant ``--format csv`` before -f became --force everywhere: say so."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if not any(a == "-f" and b in FORMATS for a, b in itertools.pairwise(given)):
+                raise
+            hint = " (-f now means --force, as in every command; choose the format with --format)"
+            raise click.UsageError(exc.format_message() + hint, ctx) from None
+
+
+FORMATS = ("csv", "json")
+
+
+@cli.command("export", cls=_ExportCommand)
 @config_option
-@click.option("-f", "--format", "fmt", type=click.Choice(["json", "csv"]), default="csv", show_default=True)
-@click.option("--tool", help="Tool name contains this (case-insensitive).")
-@click.option("--decision", help="Policy decision (allow, deny, require_approval, rejected, ...).")
-@click.option("--reason", help="Block reason (policy_denied, evidence_missing, ...).")
-@click.option("--session", help="Session id.")
 @click.option(
-    "--from", "since", type=click.DateTime(_TIME_FORMATS), help="Records at or after this time (UTC)."
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="csv",
+    show_default=True,
+    metavar="csv|json",
+    help="Output format.",
 )
-@click.option("--to", "until", type=click.DateTime(_TIME_FORMATS), help="Records before this time (UTC).")
+@click.option("--tool", metavar="TEXT", help="Tool name contains this (case-insensitive).")
+@click.option(
+    "--decision", metavar="DECISION", help="Policy decision (allow, deny, require_approval, rejected, ...)."
+)
+@click.option("--reason", metavar="REASON", help="Block reason (policy_denied, evidence_missing, ...).")
+@click.option("--session", metavar="ID", help="Session id.")
+@click.option(
+    "--from",
+    "since",
+    type=click.DateTime(_TIME_FORMATS),
+    metavar="TIME",
+    help="Records at or after this time (UTC; 2026-05-01 or 2026-05-01T12:00:00).",
+)
+@click.option(
+    "--to",
+    "until",
+    type=click.DateTime(_TIME_FORMATS),
+    metavar="TIME",
+    help="Records before this time (UTC).",
+)
 @click.option(
     "--limit",
     type=click.IntRange(1, 10_000),
     default=1000,
     show_default=True,
+    metavar="N",
     help="Most recent records to export (at most 10000), written oldest first.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), metavar="FILE", help="Write here instead of stdout."
+)
+@force_option
 def export_command(
     config_path: str,
     fmt: str,
@@ -231,12 +335,15 @@ def export_command(
     until: datetime | None,
     limit: int,
     output: str | None,
+    force: bool,
 ) -> None:
     """Export audit records as CSV or JSON, every column included."""
     from helio_proxy.audit.export import render
     from helio_proxy.audit.query import AuditFilter, fetch
     from helio_proxy.audit.trail import open_existing_store
 
+    if output is not None:
+        _refuse_overwrite(Path(output), force)
     loaded = _load(config_path)
     where = AuditFilter(
         tool=tool,
@@ -272,6 +379,7 @@ def audit() -> None:
 @click.option(
     "--public-key",
     type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
     help="Ed25519 public key PEM to check signatures with (default: derived from audit.signing_key).",
 )
 def verify(config_path: str, public_key: str | None) -> None:
@@ -308,15 +416,29 @@ def policy() -> None:
 
 @policy.command("test")
 @config_option
-@click.option("--tool", "tool_name", required=True, help="Tool name of the simulated call.")
-@click.option("--args", "args_json", default="{}", show_default=True, help="Call arguments as a JSON object.")
+@click.option("--tool", "tool_name", required=True, metavar="NAME", help="Tool name of the simulated call.")
+@click.option(
+    "--args",
+    "args_json",
+    default="{}",
+    show_default=True,
+    metavar="JSON",
+    help="Call arguments as a JSON object.",
+)
 @click.option(
     "--annotations",
     "annotations_json",
     default=None,
+    metavar="JSON",
     help="The tool's annotations as a JSON object (default: unknown tool, MCP defaults).",
 )
-@click.option("--session", "session_id", default=None, help="Session id of the simulated call.")
+@click.option(
+    "--session",
+    "session_id",
+    default=None,
+    metavar="ID",
+    help="Session id of the simulated call (default: a session with no evidence and no calls yet).",
+)
 def policy_test(
     config_path: str, tool_name: str, args_json: str, annotations_json: str | None, session_id: str | None
 ) -> None:
@@ -346,7 +468,11 @@ def _open_store(loaded: LoadedConfig) -> Store:
 
 
 _upstream_option = click.option(
-    "--upstream", "upstream_name", default=None, help="Which upstream (required with several 'upstreams')."
+    "--upstream",
+    "upstream_name",
+    default=None,
+    metavar="NAME",
+    help="Which upstream (required with several 'upstreams').",
 )
 
 
@@ -377,7 +503,9 @@ def tools_list(config_path: str, upstream_name: str | None) -> None:
 @tools.command("accept")
 @click.argument("name")
 @config_option
-@click.option("--by", "accepted_by", default=None, help="Who accepts (default: the OS user name).")
+@click.option(
+    "--by", "accepted_by", default=None, metavar="NAME", help="Who accepts (default: the OS user name)."
+)
 @_upstream_option
 def tools_accept(name: str, config_path: str, accepted_by: str | None, upstream_name: str | None) -> None:
     """Accept a drifted tool's new definition.

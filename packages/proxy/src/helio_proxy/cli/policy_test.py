@@ -50,9 +50,10 @@ def explain(
         annotations = _json_object(annotations_json, "--annotations")
         tool_facts = ToolFacts(hints=Hints.from_annotations(annotations), known=True)
     call = CallFacts(tool=tool, arguments=arguments, session_id=session_id)
-    # The proxy's session store is in another process: with --session the session is empty,
-    # without it the call is unresolved (gates then block with session_unresolved).
-    state = SessionSnapshot(session_id=session_id) if session_id else None
+    # The proxy's session store is in another process, so gates are checked against an empty
+    # session (no evidence, no earlier calls): the one --session names, or a nameless one. What
+    # a gate needs is then listed in full, which is what the operator asked to see.
+    state = SessionSnapshot(session_id=session_id or "")
     context = DecisionContext(tool=tool_facts, gates=SnapshotGates(state, now_ms=0))
     decision = compile_policy(loaded.config).decide(call, context)
     governed = GovernedCall(facts=call, identity=SessionIdentity(session_id), request_id=0)
@@ -60,6 +61,7 @@ def explain(
     hints = tool_facts.hints
     lines = [
         f"Tool: {tool}",
+        f"Session: {session_id or '(none given)'}, empty: no evidence, no earlier calls",
         "Annotations: "
         + ", ".join(f"{name}={str(hints.get(name)).lower()}" for name in Hints.__dataclass_fields__)
         + ("" if tool_facts.known else " (unknown tool: MCP defaults)"),

@@ -20,23 +20,24 @@ listen:
   port: 3000
 
 # Rules run top to bottom; the first match wins; 'default' applies when none matches.
-# With no rules, calls are only audited. Uncomment to start enforcing:
-# policies:
-#   default: allow
-#   rules:
-#     - name: block-destructive
-#       match:
-#         annotations:
-#           destructiveHint: true
-#       action: deny
-#       feedback:
-#         message: 'Destructive operations are blocked by policy.'
-#         suggestion: 'Use a non-destructive alternative.'
-#     - name: allow-reads
-#       match:
-#         annotations:
-#           readOnlyHint: true
-#       action: allow
+# A tool's annotations come from the upstream's tools/list; a tool not seen yet counts as
+# destructive (the MCP defaults). Test a call without starting: helio policy test --tool NAME
+policies:
+  default: allow
+  rules:
+    - name: block-destructive
+      match:
+        annotations:
+          destructiveHint: true
+      action: deny
+      feedback:
+        message: 'Destructive operations are blocked by policy.'
+        suggestion: 'Use a non-destructive alternative.'
+    - name: allow-reads
+      match:
+        annotations:
+          readOnlyHint: true
+      action: allow
 
 audit:
   path: ./helio-audit.db            # created with mode 0600

@@ -26,7 +26,7 @@ HEADER = """\
 Generated from the schema by `python -m helio_proxy.config.docgen --write docs/configuration.md`;
 a test fails when this file and the code disagree. Every section is strict: an unknown key is an
 error naming its dotted path and line. Any string may use `${VAR}` (an unset variable is an
-error). Durations are a whole number and one unit: `30s`, `5m`, `1h`, `90d`. Top-level keys
+error) or `${VAR:-default}` (`default` when `VAR` is unset or empty, as in the shell). Durations are a whole number and one unit: `30s`, `5m`, `1h`, `90d`. Top-level keys
 starting with `x-` are ignored, so they can hold YAML anchors.
 """
 

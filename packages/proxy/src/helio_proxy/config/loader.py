@@ -1,4 +1,5 @@
-"""Reading ``helio.yaml``: YAML with line numbers, ``${VAR}`` interpolation, validation.
+"""Reading ``helio.yaml``: YAML with line numbers, ``${VAR}`` / ``${VAR:-default}`` interpolation,
+validation.
 
 Every failure is a :class:`ConfigError` whose text is one line naming the file, the line, the
 dotted path and what to do about it. A loaded config knows which environment variables it
@@ -28,6 +29,8 @@ from helio_proxy.errors import ConfigError
 
 ENV_PATTERN: Final = re.compile(r"\$\{([^}]*)\}")
 ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_SEPARATOR: Final = ":-"
+"""``${VAR:-default}``: as in the shell, ``default`` stands in when ``VAR`` is unset or empty."""
 
 PathKey = tuple[str | int, ...]
 
@@ -102,18 +105,24 @@ def _interpolate(value: Any, path: PathKey, env: Mapping[str, str], index: _Line
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
+            reference = match.group(1)
+            name, separator, default = reference.partition(DEFAULT_SEPARATOR)
             line, dotted = index.line_for(path), format_path(path)
             if not ENV_NAME.match(name):
                 raise ConfigError(
-                    f"invalid environment variable reference ${{{name}}}",
+                    f"invalid environment variable reference ${{{reference}}}",
                     source=index.source,
                     line=line,
                     path=dotted,
                 )
+            if separator:
+                return env.get(name) or default
             if name not in env:
                 raise ConfigError(
-                    f'environment variable "{name}" is not set', source=index.source, line=line, path=dotted
+                    f'environment variable "{name}" is not set (or give a default: ${{{name}:-VALUE}})',
+                    source=index.source,
+                    line=line,
+                    path=dotted,
                 )
             used.add(name)
             return env[name]

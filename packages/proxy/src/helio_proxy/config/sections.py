@@ -54,10 +54,12 @@ class IdentitySource(ConfigModel):
     """One step of the session identity chain."""
 
     source: Literal["header", "meta", "legacy_header"]
-    """``header`` (a named ``x-`` header), ``meta`` (client info from ``_meta``), ``legacy_header`` (``Mcp-Session-Id``)."""
+    """``header`` (a named ``x-`` header), ``meta`` (from the call's ``params._meta``), ``legacy_header`` (``Mcp-Session-Id``)."""
 
     name: str | None = None
-    """Header name for ``source: header``; must start with ``x-``."""
+    """``header``: the header name, starting with ``x-``. ``meta``: the ``_meta`` key whose string value is the id
+    (e.g. ``io.gethelio/session-id``, what the SDK's ``HelioContext.meta`` sends); without it, ``meta`` reads the
+    client info (``clientinfo:<name>@<version>``)."""
 
     @model_validator(mode="after")
     def _name_rules(self) -> IdentitySource:
@@ -69,6 +71,9 @@ class IdentitySource(ConfigModel):
                 raise ValueError(
                     f"header {self.name!r}: identity headers must start with 'x-' and not be reserved"
                 )
+        elif self.source == "meta" and self.name is not None:
+            if not self.name or self.name != self.name.strip():
+                raise ValueError(f"meta key {self.name!r}: must be non-empty, without surrounding spaces")
         elif self.name is not None:
             raise ValueError(f"source {self.source!r} takes no 'name'")
         return self
@@ -77,6 +82,7 @@ class IdentitySource(ConfigModel):
 def _default_identity() -> list[IdentitySource]:
     return [
         IdentitySource(source="header", name="x-helio-session-id"),
+        IdentitySource(source="meta", name="io.gethelio/session-id"),
         IdentitySource(source="legacy_header"),
     ]
 
@@ -158,8 +164,8 @@ class OperatorConfig(ConfigModel):
     """Who this is; recorded as the approver of what they approve."""
 
     secret_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    """``sha256:<hex>`` of the operator's secret (``helio operator hash`` prints one); the secret
-    itself is never stored in the config."""
+    """``sha256:<hex>`` of the operator's secret; ``helio secret`` prints a fresh secret and its hash
+    (``helio secret --hash`` hashes one from stdin). The secret itself is never stored in the config."""
 
     roles: list[Role] = Field(default_factory=lambda: ["approver"], min_length=1)
     """``viewer`` (read only), ``approver`` (approve/deny), ``admin`` (everything, incl. break-glass)."""
@@ -178,7 +184,8 @@ class DashboardConfig(ConfigModel):
     """Bind address."""
 
     api_secret: Secret[str | None] = None
-    """Shared operator secret (Bearer token and login). Required when enabled, unless ``allow_open_mode``."""
+    """Shared operator secret (Bearer token and login), in clear or as its ``sha256:<hex>`` hash
+    (``helio secret`` prints both). Required when enabled, unless ``allow_open_mode``."""
 
     allow_open_mode: bool = False
     """Run the dashboard without a secret (loopback hosts only)."""

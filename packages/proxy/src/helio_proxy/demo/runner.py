@@ -15,6 +15,7 @@ from importlib import resources
 from helio_proxy.app import HelioApp, run_app
 from helio_proxy.config import LoadedConfig, load_config_text
 from helio_proxy.errors import StartupError
+from helio_proxy.sideband import TOKEN_ENV_VAR
 
 READY_TIMEOUT_SECONDS = 20.0
 
@@ -45,7 +46,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     )
 
 
-def demo_config(port: int, upstream_port: int, dashboard_port: int, api_secret: str) -> LoadedConfig:
+def demo_config(
+    port: int, upstream_port: int, dashboard_port: int, api_secret: str, sdk_port: int = 3200
+) -> LoadedConfig:
     """The packaged demo config with the chosen ports and this run's dashboard secret filled in."""
     source = resources.files("helio_proxy.demo").joinpath("helio.yaml")
     text = source.read_text(encoding="utf-8")
@@ -53,21 +56,24 @@ def demo_config(port: int, upstream_port: int, dashboard_port: int, api_secret: 
         "HELIO_DEMO_PORT": str(port),
         "HELIO_DEMO_UPSTREAM_PORT": str(upstream_port),
         "HELIO_DEMO_DASHBOARD_PORT": str(dashboard_port),
+        "HELIO_DEMO_SDK_PORT": str(sdk_port),
         "HELIO_DEMO_API_SECRET": api_secret,
     }
     return dataclasses.replace(load_config_text(text, path=str(source), env=env), warnings=[])
 
 
-def banner(mcp_url: str, upstream_port: int, dashboard_url: str, api_secret: str) -> str:
+def banner(
+    mcp_url: str, upstream_port: int, dashboard_url: str, api_secret: str, sideband_url: str, sdk_token: str
+) -> str:
     blocked_call = '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_user","arguments":{"user_id":"u-1"}}}'
     tool_call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"London"}}}'
     return f"""
 Demo MCP server: http://127.0.0.1:{upstream_port}/mcp (tools: get_weather, search_docs, lookup_order,
-  send_email, delete_user, create_payment, build_report)
+  send_email, delete_user, create_payment, refund_order, build_report)
 Point any MCP client at: {mcp_url}
   Claude Desktop / Cursor: {{"mcpServers": {{"helio-demo": {{"url": "{mcp_url}"}}}}}}
 Policies: delete_user is blocked (destructive), reads are allowed, send_email is a dry run,
-  create_payment waits for an operator's approval.
+  create_payment waits for an operator's approval, refund_order needs evidence 'order_data'.
 Try it:
   curl -s -X POST {mcp_url} -H 'Content-Type: application/json' \\
     -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}'
@@ -80,21 +86,29 @@ Approvals: the dashboard API is on {dashboard_url}/api/ ; this run's secret (a n
   A create_payment call hangs until you decide. In another terminal:
   curl -s {dashboard_url}/api/approvals?status=pending -H 'Authorization: Bearer {api_secret}'
   curl -s -X POST {dashboard_url}/api/approvals/<id>/approve -H 'Authorization: Bearer {api_secret}'
+SDK agents: the sideband (evidence, context, dependencies) is on {sideband_url}. In the agent's
+  terminal, set these three (the Helio SDK reads the first two; examples/demo-agent reads the third):
+  export HELIO_SDK_URL={sideband_url}
+  export HELIO_SDK_TOKEN={sdk_token}
+  export HELIO_MCP_URL={mcp_url}
 Audit trail: ./helio-demo-audit.db (SQLite, mode 0600; one record per tools/call)
 Press Ctrl+C to stop.
 """
 
 
-def run_demo(*, port: int, upstream_port: int, json_responses: bool, dashboard_port: int = 3100) -> None:
+def run_demo(
+    *, port: int, upstream_port: int, json_responses: bool, dashboard_port: int = 3100, sdk_port: int = 3200
+) -> None:
     try:
         import mcp  # noqa: F401  # pyright: ignore[reportUnusedImport]
     except ImportError:
         raise StartupError("helio demo needs the official MCP SDK: pip install 'helio-proxy[demo]'") from None
     api_secret = secrets.token_urlsafe(24)
-    loaded = demo_config(port, upstream_port, dashboard_port, api_secret)
+    loaded = demo_config(port, upstream_port, dashboard_port, api_secret, sdk_port)
     _ensure_free(port, "--port")
     _ensure_free(upstream_port, "--upstream-port")
     _ensure_free(dashboard_port, "--dashboard-port")
+    _ensure_free(sdk_port, "--sdk-port")
     command = [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(upstream_port)]
     if json_responses:
         command.append("--json")
@@ -102,12 +116,16 @@ def run_demo(*, port: int, upstream_port: int, json_responses: bool, dashboard_p
     process = subprocess.Popen(command, env=env)
     try:
         _wait_for_port(upstream_port, process)
-        app = HelioApp(loaded)
+        # A fresh sideband token each run (printed below), never one left in the shell's environment.
+        app = HelioApp(loaded, environ={k: v for k, v in os.environ.items() if k != TOKEN_ENV_VAR})
         original = app._print_startup  # pyright: ignore[reportPrivateUsage]
 
         def print_with_banner() -> None:
             original()
-            app.say(banner(app.mcp_url, upstream_port, app.dashboard_url, api_secret))
+            token = app.sdk_token.value if app.sdk_token is not None else ""
+            app.say(
+                banner(app.mcp_url, upstream_port, app.dashboard_url, api_secret, app.sideband_url, token)
+            )
 
         app._print_startup = print_with_banner  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
         run_app(app)

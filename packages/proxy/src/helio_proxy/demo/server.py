@@ -32,7 +32,7 @@ ORDERS: dict[str, dict[str, Any]] = {
 
 
 def build_server() -> MCPServer:
-    """The demo tools: reads, a write, a destructive one, a payment, a slow one, a failing one."""
+    """The demo tools: reads, writes, a destructive one, a payment, a refund, a slow one, a failing one."""
     # WARNING from the start: the SDK configures its logging when the server is built, and its
     # INFO lines would otherwise interleave with the proxy's startup output in `helio demo`.
     server = MCPServer(
@@ -75,6 +75,19 @@ def build_server() -> MCPServer:
         except InvalidOperation as exc:
             raise ValueError("amount must be a number") from exc
         return {"status": "created", "amount": str(value), "currency": currency, "recipient": recipient}
+
+    @server.tool(annotations=WRITES)
+    def refund_order(order_id: str) -> dict[str, str]:
+        """Refund an order in full (pretend); unknown ids are a tool error."""
+        if order_id not in ORDERS:
+            raise ValueError(f"no order {order_id}")
+        order = ORDERS[order_id]
+        return {
+            "order_id": order_id,
+            "amount": order["total"],
+            "currency": order["currency"],
+            "status": "refunded",
+        }
 
     @server.tool(annotations=READ_ONLY)
     async def build_report(steps: int, ctx: Context) -> str:

@@ -4,7 +4,10 @@ The chain is tried in order and the first source that yields a usable value wins
 
 * ``header``: a named ``x-`` header, e.g. ``x-helio-session-id: run-42`` (what the SDK's
   ``HelioContext.headers`` gives the agent's MCP client to send);
-* ``meta``: ``clientinfo:<name>@<version>`` from the call's
+* ``meta`` with a ``name``: the string at that key of the call's ``params._meta``, e.g.
+  ``"io.gethelio/session-id": "run-42"`` (what the SDK's ``HelioContext.meta`` gives an agent
+  whose transport has no headers, such as ``helio wrap``'s stdio);
+* ``meta`` without a ``name``: ``clientinfo:<name>@<version>`` from the call's
   ``params._meta["io.modelcontextprotocol/clientInfo"]``;
 * ``legacy_header``: the transport's ``Mcp-Session-Id``, verbatim.
 
@@ -69,11 +72,13 @@ def usable(value: Any) -> str | None:
     return None
 
 
-def _client_info(params: Mapping[str, Any] | None) -> str | None:
+def _meta(params: Mapping[str, Any] | None) -> dict[str, Any]:
     meta: Any = params.get("_meta") if params is not None else None
-    if not isinstance(meta, dict):
-        return None
-    info: Any = cast("dict[str, Any]", meta).get(CLIENT_INFO_META_KEY)
+    return cast("dict[str, Any]", meta) if isinstance(meta, dict) else {}
+
+
+def _client_info(params: Mapping[str, Any] | None) -> str | None:
+    info: Any = _meta(params).get(CLIENT_INFO_META_KEY)
     if not isinstance(info, dict):
         return None
     fields = cast("dict[str, Any]", info)
@@ -88,7 +93,7 @@ def _value(step: IdentitySource, headers: Mapping[str, str], params: Mapping[str
         assert step.name is not None
         return headers.get(step.name.lower())
     if step.source == "meta":
-        return _client_info(params)
+        return _client_info(params) if step.name is None else _meta(params).get(step.name)
     return headers.get(LEGACY_SESSION_HEADER)
 
 
