@@ -17,7 +17,7 @@ from typing import Any
 
 from helio_proxy.app import HelioApp
 from helio_proxy.audit.query import AuditFilter, fetch
-from helio_proxy.config import LoadedConfig, parse_config_text
+from helio_proxy.config import LoadedConfig, load_config_text
 from helio_proxy.server import Listener, bind
 from helio_proxy.store import create_store
 
@@ -101,16 +101,17 @@ def stdio_proxy_config(
 
 @asynccontextmanager
 async def run_proxy(
-    config_text: str, *, environ: MutableMapping[str, str] | None = None
+    config: str | LoadedConfig, *, environ: MutableMapping[str, str] | None = None
 ) -> AsyncIterator[HelioApp]:
     """The real proxy on a free port; ``app.mcp_url`` is where to point a client.
 
-    ``environ`` is where the sideband token is read from and a generated one written to (default:
-    a fresh dict, so a generated ``HELIO_SDK_TOKEN`` never leaks into the test process's environment;
-    read it as ``app.sdk_token.value``).
+    ``config``: config text (``${VAR}`` taken from the test process's environment), or a config
+    already loaded. ``environ`` is where the sideband token is read from and a generated one
+    written to, and what a stdio upstream inherits from (default: a fresh dict, so a generated
+    ``HELIO_SDK_TOKEN`` never leaks into the test process's environment; read it as
+    ``app.sdk_token.value``).
     """
-    config = parse_config_text(config_text, source="test.yaml")
-    loaded = LoadedConfig(config=config, path=Path("test.yaml"), sha256="0" * 64, warnings=config.warnings())
+    loaded = config if isinstance(config, LoadedConfig) else load_config_text(config, path="test.yaml")
     app = HelioApp(loaded, out=io.StringIO(), environ={} if environ is None else environ)
     await app.start()
     try:
@@ -128,3 +129,60 @@ def audit_records(db: Path | str, **where: Any) -> list[dict[str, Any]]:
         return store.read_sync(lambda c: fetch(c, AuditFilter(**where), order="oldest"))
     finally:
         store.close_sync()
+
+
+PROXY_SECRETS = {
+    "SLACK_SIGNING_SECRET": "slack-signing-secret-value",
+    "SLACK_BOT_TOKEN": "xoxb-slack-bot-token-value",
+    "HELIO_WEBHOOK_SECRET": "webhook-secret-value",
+    "DASHBOARD_SECRET": "dashboard-secret-value-0123456789abcdef",
+}
+"""Environment values a config names as ``${VAR}`` (see :data:`PROXY_SECRETS_CONFIG`)."""
+
+PROXY_SECRETS_CONFIG = """
+approval:
+  channels:
+    - {type: webhook, name: hooks, url: 'http://127.0.0.1:9/hook', secret: '${HELIO_WEBHOOK_SECRET}'}
+    - type: slack
+      name: ops
+      bot_token: '${SLACK_BOT_TOKEN}'
+      signing_secret: '${SLACK_SIGNING_SECRET}'
+      channel: C0OPS
+      api_base: 'http://127.0.0.1:9/api'
+"""
+"""Approval channels whose secrets come from :data:`PROXY_SECRETS` (nothing is routed to them)."""
+
+CHILD_ENV_PROBE = [
+    *PROXY_SECRETS,
+    "HELIO_SDK_TOKEN",
+    "HELIO_ANYTHING",
+    "COPY_OF_SIGNING_SECRET",
+    "CLIENT_MARKER",
+    "GIVEN_BY_CONFIG",
+    "PATH",
+]
+"""The variables a stdio child is asked about (the everything server's ``whoami`` tool)."""
+
+
+def with_dashboard_secret(config_text: str) -> str:
+    """The harness config with the dashboard on a free port, its secret taken from ``${DASHBOARD_SECRET}``."""
+    return config_text.replace(
+        "dashboard:\n  enabled: false\n", "dashboard:\n  port: 0\n  api_secret: '${DASHBOARD_SECRET}'\n"
+    )
+
+
+def probe_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a proxy is started with in the child-environment tests: the proxy's
+    secrets, ``HELIO_*`` variables, a copy of one secret under another name, and a variable of
+    the client's own (``CLIENT_MARKER``) that the config never names."""
+    import os
+
+    return {
+        **os.environ,
+        **PROXY_SECRETS,
+        "HELIO_SDK_TOKEN": "sdk-token-value",
+        "HELIO_ANYTHING": "helio-anything-value",
+        "COPY_OF_SIGNING_SECRET": PROXY_SECRETS["SLACK_SIGNING_SECRET"],
+        "CLIENT_MARKER": "client-marker-value",
+        **(extra or {}),
+    }

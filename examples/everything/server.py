@@ -78,9 +78,20 @@ def build_server() -> MCPServer:
         raise ToolError(reason)
 
     @server.tool(annotations=READ_ONLY)
-    def whoami(names: list[str] | None = None) -> dict[str, str | None]:
-        """This process's id and the named environment variables (what a child inherited)."""
-        found: dict[str, str | None] = {name: os.environ.get(name) for name in names or []}
+    def whoami(names: list[str] | None = None, parent: bool = False) -> dict[str, str | None]:
+        """This process's id and the named environment variables (what a child inherited); with
+        ``parent``, the named variables as read from the parent's ``/proc/PID/environ`` instead
+        (``"<unreadable>"`` when the parent forbids it)."""
+        environ: dict[str, str] = dict(os.environ)
+        if parent:
+            try:
+                with open(f"/proc/{os.getppid()}/environ", "rb") as handle:
+                    raw = handle.read()
+            except OSError:
+                return {"pid": str(os.getpid()), **dict.fromkeys(names or [], "<unreadable>")}
+            pairs = (entry.decode(errors="replace").partition("=") for entry in raw.split(b"\0") if entry)
+            environ = {name: value for name, _, value in pairs}
+        found: dict[str, str | None] = {name: environ.get(name) for name in names or []}
         return {"pid": str(os.getpid()), **found}
 
     @server.resource("everything://greeting", name="greeting", mime_type="text/plain")

@@ -11,6 +11,7 @@ import pytest
 from mcp import Client, MCPError
 
 from helio_proxy.approvals import arguments_digest
+from helio_proxy.config.digest import config_digest
 from tests.harness import mcp_upstream, run_proxy
 from tests.integration.approval_support import (
     ALICE,
@@ -49,7 +50,7 @@ async def test_an_approved_call_returns_the_upstreams_result_and_the_record_name
         assert ticket["tool_input"] == PAYMENT
         assert ticket["arguments_digest"] == arguments_digest(PAYMENT)
         assert ticket["matched_rule"] == "approve-payments"
-        assert ticket["config_sha256"] == "0" * 64
+        assert ticket["config_sha256"] == app.loaded.sha256 == config_digest(app.loaded.config)
         assert ticket["session_id"]
 
         approved = await decide(app, ticket["id"], "approve", ALICE, {"comment": "known vendor"})

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helio_proxy.config import load_config
 from helio_proxy.store.testing import postgres_schema
 from tests.harness import mcp_upstream, run_proxy
 from tests.integration.approval_support import (
@@ -131,6 +132,54 @@ async def test_a_ticket_approved_through_another_proxy_releases_the_call_held_he
                 again = await decide(holder, ticket["id"], "deny", BOB)
     assert answer["result"]["isError"] is False
     assert again.status_code == 409
+
+
+async def test_an_approval_made_under_one_environment_value_does_not_release_the_call_under_another(
+    tmp_path: Path,
+) -> None:
+    """Issue 22 point 12: the config hash was of the file's bytes, so an approval stayed bound to a
+    config whose effective values (here the upstream's API key) had changed."""
+    db = tmp_path / "audit.db"
+    path = tmp_path / "helio.yaml"
+    async with mcp_upstream(stateless=True) as upstream:
+        path.write_text(
+            approval_config(upstream, audit_path=str(db)).replace(
+                "  request_timeout: 5s\n",
+                "  request_timeout: 5s\n  headers: {x-api-key: '${UPSTREAM_KEY}'}\n",
+            )
+        )
+        before = load_config(path, env={"UPSTREAM_KEY": "key-before"})
+        after = load_config(path, env={"UPSTREAM_KEY": "key-after"})
+        assert before.file_sha256 == after.file_sha256
+        assert before.sha256 != after.sha256
+        async with run_proxy(before) as first:
+            call = asyncio.create_task(raw_call(first.mcp_url, "create_payment", PAYMENT, session="agent-5"))
+            ticket = await held_ticket(first)
+        async with asyncio.timeout(10):
+            assert (await call)["error"]["data"]["reason"] == "shutdown_cancelled"
+        assert ticket["config_sha256"] == before.sha256
+
+        async with run_proxy(after) as second:
+            approved = await decide(second, ticket["id"], "approve", ALICE)
+            assert approved.json()["data"]["status"] == "approved"
+            retry = asyncio.create_task(
+                raw_call(second.mcp_url, "create_payment", PAYMENT, session="agent-5", request_id=2)
+            )
+            fresh = await held_ticket(second)  # held again, not released by the old approval
+            assert fresh["id"] != ticket["id"]
+            assert fresh["config_sha256"] == after.sha256
+            await decide(second, fresh["id"], "deny", BOB, {"reason": "test over"})
+            async with asyncio.timeout(10):
+                answer = await retry
+            old = await second.approvals.get(ticket["id"])
+    assert answer["error"]["data"]["reason"] == "approval_denied"
+    assert old is not None
+    assert old.status.value == "approved"  # never consumed
+    payments = [r for r in records(db) if r["tool_name"] == "create_payment"]
+    assert [(r["block_reason"], r["config_sha256"]) for r in payments] == [
+        ("shutdown_cancelled", before.sha256),
+        ("approval_denied", after.sha256),
+    ]
 
 
 def _staging_and_production(stg: str, prod: str, db: Path) -> str:

@@ -16,6 +16,8 @@ from mcp import Client
 
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.audit.verify import verify_chain
+from helio_proxy.config import load_config
+from helio_proxy.config.digest import config_digest
 from helio_proxy.server import bind
 from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.sqlite import SqliteStore
@@ -108,7 +110,7 @@ async def test_each_tools_call_leaves_one_record_with_what_the_client_saw(
             200,
         )
         assert first["metadata"] == {"request_id": 1}
-        assert first["config_sha256"] == "0" * 64
+        assert first["config_sha256"] == app.loaded.sha256 == config_digest(app.loaded.config)
         assert first["upstream_latency_ms"] > 0
         assert verify_chain(store).verified == 3
     finally:
@@ -238,3 +240,32 @@ async def test_a_store_that_cannot_be_opened_stops_startup_with_a_clear_error(tm
     with pytest.raises(StoreError, match=rf"cannot open the store at postgresql://127\.0\.0\.1:{port}: "):
         async with run_proxy(text):
             pass
+
+
+async def test_records_carry_the_hash_of_the_config_in_force_before_and_after_a_reload(
+    tmp_path: Path,
+) -> None:
+    """Issue 22 point 12: the hash on a record is of the config in force (it was the boot file's)."""
+    db = tmp_path / "audit.db"
+    path = tmp_path / "helio.yaml"
+    async with echo_upstream(json_response=True) as upstream:
+        path.write_text(_config(upstream, db))
+        async with run_proxy(load_config(path)) as app, httpx.AsyncClient(timeout=10) as client:
+            booted = app.loaded.sha256
+            await _call(client, app.mcp_url, 1, {"name": "get_weather", "arguments": {"city": "Oslo"}})
+            assert app.watcher is not None
+            path.write_text(_config(upstream, db) + "environment: staging\n")
+            assert app.watcher.apply().applied
+            assert app.snapshots.current.loaded.sha256 == booted  # restart-only: not in force yet
+            rule = "policies:\n  rules:\n    - {name: no-deletes, match: {tool: delete_user}, action: deny}\n"
+            path.write_text(_config(upstream, db) + rule)
+            assert app.watcher.apply().applied
+            reloaded = app.snapshots.current.loaded.sha256
+            await _call(client, app.mcp_url, 2, {"name": "get_weather", "arguments": {"city": "Oslo"}})
+    store = _open(f"sqlite:///{db}")
+    try:
+        hashes = [r["config_sha256"] for r in _records(store) if r["record_kind"] == "tool_call"]
+    finally:
+        store.close_sync()
+    assert booted != reloaded
+    assert hashes == [booted, reloaded]

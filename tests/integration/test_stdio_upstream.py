@@ -18,9 +18,18 @@ import httpx
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from helio_proxy.config import load_config_text
 from helio_proxy.transports.upstream.channel import RestartPolicy
 from helio_proxy.transports.upstream.stdio import StdioUpstream
-from tests.harness import EVERYTHING_SERVER, run_proxy, stdio_proxy_config
+from tests.harness import (
+    CHILD_ENV_PROBE,
+    EVERYTHING_SERVER,
+    PROXY_SECRETS_CONFIG,
+    probe_environment,
+    run_proxy,
+    stdio_proxy_config,
+    with_dashboard_secret,
+)
 from tests.peers.script import run_script, script_client
 
 ARGV = [sys.executable, str(EVERYTHING_SERVER), "--transport", "stdio"]
@@ -157,24 +166,22 @@ async def test_a_killed_child_fails_the_call_in_flight_with_upstream_exited_and_
         assert upstream.sessions[headers["mcp-session-id"]].channel.restarts == 1  # type: ignore[union-attr]
 
 
-async def test_the_child_inherits_the_environment_without_helios_secrets() -> None:
-    environ = {
-        **os.environ,
-        "HELIO_SDK_TOKEN": "sdk-token-value",
-        "EVERYTHING_MARKER": "visible",
-        "COPY_OF_SECRET": "dashboard-secret-value",
-    }
-    dashboard = "dashboard:\n  enabled: false\n"
-    config = stdio_proxy_config(ARGV).replace(
-        dashboard, "dashboard:\n  port: 0\n  api_secret: dashboard-secret-value\n"
+async def test_under_start_a_stdio_child_gets_the_default_set_and_upstream_env_and_no_secret_of_the_proxys() -> (
+    None
+):
+    """Issue 22 point 1: the child could read the Slack signing secret and approve its own calls."""
+    environ = probe_environment()
+    text = with_dashboard_secret(stdio_proxy_config(ARGV, PROXY_SECRETS_CONFIG)).replace(
+        "  request_timeout: 5s\n", "  request_timeout: 5s\n  env: {GIVEN_BY_CONFIG: given-value}\n", 1
     )
-    async with run_proxy(config, environ=environ) as app, Client(app.mcp_url, mode="legacy") as client:
-        names = ["HELIO_SDK_TOKEN", "EVERYTHING_MARKER", "COPY_OF_SECRET"]
-        seen = (await client.call_tool("whoami", {"names": names})).structured_content
+    loaded = load_config_text(text, path="test.yaml", env=environ)
+    async with run_proxy(loaded, environ=environ) as app, Client(app.mcp_url, mode="legacy") as client:
+        seen = (await client.call_tool("whoami", {"names": CHILD_ENV_PROBE})).structured_content
     assert seen is not None
-    assert seen["EVERYTHING_MARKER"] == "visible"
-    assert seen["HELIO_SDK_TOKEN"] is None
-    assert seen["COPY_OF_SECRET"] is None
+    assert {name: seen[name] for name in CHILD_ENV_PROBE if seen[name] is not None} == {
+        "GIVEN_BY_CONFIG": "given-value",
+        "PATH": os.environ["PATH"],
+    }
 
 
 async def test_a_deny_rule_blocks_a_stdio_tool_with_the_usual_feedback() -> None:

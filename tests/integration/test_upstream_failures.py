@@ -5,8 +5,10 @@ upstream HTTP errors are relayed as they are."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 
 from helio_proxy.server import bind
 from helio_proxy.transports.downstream.asgi import read_body
-from tests.harness import proxy_config, run_proxy, serve_asgi
+from tests.harness import audit_records, proxy_config, run_proxy, serve_asgi
 
 Handler = Callable[[dict[str, Any]], Awaitable[tuple[int, str, bytes]]]
 CALL = {
@@ -184,3 +186,42 @@ async def test_nameless_tool_call_is_rejected_with_invalid_params_and_not_forwar
     assert error["data"]["reason"] == "missing_tool_name"
     # The primer's own traffic (era probe, tools/list) may reach the upstream; no tools/call may.
     assert [body for body in seen if body.get("method") not in ("tools/list", "server/discover")] == []
+
+
+@pytest.mark.parametrize("failure", ["refused", "timeout"])
+async def test_an_upstream_failure_shows_the_upstream_url_without_its_credentials(
+    failure: str, tmp_path: Path
+) -> None:
+    """Issue 22 point 7: wherever a URL is shown (the agent's error, the audit record, the log),
+    only its scheme, host and port appear, never ``user:password@`` or a token in its path/query."""
+    secret_bits = ("upuser-4b1d", "uppass-8e2f", "path-token-77aa", "query-token-91cc")
+    db = tmp_path / "audit.db"
+
+    async def silent(_: dict[str, Any]) -> tuple[int, str, bytes]:
+        await asyncio.sleep(30)
+        return 200, "application/json", b"{}"
+
+    async with contextlib.AsyncExitStack() as stack:
+        if failure == "refused":
+            sock = bind("127.0.0.1", 0, "test")
+            port = sock.getsockname()[1]
+            sock.close()  # nothing listens there now
+        else:
+            base = await stack.enter_async_context(serve_asgi(fake_upstream(silent), lifespan="off"))
+            port = int(base.rsplit(":", 1)[1])
+        url = f"http://upuser-4b1d:uppass-8e2f@127.0.0.1:{port}/mcp/path-token-77aa?key=query-token-91cc"
+        config = proxy_config(url, audit_path=str(db)).replace("request_timeout: 5s", "request_timeout: 1s")
+        proxy = await stack.enter_async_context(run_proxy(config))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        response = await http.post(proxy.mcp_url, json=CALL, headers=HEADERS)
+        banner = proxy.out.getvalue()  # type: ignore[attr-defined]
+    error = _error(response)
+    assert error["data"]["failure_reason"] == ("connection_refused" if failure == "refused" else "timeout")
+    records = audit_records(db, tool="get_weather")
+    assert len(records) == 1
+    shown = [response.text, json.dumps(records, default=str), banner]
+    for text in shown:
+        for bit in secret_bits:
+            assert bit not in text
+    if failure == "refused":
+        assert f"http://127.0.0.1:{port}" in error["message"]

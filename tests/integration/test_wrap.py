@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,16 @@ from mcp.client.stdio import StdioServerParameters
 from helio import HelioContext
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.store import create_store
-from tests.harness import EVERYTHING_SERVER, run_proxy, stdio_proxy_config
+from tests.harness import (
+    CHILD_ENV_PROBE,
+    EVERYTHING_SERVER,
+    PROXY_SECRETS_CONFIG,
+    probe_environment,
+    proxy_config,
+    run_proxy,
+    stdio_proxy_config,
+    with_dashboard_secret,
+)
 from tests.peers.script import run_script, script_client
 
 EVERYTHING = [sys.executable, str(EVERYTHING_SERVER), "--transport", "stdio"]
@@ -48,10 +58,12 @@ INIT = {
 }
 
 
-def _wrapped(argv: list[str], *, config: Path | None = None) -> StdioServerParameters:
+def _wrapped(
+    argv: list[str], *, config: Path | None = None, env: dict[str, str] | None = None
+) -> StdioServerParameters:
     options = ["-c", str(config)] if config else []
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "helio_proxy", "wrap", *options, "--", *argv]
+        command=sys.executable, args=["-m", "helio_proxy", "wrap", *options, "--", *argv], env=env
     )
 
 
@@ -223,6 +235,69 @@ async def test_stdout_carries_only_protocol_lines_and_bad_lines_get_json_rpc_err
     assert by_id[9]["error"]["code"] == -32600
     assert by_id[2]["result"]["structuredContent"] == {"result": "x"}
     assert b"serving MCP on stdin/stdout" in done.stderr
+
+
+async def test_under_wrap_the_child_inherits_the_clients_environment_but_no_secret_of_the_proxys(
+    tmp_path: Path,
+) -> None:
+    """Issue 22 point 1: the child could read the Slack signing secret and approve its own calls."""
+    config = tmp_path / "helio.yaml"
+    config.write_text(with_dashboard_secret(proxy_config("http://unused.invalid/mcp", PROXY_SECRETS_CONFIG)))
+    params = _wrapped(EVERYTHING, config=config, env=probe_environment())
+    async with Client(params, mode="legacy") as client:
+        seen = (await client.call_tool("whoami", {"names": CHILD_ENV_PROBE})).structured_content
+    assert seen is not None
+    assert {name: seen[name] for name in CHILD_ENV_PROBE if seen[name] is not None} == {
+        "CLIENT_MARKER": "client-marker-value",
+        "PATH": os.environ["PATH"],
+    }
+
+
+async def test_over_stdio_a_repeated_key_and_a_tools_call_notification_are_refused_and_recorded_rejected(
+    tmp_path: Path,
+) -> None:
+    """Issue 22 points 8 and 9, on the stdio transport (the HTTP ones: test_ingress_refusals)."""
+    db = tmp_path / "audit.db"
+    config = tmp_path / "helio.yaml"
+    config.write_text(f"version: '1'\ndashboard:\n  enabled: false\naudit:\n  path: '{db}'\n")
+    lines = [
+        json.dumps(INIT).encode(),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode(),
+        b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a","text":"b"}}}',
+        json.dumps(
+            {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "n"}}}
+        ).encode(),
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "ok"}},
+            }
+        ).encode(),
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "helio_proxy", "wrap", "-c", str(config), "--", *EVERYTHING],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    by_id = {message.get("id"): message for message in out}
+    assert by_id[2]["error"]["code"] == -32600
+    assert by_id[2]["error"]["data"]["reason"] == "duplicate_key"
+    assert by_id[2]["error"]["data"]["duplicate_key"] == "params.arguments.text"
+    assert by_id[None]["error"]["code"] == -32600
+    assert by_id[None]["error"]["data"]["reason"] == "notification_tool_call"
+    assert by_id[3]["result"]["structuredContent"] == {"result": "ok"}
+    assert _recorded_calls(db) == [
+        ("echo", "rejected", "duplicate_key"),
+        ("echo", "rejected", "notification_tool_call"),
+        ("echo", "allow", None),
+    ]
 
 
 async def test_calls_carrying_the_sdk_meta_key_are_filed_under_the_sdk_session_in_wrap_mode(

@@ -78,6 +78,19 @@ def test_validate_on_a_missing_file_exits_1_and_says_what_to_do(tmp_path: Path) 
     assert "helio init" in result.output
 
 
+def test_init_force_over_a_world_readable_file_leaves_the_new_secret_mode_0600(tmp_path: Path) -> None:
+    """Issue 22 point 10: -f kept the old file's 0644 while printing "(mode 0600)"."""
+    target = tmp_path / "helio.yaml"
+    target.write_text("old: config\n")
+    target.chmod(0o644)
+    result = CliRunner().invoke(cli, ["init", "-o", str(target), "-f"])
+    assert result.exit_code == 0, result.output
+    assert "(mode 0600)" in result.output
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert load_config(target).config.dashboard.api_secret in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["helio.yaml"]  # no temporary file left behind
+
+
 def test_wrap_with_neither_a_command_nor_a_config_is_bad_usage_exit_2() -> None:
     result = CliRunner().invoke(cli, ["wrap"])
     assert result.exit_code == 2

@@ -83,3 +83,69 @@ def test_parse_any_keeps_a_single_message_and_splits_a_batch_answering_bad_eleme
 def test_parse_any_refuses_empty_and_oversized_batches(raw: bytes, message: str) -> None:
     with pytest.raises(EnvelopeError, match=message):
         parse_any(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "request_id"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"a":2}}', "params.a", 1),
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"l":[{},{"b":1,"b":1}]}}', "params.l[1].b", 1),
+        (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}', "id", None),
+        (b'{"jsonrpc":"2.0","id":"q","result":{"x":{"y":{"z":1,"z":1}}}}', "result.x.y.z", "q"),
+    ],
+)
+def test_a_repeated_key_at_any_depth_is_refused_naming_where(
+    raw: bytes, where: str, request_id: str | int | None
+) -> None:
+    """Issue 22 point 9: two parsers read a repeated key differently (first value or last)."""
+    with pytest.raises(EnvelopeError) as caught:
+        parse(raw)
+    assert (caught.value.code, caught.value.reason) == (INVALID_REQUEST, "duplicate_key")
+    assert caught.value.detail is not None
+    assert caught.value.detail["duplicate_key"] == where
+    assert caught.value.request_id == request_id
+
+
+def test_in_a_batch_only_the_element_repeating_a_key_is_refused() -> None:
+    batch = parse_any(
+        b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"x","params":{"k":1,"k":2}}]'
+    )
+    assert isinstance(batch, list)
+    first, second = batch
+    assert isinstance(first, Message)
+    assert isinstance(second, EnvelopeError)
+    assert (second.reason, second.request_id) == ("duplicate_key", 2)
+
+
+def test_a_tools_call_without_an_id_is_refused_and_other_notifications_are_not() -> None:
+    """Issue 22 point 8: a tools/call notification could not be governed or answered."""
+    with pytest.raises(EnvelopeError) as caught:
+        parse(b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}')
+    assert (caught.value.code, caught.value.reason) == (INVALID_REQUEST, "notification_tool_call")
+    assert parse(b'{"jsonrpc":"2.0","method":"notifications/cancelled"}').kind is Kind.NOTIFICATION
+
+
+def test_utf16_bodies_are_still_read_as_json_reads_them() -> None:
+    raw = '{"jsonrpc":"2.0","id":1,"method":"ping"}'.encode("utf-16")
+    assert parse(raw).method == "ping"
+
+
+def test_a_body_nested_too_deeply_to_parse_is_a_parse_error() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    assert caught.value.code == PARSE_ERROR
+
+
+def test_a_repeated_key_deep_in_a_body_is_found_without_recursing() -> None:
+    depth = 500
+    raw = (
+        b'{"jsonrpc":"2.0","id":1,"method":"x","params":'
+        + b'{"a":' * depth
+        + b'{"k":1,"k":2}'
+        + b"}" * depth
+        + b"}"
+    )
+    with pytest.raises(EnvelopeError) as caught:
+        parse(raw)
+    assert caught.value.detail is not None
+    assert caught.value.detail["duplicate_key"] == "params" + ".a" * depth + ".k"

@@ -195,6 +195,19 @@ def test_invalid_audit_and_store_settings_are_config_errors(snippet: str, messag
         )
 
 
+def test_export_over_a_world_readable_file_leaves_it_mode_0600(tmp_path: Path) -> None:
+    """Issue 22 point 10: -o (now with -f) over an existing 0644 file kept its mode."""
+    _seed(tmp_path, 2)
+    out = tmp_path / "out.csv"
+    out.write_text("old export\n")
+    out.chmod(0o644)
+    result = CliRunner().invoke(cli, ["export", "-c", str(_config(tmp_path)), "-o", str(out), "-f"])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert len(out.read_text().splitlines()) == 3
+    assert "old export" not in out.read_text()
+
+
 def test_export_refuses_to_overwrite_an_existing_file_without_force_like_init(tmp_path: Path) -> None:
     _seed(tmp_path, 2)
     config = str(_config(tmp_path))

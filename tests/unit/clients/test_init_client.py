@@ -259,3 +259,14 @@ def test_errors_name_the_fix_and_write_nothing(tmp_path: Path) -> None:
     assert taken.read_text() == "keep me"
     assert sorted(os.listdir(path.parent)) == ["cursor-mcp.json"]
     assert _init("--yes").exit_code == 2  # --yes without --client is bad usage
+
+
+def test_force_replaces_an_existing_config_whole_and_private(tmp_path: Path) -> None:
+    path = _copy(tmp_path, "cursor-mcp.json")
+    taken = tmp_path / "helio.yaml"
+    taken.write_text("old: config\n")
+    taken.chmod(0o644)
+    result = _init("--client", "cursor", "--file", str(path), "-o", str(taken), "--yes", "-f")
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(taken.stat().st_mode) == 0o600
+    assert [u.name for u in load_config(taken).config.upstream_list] == ["github"]

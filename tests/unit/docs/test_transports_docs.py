@@ -24,11 +24,15 @@ def _blocks(language: str) -> list[str]:
 def test_every_upstream_section_example_is_valid_and_one_is_the_stdio_example() -> None:
     blocks = [b for b in _blocks("yaml") if b.startswith("upstream:")]
     upstreams = [
-        parse_config_text("version: '1'\ndashboard: {enabled: false}\n" + block, env={}).upstream_list[0]
+        parse_config_text(
+            "version: '1'\ndashboard: {enabled: false}\n" + block,
+            env={name: f"<{name}>" for name in re.findall(r"\$\{(\w+)\}", block)},
+        ).upstream_list[0]
         for block in blocks
     ]
     assert len(upstreams) >= 2
     assert ("stdio", "npx") in [(upstream.transport, upstream.command) for upstream in upstreams]
+    assert {"GITHUB_PERSONAL_ACCESS_TOKEN": "<GITHUB_TOKEN>"} in [upstream.env for upstream in upstreams]
 
 
 def test_the_wrap_config_example_loads_with_the_command_as_its_upstream(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
 from helio_proxy.config import HelioConfig, LoadedConfig
+from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
@@ -32,6 +33,7 @@ from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
+from helio_proxy.hardening import forbid_inspection
 from helio_proxy.limits import LimitsGate
 from helio_proxy.limits.api import limits_routes
 from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
@@ -41,7 +43,7 @@ from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
-from helio_proxy.transports.upstream.stdio import StdioUpstream
+from helio_proxy.transports.upstream.stdio import StdioUpstream, Withheld
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 from helio_proxy.url_display import display_url
 
@@ -68,6 +70,9 @@ class HelioApp:
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     serve_mcp: bool = True
     """Serve the agent-facing HTTP listener (``helio wrap`` serves MCP on stdio instead)."""
+    inherit_environment: bool = False
+    """Stdio upstreams inherit all of :attr:`environ` but the proxy's secrets (``helio wrap``: the
+    client's environment), not only the default set (see :mod:`.transports.upstream.stdio`)."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
@@ -75,8 +80,9 @@ class HelioApp:
 
     def __post_init__(self) -> None:
         config = self.loaded.config
-        self.audit = AuditTrail(self.loaded)
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
+        # Records carry the hash of the config in force when they are written (reloads change it).
+        self.audit = AuditTrail(self.loaded, config_sha256=lambda: self.snapshots.current.loaded.sha256)
         self.sessions = InMemorySessionStore()
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.events = EventBus()
@@ -124,14 +130,23 @@ class HelioApp:
     def _upstream_for(self, config: UpstreamConfig) -> Upstream:
         """The upstream client for ``upstream.transport``."""
         if config.transport == "stdio":
-            return StdioUpstream(config, environ=self.environ, secrets=self._withheld_secrets)
+            return StdioUpstream(
+                config, environ=self.environ, withheld=self._withheld, inherit=self.inherit_environment
+            )
         if config.transport == "sse":
             return LegacySseUpstream(config)
         return StreamableHttpUpstream(config)
 
-    def _withheld_secrets(self) -> list[str | None]:
-        """Values no stdio child may inherit (``HELIO_SDK_TOKEN`` is withheld by name as well)."""
-        return [self.loaded.config.dashboard.api_secret, self.sdk_token.value if self.sdk_token else None]
+    def _withheld(self) -> Withheld:
+        """What no stdio child may inherit: the variables the config names (at boot and now), and
+        any variable holding a secret of the config's or the sideband token."""
+        boot, current = self.loaded, self.snapshots.current.loaded
+        values = secret_values(boot.config) | secret_values(current.config)
+        for upstream in (*boot.config.upstream_list, *current.config.upstream_list):
+            values -= set(upstream.env.values())  # given to the child on purpose
+        if self.sdk_token is not None:
+            values.add(self.sdk_token.value)
+        return Withheld(boot.referenced_env | current.referenced_env, frozenset(values))
 
     def _record_reload(self, outcome: ReloadOutcome) -> None:
         """Every attempted reload is one ``policy_reload`` audit record."""
@@ -441,7 +456,8 @@ class HelioApp:
 
 
 def run_app(app: HelioApp) -> None:
-    """Run the proxy on uvloop when available."""
+    """Run the proxy on uvloop when available (non-dumpable: see :mod:`.hardening`)."""
+    forbid_inspection()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux/macOS

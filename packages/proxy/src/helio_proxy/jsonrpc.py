@@ -1,6 +1,10 @@
 """JSON-RPC 2.0 as MCP uses it: classify incoming messages, build error bodies.
 
-Only what governance needs is parsed; the original bytes are what gets forwarded.
+Only what governance needs is parsed; the original bytes are what gets forwarded, so ingress
+refuses what two readers could take differently: an object with the same key twice (at any
+depth: one JSON parser keeps the last value, another the first) and a ``tools/call`` without an
+``id`` (a notification has no answer, so it could never be governed or audited). Both are
+``-32600`` with a :attr:`EnvelopeError.reason` that the gateway records as ``rejected``.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, cast
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -52,13 +56,37 @@ class Message:
         return params if isinstance(params, dict) else None  # pyright: ignore[reportUnknownVariableType]
 
 
-class EnvelopeError(ValueError):
-    """The body is JSON but not an acceptable JSON-RPC message."""
+DUPLICATE_KEY: Final = "duplicate_key"
+"""Refusal reason: an object in the message has the same key twice."""
 
-    def __init__(self, message: str, *, code: int = INVALID_REQUEST, request_id: RequestId | None = None):
+NOTIFICATION_TOOL_CALL: Final = "notification_tool_call"
+"""Refusal reason: a ``tools/call`` sent as a notification (no ``id``)."""
+
+
+class EnvelopeError(ValueError):
+    """The body is JSON but not an acceptable JSON-RPC message.
+
+    ``reason`` is set for refusals the audit trail records (:data:`DUPLICATE_KEY`,
+    :data:`NOTIFICATION_TOOL_CALL`); ``payload`` is then the message as parsed (for a duplicate
+    key, with the last value of each duplicate) and ``detail`` what the record adds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int = INVALID_REQUEST,
+        request_id: RequestId | None = None,
+        reason: str | None = None,
+        payload: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.request_id = request_id
+        self.reason = reason
+        self.payload = payload
+        self.detail = detail
 
 
 def _valid_id(value: Any) -> bool:
@@ -85,6 +113,13 @@ def classify(payload: Any, raw: bytes) -> Message:
             raise EnvelopeError('"params" must be an object or an array', request_id=request_id)
         if "result" in message or "error" in message:
             raise EnvelopeError("a request cannot carry result or error", request_id=request_id)
+        if not has_id and message["method"] == "tools/call":
+            raise EnvelopeError(
+                'tools/call must be a request with an "id"; a notification cannot be governed or answered',
+                reason=NOTIFICATION_TOOL_CALL,
+                payload=message,
+                detail={"method": "tools/call"},
+            )
         return Message(Kind.REQUEST if has_id else Kind.NOTIFICATION, message, raw)
     if has_id and (("result" in message) != ("error" in message)):
         if "error" in message and not isinstance(message["error"], dict):
@@ -93,16 +128,97 @@ def classify(payload: Any, raw: bytes) -> Message:
     raise EnvelopeError("not a request, notification or response", request_id=request_id)
 
 
-def _load(raw: bytes) -> Any:
+class _DuplicateKey(Exception):
+    """Raised out of the decoder at the first object with a repeated key."""
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+class _Duplicated(dict[str, Any]):
+    """An object that had :attr:`key` more than once (it holds the last value of each key)."""
+
+    key: str = ""
+
+
+def _mark_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _Duplicated(obj)
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            marked.key = key
+            break
+        seen.add(key)
+    return marked
+
+
+# One decoder each (``json.loads`` with a hook would build a new one per call). The strict one
+# costs ~1 us on a typical tools/call; the marking one only runs once a duplicate was found.
+_STRICT: Final = json.JSONDecoder(object_pairs_hook=_refuse_duplicates)
+_MARKING: Final = json.JSONDecoder(object_pairs_hook=_mark_duplicates)
+
+
+def _load(raw: bytes) -> tuple[Any, bool]:
+    """The parsed value, and whether some object in it repeats a key (the value then marks those
+    objects as :class:`_Duplicated`)."""
     try:
-        return json.loads(raw)
+        # What json.loads does with bytes: UTF-8, or UTF-16/32 recognised by their first bytes.
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        try:
+            return _STRICT.decode(text), False
+        except _DuplicateKey:
+            return _MARKING.decode(text), True
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EnvelopeError(f"parse error: {exc}", code=PARSE_ERROR) from None
+    except RecursionError:
+        raise EnvelopeError("parse error: nested too deeply", code=PARSE_ERROR) from None
+
+
+def _duplicate_path(value: Any) -> str | None:
+    """The dotted path of the first repeated key in ``value`` (document order), or ``None``."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _Duplicated):
+            return f"{path}.{item.key}" if path else item.key
+        if isinstance(item, dict):
+            entries = cast(dict[str, Any], item).items()
+            stack.extend((child, f"{path}.{key}" if path else key) for key, child in reversed(entries))
+        elif isinstance(item, list):
+            children = cast(list[Any], item)
+            stack.extend((children[i], f"{path}[{i}]") for i in reversed(range(len(children))))
+    return None
+
+
+def _duplicate_refusal(value: Any, where: str) -> EnvelopeError:
+    """The refusal of a message (``value``) whose key at ``where`` is repeated."""
+    message = cast(dict[str, Any], value) if isinstance(value, dict) else None
+    request_id = None
+    if message is not None and where != "id" and _valid_id(message.get("id")):
+        request_id = message["id"]
+    method = message.get("method") if message is not None else None
+    return EnvelopeError(
+        f"duplicate key {where!r}: an object may not repeat a key",
+        request_id=request_id,
+        reason=DUPLICATE_KEY,
+        payload=message,
+        detail={"duplicate_key": where, "method": method if isinstance(method, str) else None},
+    )
 
 
 def parse(raw: bytes) -> Message:
     """Parse bytes into a :class:`Message`; malformed JSON raises ``EnvelopeError`` with -32700."""
-    return classify(_load(raw), raw)
+    value, duplicated = _load(raw)
+    if duplicated:
+        raise _duplicate_refusal(value, _duplicate_path(value) or "?")
+    return classify(value, raw)
 
 
 MAX_BATCH: Final = 100
@@ -115,8 +231,10 @@ def parse_any(raw: bytes) -> Message | list[Message | EnvelopeError]:
 
     Malformed JSON, an empty batch or one over :data:`MAX_BATCH` raise ``EnvelopeError``.
     """
-    payload = _load(raw)
+    payload, duplicated = _load(raw)
     if not isinstance(payload, list):
+        if duplicated:
+            raise _duplicate_refusal(payload, _duplicate_path(payload) or "?")
         return classify(payload, raw)
     elements: list[Any] = payload  # pyright: ignore[reportUnknownVariableType]
     if not elements:
@@ -125,6 +243,10 @@ def parse_any(raw: bytes) -> Message | list[Message | EnvelopeError]:
         raise EnvelopeError(f"a batch may hold at most {MAX_BATCH} messages (got {len(elements)})")
     out: list[Message | EnvelopeError] = []
     for element in elements:
+        where = _duplicate_path(element) if duplicated else None
+        if where is not None:
+            out.append(_duplicate_refusal(element, where))
+            continue
         encoded = json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             out.append(classify(element, encoded))

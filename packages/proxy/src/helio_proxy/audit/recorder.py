@@ -50,16 +50,22 @@ class Auditor:
         *,
         session: SessionConfig | None = None,
         environment: str | None = None,
-        config_sha256: str | None = None,
+        config_sha256: str | Callable[[], str | None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         strict_wait: float = STRICT_WAIT_SECONDS,
     ) -> None:
         self.writer = writer
         self.identity = (session or SessionConfig()).identity
         self.environment = environment
-        self.config_sha256 = config_sha256
+        self._config_sha256 = config_sha256
         self.clock = clock
         self.strict_wait = strict_wait
+
+    @property
+    def config_sha256(self) -> str | None:
+        """The hash of the config in force now (given as a function, it follows hot reloads)."""
+        value = self._config_sha256
+        return value() if callable(value) else value
 
     def begin(
         self,

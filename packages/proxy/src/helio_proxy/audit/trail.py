@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from helio_proxy.audit.chain import load_private_key
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.recorder import Auditor
@@ -17,7 +19,14 @@ from helio_proxy.store.sqlite import SqliteStore
 class AuditTrail:
     """Built from a config without I/O; :meth:`start` opens the store, :meth:`stop` drains it."""
 
-    def __init__(self, loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        config_sha256: Callable[[], str | None] | None = None,
+    ) -> None:
+        """``config_sha256``: the hash of the config in force now (default: ``loaded``'s)."""
         config = loaded.config
         audit = config.audit
         self.retention = audit.retention
@@ -37,7 +46,7 @@ class AuditTrail:
             self.writer,
             session=config.session,
             environment=config.environment,
-            config_sha256=loaded.sha256,
+            config_sha256=config_sha256 or loaded.sha256,
             clock=clock,
         )
         self.sweeper = RetentionSweeper(self.store, audit.retention.seconds, clock=clock)

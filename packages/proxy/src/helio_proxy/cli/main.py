@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import click
 from helio_proxy import __version__
 from helio_proxy.cli.clients import CLIENTS
 from helio_proxy.cli.commands import HelioCommand, HelioGroup
+from helio_proxy.cli.private_file import write_private
 from helio_proxy.cli.template import render
 from helio_proxy.config import LoadedConfig, load_config
 from helio_proxy.errors import HelioProxyError
@@ -149,10 +149,7 @@ def init(
     _refuse_overwrite(target, force)
     secret = secrets.token_hex(32)
     text = render(target.name, secret)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(target, flags, 0o600)  # the file holds a secret
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_private(target, text)  # it holds a secret: 0600, even over an existing 0644 file
     click.echo(f"Wrote {target} (mode 0600). Dashboard secret:\n  {secret}")
     click.echo(f"Next: edit upstream.url, then run: helio start -c {target}")
 
@@ -419,10 +416,8 @@ def export_command(
     if output is None:
         click.echo(text, nl=False)
         return
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # audit data stays private
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    click.echo(f"Wrote {len(records)} records to {output}", err=True)
+    write_private(Path(output), text, newline="")  # audit data stays private: 0600
+    click.echo(f"Wrote {len(records)} records to {output} (mode 0600)", err=True)
 
 
 @cli.group()

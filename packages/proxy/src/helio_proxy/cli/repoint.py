@@ -33,6 +33,7 @@ from typing import Any, Final, cast
 import yaml
 
 from helio_proxy.cli.clients import ClientFormat
+from helio_proxy.cli.private_file import write_private
 from helio_proxy.errors import HelioProxyError
 
 BACKUP_SUFFIX: Final = ".helio-backup"
@@ -283,10 +284,9 @@ def plan(
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Mode 0600 (``helio.yaml`` holds the dashboard secret), even over an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds a secret
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_private(path, text)
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -6,6 +6,8 @@ audited to ``./helio-audit.db``; the dashboard and the sideband stay off. With `
 is used as it is except that its ``upstream`` (or ``upstreams``) is replaced by the command.
 With ``-c`` and no command, the config's own single upstream is governed, whatever its transport
 (a remote streamable HTTP or legacy SSE server, for a client that can only launch commands).
+A stdio child inherits the environment the client gave the proxy, minus the proxy's secrets
+(see :mod:`helio_proxy.transports.upstream.stdio`).
 
 Exit codes: 0 when stdin closes (the audit trail is flushed first); 3 when the command cannot be
 started, or keeps dying until the restart policy gives up; a config error exits 1.
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import math
 import re
 import signal
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from helio_proxy.app import HelioApp
-from helio_proxy.config import LoadedConfig, load_config, parse_config_text
+from helio_proxy.config import LoadedConfig, load_config, load_config_text
 from helio_proxy.errors import ConfigError, HelioProxyError, StartupError
+from helio_proxy.hardening import forbid_inspection
 from helio_proxy.transports.downstream.stdio import StdioServer, open_stdio
 from helio_proxy.transports.upstream.channel import MessageUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream
@@ -77,9 +78,7 @@ def wrap_config(command: Sequence[str], config_path: str | None) -> LoadedConfig
     replace = {"upstream": upstream_section(command), "upstreams": None}
     if config_path is not None:
         return load_config(config_path, replace=replace)
-    config = parse_config_text(DEFAULT_WRAP_CONFIG, source=str(NO_CONFIG_PATH), replace=replace)
-    digest = hashlib.sha256((DEFAULT_WRAP_CONFIG + json.dumps(replace, sort_keys=True)).encode()).hexdigest()
-    return LoadedConfig(config=config, path=NO_CONFIG_PATH, sha256=digest, warnings=config.warnings())
+    return load_config_text(DEFAULT_WRAP_CONFIG, path=NO_CONFIG_PATH, replace=replace)
 
 
 async def serve_wrapped(
@@ -136,8 +135,9 @@ async def serve_wrapped(
 
 
 def run_wrap(loaded: LoadedConfig) -> int:
-    """``helio wrap`` on uvloop when available; the exit code."""
-    app = HelioApp(loaded, serve_mcp=False)
+    """``helio wrap`` on uvloop when available (non-dumpable: see :mod:`.hardening`); the exit code."""
+    forbid_inspection()
+    app = HelioApp(loaded, serve_mcp=False, inherit_environment=True)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux/macOS

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.base import ConfigModel, Secret
 from helio_proxy.config.durations import Duration, DurationField
 
 
@@ -30,7 +30,7 @@ class WebhookChannel(ConfigModel):
     url: str = Field(pattern=r"^https?://\S+$")
     """Where tickets are POSTed."""
 
-    secret: str | None = None
+    secret: Secret[str | None] = None
     """HMAC-SHA256 key for the ``X-Helio-Signature`` header."""
 
 
@@ -42,10 +42,10 @@ class SlackChannel(ConfigModel):
     name: str | None = None
     """Name other settings use to refer to this channel."""
 
-    bot_token: str
+    bot_token: Secret[str]
     """Slack bot token (``xoxb-...``); use ``${VAR}``."""
 
-    signing_secret: str
+    signing_secret: Secret[str]
     """Slack signing secret for verifying button callbacks; use ``${VAR}``."""
 
     channel: str

@@ -2,7 +2,9 @@
 validation.
 
 Every failure is a :class:`ConfigError` whose text is one line naming the file, the line, the
-dotted path and what to do about it.
+dotted path and what to do about it. A loaded config knows which environment variables it
+substituted (none of them reaches a stdio upstream) and its hash is taken over what is in force
+(:mod:`helio_proxy.config.digest`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Final, cast
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from helio_proxy.config.digest import config_digest
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.errors import ConfigError
 
@@ -39,10 +42,15 @@ class LoadedConfig:
     config: HelioConfig
     path: Path
     sha256: str
-    """Digest of the file's bytes (recorded on audit records)."""
+    """The config hash (:func:`~helio_proxy.config.digest.config_digest` of the config in force,
+    after ``${VAR}`` substitution): recorded on audit records, bound into approval tickets."""
     warnings: list[str] = field(default_factory=list[str])
     replaced: Mapping[str, Any] | None = None
     """Top-level sections set over the file's (``helio wrap``'s upstream); reloads set them too."""
+    referenced_env: frozenset[str] = frozenset()
+    """The environment variables the file names as ``${VAR}`` (withheld from stdio upstreams)."""
+    file_sha256: str = ""
+    """Digest of the file's bytes (a reload of unchanged bytes does nothing)."""
 
 
 def format_path(path: PathKey) -> str:
@@ -93,7 +101,7 @@ class _LineIndex:
         return None
 
 
-def _interpolate(value: Any, path: PathKey, env: Mapping[str, str], index: _LineIndex) -> Any:
+def _interpolate(value: Any, path: PathKey, env: Mapping[str, str], index: _LineIndex, used: set[str]) -> Any:
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -116,15 +124,16 @@ def _interpolate(value: Any, path: PathKey, env: Mapping[str, str], index: _Line
                     line=line,
                     path=dotted,
                 )
+            used.add(name)
             return env[name]
 
         return ENV_PATTERN.sub(substitute, value)
     if isinstance(value, dict):
         mapping = cast(dict[Any, Any], value)
-        return {k: _interpolate(v, (*path, str(k)), env, index) for k, v in mapping.items()}
+        return {k: _interpolate(v, (*path, str(k)), env, index, used) for k, v in mapping.items()}
     if isinstance(value, list):
         items = cast(list[Any], value)
-        return [_interpolate(v, (*path, i), env, index) for i, v in enumerate(items)]
+        return [_interpolate(v, (*path, i), env, index, used) for i, v in enumerate(items)]
     return value
 
 
@@ -240,6 +249,33 @@ def parse_config_text(
     ``replace`` sets top-level sections after interpolation (a ``None`` value removes one):
     ``helio wrap`` puts its command in place of the file's ``upstream``.
     """
+    return _parse(text, source, env, replace)[0]
+
+
+def load_config_text(
+    text: str,
+    *,
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    replace: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Validate config text read from ``path`` (or made up for it): a :class:`LoadedConfig`."""
+    config, used = _parse(text, str(path), env, replace)
+    return LoadedConfig(
+        config=config,
+        path=Path(path),
+        sha256=config_digest(config),
+        warnings=config.warnings(),
+        replaced=replace,
+        referenced_env=frozenset(used),
+        file_sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def _parse(
+    text: str, source: str, env: Mapping[str, str] | None, replace: Mapping[str, Any] | None
+) -> tuple[HelioConfig, set[str]]:
+    """The validated config and the environment variables substituted into it."""
     environ = os.environ if env is None else env
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -257,13 +293,14 @@ def parse_config_text(
         raise ConfigError(
             "the top level must be a mapping (version: '1', upstream: ...)", source=source, line=1
         )
-    data = _interpolate(data, (), environ, index)
+    used: set[str] = set()
+    data = _interpolate(data, (), environ, index, used)
     for key, value in (replace or {}).items():
         data.pop(key, None)
         if value is not None:
             data[key] = value
     try:
-        return HelioConfig.model_validate(data)
+        return HelioConfig.model_validate(data), used
     except ValidationError as exc:
         raise _first_error(exc, data, index) from None
 
@@ -288,11 +325,4 @@ def load_config(
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("config file is not UTF-8 text", source=str(file)) from None
-    config = parse_config_text(text, source=str(file), env=env, replace=replace)
-    return LoadedConfig(
-        config=config,
-        path=file,
-        sha256=hashlib.sha256(raw).hexdigest(),
-        warnings=config.warnings(),
-        replaced=replace,
-    )
+    return load_config_text(text, path=file, env=env, replace=replace)

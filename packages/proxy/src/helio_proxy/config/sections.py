@@ -8,7 +8,7 @@ from typing import Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.base import ConfigModel, Secret
 from helio_proxy.config.durations import Duration, DurationField
 
 DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
@@ -127,7 +127,7 @@ class AuditConfig(ConfigModel):
     """``batched``: records are committed in groups within 100 ms of the call. ``strict``: a forwarded
     call's record is committed (fsync'd) before its response is returned. See docs/audit.md."""
 
-    signing_key: str | None = None
+    signing_key: Secret[str | None] = None
     """Ed25519 private key (PEM file path, or the PEM text itself via ``${VAR}``) that signs every record."""
 
     redact: list[str] = Field(default_factory=list[str])
@@ -183,7 +183,7 @@ class DashboardConfig(ConfigModel):
     host: str = "127.0.0.1"
     """Bind address."""
 
-    api_secret: str | None = None
+    api_secret: Secret[str | None] = None
     """Shared operator secret (Bearer token and login), in clear or as its ``sha256:<hex>`` hash
     (``helio secret`` prints both). Required when enabled, unless ``allow_open_mode``."""
 

@@ -6,13 +6,13 @@ import re
 
 from pydantic import field_validator
 
-from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.base import ConfigModel, Secret
 
 
 class StoreConfig(ConfigModel):
     """The database shared by audit, approvals, budgets, limits, evidence and tool baselines."""
 
-    url: str | None = None
+    url: Secret[str | None] = None
     """Database URL, e.g. ``postgresql://helio:${PGPASSWORD}@db:5432/helio`` (shared by every replica).
     Unset: an embedded SQLite file at ``audit.path``."""
 

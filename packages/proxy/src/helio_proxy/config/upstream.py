@@ -7,7 +7,7 @@ from typing import Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.base import ConfigModel, Secret
 from helio_proxy.config.durations import Duration, DurationField
 
 RESERVED_UPSTREAM_HEADERS: Final = frozenset(
@@ -24,6 +24,7 @@ RESERVED_UPSTREAM_HEADERS: Final = frozenset(
 """Headers the proxy owns on the upstream leg; static ``headers`` may not set them."""
 
 UPSTREAM_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ENV_VAR_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Transport = Literal["streamable-http", "sse", "stdio"]
 ProtocolPin = Literal["auto", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
@@ -50,6 +51,13 @@ class UpstreamConfig(ConfigModel):
     args: list[str] = Field(default_factory=list[str])
     """Arguments for ``command``."""
 
+    env: Secret[dict[str, str]] = Field(default_factory=dict[str, str])
+    """Environment variables set for the ``transport: stdio`` child (``${VAR}`` allowed), over
+    what it inherits: under ``helio start`` only ``PATH``, ``HOME``, ``USER``, ``LOGNAME``,
+    ``SHELL``, ``TERM``, ``TMPDIR``, ``TZ``, ``LANG`` and ``LC_*``; under ``helio wrap`` the
+    client's environment. Either way no ``HELIO_*`` variable and none the config names as
+    ``${VAR}`` is inherited. Names starting with ``HELIO_`` are refused."""
+
     connect_timeout: DurationField = Duration("10s")
     """How long to wait for a connection (and the legacy SSE ``endpoint`` event)."""
 
@@ -59,7 +67,7 @@ class UpstreamConfig(ConfigModel):
     forward_headers: list[str] = Field(default_factory=list[str])
     """Client request headers to pass upstream; names must start with ``x-``. ``authorization`` is always forwarded."""
 
-    headers: dict[str, str] = Field(default_factory=dict[str, str])
+    headers: Secret[dict[str, str]] = Field(default_factory=dict[str, str])
     """Static headers added to every upstream request (override the client's); ``${VAR}`` allowed."""
 
     @field_validator("name")
@@ -97,10 +105,24 @@ class UpstreamConfig(ConfigModel):
                 raise ValueError(f"{name!r} is not a valid header name")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not ENV_VAR_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.upper().startswith("HELIO_"):
+                raise ValueError(
+                    f"{name!r}: HELIO_* variables are the proxy's own and never reach an upstream"
+                )
+        return value
+
     @model_validator(mode="after")
     def _transport_needs(self) -> UpstreamConfig:
         if self.transport == "stdio" and not self.command:
             raise ValueError("transport 'stdio' needs 'command'")
+        if self.transport != "stdio" and self.env:
+            raise ValueError("'env' is for transport 'stdio' (a command the proxy starts)")
         if self.transport != "stdio" and self.url.startswith("stdio://"):
             raise ValueError(f"url {self.url!r} is a stdio placeholder but transport is {self.transport!r}")
         if self.protocol_version == "2026-07-28" and self.transport != "streamable-http":

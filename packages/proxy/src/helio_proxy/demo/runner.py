@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -11,10 +11,9 @@ import subprocess
 import sys
 import time
 from importlib import resources
-from pathlib import Path
 
 from helio_proxy.app import HelioApp, run_app
-from helio_proxy.config import LoadedConfig, parse_config_text
+from helio_proxy.config import LoadedConfig, load_config_text
 from helio_proxy.errors import StartupError
 from helio_proxy.sideband import TOKEN_ENV_VAR
 
@@ -60,10 +59,7 @@ def demo_config(
         "HELIO_DEMO_SDK_PORT": str(sdk_port),
         "HELIO_DEMO_API_SECRET": api_secret,
     }
-    config = parse_config_text(text, source=str(source), env=env)
-    return LoadedConfig(
-        config=config, path=Path(str(source)), sha256=hashlib.sha256(text.encode()).hexdigest(), warnings=[]
-    )
+    return dataclasses.replace(load_config_text(text, path=str(source), env=env), warnings=[])
 
 
 def banner(

@@ -26,10 +26,15 @@ def message_inbound(message: Message, session_id: str | None, extra: dict[str, s
     Its synthetic headers accept both answer forms, say the body is JSON and carry the session id
     the downstream adapter holds (none before ``initialize`` has been answered).
     """
+    return Inbound(message=message, headers=message_headers(session_id, extra), accepts_sse=True)
+
+
+def message_headers(session_id: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The synthetic request headers of a message-based client (see :func:`message_inbound`)."""
     headers = {"accept": MESSAGE_ACCEPT, "content-type": "application/json", **(extra or {})}
     if session_id:
         headers["mcp-session-id"] = session_id
-    return Inbound(message=message, headers=headers, accepts_sse=True)
+    return headers
 
 
 async def reply_messages(reply: Reply) -> AsyncIterator[bytes]:

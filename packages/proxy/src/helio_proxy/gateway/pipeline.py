@@ -43,7 +43,7 @@ from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStat
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
-from helio_proxy.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, Kind, RequestId
+from helio_proxy.jsonrpc import DUPLICATE_KEY, HEADER_MISMATCH, INVALID_PARAMS, EnvelopeError, Kind, RequestId
 from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun, SnapshotGates
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.policy.decision import Decision
@@ -134,6 +134,36 @@ class Gateway:
             status=400,
         )
         return await _settled(audit, reply)
+
+    async def refuse(
+        self, error: EnvelopeError, headers: Mapping[str, str], *, transport_session_id: str | None = None
+    ) -> JsonReply:
+        """An ingress refusal: HTTP 400 with the JSON-RPC error; nothing is forwarded.
+
+        A refusal with a ``reason`` (a duplicate key, a ``tools/call`` notification) is also
+        recorded: a ``tool_call`` record with ``policy_decision: rejected`` and that reason.
+        """
+        data = {"reason": error.reason, **(error.detail or {})} if error.reason else None
+        reply = error_reply(error.request_id, error.code, str(error), data, status=400)
+        if error.reason is None:
+            return reply
+        payload = error.payload or {}
+        raw_params = payload.get("params")
+        params = cast(dict[str, Any], raw_params) if isinstance(raw_params, dict) else None
+        if params is not None and (payload.get("method") != "tools/call" or error.reason == DUPLICATE_KEY):
+            # A duplicated object holds only its last value, which the upstream might read
+            # otherwise: record no arguments. Other methods keep only the envelope.
+            kept = ("name", "_meta") if payload.get("method") == "tools/call" else ("_meta",)
+            params = {key: params[key] for key in kept if key in params} or None
+        audit = self.auditor.begin(
+            params, error.request_id, headers, transport_session_id=transport_session_id
+        )
+        metadata = {**(error.detail or {})}
+        if self.upstream_name is not None:
+            metadata["upstream"] = self.upstream_name
+        audit.block(policy_decision="rejected", block_reason=error.reason, metadata=metadata)
+        await _settled(audit, reply)
+        return reply
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from watchfiles import Change, awatch  # pyright: ignore[reportUnknownVariableType]
 
 from helio_proxy.config import HelioConfig, LoadedConfig, load_config
+from helio_proxy.config.digest import config_digest
 from helio_proxy.errors import ConfigError
 from helio_proxy.gateway.enforcement import fail_closed_warnings
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
@@ -86,18 +87,19 @@ def reload_snapshot(snapshots: Snapshots, path: Path, *, approvals: bool = False
     current = snapshots.current.loaded
     try:
         loaded = load_config(path, replace=current.replaced)
-        if loaded.sha256 == current.sha256:
+        if loaded.file_sha256 == current.file_sha256:
             return ReloadOutcome(False, [], attempted=False)
         config, kept = _merge(current.config, loaded.config)
-        snapshot = Snapshot.of(
-            LoadedConfig(
-                config=config,
-                path=loaded.path,
-                sha256=loaded.sha256,
-                warnings=config.warnings(),
-                replaced=loaded.replaced,
-            )
+        in_force = LoadedConfig(
+            config=config,
+            path=loaded.path,
+            sha256=config_digest(config),  # of the merged config: what is in force
+            warnings=config.warnings(),
+            replaced=loaded.replaced,
+            referenced_env=loaded.referenced_env,
+            file_sha256=loaded.file_sha256,
         )
+        snapshot = Snapshot.of(in_force)
     except (ConfigError, ValueError) as exc:
         error = str(exc) if isinstance(exc, ConfigError) else f"{path}: {exc}"
         line = f"Config reload failed (keeping current configuration): {error}"
@@ -120,7 +122,7 @@ def reload_snapshot(snapshots: Snapshots, path: Path, *, approvals: bool = False
         True,
         lines,
         before_sha256=current.sha256,
-        after_sha256=loaded.sha256,
+        after_sha256=in_force.sha256,
         rule_count=len(policies.rules),
         budget_count=len(config.budgets),
         removed_rules=removed,

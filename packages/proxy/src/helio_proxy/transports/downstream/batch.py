@@ -8,7 +8,8 @@ messages; 2025-06-18 removed batches. A batch is accepted when the request's
 Each element goes through the gateway on its own, exactly as if it had been POSTed alone (every
 ``tools/call`` in a batch is governed and audited separately), all of them concurrently. The
 answer is one JSON array holding every response, in the order of the batch; an element that is
-not a valid message is answered in place with its JSON-RPC error. A batch of notifications and
+not a valid message is answered in place with its JSON-RPC error (one repeating an object key, or
+a ``tools/call`` without an ``id``, is also recorded as ``rejected``). A batch of notifications and
 responses only gets ``202``. Answers are collected as JSON, so server notifications sent while
 a batched request runs (progress, logging) are not delivered: send a request alone to stream.
 """
@@ -69,6 +70,8 @@ async def answer_batch(
 
     async def one(item: Message | EnvelopeError) -> dict[str, Any] | None:
         if isinstance(item, EnvelopeError):
+            if item.reason is not None:
+                return (await gateway.refuse(item, headers)).payload
             return error_payload(item.request_id, item.code, str(item))
         answer = await _answer(await gateway.post(Inbound(message=item, headers=headers, accepts_sse=False)))
         if answer is None and item.id is not None:

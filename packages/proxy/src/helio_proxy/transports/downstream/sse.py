@@ -303,7 +303,11 @@ class LegacySseEndpoint:
         try:
             message = parse(raw)
         except EnvelopeError as exc:
-            reply = error_reply(exc.request_id, exc.code, str(exc), status=400)
+            if exc.reason is not None:
+                client = session.client_headers(headers)
+                reply = await self.gateway.refuse(exc, client, transport_session_id=session.id)
+            else:
+                reply = error_reply(exc.request_id, exc.code, str(exc), status=400)
             await send_bytes(send, 400, reply.body, {}, "application/json")
             return
         session.spawn(self._handle(session, message, headers))

@@ -9,7 +9,8 @@ else is ever written to stdout.
 
 One downstream session: the ``Mcp-Session-Id`` that answers ``initialize`` is kept and sent
 with every later message. Lines that are not JSON-RPC get the same errors as over HTTP
-(``-32700`` / ``-32600``, with the id when one could be read).
+(``-32700`` / ``-32600``, with the id when one could be read); a line repeating an object key,
+or a ``tools/call`` without an ``id``, is answered ``-32600`` and recorded as ``rejected``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, BinaryIO, Final, cast
 
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.exchange import JsonReply, Reply
-from helio_proxy.gateway.messages import message_inbound, reply_messages
+from helio_proxy.gateway.messages import message_headers, message_inbound, reply_messages
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, Kind, Message, dumps, error_payload, parse
 from helio_proxy.transports.ndjson import OVERSIZED, encode_line, read_lines
 
@@ -87,7 +88,11 @@ class StdioServer:
             try:
                 message = parse(line)
             except EnvelopeError as exc:
-                await self._send_error(exc.request_id, exc.code, str(exc))
+                if exc.reason is not None:  # recorded as rejected, answered like over HTTP
+                    reply = await self.gateway.refuse(exc, message_headers(self.session_id))
+                    await self.send(reply.body)
+                else:
+                    await self._send_error(exc.request_id, exc.code, str(exc))
                 continue
             if self._handshake is not None and not self._handshake.done():
                 # Until initialize is answered there is no session to send anything else into.

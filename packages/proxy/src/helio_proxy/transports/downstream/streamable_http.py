@@ -3,8 +3,9 @@ routes legacy HTTP+SSE (``/sse``, ``/messages``: :mod:`.sse`) and each mount's `
 
 Ingress checks run in this order and answer with HTTP errors (the only 4xx the proxy itself
 produces on the MCP leg): Host → 403, Origin → 403, method → 405, Content-Type essence → 415,
-body size → 413, JSON → 400/-32700, JSON-RPC envelope → 400/-32600. Everything past ingress
-gets a JSON-RPC answer (governance blocks are HTTP 200).
+body size → 413, JSON → 400/-32700, JSON-RPC envelope → 400/-32600 (a repeated object key or a
+``tools/call`` notification is also recorded as ``rejected``). Everything past ingress gets a
+JSON-RPC answer (governance blocks are HTTP 200).
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ class McpListenerApp:
         try:
             message = parse_any(raw)
         except EnvelopeError as exc:
+            if exc.reason is not None:
+                await send_reply(send, receive, await gateway.refuse(exc, headers))
+                return
             await _reject(send, 400, exc.code, str(exc), exc.request_id)
             return
         if isinstance(message, list):

@@ -29,6 +29,7 @@ from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamUna
 from helio_proxy.transports.sse import SseEvent, iter_events
 from helio_proxy.transports.upstream.channel import Channel, ChannelEvents, MessageUpstream
 from helio_proxy.transports.upstream.streamable_http import DEFAULT_POOL_SIZE, request_errors
+from helio_proxy.url_display import display_url, strip_credentials
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -67,8 +68,8 @@ class LegacySseChannel(Channel):
         try:
             with request_errors(
                 upstream.url,
-                timeout=f"upstream {upstream.url} sent no endpoint event within connect_timeout",
-                failed=f"upstream {upstream.url} SSE connection failed",
+                timeout=f"upstream {upstream.shown_url} sent no endpoint event within connect_timeout",
+                failed=f"upstream {upstream.shown_url} SSE connection failed",
             ):
                 async with asyncio.timeout(upstream.connect_timeout):
                     response = await http.get(
@@ -81,7 +82,7 @@ class LegacySseChannel(Channel):
                     content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                     if response.status != 200 or content_type != "text/event-stream":
                         raise UpstreamUnavailable(
-                            f"upstream {upstream.url} answered the SSE GET with HTTP {response.status} "
+                            f"upstream {upstream.shown_url} answered the SSE GET with HTTP {response.status} "
                             f"({content_type or 'no content type'})",
                             failure_reason="http_status",
                             upstream_http_status=response.status,
@@ -102,7 +103,7 @@ class LegacySseChannel(Channel):
                 except ValueError as exc:
                     raise UpstreamError(str(exc), failure_reason="endpoint_refused") from None
         raise UpstreamUnavailable(
-            f"upstream {self.upstream.url} closed the SSE stream before sending its endpoint",
+            f"upstream {self.upstream.shown_url} closed the SSE stream before sending its endpoint",
             failure_reason="stream_ended",
         )
 
@@ -113,11 +114,12 @@ class LegacySseChannel(Channel):
                 if event.is_message:
                     self.deliver(event.data.encode())
             error = UpstreamUnavailable(
-                f"upstream {self.upstream.url} closed the SSE stream", failure_reason="stream_ended"
+                f"upstream {self.upstream.shown_url} closed the SSE stream", failure_reason="stream_ended"
             )
         except (aiohttp.ClientError, OSError) as exc:
             error = UpstreamUnavailable(
-                f"upstream {self.upstream.url} SSE stream broke: {exc}", failure_reason="connection_lost"
+                f"upstream {self.upstream.shown_url} SSE stream broke: {strip_credentials(str(exc))}",
+                failure_reason="connection_lost",
             )
         except ValueError as exc:  # an oversized event
             error = UpstreamProtocolError(str(exc), failure_class="upstream_forward_error")
@@ -131,8 +133,8 @@ class LegacySseChannel(Channel):
             raise ConnectionResetError("not connected")
         with request_errors(
             self.endpoint,
-            timeout=f"upstream {self.endpoint} did not take the message in time",
-            failed=f"upstream {self.endpoint} request failed",
+            timeout=f"upstream {display_url(self.endpoint)} did not take the message in time",
+            failed=f"upstream {display_url(self.endpoint)} request failed",
         ):
             async with upstream.http().post(
                 self.endpoint,
@@ -174,6 +176,8 @@ class LegacySseUpstream(MessageUpstream):
 
     def __init__(self, config: UpstreamConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
+        self.shown_url = display_url(config.url)
+        """What messages and logs show of the URL: scheme, host and port only."""
         self.static_headers = dict(config.headers)
         self._http: aiohttp.ClientSession | None = None
 

@@ -7,8 +7,12 @@ is restarted (3 attempts, 1 s doubling; the count resets after a minute up) with
 prefixed with the upstream's name. Shutdown follows the spec: close stdin, wait, SIGTERM, wait,
 SIGKILL (the whole process group, so wrappers such as ``npx`` take their children along).
 
-The child's environment is the operator's, with Helio's own secrets withheld: ``HELIO_SDK_TOKEN``
-by name, and any variable whose value equals ``dashboard.api_secret`` or the sideband token.
+The child never sees a secret of the proxy's (:func:`child_environment`). Under ``helio start``
+it inherits only :data:`DEFAULT_INHERITED_ENV` from the proxy's environment; under ``helio wrap``
+(``inherit=True``) it inherits the environment the client started the proxy with, as a server the
+client launched directly would. Either way every ``HELIO_*`` variable, every variable the config
+names as ``${VAR}`` and every variable holding the value of a secret config field (or the
+sideband token) is left out; then ``upstream.env`` is set over what is left.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from helio_proxy.config.upstream import UpstreamConfig
@@ -33,21 +38,52 @@ from helio_proxy.transports.upstream.channel import (
 
 log = logging.getLogger("helio_proxy.upstream.stdio")
 
-WITHHELD_ENV_VARS: Final = frozenset({"HELIO_SDK_TOKEN"})
-"""Variables never passed to a stdio child, whatever their value."""
+WITHHELD_ENV_PREFIX: Final = "HELIO_"
+"""Variables named so are the proxy's own (``HELIO_SDK_TOKEN``, ...): never passed to a child."""
+
+DEFAULT_INHERITED_ENV: Final = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TZ", "LANG", "LANGUAGE"}
+)
+"""What a stdio child inherits from the proxy's environment under ``helio start`` (plus ``LC_*``):
+enough to find programs and run them in the right locale, nothing that holds a credential."""
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """What a stdio child must not inherit: variables by name, and any variable by its value."""
+
+    names: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()
+
 
 EXIT_GRACE_SECONDS: Final = 2.0
 """How long a child gets to exit after its stdin closes, and again after SIGTERM."""
 
 
-def child_environment(environ: Mapping[str, str], secret_values: Iterable[str | None]) -> dict[str, str]:
-    """The operator's environment minus Helio's own secrets (by name, and by value)."""
-    withheld = {value for value in secret_values if value}
-    return {
+def _inheritable(name: str, inherit: bool) -> bool:
+    return inherit or name in DEFAULT_INHERITED_ENV or name.startswith("LC_")
+
+
+def child_environment(
+    environ: Mapping[str, str],
+    withheld: Withheld,
+    *,
+    inherit: bool,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A stdio child's environment: what it may inherit of ``environ`` (all of it when
+    ``inherit``, else :data:`DEFAULT_INHERITED_ENV` and ``LC_*``) without ``HELIO_*`` and what
+    ``withheld`` names, then ``extra`` (``upstream.env``) set over it."""
+    env = {
         name: value
         for name, value in environ.items()
-        if name not in WITHHELD_ENV_VARS and value not in withheld
+        if _inheritable(name, inherit)
+        and not name.upper().startswith(WITHHELD_ENV_PREFIX)
+        and name not in withheld.names
+        and value not in withheld.values
     }
+    env.update(extra or {})
+    return env
 
 
 def command_problem(command: str, environ: Mapping[str, str]) -> str | None:
@@ -172,7 +208,8 @@ class StdioUpstream(MessageUpstream):
         config: UpstreamConfig,
         *,
         environ: Mapping[str, str] | None = None,
-        secrets: Callable[[], Collection[str | None]] = lambda: (),
+        withheld: Callable[[], Withheld] = Withheld,
+        inherit: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
@@ -180,20 +217,27 @@ class StdioUpstream(MessageUpstream):
             raise ValueError("a stdio upstream needs 'command'")
         self.command = config.command
         self.args = list(config.args)
+        self.extra_env = dict(config.env)
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
-        """The operator's environment the child inherits (minus :func:`child_environment`'s cut)."""
-        self.secrets = secrets
+        """The environment the child inherits from (as :func:`child_environment` cuts it)."""
+        self.withheld = withheld
+        """What the child must not inherit, asked at every spawn (the config can be reloaded)."""
+        self.inherit = inherit
+        """Inherit all of :attr:`environ` (``helio wrap``), not just :data:`DEFAULT_INHERITED_ENV`."""
 
     def command_problem(self) -> str | None:
         """Why the command cannot be started, or ``None`` (checked before ``helio wrap`` serves)."""
-        return command_problem(self.command, self.environ)
+        return command_problem(self.command, self._environment())
+
+    def _environment(self) -> dict[str, str]:
+        return child_environment(self.environ, self.withheld(), inherit=self.inherit, extra=self.extra_env)
 
     def open_channel(self, events: ChannelEvents) -> Channel:
         return StdioChannel(
             events,
             command=self.command,
             args=self.args,
-            environment=lambda: child_environment(self.environ, self.secrets()),
+            environment=self._environment,
             label=self.label,
             policy=self.policy,
             ready_timeout=self.connect_timeout,

@@ -16,6 +16,7 @@ import aiohttp
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from helio_proxy.gateway.exchange import RELAYED_REQUEST_HEADERS, RELAYED_RESPONSE_HEADERS
+from helio_proxy.url_display import display_url, strip_credentials
 
 UPSTREAM_ACCEPT: Final = "application/json, text/event-stream"
 """The proxy can take either answer form, so it always offers both (a spec-compliant client does too)."""
@@ -56,11 +57,13 @@ def request_errors(url: str, *, timeout: str, failed: str) -> Generator[None]:
         raise UpstreamTimeout(timeout, failure_reason="timeout") from exc
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamUnavailable(
-            f"cannot connect to upstream {url}: {exc.os_error.strerror or exc}",
+            f"cannot connect to upstream {display_url(url)}: {exc.os_error.strerror or strip_credentials(str(exc))}",
             failure_reason="connection_refused",
         ) from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamUnavailable(f"{failed}: {exc}", failure_reason="connection_lost") from exc
+        raise UpstreamUnavailable(
+            f"{failed}: {strip_credentials(str(exc))}", failure_reason="connection_lost"
+        ) from exc
 
 
 @dataclass(slots=True)
@@ -104,6 +107,8 @@ class StreamableHttpUpstream:
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
         self.url = config.url
+        self.shown_url = display_url(config.url)
+        """What messages and logs show of ``url``: scheme, host and port only."""
         self._forward = frozenset(config.forward_headers) | RELAYED_REQUEST_HEADERS
         self._static = dict(config.headers)
         self._pin = config.protocol_version
@@ -139,8 +144,8 @@ class StreamableHttpUpstream:
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=read_timeout)
         with request_errors(
             self.url,
-            timeout=f"upstream {self.url} did not answer in time",
-            failed=f"upstream {self.url} request failed",
+            timeout=f"upstream {self.shown_url} did not answer in time",
+            failed=f"upstream {self.shown_url} request failed",
         ):
             response = await self._session.request(
                 method, self.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
