@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import nox
@@ -68,9 +69,15 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def docs(session: nox.Session) -> None:
-    """The generated configuration reference matches the schema; every docs YAML example loads."""
+    """The generated references match the schema and the commands; every docs YAML example loads;
+    the site builds with ``mkdocs build --strict`` (every page in the nav, every link and anchor resolves)."""
     session.run("python", "-m", "helio_proxy.config.docgen", "--check", "docs/configuration.md")
+    session.run("python", "-m", "helio_proxy.cli.docgen", "--check", "docs/cli-reference.md")
     session.run("pytest", "-q", "tests/unit/docs", success_codes=[0, PYTEST_NO_TESTS])
+    with tempfile.TemporaryDirectory(prefix="helio-site-") as site:
+        session.run(
+            "mkdocs", "build", "--strict", "--quiet", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"}
+        )
 
 
 @nox.session(venv_backend="uv")

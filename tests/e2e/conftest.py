@@ -66,8 +66,7 @@ def running(
 
 @contextmanager
 def demo_upstream(port: int, log: Path) -> Iterator[None]:
-    """The demo MCP server on ``port``; its output (a traceback per failing tool call) goes to a
-    file rather than a pipe nobody drains."""
+    """The demo MCP server on ``port``; its output goes to a file rather than a pipe nobody drains."""
     with log.open("w") as sink:
         server = subprocess.Popen(
             [sys.executable, "-m", "helio_proxy.demo.server", "--port", str(port)],

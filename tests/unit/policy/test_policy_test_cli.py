@@ -51,7 +51,7 @@ def test_a_blocked_call_prints_the_decision_the_rule_and_the_error_the_agent_get
     assert code == 0
     assert "Decision: deny (policy_denied)" in out
     assert "Matched rule: block-destructive (index 0)" in out
-    assert "unknown tool: MCP defaults" in out
+    assert "Annotations source: MCP defaults: tool unknown (no store yet" in out
     error = error_of(out)
     assert error["code"] == -32001
     assert error["message"] == "Destructive operations are blocked by policy."

@@ -114,6 +114,22 @@ def fetch(
     return rows
 
 
+def after(
+    conn: Connection, where: AuditFilter, seq: int, *, upto: int | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Matching records with ``seq < record seq <= upto``, oldest first (``helio audit tail --follow``)."""
+    query = _select(where).where(_C.seq > seq)
+    if upto is not None:
+        query = query.where(_C.seq <= upto)
+    query = query.order_by(_C.seq).limit(max(0, min(limit, MAX_PAGE)))
+    return [decode_row(row._mapping) for row in conn.execute(query)]  # pyright: ignore[reportPrivateUsage]
+
+
+def last_seq(conn: Connection) -> int:
+    """The highest sequence number written so far (0 for an empty trail)."""
+    return int(conn.execute(select(func.coalesce(func.max(_C.seq), 0))).scalar_one())
+
+
 def count(conn: Connection, where: AuditFilter) -> int:
     query = select(func.count()).select_from(AUDIT_RECORDS).where(*conditions(where))
     return int(conn.execute(query).scalar_one())

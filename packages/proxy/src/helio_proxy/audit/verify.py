@@ -8,7 +8,7 @@ chain head. Records are read in pages, so memory stays flat on large stores.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -69,8 +69,21 @@ def _pages(store: Store, after: int) -> Iterator[list[dict[str, Any]]]:
         after = int(rows[-1]["seq"])
 
 
-def verify_chain(store: Store, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
-    """Verify every record of ``store`` (blocking; run it off the event loop)."""
+def chain_length(store: Store) -> int:
+    """How many records a full verification walks (the chain head past its anchor)."""
+    state = store.read_sync(_state)
+    return max(0, state.seq - state.anchor_seq)
+
+
+def verify_chain(
+    store: Store,
+    public_key: Ed25519PublicKey | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Verify every record of ``store`` (blocking; run it off the event loop).
+
+    ``progress`` is called with the number of records read after each page (for a progress bar).
+    """
     state = store.read_sync(_state)
     expected_seq, expected_prev = state.anchor_seq + 1, state.anchor_hash
     verified = signed = 0
@@ -107,6 +120,8 @@ def verify_chain(store: Store, public_key: Ed25519PublicKey | None = None) -> Ve
                     return report(row, "unsigned", "unsigned record after signed ones (signature removed?)")
             verified += 1
             expected_seq, expected_prev = seq + 1, row["hash"]
+        if progress is not None:
+            progress(len(page))
     if expected_seq - 1 != state.seq or expected_prev != state.head_hash:
         return report(
             None,

@@ -6,13 +6,15 @@ import itertools
 import logging
 import secrets
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from helio_proxy import __version__
+from helio_proxy.cli.clients import CLIENTS
 from helio_proxy.cli.commands import HelioCommand, HelioGroup
 from helio_proxy.cli.private_file import write_private
 from helio_proxy.cli.template import render
@@ -101,8 +103,48 @@ def cli() -> None:
     help="Where to write.",
 )
 @force_option
-def init(output: str, force: bool) -> None:
-    """Write a commented starting config with a fresh dashboard secret."""
+@click.option(
+    "--client",
+    type=click.Choice(sorted(CLIENTS)),
+    default=None,
+    metavar="NAME",
+    help="Re-point this MCP client's servers through Helio instead: "
+    + ", ".join(sorted(CLIENTS))
+    + " (see docs/clients.md).",
+)
+@click.option(
+    "--file",
+    "client_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="With --client: the client config to rewrite (default: where the client keeps it).",
+)
+@click.option("-y", "--yes", is_flag=True, help="With --client: write without asking.")
+@click.option("--dry-run", is_flag=True, help="With --client: show the changes, write nothing.")
+@click.option("--undo", is_flag=True, help="With --client: restore the client config from its backup.")
+def init(
+    output: str,
+    force: bool,
+    client: str | None,
+    client_file: str | None,
+    yes: bool,
+    dry_run: bool,
+    undo: bool,
+) -> None:
+    """Write a commented starting config with a fresh dashboard secret.
+
+    With --client NAME, rewrite that MCP client's config so each server goes through Helio:
+    command servers run under 'helio wrap', remote servers become upstreams of the generated
+    -o FILE (served at /mcp/<name>). Shows the diff and asks first; backs the file up beside it.
+    """
+    if client is not None:
+        from helio_proxy.cli.repoint_command import run_client_init
+
+        run_client_init(client, client_file, output, force=force, yes=yes, dry_run=dry_run, restore=undo)
+        return
+    if client_file or yes or dry_run or undo:
+        raise click.UsageError("--file, --yes, --dry-run and --undo only apply with --client NAME")
     target = Path(output)
     _refuse_overwrite(target, force)
     secret = secrets.token_hex(32)
@@ -357,11 +399,20 @@ def export_command(
         store = open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
+    from helio_proxy.cli.progress import progress
+
     try:
         records = store.read_sync(lambda conn: fetch(conn, where, limit=limit, order="oldest"))
     finally:
         store.close_sync()
-    text = render(records, "json" if fmt == "json" else "csv")
+    with progress(len(records), "Exporting") as advance:
+
+        def counted() -> Iterator[dict[str, Any]]:
+            for record in records:
+                yield record
+                advance(1)
+
+        text = render(counted(), "json" if fmt == "json" else "csv")
     if output is None:
         click.echo(text, nl=False)
         return
@@ -395,8 +446,12 @@ def verify(config_path: str, public_key: str | None) -> None:
         store = open_existing_store(loaded)
     except HelioProxyError as exc:
         _fail(exc)
+    from helio_proxy.audit.verify import chain_length
+    from helio_proxy.cli.progress import progress
+
     try:
-        report = verify_chain(store, key)
+        with progress(chain_length(store), "Verifying") as advance:
+            report = verify_chain(store, key, advance)
     finally:
         store.close_sync()
     problem = report.problem
@@ -430,7 +485,7 @@ def policy() -> None:
     "annotations_json",
     default=None,
     metavar="JSON",
-    help="The tool's annotations as a JSON object (default: unknown tool, MCP defaults).",
+    help="The tool's annotations as a JSON object, instead of its baseline in the store.",
 )
 @click.option(
     "--session",
@@ -439,18 +494,54 @@ def policy() -> None:
     metavar="ID",
     help="Session id of the simulated call (default: a session with no evidence and no calls yet).",
 )
+@click.option(
+    "--upstream",
+    "upstream_name",
+    default=None,
+    metavar="NAME",
+    help="Which upstream the call goes to (default: the one whose baselines hold the tool).",
+)
 def policy_test(
-    config_path: str, tool_name: str, args_json: str, annotations_json: str | None, session_id: str | None
+    config_path: str,
+    tool_name: str,
+    args_json: str,
+    annotations_json: str | None,
+    session_id: str | None,
+    upstream_name: str | None,
 ) -> None:
-    """Show what the policy decides for one call, and what the agent would get back."""
-    from helio_proxy.cli.policy_test import PolicyTestInputError, explain
+    """Show what the policy decides for one call, and what the agent would get back.
+
+    The tool's annotations are the ones the proxy has baselined in the store (as the running
+    proxy decides with them); a tool the store has never seen gets the MCP defaults
+    (destructive, open-world). The output says which was used.
+    """
+    from helio_proxy.cli.policy_test import (
+        PolicyTestInputError,
+        explain,
+        given_annotations,
+        open_store_if_any,
+        stored_tool,
+    )
 
     loaded = _load(config_path)
     try:
-        click.echo(explain(loaded, tool_name, args_json, annotations_json, session_id))
+        store = open_store_if_any(loaded)
+    except HelioProxyError as exc:
+        _fail(exc)
+    try:
+        if annotations_json is not None:
+            source = given_annotations(annotations_json, upstream_name)
+        else:
+            source = stored_tool(loaded, store, tool_name, upstream_name)
+        click.echo(explain(loaded, tool_name, args_json, source, session_id))
     except PolicyTestInputError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except HelioProxyError as exc:
+        _fail(exc)
+    finally:
+        if store is not None:
+            store.close_sync()
 
 
 @cli.group()

@@ -84,8 +84,9 @@ Try it:
 Approvals: the dashboard API is on {dashboard_url}/api/ ; this run's secret (a new one each run):
   {api_secret}
   A create_payment call hangs until you decide. In another terminal:
-  curl -s {dashboard_url}/api/approvals?status=pending -H 'Authorization: Bearer {api_secret}'
-  curl -s -X POST {dashboard_url}/api/approvals/<id>/approve -H 'Authorization: Bearer {api_secret}'
+  HELIO_API_SECRET={api_secret} helio approvals list --url {dashboard_url}
+  HELIO_API_SECRET={api_secret} helio approvals approve <id> --url {dashboard_url}
+  (or: curl -s {dashboard_url}/api/approvals?status=pending -H 'Authorization: Bearer {api_secret}')
 SDK agents: the sideband (evidence, context, dependencies) is on {sideband_url}. In the agent's
   terminal, set these three (the Helio SDK reads the first two; examples/demo-agent reads the third):
   export HELIO_SDK_URL={sideband_url}

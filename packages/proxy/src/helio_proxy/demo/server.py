@@ -4,6 +4,11 @@ Run: ``python -m helio_proxy.demo.server --port 3001 [--json] [--stateful]``. St
 bare ``curl`` works without an ``initialize`` handshake; It needs the ``demo`` extra
 (``pip install 'helio-proxy[demo]'``). ``--transport stdio`` speaks MCP on stdin/stdout instead
 (``helio wrap -- python -m helio_proxy.demo.server --transport stdio``).
+
+Bad arguments (an unknown order, an amount that is not a positive finite number) raise the SDK's
+:class:`ToolError`: the agent gets ``isError: true`` with the reason, and the server logs one line,
+not a traceback (any other exception is the SDK's "unexpected" path, which hides the text and
+logs a traceback).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 READ_ONLY = ToolAnnotations(
@@ -54,7 +60,7 @@ def build_server() -> MCPServer:
     def lookup_order(order_id: str) -> dict[str, Any]:
         """Look up an order; unknown ids are a tool error (isError: true)."""
         if order_id not in ORDERS:
-            raise ValueError(f"no order {order_id}")
+            raise ToolError(f"no order {order_id!r}; known orders: {', '.join(sorted(ORDERS))}")
         return ORDERS[order_id]
 
     @server.tool(annotations=WRITES)
@@ -72,8 +78,10 @@ def build_server() -> MCPServer:
         """Create a payment (pretend)."""
         try:
             value = Decimal(str(amount))
-        except InvalidOperation as exc:
-            raise ValueError("amount must be a number") from exc
+        except InvalidOperation:
+            raise ToolError(f"amount must be a number, got {amount!r}") from None
+        if not value.is_finite() or value <= 0:
+            raise ToolError(f"amount must be a positive finite number, got {amount!r}")
         return {"status": "created", "amount": str(value), "currency": currency, "recipient": recipient}
 
     @server.tool(annotations=WRITES)
