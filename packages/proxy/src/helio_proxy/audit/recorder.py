@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Protocol
 
@@ -25,6 +24,7 @@ from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, SessionSource, ToolCallRecord, call_succeeded
 from helio_proxy.config.sections import SessionConfig
 from helio_proxy.errors import UpstreamError
+from helio_proxy.ids import new_uuid
 from helio_proxy.session.identity import resolve_session
 
 log = logging.getLogger("helio.audit")
@@ -114,7 +114,7 @@ class CallAudit:
             "protocol_version": headers.get("mcp-protocol-version"),
             "metadata": {"request_id": request_id} if request_id is not None else None,
         }
-        self.record_id = uuid.uuid4()
+        self.record_id = new_uuid()
         """The id the call's record will have (known now, so limit ledgers can point at it)."""
         self._forward_at: float | None = None
         self._answer: tuple[dict[str, Any] | None, UpstreamError | None, float] | None = None
@@ -122,6 +122,9 @@ class CallAudit:
         self._streaming = False
         self._recorded = False
         self._commit: asyncio.Future[bool] | None = None
+        self.config_sha256: str | None = None
+        """The hash of the config snapshot that governed the call (set by the gateway when it takes
+        the snapshot); ``None`` takes the auditor's hash in force when the record is written."""
 
     def decide(
         self,
@@ -253,7 +256,9 @@ class CallAudit:
             timestamp=self._timestamp,
             tool_name=self.tool_name,
             environment=self._auditor.environment,
-            config_sha256=self._auditor.config_sha256,
+            config_sha256=self.config_sha256
+            if self.config_sha256 is not None
+            else self._auditor.config_sha256,
             upstream_latency_ms=upstream_ms,
             total_duration_ms=total_ms,
             proxy_compute_ms=max(0.0, total_ms - (upstream_ms or 0.0) - waited),

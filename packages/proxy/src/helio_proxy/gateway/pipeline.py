@@ -194,6 +194,7 @@ class Gateway:
         if self.snapshots is None:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
+        audit.config_sha256 = snapshot.sha256  # the record names the config that governed the call
         params = inbound.message.params or {}
         identity = (
             self.resolver.resolve(inbound.headers, params, transport_session_id=inbound.transport_session_id)
@@ -218,12 +219,12 @@ class Gateway:
             identity=identity,
             request_id=call.request_id,
             raw=inbound.message.raw,
-            config_sha256=snapshot.loaded.sha256,
+            config_sha256=snapshot.sha256,
             audit_id=str(audit.record_id),
         )
         if isinstance(decision, DryRun):
             enforced = self.enforcer.peek(decision, governed).decision
-            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.loaded.sha256))
+            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.sha256))
             audit.block(
                 **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
             )
@@ -239,7 +240,7 @@ class Gateway:
             # Nothing can hold this call: no task, no cancellation bookkeeping, no watcher.
             settlement = await self.enforcer.settle(decision, governed)
         settled = settlement.decision
-        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
+        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.sha256))
         if isinstance(settled, Deny):
             await settlement.undelivered()
             reply = block_reply(call, settled)
