@@ -25,7 +25,7 @@ from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, SessionSource, T
 from helio_proxy.config.sections import SessionConfig
 from helio_proxy.errors import UpstreamError
 from helio_proxy.ids import new_uuid
-from helio_proxy.session.identity import resolve_session
+from helio_proxy.session.identity import SessionIdentity, resolve_session
 
 log = logging.getLogger("helio.audit")
 
@@ -74,9 +74,13 @@ class Auditor:
         headers: Mapping[str, str],
         *,
         transport_session_id: str | None = None,
+        identity: SessionIdentity | None = None,
     ) -> CallAudit:
-        """Start recording a call that has just arrived."""
-        return CallAudit(self, params, request_id, headers, transport_session_id=transport_session_id)
+        """Start recording a call that has just arrived (``identity``: its session, when the caller
+        has resolved it already; otherwise it is resolved here)."""
+        return CallAudit(
+            self, params, request_id, headers, transport_session_id=transport_session_id, identity=identity
+        )
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
         """Hand any kind of record to the writer (a commit future in strict mode)."""
@@ -96,6 +100,7 @@ class CallAudit:
         headers: Mapping[str, str],
         *,
         transport_session_id: str | None = None,
+        identity: SessionIdentity | None = None,
     ) -> None:
         self._auditor = auditor
         self._clock = auditor.clock
@@ -103,7 +108,7 @@ class CallAudit:
         self._timestamp = self._clock.now()
         name = params.get("name") if params is not None else None
         arguments = params.get("arguments") if params is not None else None
-        session = resolve_session(
+        session = identity or resolve_session(
             auditor.identity, headers, params, transport_session_id=transport_session_id
         )
         self.tool_name: str = name if isinstance(name, str) and name else NAMELESS_TOOL

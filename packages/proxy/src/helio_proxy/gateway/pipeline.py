@@ -176,11 +176,19 @@ class Gateway:
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""
+        params = inbound.message.params or {}
+        # Session identity is resolved once, here, for the record and for governance alike.
+        identity = (
+            self.resolver.resolve(inbound.headers, params, transport_session_id=inbound.transport_session_id)
+            if self.resolver
+            else None
+        )
         audit = self.auditor.begin(
             inbound.message.params,
             inbound.message.id,
             inbound.headers,
             transport_session_id=inbound.transport_session_id,
+            identity=identity,
         )
         if self.upstream_name is not None:
             audit.decide(metadata={"upstream": self.upstream_name})
@@ -195,12 +203,7 @@ class Gateway:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
         audit.config_sha256 = snapshot.sha256  # the record names the config that governed the call
-        params = inbound.message.params or {}
-        identity = (
-            self.resolver.resolve(inbound.headers, params, transport_session_id=inbound.transport_session_id)
-            if self.resolver
-            else UNRESOLVED
-        )
+        identity = identity or UNRESOLVED
         facts = CallFacts(
             tool=call.name,
             arguments=call.arguments if params.get("arguments") is not None else None,
@@ -211,9 +214,7 @@ class Gateway:
         context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
         decision = snapshot.policy.decide(facts, context)
         shadow = snapshot.policy.decide_shadow(facts, context)
-        audit.decide(
-            session_id=identity.session_id, session_source=identity.source, metadata=_shadow_metadata(shadow)
-        )
+        audit.decide(metadata=_shadow_metadata(shadow))
         governed = GovernedCall(
             facts=facts,
             identity=identity,
