@@ -28,7 +28,8 @@ Each target gets an MCP handshake (``initialize`` + ``notifications/initialized`
 hands out, if any, is sent with every call). Then, interleaved round by round so the noise of a
 shared machine hits every target alike:
 
-- **latency**: ``--calls`` sequential ``tools/call`` over one keep-alive connection (aiohttp), p50/p99;
+- **latency**: ``--calls`` sequential ``tools/call`` over one keep-alive connection (aiohttp), p50/p99
+  (a target slower than ``--latency-budget`` seconds per round gets fewer calls; the JSON says how many);
 - **throughput**: ``wrk -t1 -c32`` for ``--duration`` seconds POSTing the same ``tools/call`` (the
   in-script aiohttp load generator with 32 connections when wrk is not installed), calls/s; a
   non-2xx answer or an answer without ``"result"`` counts as an error and is reported.
@@ -364,6 +365,8 @@ class Target:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     note: str = ""
     error: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every request (ContextForge's bearer token)."""
 
 
 class Launcher:
@@ -447,8 +450,7 @@ class Launcher:
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "DATABASE_URL": f"sqlite:///{workdir / 'mcp.db'}",
-            "AUTH_REQUIRED": "false",
-            "MCP_CLIENT_AUTH_ENABLED": "false",
+            "AUTH_REQUIRED": "true",
             "MCPGATEWAY_UI_ENABLED": "false",
             "MCPGATEWAY_ADMIN_API_ENABLED": "true",
             "JWT_SECRET_KEY": secret,
@@ -470,7 +472,7 @@ class Launcher:
         base = f"http://127.0.0.1:{port}"
         token = subprocess.run(
             [str(python), "-m", "mcpgateway.utils.create_jwt_token", "--username", "admin@example.com",
-             "--exp", "120", "--secret", secret],
+             "--exp", "120", "--admin", "--secret", secret],
             capture_output=True, text=True, check=True, env={**os.environ, **env},
         ).stdout.strip().splitlines()[-1]  # fmt: skip
         auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
@@ -487,7 +489,8 @@ class Launcher:
             auth,
         )
         target.url = f"{base}/servers/{server['id']}/mcp"
-        target.note += " (auth off for the MCP endpoint; upstream registered as a gateway)"
+        target.headers = {"authorization": auth["authorization"]}
+        target.note += " (JWT bearer on every call; upstream registered as a gateway, one virtual server)"
 
 
 def http_json(url: str, body: Any, headers: dict[str, str]) -> Any:
@@ -537,7 +540,7 @@ def stop(target: Target) -> None:
 BASE_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
-async def handshake(url: str) -> dict[str, str]:
+async def handshake(url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """``initialize`` + ``notifications/initialized``; the headers every later call carries."""
     import aiohttp
 
@@ -552,11 +555,12 @@ async def handshake(url: str) -> dict[str, str]:
         },
     }
     async with aiohttp.ClientSession() as session:
-        async with session.post(url, json=init, headers=BASE_HEADERS) as response:
+        first = {**BASE_HEADERS, **(extra or {})}
+        async with session.post(url, json=init, headers=first) as response:
             body = await response.text()
             if response.status != 200 or "protocolVersion" not in body:
                 raise RuntimeError(f"initialize answered {response.status}: {body[:300]}")
-            headers = {**BASE_HEADERS, "mcp-protocol-version": PROTOCOL}
+            headers = {**first, "mcp-protocol-version": PROTOCOL}
             if "mcp-session-id" in response.headers:
                 headers["mcp-session-id"] = response.headers["mcp-session-id"]
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
@@ -569,15 +573,21 @@ async def handshake(url: str) -> dict[str, str]:
     return headers
 
 
-async def latencies(url: str, headers: dict[str, str], calls: int) -> tuple[list[float], int]:
+async def latencies(
+    url: str, headers: dict[str, str], calls: int, budget: float = float("inf")
+) -> tuple[list[float], int]:
+    """``calls`` sequential calls (fewer if they take more than ``budget`` seconds in all)."""
     import aiohttp
 
     body = json.dumps(CALL).encode()
     out: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=1)
+    deadline = time.perf_counter() + budget
     async with aiohttp.ClientSession(connector=connector) as session:
         for _ in range(calls):
+            if time.perf_counter() > deadline:
+                break
             started = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as response:
                 text = await response.read()
@@ -611,7 +621,17 @@ def wrk_throughput(url: str, headers: dict[str, str], duration: float, connectio
         script.write(WRK_SCRIPT.format(body=lua_string(json.dumps(CALL)), headers=lines))
     try:
         done = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", script.name, url],
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{duration:g}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                url,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -705,7 +725,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for target in targets:
             try:
                 launcher.start(target)
-                headers[target.name] = asyncio.run(handshake(target.url))
+                headers[target.name] = asyncio.run(handshake(target.url, target.headers))
                 log(f"{target.name}: ready at {target.url} {target.note}")
             except Exception as exc:
                 target.error = f"{type(exc).__name__}: {exc}"[:500]
@@ -723,11 +743,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rps: dict[str, list[float]] = {t.name: [] for t in live}
         rps_errors: dict[str, int] = dict.fromkeys(samples, 0)
         for target in live:  # warm-up
-            asyncio.run(latencies(target.url, headers[target.name], args.warmup))
+            asyncio.run(latencies(target.url, headers[target.name], args.warmup, args.latency_budget))
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}: latency (c=1)")
             for target in live:
-                values, errors = asyncio.run(latencies(target.url, headers[target.name], args.calls))
+                values, errors = asyncio.run(
+                    latencies(target.url, headers[target.name], args.calls, args.latency_budget)
+                )
                 samples[target.name] += values
                 lat_errors[target.name] += errors
             log(f"round {r + 1}/{args.rounds}: throughput (c={args.connections})")
@@ -782,6 +804,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "rounds": args.rounds,
             "calls_per_round": args.calls,
+            "latency_budget_seconds": args.latency_budget,
             "throughput_seconds_per_round": args.duration,
             "connections": args.connections,
             "load_generator": "wrk -t1" if use_wrk else "aiohttp (in-script)",
@@ -840,6 +863,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=400, help="sequential calls per target per round")
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument(
+        "--latency-budget",
+        type=float,
+        default=20.0,
+        help="at most this many seconds of sequential calls per target per round (slow peers take fewer)",
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per target per round")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-wrk", action="store_true", help="use the in-script aiohttp load generator")
