@@ -26,10 +26,10 @@ from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_k
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
-from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
-from helio_proxy.gateway import Gateway
 from helio_proxy.dataplane import CredentialProvider, DataPlane, ToolInventory, provider_for
 from helio_proxy.dataplane.tools import RecordingLister
+from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
+from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
 from helio_proxy.gateway.exchange import Upstream
 from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, revalidation_interval

@@ -53,7 +53,14 @@ class StartupError(HelioProxyError):
 
 
 UNDELIVERED_REASONS: Final = frozenset(
-    {"connection_refused", "not_started", "not_running", "spawn_failed", "credential_unavailable", "consent_required"}
+    {
+        "connection_refused",
+        "not_started",
+        "not_running",
+        "spawn_failed",
+        "credential_unavailable",
+        "consent_required",
+    }
 )
 """``failure_reason`` values meaning the request never left the proxy."""
 

@@ -197,10 +197,10 @@ class CredentialsConfig(ConfigModel):
     refresh_before: DurationField = Duration("60s")
     """OAuth: refresh an access token this long before it expires."""
 
-    token_store: str = "helio-oauth-tokens.json"
+    token_store: str = "helio-oauth-tokens.json"  # noqa: S105 (a file name)
     """``oauth2_authorization_code``: file holding refresh tokens, encrypted (0600)."""
 
-    token_key_env: str = "HELIO_TOKEN_KEY"
+    token_key_env: str = "HELIO_TOKEN_KEY"  # noqa: S105 (a variable name)
     """``oauth2_authorization_code``: environment variable holding the token store's key (a Fernet key)."""
 
     redirect_port: int = Field(default=0, ge=0, le=65535)
@@ -222,7 +222,9 @@ class CredentialsConfig(ConfigModel):
     def _type_needs(self) -> CredentialsConfig:
         if self.type in ("bearer", "header", "env"):
             if (self.from_env is None) == (self.from_file is None):
-                raise ValueError(f"credentials of type {self.type!r} need exactly one of 'from_env' or 'from_file'")
+                raise ValueError(
+                    f"credentials of type {self.type!r} need exactly one of 'from_env' or 'from_file'"
+                )
             if self.type == "header" and not self.header:
                 raise ValueError("credentials of type 'header' need 'header'")
             if self.type == "env" and not (self.env_var and ENV_NAME.match(self.env_var)):
@@ -232,10 +234,16 @@ class CredentialsConfig(ConfigModel):
         else:
             if not self.token_url or not self.client_id:
                 raise ValueError(f"credentials of type {self.type!r} need 'token_url' and 'client_id'")
-            if self.type == "oauth2_client_credentials" and not (self.client_secret_env or self.client_secret_file):
-                raise ValueError("'oauth2_client_credentials' needs 'client_secret_env' or 'client_secret_file'")
+            if self.type == "oauth2_client_credentials" and not (
+                self.client_secret_env or self.client_secret_file
+            ):
+                raise ValueError(
+                    "'oauth2_client_credentials' needs 'client_secret_env' or 'client_secret_file'"
+                )
             if self.type == "oauth2_authorization_code" and not self.authorization_url:
                 raise ValueError("'oauth2_authorization_code' needs 'authorization_url'")
             if self.from_env or self.from_file:
-                raise ValueError("OAuth credentials take 'client_secret_env'/'client_secret_file', not 'from_env'/'from_file'")
+                raise ValueError(
+                    "OAuth credentials take 'client_secret_env'/'client_secret_file', not 'from_env'/'from_file'"
+                )
         return self

@@ -65,7 +65,10 @@ class StaticCredential:
 
     def _secret(self) -> str:
         return read_secret(
-            self._environ, env=self.config.from_env, file=self.config.from_file, what=f"credential {self.name}"
+            self._environ,
+            env=self.config.from_env,
+            file=self.config.from_file,
+            what=f"credential {self.name}",
         )
 
     async def headers(self) -> dict[str, str]:

@@ -60,7 +60,9 @@ class Plan:
         rules: list[CompiledRule] = []
         for rule in data_plane.scan:
             compiled = compile_rule(rule, _first(rule.mode, data_plane.mode))
-            if compiled is not None and (compiled.upstreams is None or (upstream or "") in compiled.upstreams):
+            if compiled is not None and (
+                compiled.upstreams is None or (upstream or "") in compiled.upstreams
+            ):
                 rules.append(compiled)
         self.rules = rules
         self._modes: dict[str, dict[Check, Mode]] = {}
@@ -69,12 +71,13 @@ class Plan:
         """Each check's mode for ``tool`` (the first matching ``data_plane.tools`` entry wins)."""
         found = self._modes.get(tool)
         if found is None:
-            found = self._base
+            found: dict[Check, Mode] = self._base
             for override in self._overrides:
                 if override.tools.match(tool):
                     checks = override.checks
                     found = {
-                        check: _first(getattr(checks, check), checks.mode, self._base[check]) for check in CHECKS
+                        check: _first(getattr(checks, check), checks.mode, self._base[check])
+                        for check in CHECKS
                     }
                     break
             if len(self._modes) < 10_000:
@@ -138,11 +141,16 @@ class ResultCheck:
             has_schema = isinstance(self.definition.get("outputSchema"), dict)
             errors: list[SchemaError] = []
             if has_schema and structured is None:
-                errors = [SchemaError("$", "structuredContent is required by the tool's outputSchema", "required")]
+                errors = [
+                    SchemaError("$", "structuredContent is required by the tool's outputSchema", "required")
+                ]
             elif has_schema:
                 errors = self.validators.errors(self.fingerprint, self.definition, "outputSchema", structured)
             if errors:
-                facts["output_schema"] = {"mode": modes["output_schema"], "errors": [e.as_dict() for e in errors]}
+                facts["output_schema"] = {
+                    "mode": modes["output_schema"],
+                    "errors": [e.as_dict() for e in errors],
+                }
                 reason = INVALID_RESULT
                 if modes["output_schema"] == "enforce":
                     error = (
@@ -229,13 +237,17 @@ class DataPlane:
                     return out
         baseline = self.baselines.store.get(tool)
         if modes["input_schema"] != "off" and baseline is not None:
-            errors = self.validators.errors(baseline.fingerprint, baseline.definition, "inputSchema", arguments)
+            errors = self.validators.errors(
+                baseline.fingerprint, baseline.definition, "inputSchema", arguments
+            )
             if errors:
                 listed_errors = [e.as_dict() for e in errors]
                 facts["input_schema"] = {"mode": modes["input_schema"], "errors": listed_errors}
                 out.block_reason = out.block_reason or INVALID_ARGUMENTS
                 if modes["input_schema"] == "enforce":
-                    out.deny = Deny(reason=INVALID_ARGUMENTS, retry_allowed=True, details={"errors": listed_errors})
+                    out.deny = Deny(
+                        reason=INVALID_ARGUMENTS, retry_allowed=True, details={"errors": listed_errors}
+                    )
                     out.audit = {"data_plane": facts}
                     return out
         rules = plan.rules_for(tool, "arguments")
@@ -246,7 +258,9 @@ class DataPlane:
                 out.block_reason = out.block_reason or SENSITIVE_CONTENT
                 if outcome.action == "block":
                     out.deny = Deny(
-                        reason=SENSITIVE_CONTENT, retry_allowed=True, details={"findings": _public(outcome.findings)}
+                        reason=SENSITIVE_CONTENT,
+                        retry_allowed=True,
+                        details={"findings": _public(outcome.findings)},
                     )
                 elif outcome.changed:
                     out.arguments = cast(dict[str, Any], outcome.value)

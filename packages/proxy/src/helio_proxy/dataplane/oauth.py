@@ -58,7 +58,9 @@ class TokenStore:
         try:
             self._fernet = Fernet(key)
         except ValueError as exc:
-            raise CredentialMissing("the token store key is not a Fernet key (32 url-safe base64 bytes)") from exc
+            raise CredentialMissing(
+                "the token store key is not a Fernet key (32 url-safe base64 bytes)"
+            ) from exc
 
     @classmethod
     def from_config(cls, config: CredentialsConfig, environ: Mapping[str, str]) -> TokenStore:
@@ -191,7 +193,12 @@ class OAuthCredential:
         refresh = await asyncio.to_thread(store.get, self.upstream)
         if refresh is None:
             raise ConsentRequired(self._consent_message("no refresh token is stored"))
-        form = {"grant_type": "refresh_token", "refresh_token": refresh, **self._client_auth(), **self._extras()}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            **self._client_auth(),
+            **self._extras(),
+        }
         try:
             answer = await self._token_request(form)
         except ConsentRequired:
@@ -218,20 +225,28 @@ class OAuthCredential:
         self.fetches += 1
         try:
             async with httpx.AsyncClient(timeout=TOKEN_REQUEST_TIMEOUT, transport=self._transport) as http:
-                response = await http.post(self.config.token_url, data=form, headers={"accept": "application/json"})
+                response = await http.post(
+                    self.config.token_url, data=form, headers={"accept": "application/json"}
+                )
         except httpx.HTTPError as exc:
-            raise CredentialMissing(f"credential {self.name}: token endpoint unreachable ({type(exc).__name__})") from exc
+            raise CredentialMissing(
+                f"credential {self.name}: token endpoint unreachable ({type(exc).__name__})"
+            ) from exc
         try:
             answer = response.json()
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise CredentialMissing(f"credential {self.name}: token endpoint answered HTTP {response.status_code}")
+            raise CredentialMissing(
+                f"credential {self.name}: token endpoint answered HTTP {response.status_code}"
+            )
         body = cast(dict[str, Any], answer)
         if response.status_code >= 400:
             error = str(body.get("error", "error"))
             if error == "invalid_grant" and form.get("grant_type") == "refresh_token":
-                raise ConsentRequired(self._consent_message("the authorization server refused the refresh token"))
+                raise ConsentRequired(
+                    self._consent_message("the authorization server refused the refresh token")
+                )
             raise CredentialMissing(f"credential {self.name}: token endpoint refused: {error}")
         return body
 
@@ -249,6 +264,8 @@ class OAuthCredential:
         self._token = self._access(answer)
         refresh = answer.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
-            raise CredentialMissing(f"credential {self.name}: the authorization server issued no refresh token")
+            raise CredentialMissing(
+                f"credential {self.name}: the authorization server issued no refresh token"
+            )
         store = TokenStore.from_config(self.config, self._environ)
         await asyncio.to_thread(store.put, self.upstream, refresh)

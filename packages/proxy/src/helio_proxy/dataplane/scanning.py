@@ -39,7 +39,10 @@ DETECTORS: Final[dict[str, tuple[str, Category]]] = {
     ),
     "card_number": (r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])", "pii"),
     "email": (r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}\b", "pii"),
-    "phone": (r"(?<![\w+])\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,3}(?!\w)", "pii"),
+    "phone": (
+        r"(?<![\w+])\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,3}(?!\w)",
+        "pii",
+    ),
 }
 """Built-in detectors: pattern and category. ``phone`` only takes international (``+``) numbers."""
 
@@ -169,7 +172,9 @@ def _walk(value: Any, rules: list[CompiledRule], scope: ScanScope, path: str, ou
     return value
 
 
-def _scan_text(text: str, rules: list[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome) -> str:
+def _scan_text(
+    text: str, rules: list[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome
+) -> str:
     for rule in rules:
         pieces: list[str] = []
         last = 0

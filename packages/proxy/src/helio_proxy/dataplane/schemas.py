@@ -87,7 +87,9 @@ class ValidatorCache:
             log.warning("a tool schema does not compile; it is not enforced: %s", exc)
             return _UNUSABLE
 
-    def errors(self, fingerprint: str, definition: Mapping[str, Any], which: Which, instance: Any) -> list[SchemaError]:
+    def errors(
+        self, fingerprint: str, definition: Mapping[str, Any], which: Which, instance: Any
+    ) -> list[SchemaError]:
         """Every violation of ``instance`` (empty when valid or when there is no usable schema)."""
         validator = self.validator(fingerprint, definition, which)
         if validator is None or validator.is_valid(instance):

@@ -29,7 +29,9 @@ def tool_names(tools: Iterable[Any]) -> set[str]:
 class ToolInventory:
     """The names in the upstream's ``tools/list``, as last seen (a refresh replaces them)."""
 
-    def __init__(self, refresh: Refresh | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, refresh: Refresh | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.refresh = refresh
         self.listed: set[str] | None = None
         """``None`` until a list was seen."""

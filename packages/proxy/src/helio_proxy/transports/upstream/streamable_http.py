@@ -112,7 +112,11 @@ class StreamableHttpUpstream:
         self.url = config.url
         self.shown_url = display_url(config.url)
         """What messages and logs show of ``url``: scheme, host and port only."""
-        relayed = RELAYED_REQUEST_HEADERS if config.forward_authorization else RELAYED_REQUEST_HEADERS - {"authorization"}
+        relayed = (
+            RELAYED_REQUEST_HEADERS
+            if config.forward_authorization
+            else RELAYED_REQUEST_HEADERS - {"authorization"}
+        )
         self._forward = frozenset(config.forward_headers) | relayed
         self._static = dict(config.headers)
         self._pin = config.protocol_version
