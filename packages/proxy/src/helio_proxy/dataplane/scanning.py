@@ -12,6 +12,7 @@ document.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ Category = Literal["secret", "pii", "custom"]
 DETECTORS: Final[dict[str, tuple[str, Category]]] = {
     "aws_access_key": (r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", "secret"),
     "aws_secret_key": (
-        r"(?i)aws.{0,20}?(?:secret|private).{0,20}?['\"=:\s]\s*[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
+        r"(?i:aws.{0,20}?(?:secret|private).{0,20}?['\"=:\s]\s*)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
         "secret",
     ),
     "github_token": (r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b", "secret"),
@@ -84,12 +85,42 @@ class Finding:
         }
 
 
+HINTS: Final[dict[str, tuple[str, ...]]] = {
+    "aws_access_key": ("AKIA", "ASIA", "ABIA", "ACCA"),
+    "aws_secret_key": ("aws", "AWS", "Aws"),
+    "github_token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "slack_token": ("xox",),
+    "stripe_key": ("_live_", "_test_"),
+    "google_api_key": ("AIza",),
+    "openai_api_key": ("T3BlbkFJ",),
+    "jwt": ("eyJ",),
+    "private_key": ("PRIVATE KEY",),
+    "email": ("@",),
+    "phone": ("+",),
+}
+"""Substrings a match must contain: a string without any of them is not searched at all, which
+keeps the scan of ordinary text to a few ``in`` tests per detector."""
+
+_DIGITS: Final = re.compile(r"\d[ -]?\d[ -]?\d[ -]?\d")
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    kind: str
+    category: Category
+    regex: re.Pattern[str]
+    hints: tuple[str, ...]
+
+    def candidates(self, text: str) -> bool:
+        if self.kind == "card_number":
+            return _DIGITS.search(text) is not None
+        return not self.hints or any(hint in text for hint in self.hints)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     name: str
-    regex: re.Pattern[str]
-    kinds: tuple[tuple[str, Category], ...]
-    """Kind and category of each named group, in group order."""
+    detectors: tuple[Detector, ...]
     scope: frozenset[str]
     action: ScanAction
     tools: re.Pattern[str]
@@ -112,20 +143,16 @@ def compile_rule(rule: ScanRule, mode: Mode) -> CompiledRule | None:
     """A rule ready to run (``None`` when its mode is ``off``); ``warn`` downgrades the action to ``flag``."""
     if mode == "off":
         return None
-    parts: list[str] = []
-    kinds: list[tuple[str, Category]] = []
+    detectors: list[Detector] = []
     for name in rule.detect:
         pattern, category = DETECTORS[name]
-        parts.append(f"(?P<g{len(kinds)}>{pattern})")
-        kinds.append((name, category))
+        detectors.append(Detector(name, category, re.compile(pattern), HINTS.get(name, ())))
     for kind, pattern in rule.patterns.items():
-        parts.append(f"(?P<g{len(kinds)}>{pattern})")
-        kinds.append((kind, "custom"))
+        detectors.append(Detector(kind, "custom", re.compile(pattern), ()))
     action: ScanAction = "flag" if mode == "warn" else rule.action
     return CompiledRule(
         rule.name,
-        re.compile("|".join(parts)),
-        tuple(kinds),
+        tuple(detectors),
         frozenset(rule.scope),
         action,
         compile_globs(rule.tools),
@@ -152,8 +179,14 @@ class ScanOutcome:
 def scan(value: Any, rules: list[CompiledRule], scope: ScanScope, path: str = "$") -> ScanOutcome:
     """Scan every string in ``value`` with ``rules``; ``redact`` matches are replaced by ``[REDACTED:kind]``."""
     outcome = ScanOutcome(value)
-    if rules:
-        outcome.value = _walk(value, rules, scope, path, outcome)
+    if not rules:
+        return outcome
+    # One serialisation and a few substring tests decide whether anything can match at all;
+    # most results match nothing and are never walked.
+    flat = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    live = [rule for rule in rules if any(detector.candidates(flat) for detector in rule.detectors)]
+    if live:
+        outcome.value = _walk(value, live, scope, path, outcome)
     return outcome
 
 
@@ -176,22 +209,23 @@ def _scan_text(
     text: str, rules: list[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome
 ) -> str:
     for rule in rules:
-        pieces: list[str] = []
-        last = 0
-        for match in rule.regex.finditer(text):
-            group = match.lastgroup
-            if group is None:
+        for detector in rule.detectors:
+            if not detector.candidates(text):
                 continue
-            kind, category = rule.kinds[int(group[1:])]
-            if kind == "card_number" and not luhn_ok(re.sub(r"\D", "", match.group())):
-                continue
-            outcome.findings.append(Finding(rule.name, kind, category, scope, path, rule.action))
-            if rule.action == "redact":
-                pieces.append(text[last : match.start()])
-                pieces.append(f"[REDACTED:{kind}]")
-                last = match.end()
-        if pieces:
-            pieces.append(text[last:])
-            text = "".join(pieces)
-            outcome.changed = True
+            pieces: list[str] = []
+            last = 0
+            for match in detector.regex.finditer(text):
+                if detector.kind == "card_number" and not luhn_ok(re.sub(r"\D", "", match.group())):
+                    continue
+                outcome.findings.append(
+                    Finding(rule.name, detector.kind, detector.category, scope, path, rule.action)
+                )
+                if rule.action == "redact":
+                    pieces.append(text[last : match.start()])
+                    pieces.append(f"[REDACTED:{detector.kind}]")
+                    last = match.end()
+            if pieces:
+                pieces.append(text[last:])
+                text = "".join(pieces)
+                outcome.changed = True
     return text
