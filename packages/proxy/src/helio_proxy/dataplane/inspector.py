@@ -29,6 +29,9 @@ TOOL_NOT_FOUND: Final = "tool_not_found"
 INVALID_RESULT: Final = "invalid_result"
 SENSITIVE_CONTENT: Final = "sensitive_content"
 
+MAX_TOOL_MODES: Final = 10_000
+"""Tools whose resolved modes are cached per snapshot (tool names come from agents)."""
+
 Check = Literal["input_schema", "output_schema", "unknown_tools"]
 CHECKS: Final[tuple[Check, ...]] = ("input_schema", "output_schema", "unknown_tools")
 
@@ -69,19 +72,19 @@ class Plan:
 
     def modes(self, tool: str) -> dict[Check, Mode]:
         """Each check's mode for ``tool`` (the first matching ``data_plane.tools`` entry wins)."""
-        found = self._modes.get(tool)
-        if found is None:
-            found: dict[Check, Mode] = self._base
-            for override in self._overrides:
-                if override.tools.match(tool):
-                    checks = override.checks
-                    found = {
-                        check: _first(getattr(checks, check), checks.mode, self._base[check])
-                        for check in CHECKS
-                    }
-                    break
-            if len(self._modes) < 10_000:
-                self._modes[tool] = found
+        cached = self._modes.get(tool)
+        if cached is not None:
+            return cached
+        found: dict[Check, Mode] = self._base
+        for override in self._overrides:
+            if override.tools.match(tool):
+                checks = override.checks
+                found = {
+                    check: _first(getattr(checks, check), checks.mode, self._base[check]) for check in CHECKS
+                }
+                break
+        if len(self._modes) < MAX_TOOL_MODES:
+            self._modes[tool] = found
         return found
 
     def rules_for(self, tool: str, scope: Literal["arguments", "results"]) -> list[CompiledRule]:
