@@ -244,6 +244,7 @@ async def test_a_result_that_breaks_its_output_schema_is_withheld_and_audited() 
     assert error["data"]["errors"][0]["path"] == "$.count"
     (record,) = tool_records(stack, "stats")
     assert record["metadata"]["data_plane"]["output_schema"]["errors"][0]["keyword"] == "maximum"
+    assert record["block_reason"] == "invalid_result"
     assert record["success"] is False
 
 
@@ -253,6 +254,7 @@ async def test_output_schema_in_warn_mode_relays_the_result_and_flags_it() -> No
     assert answer["result"]["structuredContent"] == {"count": 42}
     (record,) = tool_records(stack, "stats")
     assert record["metadata"]["data_plane"]["output_schema"]["mode"] == "warn"
+    assert record["block_reason"] is None
 
 
 # -- unknown tools ------------------------------------------------------------------------------
@@ -335,6 +337,7 @@ async def test_a_block_rule_withholds_the_result() -> None:
     assert {f["kind"] for f in error["data"]["findings"]} == {"aws_access_key", "card_number"}
     assert TEST_AWS_KEY not in json.dumps(answer)
     (record,) = tool_records(stack, "fetch_record")
+    assert record["block_reason"] == "sensitive_content"
     assert record["success"] is False
 
 

@@ -184,7 +184,8 @@ class ResultCheck:
             }
             self.replaced = payload
         if facts:
-            self.audit_metadata(facts, reason)
+            # A block reason only when the agent got the error instead of the result.
+            self.audit_metadata(facts, reason if error is not None else None)
 
 
 def _public(findings: list[Finding]) -> list[dict[str, str]]:

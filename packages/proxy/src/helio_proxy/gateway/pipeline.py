@@ -312,9 +312,9 @@ class Gateway:
         if self.dataplane is None:
             return None
 
-        def record(facts: dict[str, Any], _reason: str | None) -> None:
+        def record(facts: dict[str, Any], reason: str | None) -> None:
             earlier: dict[str, Any] = dict(before.get("data_plane") or {})
-            audit.decide(metadata={"data_plane": {**earlier, **facts}})
+            audit.decide(metadata={"data_plane": {**earlier, **facts}}, block_reason=reason)
 
         return self.dataplane.result_check(config, tool, record)
 
