@@ -178,9 +178,11 @@ class HelioApp:
         # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
         baseline_store = DurableBaselineStore(self.audit.store, baseline_key(upstream_config.name))
         baselines = BaselineCache(baseline_store)
-        lister = UpstreamToolLister(upstream, pin=upstream_config.protocol_version)
-        refresh_lister = UpstreamToolLister(upstream, pin=upstream_config.protocol_version)
         inventory = ToolInventory()
+        # The primer and unknown-tool refreshes share one lister (one upstream session).
+        lister = RecordingLister(
+            UpstreamToolLister(upstream, pin=upstream_config.protocol_version), inventory
+        )
         dataplane = DataPlane(
             baselines,
             upstream_config.name,
@@ -201,7 +203,7 @@ class HelioApp:
 
         async def refresh_tools() -> list[Any]:
             # An unknown tool was called: list the upstream once, taking the tools into the baselines.
-            tools = await refresh_lister.list_tools()
+            tools = await lister.list_tools()
             gateway.note_drift(baselines.observe(tools))
             baselines.primed = True
             return tools
@@ -209,7 +211,7 @@ class HelioApp:
         inventory.refresh = refresh_tools
         gateway.drift_observers.append(lambda event: self._audit_drift(event, upstream_config.name))
         primer = AnnotationPrimer(
-            RecordingLister(lister, inventory),
+            lister,
             baselines,
             on_drift=gateway.note_drift,
             on_primed=lambda count: self._primed_later(count, upstream_config.name),

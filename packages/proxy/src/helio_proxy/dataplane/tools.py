@@ -84,13 +84,34 @@ class ToolLister(Protocol):
 
 
 class RecordingLister:
-    """A full ``tools/list`` source (the primer's) whose every listing becomes the inventory."""
+    """A full ``tools/list`` source (the primer's) whose every listing becomes the inventory.
+
+    Listings are shared: a caller arriving while one is in flight (the primer's first listing at
+    boot, say) takes its result instead of starting another, which for a stdio upstream would
+    mean another session with the child.
+    """
 
     def __init__(self, source: ToolLister, inventory: ToolInventory) -> None:
         self.source = source
         self.inventory = inventory
+        self._inflight: asyncio.Future[list[Any]] | None = None
 
     async def list_tools(self) -> list[Any]:
-        tools = await self.source.list_tools()
-        self.inventory.listed = tool_names(tools)
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._inflight = future
+        try:
+            tools = await self.source.list_tools()
+            self.inventory.listed = tool_names(tools)
+            future.set_result(tools)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: nobody else may be waiting
+            raise
+        finally:
+            self._inflight = None
         return tools
