@@ -9,7 +9,7 @@ directly and through the proxy: the two transcripts must be equal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mcp import Client, MCPError
 from mcp.client.session import ClientRequestContext
@@ -131,7 +131,7 @@ async def run_script(client: Client) -> dict[str, Any]:
             transcript["unknown_tool"] = "refused" if refused else unknown
         except MCPError as exc:  # servers differ: an error result, or a JSON-RPC error
             data: Any = exc.error.data
-            reason = data.get("reason") if isinstance(data, dict) else None  # pyright: ignore[reportUnknownMemberType]
+            reason: object = cast(dict[str, Any], data).get("reason") if isinstance(data, dict) else None
             refused = exc.code == -32001 and reason == "tool_not_found"
             transcript["unknown_tool"] = "refused" if refused else {"code": exc.code}
     return transcript
