@@ -268,6 +268,8 @@ async def test_an_unlisted_tool_is_refused_without_reaching_the_upstream() -> No
     assert answer["error"]["data"]["tool"] == "drop_database"
     assert calls == []
     assert stack.app.gateway.dataplane is not None
+    assert stack.app.gateway.dataplane.stats.blocks["tool_not_found"] == 1
+    assert stack.app.gateway.dataplane is not None
     assert stack.app.gateway.dataplane.inventory.refreshes == 1
     (record,) = tool_records(stack, "drop_database")
     assert record["block_reason"] == "tool_not_found"
@@ -323,6 +325,9 @@ async def test_a_result_with_a_test_aws_key_and_card_is_redacted_for_the_agent_a
         ("card_number", "redact"),
     }
     assert "$.result.content[0].text" in {f["path"] for f in findings}
+    assert stack.app.gateway.dataplane is not None
+    counted = stack.app.gateway.dataplane.stats.findings
+    assert counted[("secrets-and-cards", "aws_access_key", "redact")] >= 1
     stored = json.dumps(record["upstream_response"])
     assert TEST_AWS_KEY not in stored
     assert "4111" not in stored

@@ -12,6 +12,7 @@ result scan. Each check runs in the mode the snapshot in force gives it (``enfor
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
@@ -122,6 +123,8 @@ class ResultCheck:
     validators: ValidatorCache
     audit_metadata: Callable[[dict[str, Any], str | None], None]
     """Records ``metadata.data_plane`` (and a block reason) on the call's audit record."""
+    stats: DataPlaneStats | None = None
+    """Where findings and blocks are counted."""
     replaced: dict[str, Any] | None = None
     """The answer the agent gets instead of the upstream's (redacted or turned into an error)."""
 
@@ -183,6 +186,8 @@ class ResultCheck:
                 "data": {"blocked": True, "action": "deny", "retry_allowed": False, **data},
             }
             self.replaced = payload
+        if self.stats is not None:
+            self.stats.count(facts.get("findings"), reason if error is not None else None)
         if facts:
             # A block reason only when the agent got the error instead of the result.
             self.audit_metadata(facts, reason if error is not None else None)
@@ -191,6 +196,20 @@ class ResultCheck:
 def _public(findings: list[Finding]) -> list[dict[str, str]]:
     """What the agent is told of findings: kind, where, and the rule (never the matched text)."""
     return [{"rule": f.rule, "kind": f.kind, "path": f.path} for f in findings]
+
+
+@dataclass
+class DataPlaneStats:
+    """Counters for metrics: scan findings by (rule, kind, action), blocks by reason."""
+
+    findings: Counter[tuple[str, str, str]] = field(default_factory=Counter[tuple[str, str, str]])
+    blocks: Counter[str] = field(default_factory=Counter[str])
+
+    def count(self, findings: list[dict[str, str]] | None, blocked: str | None) -> None:
+        for finding in findings or []:
+            self.findings[(finding["rule"], finding["kind"], finding["action"])] += 1
+        if blocked is not None:
+            self.blocks[blocked] += 1
 
 
 class DataPlane:
@@ -210,6 +229,8 @@ class DataPlane:
         self.credential = credential
         """The name of the credential this upstream is reached with (audited; never the value)."""
         self.validators = ValidatorCache()
+        self.stats = DataPlaneStats()
+        """Findings and blocks so far (what a metrics exporter reads)."""
         self._plans: dict[int, tuple[HelioConfig, Plan]] = {}
 
     def plan(self, config: HelioConfig) -> Plan:
@@ -224,6 +245,13 @@ class DataPlane:
 
     async def check_call(self, config: HelioConfig, tool: str, arguments: dict[str, Any]) -> CallCheck:
         """Run the before-forward checks for one call."""
+        out = await self._check_call(config, tool, arguments)
+        if out.audit or out.deny is not None:
+            facts: dict[str, Any] = out.audit.get("data_plane") or {}
+            self.stats.count(facts.get("findings"), out.deny.reason if out.deny is not None else None)
+        return out
+
+    async def _check_call(self, config: HelioConfig, tool: str, arguments: dict[str, Any]) -> CallCheck:
         plan = self.plan(config)
         modes = plan.modes(tool)
         out = CallCheck()
@@ -288,4 +316,5 @@ class DataPlane:
             dict(baseline.definition) if baseline is not None else None,
             self.validators,
             audit_metadata,
+            self.stats,
         )
