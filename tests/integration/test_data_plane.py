@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import json
+import sys
 import tempfile
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from starlette.routing import Route
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
-from tests.harness import audit_records, serve_asgi
+from tests.harness import EVERYTHING_SERVER, audit_records, run_proxy, serve_asgi, stdio_proxy_config
 
 TEST_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 """AWS's documented example access key id."""
@@ -68,6 +69,7 @@ class Seen:
 
     calls: list[str] = field(default_factory=list[str])
     authorizations: list[str | None] = field(default_factory=list[str | None])
+    api_keys: list[str | None] = field(default_factory=list[str | None])
 
 
 class Recording:
@@ -86,6 +88,7 @@ class Recording:
         headers = {k.decode().lower(): v.decode() for k, v in raw_headers}
         authorization = headers.get("authorization")
         self.seen.authorizations.append(authorization)
+        self.seen.api_keys.append(headers.get("x-api-key"))
         if self.accept is not None and not self.accept(authorization):
             await send(
                 {"type": "http.response.start", "status": 401, "headers": [(b"www-authenticate", b"Bearer")]}
@@ -135,17 +138,21 @@ async def proxy_stack(
     environ: dict[str, str] | None = None,
     accept: Callable[[str | None], bool] | None = None,
     prepare: Callable[[MCPServer], None] | None = None,
+    legacy_sse: bool = False,
 ) -> AsyncGenerator[Stack]:
     upstream = build_upstream()
     if prepare is not None:
         prepare(upstream)
     seen = Seen()
     audit_path = Path(tempfile.mkdtemp(prefix="helio-dp-")) / "audit.db"
-    mcp_app = upstream.streamable_http_app(stateless_http=True, json_response=True)
+    if legacy_sse:
+        mcp_app, path, upstream_keys = upstream.sse_app(), "/sse", ", transport: sse" + upstream_keys
+    else:
+        mcp_app, path = upstream.streamable_http_app(stateless_http=True, json_response=True), "/mcp"
     async with serve_asgi(Recording(mcp_app, seen, accept)) as base:
         text = (
             "version: '1'\n"
-            f"upstream: {{url: '{base}/mcp'{upstream_keys}}}\n"
+            f"upstream: {{url: '{base}{path}'{upstream_keys}}}\n"
             "listen: {port: 0}\n"
             f"audit: {{path: '{audit_path}'}}\n"
             "dashboard: {enabled: false}\n" + extra
@@ -381,6 +388,23 @@ async def test_the_upstream_gets_the_token_from_the_environment_while_the_agent_
     assert token not in json.dumps(record)
 
 
+async def test_a_legacy_sse_upstream_gets_the_credential_on_its_stream_and_its_posts() -> None:
+    key = "sse-key-0123456789"
+    async with (
+        proxy_stack(
+            upstream_keys=", credentials: {type: header, header: X-Api-Key, from_env: SSE_KEY}",
+            environ={"SSE_KEY": key},
+            legacy_sse=True,
+        ) as stack,
+        Client(stack.url) as client,
+    ):
+        result = await client.call_tool("create_payment", {"amount": 1, "currency": "GBP"})
+    assert result.is_error is False
+    assert stack.seen.calls == ["create_payment"]
+    assert stack.seen.api_keys
+    assert set(stack.seen.api_keys) == {key}  # the GET stream and every POST
+
+
 async def test_the_agents_authorization_never_reaches_the_upstream_by_default() -> None:
     async with proxy_stack() as stack:
         answer = await raw_call(
@@ -447,3 +471,21 @@ async def test_client_credentials_tokens_are_obtained_and_refreshed_from_a_loopb
     assert auth.forms[0]["scope"] == "tools:call"
     used = {value for value in stack.seen.authorizations if value}
     assert {"Bearer at-1", "Bearer at-2"} <= used
+
+
+async def test_a_stdio_upstream_gets_its_credential_as_an_environment_variable() -> None:
+    argv = [sys.executable, str(EVERYTHING_SERVER), "--transport", "stdio"]
+    extra_upstream = "  credentials: {type: env, env_var: FILES_TOKEN, from_env: PROXY_FILES_TOKEN}\n"
+    config = stdio_proxy_config(argv).replace(
+        "  request_timeout: 5s\n", "  request_timeout: 5s\n" + extra_upstream, 1
+    )
+    async with (
+        run_proxy(config, environ={"PROXY_FILES_TOKEN": "stdio-secret"}) as app,
+        Client(app.mcp_url) as client,
+    ):
+        seen = (
+            await client.call_tool("whoami", {"names": ["FILES_TOKEN", "PROXY_FILES_TOKEN"]})
+        ).structured_content
+    assert seen is not None
+    assert seen["FILES_TOKEN"] == "stdio-secret"
+    assert seen["PROXY_FILES_TOKEN"] is None  # the proxy's own variable is not inherited
