@@ -306,7 +306,11 @@ class DataPlane:
         """The after-answer check for a forwarded call (``None`` when nothing applies)."""
         plan = self.plan(config)
         baseline = self.baselines.store.get(tool)
-        wants_schema = plan.modes(tool)["output_schema"] != "off" and baseline is not None
+        wants_schema = (
+            plan.modes(tool)["output_schema"] != "off"
+            and baseline is not None
+            and isinstance(baseline.definition.get("outputSchema"), dict)
+        )
         if not wants_schema and not plan.rules_for(tool, "results"):
             return None
         return ResultCheck(
