@@ -622,5 +622,36 @@ def tools_accept(name: str, config_path: str, accepted_by: str | None, upstream_
     click.echo(line)
 
 
+@cli.group()
+def auth() -> None:
+    """Upstream credentials the proxy holds (OAuth consent)."""
+
+
+@auth.command("login")
+@click.argument("upstream", required=False)
+@config_option
+@click.option("--no-browser", is_flag=True, help="Only print the authorization URL.")
+def auth_login(upstream: str | None, config_path: str, no_browser: bool) -> None:
+    """Authorize the proxy at an upstream's OAuth server (authorization code with PKCE).
+
+    Prints the authorization URL (and opens it unless --no-browser), waits for the redirect on
+    127.0.0.1, and stores the refresh token encrypted with the key in the credential's
+    token_key_env (default HELIO_TOKEN_KEY). UPSTREAM is the upstream's name (optional with one).
+    """
+    from helio_proxy.cli.auth import run_login
+
+    loaded = _load(config_path)
+    try:
+        line = run_login(
+            loaded,
+            upstream,
+            show=lambda url: click.echo(f"Open this URL to authorize:\n{url}"),
+            open_browser=not no_browser,
+        )
+    except HelioProxyError as exc:
+        _fail(exc)
+    click.echo(line)
+
+
 def main() -> None:
     cli()

@@ -93,6 +93,14 @@ SUGGESTIONS: Final = {
         "The call was not forwarded. Retry the identical call once the proxy is back: an approval "
         "given meanwhile releases it."
     ),
+    "invalid_arguments": (
+        "Fix the arguments listed in errors (each names its JSON path and what the tool's inputSchema "
+        "expects), then call again."
+    ),
+    "tool_not_found": "Call tools/list and use one of the tools the server lists; do not retry this name.",
+    "sensitive_content": (
+        "Remove the secret or personal data found at the listed paths, then call again if the call still makes sense."
+    ),
 }
 
 INVALID_AMOUNT_SUGGESTION: Final = "Retry with the amount as a non-negative JSON number (not a string)."
@@ -139,6 +147,13 @@ def _message(decision: Deny, tool: str) -> str:
             )
         case "shutdown_cancelled":
             return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
+        case "invalid_arguments":
+            count = len((decision.details or {}).get("errors") or [])
+            return f"Tool {tool!r} was not called: {count} argument(s) do not match its inputSchema."
+        case "tool_not_found":
+            return f"Tool {tool!r} is not listed by the server; it was not called."
+        case "sensitive_content":
+            return f"Tool {tool!r} was not called: its arguments carry sensitive content."
         case _:
             return f"Tool {tool!r} is blocked ({decision.reason})."
 
