@@ -4,6 +4,7 @@ Standard library only. Start with ``HelioContext`` and ``instrument()``; see ``d
 """
 
 from helio._blocked import Blocked, blocked
+from helio._call_id import CALL_ID_META_KEY, call_id_of
 from helio._client import HelioClient
 from helio._context import HelioContext, current_context
 from helio._errors import (
@@ -33,6 +34,7 @@ from helio._version import __version__
 
 __all__ = [
     "Blocked",
+    "CALL_ID_META_KEY",
     "CompletedTool",
     "DeclaredDependency",
     "EvidenceEntry",
@@ -58,6 +60,7 @@ __all__ = [
     "UrllibTransport",
     "__version__",
     "blocked",
+    "call_id_of",
     "current_context",
     "instrument",
     "uninstrument",

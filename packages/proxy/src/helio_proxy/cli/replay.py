@@ -89,7 +89,7 @@ class _RecordedGates:
 
     result: GateResult
 
-    def check(self, tool: str, rule: Rule | None) -> GateResult:
+    def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult:
         return self.result
 
 

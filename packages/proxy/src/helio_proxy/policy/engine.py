@@ -138,13 +138,14 @@ def _rule_decision(compiled: CompiledRule) -> Decision:
             )
 
 
-def _gate(compiled: CompiledRule | None, decision: Decision, tool: str, context: DecisionContext) -> Decision:
+def _gate(compiled: CompiledRule | None, decision: Decision, call: CallFacts, context: DecisionContext) -> Decision:
     if decision.blocks:
         return decision
     rule = compiled.rule if compiled is not None else None
-    result = (context.gates or EMPTY_SESSION).check(tool, rule)
+    result = (context.gates or EMPTY_SESSION).check(call.tool, rule, call.arguments)
     if result.passed:
-        return decision
+        # What satisfied the gate goes to the audit record with the decision.
+        return replace(decision, gate=result) if result.satisfied else decision
     return Deny(
         rule=compiled.name if compiled is not None else None,
         rule_index=compiled.index if compiled is not None else None,
@@ -203,7 +204,7 @@ class CompiledPolicy:
                         Deny(reason="tool_definition_drift", drifted_aspects=aspects, retry_allowed=False)
                     )
                 decision = RequireApproval(reason="tool_definition_drift", drifted_aspects=aspects)
-        return self._finish(_gate(compiled, decision, call.tool, context))
+        return self._finish(_gate(compiled, decision, call, context))
 
     def _finish(self, decision: Decision) -> Decision:
         if self.dry_run and not isinstance(decision, DryRun):
@@ -225,7 +226,7 @@ class CompiledPolicy:
         compiled = self._shadow.first_match(call, context.tool.hints)
         if compiled is None:
             return None
-        return _gate(compiled, _rule_decision(compiled), call.tool, context)
+        return _gate(compiled, _rule_decision(compiled), call, context)
 
 
 def _with_drift(decision: Decision, aspects: tuple[str, ...]) -> Decision:

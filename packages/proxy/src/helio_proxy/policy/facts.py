@@ -88,10 +88,11 @@ class GateChecker(Protocol):
     """Whether the call's session meets its gates, from state read before ``decide()``.
 
     ``rule`` is the first matching rule (``None`` when none matched: the session's SDK-declared
-    prerequisites of the tool still apply). See :mod:`helio_proxy.policy.gates`.
+    prerequisites of the tool still apply); ``arguments`` are the call's, which evidence bindings
+    (``match``) compare with the evidence's source. See :mod:`helio_proxy.policy.gates`.
     """
 
-    def check(self, tool: str, rule: Rule | None) -> GateResult: ...
+    def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult: ...
 
 
 @dataclass(frozen=True, slots=True)
