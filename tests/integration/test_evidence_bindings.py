@@ -168,8 +168,8 @@ async def test_an_agent_following_only_the_first_blocks_feedback_succeeds_on_its
         block = await agent.blocked("process_refund", {"order_id": "A-1002"})
         assert block["reason"] == "evidence_missing"
         assert block["suggestion"] == (
-            "1. Call orders.lookup with order_id='A-1002' and keep its result. "
-            "2. Mark that result as evidence 'order_data' with the call's id: "
+            "1. Call orders.lookup with order_id='A-1002' and keep its result (it must succeed). "
+            "2. Mark that result as evidence 'order_data' with the call_id of that orders.lookup call: "
             "ctx.mark_evidence('orders.lookup', 'order_data', data, call_id=ctx.call_id_of(result)) "
             "(the id is in result._meta['io.gethelio/call-id']). "
             "3. Retry process_refund with the same arguments."

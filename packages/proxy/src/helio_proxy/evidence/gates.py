@@ -357,8 +357,8 @@ def _repair(item: EvidenceItem, requirements: GateRequirements, fallback: str | 
     if source is None:
         return [f"Mark evidence {key!r} through the SDK: ctx.mark_evidence(tool_name, {key!r}, data)."]
     return [
-        f"Call {source}{hint} and keep its result.",
-        f"Mark that result as evidence {key!r} with the call's id: ctx.mark_evidence({source!r}, "
+        f"Call {source}{hint} and keep its result (it must succeed).",
+        f"Mark that result as evidence {key!r} with the call_id of that {source} call: ctx.mark_evidence({source!r}, "
         f"{key!r}, data, call_id=ctx.call_id_of(result)) (the id is in result._meta"
         f"[{CALL_ID_META_KEY!r}]).",
     ]

@@ -62,12 +62,21 @@ class ToolFacts:
     current_hints: Hints | None = None
     """Hints of the changed definition, when it drifted."""
 
+    pending: bool = False
+    """Unknown because the upstream's tools have not been listed yet (it may be down): a block that
+    only the MCP defaults cause is then temporary (``baselines_unavailable``, retry allowed)."""
+
     @property
     def drifted(self) -> bool:
         return bool(self.drifted_aspects)
 
 
 UNKNOWN_TOOL = ToolFacts()
+PENDING_TOOL = ToolFacts(pending=True)
+"""A tool the proxy knows nothing about because it has not listed the upstream's tools yet."""
+
+PERMISSIVE_HINTS = Hints(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+"""The most permissive hints: what a pending tool might turn out to have."""
 
 
 @dataclass(frozen=True, slots=True)
