@@ -92,8 +92,10 @@ async def test_every_allowed_tool_result_carries_the_proxy_call_id_in_meta(json_
     async with refund_stack(BOUND, json_response=json_response) as agent:
         result = await agent.mcp.call_tool("orders.lookup", {"order_id": "A-1001"})
         call_id = call_id_of(result)
-        assert call_id is not None and len(call_id) == 32
-        assert result.meta is not None and result.meta[CALL_ID_META_KEY] == call_id
+        assert call_id is not None
+        assert len(call_id) == 32
+        assert result.meta is not None
+        assert result.meta[CALL_ID_META_KEY] == call_id
         assert agent.ctx.call_id_of(result.model_dump(by_alias=True)) == call_id
         state = (await agent.ctx.aget_evidence_state()).state
         assert [c.call_id for c in state.completed_tools] == [call_id]

@@ -33,8 +33,8 @@ from helio._transport import Transport, TransportRequest, TransportResponse, Url
 from helio._version import __version__
 
 __all__ = [
-    "Blocked",
     "CALL_ID_META_KEY",
+    "Blocked",
     "CompletedTool",
     "DeclaredDependency",
     "EvidenceEntry",

@@ -8,7 +8,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
-from helio._call_id import call_id_of, structured_content as _structured
+from helio._call_id import call_id_of
+from helio._call_id import structured_content as _structured
 from helio._client import HelioClient, resolve_sideband_url
 from helio._models import EvidenceReceipt, EvidenceStateReport
 from helio._transport import Transport

@@ -513,7 +513,9 @@ def policy_test(
 
     The tool's annotations are the ones the proxy has baselined in the store (as the running
     proxy decides with them); a tool the store has never seen gets the MCP defaults
-    (destructive, open-world). The output says which was used.
+    (destructive, open-world). The output says which was used. Rate limits, spend limits and
+    budgets are checked against the store's counters now, read only; a call needing approval is
+    reported as held, with its channel. The last line, Outcome, is what the proxy would do.
     """
     from helio_proxy.cli.policy_test import (
         PolicyTestInputError,
@@ -533,7 +535,7 @@ def policy_test(
             source = given_annotations(annotations_json, upstream_name)
         else:
             source = stored_tool(loaded, store, tool_name, upstream_name)
-        click.echo(explain(loaded, tool_name, args_json, source, session_id))
+        click.echo(explain(loaded, tool_name, args_json, source, session_id, store))
     except PolicyTestInputError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
