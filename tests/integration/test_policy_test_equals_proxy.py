@@ -96,8 +96,18 @@ TABLE: list[tuple[str, dict[str, Any]]] = [
 def predicted(config: Path, tool: str, arguments: dict[str, Any]) -> str:
     result = CliRunner().invoke(
         cli,
-        ["policy", "test", "-c", str(config), "--tool", tool, "--args", json.dumps(arguments)]
-        + ["--session", SESSION],
+        [
+            "policy",
+            "test",
+            "-c",
+            str(config),
+            "--tool",
+            tool,
+            "--args",
+            json.dumps(arguments),
+            "--session",
+            SESSION,
+        ],
     )
     assert result.exit_code == 0, result.output
     [line] = [line for line in result.stdout.splitlines() if line.startswith("Outcome: ")]
@@ -132,14 +142,13 @@ async def observed(mcp: Client, tool: str, arguments: dict[str, Any]) -> str:
     try:
         result = await mcp.call_tool(tool, arguments)
     except MCPError as exc:
-        assert exc.code == -32001, exc
-        data: dict[str, Any] = exc.data
-        return f"blocked ({data['reason']})"
-    text = result.content[0].text if result.content and result.content[0].type == "text" else ""
-    if text.startswith('{"dry_run":true'):
-        return "dry run (nothing forwarded)"
-    assert result.is_error is False, result
-    return "forwarded"
+        error = exc
+    else:
+        assert result.is_error is False, result
+        return "forwarded"
+    assert error.code == -32001, error
+    data: dict[str, Any] = error.data
+    return f"blocked ({data['reason']})"
 
 
 async def test_policy_test_prints_what_the_running_proxy_does_for_every_call_of_the_table(
