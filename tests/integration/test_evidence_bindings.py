@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from examples.refund.server import build_server
-from helio import CALL_ID_META_KEY, HelioContext, call_id_of
+from helio import HelioContext, call_id_of
 from helio_proxy.app import HelioApp
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.store import create_store
@@ -95,7 +95,7 @@ async def test_every_allowed_tool_result_carries_the_proxy_call_id_in_meta(json_
         assert call_id is not None
         assert len(call_id) == 32
         assert result.meta is not None
-        assert result.meta[CALL_ID_META_KEY] == call_id
+        assert result.meta["io.gethelio/call-id"] == call_id
         assert agent.ctx.call_id_of(result.model_dump(by_alias=True)) == call_id
         state = (await agent.ctx.aget_evidence_state()).state
         assert [c.call_id for c in state.completed_tools] == [call_id]

@@ -15,7 +15,6 @@ PYPROJECT = Path(__file__).resolve().parents[3] / "packages" / "sdk" / "pyprojec
 def test_the_public_names_of_helio_are_exactly_these():
     assert helio.__all__ == [
         "Blocked",
-        "CALL_ID_META_KEY",
         "CompletedTool",
         "DeclaredDependency",
         "EvidenceEntry",

@@ -4,7 +4,7 @@ Standard library only. Start with ``HelioContext`` and ``instrument()``; see ``d
 """
 
 from helio._blocked import Blocked, blocked
-from helio._call_id import CALL_ID_META_KEY, call_id_of
+from helio._call_id import call_id_of
 from helio._client import HelioClient
 from helio._context import HelioContext, current_context
 from helio._errors import (
@@ -33,7 +33,6 @@ from helio._transport import Transport, TransportRequest, TransportResponse, Url
 from helio._version import __version__
 
 __all__ = [
-    "CALL_ID_META_KEY",
     "Blocked",
     "CompletedTool",
     "DeclaredDependency",

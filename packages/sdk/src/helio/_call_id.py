@@ -8,7 +8,7 @@ bound to exactly that call: the proxy verifies it against the call's tool, outco
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 CALL_ID_META_KEY: Final = "io.gethelio/call-id"
 """The ``_meta`` key of a ``tools/call`` result that holds the proxy's call id."""
@@ -44,6 +44,10 @@ def call_id_of(result: Any) -> str | None:
 def structured_content(result: Any) -> Any:
     """A result's ``structuredContent`` (``None`` when it has none)."""
     if isinstance(result, Mapping):
-        inner: Any = result.get("result", result)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        return inner.get("structuredContent") if isinstance(inner, Mapping) else None  # pyright: ignore[reportUnknownMemberType]
-    return getattr(result, "structured_content", None) or getattr(result, "structuredContent", None)
+        outer = cast("Mapping[str, Any]", result)
+        inner: Any = outer.get("result", outer)
+        return (
+            cast("Mapping[str, Any]", inner).get("structuredContent") if isinstance(inner, Mapping) else None
+        )
+    found: Any = getattr(result, "structured_content", None) or getattr(result, "structuredContent", None)
+    return found

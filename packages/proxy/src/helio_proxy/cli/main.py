@@ -185,16 +185,25 @@ def secret(hash_only: bool, as_json: bool) -> None:
 
 @cli.command()
 @config_option
-def validate(config_path: str) -> None:
-    """Check a config file; print what it defines, or the first error (exit 1)."""
+@click.option(
+    "--strict", is_flag=True, help="Treat every warning as an error: exit 1 when there is any (for CI)."
+)
+def validate(config_path: str, strict: bool) -> None:
+    """Check a config file; print what it defines, or the first error (exit 1).
+
+    Warnings (rules that can never decide or be met, keys the action ignores, quoted numbers...)
+    go to stderr with the file and line; with --strict any warning makes the exit code 1.
+    """
     loaded = _load(config_path)
     from helio_proxy import capabilities
 
-    for warning in loaded.warnings:
+    warnings = [*loaded.warnings, *capabilities.notices(loaded.config)]
+    for warning in warnings:
         click.echo(f"Warning: {warning}", err=True)
-    for notice in capabilities.notices(loaded.config):
-        click.echo(f"Warning: {notice}", err=True)
     config = loaded.config
+    if strict and warnings:
+        click.echo(f"Error: {len(warnings)} warning(s) and --strict: {config_path} is not accepted", err=True)
+        sys.exit(1)
     click.echo(
         f"Config is valid: {config_path} ({len(config.policies.rules)} policy rules, {len(config.budgets)} budgets)"
     )

@@ -252,7 +252,7 @@ class Limits(ConfigModel):
     """Calls allowed per window (``rate_limit``)."""
 
     window: DurationField | None = None
-    """Sliding window for ``max_calls``."""
+    """Sliding window for ``max_calls`` (``rate_limit`` only: a ``spend_limit``'s window is ``max_spend.window``)."""
 
     key: LimitKey = "tool"
     """What calls are counted per: ``tool``, ``session``, ``agent`` or ``sender_id``."""

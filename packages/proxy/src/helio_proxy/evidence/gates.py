@@ -179,7 +179,7 @@ class GateResult:
 
     def audit_fields(self) -> dict[str, Any]:
         """``evidence_chain.gate`` of the call's audit record, allowed or blocked."""
-        data = self.feedback_fields() if not self.passed else {"passed": True}
+        data: dict[str, Any] = self.feedback_fields() if not self.passed else {"passed": True}
         data["satisfied"] = [dict(item) for item in self.satisfied]
         return data
 
