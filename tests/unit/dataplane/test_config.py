@@ -82,7 +82,10 @@ def test_a_policy_rule_takes_data_plane_modes_and_scan_rules() -> None:
         ("{mode: block}", r"policies\.rules\[0\]\.data_plane\.mode: Input should be"),
         ("{unknown_tools: true}", r"policies\.rules\[0\]\.data_plane\.unknown_tools"),
         ("{scan: [{name: k, detect: [ssn]}]}", "unknown detector"),
-        ("{scan: [{name: k, detect: [email], action: drop}]}", r"data_plane\.scan\[0\]\.action: Input should be 'redact', 'block' or 'flag'"),
+        (
+            "{scan: [{name: k, detect: [email], action: drop}]}",
+            r"data_plane\.scan\[0\]\.action: Input should be 'redact', 'block' or 'flag'",
+        ),
         ("{scan: [{name: k}]}", "needs 'detect' and/or 'patterns'"),
         ("{inputschema: warn}", "inputschema"),
         ("{scan: [{name: k, detect: [email]}], refresh_interval: 1s}", "refresh_interval"),

@@ -28,7 +28,11 @@ policies:
 
 def test_a_rule_wins_over_the_tool_glob_the_upstream_and_the_global_mode() -> None:
     plan = Plan(parse_config_text(CONFIG), "pay")
-    assert plan.modes("create") == {"input_schema": "off", "output_schema": "enforce", "unknown_tools": "warn"}
+    assert plan.modes("create") == {
+        "input_schema": "off",
+        "output_schema": "enforce",
+        "unknown_tools": "warn",
+    }
     assert plan.modes("refund_big")["input_schema"] == "enforce"  # tool glob over upstream
     assert plan.modes("refund_big", 1)["input_schema"] == "warn"  # rule over tool glob
     # A rule's unset checks inherit; its `mode` sets every check it does not name.

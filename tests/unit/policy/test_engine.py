@@ -453,7 +453,12 @@ def test_data_plane_rule_is_the_first_match_only_when_it_carries_data_plane_sett
     policy = make_policy(
         [
             {"name": "big", "match": {"tool": "pay", "input": {"$.amount": {"gt": 100}}}, "action": "deny"},
-            {"name": "pay", "match": {"tool": "pay"}, "action": "allow", "data_plane": {"input_schema": "warn"}},
+            {
+                "name": "pay",
+                "match": {"tool": "pay"},
+                "action": "allow",
+                "data_plane": {"input_schema": "warn"},
+            },
         ]
     )
     assert policy.has_data_plane_rules is True

@@ -71,7 +71,7 @@ class Plan:
         self.rules = rules
         self._modes: dict[str, dict[Check, Mode]] = {}
         self._policy_rules = config.policies.rules
-        self._global_mode = data_plane.mode
+        self._global_mode: Mode | None = data_plane.mode
         self._rule_scans: dict[int, list[CompiledRule]] = {}
 
     def rule_name(self, rule: int | None) -> str | None:
@@ -126,12 +126,11 @@ class Plan:
             return cached
         settings = self._rule_settings(rule)
         compiled_rules: list[CompiledRule] = []
-        for scan_rule in settings.scan if settings is not None else []:
-            compiled = compile_rule(
-                scan_rule, _first(scan_rule.mode, settings.mode if settings else None, self._global_mode)
-            )
-            if compiled is not None:
-                compiled_rules.append(compiled)
+        if settings is not None:
+            for scan_rule in settings.scan:
+                compiled = compile_rule(scan_rule, _first(scan_rule.mode, settings.mode, self._global_mode))
+                if compiled is not None:
+                    compiled_rules.append(compiled)
         self._rule_scans[rule] = compiled_rules
         return compiled_rules
 

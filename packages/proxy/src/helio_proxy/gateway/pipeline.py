@@ -203,12 +203,16 @@ class Gateway:
             session_id=identity.session_id,
         )
         data_plane: dict[str, Any] = {}
-        rule: int | None = None
+        data_plane_rule: int | None = None
         if self.dataplane is not None:
             if snapshot.policy.has_data_plane_rules:
                 # The matched rule's data_plane modes; matching is pure, so it needs no decision yet.
-                rule = snapshot.policy.data_plane_rule(facts, self.baselines.facts(call.name).hints)
-            checked = await self.dataplane.check_call(snapshot.config, call.name, call.arguments, rule)
+                data_plane_rule = snapshot.policy.data_plane_rule(
+                    facts, self.baselines.facts(call.name).hints
+                )
+            checked = await self.dataplane.check_call(
+                snapshot.config, call.name, call.arguments, data_plane_rule
+            )
             data_plane = checked.audit
             if checked.deny is not None:
                 self._record(CallOutcome(call.name, checked.deny, checked.deny, None, snapshot.loaded.sha256))
@@ -285,7 +289,7 @@ class Gateway:
         audit.decide(**_audit_fields(decision), **settlement.audit)
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
-        result_check = self._result_check(snapshot.config, call.name, audit, data_plane, rule)
+        result_check = self._result_check(snapshot.config, call.name, audit, data_plane, data_plane_rule)
         if result_check is not None:
             # First: what the audit, limits and evidence see of the answer is what the agent gets.
             observe = _both(result_check.observe, observe)
