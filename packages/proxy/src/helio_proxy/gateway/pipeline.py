@@ -23,12 +23,13 @@ from helio_proxy.errors import UpstreamError
 from helio_proxy.evidence import EvidenceService, to_ms
 from helio_proxy.gateway.agreement import Mismatch, header_mismatch
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
-from helio_proxy.gateway.completion import CompletionRecorder
+from helio_proxy.gateway.completion import CompletionRecorder, gate_audit
 from helio_proxy.gateway.enforcement import (
     Enforcer,
     FailClosedEnforcer,
     GovernedCall,
     Settlement,
+    merge_audit,
     settle_reservations,
 )
 from helio_proxy.gateway.eras import pin_refusal
@@ -286,7 +287,7 @@ class Gateway:
             reply = block_reply(call, settled)
             audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]), **settlement.audit)
             return await _settled(audit, reply)
-        audit.decide(**_audit_fields(decision), **settlement.audit)
+        audit.decide(**merge_audit(_audit_fields(decision), settlement.audit))
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
         result_check = self._result_check(snapshot.config, call.name, audit, data_plane, data_plane_rule)
@@ -296,7 +297,7 @@ class Gateway:
         if self.evidence is not None:
             index = decision.rule_index
             rule = snapshot.config.policies.rules[index] if index is not None and decision.rule else None
-            recorder = CompletionRecorder(self.evidence, call.name, rule, identity)
+            recorder = CompletionRecorder(self.evidence, call.name, rule, identity, facts.arguments)
             observe = _both(observe, recorder.observe)
         try:
             reply = await self.forward(call.inbound, observe=observe)
@@ -311,6 +312,7 @@ class Gateway:
                 reply = StreamReply(reply.status, recorder.relay(reply.chunks), reply.headers)
             else:
                 await recorder.flush()
+                reply = recorder.stamp(reply)  # the call id in result._meta (io.gethelio/call-id)
         return await _settled(audit, reply)
 
     def _result_check(
@@ -546,13 +548,10 @@ def _audit_fields(decision: Decision, *, told: dict[str, Any] | None = None) -> 
         "matched_rule_index": decision.rule_index,
         "flagged_destructive": decision.flagged_destructive,
     }
+    if decision.gate is not None:
+        fields["evidence_chain"] = {"gate": gate_audit(decision.gate, told)}
     if isinstance(decision, Deny):
         fields["block_reason"] = decision.reason
-        if decision.gate is not None:
-            gate = decision.gate.feedback_fields()
-            if told is not None:
-                gate["suggestion"] = told.get("suggestion", gate.get("suggestion"))
-            fields["evidence_chain"] = {"gate": gate}
         if decision.drifted_aspects:
             fields["evidence_chain"] = {"tool_drift": {"drifted_aspects": list(decision.drifted_aspects)}}
     return fields
