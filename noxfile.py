@@ -55,10 +55,11 @@ def ensure_postgres(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check."""
+    """ruff lint and format check; the package layering contracts (import-linter, ``[tool.importlinter]``)."""
     targets = ["packages", "tests", "examples", "benchmarks", "noxfile.py"]
     session.run("ruff", "check", *targets)
     session.run("ruff", "format", "--check", *targets)
+    session.run("lint-imports")
 
 
 @nox.session(python=False)

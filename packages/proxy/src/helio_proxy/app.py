@@ -104,7 +104,6 @@ class HelioApp:
             self.audit.store,
             self.current_config,
             publish=self.events.publish,
-            approvals=lambda: self.enforcer.approvals,
         )
         """Rate/spend limits and budgets, counted in the audit trail's store."""
         self.limit_gate: LimitGate | None = self.limits
