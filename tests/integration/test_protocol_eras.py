@@ -18,6 +18,7 @@ from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.gateway.priming import UpstreamToolLister
 from helio_proxy.jsonrpc import HEADER_MISMATCH, INVALID_REQUEST, POLICY_BLOCKED
 from helio_proxy.store import create_store
+from helio_proxy.dataplane.tools import RecordingLister
 from tests.harness import build_test_upstream, proxy_config, run_proxy, serve_asgi
 
 ACCEPT_BOTH = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -27,6 +28,12 @@ ENVELOPE = {
     "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
 }
 DENY_DELETES = "policies:\n  default: allow\n  rules:\n    - name: no-deletes\n      match: {tool: 'delete_*'}\n      action: deny\n"
+
+
+def _upstream_lister(proxy: Any) -> object:
+    """The primer's tools/list source under the data plane's recording wrapper."""
+    source = proxy.primer.source
+    return source.source if isinstance(source, RecordingLister) else source
 
 
 class Recording:
@@ -162,7 +169,7 @@ async def test_the_official_client_in_auto_mode_speaks_2026_07_28_through_the_pr
             weather = await client.call_tool("get_weather", {"city": "Oslo"})
             with pytest.raises(MCPError) as denied:
                 await client.call_tool("delete_user", {"user_id": "u1"})
-        lister = proxy.primer.source
+        lister = _upstream_lister(proxy)
         assert isinstance(lister, UpstreamToolLister)
         assert lister.era == "modern"  # the primer probed server/discover and stayed stateless
     assert weather.content[0].model_dump()["text"] == "Oslo: 18°C, light rain"
@@ -189,7 +196,7 @@ async def test_a_legacy_pin_sends_a_dual_era_client_back_to_initialize() -> None
                 json=_modern_call("get_weather"),
                 headers={**MODERN_HEADERS, "mcp-name": "get_weather"},
             )
-        lister = proxy.primer.source
+        lister = _upstream_lister(proxy)
         assert isinstance(lister, UpstreamToolLister)
         assert lister.probes == 0  # a pin is not probed
     assert version in {"2025-06-18", "2025-11-25"}  # negotiated in the legacy handshake
@@ -241,7 +248,7 @@ async def test_a_modern_pin_refuses_initialize_with_the_version_it_speaks() -> N
         refused = _mcp_error(failed.value)
         async with Client(proxy.mcp_url, mode="auto") as client:
             listed = await client.list_tools()
-        lister = proxy.primer.source
+        lister = _upstream_lister(proxy)
         assert isinstance(lister, UpstreamToolLister)
         assert lister.era == "modern"
         assert lister.probes == 0
