@@ -15,10 +15,10 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from helio_proxy.audit.query import AuditFilter, fetch
+from helio_proxy.dataplane.tools import RecordingLister
 from helio_proxy.gateway.priming import UpstreamToolLister
 from helio_proxy.jsonrpc import HEADER_MISMATCH, INVALID_REQUEST, POLICY_BLOCKED
 from helio_proxy.store import create_store
-from helio_proxy.dataplane.tools import RecordingLister
 from tests.harness import build_test_upstream, proxy_config, run_proxy, serve_asgi
 
 ACCEPT_BOTH = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
