@@ -7,9 +7,7 @@ from tests.unit.evidence.backends import AnyStore
 from tests.unit.evidence.manual_clock import ManualClock
 
 
-async def mark(
-    store: AnyStore, key: str = "order_data", *, call_id: str | None = None
-) -> EvidenceEntry:
+async def mark(store: AnyStore, key: str = "order_data", *, call_id: str | None = None) -> EvidenceEntry:
     return await store.put_evidence(
         "s1", tool_name="orders.lookup", evidence_key=key, data={"id": 7}, ttl_seconds=60, call_id=call_id
     )
@@ -38,9 +36,7 @@ async def test_a_key_never_marked_is_neither_live_nor_expired(store: AnyStore) -
     assert "refund_policy" not in state.expired
 
 
-async def test_marking_an_expired_key_again_makes_it_live(
-    store: AnyStore, clock: ManualClock
-) -> None:
+async def test_marking_an_expired_key_again_makes_it_live(store: AnyStore, clock: ManualClock) -> None:
     await mark(store)
     clock.advance(61)
     await store.snapshot("s1")
@@ -132,9 +128,7 @@ async def test_sweep_drops_sessions_idle_for_an_hour_without_live_evidence(
     assert "k" in (await store.snapshot("holding")).evidence
 
 
-async def test_sweep_expires_evidence_before_judging_idleness(
-    store: AnyStore, clock: ManualClock
-) -> None:
+async def test_sweep_expires_evidence_before_judging_idleness(store: AnyStore, clock: ManualClock) -> None:
     await mark(store)  # ttl 60 s
     clock.advance(3_600)
     assert await store.sweep() == 1

@@ -62,7 +62,9 @@ async def test_expired_keys_still_count_as_seen_keys(clock: ManualClock, make_st
     await store.put_evidence("s", tool_name="t", evidence_key="a", data=1, ttl_seconds=1)
 
 
-async def test_session_bytes_are_capped_and_replacing_a_value_frees_its_bytes(clock: ManualClock, make_store: MakeStore) -> None:
+async def test_session_bytes_are_capped_and_replacing_a_value_frees_its_bytes(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
     store = make_store(max_session_bytes=100)
     await store.put_context("s", "k", "x" * 90)
     with pytest.raises(StoreCapacityError) as caught:
@@ -72,7 +74,9 @@ async def test_session_bytes_are_capped_and_replacing_a_value_frees_its_bytes(cl
     await store.put_context("s", "other", "y" * 20)
 
 
-async def test_total_bytes_are_capped_across_sessions_and_freed_by_expiry(clock: ManualClock, make_store: MakeStore) -> None:
+async def test_total_bytes_are_capped_across_sessions_and_freed_by_expiry(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
     store = make_store(max_total_bytes=100)
     await store.put_evidence("a", tool_name="t", evidence_key="k", data="x" * 90, ttl_seconds=1)
     with pytest.raises(StoreCapacityError) as caught:
@@ -83,7 +87,9 @@ async def test_total_bytes_are_capped_across_sessions_and_freed_by_expiry(clock:
     await store.put_context("b", "k", "y" * 20)
 
 
-async def test_call_history_keeps_the_latest_calls_but_success_stays_remembered(clock: ManualClock, make_store: MakeStore) -> None:
+async def test_call_history_keeps_the_latest_calls_but_success_stays_remembered(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
     store = make_store(max_calls_kept=2)
     await store.record_call("s", "auth.verify", "c1", succeeded=True)
     await store.record_call("s", "x", "c2", succeeded=False)

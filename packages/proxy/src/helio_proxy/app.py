@@ -88,7 +88,9 @@ class HelioApp:
         # Session state (evidence, calls, dependencies, context): in the audit trail's store when
         # ``store.session_state`` says so (``auto``: on PostgreSQL), so restarts and replicas keep it.
         self.sessions: InMemorySessionStore | SqlSessionStore = (
-            SqlSessionStore(self.audit.store) if config.store.session_state_in_store() else InMemorySessionStore()
+            SqlSessionStore(self.audit.store)
+            if config.store.session_state_in_store()
+            else InMemorySessionStore()
         )
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.events = EventBus()

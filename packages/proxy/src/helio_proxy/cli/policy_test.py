@@ -243,7 +243,9 @@ def session_view(config: HelioConfig, session_id: str | None, store: Store | Non
         )
     if store is None:
         return SessionView(
-            SessionSnapshot(session_id), 0, f"{session_id}, empty: no evidence, no earlier calls (no store yet)"
+            SessionSnapshot(session_id),
+            0,
+            f"{session_id}, empty: no evidence, no earlier calls (no store yet)",
         )
     sessions = SqlSessionStore(store)
     state = store.read_sync(sessions.snapshot_job(session_id))

@@ -40,7 +40,9 @@ class SqlSessionStore:
     """:class:`~helio_proxy.evidence.store.SessionStore` kept in a :class:`~helio_proxy.store.Store`
     (which must be open before the first call)."""
 
-    def __init__(self, store: Store, *, clock: Clock = time.time, limits: StoreLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock = time.time, limits: StoreLimits = DEFAULT_LIMITS
+    ) -> None:
         self.store = store
         self._clock = clock
         self.limits = limits
@@ -54,7 +56,9 @@ class SqlSessionStore:
         now = self.now_ms()
         return self.store.read_sync(
             lambda conn: int(
-                conn.execute(select(func.count()).select_from(SESSION_STATE).where(_C.live_until_ms > now)).scalar_one()
+                conn.execute(
+                    select(func.count()).select_from(SESSION_STATE).where(_C.live_until_ms > now)
+                ).scalar_one()
             )
         )
 
@@ -204,7 +208,11 @@ def _load_for_update(conn: Connection, session_id: str) -> SessionState | None:
 
 def _insert(conn: Connection) -> Any:
     """The dialect's ``INSERT`` (both have ``on_conflict_do_nothing``)."""
-    return postgresql_insert(SESSION_STATE) if conn.dialect.name == "postgresql" else sqlite_insert(SESSION_STATE)
+    return (
+        postgresql_insert(SESSION_STATE)
+        if conn.dialect.name == "postgresql"
+        else sqlite_insert(SESSION_STATE)
+    )
 
 
 def _save(conn: Connection, session_id: str, state: SessionState, limits: StoreLimits) -> None:

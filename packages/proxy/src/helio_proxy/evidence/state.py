@@ -95,7 +95,9 @@ class SessionState:
     ) -> EvidenceEntry:
         data = {"result_digest": result_digest}
         source = CompletedCall(tool_name, self.last_write_ms, True, call_id, arguments)
-        return self._put(limits, room, evidence_key, data, tool_name, ttl_seconds, call_id, True, True, source)
+        return self._put(
+            limits, room, evidence_key, data, tool_name, ttl_seconds, call_id, True, True, source
+        )
 
     def record_call(
         self, limits: StoreLimits, tool_name: str, call_id: str, succeeded: bool, arguments: Any
@@ -168,7 +170,9 @@ class SessionState:
         document = {
             "format": STATE_FORMAT,
             "last_write_ms": self.last_write_ms,
-            "evidence": [_entry_json(entry, self.sizes.get(("e", key), 0)) for key, entry in self.evidence.items()],
+            "evidence": [
+                _entry_json(entry, self.sizes.get(("e", key), 0)) for key, entry in self.evidence.items()
+            ],
             "expired": self.expired,
             "context": [[key, value, self.sizes.get(("c", key), 0)] for key, value in self.context.items()],
             "calls": [
