@@ -234,13 +234,14 @@ def session_view(config: HelioConfig, session_id: str | None, store: Store | Non
     """The state the proxy would check ``session_id``'s gates against now (read only)."""
     if session_id is None:
         return SessionView(SessionSnapshot(""), 0, "(none given), empty: no evidence, no earlier calls")
-    if not config.store.session_state_in_store():
-        return SessionView(
-            SessionSnapshot(session_id),
-            0,
-            f"{session_id}, empty: no evidence, no earlier calls (session state is in the proxy's "
-            "memory, not readable here; store.session_state: store shares it)",
-        )
+    in_memory = SessionView(
+        SessionSnapshot(session_id),
+        0,
+        f"{session_id}, empty: no evidence, no earlier calls (session state is in the proxy's "
+        "memory, not readable here; store.session_state: store shares it)",
+    )
+    if config.store.session_state == "memory":
+        return in_memory
     if store is None:
         return SessionView(
             SessionSnapshot(session_id),
@@ -249,6 +250,9 @@ def session_view(config: HelioConfig, session_id: str | None, store: Store | Non
         )
     sessions = SqlSessionStore(store)
     state = store.read_sync(sessions.snapshot_job(session_id))
+    # ``auto`` keeps a single SQLite process in memory, but several workers put it in the store.
+    if state == SessionSnapshot(session_id) and not config.store.session_state_in_store():
+        return in_memory
     verified = sum(1 for entry in state.evidence.values() if entry.verified)
     return SessionView(
         state,

@@ -9,7 +9,11 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.data_plane import RuleDataPlane
 from helio_proxy.config.durations import Duration, DurationField
+from helio_proxy.matching.glob import compile_glob
+from helio_proxy.matching.jsonpath import parse_path
+from helio_proxy.matching.regex_safety import check_regex
 
 Action = Literal["allow", "deny", "require_approval", "rate_limit", "spend_limit", "dry_run"]
 LimitKey = Literal["tool", "session", "agent", "sender_id"]
@@ -185,7 +189,7 @@ class EvidenceItem(ConfigModel):
     @field_validator("match", "match_data")
     @classmethod
     def _paths(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        from helio_proxy.policy.jsonpath import parse_path  # the policy package imports these models
+        from helio_proxy.matching.jsonpath import parse_path  # the policy package imports these models
 
         for left, right in (value or {}).items():
             parse_path(left)
@@ -239,8 +243,6 @@ class SpendLimit(ConfigModel):
     @field_validator("field")
     @classmethod
     def _field_is_a_path(cls, value: str) -> str:
-        from helio_proxy.policy.jsonpath import parse_path  # the policy package imports these models
-
         parse_path(value)
         return value
 
@@ -301,6 +303,11 @@ class Rule(ConfigModel):
     feedback: Feedback | None = None
     """Message and suggestion returned when the rule blocks a call."""
 
+    data_plane: RuleDataPlane | None = None
+    """Data-plane modes (``input_schema``, ``output_schema``, ``unknown_tools``, ``mode``) and extra
+    ``scan`` rules for the calls this rule matches; they win over ``data_plane.tools``, the
+    upstream's and the global modes (``docs/data-plane.md``). Ignored on ``policies.shadow`` rules."""
+
     @property
     def is_gate(self) -> bool:
         return bool(self.requires) or bool(self.evidence and self.evidence.requires)
@@ -311,10 +318,6 @@ class Rule(ConfigModel):
 
     @model_validator(mode="after")
     def _matchers_compile(self) -> Rule:
-        # Imported here: the policy package imports these models.
-        from helio_proxy.policy.glob import compile_glob
-        from helio_proxy.policy.jsonpath import parse_path
-        from helio_proxy.policy.regex_safety import check_regex
 
         label = f"rule {self.name!r}" if self.name else "rule"
 

@@ -22,12 +22,15 @@ class StoreConfig(ConfigModel):
     declared dependencies, context). ``memory``: in the proxy process (lost on restart, not shared
     by replicas). ``store``: one row per session in this store, so a restart or another replica on
     the same database keeps it and ``helio policy test --session`` reads it. ``auto``: ``store``
-    when ``url`` is PostgreSQL, else ``memory``."""
+    when ``url`` is PostgreSQL or ``helio start --workers`` is above 1, else ``memory``."""
 
-    def session_state_in_store(self) -> bool:
-        """Whether session state is store-backed (``auto`` resolved against ``url``)."""
+    def session_state_in_store(self, *, multi_process: bool = False) -> bool:
+        """Whether session state is store-backed (``auto`` resolved against ``url`` and whether
+        this is one of several worker processes)."""
         if self.session_state != "auto":
             return self.session_state == "store"
+        if multi_process:
+            return True
         url = self.url or ""
         return url.split(":", 1)[0].split("+", 1)[0].lower() in {"postgresql", "postgres"}
 
