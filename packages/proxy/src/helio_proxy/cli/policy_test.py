@@ -29,13 +29,9 @@ from helio_proxy.baselines.table import load_fingerprints
 from helio_proxy.config import LoadedConfig
 from helio_proxy.config.durations import seconds
 from helio_proxy.config.root import HelioConfig
-<<<<<<< HEAD
-from helio_proxy.evidence import SessionSnapshot, SqlSessionStore, evidence_producers
-=======
 from helio_proxy.dataplane.inspector import DataPlane
 from helio_proxy.dataplane.tools import ToolInventory
-from helio_proxy.evidence import SessionSnapshot
->>>>>>> main
+from helio_proxy.evidence import SessionSnapshot, SqlSessionStore, evidence_producers
 from helio_proxy.gateway.enforcement import GovernanceEnforcer, GovernedCall, Settlement
 from helio_proxy.jsonrpc import POLICY_BLOCKED
 from helio_proxy.limits import ledger
@@ -236,7 +232,6 @@ def limits_view(config: HelioConfig, store: Store | None) -> LimitsGate:
     return gate
 
 
-<<<<<<< HEAD
 @dataclass(frozen=True, slots=True)
 class SessionView:
     """The session a simulated call is checked in, and how it was found (the ``Session:`` line)."""
@@ -277,7 +272,8 @@ def session_view(config: HelioConfig, session_id: str | None, store: Store | Non
         f"({verified} verified), {len(state.expired)} expired, {len(state.completed_tools)} earlier calls, "
         f"{len(state.dependencies)} declared dependencies",
     )
-=======
+
+
 def _completed(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run ``coro`` to its end, also when the caller is itself inside an event loop (tests)."""
     try:
@@ -312,7 +308,6 @@ def data_plane_check(
     given: dict[str, Any] = dict(call.arguments or {})
     checked = _completed(plane.check_call(config, call.tool, given, rule))
     return checked.deny, checked.arguments if checked.arguments is not None else given
->>>>>>> main
 
 
 def _held(config: HelioConfig, decision: RequireApproval) -> str:
@@ -342,24 +337,16 @@ def explain(
     config = loaded.config
     tool_facts = source.facts
     call = CallFacts(tool=tool, arguments=arguments, upstream=source.upstream, session_id=session_id)
-<<<<<<< HEAD
-    # The session --session names as the store holds it (store-backed session state), else an
-    # empty one, whose gates are then listed in full.
-    view = session_view(config, session_id, store)
-    gates = SnapshotGates(view.state, view.now_ms, evidence_producers(config))
-    context = DecisionContext(tool=tool_facts, gates=gates)
-=======
     plane_deny, checked_arguments = data_plane_check(loaded, call, source, store)
     if checked_arguments != arguments:
         call = CallFacts(
             tool=tool, arguments=checked_arguments, upstream=source.upstream, session_id=session_id
         )
-    # The proxy's session store is in another process, so gates are checked against an empty
-    # session (no evidence, no earlier calls): the one --session names, or a nameless one. What
-    # a gate needs is then listed in full, which is what the operator asked to see.
-    state = SessionSnapshot(session_id=session_id or "")
-    context = DecisionContext(tool=tool_facts, gates=SnapshotGates(state, now_ms=0))
->>>>>>> main
+    # The session --session names as the store holds it (store-backed session state), else an
+    # empty one, whose gates are then listed in full.
+    view = session_view(config, session_id, store)
+    gates = SnapshotGates(view.state, view.now_ms, evidence_producers(config))
+    context = DecisionContext(tool=tool_facts, gates=gates)
     decision = compile_policy(config).decide(call, context)
     governed = GovernedCall(facts=call, identity=SessionIdentity(session_id), request_id=0)
     enforcer = GovernanceEnforcer(_NeverHolds(), limits_view(config, store))
