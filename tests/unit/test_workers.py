@@ -24,9 +24,19 @@ def test_a_plain_http_config_runs_on_several_workers() -> None:
     assert refusals(config) == []
 
 
-def test_evidence_and_dependency_gates_are_refused_with_the_rule_named() -> None:
+def test_evidence_and_dependency_gates_run_on_several_workers_with_session_state_in_the_store() -> None:
+    gates = (
+        "policies:\n  rules:\n"
+        "    - {name: refund-needs-lookup, match: {tool: refund}, evidence: {requires: [order]}}\n"
+        "    - {match: {tool: ship}, requires: [pay]}\n"
+    )
+    assert refusals(parse_config_text(BASE + gates, env={})) == []  # auto: the store on several workers
+    assert refusals(parse_config_text(BASE + "store: {session_state: store}\n" + gates, env={})) == []
+
+
+def test_evidence_and_dependency_gates_are_refused_with_session_state_in_memory() -> None:
     config = parse_config_text(
-        BASE + "policies:\n  rules:\n"
+        BASE + "store: {session_state: memory}\npolicies:\n  rules:\n"
         "    - {name: refund-needs-lookup, match: {tool: refund}, evidence: {requires: [order]}}\n"
         "    - {match: {tool: ship}, requires: [pay]}\n",
         env={},

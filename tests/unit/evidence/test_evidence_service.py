@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from helio_proxy.config import HelioConfig, parse_config_text
 from helio_proxy.config.policies import Rule
-from helio_proxy.evidence import EvidenceService, InMemorySessionStore, StoreLimits
+from helio_proxy.evidence import EvidenceService, InMemorySessionStore, SqlSessionStore, StoreLimits
 from helio_proxy.session import SessionIdentity
+from helio_proxy.store.testing import temporary_store
 from tests.unit.evidence.manual_clock import ManualClock
 
 CONFIG = """
@@ -98,3 +101,15 @@ async def test_a_full_store_does_not_fail_the_call_it_records(clock: ManualClock
     assert await service.completed("orders.lookup", lookup, ALICE, "c1", OK)
     assert not await service.completed("orders.lookup", lookup, SessionIdentity("bob", "header"), "c2", OK)
     assert not (await service.check("orders.refund", refund, SessionIdentity("bob", "header"))).passed
+
+
+async def test_a_store_backed_session_store_that_fails_does_not_fail_the_call_it_records(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    config = parse_config_text(CONFIG)
+    with temporary_store("sqlite", tmp_path) as sql:
+        service = EvidenceService(SqlSessionStore(sql, clock=clock), lambda: config, clock=clock)
+        lookup, _refund = rules(config)
+        assert await service.completed("orders.lookup", lookup, ALICE, "c1", OK)
+        sql.close_sync()  # the database is gone: the write fails, the call is not remembered
+        assert not await service.completed("orders.lookup", lookup, ALICE, "c2", OK)

@@ -1,21 +1,20 @@
-"""The in-memory session store: TTL, missing vs expired, verification, history and idle expiry."""
+"""Every session store (in memory, and store-backed on SQLite and PostgreSQL): TTL, missing vs expired, verification, history and idle expiry."""
 
 from __future__ import annotations
 
-from helio_proxy.evidence import EvidenceEntry, InMemorySessionStore, SessionSnapshot
+from helio_proxy.evidence import EvidenceEntry, SessionSnapshot
+from tests.unit.evidence.backends import AnyStore
 from tests.unit.evidence.manual_clock import ManualClock
 
 
-async def mark(
-    store: InMemorySessionStore, key: str = "order_data", *, call_id: str | None = None
-) -> EvidenceEntry:
+async def mark(store: AnyStore, key: str = "order_data", *, call_id: str | None = None) -> EvidenceEntry:
     return await store.put_evidence(
         "s1", tool_name="orders.lookup", evidence_key=key, data={"id": 7}, ttl_seconds=60, call_id=call_id
     )
 
 
 async def test_marked_evidence_is_live_until_its_ttl_and_then_listed_as_expired(
-    store: InMemorySessionStore, clock: ManualClock
+    store: AnyStore, clock: ManualClock
 ) -> None:
     await mark(store)
     state = await store.snapshot("s1")
@@ -30,16 +29,14 @@ async def test_marked_evidence_is_live_until_its_ttl_and_then_listed_as_expired(
     assert state.expired == {"order_data": "orders.lookup"}
 
 
-async def test_a_key_never_marked_is_neither_live_nor_expired(store: InMemorySessionStore) -> None:
+async def test_a_key_never_marked_is_neither_live_nor_expired(store: AnyStore) -> None:
     await mark(store, "order_data")
     state = await store.snapshot("s1")
     assert "refund_policy" not in state.evidence
     assert "refund_policy" not in state.expired
 
 
-async def test_marking_an_expired_key_again_makes_it_live(
-    store: InMemorySessionStore, clock: ManualClock
-) -> None:
+async def test_marking_an_expired_key_again_makes_it_live(store: AnyStore, clock: ManualClock) -> None:
     await mark(store)
     clock.advance(61)
     await store.snapshot("s1")
@@ -49,19 +46,19 @@ async def test_marking_an_expired_key_again_makes_it_live(
     assert state.expired == {}
 
 
-async def test_unknown_session_has_an_empty_snapshot(store: InMemorySessionStore) -> None:
+async def test_unknown_session_has_an_empty_snapshot(store: AnyStore) -> None:
     assert await store.snapshot("nobody") == SessionSnapshot("nobody")
     assert store.session_count == 0
 
 
-async def test_session_ids_are_exact(store: InMemorySessionStore) -> None:
+async def test_session_ids_are_exact(store: AnyStore) -> None:
     await mark(store)
     assert (await store.snapshot("S1")).evidence == {}
     assert (await store.snapshot("s1 ")).evidence == {}
 
 
 async def test_evidence_is_verified_only_for_a_succeeded_call_of_the_same_tool_in_the_same_session(
-    store: InMemorySessionStore,
+    store: AnyStore,
 ) -> None:
     await store.record_call("s1", "orders.lookup", "ok-call", succeeded=True)
     await store.record_call("s1", "orders.lookup", "failed-call", succeeded=False)
@@ -75,7 +72,7 @@ async def test_evidence_is_verified_only_for_a_succeeded_call_of_the_same_tool_i
 
 
 async def test_proxy_produced_evidence_is_verified_and_keeps_only_a_digest(
-    store: InMemorySessionStore, clock: ManualClock
+    store: AnyStore, clock: ManualClock
 ) -> None:
     entry = await store.record_produced("s1", "order_data", "c1", "sha256:ab", 300, "orders.lookup")
     assert entry.verified
@@ -84,7 +81,7 @@ async def test_proxy_produced_evidence_is_verified_and_keeps_only_a_digest(
     assert entry.expires_at == clock.ms + 300_000
 
 
-async def test_completed_calls_remember_success_stickily_and_attempts(store: InMemorySessionStore) -> None:
+async def test_completed_calls_remember_success_stickily_and_attempts(store: AnyStore) -> None:
     await store.record_call("s1", "auth.verify", "c1", succeeded=False)
     await store.record_call("s1", "orders.lookup", "c2", succeeded=True)
     await store.record_call("s1", "orders.lookup", "c3", succeeded=False)
@@ -99,7 +96,7 @@ async def test_completed_calls_remember_success_stickily_and_attempts(store: InM
 
 
 async def test_declared_dependencies_accumulate_in_order_without_duplicates(
-    store: InMemorySessionStore,
+    store: AnyStore,
 ) -> None:
     await store.add_dependencies("s1", "orders.refund", ["a", "b", "a"])
     await store.add_dependencies("s1", "orders.refund", ["c", "b"])
@@ -108,7 +105,7 @@ async def test_declared_dependencies_accumulate_in_order_without_duplicates(
     assert state.dependencies == {"orders.refund": ("a", "b", "c"), "mail.send": ("a",)}
 
 
-async def test_context_values_are_set_and_replaced(store: InMemorySessionStore) -> None:
+async def test_context_values_are_set_and_replaced(store: AnyStore) -> None:
     await store.put_context("s1", "tier", "gold")
     await store.put_context("s1", "tier", None)
     await store.put_context("s1", "n", 3)
@@ -116,7 +113,7 @@ async def test_context_values_are_set_and_replaced(store: InMemorySessionStore) 
 
 
 async def test_sweep_drops_sessions_idle_for_an_hour_without_live_evidence(
-    store: InMemorySessionStore, clock: ManualClock
+    store: AnyStore, clock: ManualClock
 ) -> None:
     await store.put_context("idle", "k", 1)
     await store.put_evidence(
@@ -131,9 +128,7 @@ async def test_sweep_drops_sessions_idle_for_an_hour_without_live_evidence(
     assert "k" in (await store.snapshot("holding")).evidence
 
 
-async def test_sweep_expires_evidence_before_judging_idleness(
-    store: InMemorySessionStore, clock: ManualClock
-) -> None:
+async def test_sweep_expires_evidence_before_judging_idleness(store: AnyStore, clock: ManualClock) -> None:
     await mark(store)  # ttl 60 s
     clock.advance(3_600)
     assert await store.sweep() == 1

@@ -1,19 +1,16 @@
-"""The store's caps bound its memory: writes past one fail with a stable limit name."""
+"""The store's caps bound its memory: writes past one fail with a stable limit name (every store)."""
 
 from __future__ import annotations
 
 import pytest
 
-from helio_proxy.evidence import InMemorySessionStore, StoreCapacityError, StoreLimits
+from helio_proxy.evidence import StoreCapacityError
+from tests.unit.evidence.backends import MakeStore
 from tests.unit.evidence.manual_clock import ManualClock
 
 
-def small(clock: ManualClock, **limits: int) -> InMemorySessionStore:
-    return InMemorySessionStore(clock=clock, limits=StoreLimits(**limits))
-
-
-async def test_new_sessions_past_max_sessions_are_refused(clock: ManualClock) -> None:
-    store = small(clock, max_sessions=2)
+async def test_new_sessions_past_max_sessions_are_refused(clock: ManualClock, make_store: MakeStore) -> None:
+    store = make_store(max_sessions=2)
     await store.put_context("a", "k", 1)
     await store.put_context("b", "k", 1)
     with pytest.raises(StoreCapacityError) as caught:
@@ -26,8 +23,8 @@ async def test_new_sessions_past_max_sessions_are_refused(clock: ManualClock) ->
     await store.put_context("a", "k2", 2)  # existing sessions keep working
 
 
-async def test_idle_sessions_are_swept_to_make_room(clock: ManualClock) -> None:
-    store = small(clock, max_sessions=1)
+async def test_idle_sessions_are_swept_to_make_room(clock: ManualClock, make_store: MakeStore) -> None:
+    store = make_store(max_sessions=1)
     await store.put_context("a", "k", 1)
     clock.advance(3_600)
     await store.put_context("b", "k", 1)
@@ -36,8 +33,8 @@ async def test_idle_sessions_are_swept_to_make_room(clock: ManualClock) -> None:
 
 
 @pytest.mark.parametrize("kind", ["evidence", "context", "dependencies"])
-async def test_keys_per_session_are_capped(clock: ManualClock, kind: str) -> None:
-    store = small(clock, max_keys_per_session=2)
+async def test_keys_per_session_are_capped(clock: ManualClock, make_store: MakeStore, kind: str) -> None:
+    store = make_store(max_keys_per_session=2)
 
     async def write(key: str) -> None:
         if kind == "evidence":
@@ -55,8 +52,8 @@ async def test_keys_per_session_are_capped(clock: ManualClock, kind: str) -> Non
     assert caught.value.limit == "max_keys_per_session"
 
 
-async def test_expired_keys_still_count_as_seen_keys(clock: ManualClock) -> None:
-    store = small(clock, max_keys_per_session=1)
+async def test_expired_keys_still_count_as_seen_keys(clock: ManualClock, make_store: MakeStore) -> None:
+    store = make_store(max_keys_per_session=1)
     await store.put_evidence("s", tool_name="t", evidence_key="a", data=1, ttl_seconds=1)
     clock.advance(2)
     await store.snapshot("s")
@@ -65,8 +62,10 @@ async def test_expired_keys_still_count_as_seen_keys(clock: ManualClock) -> None
     await store.put_evidence("s", tool_name="t", evidence_key="a", data=1, ttl_seconds=1)
 
 
-async def test_session_bytes_are_capped_and_replacing_a_value_frees_its_bytes(clock: ManualClock) -> None:
-    store = small(clock, max_session_bytes=100)
+async def test_session_bytes_are_capped_and_replacing_a_value_frees_its_bytes(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
+    store = make_store(max_session_bytes=100)
     await store.put_context("s", "k", "x" * 90)
     with pytest.raises(StoreCapacityError) as caught:
         await store.put_context("s", "other", "y" * 20)
@@ -75,8 +74,10 @@ async def test_session_bytes_are_capped_and_replacing_a_value_frees_its_bytes(cl
     await store.put_context("s", "other", "y" * 20)
 
 
-async def test_total_bytes_are_capped_across_sessions_and_freed_by_expiry(clock: ManualClock) -> None:
-    store = small(clock, max_total_bytes=100)
+async def test_total_bytes_are_capped_across_sessions_and_freed_by_expiry(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
+    store = make_store(max_total_bytes=100)
     await store.put_evidence("a", tool_name="t", evidence_key="k", data="x" * 90, ttl_seconds=1)
     with pytest.raises(StoreCapacityError) as caught:
         await store.put_context("b", "k", "y" * 20)
@@ -86,8 +87,10 @@ async def test_total_bytes_are_capped_across_sessions_and_freed_by_expiry(clock:
     await store.put_context("b", "k", "y" * 20)
 
 
-async def test_call_history_keeps_the_latest_calls_but_success_stays_remembered(clock: ManualClock) -> None:
-    store = small(clock, max_calls_kept=2)
+async def test_call_history_keeps_the_latest_calls_but_success_stays_remembered(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
+    store = make_store(max_calls_kept=2)
     await store.record_call("s", "auth.verify", "c1", succeeded=True)
     await store.record_call("s", "x", "c2", succeeded=False)
     await store.record_call("s", "x", "c3", succeeded=False)
@@ -100,8 +103,8 @@ async def test_call_history_keeps_the_latest_calls_but_success_stays_remembered(
     assert not entry.verified  # the call fell out of the history: it can no longer vouch
 
 
-async def test_distinct_tools_per_session_are_capped(clock: ManualClock) -> None:
-    store = small(clock, max_tools_per_session=1)
+async def test_distinct_tools_per_session_are_capped(clock: ManualClock, make_store: MakeStore) -> None:
+    store = make_store(max_tools_per_session=1)
     await store.record_call("s", "a", "c1", succeeded=True)
     await store.record_call("s", "a", "c2", succeeded=True)
     with pytest.raises(StoreCapacityError) as caught:

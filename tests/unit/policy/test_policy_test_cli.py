@@ -89,7 +89,7 @@ def test_a_gate_is_checked_against_an_empty_session_with_or_without_session(conf
 
 def test_what_policies_md_says_policy_test_does_without_a_session_is_what_it_does(config: Path) -> None:
     docs = (Path(__file__).resolve().parents[3] / "docs" / "policies.md").read_text()
-    claim = "`helio policy test` checks gates against an empty session"
+    claim = "With session state in the proxy's memory, or without `--session`, it checks an empty session"
     assert claim in " ".join(docs.split())
     _, without, _ = run(config, "--tool", "issue_refund", "--annotations", SAFE)
     _, empty, _ = run(config, "--tool", "issue_refund", "--annotations", SAFE, "--session", "empty")

@@ -28,7 +28,7 @@ from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.dataplane import CredentialProvider, DataPlane, ToolInventory, provider_for
 from helio_proxy.dataplane.tools import RecordingLister
-from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
+from helio_proxy.evidence import EvidenceService, InMemorySessionStore, SqlSessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
 from helio_proxy.gateway.exchange import Upstream
@@ -88,7 +88,14 @@ class HelioApp:
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
         # Records carry the hash of the config in force when they are written (reloads change it).
         self.audit = AuditTrail(self.loaded, config_sha256=lambda: self.snapshots.current.loaded.sha256)
-        self.sessions = InMemorySessionStore()
+        # Session state (evidence, calls, dependencies, context): in the audit trail's store when
+        # ``store.session_state`` says so (``auto``: on PostgreSQL or as one of several workers),
+        # so restarts, replicas and the other workers see it.
+        self.sessions: InMemorySessionStore | SqlSessionStore = (
+            SqlSessionStore(self.audit.store)
+            if config.store.session_state_in_store(multi_process=self.worker is not None)
+            else InMemorySessionStore()
+        )
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.events = EventBus()
         """Live operator events (``/api/events`` on the dashboard port)."""
@@ -386,6 +393,11 @@ class HelioApp:
         for mount in self.mounts:
             self.say(f"Upstream{_of(mount.name)}: {display_url(mount.config.url)} ({mount.config.transport})")
         self.say(self.audit.startup_line())
+        self.say(
+            f"Session state: in the store ({self.audit.store.description})"
+            if isinstance(self.sessions, SqlSessionStore)
+            else "Session state: in memory (lost on restart; store.session_state: store keeps it)"
+        )
         for mount in self.mounts:
             self._print_baselines(mount)
         held = sum(1 for _ in config.approval_routes())

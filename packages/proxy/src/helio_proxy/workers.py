@@ -9,11 +9,13 @@ lock: ``BEGIN IMMEDIATE`` on SQLite, a row lock on PostgreSQL), approval tickets
 and the audit chain (its head advances in the writing transaction). Worker 0 also serves the
 dashboard and the SDK sideband ports; the others serve only MCP.
 
-What stays per worker, in process memory: connections and their streams (a streamable-HTTP GET
-stream, a legacy SSE session), the evidence and dependency state of sessions (``evidence``,
-``requires``), the live event feed, and a stdio upstream's child process. So ``--workers`` above 1
-refuses configs whose meaning would depend on a session's calls reaching one process: a stdio
-upstream, and rules with ``evidence`` or ``requires`` gates.
+Session state (evidence, completed calls, declared dependencies: what ``evidence`` and
+``requires`` gates read) is in the store too: ``store.session_state: auto`` puts it there on
+several workers. What stays per worker, in process memory: connections and their streams (a
+streamable-HTTP GET stream, a legacy SSE session), the live event feed, and a stdio upstream's
+child process. So ``--workers`` above 1 refuses configs whose meaning would depend on a session's
+calls reaching one process: a stdio upstream, and ``evidence`` or ``requires`` gates when
+``store.session_state: memory`` keeps session state per process.
 
 The supervisor forwards SIGINT/SIGTERM to every worker and exits when they have; if one worker
 exits on its own, it stops the others and exits with that worker's status.
@@ -58,12 +60,15 @@ def refusals(config: HelioConfig) -> list[str]:
                 f"upstream {upstream.url!r} is a stdio server: each worker would start its own copy, "
                 "and a session's calls would reach different servers"
             )
+    if config.store.session_state_in_store(multi_process=True):
+        return out
     for index, rule in enumerate(config.policies.rules):
         if rule.evidence is not None or rule.requires:
             label = f"policies.rules[{index}]" + (f" ({rule.name!r})" if rule.name else "")
             out.append(
-                f"{label} is an evidence or dependency gate: session evidence is held in each worker's "
-                "memory, so a session's calls on different workers would not see each other's"
+                f"{label} is an evidence or dependency gate: store.session_state: memory holds session "
+                "evidence in each worker's memory, so a session's calls on different workers would not "
+                "see each other's (remove the key, or set it to store)"
             )
     return out
 

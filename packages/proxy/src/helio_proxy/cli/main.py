@@ -516,7 +516,8 @@ def policy() -> None:
     "session_id",
     default=None,
     metavar="ID",
-    help="Session id of the simulated call (default: a session with no evidence and no calls yet).",
+    help="Session id of the simulated call: its evidence and calls are read from the store when "
+    "store.session_state keeps them there (default: a session with no evidence and no calls yet).",
 )
 @click.option(
     "--upstream",

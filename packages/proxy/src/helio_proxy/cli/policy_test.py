@@ -8,6 +8,11 @@ overrides both, for "what if" questions; unknown hint names and non-boolean valu
 Rate limits, spend limits and budgets are checked against the counters the store holds now, read
 only (nothing is charged), with the proxy's own code: amounts are validated as the proxy does.
 A call that needs approval is reported as held, with the channel and timeout it would wait on.
+
+Gates (evidence, bindings, dependencies) are checked against the session ``--session`` names as
+the store holds it now, read only, when session state is store-backed (``store.session_state``):
+the proxy's own snapshot read and gate check, at the current time. With session state in the
+proxy's memory the session cannot be read from here and is taken as empty.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from helio_proxy.config.durations import seconds
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.dataplane.inspector import DataPlane
 from helio_proxy.dataplane.tools import ToolInventory
-from helio_proxy.evidence import SessionSnapshot
+from helio_proxy.evidence import SessionSnapshot, SqlSessionStore, evidence_producers
 from helio_proxy.gateway.enforcement import GovernanceEnforcer, GovernedCall, Settlement
 from helio_proxy.jsonrpc import POLICY_BLOCKED
 from helio_proxy.limits import ledger
@@ -227,6 +232,48 @@ def limits_view(config: HelioConfig, store: Store | None) -> LimitsGate:
     return gate
 
 
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """The session a simulated call is checked in, and how it was found (the ``Session:`` line)."""
+
+    state: SessionSnapshot
+    now_ms: int
+    line: str
+
+
+def session_view(config: HelioConfig, session_id: str | None, store: Store | None) -> SessionView:
+    """The state the proxy would check ``session_id``'s gates against now (read only)."""
+    if session_id is None:
+        return SessionView(SessionSnapshot(""), 0, "(none given), empty: no evidence, no earlier calls")
+    in_memory = SessionView(
+        SessionSnapshot(session_id),
+        0,
+        f"{session_id}, empty: no evidence, no earlier calls (session state is in the proxy's "
+        "memory, not readable here; store.session_state: store shares it)",
+    )
+    if config.store.session_state == "memory":
+        return in_memory
+    if store is None:
+        return SessionView(
+            SessionSnapshot(session_id),
+            0,
+            f"{session_id}, empty: no evidence, no earlier calls (no store yet)",
+        )
+    sessions = SqlSessionStore(store)
+    state = store.read_sync(sessions.snapshot_job(session_id))
+    # ``auto`` keeps a single SQLite process in memory, but several workers put it in the store.
+    if state == SessionSnapshot(session_id) and not config.store.session_state_in_store():
+        return in_memory
+    verified = sum(1 for entry in state.evidence.values() if entry.verified)
+    return SessionView(
+        state,
+        sessions.now_ms(),
+        f"{session_id}, from {store.description} now (read only): {len(state.evidence)} live evidence "
+        f"({verified} verified), {len(state.expired)} expired, {len(state.completed_tools)} earlier calls, "
+        f"{len(state.dependencies)} declared dependencies",
+    )
+
+
 def _completed(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run ``coro`` to its end, also when the caller is itself inside an event loop (tests)."""
     try:
@@ -295,11 +342,11 @@ def explain(
         call = CallFacts(
             tool=tool, arguments=checked_arguments, upstream=source.upstream, session_id=session_id
         )
-    # The proxy's session store is in another process, so gates are checked against an empty
-    # session (no evidence, no earlier calls): the one --session names, or a nameless one. What
-    # a gate needs is then listed in full, which is what the operator asked to see.
-    state = SessionSnapshot(session_id=session_id or "")
-    context = DecisionContext(tool=tool_facts, gates=SnapshotGates(state, now_ms=0))
+    # The session --session names as the store holds it (store-backed session state), else an
+    # empty one, whose gates are then listed in full.
+    view = session_view(config, session_id, store)
+    gates = SnapshotGates(view.state, view.now_ms, evidence_producers(config))
+    context = DecisionContext(tool=tool_facts, gates=gates)
     decision = compile_policy(config).decide(call, context)
     governed = GovernedCall(facts=call, identity=SessionIdentity(session_id), request_id=0)
     enforcer = GovernanceEnforcer(_NeverHolds(), limits_view(config, store))
@@ -307,7 +354,7 @@ def explain(
     hints = tool_facts.hints
     lines = [
         f"Tool: {tool}",
-        f"Session: {session_id or '(none given)'}, empty: no evidence, no earlier calls",
+        f"Session: {view.line}",
         "Annotations: "
         + ", ".join(f"{name}={str(hints.get(name)).lower()}" for name in Hints.__dataclass_fields__),
         f"Annotations source: {source.source}",

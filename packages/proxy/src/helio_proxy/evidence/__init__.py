@@ -16,6 +16,7 @@ from helio_proxy.evidence.memory import InMemorySessionStore
 from helio_proxy.evidence.model import Clock, CompletedCall, EvidenceEntry, SessionSnapshot, to_ms
 from helio_proxy.evidence.outcome import call_succeeded, new_call_id, result_digest
 from helio_proxy.evidence.service import EvidenceService
+from helio_proxy.evidence.sql import SqlSessionStore
 from helio_proxy.evidence.store import (
     DEFAULT_TTL_SECONDS,
     MAX_TTL_SECONDS,
@@ -41,6 +42,7 @@ __all__ = [
     "InMemorySessionStore",
     "SessionSnapshot",
     "SessionStore",
+    "SqlSessionStore",
     "StoreCapacityError",
     "StoreLimits",
     "call_succeeded",

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from helio_proxy.config.durations import seconds
 from helio_proxy.config.policies import Rule
 from helio_proxy.config.root import HelioConfig
@@ -25,6 +27,7 @@ from helio_proxy.evidence.model import Clock, to_ms
 from helio_proxy.evidence.outcome import call_succeeded, result_digest
 from helio_proxy.evidence.store import SessionStore, StoreCapacityError
 from helio_proxy.session.identity import SessionIdentity
+from helio_proxy.store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,8 @@ class EvidenceService:
         """Record a forwarded call and, when it succeeded, the evidence ``rule`` produces.
 
         Unresolved calls are not recorded (nothing could be matched to them later). Returns
-        ``False`` when the store was full; the call is then simply not remembered, so later gates
-        fail closed.
+        ``False`` when the store was full or (store-backed session state) could not be written; the
+        call is then simply not remembered, so later gates fail closed.
         """
         session_id = identity.session_id
         if session_id is None:
@@ -87,5 +90,8 @@ class EvidenceService:
                 )
         except StoreCapacityError as exc:
             log.warning("session %r: call %s not recorded: %s", session_id, call_id, exc)
+            return False
+        except (StoreError, SQLAlchemyError) as exc:  # store-backed session state, database down
+            log.warning("session %r: call %s not recorded: the store failed: %s", session_id, call_id, exc)
             return False
         return True

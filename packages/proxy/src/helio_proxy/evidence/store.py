@@ -2,9 +2,10 @@
 
 Everything the proxy keeps per session lives behind :class:`SessionStore`: SDK-marked and
 proxy-produced evidence, completed tool calls, SDK-declared dependencies and context. The
-in-memory store (:mod:`helio_proxy.evidence.memory`) is the default; a shared database can back
-the same protocol so replicas agree. Methods are coroutines for that reason, although the
-in-memory store never awaits (each call is atomic on the event loop).
+in-memory store (:mod:`helio_proxy.evidence.memory`) is the default; the store-backed one
+(:mod:`helio_proxy.evidence.sql`, ``store.session_state``) keeps the same state in the governance
+database so restarts, replicas and ``helio policy test --session`` see it. Methods are coroutines
+for that reason, although the in-memory store never awaits (each call is atomic on the event loop).
 """
 
 from __future__ import annotations

@@ -257,6 +257,27 @@ LIMIT_BUCKET_TOTALS = Migration(
     ),
 )
 
+SESSION_STATE = Migration(
+    "0008_session_state",
+    (
+        # One row per session holding its whole governance state (evidence, expired keys,
+        # context, completed calls, declared dependencies) as a JSON document, so a governed
+        # call's gate check is one primary-key read. ``live_until_ms`` is when a sweep may drop
+        # it (no live evidence, idle); ``next_expiry_ms`` when its earliest evidence expires (a
+        # sweep then rewrites it, freeing the bytes); ``bytes`` feeds the store-wide byte cap.
+        """CREATE TABLE session_state (
+            session_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            last_write_ms BIGINT NOT NULL,
+            live_until_ms BIGINT NOT NULL,
+            next_expiry_ms BIGINT
+        )""",
+        "CREATE INDEX session_state_live_until ON session_state (live_until_ms)",
+        "CREATE INDEX session_state_next_expiry ON session_state (next_expiry_ms)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
@@ -265,6 +286,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     APPROVAL_TICKET_STATE,
     APPROVAL_TICKET_UPSTREAM,
     LIMIT_BUCKET_TOTALS,
+    SESSION_STATE,
 )
 """Every migration, in the order it is applied."""
 

@@ -209,6 +209,19 @@ class SessionDependencyRow(SQLModel, table=True):
     declared_at: str = Field(sa_column=_text(nullable=False))
 
 
+class SessionStateRow(SQLModel, table=True):
+    """One session's governance state as a JSON document (see :mod:`helio_proxy.evidence.sql`)."""
+
+    __tablename__ = "session_state"  # pyright: ignore[reportAssignmentType]
+
+    session_id: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    state: str = Field(sa_column=_text(nullable=False))
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_write_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    live_until_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    next_expiry_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
 class ToolBaselineRow(SQLModel, table=True):
     """The accepted definition of a tool per upstream, against which drift is detected.
 
@@ -246,6 +259,7 @@ LIMIT_BUCKETS: Final = _table("limit_buckets")
 SESSION_EVIDENCE: Final = _table("session_evidence")
 SESSION_CALLS: Final = _table("session_calls")
 SESSION_DEPENDENCIES: Final = _table("session_dependencies")
+SESSION_STATE: Final = _table("session_state")
 TOOL_BASELINES: Final = _table("tool_baselines")
 
 GOVERNANCE_TABLES: Final = (
@@ -259,6 +273,7 @@ GOVERNANCE_TABLES: Final = (
     SESSION_EVIDENCE,
     SESSION_CALLS,
     SESSION_DEPENDENCIES,
+    SESSION_STATE,
     TOOL_BASELINES,
 )
 """Every table the migrations create, besides ``schema_migrations``."""

@@ -1,0 +1,244 @@
+"""The store-backed session store: each session's state is one row of the governance store.
+
+A row of ``session_state`` holds a session's whole :class:`~helio_proxy.evidence.state.SessionState`
+as a JSON document, so a governed call's gate check (:meth:`SqlSessionStore.snapshot`) is one
+primary-key read, on SQLite and PostgreSQL alike. A write is one job of the store's writer: it
+reads the row (``SELECT ... FOR UPDATE`` on PostgreSQL, so replicas on one database take turns on
+a session; SQLite's writer already holds the file's write lock), applies the change under the
+same :class:`~helio_proxy.evidence.store.StoreLimits` as the in-memory store, and writes the row
+back in the same transaction. Because the state outlives the process, a restarted proxy, another
+replica, and ``helio policy test --session`` all see the session's evidence and call history.
+
+Caps: ``max_sessions`` counts rows not yet past ``live_until_ms`` (expired rows are pruned
+before a new session is refused); ``max_total_bytes`` sums the ``bytes`` column, read only when a
+write grows a session. :meth:`SqlSessionStore.sweep` deletes the rows a sweep of the in-memory
+store would drop (no live evidence and idle for ``idle_seconds``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from helio_proxy.evidence.model import Clock, CompletedCall, EvidenceEntry, SessionSnapshot, to_ms
+from helio_proxy.evidence.state import SessionState
+from helio_proxy.evidence.store import DEFAULT_LIMITS, StoreCapacityError, StoreLimits
+from helio_proxy.store.base import Store
+from helio_proxy.store.tables import SESSION_STATE
+
+T = TypeVar("T")
+
+_C = SESSION_STATE.c
+
+
+class SqlSessionStore:
+    """:class:`~helio_proxy.evidence.store.SessionStore` kept in a :class:`~helio_proxy.store.Store`
+    (which must be open before the first call)."""
+
+    def __init__(
+        self, store: Store, *, clock: Clock = time.time, limits: StoreLimits = DEFAULT_LIMITS
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self.limits = limits
+
+    def now_ms(self) -> int:
+        return to_ms(self._clock())
+
+    @property
+    def session_count(self) -> int:
+        """Rows a sweep would keep now (a blocking read: for tests and the CLI)."""
+        now = self.now_ms()
+        return self.store.read_sync(
+            lambda conn: int(
+                conn.execute(
+                    select(func.count()).select_from(SESSION_STATE).where(_C.live_until_ms > now)
+                ).scalar_one()
+            )
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def put_evidence(
+        self,
+        session_id: str,
+        *,
+        tool_name: str,
+        evidence_key: str,
+        data: Any,
+        ttl_seconds: int,
+        call_id: str | None = None,
+    ) -> EvidenceEntry:
+        return await self._write(
+            session_id,
+            lambda state, room: state.put_evidence(
+                self.limits,
+                room,
+                tool_name=tool_name,
+                evidence_key=evidence_key,
+                data=data,
+                ttl_seconds=ttl_seconds,
+                call_id=call_id,
+            ),
+        )
+
+    async def record_produced(
+        self,
+        session_id: str,
+        evidence_key: str,
+        call_id: str,
+        result_digest: str,
+        ttl_seconds: float,
+        tool_name: str,
+        *,
+        arguments: Any = None,
+    ) -> EvidenceEntry:
+        return await self._write(
+            session_id,
+            lambda state, room: state.record_produced(
+                self.limits,
+                room,
+                evidence_key=evidence_key,
+                call_id=call_id,
+                result_digest=result_digest,
+                ttl_seconds=ttl_seconds,
+                tool_name=tool_name,
+                arguments=arguments,
+            ),
+        )
+
+    async def record_call(
+        self, session_id: str, tool_name: str, call_id: str, succeeded: bool, *, arguments: Any = None
+    ) -> CompletedCall:
+        return await self._write(
+            session_id,
+            lambda state, _room: state.record_call(self.limits, tool_name, call_id, succeeded, arguments),
+        )
+
+    async def put_context(self, session_id: str, key: str, value: Any) -> None:
+        await self._write(session_id, lambda state, room: state.put_context(self.limits, room, key, value))
+
+    async def add_dependencies(self, session_id: str, tool_name: str, requires: Sequence[str]) -> None:
+        await self._write(
+            session_id, lambda state, _room: state.add_dependencies(self.limits, tool_name, requires)
+        )
+
+    # -- reads and housekeeping --------------------------------------------------------------
+
+    async def snapshot(self, session_id: str) -> SessionSnapshot:
+        return await self.store.read(self.snapshot_job(session_id))
+
+    def snapshot_job(self, session_id: str) -> Callable[[Connection], SessionSnapshot]:
+        """The read :meth:`snapshot` runs (one primary-key ``SELECT``); ``read_sync`` it from the CLI."""
+
+        def job(conn: Connection) -> SessionSnapshot:
+            text = conn.execute(select(_C.state).where(_C.session_id == session_id)).scalar_one_or_none()
+            if text is None:
+                return SessionSnapshot(session_id)
+            return SessionState.from_json(text).snapshot(session_id, self.now_ms())
+
+        return job
+
+    async def sweep(self) -> int:
+        now = self.now_ms()
+        limits = self.limits
+
+        def job(conn: Connection) -> int:
+            dropped = _prune(conn, now)
+            # Sessions that stay but hold evidence past its TTL: expire it, so its bytes are freed.
+            stale = conn.execute(
+                select(_C.session_id, _C.state).where(_C.next_expiry_ms <= now).with_for_update()
+            ).all()
+            for session_id, text in stale:
+                state = SessionState.from_json(text)
+                state.expire(now)
+                _save(conn, session_id, state, limits)
+            return dropped
+
+        return await self.store.write(job)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _write(self, session_id: str, change: Callable[[SessionState, Callable[[], int]], T]) -> T:
+        now = self.now_ms()
+        limits = self.limits
+
+        def job(conn: Connection) -> T:
+            state = _load_for_update(conn, session_id)
+            if state is None:
+                _admit(conn, limits, now)
+                # Another replica may create the row meanwhile: then this waits for its commit
+                # and works on what it wrote.
+                conn.execute(
+                    _insert(conn)
+                    .values(session_id=session_id, state="", bytes=0, last_write_ms=now, live_until_ms=now)
+                    .on_conflict_do_nothing(index_elements=[_C.session_id])
+                )
+                state = _load_for_update(conn, session_id) or SessionState(last_write_ms=now)
+            state.last_write_ms = now
+            state.expire(now)
+            current = state
+
+            def room() -> int:
+                others = conn.execute(
+                    select(func.coalesce(func.sum(_C.bytes), 0)).where(_C.session_id != session_id)
+                ).scalar_one()
+                return limits.max_total_bytes - int(others) - current.bytes
+
+            result = change(state, room)
+            _save(conn, session_id, state, limits)
+            return result
+
+        return await self.store.write(job)
+
+
+def _load_for_update(conn: Connection, session_id: str) -> SessionState | None:
+    """The session's state with its row locked (PostgreSQL); ``None`` when it has no row yet
+    (or a row just created empty)."""
+    text = conn.execute(
+        select(_C.state).where(_C.session_id == session_id).with_for_update()
+    ).scalar_one_or_none()
+    return SessionState.from_json(text) if text else None
+
+
+def _insert(conn: Connection) -> Any:
+    """The dialect's ``INSERT`` (both have ``on_conflict_do_nothing``)."""
+    return (
+        postgresql_insert(SESSION_STATE)
+        if conn.dialect.name == "postgresql"
+        else sqlite_insert(SESSION_STATE)
+    )
+
+
+def _save(conn: Connection, session_id: str, state: SessionState, limits: StoreLimits) -> None:
+    conn.execute(
+        update(SESSION_STATE)
+        .where(_C.session_id == session_id)
+        .values(
+            state=state.to_json(),
+            bytes=state.bytes,
+            last_write_ms=state.last_write_ms,
+            live_until_ms=state.live_until(int(limits.idle_seconds * 1000)),
+            next_expiry_ms=state.next_expiry(),
+        )
+    )
+
+
+def _admit(conn: Connection, limits: StoreLimits, now: int) -> None:
+    """Refuse a new session past ``max_sessions``, after pruning the rows a sweep would drop."""
+    count = select(func.count()).select_from(SESSION_STATE)
+    if int(conn.execute(count).scalar_one()) < limits.max_sessions:
+        return
+    _prune(conn, now)
+    if int(conn.execute(count).scalar_one()) >= limits.max_sessions:
+        raise StoreCapacityError("max_sessions", limits.max_sessions)
+
+
+def _prune(conn: Connection, now: int) -> int:
+    """Delete sessions with no live evidence that have been idle long enough; returns how many."""
+    return int(conn.execute(delete(SESSION_STATE).where(_C.live_until_ms <= now)).rowcount)

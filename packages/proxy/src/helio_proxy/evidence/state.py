@@ -1,0 +1,290 @@
+"""One session's governance state and the rules every store applies to it.
+
+:class:`SessionState` holds what a session has (evidence, expired keys, context, completed calls,
+declared dependencies) and applies each write under :class:`StoreLimits`, whichever store keeps
+it: the in-memory store holds one per session, the store-backed one reads it from its row,
+applies the write, and writes it back in the same transaction. Both therefore expire, cap, trim
+and verify identically. :meth:`SessionState.to_json` / :meth:`SessionState.from_json` are the
+row's format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+from helio_proxy.evidence.model import CompletedCall, EvidenceEntry, SessionSnapshot
+from helio_proxy.evidence.store import StoreCapacityError, StoreLimits
+
+STATE_FORMAT: Final = 1
+"""Version of the JSON document :meth:`SessionState.to_json` writes."""
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes ``value`` takes as compact JSON: what the byte caps count."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+Room = Callable[[], int]
+"""How many more bytes all sessions together may take (asked only when a write grows one)."""
+
+
+@dataclass
+class SessionState:
+    """A session's state (see the module doc). Methods mutate it in place."""
+
+    last_write_ms: int
+    evidence: dict[str, EvidenceEntry] = field(default_factory=dict[str, EvidenceEntry])
+    expired: dict[str, str] = field(default_factory=dict[str, str])
+    context: dict[str, Any] = field(default_factory=dict[str, Any])
+    calls: deque[CompletedCall] = field(default_factory=deque[CompletedCall])
+    calls_by_id: dict[str, CompletedCall] = field(default_factory=dict[str, CompletedCall])
+    succeeded: set[str] = field(default_factory=set[str])
+    called: set[str] = field(default_factory=set[str])
+    dependencies: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
+    sizes: dict[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
+    """Encoded size of each evidence (``("e", key)``) and context (``("c", key)``) value."""
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    def live_until(self, idle_ms: int) -> int:
+        """The first millisecond at which a sweep may drop the session: no live evidence left and
+        no write for ``idle_ms``."""
+        latest = max((entry.expires_at for entry in self.evidence.values()), default=0)
+        return max(latest, self.last_write_ms + idle_ms)
+
+    def next_expiry(self) -> int | None:
+        """When the earliest live evidence expires (``None``: none held)."""
+        return min((entry.expires_at for entry in self.evidence.values()), default=None)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put_evidence(
+        self,
+        limits: StoreLimits,
+        room: Room,
+        *,
+        tool_name: str,
+        evidence_key: str,
+        data: Any,
+        ttl_seconds: float,
+        call_id: str | None,
+    ) -> EvidenceEntry:
+        call = self.calls_by_id.get(call_id) if call_id is not None else None
+        verified = call is not None and call.tool_name == tool_name and call.succeeded
+        return self._put(
+            limits, room, evidence_key, data, tool_name, ttl_seconds, call_id, verified, False, call
+        )
+
+    def record_produced(
+        self,
+        limits: StoreLimits,
+        room: Room,
+        *,
+        evidence_key: str,
+        call_id: str,
+        result_digest: str,
+        ttl_seconds: float,
+        tool_name: str,
+        arguments: Any,
+    ) -> EvidenceEntry:
+        data = {"result_digest": result_digest}
+        source = CompletedCall(tool_name, self.last_write_ms, True, call_id, arguments)
+        return self._put(
+            limits, room, evidence_key, data, tool_name, ttl_seconds, call_id, True, True, source
+        )
+
+    def record_call(
+        self, limits: StoreLimits, tool_name: str, call_id: str, succeeded: bool, arguments: Any
+    ) -> CompletedCall:
+        if tool_name not in self.called and len(self.called) >= limits.max_tools_per_session:
+            raise StoreCapacityError("max_tools_per_session", limits.max_tools_per_session)
+        call = CompletedCall(tool_name, self.last_write_ms, succeeded, call_id, arguments)
+        self.calls.append(call)
+        self.calls_by_id[call_id] = call
+        while len(self.calls) > limits.max_calls_kept:
+            dropped = self.calls.popleft()
+            if self.calls_by_id.get(dropped.call_id) is dropped:
+                del self.calls_by_id[dropped.call_id]
+        self.called.add(tool_name)
+        if succeeded:
+            self.succeeded.add(tool_name)
+        return call
+
+    def put_context(self, limits: StoreLimits, room: Room, key: str, value: Any) -> int:
+        """Set a context value; returns how many bytes the session grew by (may be negative)."""
+        if key not in self.context:
+            _check_keys(limits, len(self.context))
+        growth = self._resize(limits, room, ("c", key), encoded_size(value))
+        self.context[key] = value
+        return growth
+
+    def add_dependencies(self, limits: StoreLimits, tool_name: str, requires: Sequence[str]) -> None:
+        known = self.dependencies.get(tool_name)
+        if known is None:
+            _check_keys(limits, len(self.dependencies))
+            known = self.dependencies[tool_name] = []
+        added = [name for name in dict.fromkeys(requires) if name not in known]
+        if len(known) + len(added) > limits.max_keys_per_session:
+            raise StoreCapacityError("max_keys_per_session", limits.max_keys_per_session)
+        known.extend(added)
+
+    def expire(self, now_ms: int) -> int:
+        """Move evidence whose TTL ran out aside; returns the bytes freed."""
+        freed = 0
+        for key, entry in list(self.evidence.items()):
+            if not entry.live(now_ms):
+                del self.evidence[key]
+                self.expired[key] = entry.tool_name
+                freed += self.sizes.pop(("e", key), 0)
+        return freed
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def snapshot(self, session_id: str, now_ms: int) -> SessionSnapshot:
+        """The snapshot at ``now_ms`` (evidence expired by then listed as expired; self unchanged)."""
+        evidence = {key: entry for key, entry in self.evidence.items() if entry.live(now_ms)}
+        expired = dict(self.expired)
+        for key, entry in self.evidence.items():
+            if key not in evidence:
+                expired[key] = entry.tool_name
+        return SessionSnapshot(
+            session_id=session_id,
+            evidence=evidence,
+            expired=expired,
+            context=dict(self.context),
+            completed_tools=tuple(self.calls),
+            succeeded_tools=frozenset(self.succeeded),
+            called_tools=frozenset(self.called),
+            dependencies={tool: tuple(names) for tool, names in self.dependencies.items()},
+        )
+
+    # -- the stored form ---------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        document = {
+            "format": STATE_FORMAT,
+            "last_write_ms": self.last_write_ms,
+            "evidence": [
+                _entry_json(entry, self.sizes.get(("e", key), 0)) for key, entry in self.evidence.items()
+            ],
+            "expired": self.expired,
+            "context": [[key, value, self.sizes.get(("c", key), 0)] for key, value in self.context.items()],
+            "calls": [
+                [call.tool_name, call.timestamp, call.succeeded, call.call_id, call.arguments]
+                for call in self.calls
+            ],
+            "succeeded": sorted(self.succeeded),
+            "called": sorted(self.called),
+            "dependencies": self.dependencies,
+        }
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> SessionState:
+        document = cast(dict[str, Any], json.loads(text))
+        state = cls(last_write_ms=int(document["last_write_ms"]))
+        for item in cast(list[dict[str, Any]], document["evidence"]):
+            entry = EvidenceEntry(
+                item["key"],
+                item["data"],
+                item["tool"],
+                item["at"],
+                item["expires_at"],
+                item["verified"],
+                item["call_id"],
+                item["produced"],
+                source_tool=item["source_tool"],
+                source_arguments=item["source_arguments"],
+                source_succeeded=item["source_succeeded"],
+            )
+            state.evidence[entry.evidence_key] = entry
+            state.sizes[("e", entry.evidence_key)] = int(item["size"])
+        state.expired = dict(cast(dict[str, str], document["expired"]))
+        for key, value, size in cast(list[list[Any]], document["context"]):
+            state.context[key] = value
+            state.sizes[("c", key)] = int(size)
+        for tool_name, timestamp, succeeded, call_id, arguments in cast(list[list[Any]], document["calls"]):
+            call = CompletedCall(tool_name, timestamp, succeeded, call_id, arguments)
+            state.calls.append(call)
+            state.calls_by_id[call_id] = call
+        state.succeeded = set(cast(list[str], document["succeeded"]))
+        state.called = set(cast(list[str], document["called"]))
+        state.dependencies = {
+            tool: list(names) for tool, names in cast(dict[str, list[str]], document["dependencies"]).items()
+        }
+        return state
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _put(
+        self,
+        limits: StoreLimits,
+        room: Room,
+        key: str,
+        data: Any,
+        tool_name: str,
+        ttl_seconds: float,
+        call_id: str | None,
+        verified: bool,
+        produced: bool,
+        source: CompletedCall | None,
+    ) -> EvidenceEntry:
+        now = self.last_write_ms
+        if key not in self.evidence and key not in self.expired:
+            _check_keys(limits, len(self.evidence) + len(self.expired))
+        self._resize(limits, room, ("e", key), encoded_size(data))
+        entry = EvidenceEntry(
+            key,
+            data,
+            tool_name,
+            now,
+            now + int(ttl_seconds * 1000),
+            verified,
+            call_id,
+            produced,
+            source_tool=source.tool_name if source is not None else None,
+            source_arguments=source.arguments if source is not None else None,
+            source_succeeded=source.succeeded if source is not None else False,
+        )
+        self.evidence[key] = entry
+        self.expired.pop(key, None)
+        return entry
+
+    def _resize(self, limits: StoreLimits, room: Room, slot: tuple[str, str], size: int) -> int:
+        """Account for a value replacing ``slot``, or refuse it when a byte cap would be passed;
+        returns the growth."""
+        growth = size - self.sizes.get(slot, 0)
+        if growth > 0 and self.bytes + growth > limits.max_session_bytes:
+            raise StoreCapacityError("max_session_bytes", limits.max_session_bytes)
+        if growth > 0 and growth > room():
+            raise StoreCapacityError("max_total_bytes", limits.max_total_bytes)
+        self.sizes[slot] = size
+        return growth
+
+
+def _entry_json(entry: EvidenceEntry, size: int) -> dict[str, Any]:
+    return {
+        "key": entry.evidence_key,
+        "data": entry.data,
+        "tool": entry.tool_name,
+        "at": entry.timestamp,
+        "expires_at": entry.expires_at,
+        "verified": entry.verified,
+        "call_id": entry.call_id,
+        "produced": entry.produced,
+        "source_tool": entry.source_tool,
+        "source_arguments": entry.source_arguments,
+        "source_succeeded": entry.source_succeeded,
+        "size": size,
+    }
+
+
+def _check_keys(limits: StoreLimits, count: int) -> None:
+    if count >= limits.max_keys_per_session:
+        raise StoreCapacityError("max_keys_per_session", limits.max_keys_per_session)
