@@ -1,4 +1,4 @@
-"""Property tests of the operator API against its own OpenAPI schema (schemathesis).
+"""Property tests of the operator API and the sideband against their own OpenAPI schemas (schemathesis).
 
 The real proxy serves ``/api/*`` with some records, tickets and tool baselines in its store;
 schemathesis generates requests for every operation in ``/api/openapi.json`` (a bounded number of
@@ -23,6 +23,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from helio_proxy.config import parse_config_text
+from helio_proxy.evidence import InMemorySessionStore
+from helio_proxy.sideband import SidebandApp
+from tests.harness import serve_asgi
 from tests.integration.test_console_api import SECRET, _call, _proxy, _wait_records
 
 EXAMPLES: Final = 8
@@ -80,3 +84,33 @@ async def test_every_operation_answers_within_its_schema_and_never_5xx(tmp_path:
     assert len(tested) == len(
         [(m, p) for p, ops in doc["paths"].items() for m in ops if (m.upper(), p) not in SKIP]
     )
+
+
+SIDEBAND_TOKEN: Final = "sideband-schema-token"
+SIDEBAND_CONFIG: Final = """
+version: '1'
+upstream: {url: 'http://127.0.0.1:9/mcp'}
+listen: {port: 0}
+dashboard: {enabled: false}
+policies:
+  rules:
+    - match: {tool: orders.refund}
+      evidence: {requires: [order_data]}
+"""
+
+
+async def test_the_sideband_answers_within_its_schema_and_never_5xx() -> None:
+    config = parse_config_text(SIDEBAND_CONFIG, source="test.yaml")
+    app = SidebandApp(InMemorySessionStore(), lambda: config, SIDEBAND_TOKEN)
+    auth = {"authorization": f"Bearer {SIDEBAND_TOKEN}"}
+    async with serve_asgi(app, lifespan="off") as base, httpx.AsyncClient(base_url=base) as http:
+        doc = (await http.get("/openapi.json", headers=auth)).json()
+        assert (await http.get("/openapi.json")).json()["code"] == "unauthorized"
+        tested = await asyncio.to_thread(_run, doc, base, auth)
+    assert sorted(tested) == [
+        "GET /healthz",
+        "GET /session/{session_id}/state",
+        "POST /context",
+        "POST /dependencies",
+        "POST /evidence",
+    ]

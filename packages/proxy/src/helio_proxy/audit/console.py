@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, Connection, Select, case, func, literal_column, select, text, tuple_
+from sqlalchemy.exc import OperationalError
 
 from helio_proxy.audit.chain import GENESIS_HASH, record_hash
 from helio_proxy.audit.rows import decode_row
@@ -163,12 +164,36 @@ def page(
         if cursor:
             query = query.where(_C.seq < decode_cursor(cursor)[1])
         query = query.order_by(_C.seq.desc()).limit(limit + 1)
+        rows = _search_postgres(conn, query)
     else:
-        query = _page_query(where, dialect, limit + 1, cursor)
-    rows = list(conn.execute(query))
+        rows = list(conn.execute(_page_query(where, dialect, limit + 1, cursor)))
     records = [present(row._mapping) for row in rows[:limit]]  # pyright: ignore[reportPrivateUsage]
     more = len(rows) > limit
     return records, encode_cursor(records[-1]) if more and records else None
+
+
+SEARCH_PROBE_MS: Final = 60
+"""PostgreSQL: how long a search may walk the newest records before it asks the word index."""
+
+
+def _search_postgres(conn: Connection, query: Select[Any]) -> list[Any]:
+    """Words common in the trail are found fastest by walking the newest records and checking
+    each; rare ones by the GIN index. The planner cannot tell them apart (it guesses a prefix's
+    frequency), so the walk gets :data:`SEARCH_PROBE_MS` and, if cancelled, the index is used."""
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {SEARCH_PROBE_MS}")
+    try:
+        with conn.begin_nested():
+            return list(conn.execute(query))
+    except OperationalError as exc:
+        if "statement timeout" not in str(exc):
+            raise
+    finally:
+        conn.exec_driver_sql("SET LOCAL statement_timeout TO DEFAULT")
+    conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
+    try:
+        return list(conn.execute(query))
+    finally:
+        conn.exec_driver_sql("SET LOCAL enable_indexscan TO DEFAULT")
 
 
 SEARCH_CHUNK: Final = 2000
