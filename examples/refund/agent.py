@@ -37,7 +37,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from helio import HelioAuthError, HelioContext, HelioError
+from helio import HelioAuthError, HelioContext, HelioError, call_id_of
 
 BLOCKED = -32001
 """The JSON-RPC error code of every Helio governance block (key on ``data.blocked`` and ``data.reason``)."""
@@ -80,6 +80,8 @@ class RefundAgent:
         self.order_id = order_id
         self.email = email
         self.order: dict[str, Any] | None = None
+        self.call_ids: dict[str, str | None] = {}
+        """The proxy's call id of the latest successful call of each tool (from the result's ``_meta``)."""
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[str, Any]:
         """Call a tool; returns ``("ok", result)``, ``("blocked", error data)`` or ``("failed", text)``."""
@@ -112,6 +114,7 @@ class RefundAgent:
             )
             return "failed", text
         value = result.structured_content if result.structured_content is not None else text
+        self.call_ids[tool] = call_id_of(result)
         self.report.step(
             "call",
             f"-> {_call_text(tool, arguments)}: ok {json.dumps(value)}",
@@ -180,15 +183,12 @@ class RefundAgent:
         return outcome, value
 
     async def mark(self, key: str, tool: str, data: Any) -> bool:
-        """Mark ``data`` as evidence ``key``, bound to the latest successful call of ``tool``."""
+        """Mark ``data`` as evidence ``key``, bound to the latest successful call of ``tool`` (its call
+        id came back in the result's ``_meta``: no guessing from the session state)."""
         if self.ctx is None:
             return True  # nothing to mark with: a rule's evidence.produces may record it
+        call_id = self.call_ids.get(tool)
         try:
-            state = (await self.ctx.aget_evidence_state()).state
-            call = next(
-                (c for c in reversed(state.completed_tools) if c.tool_name == tool and c.succeeded), None
-            )
-            call_id = call.call_id if call else None
             receipt = await self.ctx.amark_evidence(tool, key, data, call_id=call_id)
         except HelioAuthError:
             raise  # a wrong token never gets better: give up (exit 2)

@@ -166,6 +166,9 @@ async def test_the_seed_rate_and_spend_rules_work_verbatim(tmp_path: Path) -> No
         "5000",
         "GBP",
     )
-    assert text_amount["error"]["data"]["invalid_amount"] == "not_a_number"
+    # A text amount cannot slip past the spend limit: the data plane refuses it against the
+    # tool's inputSchema (amount: number) before the limit is even consulted.
+    assert text_amount["error"]["data"]["reason"] == "invalid_arguments"
+    assert text_amount["error"]["data"]["errors"][0]["path"] == "$.amount"
     assert "Policies: 2 rules loaded" in output
     assert "limits_unavailable" not in output

@@ -8,8 +8,11 @@ audit trail the proxy wrote.
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import yaml
 
@@ -237,9 +241,82 @@ def test_produced_evidence_needs_no_sdk(tmp_path: Path) -> None:
         ("done", None, None),
     ]
     assert steps[1]["missing_evidence"] == ["orders.lookup"]
-    assert steps[1]["suggestion"] == "Call orders.lookup to produce evidence 'orders.lookup', then retry."
+    assert (
+        steps[1]["suggestion"]
+        == "1. Call orders.lookup; the proxy records its successful result as evidence 'orders.lookup'. 2. Retry process_refund with the same arguments."
+    )
     assert [row[:3] for row in refund_audit(stack, steps[0]["session_id"])] == [
         ("process_refund", "deny", "evidence_missing"),
         ("orders.lookup", "allow", None),
         ("process_refund", "allow", None),
     ]
+
+
+def _numbered(suggestion: str) -> list[str]:
+    """The numbered steps of a generated suggestion ("1. ... 2. ...")."""
+    return [step.strip() for step in re.split(r"(?:^|\s)\d+\. ", suggestion) if step.strip()]
+
+
+async def _follow_the_first_block(proxy_url: str, sideband_url: str) -> tuple[dict[str, Any], list[str], Any]:
+    """An agent that knows nothing but the block: it does what the suggestion says, in order."""
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.exceptions import MCPError
+
+    from helio import HelioContext
+
+    refund = {"order_id": "A-1002"}
+    async with (
+        HelioContext(sideband_url, token=TOKEN) as ctx,
+        httpx2.AsyncClient(headers=ctx.headers, timeout=10) as http,
+        Client(streamable_http_client(proxy_url, http_client=http)) as mcp,
+    ):
+        # Earlier work on another order: its lookup must not open this refund's gate.
+        other = await mcp.call_tool("orders.lookup", {"order_id": "A-1001"})
+        await ctx.amark_evidence(
+            "orders.lookup", "orders.lookup", other.structured_content, call_id=ctx.call_id_of(other)
+        )
+        with pytest.raises(MCPError) as caught:
+            await mcp.call_tool("process_refund", refund)
+        block: dict[str, Any] = caught.value.data
+        steps = _numbered(block["suggestion"])
+        result: Any = None
+        for step in steps:
+            if called := re.match(r"Call (\S+?)(?: with (.+?))? and keep its result", step):
+                arguments = {
+                    k: ast.literal_eval(v) for k, v in re.findall(r"(\w+)=('[^']*')", called[2] or "")
+                }
+                result = await mcp.call_tool(called[1], arguments)
+            elif marked := re.match(
+                r"Mark that result as evidence '([^']+)'.*ctx\.mark_evidence\('([^']+)'", step
+            ):
+                await ctx.amark_evidence(
+                    marked[2], marked[1], result.structured_content, call_id=ctx.call_id_of(result)
+                )
+            elif re.match(r"Retry process_refund with the same arguments", step):
+                result = await mcp.call_tool("process_refund", refund)
+            else:
+                raise AssertionError(f"a step this agent cannot follow: {step!r}")
+        return block, steps, result
+
+
+def test_an_sdk_agent_following_only_the_first_blocks_feedback_succeeds_on_its_next_try(
+    tmp_path: Path,
+) -> None:
+    config = yaml.safe_load((EXAMPLE / "helio.yaml").read_text())
+    del config["policies"]["rules"][0]["feedback"]  # the generated feedback, not the example's own text
+    text = (EXAMPLE / "helio.yaml").read_text()
+    generated = tmp_path / "helio-generated-feedback.yaml"
+    generated.write_text(text[: text.index("      feedback:")] + text[text.index("    - name: reads") :])
+    assert yaml.safe_load(generated.read_text()) == config
+    with example_stack(str(generated), tmp_path) as stack:
+        assert stack.sideband_url is not None
+        block, steps, result = asyncio.run(_follow_the_first_block(stack.proxy_url, stack.sideband_url))
+        stack.stop()
+    assert block["reason"] == "evidence_mismatch"
+    assert block["mismatched_evidence"][0]["found"] == "A-1001"
+    assert [step.split(" ")[0] for step in steps] == ["Call", "Mark", "Retry"]
+    assert "order_id='A-1002'" in steps[0]
+    assert result.is_error is False
+    assert result.structured_content["order_id"] == "A-1002"
+    assert result.structured_content["status"] == "refunded"

@@ -411,12 +411,17 @@ policies:
 async def test_an_amount_sent_as_a_string_is_held_for_approval_exactly_like_the_number(
     tmp_path: Path,
 ) -> None:
-    """The demo server (official SDK) reads "5000" and "NaN" as numbers, so the rule must too."""
+    """The demo server (official SDK) reads "5000" and "NaN" as numbers, so the rule must too.
+
+    With schema enforcement (the default) such calls are refused as ``invalid_arguments`` before
+    any rule (test_data_plane.py); here it is off, as an operator may set it for such a server.
+    """
     db = tmp_path / "audit.db"
     held: list[dict[str, object]] = []
+    no_schema = LARGE_PAYMENTS + "data_plane: {input_schema: 'off'}\n"
     async with (
         mcp_upstream() as upstream,
-        run_proxy(approval_config(upstream, LARGE_PAYMENTS, audit_path=str(db))) as app,
+        run_proxy(approval_config(upstream, no_schema, audit_path=str(db))) as app,
         Client(app.mcp_url, mode="legacy") as client,
     ):
         for amount in (5000, "5000", " 5e3 ", "NaN"):

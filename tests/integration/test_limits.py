@@ -282,6 +282,8 @@ async def test_a_dry_run_after_a_restart_reports_the_limit_that_would_block(tmp_
             async with httpx.AsyncClient(timeout=10) as http:
                 assert "result" in await call(http, app.mcp_url, "search_docs", {"query": "x"})
         simulate = policy.replace("policies:\n", "policies:\n  dry_run: true\n")
+        # search_web is not a tool of the upstream: simulate it anyway (no unknown-tool refusal).
+        simulate += "data_plane: {unknown_tools: 'off'}\n"
         async with run_proxy(proxy_config(upstream, simulate, audit_path=db)) as app:
             async with httpx.AsyncClient(timeout=10) as http:
                 blocked = await call(http, app.mcp_url, "search_docs", {"query": "x"})

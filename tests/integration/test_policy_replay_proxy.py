@@ -139,7 +139,8 @@ async def test_gates_replay_as_they_were_and_a_sessionless_call_never_passes_one
     assert replayed["calls"] == 5
     assert replayed["flips"] == []
     assert replayed["rules"]["email-needs-lookup"] == {"before": 3, "after": 3, "flips": 0}
-    assert replayed["assumed_gates"] == 1  # the session's passing call: its gate outcome is taken as met
+    # The passing call recorded what met its gate (evidence_chain.gate), so nothing is assumed.
+    assert replayed["assumed_gates"] == 0
 
 
 async def test_a_call_held_for_a_drifted_tool_replays_as_drifted(tmp_path: Path) -> None:

@@ -135,7 +135,8 @@ async def test_evidence_bound_to_a_failed_call_is_not_verified_and_does_not_open
         assert block["reason"] == "evidence_missing"
         assert block["missing_evidence"] == ["orders.lookup"]
         assert block["unverified_evidence"] == ["orders.lookup"]
-        assert "call_id of a successful orders.lookup call" in block["suggestion"]
+        assert "call_id of that orders.lookup call" in block["suggestion"]
+        assert "(it must succeed)" in block["suggestion"]
 
         # A successful call of another tool does not verify it either.
         verified = await agent.mcp.call_tool(

@@ -101,7 +101,8 @@ async def test_wrapped_everything_server_passes_the_script_with_the_direct_trans
         "fail",
         "no_such_tool",
     ]
-    assert {decision for _tool, decision, _reason in calls} == {"allow"}
+    assert {decision for tool, decision, _reason in calls if tool != "no_such_tool"} == {"allow"}
+    assert calls[-1] == ("no_such_tool", "deny", "tool_not_found")  # refused by the proxy (data plane)
 
 
 def _recorded_calls(db: str | Path) -> list[tuple[str, str, str | None]]:

@@ -9,7 +9,7 @@ directly and through the proxy: the two transcripts must be equal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mcp import Client, MCPError
 from mcp.client.session import ClientRequestContext
@@ -120,8 +120,18 @@ async def run_script(client: Client) -> dict[str, Any]:
         prompts = await client.list_prompts()
         transcript["prompts"] = [_result(p) for p in prompts.prompts]
         transcript["greet"] = _result(await client.get_prompt("greet", {"name": "Grace"}))
+        # An unknown tool is refused either way: by the server (an error result), or by the proxy
+        # before the server sees it (tool_not_found, docs/data-plane.md); other answers differ.
         try:
-            transcript["unknown_tool"] = _result(await client.call_tool("no_such_tool", {}))
+            answer = await client.call_tool("no_such_tool", {})
+            unknown = _result(answer)
+            first = answer.content[0] if answer.content else None
+            text = str(getattr(first, "text", ""))
+            refused = answer.is_error and text.startswith("Unknown tool")
+            transcript["unknown_tool"] = "refused" if refused else unknown
         except MCPError as exc:  # servers differ: an error result, or a JSON-RPC error
-            transcript["unknown_tool"] = {"code": exc.code}
+            data: Any = exc.error.data
+            reason: object = cast(dict[str, Any], data).get("reason") if isinstance(data, dict) else None
+            refused = exc.code == -32001 and reason == "tool_not_found"
+            transcript["unknown_tool"] = "refused" if refused else {"code": exc.code}
     return transcript

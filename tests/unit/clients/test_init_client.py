@@ -166,6 +166,7 @@ def test_headers_other_than_authorization_move_to_the_upstream(tmp_path: Path) -
     assert entry["headers"] == {"Authorization": "Bearer gh-token"}
     [upstream] = load_config(helio_yaml).config.upstream_list
     assert upstream.headers == {"X-MCP-Toolsets": "repos,issues"}
+    assert upstream.forward_authorization is True  # the client's token still reaches the server
 
 
 def test_a_dry_run_shows_the_diff_and_writes_nothing(tmp_path: Path) -> None:

@@ -54,7 +54,10 @@ def test_refund_configs_name_only_tools_of_the_example_server(path: Path) -> Non
         named.update(rule.requires)
         if rule.evidence is not None:
             # This example's convention: an evidence key is the name of the tool whose result it is.
-            named.update(rule.evidence.requires)
+            for item in rule.evidence.items():
+                named.add(item.key)
+                if item.from_ is not None:
+                    named.add(item.from_)
             if rule.evidence.produces:
                 named.add(rule.evidence.produces)
     assert named

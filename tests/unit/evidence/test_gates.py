@@ -52,8 +52,8 @@ def needs(
 
 def test_live_evidence_passes_the_gate() -> None:
     result = check_gates(needs(evidence={"requires": ["order_data"]}), state(entry("order_data")), NOW)
-    assert result is PASSED
     assert result.passed
+    assert [met["evidence"] for met in result.satisfied] == ["order_data"]
     assert result.reason is None
 
 

@@ -39,6 +39,7 @@ def test_every_limit_block_reason_and_invalid_amount_code_is_documented() -> Non
         "budget_exceeded",
         "session_unresolved",
         "limits_unavailable",
+        "store_unavailable",
         "approval_unavailable",
         "missing",
         "not_a_number",

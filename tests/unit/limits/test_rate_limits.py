@@ -175,12 +175,13 @@ async def test_a_dry_run_peek_takes_nothing_and_sees_what_was_taken(rig: RigFact
     assert rows == 3
 
 
-async def test_a_store_failure_blocks_with_limits_unavailable(rig: RigFactory) -> None:
+async def test_a_store_failure_blocks_with_store_unavailable_and_allows_a_retry(rig: RigFactory) -> None:
     r = await rig(rate())
     r.store.close_sync()
     blocked = (await r.run("search_docs")).decision
     assert isinstance(blocked, Deny)
-    assert (blocked.reason, blocked.blocked_action) == ("limits_unavailable", "rate_limit")
+    assert (blocked.reason, blocked.blocked_action) == ("store_unavailable", "rate_limit")
+    assert blocked.retry_allowed is True
 
 
 async def test_a_blocked_call_is_audited_with_its_limit_details(rig: RigFactory) -> None:

@@ -117,3 +117,42 @@ def test_an_invalid_config_exits_1_naming_the_file(tmp_path: Path) -> None:
     code, _, err = run(path, "--tool", "t")
     assert code == 1
     assert str(path) in err
+
+
+@pytest.mark.parametrize(
+    ("annotations", "complaint"),
+    [
+        ('{"readOnly": true}', "unknown hint 'readOnly'"),
+        ('{"readOnlyHint": "true"}', 'readOnlyHint must be true or false (a JSON boolean), not "true"'),
+        ('{"destructiveHint": 0}', "destructiveHint must be true or false"),
+    ],
+)
+def test_unknown_or_mistyped_annotations_are_refused_not_dropped(
+    config: Path, annotations: str, complaint: str
+) -> None:
+    code, out, err = run(config, "--tool", "create_payment", "--annotations", annotations)
+    assert code == 1
+    assert out == ""
+    assert complaint in err
+
+
+def test_a_title_among_the_annotations_is_accepted(config: Path) -> None:
+    code, out, _ = run(
+        config, "--tool", "create_payment", "--annotations", '{"title": "Pay", "destructiveHint": false}'
+    )
+    assert code == 0
+    assert "Outcome: forwarded" in out
+
+
+def test_a_require_approval_call_is_reported_as_held_with_its_channel(tmp_path: Path) -> None:
+    path = tmp_path / "helio.yaml"
+    path.write_text(
+        CONFIG.replace("dashboard: {enabled: false}", "dashboard: {api_secret: '" + "s" * 32 + "'}").replace(
+            "  rules:\n",
+            "  rules:\n    - {name: deletes, match: {tool: delete_user}, action: require_approval,"
+            " approval: {channel: dashboard, timeout: 2m}}\n",
+        )
+    )
+    code, out, _ = run(path, "--tool", "delete_user", "--annotations", SAFE)
+    assert code == 0
+    assert "Outcome: held for approval (channel 'dashboard', timeout 120s, quorum 1)" in out

@@ -40,6 +40,7 @@ def test_the_public_names_of_helio_are_exactly_these():
         "UrllibTransport",
         "__version__",
         "blocked",
+        "call_id_of",
         "current_context",
         "instrument",
         "uninstrument",

@@ -16,7 +16,7 @@ import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from starlette.types import ASGIApp
 
@@ -28,6 +28,8 @@ from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_k
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.dataplane import CredentialProvider, DataPlane, ToolInventory, provider_for
+from helio_proxy.dataplane.tools import RecordingLister
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
@@ -134,15 +136,19 @@ class HelioApp:
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    def _upstream_for(self, config: UpstreamConfig) -> Upstream:
-        """The upstream client for ``upstream.transport``."""
+    def _upstream_for(self, config: UpstreamConfig, credentials: CredentialProvider | None) -> Upstream:
+        """The upstream client for ``upstream.transport``, presenting ``credentials``."""
         if config.transport == "stdio":
             return StdioUpstream(
-                config, environ=self.environ, withheld=self._withheld, inherit=self.inherit_environment
+                config,
+                environ=self.environ,
+                withheld=self._withheld,
+                inherit=self.inherit_environment,
+                credentials=credentials,
             )
         if config.transport == "sse":
-            return LegacySseUpstream(config)
-        return StreamableHttpUpstream(config)
+            return LegacySseUpstream(config, credentials=credentials)
+        return StreamableHttpUpstream(config, credentials=credentials)
 
     def _withheld(self) -> Withheld:
         """What no stdio child may inherit: the variables the config names (at boot and now), and
@@ -174,10 +180,22 @@ class HelioApp:
 
     def _mount(self, upstream_config: UpstreamConfig) -> Mount:
         """An upstream with its own gateway, baselines and primer, sharing the rest."""
-        upstream = self._upstream_for(upstream_config)
+        credentials = provider_for(upstream_config.credentials, upstream_config.name, self.environ)
+        upstream = self._upstream_for(upstream_config, credentials)
         # Baselines persist in the audit trail's store, keyed by the upstream's name ("" unnamed).
         baseline_store = DurableBaselineStore(self.audit.store, baseline_key(upstream_config.name))
         baselines = BaselineCache(baseline_store)
+        inventory = ToolInventory()
+        # The primer and unknown-tool refreshes share one lister (one upstream session).
+        lister = RecordingLister(
+            UpstreamToolLister(upstream, pin=upstream_config.protocol_version), inventory
+        )
+        dataplane = DataPlane(
+            baselines,
+            upstream_config.name,
+            inventory=inventory,
+            credential=credentials.name if credentials is not None else None,
+        )
         gateway = Gateway(
             upstream,
             self.snapshots,
@@ -187,10 +205,20 @@ class HelioApp:
             evidence=self.evidence,
             upstream_name=upstream_config.name,
             protocol_pin=upstream_config.protocol_version,
+            dataplane=dataplane,
         )
+
+        async def refresh_tools() -> list[Any]:
+            # An unknown tool was called: list the upstream once, taking the tools into the baselines.
+            tools = await lister.list_tools()
+            gateway.note_drift(baselines.observe(tools))
+            baselines.primed = True
+            return tools
+
+        inventory.refresh = refresh_tools
         gateway.drift_observers.append(lambda event: self._audit_drift(event, upstream_config.name))
         primer = AnnotationPrimer(
-            UpstreamToolLister(upstream, pin=upstream_config.protocol_version),
+            lister,
             baselines,
             on_drift=gateway.note_drift,
             on_primed=lambda count: self._primed_later(count, upstream_config.name),

@@ -52,7 +52,16 @@ class StartupError(HelioProxyError):
     exit_code: ClassVar[int] = 3
 
 
-UNDELIVERED_REASONS: Final = frozenset({"connection_refused", "not_started", "not_running", "spawn_failed"})
+UNDELIVERED_REASONS: Final = frozenset(
+    {
+        "connection_refused",
+        "not_started",
+        "not_running",
+        "spawn_failed",
+        "credential_unavailable",
+        "consent_required",
+    }
+)
 """``failure_reason`` values meaning the request never left the proxy."""
 
 

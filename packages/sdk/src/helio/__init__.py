@@ -4,6 +4,7 @@ Standard library only. Start with ``HelioContext`` and ``instrument()``; see ``d
 """
 
 from helio._blocked import Blocked, blocked
+from helio._call_id import call_id_of
 from helio._client import HelioClient
 from helio._context import HelioContext, current_context
 from helio._errors import (
@@ -58,6 +59,7 @@ __all__ = [
     "UrllibTransport",
     "__version__",
     "blocked",
+    "call_id_of",
     "current_context",
     "instrument",
     "uninstrument",

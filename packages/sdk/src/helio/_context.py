@@ -8,6 +8,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self
 
+from helio._call_id import call_id_of
+from helio._call_id import structured_content as _structured
 from helio._client import HelioClient, resolve_sideband_url
 from helio._models import EvidenceReceipt, EvidenceStateReport
 from helio._transport import Transport
@@ -110,6 +112,26 @@ class HelioContext:
             self._session_id, tool_name, evidence_key, data, ttl, call_id=call_id
         )
 
+    @staticmethod
+    def call_id_of(result: Any) -> str | None:
+        """The proxy's call id of a ``tools/call`` result (``result._meta["io.gethelio/call-id"]``).
+
+        Accepts the MCP SDK's ``CallToolResult``, a result dict or a whole JSON-RPC response; ``None``
+        when the result carries no id. Pass it to :meth:`mark_evidence` as ``call_id``.
+        """
+        return call_id_of(result)
+
+    def mark_result(
+        self, tool_name: str, evidence_key: str, result: Any, data: Any = None, ttl: int = DEFAULT_TTL_SECONDS
+    ) -> EvidenceReceipt:
+        """Mark evidence bound to the call that returned ``result`` (its call id from ``_meta``).
+
+        ``data`` defaults to the result's ``structuredContent`` when it has one.
+        """
+        if data is None:
+            data = _structured(result)
+        return self.mark_evidence(tool_name, evidence_key, data, ttl, call_id=call_id_of(result))
+
     def require_evidence(self, keys: Iterable[str]) -> None:
         """Note evidence keys this agent expects to need, for ``get_evidence_state`` to check.
 
@@ -153,6 +175,12 @@ class HelioContext:
         return await asyncio.to_thread(
             self.mark_evidence, tool_name, evidence_key, data, ttl, call_id=call_id
         )
+
+    async def amark_result(
+        self, tool_name: str, evidence_key: str, result: Any, data: Any = None, ttl: int = DEFAULT_TTL_SECONDS
+    ) -> EvidenceReceipt:
+        """:meth:`mark_result` without blocking the event loop."""
+        return await asyncio.to_thread(self.mark_result, tool_name, evidence_key, result, data, ttl)
 
     async def aset(self, key: str, value: Any) -> None:
         """``set`` run in a worker thread."""

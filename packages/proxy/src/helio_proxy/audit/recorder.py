@@ -140,8 +140,10 @@ class CallAudit:
         session_source: SessionSource | None = None,
         agent_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tool_input: dict[str, Any] | None = None,
     ) -> None:
-        """Record what governance decided; only the arguments given change anything."""
+        """Record what governance decided; only the arguments given change anything
+        (``tool_input``: the arguments as forwarded, when the proxy changed them: redaction)."""
         given = dict(locals())
         del given["self"]
         if metadata is not None:

@@ -185,16 +185,25 @@ def secret(hash_only: bool, as_json: bool) -> None:
 
 @cli.command()
 @config_option
-def validate(config_path: str) -> None:
-    """Check a config file; print what it defines, or the first error (exit 1)."""
+@click.option(
+    "--strict", is_flag=True, help="Treat every warning as an error: exit 1 when there is any (for CI)."
+)
+def validate(config_path: str, strict: bool) -> None:
+    """Check a config file; print what it defines, or the first error (exit 1).
+
+    Warnings (rules that can never decide or be met, keys the action ignores, quoted numbers...)
+    go to stderr with the file and line; with --strict any warning makes the exit code 1.
+    """
     loaded = _load(config_path)
     from helio_proxy import capabilities
 
-    for warning in loaded.warnings:
+    warnings = [*loaded.warnings, *capabilities.notices(loaded.config)]
+    for warning in warnings:
         click.echo(f"Warning: {warning}", err=True)
-    for notice in capabilities.notices(loaded.config):
-        click.echo(f"Warning: {notice}", err=True)
     config = loaded.config
+    if strict and warnings:
+        click.echo(f"Error: {len(warnings)} warning(s) and --strict: {config_path} is not accepted", err=True)
+        sys.exit(1)
     click.echo(
         f"Config is valid: {config_path} ({len(config.policies.rules)} policy rules, {len(config.budgets)} budgets)"
     )
@@ -513,7 +522,9 @@ def policy_test(
 
     The tool's annotations are the ones the proxy has baselined in the store (as the running
     proxy decides with them); a tool the store has never seen gets the MCP defaults
-    (destructive, open-world). The output says which was used.
+    (destructive, open-world). The output says which was used. Rate limits, spend limits and
+    budgets are checked against the store's counters now, read only; a call needing approval is
+    reported as held, with its channel. The last line, Outcome, is what the proxy would do.
     """
     from helio_proxy.cli.policy_test import (
         PolicyTestInputError,
@@ -533,7 +544,7 @@ def policy_test(
             source = given_annotations(annotations_json, upstream_name)
         else:
             source = stored_tool(loaded, store, tool_name, upstream_name)
-        click.echo(explain(loaded, tool_name, args_json, source, session_id))
+        click.echo(explain(loaded, tool_name, args_json, source, session_id, store))
     except PolicyTestInputError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
@@ -619,6 +630,37 @@ def tools_accept(name: str, config_path: str, accepted_by: str | None, upstream_
         _fail(exc)
     finally:
         store.close_sync()
+    click.echo(line)
+
+
+@cli.group()
+def auth() -> None:
+    """Upstream credentials the proxy holds (OAuth consent)."""
+
+
+@auth.command("login")
+@click.argument("upstream", required=False)
+@config_option
+@click.option("--no-browser", is_flag=True, help="Only print the authorization URL.")
+def auth_login(upstream: str | None, config_path: str, no_browser: bool) -> None:
+    """Authorize the proxy at an upstream's OAuth server (authorization code with PKCE).
+
+    Prints the authorization URL (and opens it unless --no-browser), waits for the redirect on
+    127.0.0.1, and stores the refresh token encrypted with the key in the credential's
+    token_key_env (default HELIO_TOKEN_KEY). UPSTREAM is the upstream's name (optional with one).
+    """
+    from helio_proxy.cli.auth import run_login
+
+    loaded = _load(config_path)
+    try:
+        line = run_login(
+            loaded,
+            upstream,
+            show=lambda url: click.echo(f"Open this URL to authorize:\n{url}"),
+            open_browser=not no_browser,
+        )
+    except HelioProxyError as exc:
+        _fail(exc)
     click.echo(line)
 
 

@@ -3,7 +3,11 @@
 The tool's annotations come from where the running proxy takes them: the baseline the store
 holds for it (see :mod:`helio_proxy.baselines`), drift included. Only a tool the store has never
 seen gets the MCP defaults (destructive, open-world), as the proxy treats it too. ``--annotations``
-overrides both, for "what if" questions.
+overrides both, for "what if" questions; unknown hint names and non-boolean values are refused.
+
+Rate limits, spend limits and budgets are checked against the counters the store holds now, read
+only (nothing is charged), with the proxy's own code: amounts are validated as the proxy does.
+A call that needs approval is reported as held, with the channel and timeout it would wait on.
 """
 
 from __future__ import annotations
@@ -14,15 +18,22 @@ from typing import Any, cast
 
 from helio_proxy.baselines import BaselineError, StoredTool, baseline_key, load_tools
 from helio_proxy.config import LoadedConfig
+from helio_proxy.config.durations import seconds
+from helio_proxy.config.root import HelioConfig
 from helio_proxy.evidence import SessionSnapshot
-from helio_proxy.gateway.enforcement import FailClosedEnforcer, GovernedCall
+from helio_proxy.gateway.enforcement import GovernanceEnforcer, GovernedCall, Settlement
 from helio_proxy.jsonrpc import POLICY_BLOCKED
+from helio_proxy.limits import ledger
+from helio_proxy.limits.catalog import budget_shapes, rule_shapes
+from helio_proxy.limits.gate import LimitsGate
 from helio_proxy.policy import (
     CallFacts,
+    Decision,
     DecisionContext,
     Deny,
     DryRun,
     Hints,
+    RequireApproval,
     SnapshotGates,
     ToolFacts,
     block_feedback,
@@ -117,9 +128,28 @@ def stored_tool(loaded: LoadedConfig, store: Store | None, tool: str, upstream: 
     return ToolSource(_facts(row), name, _describe(row, name, store.description))
 
 
+HINT_NAMES = tuple(Hints.__dataclass_fields__)
+"""The annotation hints ``--annotations`` may set (``title`` is accepted and ignored)."""
+
+
 def given_annotations(annotations_json: str, upstream: str | None) -> ToolSource:
-    """``--annotations``: the operator's own, instead of the store's."""
+    """``--annotations``: the operator's own, instead of the store's.
+
+    Every key must be an MCP hint name (or ``title``) and every hint a JSON boolean: a typo or a
+    ``"true"`` string would otherwise silently fall back to the cautious default.
+    """
     annotations = _json_object(annotations_json, "--annotations")
+    for key, value in annotations.items():
+        if key == "title":
+            continue
+        if key not in HINT_NAMES:
+            raise PolicyTestInputError(
+                f"--annotations: unknown hint {key!r} (known: {', '.join(HINT_NAMES)}, title)"
+            )
+        if not isinstance(value, bool):
+            raise PolicyTestInputError(
+                f"--annotations: {key} must be true or false (a JSON boolean), not {json.dumps(value)}"
+            )
     hints = Hints.from_annotations(annotations)
     return ToolSource(ToolFacts(hints=hints, known=True), upstream, "given with --annotations")
 
@@ -144,13 +174,73 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
     return cast(dict[str, Any], value)
 
 
+class _NeverHolds:
+    """The approval side of a peek: a dry look never waits for a human (``peek`` never calls these)."""
+
+    async def hold(self, decision: RequireApproval, call: GovernedCall) -> Settlement:
+        raise RuntimeError("helio policy test never holds a call")
+
+    async def hold_budget(
+        self, decision: Decision, call: GovernedCall, breached: list[dict[str, Any]]
+    ) -> Settlement:
+        raise RuntimeError("helio policy test never holds a call")
+
+
+def limits_view(config: HelioConfig, store: Store | None) -> LimitsGate:
+    """A limit gate whose local view holds the store's counters now (read only; empty without a store)."""
+    gate = LimitsGate(store or create_store(store_url(config.audit, config.store)), lambda: config)
+    if store is None:
+        return gate
+    budgets = gate._budgets(config)  # pyright: ignore[reportPrivateUsage]
+    known = store.read_sync(ledger.budget_epochs)
+    # A budget whose limit, currency, window or key changed starts a new (empty) epoch.
+    gate.epochs = {
+        b.name: known[b.name][0]
+        for b in budgets
+        if b.name in known and known[b.name][1] == b.fingerprint and known[b.name][2] is None
+    }
+    shapes = [*rule_shapes(config), *budget_shapes(config, gate.epochs)]
+    by_triple = {shape.triple: shape for shape in shapes}
+    now = gate.clock()
+
+    def job(conn: Any) -> list[ledger.BucketView]:
+        rows, _ = ledger.bucket_rows(conn, list(by_triple))
+        views: list[ledger.BucketView] = []
+        for row in rows:
+            shape = by_triple[(row.bucket.kind, row.bucket.owner, row.bucket.version)]
+            usage = ledger.bucket_usage(conn, shape.charge(row.bucket), row.started_at, now)
+            views.append(ledger.BucketView(row.bucket, shape.window, row.started_at, usage))
+        return views
+
+    gate.mirror.put(store.read_sync(job))
+    return gate
+
+
+def _held(config: HelioConfig, decision: RequireApproval) -> str:
+    route = decision.route
+    channel = route.channel if route is not None else "dashboard"
+    timeout = (route.timeout if route is not None else None) or config.approval.timeout
+    quorum = (route.quorum if route is not None else None) or config.approval.quorum
+    return f"held for approval (channel {channel!r}, timeout {int(seconds(timeout))}s, quorum {quorum})"
+
+
 def explain(
-    loaded: LoadedConfig, tool: str, args_json: str, source: ToolSource, session_id: str | None
+    loaded: LoadedConfig,
+    tool: str,
+    args_json: str,
+    source: ToolSource,
+    session_id: str | None,
+    store: Store | None = None,
 ) -> str:
-    """The decision, the matched rule and the JSON-RPC answer the agent would get, as text."""
+    """The decision, the matched rule and the JSON-RPC answer the agent would get, as text.
+
+    The ``Outcome: forwarded | blocked (<reason>) | held for approval (...) | dry run`` line is what
+    the running proxy would do with the call now.
+    """
     if not tool:
         raise PolicyTestInputError("--tool must not be empty")
     arguments = _json_object(args_json, "--args")
+    config = loaded.config
     tool_facts = source.facts
     call = CallFacts(tool=tool, arguments=arguments, upstream=source.upstream, session_id=session_id)
     # The proxy's session store is in another process, so gates are checked against an empty
@@ -158,9 +248,10 @@ def explain(
     # a gate needs is then listed in full, which is what the operator asked to see.
     state = SessionSnapshot(session_id=session_id or "")
     context = DecisionContext(tool=tool_facts, gates=SnapshotGates(state, now_ms=0))
-    decision = compile_policy(loaded.config).decide(call, context)
+    decision = compile_policy(config).decide(call, context)
     governed = GovernedCall(facts=call, identity=SessionIdentity(session_id), request_id=0)
-    enforced = FailClosedEnforcer().peek(decision, governed).decision
+    enforcer = GovernanceEnforcer(_NeverHolds(), limits_view(config, store))
+    enforced = enforcer.peek(decision, governed).decision
     hints = tool_facts.hints
     lines = [
         f"Tool: {tool}",
@@ -168,6 +259,12 @@ def explain(
         "Annotations: "
         + ", ".join(f"{name}={str(hints.get(name)).lower()}" for name in Hints.__dataclass_fields__),
         f"Annotations source: {source.source}",
+        "Limits: "
+        + (
+            f"the counters in {store.description} now (read only)"
+            if store is not None
+            else "no store yet: empty"
+        ),
         f"Decision: {decision.action} ({decision.reason})",
         "Matched rule: "
         + (
@@ -176,16 +273,25 @@ def explain(
             else "none (default)"
         ),
     ]
+    details: list[str] = []
     if isinstance(decision, DryRun):
-        lines.append(
+        details.append(
             "Result (dry run, nothing forwarded): " + json.dumps(simulation_report(decision, enforced))
         )
+        outcome = "dry run (nothing forwarded)"
     elif isinstance(enforced, Deny):
         if enforced is not decision:
-            lines.append(f"Enforced: blocked ({enforced.reason})")
+            details.append(f"Enforced: blocked ({enforced.reason})")
         message, data = block_feedback(enforced, tool)
         error = {"code": POLICY_BLOCKED, "message": message, "data": data}
-        lines.append("JSON-RPC error: " + json.dumps(error, indent=2))
+        details.append("JSON-RPC error: " + json.dumps(error, indent=2))
+        outcome = f"blocked ({enforced.reason})"
+    elif isinstance(decision, RequireApproval):
+        outcome = _held(config, decision)
+        details.append(f"Would be {outcome}; once approved, the limits allow it and it is forwarded.")
     else:
-        lines.append("Would be forwarded upstream.")
+        details.append("Would be forwarded upstream.")
+        outcome = "forwarded"
+    lines.append(f"Outcome: {outcome}")
+    lines.extend(details)
     return "\n".join(lines)

@@ -54,7 +54,9 @@ from helio_proxy.store.tables import AUDIT_RECORDS
 PAGE_SIZE: Final = 5000
 """Records read per query."""
 
-GATE_REASONS: Final = frozenset({"evidence_missing", "evidence_expired", "dependency_missing"})
+GATE_REASONS: Final = frozenset(
+    {"evidence_missing", "evidence_mismatch", "evidence_expired", "dependency_missing"}
+)
 DEFAULT_RULE: Final = "(default)"
 """How calls no rule matched are named in the per-rule summary."""
 
@@ -89,11 +91,13 @@ class _RecordedGates:
 
     result: GateResult
 
-    def check(self, tool: str, rule: Rule | None) -> GateResult:
+    def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult:
         return self.result
 
 
 _MET = _RecordedGates(PASSED)
+_RECORDED_MET = _RecordedGates(PASSED)
+"""A gate the record says was met (``evidence_chain.gate.passed``), as opposed to one assumed met."""
 
 
 def _object(text: str | None) -> dict[str, Any] | None:
@@ -118,14 +122,21 @@ _UNRESOLVED: Final = SnapshotGates(None, now_ms=0)
 def _gates(row: Mapping[str, Any], session_id: str | None) -> GateChecker:
     if session_id is None:
         return _UNRESOLVED
-    if row["block_reason"] not in GATE_REASONS:
-        return _MET
     gate = (_object(row["evidence_chain"]) or {}).get("gate")
     found = cast(dict[str, Any], gate) if isinstance(gate, dict) else {}
+    if row["block_reason"] not in GATE_REASONS:
+        # An allowed gated call records what met its gate: then it is known, not assumed.
+        return _RECORDED_MET if found.get("passed") is True else _MET
+    mismatched = found.get("mismatched_evidence")
     return _RecordedGates(
         GateResult(
             missing_evidence=_names(found.get("missing_evidence")),
             expired_evidence=_names(found.get("expired_evidence")),
+            mismatched_evidence=tuple(
+                cast(dict[str, Any], m) for m in cast(list[Any], mismatched) if isinstance(m, dict)
+            )
+            if isinstance(mismatched, list)
+            else (),
             missing_dependencies=_names(found.get("missing_dependencies")),
         )
     )

@@ -6,8 +6,9 @@ Each server in the client's file is rewritten so its calls pass through Helio:
   (its ``env``, ``cwd`` and other keys are kept, so the server starts as before, under Helio);
 * a remote server becomes an upstream of a generated ``helio.yaml``, mounted at ``/mcp/<name>``
   (``/sse/<name>`` for a legacy SSE server), and the client's entry points there. Its
-  ``Authorization`` header stays with the client (the proxy forwards it); other static headers
-  move to the upstream.
+  ``Authorization`` header stays with the client, and the upstream gets
+  ``forward_authorization: true`` so the proxy relays it (it is not relayed by default); other
+  static headers move to the upstream.
 
 The original file is copied byte for byte to ``<file>.helio-backup`` before the first rewrite
 (a later run keeps that first backup), and ``--undo`` puts it back. The rewritten file is JSON in
@@ -197,6 +198,7 @@ class _Rewriter:
         kept = {k: v for k, v in headers.items() if k.lower() == KEPT_HEADER}
         if kept:
             new["headers"] = kept
+            upstream["forward_authorization"] = True
         else:
             new.pop("headers", None)
         self.plan.mounted.append((label, mount))

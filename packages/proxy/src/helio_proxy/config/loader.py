@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from helio_proxy.config.digest import config_digest
+from helio_proxy.config.lint import lint
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.errors import ConfigError
 
@@ -51,6 +52,8 @@ class LoadedConfig:
     """The environment variables the file names as ``${VAR}`` (withheld from stdio upstreams)."""
     file_sha256: str = ""
     """Digest of the file's bytes (a reload of unchanged bytes does nothing)."""
+    lint: tuple[str, ...] = ()
+    """The rule warnings of :func:`~helio_proxy.config.lint.lint`, with file and line (also in ``warnings``)."""
 
 
 def format_path(path: PathKey) -> str:
@@ -260,12 +263,14 @@ def load_config_text(
     replace: Mapping[str, Any] | None = None,
 ) -> LoadedConfig:
     """Validate config text read from ``path`` (or made up for it): a :class:`LoadedConfig`."""
-    config, used = _parse(text, str(path), env, replace)
+    config, used, data, index = _parse(text, str(path), env, replace)
+    found = lint(config, data, str(path), index.line_for)
     return LoadedConfig(
         config=config,
         path=Path(path),
         sha256=config_digest(config),
-        warnings=config.warnings(),
+        warnings=[*config.warnings(), *found],
+        lint=tuple(found),
         replaced=replace,
         referenced_env=frozenset(used),
         file_sha256=hashlib.sha256(text.encode()).hexdigest(),
@@ -274,8 +279,9 @@ def load_config_text(
 
 def _parse(
     text: str, source: str, env: Mapping[str, str] | None, replace: Mapping[str, Any] | None
-) -> tuple[HelioConfig, set[str]]:
-    """The validated config and the environment variables substituted into it."""
+) -> tuple[HelioConfig, set[str], dict[str, Any], _LineIndex]:
+    """The validated config, the environment variables substituted into it, the data it was
+    validated from and the file's line index."""
     environ = os.environ if env is None else env
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -300,7 +306,7 @@ def _parse(
         if value is not None:
             data[key] = value
     try:
-        return HelioConfig.model_validate(data), used
+        return HelioConfig.model_validate(data), used, data, index
     except ValidationError as exc:
         raise _first_error(exc, data, index) from None
 

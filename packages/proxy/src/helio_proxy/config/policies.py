@@ -159,17 +159,60 @@ class ApprovalRoute(ConfigModel):
     """Overrides ``approval.quorum`` for this rule: distinct approvers needed."""
 
 
+class EvidenceItem(ConfigModel):
+    """One required piece of evidence, bound to the tool that produced it and to the governed call.
+
+    A plain string item (``requires: [order_data]``) is the same as ``{key: order_data}``.
+    """
+
+    key: str = Field(min_length=1)
+    """The evidence key that must be present and unexpired in the session."""
+
+    from_: str | None = Field(default=None, alias="from")
+    """Tool whose call the evidence must come from: the tool of the call its ``call_id`` names (or,
+    unbound, the tool the SDK named when marking it; proxy-produced evidence names its own call)."""
+
+    match: dict[str, str] | None = None
+    """Governed call argument path → the source call's argument path; the values must be equal
+    (e.g. ``{"$.order_id": "$.order_id"}``). Needs evidence bound to a call the proxy forwarded."""
+
+    match_data: dict[str, str] | None = None
+    """Governed call argument path → path in the evidence data; the values must be equal."""
+
+    verified: bool | None = None
+    """Only accept evidence the proxy verified (overrides the requirement's ``verified`` for this item)."""
+
+    @field_validator("match", "match_data")
+    @classmethod
+    def _paths(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        from helio_proxy.policy.jsonpath import parse_path  # the policy package imports these models
+
+        for left, right in (value or {}).items():
+            parse_path(left)
+            parse_path(right)
+        return value
+
+
 class EvidenceRequirement(ConfigModel):
     """Evidence a call needs, or produces."""
 
-    requires: list[str] = Field(default_factory=list[str])
-    """Evidence keys that must be present and unexpired in the session."""
+    requires: list[str | EvidenceItem] = Field(default_factory=list[str | EvidenceItem])
+    """Evidence the call needs: keys, or items binding a key to its source tool and the call's arguments."""
 
     produces: str | None = None
     """Record this evidence key automatically when a matching call succeeds upstream."""
 
     verified: bool = False
-    """Only accept evidence the proxy verified (produced by it, or marked with the ``call_id`` of a call it forwarded)."""
+    """Only accept evidence the proxy verified (produced by it, or marked with the ``call_id`` of a
+    successful call it forwarded); an item's own ``verified`` overrides it."""
+
+    def items(self) -> tuple[EvidenceItem, ...]:
+        """Every requirement as an :class:`EvidenceItem` (plain keys become ``{key: ...}``), first one per key."""
+        out: dict[str, EvidenceItem] = {}
+        for item in self.requires:
+            value = EvidenceItem(key=item) if isinstance(item, str) else item
+            out.setdefault(value.key, value)
+        return tuple(out.values())
 
     ttl: DurationField = Duration("5m")
     """Lifetime of evidence recorded through ``produces``."""
@@ -209,7 +252,7 @@ class Limits(ConfigModel):
     """Calls allowed per window (``rate_limit``)."""
 
     window: DurationField | None = None
-    """Sliding window for ``max_calls``."""
+    """Sliding window for ``max_calls`` (``rate_limit`` only: a ``spend_limit``'s window is ``max_spend.window``)."""
 
     key: LimitKey = "tool"
     """What calls are counted per: ``tool``, ``session``, ``agent`` or ``sender_id``."""

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from helio_proxy.config.approval import ApprovalConfig, DashboardChannel
 from helio_proxy.config.base import ConfigModel
 from helio_proxy.config.budgets import BudgetConfig
+from helio_proxy.config.data_plane import DataPlaneConfig
 from helio_proxy.config.durations import seconds
 from helio_proxy.config.policies import ApprovalRoute, Match, PoliciesConfig, Rule
 from helio_proxy.config.sections import (
@@ -74,6 +75,9 @@ class HelioConfig(ConfigModel):
 
     sdk: SdkConfig = Field(default_factory=SdkConfig)
     """SDK sideband."""
+
+    data_plane: DataPlaneConfig = Field(default_factory=DataPlaneConfig)
+    """Schema enforcement, unknown-tool refusal and content scanning of tool calls and results."""
 
     @model_validator(mode="before")
     @classmethod

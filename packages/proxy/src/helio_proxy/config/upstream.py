@@ -8,6 +8,7 @@ from typing import Final, Literal
 from pydantic import Field, field_validator, model_validator
 
 from helio_proxy.config.base import ConfigModel, Secret
+from helio_proxy.config.data_plane import CredentialsConfig, DataPlaneChecks
 from helio_proxy.config.durations import Duration, DurationField
 
 RESERVED_UPSTREAM_HEADERS: Final = frozenset(
@@ -65,7 +66,17 @@ class UpstreamConfig(ConfigModel):
     """How long the upstream may stay silent on one request before the client gets ``-32603`` (``failure_reason: timeout``)."""
 
     forward_headers: list[str] = Field(default_factory=list[str])
-    """Client request headers to pass upstream; names must start with ``x-``. ``authorization`` is always forwarded."""
+    """Client request headers to pass upstream; names must start with ``x-`` (see ``forward_authorization``)."""
+
+    forward_authorization: bool = False
+    """Pass the agent's own ``Authorization`` header upstream. Off by default: the agent's token is
+    for the proxy, and the upstream's credential is ``credentials``."""
+
+    credentials: CredentialsConfig | None = None
+    """The credential the proxy presents to this upstream (from the environment or a file, or OAuth)."""
+
+    data_plane: DataPlaneChecks = Field(default_factory=DataPlaneChecks)
+    """Data-plane check modes for this upstream (over ``data_plane``; unset keys inherit)."""
 
     headers: Secret[dict[str, str]] = Field(default_factory=dict[str, str])
     """Static headers added to every upstream request (override the client's); ``${VAR}`` allowed."""
@@ -125,6 +136,12 @@ class UpstreamConfig(ConfigModel):
             raise ValueError("'env' is for transport 'stdio' (a command the proxy starts)")
         if self.transport != "stdio" and self.url.startswith("stdio://"):
             raise ValueError(f"url {self.url!r} is a stdio placeholder but transport is {self.transport!r}")
+        if self.credentials is not None:
+            stdio = self.transport == "stdio"
+            if stdio != (self.credentials.type == "env"):
+                raise ValueError(
+                    "credentials of type 'env' are for stdio upstreams, and stdio upstreams take only type 'env'"
+                )
         if self.protocol_version == "2026-07-28" and self.transport != "streamable-http":
             raise ValueError("protocol_version '2026-07-28' needs transport 'streamable-http'")
         return self

@@ -19,7 +19,7 @@ def evidence_allowlist(config: HelioConfig) -> frozenset[str]:
         key
         for _, _, rule in config.all_rules()
         if rule.evidence is not None
-        for key in rule.evidence.requires
+        for key in (item.key for item in rule.evidence.items())
     )
 
 

@@ -73,7 +73,7 @@ class InMemorySessionStore:
         session = self._writable(session_id)
         call = session.calls_by_id.get(call_id) if call_id is not None else None
         verified = call is not None and call.tool_name == tool_name and call.succeeded
-        return self._put(session, evidence_key, data, tool_name, ttl_seconds, call_id, verified, False)
+        return self._put(session, evidence_key, data, tool_name, ttl_seconds, call_id, verified, False, call)
 
     async def record_produced(
         self,
@@ -83,18 +83,21 @@ class InMemorySessionStore:
         result_digest: str,
         ttl_seconds: float,
         tool_name: str,
+        *,
+        arguments: Any = None,
     ) -> EvidenceEntry:
         session = self._writable(session_id)
         data = {"result_digest": result_digest}
-        return self._put(session, evidence_key, data, tool_name, ttl_seconds, call_id, True, True)
+        source = CompletedCall(tool_name, session.last_write_ms, True, call_id, arguments)
+        return self._put(session, evidence_key, data, tool_name, ttl_seconds, call_id, True, True, source)
 
     async def record_call(
-        self, session_id: str, tool_name: str, call_id: str, succeeded: bool
+        self, session_id: str, tool_name: str, call_id: str, succeeded: bool, *, arguments: Any = None
     ) -> CompletedCall:
         session = self._writable(session_id)
         if tool_name not in session.called and len(session.called) >= self.limits.max_tools_per_session:
             raise StoreCapacityError("max_tools_per_session", self.limits.max_tools_per_session)
-        call = CompletedCall(tool_name, session.last_write_ms, succeeded, call_id)
+        call = CompletedCall(tool_name, session.last_write_ms, succeeded, call_id, arguments)
         session.calls.append(call)
         session.calls_by_id[call_id] = call
         while len(session.calls) > self.limits.max_calls_kept:
@@ -180,13 +183,26 @@ class InMemorySessionStore:
         call_id: str | None,
         verified: bool,
         produced: bool,
+        source: CompletedCall | None = None,
     ) -> EvidenceEntry:
         now = session.last_write_ms
         if key not in session.evidence and key not in session.expired:
             self._check_keys(len(session.evidence) + len(session.expired))
         self._resize(session, ("e", key), encoded_size(data))
         expires_at = now + int(ttl_seconds * 1000)
-        entry = EvidenceEntry(key, data, tool_name, now, expires_at, verified, call_id, produced)
+        entry = EvidenceEntry(
+            key,
+            data,
+            tool_name,
+            now,
+            expires_at,
+            verified,
+            call_id,
+            produced,
+            source_tool=source.tool_name if source is not None else None,
+            source_arguments=source.arguments if source is not None else None,
+            source_succeeded=source.succeeded if source is not None else False,
+        )
         session.evidence[key] = entry
         session.expired.pop(key, None)
         return entry

@@ -36,6 +36,17 @@ class EvidenceEntry:
     call_id: str | None = None
     produced: bool = False
     """Recorded by the proxy itself through a rule's ``evidence.produces``."""
+    source_tool: str | None = None
+    """The tool of the forwarded call ``call_id`` names (``None`` when it names no call the proxy saw)."""
+    source_arguments: Any = None
+    """That call's arguments, which ``match`` bindings compare with the governed call's."""
+    source_succeeded: bool = False
+    """Whether that call succeeded (no JSON-RPC error, no ``isError: true``)."""
+
+    @property
+    def bound(self) -> bool:
+        """Whether ``call_id`` names a call the proxy forwarded in this session."""
+        return self.source_tool is not None
 
     def live(self, now_ms: int) -> bool:
         return now_ms < self.expires_at
@@ -52,6 +63,8 @@ class CompletedCall:
     timestamp: int
     succeeded: bool
     call_id: str
+    arguments: Any = None
+    """The call's arguments as forwarded (``None`` when it sent none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,13 +39,15 @@ class EvidenceService:
         self.index = CurrentEvidenceIndex(config)
         self._clock = clock
 
-    async def check(self, tool_name: str, rule: Rule | None, identity: SessionIdentity) -> GateResult:
+    async def check(
+        self, tool_name: str, rule: Rule | None, identity: SessionIdentity, arguments: Any = None
+    ) -> GateResult:
         """The gate result of a call of ``tool_name`` matched by ``rule`` (``None``: no rule matched).
 
         Every call should be checked, not only rule gates: SDK-declared prerequisites apply to
         any tool of the session.
         """
-        requirements = GateRequirements.for_call(tool_name, rule, self.index.get().producers)
+        requirements = GateRequirements.for_call(tool_name, rule, self.index.get().producers, arguments)
         if identity.session_id is None:
             return check_gates(requirements, None, to_ms(self._clock()))
         state = await self.store.snapshot(identity.session_id)
@@ -58,6 +60,7 @@ class EvidenceService:
         identity: SessionIdentity,
         call_id: str,
         response: Any,
+        arguments: Any = None,
     ) -> bool:
         """Record a forwarded call and, when it succeeded, the evidence ``rule`` produces.
 
@@ -70,7 +73,7 @@ class EvidenceService:
             return True
         succeeded = call_succeeded(response)
         try:
-            await self.store.record_call(session_id, tool_name, call_id, succeeded)
+            await self.store.record_call(session_id, tool_name, call_id, succeeded, arguments=arguments)
             produces = rule.evidence if rule is not None else None
             if succeeded and produces is not None and produces.produces:
                 await self.store.record_produced(
@@ -80,6 +83,7 @@ class EvidenceService:
                     result_digest(response),
                     seconds(produces.ttl),
                     tool_name,
+                    arguments=arguments,
                 )
         except StoreCapacityError as exc:
             log.warning("session %r: call %s not recorded: %s", session_id, call_id, exc)

@@ -75,7 +75,8 @@ class SessionStore(Protocol):
         """Store (or replace) SDK-marked evidence.
 
         It is ``verified`` only when ``call_id`` names a call of ``tool_name`` recorded in this
-        session with :meth:`record_call` that succeeded.
+        session with :meth:`record_call` that succeeded. Whatever call ``call_id`` names, its tool,
+        arguments and outcome are kept on the entry (``source_*``) for rule bindings.
         """
         ...
 
@@ -87,6 +88,8 @@ class SessionStore(Protocol):
         result_digest: str,
         ttl_seconds: float,
         tool_name: str,
+        *,
+        arguments: Any = None,
     ) -> EvidenceEntry:
         """Store evidence the proxy saw itself (a rule's ``evidence.produces``); always verified.
 
@@ -96,9 +99,9 @@ class SessionStore(Protocol):
         ...
 
     async def record_call(
-        self, session_id: str, tool_name: str, call_id: str, succeeded: bool
+        self, session_id: str, tool_name: str, call_id: str, succeeded: bool, *, arguments: Any = None
     ) -> CompletedCall:
-        """Remember a forwarded ``tools/call`` and whether it succeeded."""
+        """Remember a forwarded ``tools/call``, its arguments and whether it succeeded."""
         ...
 
     async def put_context(self, session_id: str, key: str, value: Any) -> None:

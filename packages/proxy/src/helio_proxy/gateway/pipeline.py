@@ -17,16 +17,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
 from helio_proxy.audit import Auditor, CallAudit
+from helio_proxy.dataplane import DataPlane, ResultCheck
+from helio_proxy.dataplane.replies import with_arguments, with_result
 from helio_proxy.errors import UpstreamError
 from helio_proxy.evidence import EvidenceService, to_ms
 from helio_proxy.gateway.agreement import Mismatch, header_mismatch
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
-from helio_proxy.gateway.completion import CompletionRecorder
+from helio_proxy.gateway.completion import CompletionRecorder, gate_audit
 from helio_proxy.gateway.enforcement import (
     Enforcer,
     FailClosedEnforcer,
     GovernedCall,
     Settlement,
+    merge_audit,
     settle_reservations,
 )
 from helio_proxy.gateway.eras import pin_refusal
@@ -67,8 +70,11 @@ class Gateway:
         upstream_name: str | None = None,
         protocol_pin: str = "auto",
         clock: Callable[[], float] = time.time,
+        dataplane: DataPlane | None = None,
     ) -> None:
         self.upstream = upstream
+        self.dataplane = dataplane
+        """Schema checks, unknown tools, content scanning (``None``: none of them, relay-only tests)."""
         self.auditor = auditor or Auditor(None)
         """Turns each governed call into one audit record (a no-op auditor without a store)."""
         self.snapshots = snapshots
@@ -197,6 +203,32 @@ class Gateway:
             upstream=self.upstream_name,
             session_id=identity.session_id,
         )
+        data_plane: dict[str, Any] = {}
+        if self.dataplane is not None:
+            checked = await self.dataplane.check_call(snapshot.config, call.name, call.arguments)
+            data_plane = checked.audit
+            if checked.deny is not None:
+                self._record(CallOutcome(call.name, checked.deny, checked.deny, None, snapshot.loaded.sha256))
+                reply = block_reply(call, checked.deny)
+                audit.block(
+                    session_id=identity.session_id,
+                    session_source=identity.source,
+                    metadata=data_plane,
+                    **_audit_fields(checked.deny, told=reply.payload["error"]["data"]),
+                )
+                return await _settled(audit, reply)
+            if checked.arguments is not None:
+                call = dataclasses.replace(
+                    call,
+                    arguments=checked.arguments,
+                    inbound=dataclasses.replace(
+                        call.inbound, message=with_arguments(call.inbound.message, checked.arguments)
+                    ),
+                )
+                facts = dataclasses.replace(facts, arguments=checked.arguments)
+                audit.decide(tool_input=checked.arguments)
+            if data_plane:
+                audit.decide(metadata=data_plane)
         gates = await self._session_gates(identity)
         context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
         decision = snapshot.policy.decide(facts, context)
@@ -208,7 +240,7 @@ class Gateway:
             facts=facts,
             identity=identity,
             request_id=call.request_id,
-            raw=inbound.message.raw,
+            raw=call.inbound.message.raw,
             config_sha256=snapshot.loaded.sha256,
             audit_id=str(audit.record_id),
         )
@@ -247,13 +279,17 @@ class Gateway:
             reply = block_reply(call, settled)
             audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]), **settlement.audit)
             return await _settled(audit, reply)
-        audit.decide(**_audit_fields(decision), **settlement.audit)
+        audit.decide(**merge_audit(_audit_fields(decision), settlement.audit))
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
+        result_check = self._result_check(snapshot.config, call.name, audit, data_plane)
+        if result_check is not None:
+            # First: what the audit, limits and evidence see of the answer is what the agent gets.
+            observe = _both(result_check.observe, observe)
         if self.evidence is not None:
             index = decision.rule_index
             rule = snapshot.config.policies.rules[index] if index is not None and decision.rule else None
-            recorder = CompletionRecorder(self.evidence, call.name, rule, identity)
+            recorder = CompletionRecorder(self.evidence, call.name, rule, identity, facts.arguments)
             observe = _both(observe, recorder.observe)
         try:
             reply = await self.forward(call.inbound, observe=observe)
@@ -261,12 +297,28 @@ class Gateway:
             # Whatever the observer has not settled (an exception, a cancelled forward) is charged:
             # the upstream may have run the call.
             await settlement.delivered()
+        if result_check is not None:
+            reply = with_result(reply, result_check)
         if recorder is not None:
             if isinstance(reply, StreamReply):
                 reply = StreamReply(reply.status, recorder.relay(reply.chunks), reply.headers)
             else:
                 await recorder.flush()
+                reply = recorder.stamp(reply)  # the call id in result._meta (io.gethelio/call-id)
         return await _settled(audit, reply)
+
+    def _result_check(
+        self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any]
+    ) -> ResultCheck | None:
+        """The data plane's after-answer check of a forwarded call, recording into ``audit``."""
+        if self.dataplane is None:
+            return None
+
+        def record(facts: dict[str, Any], reason: str | None) -> None:
+            earlier: dict[str, Any] = dict(before.get("data_plane") or {})
+            audit.decide(metadata={"data_plane": {**earlier, **facts}}, block_reason=reason)
+
+        return self.dataplane.result_check(config, tool, record)
 
     def _cancel_held(self, inbound: Inbound) -> None:
         """``notifications/cancelled`` for a call still held (approval, limits): stop holding it.
@@ -309,6 +361,8 @@ class Gateway:
         tools = cast(dict[str, Any], result).get("tools")
         if isinstance(tools, list):
             self.note_drift(self.baselines.observe(cast(list[Any], tools)))
+            if self.dataplane is not None:
+                self.dataplane.inventory.observe(cast(list[Any], tools))
 
     def note_drift(self, events: list[DriftEvent]) -> None:
         """Report drift state changes: a log line each, then every drift observer (the audit trail)."""
@@ -486,13 +540,10 @@ def _audit_fields(decision: Decision, *, told: dict[str, Any] | None = None) -> 
         "matched_rule_index": decision.rule_index,
         "flagged_destructive": decision.flagged_destructive,
     }
+    if decision.gate is not None:
+        fields["evidence_chain"] = {"gate": gate_audit(decision.gate, told)}
     if isinstance(decision, Deny):
         fields["block_reason"] = decision.reason
-        if decision.gate is not None:
-            gate = decision.gate.feedback_fields()
-            if told is not None:
-                gate["suggestion"] = told.get("suggestion", gate.get("suggestion"))
-            fields["evidence_chain"] = {"gate": gate}
         if decision.drifted_aspects:
             fields["evidence_chain"] = {"tool_drift": {"drifted_aspects": list(decision.drifted_aspects)}}
     return fields

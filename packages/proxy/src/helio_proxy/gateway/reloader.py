@@ -94,7 +94,8 @@ def reload_snapshot(snapshots: Snapshots, path: Path, *, approvals: bool = False
             config=config,
             path=loaded.path,
             sha256=config_digest(config),  # of the merged config: what is in force
-            warnings=config.warnings(),
+            warnings=[*config.warnings(), *loaded.lint],
+            lint=loaded.lint,
             replaced=loaded.replaced,
             referenced_env=loaded.referenced_env,
             file_sha256=loaded.file_sha256,
@@ -111,6 +112,7 @@ def reload_snapshot(snapshots: Snapshots, path: Path, *, approvals: bool = False
     ]
     policies = config.policies
     lines.append(f"Policy reloaded: {len(policies.rules)} rules (default: {policies.default})")
+    lines.extend(f"Warning: {warning}" for warning in loaded.lint)  # rules that cannot work (config.lint)
     lines.extend(
         f"Warning: {warning}" for warning in fail_closed_warnings(config, approvals=approvals, limits=True)
     )

@@ -193,12 +193,14 @@ def session_unresolved(decision: Limited, unresolved: Unresolved) -> Deny:
 
 
 def limits_unavailable(decision: Limited) -> Deny:
-    """The store could not be reached: the call is blocked, never let through unchecked."""
+    """The store could not be reached: the call is blocked, never let through unchecked.
+
+    The cause is temporary, so the reason says so (``store_unavailable``) and a retry is allowed."""
     return _deny(
         decision,
-        "limits_unavailable",
+        "store_unavailable",
         decision.action,
-        retry=False,
+        retry=True,
         own=False,
         details=None,
     )

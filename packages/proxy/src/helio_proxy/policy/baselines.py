@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
 from helio_proxy.policy.drift import DUPLICATE, drifted_aspects, fingerprint
-from helio_proxy.policy.facts import UNKNOWN_TOOL, Hints, ToolFacts
+from helio_proxy.policy.facts import PENDING_TOOL, UNKNOWN_TOOL, Hints, ToolFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,7 @@ class BaselineCache:
             return found
         baseline = self.store.get(name)
         if baseline is None:
-            return UNKNOWN_TOOL
+            return UNKNOWN_TOOL if self.primed else PENDING_TOOL
         facts = ToolFacts(hints=baseline.hints, known=True)
         self._facts[name] = facts
         return facts

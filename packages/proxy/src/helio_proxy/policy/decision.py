@@ -51,6 +51,10 @@ class _Decision:
     drifted_aspects: tuple[str, ...] = ()
     """The tool's definition changed (``on_tool_drift: log`` let the call through, or it was blocked)."""
 
+    gate: GateResult | None = None
+    """The gate check of the matched rule: what is unmet (a ``Deny``), or what met it (any other
+    decision of a gate rule, for the audit record)."""
+
     action: ClassVar[str]
 
     @property
@@ -75,9 +79,6 @@ class Deny(_Decision):
     retry_allowed: bool = False
     policy_reason: str | None = None
     """For ``policy_denied``: ``rule_deny``, ``default_deny`` or ``session_unresolved``."""
-
-    gate: GateResult | None = None
-    """For a gate block: what is unmet (rendered by the evidence module's ``feedback_fields``)."""
 
     details: Mapping[str, Any] | None = None
     """Reason-specific feedback fields added to the block's ``data`` as they are (limits:

@@ -29,7 +29,7 @@ from helio_proxy.policy.decision import (
     RequireApproval,
     SpendLimit,
 )
-from helio_proxy.policy.facts import CallFacts, DecisionContext, Hints
+from helio_proxy.policy.facts import PERMISSIVE_HINTS, CallFacts, DecisionContext, Hints
 from helio_proxy.policy.gates import EMPTY_SESSION
 from helio_proxy.policy.matchers import Predicate, compile_match, static_filter
 
@@ -138,13 +138,16 @@ def _rule_decision(compiled: CompiledRule) -> Decision:
             )
 
 
-def _gate(compiled: CompiledRule | None, decision: Decision, tool: str, context: DecisionContext) -> Decision:
+def _gate(
+    compiled: CompiledRule | None, decision: Decision, call: CallFacts, context: DecisionContext
+) -> Decision:
     if decision.blocks:
         return decision
     rule = compiled.rule if compiled is not None else None
-    result = (context.gates or EMPTY_SESSION).check(tool, rule)
+    result = (context.gates or EMPTY_SESSION).check(call.tool, rule, call.arguments)
     if result.passed:
-        return decision
+        # What satisfied the gate goes to the audit record with the decision.
+        return replace(decision, gate=result) if result.satisfied else decision
     return Deny(
         rule=compiled.name if compiled is not None else None,
         rule_index=compiled.index if compiled is not None else None,
@@ -189,6 +192,20 @@ class CompiledPolicy:
         """The decision for ``call``; the same inputs always give the same decision."""
         tool = context.tool
         decision, compiled = self._evaluate(call, tool.hints)
+        if tool.pending and isinstance(decision, Deny):
+            # Blocked only because the tool's annotations are not known yet? Then say so: the
+            # agent may retry once the proxy has listed the upstream's tools.
+            other, _ = self._evaluate(call, PERMISSIVE_HINTS)
+            if not other.blocks:
+                return self._finish(
+                    Deny(
+                        reason="baselines_unavailable",
+                        rule=decision.rule,
+                        rule_index=decision.rule_index,
+                        blocked_action=decision.blocked_action,
+                        retry_allowed=True,
+                    )
+                )
         if tool.drifted:
             if self.on_tool_drift == "log":
                 if tool.current_hints is not None and tool.current_hints != tool.hints:
@@ -203,7 +220,7 @@ class CompiledPolicy:
                         Deny(reason="tool_definition_drift", drifted_aspects=aspects, retry_allowed=False)
                     )
                 decision = RequireApproval(reason="tool_definition_drift", drifted_aspects=aspects)
-        return self._finish(_gate(compiled, decision, call.tool, context))
+        return self._finish(_gate(compiled, decision, call, context))
 
     def _finish(self, decision: Decision) -> Decision:
         if self.dry_run and not isinstance(decision, DryRun):
@@ -225,7 +242,7 @@ class CompiledPolicy:
         compiled = self._shadow.first_match(call, context.tool.hints)
         if compiled is None:
             return None
-        return _gate(compiled, _rule_decision(compiled), call.tool, context)
+        return _gate(compiled, _rule_decision(compiled), call, context)
 
 
 def _with_drift(decision: Decision, aspects: tuple[str, ...]) -> Decision:

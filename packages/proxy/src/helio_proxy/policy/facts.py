@@ -62,12 +62,21 @@ class ToolFacts:
     current_hints: Hints | None = None
     """Hints of the changed definition, when it drifted."""
 
+    pending: bool = False
+    """Unknown because the upstream's tools have not been listed yet (it may be down): a block that
+    only the MCP defaults cause is then temporary (``baselines_unavailable``, retry allowed)."""
+
     @property
     def drifted(self) -> bool:
         return bool(self.drifted_aspects)
 
 
 UNKNOWN_TOOL = ToolFacts()
+PENDING_TOOL = ToolFacts(pending=True)
+"""A tool the proxy knows nothing about because it has not listed the upstream's tools yet."""
+
+PERMISSIVE_HINTS = Hints(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+"""The most permissive hints: what a pending tool might turn out to have."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +97,11 @@ class GateChecker(Protocol):
     """Whether the call's session meets its gates, from state read before ``decide()``.
 
     ``rule`` is the first matching rule (``None`` when none matched: the session's SDK-declared
-    prerequisites of the tool still apply). See :mod:`helio_proxy.policy.gates`.
+    prerequisites of the tool still apply); ``arguments`` are the call's, which evidence bindings
+    (``match``) compare with the evidence's source. See :mod:`helio_proxy.policy.gates`.
     """
 
-    def check(self, tool: str, rule: Rule | None) -> GateResult: ...
+    def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ reason                                      extra fields
 ``policy_denied`` (no session id, gated)    ``policy_reason: session_unresolved``
 ``approval_unavailable``,                   none
 ``limits_unavailable``
+``baselines_unavailable``,                  none; ``retry_allowed: true`` (temporary: the upstream's
+``store_unavailable``                       tools not listed yet / the shared store unreachable)
+``evidence_mismatch``                       ``mismatched_evidence`` (+ the evidence lists above)
 ``rate_limited``                            ``current_calls``, ``max_calls``, ``window_seconds``, ``reset_at``
 ``spend_limited``                           ``current_spend``, ``max_spend``, ``attempted_amount``, ``currency``,
                                             ``window_seconds``, ``reset_at``; or ``invalid_amount``, ``field``
@@ -45,7 +48,10 @@ BLOCK_REASONS: Final = (
     "tool_definition_drift",
     "evidence_missing",
     "evidence_expired",
+    "evidence_mismatch",
     "dependency_missing",
+    "baselines_unavailable",
+    "store_unavailable",
     "approval_unavailable",
     "limits_unavailable",
     "rate_limited",
@@ -72,6 +78,14 @@ SUGGESTIONS: Final = {
     "limits_unavailable": (
         "This call is governed by a rate or spend limit that this proxy cannot enforce right now; ask an operator."
     ),
+    "baselines_unavailable": (
+        "Retry in a few seconds: the proxy has not learned this tool's annotations from the upstream yet "
+        "(it may be starting or unreachable), and the policy depends on them."
+    ),
+    "store_unavailable": (
+        "Retry in a few seconds: the proxy's shared store is unreachable, so the limits of this call "
+        "cannot be checked right now."
+    ),
     "rate_limited": "Wait until reset_at, then retry the call.",
     "spend_limited": "Wait until reset_at for room in the spend window, or retry with a smaller amount.",
     "budget_exceeded": (
@@ -93,9 +107,29 @@ SUGGESTIONS: Final = {
         "The call was not forwarded. Retry the identical call once the proxy is back: an approval "
         "given meanwhile releases it."
     ),
+    "invalid_arguments": (
+        "Fix the arguments listed in errors (each names its JSON path and what the tool's inputSchema "
+        "expects), then call again."
+    ),
+    "tool_not_found": "Call tools/list and use one of the tools the server lists; do not retry this name.",
+    "sensitive_content": (
+        "Remove the secret or personal data found at the listed paths, then call again if the call still makes sense."
+    ),
 }
 
 INVALID_AMOUNT_SUGGESTION: Final = "Retry with the amount as a non-negative JSON number (not a string)."
+
+FINAL_SUGGESTIONS: Final = {
+    "spend_limited": (
+        "Waiting does not help: this amount alone is over the spend limit (max_spend). Retry with a "
+        "smaller amount, or ask an operator."
+    ),
+    "budget_exceeded": (
+        "Waiting does not help: the amount is over what the budget can ever hold in its window (or the "
+        "window is the whole session). Use a smaller amount or ask an operator to raise the budget."
+    ),
+}
+"""Suggestions for limit blocks that cannot clear by waiting (``retry_allowed: false``)."""
 
 _INVALID_AMOUNT: Final = {
     "missing": "is missing",
@@ -105,7 +139,14 @@ _INVALID_AMOUNT: Final = {
 }
 
 LIMIT_REASONS: Final = frozenset(
-    {"limits_unavailable", "rate_limited", "spend_limited", "budget_exceeded", "session_unresolved"}
+    {
+        "limits_unavailable",
+        "store_unavailable",
+        "rate_limited",
+        "spend_limited",
+        "budget_exceeded",
+        "session_unresolved",
+    }
 )
 """Block reasons that mean a limit or budget stopped the call (``limits_ok: false`` in a dry run)."""
 
@@ -124,6 +165,15 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
         case "limits_unavailable":
             return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
+        case "baselines_unavailable":
+            return (
+                f"Tool {tool!r} is blocked for now: its annotations are not known yet (the upstream's "
+                "tools have not been listed), and the policy depends on them."
+            )
+        case "store_unavailable":
+            return (
+                f"Tool {tool!r} is blocked for now: the store that holds its limits ({rule}) is unreachable."
+            )
         case "rate_limited" | "spend_limited" | "budget_exceeded" | "session_unresolved":
             return _limit_message(decision, tool, rule)
         case "approval_denied":
@@ -139,6 +189,13 @@ def _message(decision: Deny, tool: str) -> str:
             )
         case "shutdown_cancelled":
             return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
+        case "invalid_arguments":
+            count = len((decision.details or {}).get("errors") or [])
+            return f"Tool {tool!r} was not called: {count} argument(s) do not match its inputSchema."
+        case "tool_not_found":
+            return f"Tool {tool!r} is not listed by the server; it was not called."
+        case "sensitive_content":
+            return f"Tool {tool!r} was not called: its arguments carry sensitive content."
         case _:
             return f"Tool {tool!r} is blocked ({decision.reason})."
 
@@ -197,6 +254,8 @@ def block_feedback(decision: Deny, tool: str) -> tuple[str, dict[str, Any]]:
         data.update(decision.details)
         if decision.reason == "spend_limited" and "invalid_amount" in decision.details:
             data["suggestion"] = INVALID_AMOUNT_SUGGESTION
+        elif not decision.retry_allowed and decision.reason in FINAL_SUGGESTIONS:
+            data["suggestion"] = FINAL_SUGGESTIONS[decision.reason]
     if own and own.suggestion:
         data["suggestion"] = own.suggestion
     if own:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from helio_proxy.config.policies import Rule
 from helio_proxy.evidence.gates import PASSED, GateRequirements, GateResult, check_gates
@@ -24,10 +24,11 @@ class SnapshotGates:
     producers: Mapping[str, str] = field(default_factory=dict[str, str])
     """Evidence key → producing tool, for the suggestions."""
 
-    def check(self, tool: str, rule: Rule | None) -> GateResult:
+    def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult:
         if self.state is not None and not self.state.dependencies and (rule is None or not rule.is_gate):
             return PASSED  # the common case, without building requirements
-        return check_gates(GateRequirements.for_call(tool, rule, self.producers), self.state, self.now_ms)
+        requirements = GateRequirements.for_call(tool, rule, self.producers, arguments)
+        return check_gates(requirements, self.state, self.now_ms)
 
 
 EMPTY_SESSION: Final = SnapshotGates(SessionSnapshot(session_id=""), now_ms=0)

@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.dataplane.credentials import CredentialProvider
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
 from helio_proxy.transports.sse import SseEvent, iter_events
 from helio_proxy.transports.upstream.channel import Channel, ChannelEvents, MessageUpstream
@@ -74,7 +75,7 @@ class LegacySseChannel(Channel):
                 async with asyncio.timeout(upstream.connect_timeout):
                     response = await http.get(
                         upstream.url,
-                        headers={**upstream.static_headers, "accept": "text/event-stream"},
+                        headers={**await upstream.request_headers(), "accept": "text/event-stream"},
                         timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
                         allow_redirects=False,
                     )
@@ -139,7 +140,7 @@ class LegacySseChannel(Channel):
             async with upstream.http().post(
                 self.endpoint,
                 data=data,
-                headers={**upstream.static_headers, "content-type": "application/json"},
+                headers={**await upstream.request_headers(), "content-type": "application/json"},
                 timeout=aiohttp.ClientTimeout(
                     total=upstream.request_timeout, connect=upstream.connect_timeout
                 ),
@@ -174,12 +175,22 @@ class LegacySseChannel(Channel):
 class LegacySseUpstream(MessageUpstream):
     """An upstream MCP server speaking legacy HTTP+SSE; one SSE connection per downstream session."""
 
-    def __init__(self, config: UpstreamConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, config: UpstreamConfig, *, credentials: CredentialProvider | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(config, **kwargs)
+        self.credentials = credentials
+        """The proxy's own credential for this upstream (headers set on every request)."""
         self.shown_url = display_url(config.url)
         """What messages and logs show of the URL: scheme, host and port only."""
         self.static_headers = dict(config.headers)
         self._http: aiohttp.ClientSession | None = None
+
+    async def request_headers(self) -> dict[str, str]:
+        """``upstream.headers`` and the credential's headers."""
+        if self.credentials is None:
+            return self.static_headers
+        return {**self.static_headers, **await self.credentials.headers()}
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.dataplane.credentials import CredentialProvider
 from helio_proxy.errors import UpstreamExited, UpstreamUnavailable
 from helio_proxy.transports.ndjson import MAX_LINE_BYTES, OVERSIZED, encode_line, read_lines
 from helio_proxy.transports.upstream.channel import (
@@ -210,9 +211,12 @@ class StdioUpstream(MessageUpstream):
         environ: Mapping[str, str] | None = None,
         withheld: Callable[[], Withheld] = Withheld,
         inherit: bool = False,
+        credentials: CredentialProvider | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
+        self.credentials = credentials
+        """The proxy's own credential for this upstream (set in the child's environment at spawn)."""
         if not config.command:
             raise ValueError("a stdio upstream needs 'command'")
         self.command = config.command
@@ -230,7 +234,10 @@ class StdioUpstream(MessageUpstream):
         return command_problem(self.command, self._environment())
 
     def _environment(self) -> dict[str, str]:
-        return child_environment(self.environ, self.withheld(), inherit=self.inherit, extra=self.extra_env)
+        extra = self.extra_env
+        if self.credentials is not None:
+            extra = {**extra, **self.credentials.environment()}
+        return child_environment(self.environ, self.withheld(), inherit=self.inherit, extra=extra)
 
     def open_channel(self, events: ChannelEvents) -> Channel:
         return StdioChannel(

@@ -14,6 +14,7 @@ from typing import Final
 import aiohttp
 
 from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.dataplane.credentials import CredentialProvider
 from helio_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from helio_proxy.gateway.exchange import RELAYED_REQUEST_HEADERS, RELAYED_RESPONSE_HEADERS
 from helio_proxy.url_display import display_url, strip_credentials
@@ -104,12 +105,19 @@ class UpstreamResponse:
 class StreamableHttpUpstream:
     """Sends client messages to one streamable-HTTP MCP endpoint."""
 
-    def __init__(self, config: UpstreamConfig) -> None:
+    def __init__(self, config: UpstreamConfig, *, credentials: CredentialProvider | None = None) -> None:
         self.config = config
+        self.credentials = credentials
+        """The proxy's own credential for this upstream (headers set on every request)."""
         self.url = config.url
         self.shown_url = display_url(config.url)
         """What messages and logs show of ``url``: scheme, host and port only."""
-        self._forward = frozenset(config.forward_headers) | RELAYED_REQUEST_HEADERS
+        relayed = (
+            RELAYED_REQUEST_HEADERS
+            if config.forward_authorization
+            else RELAYED_REQUEST_HEADERS - {"authorization"}
+        )
+        self._forward = frozenset(config.forward_headers) | relayed
         self._static = dict(config.headers)
         self._pin = config.protocol_version
         self._connect_timeout = float(config.connect_timeout.seconds)
@@ -141,6 +149,8 @@ class StreamableHttpUpstream:
     ) -> UpstreamResponse:
         if self._session is None:
             raise UpstreamUnavailable("upstream client is not started", failure_reason="not_started")
+        if self.credentials is not None:
+            headers.update(await self.credentials.headers())
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=read_timeout)
         with request_errors(
             self.url,

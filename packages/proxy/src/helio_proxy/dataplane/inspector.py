@@ -1,0 +1,324 @@
+"""The data plane of one upstream: what a call may carry before it is forwarded, and what of the
+answer reaches the agent.
+
+Before the forward (:meth:`DataPlane.check_call`): the tool must be listed (``tool_not_found``),
+its arguments must match its ``inputSchema`` (``invalid_arguments``) and pass the argument scan
+(``sensitive_content``, or redacted). After the answer (:meth:`DataPlane.result_check`): the
+result's ``structuredContent`` must match ``outputSchema`` (``invalid_result``) and pass the
+result scan. Each check runs in the mode the snapshot in force gives it (``enforce``, ``warn``,
+``off``); findings go to the audit record's ``metadata.data_plane``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, cast
+
+from helio_proxy.config import HelioConfig
+from helio_proxy.config.data_plane import DataPlaneChecks, Mode
+from helio_proxy.dataplane.scanning import CompiledRule, Finding, compile_globs, compile_rule, scan
+from helio_proxy.dataplane.schemas import SchemaError, ValidatorCache
+from helio_proxy.dataplane.tools import ToolInventory
+from helio_proxy.jsonrpc import POLICY_BLOCKED
+from helio_proxy.policy import BaselineCache, Deny
+
+INVALID_ARGUMENTS: Final = "invalid_arguments"
+TOOL_NOT_FOUND: Final = "tool_not_found"
+INVALID_RESULT: Final = "invalid_result"
+SENSITIVE_CONTENT: Final = "sensitive_content"
+
+MAX_TOOL_MODES: Final = 10_000
+"""Tools whose resolved modes are cached per snapshot (tool names come from agents)."""
+
+Check = Literal["input_schema", "output_schema", "unknown_tools"]
+CHECKS: Final[tuple[Check, ...]] = ("input_schema", "output_schema", "unknown_tools")
+
+
+@dataclass(frozen=True, slots=True)
+class _Override:
+    tools: re.Pattern[str]
+    upstreams: frozenset[str] | None
+    checks: DataPlaneChecks
+
+
+class Plan:
+    """The data-plane settings of one config snapshot, compiled once (rules, globs, modes)."""
+
+    def __init__(self, config: HelioConfig, upstream: str | None) -> None:
+        data_plane = config.data_plane
+        own = next((u.data_plane for u in config.upstream_list if u.name == upstream), DataPlaneChecks())
+        self.upstream = upstream
+        self.refresh_interval = float(data_plane.refresh_interval.seconds)
+        self._base: dict[Check, Mode] = {
+            check: _first(getattr(own, check), own.mode, getattr(data_plane, check), data_plane.mode)
+            for check in CHECKS
+        }
+        self._overrides = [
+            _Override(compile_globs(o.tools), frozenset(o.upstreams) if o.upstreams is not None else None, o)
+            for o in data_plane.tools
+            if o.upstreams is None or (upstream or "") in o.upstreams
+        ]
+        rules: list[CompiledRule] = []
+        for rule in data_plane.scan:
+            compiled = compile_rule(rule, _first(rule.mode, data_plane.mode))
+            if compiled is not None and (
+                compiled.upstreams is None or (upstream or "") in compiled.upstreams
+            ):
+                rules.append(compiled)
+        self.rules = rules
+        self._modes: dict[str, dict[Check, Mode]] = {}
+
+    def modes(self, tool: str) -> dict[Check, Mode]:
+        """Each check's mode for ``tool`` (the first matching ``data_plane.tools`` entry wins)."""
+        cached = self._modes.get(tool)
+        if cached is not None:
+            return cached
+        found: dict[Check, Mode] = self._base
+        for override in self._overrides:
+            if override.tools.match(tool):
+                checks = override.checks
+                found = {
+                    check: _first(getattr(checks, check), checks.mode, self._base[check]) for check in CHECKS
+                }
+                break
+        if len(self._modes) < MAX_TOOL_MODES:
+            self._modes[tool] = found
+        return found
+
+    def rules_for(self, tool: str, scope: Literal["arguments", "results"]) -> list[CompiledRule]:
+        return [rule for rule in self.rules if rule.applies(tool, self.upstream, scope)]
+
+
+def _first(*modes: Mode | None) -> Mode:
+    for mode in modes:
+        if mode is not None:
+            return mode
+    return "enforce"
+
+
+@dataclass
+class CallCheck:
+    """What the data plane concluded before the forward."""
+
+    deny: Deny | None = None
+    arguments: dict[str, Any] | None = None
+    """The arguments to forward instead (redacted), or ``None`` to forward them unchanged."""
+    audit: dict[str, Any] = field(default_factory=dict[str, Any])
+    """``metadata.data_plane`` of the audit record (empty when there is nothing to say)."""
+    block_reason: str | None = None
+    """A finding the call is forwarded with anyway (``warn``), for the audit record."""
+
+
+@dataclass
+class ResultCheck:
+    """What the data plane does with the call's answer (built before the forward)."""
+
+    plan: Plan
+    tool: str
+    fingerprint: str | None
+    definition: dict[str, Any] | None
+    validators: ValidatorCache
+    audit_metadata: Callable[[dict[str, Any], str | None], None]
+    """Records ``metadata.data_plane`` (and a block reason) on the call's audit record."""
+    stats: DataPlaneStats | None = None
+    """Where findings and blocks are counted."""
+    replaced: dict[str, Any] | None = None
+    """The answer the agent gets instead of the upstream's (redacted or turned into an error)."""
+
+    def observe(self, payload: dict[str, Any] | None, _error: object) -> None:
+        """The relay's observer: inspect the upstream's answer in place (before anyone records it)."""
+        if payload is None or not isinstance(payload.get("result"), dict):
+            return
+        result = cast(dict[str, Any], payload["result"])
+        modes = self.plan.modes(self.tool)
+        facts: dict[str, Any] = {}
+        reason: str | None = None
+        error: tuple[str, dict[str, Any]] | None = None
+        structured = result.get("structuredContent")
+        if (
+            modes["output_schema"] != "off"
+            and self.definition is not None
+            and self.fingerprint is not None
+            and result.get("isError") is not True
+        ):
+            has_schema = isinstance(self.definition.get("outputSchema"), dict)
+            errors: list[SchemaError] = []
+            if has_schema and structured is None:
+                errors = [
+                    SchemaError("$", "structuredContent is required by the tool's outputSchema", "required")
+                ]
+            elif has_schema:
+                errors = self.validators.errors(self.fingerprint, self.definition, "outputSchema", structured)
+            if errors:
+                facts["output_schema"] = {
+                    "mode": modes["output_schema"],
+                    "errors": [e.as_dict() for e in errors],
+                }
+                reason = INVALID_RESULT
+                if modes["output_schema"] == "enforce":
+                    error = (
+                        f"The result of {self.tool} does not match its outputSchema; it was withheld.",
+                        {"reason": INVALID_RESULT, "errors": [e.as_dict() for e in errors]},
+                    )
+        rules = self.plan.rules_for(self.tool, "results")
+        if rules and error is None:
+            outcome = scan(result, rules, "results", "$.result")
+            if outcome.findings:
+                facts["findings"] = [f.as_dict() for f in outcome.findings]
+                reason = reason or SENSITIVE_CONTENT
+                if outcome.action == "block":
+                    error = (
+                        f"The result of {self.tool} carries sensitive content; it was withheld.",
+                        {"reason": SENSITIVE_CONTENT, "findings": _public(outcome.findings)},
+                    )
+                elif outcome.changed:
+                    payload["result"] = outcome.value
+                    self.replaced = payload
+        if error is not None:
+            message, data = error
+            payload.pop("result", None)
+            payload["error"] = {
+                "code": POLICY_BLOCKED,
+                "message": message,
+                "data": {"blocked": True, "action": "deny", "retry_allowed": False, **data},
+            }
+            self.replaced = payload
+        if self.stats is not None:
+            self.stats.count(facts.get("findings"), reason if error is not None else None)
+        if facts:
+            # A block reason only when the agent got the error instead of the result.
+            self.audit_metadata(facts, reason if error is not None else None)
+
+
+def _public(findings: list[Finding]) -> list[dict[str, str]]:
+    """What the agent is told of findings: kind, where, and the rule (never the matched text)."""
+    return [{"rule": f.rule, "kind": f.kind, "path": f.path} for f in findings]
+
+
+@dataclass
+class DataPlaneStats:
+    """Counters for metrics: scan findings by (rule, kind, action), blocks by reason."""
+
+    findings: Counter[tuple[str, str, str]] = field(default_factory=Counter[tuple[str, str, str]])
+    blocks: Counter[str] = field(default_factory=Counter[str])
+
+    def count(self, findings: list[dict[str, str]] | None, blocked: str | None) -> None:
+        for finding in findings or []:
+            self.findings[(finding["rule"], finding["kind"], finding["action"])] += 1
+        if blocked is not None:
+            self.blocks[blocked] += 1
+
+
+class DataPlane:
+    """Schema checks, unknown-tool refusal and content scanning for one upstream's calls."""
+
+    def __init__(
+        self,
+        baselines: BaselineCache,
+        upstream: str | None,
+        *,
+        inventory: ToolInventory | None = None,
+        credential: str | None = None,
+    ) -> None:
+        self.baselines = baselines
+        self.upstream = upstream
+        self.inventory = inventory if inventory is not None else ToolInventory()
+        self.credential = credential
+        """The name of the credential this upstream is reached with (audited; never the value)."""
+        self.validators = ValidatorCache()
+        self.stats = DataPlaneStats()
+        """Findings and blocks so far (what a metrics exporter reads)."""
+        self._plans: dict[int, tuple[HelioConfig, Plan]] = {}
+
+    def plan(self, config: HelioConfig) -> Plan:
+        """The compiled settings of ``config`` (compiled once per snapshot)."""
+        found = self._plans.get(id(config))
+        if found is None or found[0] is not config:
+            if len(self._plans) > 8:
+                self._plans.clear()
+            found = (config, Plan(config, self.upstream))
+            self._plans[id(config)] = found
+        return found[1]
+
+    async def check_call(self, config: HelioConfig, tool: str, arguments: dict[str, Any]) -> CallCheck:
+        """Run the before-forward checks for one call."""
+        out = await self._check_call(config, tool, arguments)
+        if out.audit or out.deny is not None:
+            facts: dict[str, Any] = out.audit.get("data_plane") or {}
+            self.stats.count(facts.get("findings"), out.deny.reason if out.deny is not None else None)
+        return out
+
+    async def _check_call(self, config: HelioConfig, tool: str, arguments: dict[str, Any]) -> CallCheck:
+        plan = self.plan(config)
+        modes = plan.modes(tool)
+        out = CallCheck()
+        facts: dict[str, Any] = {}
+        if self.credential is not None:
+            facts["credential"] = self.credential
+        if modes["unknown_tools"] != "off":
+            listed = await self.inventory.lists(tool, min_interval=plan.refresh_interval)
+            if listed is False:
+                facts["unknown_tool"] = {"mode": modes["unknown_tools"]}
+                out.block_reason = TOOL_NOT_FOUND
+                if modes["unknown_tools"] == "enforce":
+                    out.deny = Deny(reason=TOOL_NOT_FOUND, retry_allowed=False, details={"tool": tool})
+                    out.audit = {"data_plane": facts}
+                    return out
+        baseline = self.baselines.store.get(tool)
+        if modes["input_schema"] != "off" and baseline is not None:
+            errors = self.validators.errors(
+                baseline.fingerprint, baseline.definition, "inputSchema", arguments
+            )
+            if errors:
+                listed_errors = [e.as_dict() for e in errors]
+                facts["input_schema"] = {"mode": modes["input_schema"], "errors": listed_errors}
+                out.block_reason = out.block_reason or INVALID_ARGUMENTS
+                if modes["input_schema"] == "enforce":
+                    out.deny = Deny(
+                        reason=INVALID_ARGUMENTS, retry_allowed=True, details={"errors": listed_errors}
+                    )
+                    out.audit = {"data_plane": facts}
+                    return out
+        rules = plan.rules_for(tool, "arguments")
+        if rules:
+            outcome = scan(arguments, rules, "arguments", "$.arguments")
+            if outcome.findings:
+                facts["findings"] = [f.as_dict() for f in outcome.findings]
+                out.block_reason = out.block_reason or SENSITIVE_CONTENT
+                if outcome.action == "block":
+                    out.deny = Deny(
+                        reason=SENSITIVE_CONTENT,
+                        retry_allowed=True,
+                        details={"findings": _public(outcome.findings)},
+                    )
+                elif outcome.changed:
+                    out.arguments = cast(dict[str, Any], outcome.value)
+        if facts:
+            out.audit = {"data_plane": facts}
+        return out
+
+    def result_check(
+        self, config: HelioConfig, tool: str, audit_metadata: Callable[[dict[str, Any], str | None], None]
+    ) -> ResultCheck | None:
+        """The after-answer check for a forwarded call (``None`` when nothing applies)."""
+        plan = self.plan(config)
+        baseline = self.baselines.store.get(tool)
+        wants_schema = (
+            plan.modes(tool)["output_schema"] != "off"
+            and baseline is not None
+            and isinstance(baseline.definition.get("outputSchema"), dict)
+        )
+        if not wants_schema and not plan.rules_for(tool, "results"):
+            return None
+        return ResultCheck(
+            plan,
+            tool,
+            baseline.fingerprint if baseline is not None else None,
+            dict(baseline.definition) if baseline is not None else None,
+            self.validators,
+            audit_metadata,
+            self.stats,
+        )
