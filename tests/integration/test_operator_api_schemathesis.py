@@ -29,7 +29,7 @@ from helio_proxy.sideband import SidebandApp
 from tests.harness import serve_asgi
 from tests.integration.test_console_api import SECRET, _call, _proxy, _wait_records
 
-EXAMPLES: Final = 8
+EXAMPLES: Final = 5
 """Examples per operation (about 25 operations)."""
 SKIP: Final = {("GET", "/api/events")}
 """Streams until the client leaves: not a request/response operation."""
