@@ -118,7 +118,7 @@ export async function login(secret: string): Promise<Operator> {
 
 /** Exchanges a one-time login token (from `helio demo`'s link) for the session cookie. */
 export async function exchangeToken(token: string): Promise<Operator> {
-  const body = await api<{ data: Operator }>("POST", "/api/auth/token", { token });
+  const body = await api<{ data: Operator }>("POST", "/api/auth/token-exchange", { token });
   rememberCsrf(body.data.csrf_token);
   return body.data;
 }

@@ -19,7 +19,7 @@ function entries(value: unknown): Array<[string, number]> {
   if (Array.isArray(value)) {
     return value.map((v) => {
       const r = v as Rec;
-      return [str(r.name ?? r.tool_name ?? r.tool ?? r.key ?? r.decision ?? r.block_reason), Number(r.count ?? r.calls ?? 0)];
+      return [str(r.tool), Number(r.count ?? 0)];
     });
   }
   if (value && typeof value === "object") return Object.entries(value as Record<string, number>).map(([k, v]) => [k, Number(v)]);
@@ -61,11 +61,11 @@ function VolumeChart(props: { series: Rec[] }): JSX.Element {
     const total: number[] = [];
     const blocked: number[] = [];
     for (const point of props.series) {
-      const t = toMs(point.hour ?? point.bucket ?? point.t ?? point.time ?? point.timestamp);
+      const t = toMs(point.hour);
       if (t === null) continue;
       xs.push(t / 1000);
-      total.push(Number(point.total ?? point.count ?? point.calls ?? 0));
-      blocked.push(Number(point.blocked ?? point.denied ?? 0));
+      total.push(Number(point.total ?? 0));
+      blocked.push(Number(point.blocked ?? 0));
     }
     const dark = matchMedia("(prefers-color-scheme: dark)").matches;
     const axis = { stroke: dark ? "#c9d1d9" : "#333", grid: { stroke: dark ? "#30363d" : "#e5e5e5" } };
@@ -104,9 +104,8 @@ export function Analytics(): JSX.Element {
     `/api/analytics${qs({ from: new Date(from).toISOString(), to: new Date(to).toISOString() })}`,
   );
   const d = stats.data?.data ?? {};
-  const totals = (d.totals as Rec | undefined) ?? {};
-  const approvals = (d.approvals ?? d.approval) as Rec | undefined;
-  const overhead = (d.overhead ?? d.proxy_overhead_ms ?? d.overhead_ms) as Rec | undefined;
+  const approvals = d.approvals as Rec | undefined;
+  const overhead = d.overhead_ms as Rec | undefined;
   return (
     <div>
       <div class="toolbar">
@@ -124,29 +123,29 @@ export function Analytics(): JSX.Element {
       </div>
       <ErrorNote error={stats.error} />
       <section class="card">
-        <h2>Volume per hour</h2>
-        <VolumeChart series={(d.series ?? d.per_hour ?? []) as Rec[]} />
+        <h2>Volume per hour ({str(d.total)} calls)</h2>
+        <VolumeChart series={(d.series ?? []) as Rec[]} />
       </section>
       <div class="grid">
-        <Bars title="Decisions" rows={entries(totals.by_decision ?? d.by_decision)} />
-        <Bars title="Block reasons" rows={entries(totals.by_block_reason ?? d.by_block_reason)} />
+        <Bars title="Decisions" rows={entries(d.by_decision)} />
+        <Bars title="Block reasons" rows={entries(d.by_block_reason)} />
         <Bars title="Top tools" rows={entries(d.top_tools)} />
         <section class="card">
           <h2>Approvals and overhead</h2>
           <dl class="facts">
             <dt>Approval rate</dt>
             <dd>
-              {typeof approvals?.rate === "number" ? `${Math.round(approvals.rate * 100)}%` : str(approvals?.rate)} of{" "}
-              {str(approvals?.total ?? approvals?.count)}
+              {typeof approvals?.approval_rate === "number" ? `${Math.round(approvals.approval_rate * 100)}%` : "—"} of{" "}
+              {str(approvals?.requested)} requested ({str(approvals?.approved)} approved, {str(approvals?.denied)} denied,{" "}
+              {str(approvals?.timed_out)} timed out)
             </dd>
             <dt>Wait (median / p95)</dt>
             <dd>
-              {fmtMs(approvals?.wait_p50_ms ?? approvals?.median_wait_ms)} / {fmtMs(approvals?.wait_p95_ms)}
+              {fmtMs(approvals?.wait_ms_p50)} / {fmtMs(approvals?.wait_ms_p95)}
             </dd>
             <dt>Proxy overhead p50 / p95 / p99</dt>
             <dd>
-              {fmtMs(overhead?.p50 ?? overhead?.p50_ms)} / {fmtMs(overhead?.p95 ?? overhead?.p95_ms)} /{" "}
-              {fmtMs(overhead?.p99 ?? overhead?.p99_ms)}
+              {fmtMs(overhead?.p50)} / {fmtMs(overhead?.p95)} / {fmtMs(overhead?.p99)} ({str(overhead?.samples)} calls)
             </dd>
           </dl>
         </section>

@@ -10,7 +10,7 @@ export const AUDIT_FILTERS: Array<[string, string, "datetime-local" | "text" | "
   ["tool", "Tool", "text"],
   ["upstream", "Upstream", "text"],
   ["decision", "Decision", "text"],
-  ["block_reason", "Block reason", "text"],
+  ["reason", "Block reason", "text"],
   ["rule", "Rule", "text"],
   ["session", "Session", "text"],
   ["agent", "Agent", "text"],
@@ -86,6 +86,7 @@ function AuditList(): JSX.Element {
   const cursor = query.get("cursor") ?? undefined;
   const path = `/api/audit${qs({ ...apiFilters(filters), limit: 50, cursor })}`;
   const list = useApi<Page<Rec>>(path);
+  const count = useApi<{ data: { total: number } }>(`/api/audit/count${qs(apiFilters(filters))}`);
   const rows = list.data?.data ?? [];
   const next = list.data?.next_cursor;
   const exportQs = qs(apiFilters(filters));
@@ -100,7 +101,7 @@ function AuditList(): JSX.Element {
         <a class="button" href={`/api/audit/export${exportQs}${exportQs ? "&" : "?"}format=json`} download>
           Export JSON
         </a>
-        {list.data && <span class="muted">{list.data.total ?? rows.length} matching</span>}
+        {count.data && <span class="muted">{count.data.data.total} matching</span>}
       </div>
       <FilterForm key={key} filters={filters} />
       <ErrorNote error={list.error} />
@@ -159,11 +160,12 @@ function AuditList(): JSX.Element {
 function ChainStatus(props: { value: unknown }): JSX.Element {
   const v = props.value as Rec | undefined | null;
   if (!v) return <span>—</span>;
-  const ok = v.ok ?? v.valid ?? v.verified;
+  const status = str(v.status);
+  const ok = status === "ok" || status === "anchor";
   return (
-    <span class={`badge ${ok === true ? "d-allow" : ok === false ? "d-deny" : ""}`}>
-      {ok === true ? "intact" : ok === false ? "broken" : "unknown"}
-      {v.detail || v.message ? ` · ${str(v.detail ?? v.message)}` : ""}
+    <span class={`badge ${ok ? "d-allow" : status === "unchained" ? "d-pending" : "d-deny"}`} title={str(v.detail)}>
+      {status}
+      {v.detail ? ` · ${str(v.detail)}` : ""}
     </span>
   );
 }

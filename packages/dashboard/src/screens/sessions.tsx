@@ -20,7 +20,32 @@ function SessionView(props: { id: string }): JSX.Element {
         <div class="detail">
           <section class="card">
             <h2>Evidence</h2>
-            <Json value={s.evidence} />
+            <div class="table-wrap">
+              <table class="list" aria-label="Evidence">
+                <thead>
+                  <tr>
+                    <th scope="col">From tool</th>
+                    <th scope="col">Key</th>
+                    <th scope="col">Data</th>
+                    <th scope="col">Expires</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {((s.evidence as Rec[] | undefined) ?? []).map((e, i) => (
+                    <tr key={i}>
+                      <td>{str(e.tool_name)}</td>
+                      <td>
+                        <code>{str(e.evidence_key)}</code>
+                      </td>
+                      <td>
+                        <code>{str(e.data)}</code>
+                      </td>
+                      <td>{fmtTime(e.expires_at)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
           </section>
           <section class="card">
             <h2>Context</h2>
@@ -28,7 +53,13 @@ function SessionView(props: { id: string }): JSX.Element {
           </section>
           <section class="card">
             <h2>Declared dependencies</h2>
-            <Json value={s.dependencies ?? s.declared_dependencies} />
+            <ul class="plain">
+              {((s.dependencies as Rec[] | undefined) ?? []).map((d, i) => (
+                <li key={i}>
+                  <code>{str(d.tool_name)}</code> needs {((d.requires as string[] | undefined) ?? []).join(", ") || "—"}
+                </li>
+              ))}
+            </ul>
           </section>
           <section class="card wide-card">
             <h2>Calls in order</h2>

@@ -1,16 +1,13 @@
 // Tools: each upstream's tools, annotations, drift state and the accept button (admin).
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
-import { api, ApiFailure, can, type Operator, type Page } from "../api";
+import { api, ApiFailure, can, type Operator } from "../api";
 import { ErrorNote, Json, str, useApi } from "../util";
 
 type Rec = Record<string, unknown>;
 
 function drifted(tool: Rec): boolean {
-  const d = tool.drift ?? tool.drift_state ?? tool.state;
-  if (typeof d === "string") return d !== "ok" && d !== "clean" && d !== "none" && d !== "baseline";
-  if (d && typeof d === "object") return Boolean((d as Rec).drifted ?? (d as Rec).aspects);
-  return Boolean(tool.drifted);
+  return tool.drift !== null && tool.drift !== undefined;
 }
 
 function aspects(tool: Rec): string {
@@ -20,16 +17,15 @@ function aspects(tool: Rec): string {
 }
 
 export function Tools(props: { operator: Operator }): JSX.Element {
-  const tools = useApi<Page<Rec>>("/api/tools");
+  const tools = useApi<{ data: Rec[] }>("/api/tools");
   const [error, setError] = useState<string | null>(null);
   const [open, setOpen] = useState<string | null>(null);
   const list = tools.data?.data ?? [];
   const accept = async (tool: Rec) => {
     setError(null);
     const name = str(tool.name ?? tool.tool_name);
-    const upstream = tool.upstream ? `?upstream=${encodeURIComponent(str(tool.upstream))}` : "";
     try {
-      await api("POST", `/api/tools/${encodeURIComponent(name)}/accept${upstream}`, {});
+      await api("POST", `/api/tools/${encodeURIComponent(name)}/accept`, tool.upstream ? { upstream: tool.upstream } : {});
       tools.reload();
     } catch (err) {
       setError(err instanceof ApiFailure ? err.message : String(err));

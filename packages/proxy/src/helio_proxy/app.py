@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from helio_proxy import __version__, capabilities
+from helio_proxy import __version__, capabilities, console
 from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
@@ -26,6 +26,7 @@ from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_k
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
@@ -70,6 +71,9 @@ class HelioApp:
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     serve_mcp: bool = True
     """Serve the agent-facing HTTP listener (``helio wrap`` serves MCP on stdio instead)."""
+    require_console: bool = False
+    """Refuse to start when ``dashboard.enabled`` and the console's assets are not installed
+    (``helio start`` and ``helio demo``; in-process embedders may serve only the API)."""
     inherit_environment: bool = False
     """Stdio upstreams inherit all of :attr:`environ` but the proxy's secrets (``helio wrap``: the
     client's environment), not only the default set (see :mod:`.transports.upstream.stdio`)."""
@@ -266,6 +270,8 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         socks: list[socket.socket] = []
+        if self.require_console and config.dashboard.enabled and not console.assets_available():
+            raise StartupError(console.MISSING_ASSETS)
         try:
             mcp_sock = bind(config.listen.host, config.listen.port, "listen") if self.serve_mcp else None
             if mcp_sock is not None:
@@ -298,7 +304,11 @@ class HelioApp:
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.operator_api = OperatorApi(
-                config.dashboard, self.events, self.operator_routes, version=__version__
+                config.dashboard,
+                self.events,
+                self.operator_routes,
+                version=__version__,
+                ui=console.ConsoleAssets() if console.assets_available() else None,
             )
             self.listeners.append(
                 Listener(
@@ -357,6 +367,8 @@ class HelioApp:
                 f"timeout {config.approval.timeout}, quorum {config.approval.quorum}"
             )
         if any(listener.name == "dashboard" for listener in self.listeners):
+            if console.assets_available():
+                self.say(f"Dashboard (operator console) on {self.dashboard_url}/")
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
             ui_notice = capabilities.dashboard_ui_notice(config)
             if ui_notice is not None:

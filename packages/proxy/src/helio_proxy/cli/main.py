@@ -212,7 +212,7 @@ def start(config_path: str, no_hot_reload: bool) -> None:
     loaded = _load(config_path)
     _show_upstream_logs()
     try:
-        run_app(HelioApp(loaded, hot_reload=not no_hot_reload))
+        run_app(HelioApp(loaded, hot_reload=not no_hot_reload, require_console=True))
     except HelioProxyError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -118,7 +118,11 @@ def run_demo(
     try:
         _wait_for_port(upstream_port, process)
         # A fresh sideband token each run (printed below), never one left in the shell's environment.
-        app = HelioApp(loaded, environ={k: v for k, v in os.environ.items() if k != TOKEN_ENV_VAR})
+        app = HelioApp(
+            loaded,
+            environ={k: v for k, v in os.environ.items() if k != TOKEN_ENV_VAR},
+            require_console=True,
+        )
         original = app._print_startup  # pyright: ignore[reportPrivateUsage]
 
         def print_with_banner() -> None:

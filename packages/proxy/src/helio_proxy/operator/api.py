@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from helio_proxy.config.sections import DashboardConfig
 from helio_proxy.operator.auth import (
@@ -132,7 +132,10 @@ class OperatorApi:
         *,
         version: str = "",
         auth: OperatorAuth | None = None,
+        ui: ASGIApp | None = None,
     ) -> None:
+        self.ui = ui
+        """Serves every non-``/api/`` path (the operator console), when installed."""
         self.config = config
         self.bus = bus
         self.auth = auth or OperatorAuth(config)
@@ -161,6 +164,9 @@ class OperatorApi:
             await error(403, refused)(scope, receive, send)
             return
         path: str = scope["path"]
+        if not path.startswith("/api/") and self.ui is not None:
+            await self.ui(scope, receive, send)
+            return
         if not path.startswith("/api/"):
             await error(
                 404, "not found: the dashboard UI is not part of this build; the REST API is under /api/"
