@@ -94,17 +94,18 @@ export function toMs(value: unknown): number | null {
   return null;
 }
 
+// One formatter each: building an Intl formatter per call costs more than the rest of a row.
+const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium", hour12: false });
+const CLOCK = new Intl.DateTimeFormat(undefined, { timeStyle: "medium", hour12: false });
+
 export function fmtTime(value: unknown): string {
   const ms = toMs(value);
-  if (ms === null) return "—";
-  const d = new Date(ms);
-  return d.toLocaleString(undefined, { hour12: false });
+  return ms === null ? "—" : DATE_TIME.format(ms);
 }
 
 export function fmtClock(value: unknown): string {
   const ms = toMs(value);
-  if (ms === null) return "—";
-  return new Date(ms).toLocaleTimeString(undefined, { hour12: false });
+  return ms === null ? "—" : CLOCK.format(ms);
 }
 
 export function fmtMs(value: unknown): string {

@@ -1,17 +1,18 @@
 // Feed: every call, live. Incoming events are buffered and flushed at most every 100 ms, and the
 // list is capped, so hundreds of events per second cost a few renders per second, not one each.
-import type { JSX } from "preact";
+import { Component, type JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
 import { subscribe, type LiveEvent } from "../events";
 import { Decision, fmtClock, fmtMs, Link, navigate, useRoute } from "../util";
 
 const CAP = 250;
-const FLUSH_MS = 100;
+const FLUSH_MS = 200;
 const CALL_TYPES = new Set(["action", "call", "feed"]);
 
 export interface FeedItem {
   key: string;
+  clock: string;
   id?: string;
   timestamp: unknown;
   tool_name?: string;
@@ -31,6 +32,7 @@ export function toItem(raw: Record<string, unknown>, timestamp?: number): FeedIt
   const id = (record.id ?? record.record_id ?? record.audit_id) as string | undefined;
   return {
     key: `${id ?? "e"}-${++seq}`,
+    clock: fmtClock(record.timestamp ?? timestamp),
     id,
     timestamp: record.timestamp ?? timestamp,
     tool_name: record.tool_name as string | undefined,
@@ -42,6 +44,38 @@ export function toItem(raw: Record<string, unknown>, timestamp?: number): FeedIt
     total_duration_ms: record.total_duration_ms as number | null | undefined,
     dry_run: record.dry_run as boolean | undefined,
   };
+}
+
+/** A row re-renders only when its item changes: a flush adds rows without touching the others. */
+class FeedRow extends Component<{ item: FeedItem }> {
+  shouldComponentUpdate(next: { item: FeedItem }): boolean {
+    return next.item !== this.props.item;
+  }
+
+  render(): JSX.Element {
+    const { item } = this.props;
+    return (
+      <tr class="feed-row" data-decision={item.policy_decision}>
+        <td>{item.clock}</td>
+        <td>
+          {item.id ? <Link href={`/audit/${item.id}`}>{item.tool_name ?? "?"}</Link> : item.tool_name}
+          {item.upstream && <span class="muted"> · {item.upstream}</span>}
+        </td>
+        <td>
+          <Decision decision={item.policy_decision} reason={item.block_reason} />
+        </td>
+        <td class="wide">{item.agent_id ?? "—"}</td>
+        <td class="wide">
+          {item.session_id ? (
+            <Link href={`/sessions/${encodeURIComponent(item.session_id)}`}>{item.session_id}</Link>
+          ) : (
+            "—"
+          )}
+        </td>
+        <td class="num">{fmtMs(item.total_duration_ms)}</td>
+      </tr>
+    );
+  }
 }
 
 function matches(item: FeedItem, decision: string, text: string): boolean {
@@ -162,25 +196,7 @@ export function Feed(): JSX.Element {
           </thead>
           <tbody>
             {shown.map((item) => (
-              <tr key={item.key} class="feed-row" data-decision={item.policy_decision}>
-                <td>{fmtClock(item.timestamp)}</td>
-                <td>
-                  {item.id ? <Link href={`/audit/${item.id}`}>{item.tool_name ?? "?"}</Link> : item.tool_name}
-                  {item.upstream && <span class="muted"> · {item.upstream}</span>}
-                </td>
-                <td>
-                  <Decision decision={item.policy_decision} reason={item.block_reason} />
-                </td>
-                <td class="wide">{item.agent_id ?? "—"}</td>
-                <td class="wide">
-                  {item.session_id ? (
-                    <Link href={`/sessions/${encodeURIComponent(item.session_id)}`}>{item.session_id}</Link>
-                  ) : (
-                    "—"
-                  )}
-                </td>
-                <td class="num">{fmtMs(item.total_duration_ms)}</td>
-              </tr>
+              <FeedRow key={item.key} item={item} />
             ))}
           </tbody>
         </table>
