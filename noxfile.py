@@ -157,7 +157,6 @@ def ensure_chromium(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The operator console in Debian's Chromium (Playwright) against a real ``helio start`` and real
     agents; screenshots of every screen and an axe-core scan land in test-artifacts/."""
-    ensure_postgres(session)
     ensure_chromium(session)
     ensure_console(session)
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
