@@ -1,0 +1,47 @@
+"""Scripted traffic ``helio demo`` sends through its own proxy, so every console screen has data.
+
+One official MCP client session: reads that are allowed (and use the report-steps budget), a
+destructive call that is denied, an email that is only a dry run, and a payment that waits for an
+operator's approval (it completes when someone approves it in the console, or times out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+log = logging.getLogger("helio_proxy.demo.traffic")
+
+SCRIPT: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("get_weather", {"city": "London"}),
+    ("search_docs", {"query": "refund"}),
+    ("lookup_order", {"order_id": "A-1001"}),
+    ("build_report", {"steps": 3}),
+    ("build_report", {"steps": 5}),
+    ("delete_user", {"user_id": "u-42"}),
+    ("send_email", {"to": "ops@example.com", "body": "Weekly report attached."}),
+)
+"""Calls made in order; then ``create_payment`` is left waiting for approval."""
+
+HELD_PAYMENT: dict[str, Any] = {"amount": 125, "recipient": "acme-supplies"}
+
+
+async def drive(mcp_url: str) -> None:
+    """Make the scripted calls; errors (a denial is one) are expected and only logged at debug."""
+    from mcp import Client, MCPError
+
+    try:
+        async with Client(mcp_url, mode="legacy") as client:
+            for tool, arguments in SCRIPT:
+                try:
+                    await client.call_tool(tool, arguments)
+                except MCPError as exc:
+                    log.debug("demo traffic: %s refused: %s", tool, exc)
+            with contextlib.suppress(MCPError):
+                await client.call_tool("create_payment", HELD_PAYMENT)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the demo goes on without its traffic
+        log.warning("demo traffic stopped: %s", exc)
