@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+from starlette.types import ASGIApp
+
 from helio_proxy import __version__, capabilities, console
 from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
@@ -39,6 +41,7 @@ from helio_proxy.limits import LimitsGate
 from helio_proxy.limits.api import limits_routes
 from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
+from helio_proxy.operator.console import AuditTail, console_router
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
@@ -127,6 +130,10 @@ class HelioApp:
             self.watcher = ConfigWatcher(
                 self.snapshots, self.loaded.path, self.say, self._record_reload, approvals=True
             )
+        self.dashboard_ui: ASGIApp | None = console.ConsoleAssets() if console.assets_available() else None
+        """The console's static UI, served on the dashboard port outside ``/api/`` (set before start)."""
+        self.operator_api: OperatorApi | None = None
+        self.audit_tail: AuditTail | None = None
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -303,12 +310,18 @@ class HelioApp:
             )
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
+            self.audit_tail = AuditTail(self.audit.store, self.events)
+            routes = console_router(
+                self.audit.store, self.sessions, lambda: [mount.name for mount in self.mounts]
+            )
             self.operator_api = OperatorApi(
                 config.dashboard,
                 self.events,
                 self.operator_routes,
                 version=__version__,
-                ui=console.ConsoleAssets() if console.assets_available() else None,
+                routers=[routes],
+                ui=self.dashboard_ui,
+                on_subscribe=self.audit_tail.wake,
             )
             self.listeners.append(
                 Listener(
@@ -419,6 +432,8 @@ class HelioApp:
         if self.sideband is not None:
             self.sideband.begin_shutdown()
         self.events.close_all()
+        if self.audit_tail is not None:
+            await self.audit_tail.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

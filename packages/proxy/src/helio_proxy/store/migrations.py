@@ -11,8 +11,8 @@ opening it is refused rather than guessed at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
@@ -26,6 +26,9 @@ class Migration:
 
     name: str
     statements: Sequence[str]
+    dialects: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
+    """Statements run after ``statements`` on one backend only (keyed by dialect name): search
+    indexes whose SQL the backends do not share (SQLite FTS5, PostgreSQL GIN)."""
 
 
 AUDIT_SCHEMA = Migration(
@@ -241,6 +244,55 @@ APPROVAL_TICKET_UPSTREAM = Migration(
     ),
 )
 
+AUDIT_CONSOLE_INDEXES = Migration(
+    "0007_audit_console_indexes",
+    (
+        # The console lists records newest first by (timestamp, seq) and pages with a keyset on
+        # that pair; each filter has an index that serves its equality and the order together,
+        # so a page costs one index range scan at any table size.
+        "CREATE INDEX audit_records_time_seq ON audit_records (timestamp, seq)",
+        "CREATE INDEX audit_records_tool_time ON audit_records (tool_name, timestamp, seq)",
+        "CREATE INDEX audit_records_decision_time ON audit_records (policy_decision, timestamp, seq)",
+        "CREATE INDEX audit_records_reason_time ON audit_records (block_reason, timestamp, seq)",
+        "CREATE INDEX audit_records_rule_time ON audit_records (matched_rule, timestamp, seq)",
+        "CREATE INDEX audit_records_session_time ON audit_records (session_id, timestamp, seq)",
+        "CREATE INDEX audit_records_agent_time ON audit_records (agent_id, timestamp, seq)",
+    ),
+    {
+        "sqlite": (
+            # The upstream (mount) name lives in the metadata JSON; json_valid keeps a row with
+            # unparsable metadata writable (it indexes as NULL).
+            "CREATE INDEX audit_records_upstream_time ON audit_records ("
+            "(CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$.upstream') END), timestamp, seq)",
+            # Word and prefix search in the arguments: an external-content FTS5 index over
+            # tool_input, kept in step by triggers (retention deletes go through the trigger too).
+            "CREATE VIRTUAL TABLE audit_records_fts USING fts5("
+            "tool_input, content='audit_records', content_rowid='seq')",
+            "INSERT INTO audit_records_fts (audit_records_fts) VALUES ('rebuild')",
+            "CREATE TRIGGER audit_records_fts_insert AFTER INSERT ON audit_records BEGIN "
+            "INSERT INTO audit_records_fts (rowid, tool_input) VALUES (new.seq, new.tool_input); END",
+            "CREATE TRIGGER audit_records_fts_delete AFTER DELETE ON audit_records BEGIN "
+            "INSERT INTO audit_records_fts (audit_records_fts, rowid, tool_input) "
+            "VALUES ('delete', old.seq, old.tool_input); END",
+            "CREATE TRIGGER audit_records_fts_update AFTER UPDATE OF tool_input ON audit_records BEGIN "
+            "INSERT INTO audit_records_fts (audit_records_fts, rowid, tool_input) "
+            "VALUES ('delete', old.seq, old.tool_input); "
+            "INSERT INTO audit_records_fts (rowid, tool_input) VALUES (new.seq, new.tool_input); END",
+        ),
+        "postgresql": (
+            # Metadata that is not JSON reads as NULL instead of failing the insert.
+            "CREATE FUNCTION helio_audit_upstream(metadata TEXT) RETURNS TEXT "
+            "LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN "
+            "RETURN metadata::jsonb ->> 'upstream'; "
+            "EXCEPTION WHEN others THEN RETURN NULL; END $$",
+            "CREATE INDEX audit_records_upstream_time ON audit_records "
+            "(helio_audit_upstream(metadata), timestamp, seq)",
+            "CREATE INDEX audit_records_tool_input_search ON audit_records "
+            "USING GIN (to_tsvector('simple', coalesce(tool_input, '')))",
+        ),
+    },
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
@@ -248,6 +300,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     LIMIT_BUCKETS,
     APPROVAL_TICKET_STATE,
     APPROVAL_TICKET_UPSTREAM,
+    AUDIT_CONSOLE_INDEXES,
 )
 """Every migration, in the order it is applied."""
 
@@ -286,6 +339,9 @@ def apply_migrations(
             continue
         for statement in migration.statements:
             conn.execute(text(statement))
+        # Backend-specific SQL goes to the driver as written (PL/pgSQL bodies, FTS5 options).
+        for statement in migration.dialects.get(conn.dialect.name, ()):
+            conn.exec_driver_sql(statement)
         conn.execute(
             text("INSERT INTO schema_migrations (name, applied_at) VALUES (:name, :at)"),
             {"name": migration.name, "at": datetime.now(UTC).isoformat()},
