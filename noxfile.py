@@ -148,9 +148,19 @@ def ensure_chromium(session: nox.Session) -> None:
     if Path("/usr/bin/chromium").exists():
         return
     if not shutil.which("apt-get"):
-        session.error("the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium)")
+        session.error(
+            "the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium)"
+        )
     session.run("apt-get", "update", "-qq", external=True)
-    session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "chromium",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
 
 
 @nox.session(python=False)

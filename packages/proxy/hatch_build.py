@@ -26,7 +26,8 @@ class ConsoleBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if BUILD_SCRIPT.is_file():
             spec = importlib.util.spec_from_file_location("helio_console_build", BUILD_SCRIPT)
-            assert spec is not None and spec.loader is not None
+            assert spec is not None
+            assert spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             if module.build():

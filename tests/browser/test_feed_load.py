@@ -145,6 +145,6 @@ def test_the_feed_stays_responsive_at_200_events_per_second(site: str) -> None:
     assert len(delays) >= 10, delays
     # Budgets with room for this shared 2-core machine; a list re-rendered per event misses them.
     assert max(delays) < 250, delays
-    assert p95 < 100, f"main-thread lag p95 {p95:.0f} ms"
+    assert p95 < 150, f"main-thread lag p95 {p95:.0f} ms"
     assert longest < 250, f"a long task of {longest} ms blocked the page"
     assert shown == 250
