@@ -179,6 +179,11 @@ class Console:
     """A logged-in page that fails the test on any console error."""
 
     def __init__(self, context: BrowserContext, base: str) -> None:
+        # Counts the console's beeps: each one makes an AudioContext.
+        context.add_init_script(
+            "window.__beeps = 0; const Real = window.AudioContext;"
+            "window.AudioContext = class extends Real { constructor(...a) { super(...a); window.__beeps++; } };"
+        )
         self.page: Page = context.new_page()
         self.base = base
         self.errors: list[str] = []
@@ -267,8 +272,16 @@ def test_an_agents_call_appears_in_the_feed_within_a_second(admin: Console, stac
 def test_approving_a_held_call_completes_the_agents_call_with_the_upstreams_result(
     admin: Console, stack: Stack
 ) -> None:
-    page = admin.go("/approvals")
+    page = admin.go("/feed")
+    page.evaluate("window.__beeps = 0")
+    page.wait_for_timeout(300)  # the event stream is open
     payment = agent(lambda: call(stack.mcp, "create_payment", {"amount": 250, "recipient": "acme"}))
+    # A new ticket: a count in the tab title and the navigation, and a beep (WebAudio).
+    expect(page).to_have_title("(1) Helio console", timeout=5000)
+    expect(page.get_by_role("link", name="Approvals").locator(".count")).to_have_text("1")
+    assert page.evaluate("window.__beeps") == 1
+    page.get_by_role("link", name="Approvals").click()
+    expect(page).to_have_title("Helio console")
     ticket = page.locator("article.ticket", has_text="create_payment")
     expect(ticket).to_be_visible(timeout=5000)
     expect(ticket.get_by_text('"recipient": "acme"')).to_be_visible()
@@ -294,6 +307,28 @@ def test_denying_with_a_reason_gives_the_agent_approval_denied_with_it(admin: Co
     assert caught.value.code == -32001
     assert caught.value.data["reason"] == "approval_denied"
     assert caught.value.data["denial_reason"] == "amount over the limit"
+
+
+def test_an_expired_session_asks_for_the_secret_again_without_losing_the_page(
+    browser: Browser, stack: Stack
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    console = Console(context, stack.console)
+    console.login(ADMIN)
+    page = console.go("/audit?tool=get_weather")
+    page.get_by_label("Agent").fill("typed-but-not-applied")
+    context.clear_cookies()  # the session is gone, as after its 8 hours
+    page.get_by_role("link", name="Export CSV")  # still on the page
+    page.get_by_role("button", name="Apply").click()
+    dialog = page.get_by_role("dialog", name="Session expired")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Secret").fill(ADMIN)
+    dialog.get_by_role("button", name="Log in").click()
+    expect(dialog).to_have_count(0)
+    expect(page).to_have_url(f"{stack.console}/audit?tool=get_weather&agent=typed-but-not-applied")
+    expect(page.get_by_text("No record matches these filters.")).to_be_visible()
+    context.close()
+    assert console.errors == [], console.errors
 
 
 def test_a_viewer_sees_tickets_but_cannot_approve(browser: Browser, stack: Stack) -> None:
@@ -397,6 +432,10 @@ def test_every_screen_at_both_widths_with_no_serious_accessibility_violation(
         console = Console(context, stack.console)
         page = console.page
         page.goto(stack.console + "/")
+        expect(page.get_by_label("Secret")).to_be_visible()
+        # First load on loopback: navigation start to the load event, and to the login form drawn.
+        loaded = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+        assert 0 < loaded < 1000, f"first load took {loaded} ms"
         page.screenshot(path=str(ARTIFACTS / f"login-{size}.png"))
         console.login(ADMIN)
         for name, path in [*[(s, f"/{s}") for s in SCREENS], *extra.items()]:

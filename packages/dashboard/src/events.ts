@@ -26,6 +26,13 @@ const TYPES = [
 let source: EventSource | null = null;
 const listeners = new Set<Listener>();
 const statusListeners = new Set<(connected: boolean) => void>();
+const closedListeners = new Set<() => void>();
+
+/** Called when the stream closed for good (the browser will not retry it). */
+export function onClosed(listener: () => void): () => void {
+  closedListeners.add(listener);
+  return () => closedListeners.delete(listener);
+}
 
 function dispatch(type: string, message: MessageEvent<string>): void {
   let parsed: { type?: string; timestamp?: number; data?: Record<string, unknown> };
@@ -47,7 +54,15 @@ export function connect(): void {
   if (source) return;
   source = new EventSource("/api/events", { withCredentials: true });
   source.onopen = () => statusListeners.forEach((l) => l(true));
-  source.onerror = () => statusListeners.forEach((l) => l(false));
+  source.onerror = () => {
+    statusListeners.forEach((l) => l(false));
+    // A refused stream (401 after the session expired) is closed for good: say so, so the app can
+    // check the session and reconnect.
+    if (source && source.readyState === EventSource.CLOSED) {
+      source = null;
+      closedListeners.forEach((l) => l());
+    }
+  };
   for (const type of TYPES) {
     source.addEventListener(type, (m) => dispatch(type, m as MessageEvent<string>));
   }

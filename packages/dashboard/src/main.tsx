@@ -12,7 +12,7 @@ import {
   whoami,
   type Operator,
 } from "./api";
-import { connect, disconnect, onStatus, subscribe } from "./events";
+import { connect, disconnect, onClosed, onStatus, subscribe } from "./events";
 import { Analytics } from "./screens/analytics";
 import { Approvals } from "./screens/approvals";
 import { Audit } from "./screens/audit";
@@ -145,6 +145,17 @@ function App(): JSX.Element {
     if (!operator) return;
     connect();
     const offStatus = onStatus(setConnected);
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    const offClosed = onClosed(() => {
+      // Expired session: ask for the secret (the stream restarts after the new login); else retry.
+      whoami().then(
+        (op) => {
+          if (op === null) setExpired(true);
+          else retry = setTimeout(connect, 2000);
+        },
+        () => (retry = setTimeout(connect, 2000)),
+      );
+    });
     const offEvents = subscribe((event) => {
       if (event.type === "approval_requested") {
         if (document.hidden || location.pathname !== "/approvals") setUnseen((n) => n + 1);
@@ -152,6 +163,8 @@ function App(): JSX.Element {
       }
     });
     return () => {
+      clearTimeout(retry);
+      offClosed();
       offStatus();
       offEvents();
       disconnect();
@@ -254,6 +267,7 @@ function App(): JSX.Element {
               setExpired(false);
               setOperator((old) => (old && old.operator === op.operator && old.role === op.role ? old : op));
               sessionRestored();
+              connect(); // no-op when the stream is still open
             }}
           />
         </div>

@@ -1,6 +1,6 @@
 """Scripted traffic ``helio demo`` sends through its own proxy, so every console screen has data.
 
-One official MCP client session: reads that are allowed (and use the report-steps budget), a
+The official MCP client: reads that are allowed (and use the report-steps budget), a
 destructive call that is denied, an email that is only a dry run, and a payment that waits for an
 operator's approval (it completes when someone approves it in the console, or times out).
 """
@@ -28,19 +28,21 @@ SCRIPT: tuple[tuple[str, dict[str, Any]], ...] = (
 HELD_PAYMENT: dict[str, Any] = {"amount": 125, "recipient": "acme-supplies"}
 
 
-async def drive(mcp_url: str) -> None:
-    """Make the scripted calls; errors (a denial is one) are expected and only logged at debug."""
+async def _call(mcp_url: str, tool: str, arguments: dict[str, Any]) -> None:
+    """One call in its own client: a refusal ends that client's session, never the script."""
     from mcp import Client, MCPError
 
-    try:
+    with contextlib.suppress(MCPError, ExceptionGroup):
         async with Client(mcp_url, mode="legacy") as client:
-            for tool, arguments in SCRIPT:
-                try:
-                    await client.call_tool(tool, arguments)
-                except MCPError as exc:
-                    log.debug("demo traffic: %s refused: %s", tool, exc)
-            with contextlib.suppress(MCPError):
-                await client.call_tool("create_payment", HELD_PAYMENT)
+            await client.call_tool(tool, arguments)
+
+
+async def drive(mcp_url: str) -> None:
+    """Make the scripted calls; refusals are what the demo shows, so they are not errors here."""
+    try:
+        for tool, arguments in SCRIPT:
+            await _call(mcp_url, tool, arguments)
+        await _call(mcp_url, "create_payment", HELD_PAYMENT)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the demo goes on without its traffic
