@@ -111,3 +111,5 @@ def test_a_wheel_installed_with_pip_serves_the_console_from_helio_demo(tmp_path:
             [budget] = browser.get("/api/budgets").json()["data"]
             assert budget["name"] == "report-steps"
             assert budget["buckets"][0]["current"] == "8"
+    assert demo.stdout is not None
+    demo.stdout.close()

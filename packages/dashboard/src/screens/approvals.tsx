@@ -183,7 +183,7 @@ export function Approvals(props: { operator: Operator }): JSX.Element {
         ))}
       </div>
       <h2>Recently resolved</h2>
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
         <table class="list">
           <thead>
             <tr>

@@ -105,7 +105,7 @@ function AuditList(): JSX.Element {
       </div>
       <FilterForm key={key} filters={filters} />
       <ErrorNote error={list.error} />
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
         <table class="list" aria-label="Audit records">
           <thead>
             <tr>

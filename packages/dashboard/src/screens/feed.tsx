@@ -182,7 +182,7 @@ export function Feed(): JSX.Element {
           {rate}/s · showing {shown.length} of the last {items.length}
         </span>
       </div>
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
         <table class="list" aria-label="Live calls">
           <thead>
             <tr>

@@ -17,7 +17,7 @@ function Meter(props: { utilization: unknown; label: string }): JSX.Element {
 
 function BucketRows(props: { rows: Rec[]; rule?: boolean }): JSX.Element {
   return (
-    <div class="table-wrap">
+    <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
       <table class="list">
         <thead>
           <tr>
@@ -79,7 +79,7 @@ function Ledger(props: { name: string }): JSX.Element {
   const rows = events.data?.data ?? [];
   const cols = rows.length ? Object.keys(rows[0]).slice(0, 8) : [];
   return (
-    <div class="table-wrap">
+    <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
       <ErrorNote error={events.error} />
       <table class="list" aria-label={`Ledger of ${props.name}`}>
         <thead>

@@ -20,7 +20,7 @@ function SessionView(props: { id: string }): JSX.Element {
         <div class="detail">
           <section class="card">
             <h2>Evidence</h2>
-            <div class="table-wrap">
+            <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
               <table class="list" aria-label="Evidence">
                 <thead>
                   <tr>
@@ -63,7 +63,7 @@ function SessionView(props: { id: string }): JSX.Element {
           </section>
           <section class="card wide-card">
             <h2>Calls in order</h2>
-            <div class="table-wrap">
+            <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
               <table class="list">
                 <thead>
                   <tr>

@@ -38,7 +38,7 @@ export function Tools(props: { operator: Operator }): JSX.Element {
         <span class="muted">{list.filter(drifted).length} drifted</span>
       </div>
       <ErrorNote error={tools.error ?? error} />
-      <div class="table-wrap">
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Scrollable table">
         <table class="list" aria-label="Tools">
           <thead>
             <tr>
