@@ -37,6 +37,7 @@ AXE = ROOT / "packages" / "dashboard" / "node_modules" / "axe-core" / "axe.min.j
 CHROMIUM = "/usr/bin/chromium"
 ADMIN = "admin-secret-for-the-browser-tests-0123"
 VIEWER = "viewer-secret-for-the-browser-tests-0123"
+SESSION = "browser-agent-1"
 DRIFTED = "Current weather for a city, now with forecasts (changed upstream)."
 
 
@@ -164,7 +165,7 @@ async def call(url: str, tool: str, arguments: dict[str, Any]) -> Any:
     """One tool call; an MCP error is raised after the client has closed (not inside its task group)."""
     async with Client(url, mode="legacy") as client:
         try:
-            return await client.call_tool(tool, arguments)
+            return await client.call_tool(tool, arguments, meta={"io.gethelio/session-id": SESSION})  # type: ignore[arg-type]
         except MCPError as exc:
             failure = exc
     raise failure
@@ -440,7 +441,10 @@ def test_every_screen_at_both_widths_with_no_serious_accessibility_violation(
         console.login(ADMIN)
         for name, path in [*[(s, f"/{s}") for s in SCREENS], *extra.items()]:
             page.goto(stack.console + path)
-            page.wait_for_load_state("networkidle")
+            # Drawn and loaded: the screen's heading, and no "Loading" left (the event stream never idles).
+            expect(page.locator("main h1").first).to_be_visible()
+            page.wait_for_function("() => !document.body.innerText.includes('Loading')")
+            page.wait_for_timeout(150)
             page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=False)
             page.add_script_tag(path=str(AXE))
             found = page.evaluate(

@@ -111,5 +111,15 @@ def test_a_wheel_installed_with_pip_serves_the_console_from_helio_demo(tmp_path:
             [budget] = browser.get("/api/budgets").json()["data"]
             assert budget["name"] == "report-steps"
             assert budget["buckets"][0]["current"] == "8"
+            session = browser.get("/api/sessions/helio-demo-traffic").json()["data"]
+            assert [c["tool_name"] for c in session["calls"]][:7] == [
+                "get_weather",
+                "search_docs",
+                "lookup_order",
+                "build_report",
+                "build_report",
+                "delete_user",
+                "send_email",
+            ]
     assert demo.stdout is not None
     demo.stdout.close()

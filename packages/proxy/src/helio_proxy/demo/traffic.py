@@ -25,6 +25,10 @@ SCRIPT: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 """Calls made in order; then ``create_payment`` is left waiting for approval."""
 
+SESSION_META_KEY = "io.gethelio/session-id"
+SESSION_ID = "helio-demo-traffic"
+"""Every scripted call is in this session (the console's Sessions screen shows it)."""
+
 HELD_PAYMENT: dict[str, Any] = {"amount": 125, "recipient": "acme-supplies"}
 
 
@@ -34,7 +38,7 @@ async def _call(mcp_url: str, tool: str, arguments: dict[str, Any]) -> None:
 
     with contextlib.suppress(MCPError, ExceptionGroup):
         async with Client(mcp_url, mode="legacy") as client:
-            await client.call_tool(tool, arguments)
+            await client.call_tool(tool, arguments, meta={SESSION_META_KEY: SESSION_ID})
 
 
 async def drive(mcp_url: str) -> None:
