@@ -78,8 +78,8 @@ def banner(
     return f"""
 Console: open {dashboard_url}/?token={login_token}
   (a one-time login link, valid for 2 minutes; afterwards log in with the secret under Approvals)
-  Scripted traffic (session helio-demo-traffic) is on its way there: allowed reads, a denied delete, a dry-run email, a budget
-  in use, and a payment waiting for your approval.
+  Scripted traffic (session helio-demo-traffic) is on its way there: allowed reads, a denied
+  delete, a dry-run email, a budget in use, and a payment waiting for your approval.
 Demo MCP server: http://127.0.0.1:{upstream_port}/mcp (tools: get_weather, search_docs, lookup_order,
   send_email, delete_user, create_payment, refund_order, build_report)
 Point any MCP client at: {mcp_url}
