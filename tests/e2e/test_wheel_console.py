@@ -41,6 +41,7 @@ def _read_until(process: subprocess.Popen[str], pattern: str, seen: list[str]) -
     raise AssertionError(f"no line matched {pattern!r}:\n" + "".join(seen))
 
 
+@pytest.mark.timeout(400)  # a wheel build and a pip install from the registry
 def test_a_wheel_installed_with_pip_serves_the_console_from_helio_demo(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
