@@ -423,9 +423,8 @@ def test_every_screen_at_both_widths_with_no_serious_accessibility_violation(
     ticket = _pending_ticket(stack)
     with stack.api() as api:
         session = api.get("/api/audit", params={"tool": "get_weather", "limit": 1}).json()["data"][0]
-    extra = {"audit-detail": f"/audit/{session['id']}"}
-    if session.get("session_id"):
-        extra["session"] = f"/sessions/{session['session_id']}"
+    assert session["session_id"] == SESSION
+    extra = {"audit-detail": f"/audit/{session['id']}", "session-detail": f"/sessions/{SESSION}"}
     violations: dict[str, list[str]] = {}
     for size, (width, height) in SIZES.items():
         # bypass_csp: axe-core is injected as an inline script, which the console's CSP forbids.
