@@ -73,6 +73,7 @@ def docs(session: nox.Session) -> None:
     the site builds with ``mkdocs build --strict`` (every page in the nav, every link and anchor resolves)."""
     session.run("python", "-m", "helio_proxy.config.docgen", "--check", "docs/configuration.md")
     session.run("python", "-m", "helio_proxy.cli.docgen", "--check", "docs/cli-reference.md")
+    session.run("python", "-m", "helio_proxy.operator.docgen", "--check", "docs/rest-reference.md")
     session.run("pytest", "-q", "tests/unit/docs", success_codes=[0, PYTEST_NO_TESTS])
     with tempfile.TemporaryDirectory(prefix="helio-site-") as site:
         session.run(

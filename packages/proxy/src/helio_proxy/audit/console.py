@@ -33,7 +33,7 @@ EXPORT_PAGE: Final = 1000
 MAX_SEARCH_TERMS: Final = 8
 
 _SQLITE_UPSTREAM: Final = "(CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$.upstream') END)"
-_WORD: Final = re.compile(r"\w+", re.UNICODE)
+_WORD: Final = re.compile(r"[^\W_]+")
 _CURSOR: Final = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)~(\d{1,19})$")
 
 
@@ -74,17 +74,20 @@ def search_terms(q: str) -> list[str]:
 
 
 def _text_condition(dialect: str, q: str) -> ColumnElement[bool]:
+    """PostgreSQL: the arguments' ``tsvector`` (GIN-indexed) holds every word, the last as a prefix."""
     terms = search_terms(q)
-    if dialect == "postgresql":
-        query = " & ".join(f"{term.lower()}:*" for term in terms)
-        return text(
-            "to_tsvector('simple', coalesce(audit_records.tool_input, '')) @@ to_tsquery('simple', :tsq)"
-        ).bindparams(tsq=query)  # pyright: ignore[reportReturnType]
-    match = " ".join(f'"{term}"*' for term in terms)
-    matched = text("SELECT rowid FROM audit_records_fts WHERE audit_records_fts MATCH :fts").bindparams(
-        fts=match
-    )
-    return _C.seq.in_(matched.columns(literal_column("rowid")))
+    words = [term.lower() for term in terms]
+    query = " & ".join([*words[:-1], f"{words[-1]}:*"])
+    return text(
+        "to_tsvector('simple', regexp_replace(coalesce(audit_records.tool_input, ''), "
+        "'[^[:alnum:]]+', ' ', 'g')) @@ to_tsquery('simple', :tsq)"
+    ).bindparams(tsq=query)  # pyright: ignore[reportReturnType]
+
+
+def fts_query(q: str) -> str:
+    """SQLite FTS5: every word quoted (so no FTS5 operator syntax gets through), the last as a prefix."""
+    terms = search_terms(q)
+    return " ".join([*(f'"{term}"' for term in terms[:-1]), f'"{terms[-1]}"*'])
 
 
 def conditions(where: ConsoleFilter, dialect: str) -> list[ColumnElement[bool]]:
@@ -108,7 +111,7 @@ def conditions(where: ConsoleFilter, dialect: str) -> list[ColumnElement[bool]]:
             out.append(column == value)
     if where.upstream:
         out.append(upstream_column(dialect) == where.upstream)
-    if where.q:
+    if where.q and dialect == "postgresql":
         out.append(_text_condition(dialect, where.q))
     return out
 
@@ -144,12 +147,69 @@ def present(row: Mapping[Any, Any]) -> dict[str, Any]:
 def page(
     conn: Connection, where: ConsoleFilter, *, limit: int = 100, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Up to ``limit`` matching records, newest first, and the cursor of the next page (or None)."""
+    """Up to ``limit`` matching records, newest first, and the cursor of the next page (or None).
+
+    With a text search (``q``) records come in sequence order (the order they were written,
+    which is timestamp order up to one write batch), because that is the order the search
+    indexes yield them cheaply; on SQLite the page may then hold fewer than ``limit`` records
+    with a cursor to continue from, when :data:`SEARCH_SCAN` candidates were examined.
+    """
     limit = max(1, min(limit, MAX_PAGE))
-    rows = list(conn.execute(_page_query(where, conn.dialect.name, limit + 1, cursor)))
+    dialect = conn.dialect.name
+    if where.q and dialect != "postgresql":
+        return _search_page(conn, where, limit, cursor)
+    if where.q:
+        query = select(AUDIT_RECORDS).where(*conditions(where, dialect))
+        if cursor:
+            query = query.where(_C.seq < decode_cursor(cursor)[1])
+        query = query.order_by(_C.seq.desc()).limit(limit + 1)
+    else:
+        query = _page_query(where, dialect, limit + 1, cursor)
+    rows = list(conn.execute(query))
     records = [present(row._mapping) for row in rows[:limit]]  # pyright: ignore[reportPrivateUsage]
     more = len(rows) > limit
     return records, encode_cursor(records[-1]) if more and records else None
+
+
+SEARCH_CHUNK: Final = 2000
+SEARCH_SCAN: Final = 200_000
+
+
+def _search_page(
+    conn: Connection, where: ConsoleFilter, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """SQLite: walk the FTS5 matches newest first in chunks, applying the other filters to each."""
+    match = fts_query(where.q or "")
+    others = conditions(where, conn.dialect.name)
+    below = decode_cursor(cursor)[1] if cursor else None
+    found: list[dict[str, Any]] = []
+    scanned = 0
+    while True:
+        chunk_sql = "SELECT rowid FROM audit_records_fts WHERE audit_records_fts MATCH :fts"
+        params: dict[str, Any] = {"fts": match, "n": SEARCH_CHUNK}
+        if below is not None:
+            chunk_sql += " AND rowid < :below"
+            params["below"] = below
+        chunk_sql += " ORDER BY rowid DESC LIMIT :n"
+        seqs = [int(r[0]) for r in conn.execute(text(chunk_sql), params)]
+        scanned += len(seqs)
+        if seqs:
+            query = (
+                select(AUDIT_RECORDS)
+                .where(_C.seq.in_(seqs), *others)
+                .order_by(_C.seq.desc())
+                .limit(limit + 1 - len(found))
+            )
+            found += [present(row._mapping) for row in conn.execute(query)]  # pyright: ignore[reportPrivateUsage]
+        if len(found) > limit:
+            return found[:limit], encode_cursor(found[limit - 1])
+        if len(seqs) < SEARCH_CHUNK:
+            return found, None
+        below = seqs[-1]
+        if scanned >= SEARCH_SCAN:
+            # Stop here; the cursor continues below the last candidate examined.
+            last = found[-1]["timestamp"] if found else "0000-01-01T00:00:00.000000Z"
+            return found, f"{last}~{below}"
 
 
 def last_seq(conn: Connection) -> int:
@@ -164,6 +224,11 @@ def since_seq(conn: Connection, seq: int, limit: int) -> list[dict[str, Any]]:
 
 def count(conn: Connection, where: ConsoleFilter) -> int:
     query = select(func.count()).select_from(AUDIT_RECORDS).where(*conditions(where, conn.dialect.name))
+    if where.q and conn.dialect.name != "postgresql":
+        matched = text("SELECT rowid FROM audit_records_fts WHERE audit_records_fts MATCH :fts").bindparams(
+            fts=fts_query(where.q)
+        )
+        query = query.where(_C.seq.in_(matched.columns(literal_column("rowid"))))
     return int(conn.execute(query).scalar_one())
 
 

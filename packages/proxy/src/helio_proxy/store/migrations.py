@@ -287,8 +287,10 @@ AUDIT_CONSOLE_INDEXES = Migration(
             "EXCEPTION WHEN others THEN RETURN NULL; END $$",
             "CREATE INDEX audit_records_upstream_time ON audit_records "
             "(helio_audit_upstream(metadata), timestamp, seq)",
-            "CREATE INDEX audit_records_tool_input_search ON audit_records "
-            "USING GIN (to_tsvector('simple', coalesce(tool_input, '')))",
+            # Words are runs of letters and digits on both backends (FTS5's unicode61 splits
+            # the same way), so 'ORD-42' is the words 'ord' and '42' everywhere.
+            "CREATE INDEX audit_records_tool_input_search ON audit_records USING GIN "
+            "(to_tsvector('simple', regexp_replace(coalesce(tool_input, ''), '[^[:alnum:]]+', ' ', 'g')))",
         ),
     },
 )
