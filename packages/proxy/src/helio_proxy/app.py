@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from starlette.types import ASGIApp
 
-from helio_proxy import __version__, capabilities
+from helio_proxy import __version__, capabilities, console
 from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
@@ -30,6 +30,7 @@ from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.dataplane import CredentialProvider, DataPlane, ToolInventory, provider_for
 from helio_proxy.dataplane.tools import RecordingLister
+from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
@@ -75,6 +76,9 @@ class HelioApp:
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     serve_mcp: bool = True
     """Serve the agent-facing HTTP listener (``helio wrap`` serves MCP on stdio instead)."""
+    require_console: bool = False
+    """Refuse to start when ``dashboard.enabled`` and the console's assets are not installed
+    (``helio start`` and ``helio demo``; in-process embedders may serve only the API)."""
     inherit_environment: bool = False
     """Stdio upstreams inherit all of :attr:`environ` but the proxy's secrets (``helio wrap``: the
     client's environment), not only the default set (see :mod:`.transports.upstream.stdio`)."""
@@ -128,7 +132,7 @@ class HelioApp:
             self.watcher = ConfigWatcher(
                 self.snapshots, self.loaded.path, self.say, self._record_reload, approvals=True
             )
-        self.dashboard_ui: ASGIApp | None = None
+        self.dashboard_ui: ASGIApp | None = console.ConsoleAssets() if console.assets_available() else None
         """The console's static UI, served on the dashboard port outside ``/api/`` (set before start)."""
         self.operator_api: OperatorApi | None = None
         self.audit_tail: AuditTail | None = None
@@ -301,6 +305,8 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         socks: list[socket.socket] = []
+        if self.require_console and config.dashboard.enabled and not console.assets_available():
+            raise StartupError(console.MISSING_ASSETS)
         try:
             mcp_sock = bind(config.listen.host, config.listen.port, "listen") if self.serve_mcp else None
             if mcp_sock is not None:
@@ -333,7 +339,7 @@ class HelioApp:
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
             self.audit_tail = AuditTail(self.audit.store, self.events)
-            console = console_router(
+            routes = console_router(
                 self.audit.store, self.sessions, lambda: [mount.name for mount in self.mounts]
             )
             self.operator_api = OperatorApi(
@@ -341,7 +347,7 @@ class HelioApp:
                 self.events,
                 self.operator_routes,
                 version=__version__,
-                routers=[console],
+                routers=[routes],
                 ui=self.dashboard_ui,
                 on_subscribe=self.audit_tail.wake,
             )
@@ -402,6 +408,8 @@ class HelioApp:
                 f"timeout {config.approval.timeout}, quorum {config.approval.quorum}"
             )
         if any(listener.name == "dashboard" for listener in self.listeners):
+            if console.assets_available():
+                self.say(f"Dashboard (operator console) on {self.dashboard_url}/")
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
             ui_notice = capabilities.dashboard_ui_notice(config)
             if ui_notice is not None:
