@@ -401,11 +401,6 @@ def test_an_admin_accepts_a_drifted_tool(admin: Console, stack: Stack) -> None:
     assert tool["description"] == DRIFTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (console-api): POST /api/tools/{name}/accept updates the stored baseline, but the "
-    "running gateway keeps blocking the tool as drifted until restart",
-)
 def test_after_an_acceptance_the_agents_call_goes_through(stack: Stack) -> None:
     result = agent(lambda: call(stack.mcp, "get_weather", {"city": "Leeds"})).result(timeout=20)
     assert result.is_error is False

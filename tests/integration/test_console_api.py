@@ -19,7 +19,7 @@ import pytest
 
 from helio_proxy.app import HelioApp
 from helio_proxy.baselines import load_tools
-from helio_proxy.baselines.table import write_pending
+from helio_proxy.baselines.table import write_accepted, write_pending
 from helio_proxy.operator.auth import LOGIN_FAILURE_LIMIT, secret_digest
 from helio_proxy.policy.baselines import PendingDrift, ToolBaseline
 from tests.harness import mcp_upstream, run_proxy
@@ -349,20 +349,21 @@ async def test_analytics_session_view_tools_and_accepting_a_drift(tmp_path: Path
         _is_error(await http.post("/api/tools/nope/accept", json={"upstream": "a"}), 404, "not_found")
         _is_error(await http.post("/api/tools/get_weather/accept", json={"upstream": "zz"}), 404, "not_found")
 
+        # The stored baseline is an older definition; what the upstream serves now is pending.
         stored = app.audit.store
         [current] = await stored.read(load_tools("a", ["get_weather"]))
-        changed = {**current.baseline.definition, "description": "Now also books flights."}
-        drift = PendingDrift(ToolBaseline.of(changed), ("description",))
-        await stored.write(
-            write_pending("a", "get_weather", current.baseline.fingerprint, drift, datetime.now(UTC))
-        )
+        described = current.baseline.definition["description"]
+        older = ToolBaseline.of({**current.baseline.definition, "description": "Weather, once."})
+        drift = PendingDrift(current.baseline, ("description",))
+        await stored.write(write_accepted("a", older, datetime.now(UTC)))
+        await stored.write(write_pending("a", "get_weather", older.fingerprint, drift, datetime.now(UTC)))
         drifted = next(
             t
             for t in (await http.get("/api/tools")).json()["data"]
             if (t["upstream"], t["name"]) == ("a", "get_weather")
         )
         assert drifted["drift"]["aspects"] == ["description"]
-        assert drifted["drift"]["definition"]["description"] == "Now also books flights."
+        assert drifted["drift"]["definition"]["description"] == described
 
         _is_error(
             await http.post(
@@ -375,7 +376,7 @@ async def test_analytics_session_view_tools_and_accepting_a_drift(tmp_path: Path
         assert accepted.status_code == 200, accepted.text
         view = accepted.json()["data"]
         assert view["drift"] is None
-        assert view["description"] == "Now also books flights."
+        assert view["description"] == described
         assert view["accepted_by"] == "api_secret"
         assert view["fingerprint"] == drift.current.fingerprint
 

@@ -231,6 +231,13 @@ class HelioApp:
         sync = BaselineSync(baseline_store, baselines, on_drift=gateway.note_drift)
         return Mount(upstream_config, upstream, gateway, baseline_store, baselines, sync, primer)
 
+    async def _baseline_accepted(self, upstream_key: str, tool: str) -> None:
+        """An operator accepted ``tool``'s new definition through the operator API: the mount's
+        in-memory baselines take it up now, not at the next poll."""
+        for mount in self.mounts:
+            if baseline_key(mount.name) == upstream_key:
+                await mount.baseline_sync.sync_once()
+
     def mount(self, name: str) -> Mount:
         """The mount of the upstream called ``name`` (``KeyError`` if there is none)."""
         for mount in self.mounts:
@@ -340,7 +347,10 @@ class HelioApp:
         if dashboard_sock is not None:
             self.audit_tail = AuditTail(self.audit.store, self.events)
             routes = console_router(
-                self.audit.store, self.sessions, lambda: [mount.name for mount in self.mounts]
+                self.audit.store,
+                self.sessions,
+                lambda: [mount.name for mount in self.mounts],
+                on_accepted=self._baseline_accepted,
             )
             self.operator_api = OperatorApi(
                 config.dashboard,

@@ -26,7 +26,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -175,9 +175,18 @@ def _tool_view(stored: StoredTool) -> dict[str, Any]:
 
 
 def console_router(
-    store: Store, sessions: SessionStore, upstreams: Callable[[], Sequence[str | None]]
+    store: Store,
+    sessions: SessionStore,
+    upstreams: Callable[[], Sequence[str | None]],
+    *,
+    on_accepted: Callable[[str, str], Awaitable[object]] | None = None,
 ) -> APIRouter:
-    """The routes above over ``store``; ``upstreams`` names the configured upstreams (None: unnamed)."""
+    """The routes above over ``store``; ``upstreams`` names the configured upstreams (None: unnamed).
+
+    ``on_accepted(upstream_key, tool)`` runs after an acceptance is stored and before the route
+    answers: the running proxy takes the new baseline up there, so the agent's next call is
+    judged against it (without it the proxy's poll would, within a couple of seconds).
+    """
     router = APIRouter(tags=["console"])
 
     async def _page(where: console.ConsoleFilter, limit: int, cursor: str | None) -> Response:
@@ -421,6 +430,8 @@ def console_router(
         except BaselineError as exc:
             status = 404 if "no baseline" in str(exc) else 409
             raise ApiError(status, str(exc)) from None
+        if on_accepted is not None:
+            await on_accepted(accepted.upstream, name)
         refreshed = await store.read(load_tools(accepted.upstream, [name]))
         view = _tool_view(refreshed[0] if refreshed else accepted)
         return JSONResponse({"data": view}, headers=_NO_STORE)
