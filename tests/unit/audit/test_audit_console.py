@@ -164,3 +164,61 @@ def test_analytics_totals_series_approvals_and_overhead(seeded: Store) -> None:
     assert stats["approvals"]["approval_rate"] == 1.0
     assert stats["approvals"]["wait_ms_p50"] == 1000.0
     assert stats["overhead_ms"] == {"samples": 12, "p50": 6.0, "p95": 11.0, "p99": 11.0}
+
+
+def test_search_follows_deletes_and_edits_of_the_arguments(seeded: Store) -> None:
+    # Retention deletes and edits reach the word index (SQLite: triggers on a contentless table).
+    urgent = _list(seeded, kind="tool_call", q="urgent")
+    assert len(urgent) == 3
+    gone, edited = urgent[0]["seq"], urgent[1]["seq"]
+
+    def change(conn: Any) -> None:
+        conn.execute(text("DELETE FROM audit_records WHERE seq = :s"), {"s": gone})
+        conn.execute(
+            text("UPDATE audit_records SET tool_input = :t WHERE seq = :s"),
+            {"t": '{"city": "Lima-x", "note": "calm"}', "s": edited},
+        )
+
+    seeded.submit(change).result(timeout=10)
+    assert [r["seq"] for r in _list(seeded, kind="tool_call", q="urgent")] == [urgent[2]["seq"]]
+    assert [r["seq"] for r in _list(seeded, kind="tool_call", q="calm")] == [edited]
+    assert _list(seeded, kind="tool_call", q="lima") == _list(seeded, kind="tool_call", q="calm")
+
+
+def test_records_written_before_the_newest_first_index_are_found_after_it(tmp_path: Any) -> None:
+    from sqlalchemy import create_engine, insert
+
+    from helio_proxy.store.migrations import MIGRATIONS, apply_migrations
+    from helio_proxy.store.tables import AUDIT_RECORDS
+
+    before = [m for m in MIGRATIONS if m.name < "0009"]
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with engine.begin() as conn:
+            apply_migrations(conn, lock=lambda _c: None, migrations=before)
+            stamp = "2026-05-01T00:00:00.000000Z"
+            conn.execute(
+                insert(AUDIT_RECORDS),
+                [
+                    {
+                        "seq": n,
+                        "id": f"r{n}",
+                        "timestamp": stamp,
+                        "created_at": stamp,
+                        "record_kind": "tool_call",
+                        "origin": "mcp",
+                        "tool_input": f'{{"order_id": "ORD-{n:04d}"}}',
+                        "hash": "h",
+                        "prev_hash": "p",
+                    }
+                    for n in range(1, 6)
+                ],
+            )
+        with engine.begin() as conn:
+            assert apply_migrations(conn, lock=lambda _c: None) == ["0009_audit_search_newest_first"]
+            records, _ = console.page(conn, ConsoleFilter(q="ORD-0003"), limit=10)
+            assert [r["seq"] for r in records] == [3]
+            records, _ = console.page(conn, ConsoleFilter(q="ord"), limit=10)
+            assert [r["seq"] for r in records] == [5, 4, 3, 2, 1]
+    finally:
+        engine.dispose()

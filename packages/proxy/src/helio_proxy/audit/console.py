@@ -79,10 +79,8 @@ def _text_condition(dialect: str, q: str) -> ColumnElement[bool]:
     terms = search_terms(q)
     words = [term.lower() for term in terms]
     query = " & ".join([*words[:-1], f"{words[-1]}:*"])
-    return text(
-        "to_tsvector('simple', regexp_replace(coalesce(audit_records.tool_input, ''), "
-        "'[^[:alnum:]]+', ' ', 'g')) @@ to_tsquery('simple', :tsq)"
-    ).bindparams(tsq=query)  # pyright: ignore[reportReturnType]
+    # ``tool_input_words``: the words stored beside the arguments (migration ``0009``).
+    return text("audit_records.tool_input_words @@ to_tsquery('simple', :tsq)").bindparams(tsq=query)  # pyright: ignore[reportReturnType]
 
 
 def fts_query(q: str) -> str:
@@ -197,25 +195,34 @@ def _search_postgres(conn: Connection, query: Select[Any]) -> list[Any]:
 
 
 SEARCH_CHUNK: Final = 2000
+"""SQLite: the most candidates a search reads from the word index at once."""
 SEARCH_SCAN: Final = 200_000
+
+_WORDS_SQL: Final = "SELECT -rowid FROM audit_records_words WHERE audit_records_words MATCH :fts"
+"""The word index's rowid is the record's seq negated (migration ``0009``): ascending is newest first."""
 
 
 def _search_page(
     conn: Connection, where: ConsoleFilter, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """SQLite: walk the FTS5 matches newest first in chunks, applying the other filters to each."""
+    """SQLite: walk the FTS5 matches newest first in chunks, applying the other filters to each.
+
+    The first chunk is the page itself (a search with no other filter reads ``limit + 1``
+    candidates and that many records); each further one is twice the last, up to
+    :data:`SEARCH_CHUNK`, so another filter that rejects most candidates costs few queries."""
     match = fts_query(where.q or "")
     others = conditions(where, conn.dialect.name)
     below = decode_cursor(cursor)[1] if cursor else None
     found: list[dict[str, Any]] = []
     scanned = 0
+    chunk = limit + 1
     while True:
-        chunk_sql = "SELECT rowid FROM audit_records_fts WHERE audit_records_fts MATCH :fts"
-        params: dict[str, Any] = {"fts": match, "n": SEARCH_CHUNK}
+        chunk_sql = _WORDS_SQL
+        params: dict[str, Any] = {"fts": match, "n": chunk}
         if below is not None:
-            chunk_sql += " AND rowid < :below"
-            params["below"] = below
-        chunk_sql += " ORDER BY rowid DESC LIMIT :n"
+            chunk_sql += " AND rowid > :above"
+            params["above"] = -below
+        chunk_sql += " ORDER BY rowid LIMIT :n"
         seqs = [int(r[0]) for r in conn.execute(text(chunk_sql), params)]
         scanned += len(seqs)
         if seqs:
@@ -228,9 +235,10 @@ def _search_page(
             found += [present(row._mapping) for row in conn.execute(query)]  # pyright: ignore[reportPrivateUsage]
         if len(found) > limit:
             return found[:limit], encode_cursor(found[limit - 1])
-        if len(seqs) < SEARCH_CHUNK:
+        if len(seqs) < chunk:
             return found, None
         below = seqs[-1]
+        chunk = min(chunk * 2, SEARCH_CHUNK)
         if scanned >= SEARCH_SCAN:
             # Stop here; the cursor continues below the last candidate examined.
             last = found[-1]["timestamp"] if found else "0000-01-01T00:00:00.000000Z"
@@ -250,10 +258,10 @@ def since_seq(conn: Connection, seq: int, limit: int) -> list[dict[str, Any]]:
 def count(conn: Connection, where: ConsoleFilter) -> int:
     query = select(func.count()).select_from(AUDIT_RECORDS).where(*conditions(where, conn.dialect.name))
     if where.q and conn.dialect.name != "postgresql":
-        matched = text("SELECT rowid FROM audit_records_fts WHERE audit_records_fts MATCH :fts").bindparams(
+        matched = text(_WORDS_SQL.replace("SELECT -rowid", "SELECT -rowid AS seq")).bindparams(
             fts=fts_query(where.q)
         )
-        query = query.where(_C.seq.in_(matched.columns(literal_column("rowid"))))
+        query = query.where(_C.seq.in_(matched.columns(literal_column("seq"))))
     return int(conn.execute(query).scalar_one())
 
 
