@@ -55,10 +55,11 @@ def ensure_postgres(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check."""
+    """ruff lint and format check; the package layering contracts (import-linter, ``[tool.importlinter]``)."""
     targets = ["packages", "tests", "examples", "benchmarks", "noxfile.py"]
     session.run("ruff", "check", *targets)
     session.run("ruff", "format", "--check", *targets)
+    session.run("lint-imports")
 
 
 @nox.session(python=False)
@@ -172,3 +173,28 @@ def browser(session: nox.Session) -> None:
     ensure_console(session)
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
     session.run("pytest", *(session.posargs or ["tests/browser"]), env=env)
+
+
+def ensure_wrk(session: nox.Session) -> None:
+    """Install wrk from Debian when it is missing (idempotent); without it the benchmark falls back
+    to its in-script aiohttp load generator and says so."""
+    if shutil.which("wrk"):
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "install", "-y", "-q", "wrk", external=True, success_codes=[0, 100])
+    if not shutil.which("wrk"):
+        session.warn("wrk is not installed; throughput is measured with the in-script aiohttp load generator")
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """The benchmarks of docs/performance.md (not in the default sessions; about 20 minutes):
+    Helio against direct, a bare forwarder and the Python MCP proxies, then the scale figures
+    (limits at 10 and 100,000 charges, open sessions, decide() by rule count, audit records/s).
+    ``uv run nox -s bench -- --rounds 1`` passes options to bench_compare.py."""
+    ensure_wrk(session)
+    ensure_postgres(session)
+    session.run("python", "benchmarks/bench_compare.py", *session.posargs)
+    session.run("python", "benchmarks/bench_scale.py")
+    session.run("python", "benchmarks/bench_decide.py")
+    session.run("python", "benchmarks/bench_audit.py")

@@ -4,6 +4,7 @@ overspend together, and the seeds' rate and spend rules work verbatim."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -172,3 +173,104 @@ async def test_the_seed_rate_and_spend_rules_work_verbatim(tmp_path: Path) -> No
     assert text_amount["error"]["data"]["errors"][0]["path"] == "$.amount"
     assert "Policies: 2 rules loaded" in output
     assert "limits_unavailable" not in output
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The processes ``supervisor`` started (read from /proc)."""
+    out: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == supervisor:
+            out.append(int(stat.parent.name))
+    return sorted(out)
+
+
+def established_on(pid: int, port: int, state: str = "01") -> int:
+    """How many TCP sockets on local ``port`` process ``pid`` holds in ``state`` (01 ESTABLISHED, 0A LISTEN)."""
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            local_port = int(parts[1].rsplit(":", 1)[1], 16)
+            if local_port == port and parts[3] == state and parts[9] in inodes:
+                count += 1
+    return count
+
+
+SPEND_2500 = SPEND.replace("limit: 5000", "limit: 2500")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
+    tmp_path: Path, backend: str
+) -> None:
+    proxy_port, upstream_port = free_port(), free_port()
+    audit = tmp_path / "audit.db"
+    with (
+        postgres_schema() if backend == "postgres" else contextlib.nullcontext(None) as pg_url,
+        demo_upstream(upstream_port, tmp_path / "upstream.log"),
+    ):
+        path = tmp_path / "helio.yaml"
+        path.write_text(config_text(proxy_port, upstream_port, audit, SPEND_2500, pg_url))
+        with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
+            wait_for_port(proxy_port, proxy)
+            workers = worker_pids(proxy.pid)
+            assert len(workers) == 2
+            # Each worker joins the port when it is ready: wait for both, so both can take connections.
+            for _ in range(600):
+                if all(established_on(pid, proxy_port, "0A") for pid in workers):
+                    break
+                await asyncio.sleep(0.1)
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
+                url = f"http://127.0.0.1:{proxy_port}/mcp"
+                answers = await asyncio.gather(
+                    *(call(http, url, i, "create_payment", {"amount": 100}) for i in range(100))
+                )
+                # The client's keep-alive connections are still open: both workers hold some.
+                served = [established_on(pid, proxy_port) for pid in workers]
+            output = stop(proxy)
+        store = create_store(pg_url or f"sqlite:///{audit}")
+        store.open_sync()
+        try:
+            charged = store.read_sync(
+                lambda c: c.execute(text("SELECT amount FROM limit_events")).scalars().all()
+            )
+        finally:
+            store.close_sync()
+    assert all(n > 0 for n in served), served
+    through = [a for a in answers if succeeded(a)]
+    blocked = [a for a in answers if "error" in a]
+    assert (len(through), len(blocked)) == (25, 75)
+    assert {a["error"]["data"]["reason"] for a in blocked} == {"spend_limited"}
+    assert sum(Decimal(a) for a in charged) == Decimal(2500)
+    assert "limits_unavailable" not in output
+    assert output.count("Policies: 1 rules loaded") == 2  # each worker started the whole proxy
+
+
+def test_workers_refuse_a_stdio_upstream_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "helio.yaml"
+    path.write_text(
+        "version: '1'\n"
+        "upstream: {url: 'stdio://demo', transport: stdio, command: 'true'}\n"
+        f"listen: {{port: {free_port()}}}\n"
+        f"audit: {{path: '{tmp_path / 'audit.db'}'}}\n"
+        "dashboard: {enabled: false}\n"
+    )
+    done = subprocess.run(
+        helio("start", "-c", str(path), "--workers", "2"), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3  # a startup error, like a port in use
+    assert "--workers 2 cannot run this config (use --workers 1)" in done.stderr
+    assert "stdio server: each worker would start its own copy" in done.stderr

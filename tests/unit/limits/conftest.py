@@ -10,7 +10,8 @@ import pytest
 
 from helio_proxy.audit.clock import ManualClock
 from helio_proxy.config import HelioConfig, parse_config_text
-from helio_proxy.gateway.enforcement import ApprovalGate, GovernedCall, Settlement
+from helio_proxy.gateway.enforcement import GovernanceEnforcer
+from helio_proxy.governance import ApprovalGate, GovernedCall, Settlement
 from helio_proxy.limits import LimitsGate
 from helio_proxy.policy import Allow, CompiledPolicy, Decision, DryRun, RequireApproval, compile_policy
 from helio_proxy.policy.facts import CallFacts
@@ -37,7 +38,6 @@ class Rig:
             lambda: self.config,
             clock=clock.now,
             publish=lambda kind, data: self.events.append((kind, data)),
-            approvals=lambda: self.approvals,
         )
 
     def load(self, text: str) -> None:
@@ -80,7 +80,8 @@ class Rig:
         assert not isinstance(decision, RequireApproval)
         if decision.blocks:
             raise AssertionError(f"the policy itself blocked {call.facts.tool}: {decision}")
-        settlement = await self.gate.reserve(decision, call)  # type: ignore[arg-type]
+        # Through the enforcer, which owns the order (a budget's approval hold, then reserving again).
+        settlement = await GovernanceEnforcer(self.approvals, self.gate).settle(decision, call)
         if deliver and isinstance(settlement.decision, Allow):
             await settlement.delivered()
         return settlement

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amount
-from helio_proxy.policy.jsonpath import parse_path
+from helio_proxy.matching.jsonpath import parse_path
 
 
 def amount_of(raw_arguments: str, path: str = "$.amount") -> Decimal | InvalidAmount:

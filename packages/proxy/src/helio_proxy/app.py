@@ -82,6 +82,9 @@ class HelioApp:
     inherit_environment: bool = False
     """Stdio upstreams inherit all of :attr:`environ` but the proxy's secrets (``helio wrap``: the
     client's environment), not only the default set (see :mod:`.transports.upstream.stdio`)."""
+    worker: tuple[int, int] | None = None
+    """``(index, port)`` as one of ``helio start --workers N`` (see :mod:`.workers`): the MCP port is
+    shared (``SO_REUSEPORT``) and only worker 0 serves the dashboard and the SDK sideband."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
@@ -108,7 +111,6 @@ class HelioApp:
             self.audit.store,
             self.current_config,
             publish=self.events.publish,
-            approvals=lambda: self.enforcer.approvals,
         )
         """Rate/spend limits and budgets, counted in the audit trail's store."""
         self.limit_gate: LimitGate | None = self.limits
@@ -315,14 +317,23 @@ class HelioApp:
         if self.require_console and config.dashboard.enabled and not console.assets_available():
             raise StartupError(console.MISSING_ASSETS)
         try:
-            mcp_sock = bind(config.listen.host, config.listen.port, "listen") if self.serve_mcp else None
+            port, first = config.listen.port, True
+            if self.worker is not None:
+                port, first = self.worker[1], self.worker[0] == 0
+            mcp_sock = (
+                bind(config.listen.host, port, "listen", reuse_port=self.worker is not None)
+                if self.serve_mcp
+                else None
+            )
             if mcp_sock is not None:
                 socks.append(mcp_sock)
-            sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled else None
+            sdk_sock = bind(config.sdk.host, config.sdk.port, "sdk") if config.sdk.enabled and first else None
             if sdk_sock is not None:
                 socks.append(sdk_sock)
             dashboard = config.dashboard
-            dashboard_sock = bind(dashboard.host, dashboard.port, "dashboard") if dashboard.enabled else None
+            dashboard_sock = (
+                bind(dashboard.host, dashboard.port, "dashboard") if dashboard.enabled and first else None
+            )
             if dashboard_sock is not None:
                 socks.append(dashboard_sock)
             await self.audit.start()

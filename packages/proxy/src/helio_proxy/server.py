@@ -25,11 +25,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-def bind(host: str, port: int, what: str) -> socket.socket:
-    """Bind a listening TCP socket, or raise :class:`StartupError` with the fix."""
+def bind(host: str, port: int, what: str, *, reuse_port: bool = False) -> socket.socket:
+    """Bind a listening TCP socket, or raise :class:`StartupError` with the fix.
+
+    ``reuse_port``: share the port with the other workers of ``helio start --workers N``
+    (``SO_REUSEPORT``: the kernel spreads new connections across them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host.strip("[]"), port))
         sock.listen(2048)

@@ -19,7 +19,7 @@ from helio_proxy.approvals.channels import ApprovalChannel, DeliveryError
 from helio_proxy.approvals.model import RELEASABLE, Ticket, TicketStatus
 from helio_proxy.approvals.tickets import add_notification_failure, load_ticket, set_delivery
 from helio_proxy.audit import ApprovalResolutionRecord, Auditor
-from helio_proxy.operator import EventBus
+from helio_proxy.operator.events import EventBus
 from helio_proxy.store import Store, parse_time_text, time_text
 from helio_proxy.url_display import strip_credentials
 

@@ -63,8 +63,8 @@ from helio_proxy.audit import Auditor
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.config import HelioConfig
 from helio_proxy.config.policies import ApprovalRoute
-from helio_proxy.gateway.enforcement import GovernedCall, Settlement
-from helio_proxy.operator import EventBus
+from helio_proxy.governance import GovernedCall, Settlement
+from helio_proxy.operator.events import EventBus
 from helio_proxy.policy import Decision, RequireApproval
 from helio_proxy.policy.drift import canonical_json
 from helio_proxy.store import Store, parse_time_text, time_text

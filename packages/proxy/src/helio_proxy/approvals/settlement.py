@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from helio_proxy.approvals.model import Ticket
-from helio_proxy.gateway.enforcement import Settlement
+from helio_proxy.governance import Settlement
 from helio_proxy.policy import Allow, Decision, Deny
 
 

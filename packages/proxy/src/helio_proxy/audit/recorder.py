@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Protocol
 
@@ -25,7 +24,8 @@ from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, SessionSource, ToolCallRecord, call_succeeded
 from helio_proxy.config.sections import SessionConfig
 from helio_proxy.errors import UpstreamError
-from helio_proxy.session.identity import resolve_session
+from helio_proxy.ids import new_uuid
+from helio_proxy.session.identity import SessionIdentity, resolve_session
 
 log = logging.getLogger("helio.audit")
 
@@ -74,9 +74,13 @@ class Auditor:
         headers: Mapping[str, str],
         *,
         transport_session_id: str | None = None,
+        identity: SessionIdentity | None = None,
     ) -> CallAudit:
-        """Start recording a call that has just arrived."""
-        return CallAudit(self, params, request_id, headers, transport_session_id=transport_session_id)
+        """Start recording a call that has just arrived (``identity``: its session, when the caller
+        has resolved it already; otherwise it is resolved here)."""
+        return CallAudit(
+            self, params, request_id, headers, transport_session_id=transport_session_id, identity=identity
+        )
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
         """Hand any kind of record to the writer (a commit future in strict mode)."""
@@ -96,6 +100,7 @@ class CallAudit:
         headers: Mapping[str, str],
         *,
         transport_session_id: str | None = None,
+        identity: SessionIdentity | None = None,
     ) -> None:
         self._auditor = auditor
         self._clock = auditor.clock
@@ -103,7 +108,7 @@ class CallAudit:
         self._timestamp = self._clock.now()
         name = params.get("name") if params is not None else None
         arguments = params.get("arguments") if params is not None else None
-        session = resolve_session(
+        session = identity or resolve_session(
             auditor.identity, headers, params, transport_session_id=transport_session_id
         )
         self.tool_name: str = name if isinstance(name, str) and name else NAMELESS_TOOL
@@ -114,7 +119,7 @@ class CallAudit:
             "protocol_version": headers.get("mcp-protocol-version"),
             "metadata": {"request_id": request_id} if request_id is not None else None,
         }
-        self.record_id = uuid.uuid4()
+        self.record_id = new_uuid()
         """The id the call's record will have (known now, so limit ledgers can point at it)."""
         self._forward_at: float | None = None
         self._answer: tuple[dict[str, Any] | None, UpstreamError | None, float] | None = None
@@ -122,6 +127,9 @@ class CallAudit:
         self._streaming = False
         self._recorded = False
         self._commit: asyncio.Future[bool] | None = None
+        self.config_sha256: str | None = None
+        """The hash of the config snapshot that governed the call (set by the gateway when it takes
+        the snapshot); ``None`` takes the auditor's hash in force when the record is written."""
 
     def decide(
         self,
@@ -255,7 +263,9 @@ class CallAudit:
             timestamp=self._timestamp,
             tool_name=self.tool_name,
             environment=self._auditor.environment,
-            config_sha256=self._auditor.config_sha256,
+            config_sha256=self.config_sha256
+            if self.config_sha256 is not None
+            else self._auditor.config_sha256,
             upstream_latency_ms=upstream_ms,
             total_duration_ms=total_ms,
             proxy_compute_ms=max(0.0, total_ms - (upstream_ms or 0.0) - waited),

@@ -14,6 +14,8 @@ from typing import Any, Final, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from helio_proxy.ids import new_uuid
+
 RecordKind = Literal["tool_call", "drift_event", "policy_reload", "approval_resolution", "kill_switch"]
 
 POLICY_DECISIONS: Final = frozenset(
@@ -70,7 +72,7 @@ class AuditRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=new_uuid)
     timestamp: datetime
     """When the event started (a call: when it arrived)."""
     session_id: str | None = None

@@ -214,14 +214,29 @@ def validate(config_path: str, strict: bool) -> None:
 @click.option(
     "--no-hot-reload", is_flag=True, help="Do not watch the config file (overrides policies.hot_reload)."
 )
-def start(config_path: str, no_hot_reload: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Proxy processes serving the MCP port together (SO_REUSEPORT), sharing the store; "
+    "see docs/performance.md#all-cores-workers.",
+)
+def start(config_path: str, no_hot_reload: bool, workers: int) -> None:
     """Run the proxy until SIGINT/SIGTERM."""
     from helio_proxy.app import HelioApp, run_app
+    from helio_proxy.workers import supervise, worker_slot
 
     loaded = _load(config_path)
+    if workers > 1 and worker_slot() is None:
+        argv = ["start", "-c", config_path, *(["--no-hot-reload"] if no_hot_reload else [])]
+        try:
+            sys.exit(supervise(loaded.config, argv, workers))
+        except HelioProxyError as exc:
+            _fail(exc)
     _show_upstream_logs()
     try:
-        run_app(HelioApp(loaded, hot_reload=not no_hot_reload, require_console=True))
+        run_app(HelioApp(loaded, hot_reload=not no_hot_reload, require_console=True, worker=worker_slot()))
     except HelioProxyError as exc:
         _fail(exc)
     except KeyboardInterrupt:

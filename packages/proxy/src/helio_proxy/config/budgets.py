@@ -10,6 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from helio_proxy.config.base import ConfigModel
 from helio_proxy.config.durations import Duration, DurationField, parse_duration
 from helio_proxy.config.policies import ApprovalRoute, Condition
+from helio_proxy.matching.glob import compile_glob
+from helio_proxy.matching.jsonpath import parse_path
 
 
 class ContributorMatch(ConfigModel):
@@ -36,9 +38,6 @@ class Contributor(ConfigModel):
 
     @model_validator(mode="after")
     def _paths_compile(self) -> Contributor:
-        # Imported here: the policy package imports these models.
-        from helio_proxy.policy.glob import compile_glob
-        from helio_proxy.policy.jsonpath import parse_path
 
         try:
             compile_glob(self.match.tool)

@@ -71,7 +71,7 @@ def _covers(earlier: Match, later: Match) -> bool:
         return True
     if GLOB_CHARS.intersection(later.tool):
         return False
-    from helio_proxy.policy.glob import compile_glob  # the policy package imports the config models
+    from helio_proxy.matching.glob import compile_glob  # the policy package imports the config models
 
     return compile_glob(glob)(later.tool)
 

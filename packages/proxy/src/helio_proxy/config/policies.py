@@ -11,6 +11,9 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 from helio_proxy.config.base import ConfigModel
 from helio_proxy.config.data_plane import RuleDataPlane
 from helio_proxy.config.durations import Duration, DurationField
+from helio_proxy.matching.glob import compile_glob
+from helio_proxy.matching.jsonpath import parse_path
+from helio_proxy.matching.regex_safety import check_regex
 
 Action = Literal["allow", "deny", "require_approval", "rate_limit", "spend_limit", "dry_run"]
 LimitKey = Literal["tool", "session", "agent", "sender_id"]
@@ -186,7 +189,7 @@ class EvidenceItem(ConfigModel):
     @field_validator("match", "match_data")
     @classmethod
     def _paths(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        from helio_proxy.policy.jsonpath import parse_path  # the policy package imports these models
+        from helio_proxy.matching.jsonpath import parse_path  # the policy package imports these models
 
         for left, right in (value or {}).items():
             parse_path(left)
@@ -240,8 +243,6 @@ class SpendLimit(ConfigModel):
     @field_validator("field")
     @classmethod
     def _field_is_a_path(cls, value: str) -> str:
-        from helio_proxy.policy.jsonpath import parse_path  # the policy package imports these models
-
         parse_path(value)
         return value
 
@@ -317,10 +318,6 @@ class Rule(ConfigModel):
 
     @model_validator(mode="after")
     def _matchers_compile(self) -> Rule:
-        # Imported here: the policy package imports these models.
-        from helio_proxy.policy.glob import compile_glob
-        from helio_proxy.policy.jsonpath import parse_path
-        from helio_proxy.policy.regex_safety import check_regex
 
         label = f"rule {self.name!r}" if self.name else "rule"
 

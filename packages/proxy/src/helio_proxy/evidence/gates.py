@@ -270,7 +270,7 @@ def check_gates(requirements: GateRequirements, state: SessionSnapshot | None, n
 
 
 def _values(path: str, document: Any) -> list[Any]:
-    from helio_proxy.policy.jsonpath import parse_path  # policy imports this module
+    from helio_proxy.matching.jsonpath import parse_path  # policy imports this module
 
     return parse_path(path).resolve(document) if document is not None else []
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from typing import Any
+
+from helio_proxy.ids import new_hex
 
 
 def call_succeeded(response: Any) -> bool:
@@ -35,4 +36,4 @@ def result_digest(response: Any) -> str:
 
 def new_call_id() -> str:
     """A fresh id for one forwarded call (32 hex characters); the SDK reads it from the session state."""
-    return uuid.uuid4().hex
+    return new_hex()

@@ -8,7 +8,13 @@ pipeline's order:
    timeout, disconnect or shutdown becomes a ``Deny``, an approval lets the call go on;
 2. **limits and budgets** (:class:`LimitGate`): rate and spend limits of the matched rule and every
    budget the call feeds are *reserved* all or nothing; a call over a limit becomes a ``Deny``
-   (or, for a budget with ``on_exceed: require_approval``, goes back to the approval gate).
+   (or, over a budget with ``on_exceed: require_approval``, the enforcer asks operators through
+   the approval gate and, once approved, reserves again with the budget waived).
+
+The order is written once, as the pure :func:`route`; :meth:`GovernanceEnforcer.settle` follows
+it with side effects, :meth:`GovernanceEnforcer.peek` (dry-run) without. The types passed
+between stages live in the neutral :mod:`helio_proxy.governance`, so ``limits`` and ``approvals``
+never import the gateway.
 
 What was reserved is a :class:`Reservation` on the returned :class:`Settlement`: the pipeline
 commits it once the call was delivered upstream and releases it when the call never got there
@@ -20,153 +26,38 @@ Without an approval gate or a limit gate (``None``), calls that need one fail cl
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Literal
 
 from helio_proxy.config import HelioConfig
-from helio_proxy.jsonrpc import RequestId
+from helio_proxy.governance import (
+    ApprovalGate,
+    Enforcer,
+    GovernedCall,
+    LimitGate,
+    Reservation,
+    Settled,
+    Settlement,
+    merge_audit,
+    settle_reservations,
+)
 from helio_proxy.policy import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
-from helio_proxy.policy.facts import CallFacts
-from helio_proxy.session.identity import SessionIdentity
 
-log = logging.getLogger("helio_proxy.gateway.enforcement")
-
-Settled = Allow | Deny
-
-
-@dataclass(frozen=True, slots=True)
-class GovernedCall:
-    """One ``tools/call`` on its way through enforcement, with what tickets and limits bind to."""
-
-    facts: CallFacts
-    """Tool, arguments, upstream and session id, as the policy saw them."""
-
-    identity: SessionIdentity
-    """How the session id was resolved (``facts.session_id`` is its value)."""
-
-    request_id: RequestId
-    """The agent's JSON-RPC id."""
-
-    raw: bytes = b""
-    """The request exactly as received; what is forwarded if the call goes ahead."""
-
-    config_sha256: str = ""
-    """Hash of the config in force when the call arrived (a ticket is bound to it)."""
-
-    agent_id: str | None = None
-    """The authenticated agent, once per-agent auth exists on the MCP port."""
-
-    audit_id: str | None = None
-    """Id of the call's audit record (limit and budget ledger rows point at it)."""
-
-
-class Reservation(Protocol):
-    """Capacity taken from limits/budgets for one call, not yet final."""
-
-    async def commit(self) -> None:
-        """The call was delivered upstream: keep the charge."""
-        ...
-
-    async def release(self) -> None:
-        """The call never reached the upstream: give the capacity back."""
-        ...
-
-
-@dataclass(slots=True)
-class Settlement:
-    """What enforcement concluded for one call."""
-
-    decision: Settled
-    """``Allow``: forward now. ``Deny``: answer with this block."""
-
-    audit: dict[str, Any] = field(default_factory=dict[str, Any])
-    """Extra fields for the call's audit record (``CallAudit.decide`` keywords: ``approval_status``,
-    ``approved_by``, ``approval_wait_ms``, ``evidence_chain``, ``metadata``)."""
-
-    reservations: list[Reservation] = field(default_factory=list[Reservation])
-    """Limit/budget capacity held for this call (empty when it is blocked)."""
-
-    def take(self) -> list[Reservation]:
-        """Hand over the reservations to settle (each is settled exactly once)."""
-        taken, self.reservations = self.reservations, []
-        return taken
-
-    async def delivered(self) -> None:
-        """Commit every reservation still held (the upstream got the call)."""
-        await settle_reservations(self.take(), delivered=True)
-
-    async def undelivered(self) -> None:
-        """Release every reservation still held (the call never reached the upstream)."""
-        await settle_reservations(self.take(), delivered=False)
-
-
-async def settle_reservations(reservations: list[Reservation], *, delivered: bool) -> None:
-    """Commit (``delivered``) or release each reservation; one failing never stops the others."""
-    for reservation in reservations:
-        try:
-            await (reservation.commit() if delivered else reservation.release())
-        except Exception:  # the reply is decided already; a failed settlement is logged, not raised
-            log.exception("settling a limit reservation failed (delivered=%s)", delivered)
-
-
-def merge_audit(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Audit fields from two stages: dict values (``evidence_chain``, ``metadata``) are merged key
-    by key, so the approval's ``evidence_chain.approval`` survives the limits' fields."""
-    merged = dict(first)
-    for key, value in second.items():
-        earlier = merged.get(key)
-        if isinstance(earlier, dict) and isinstance(value, dict):
-            merged[key] = {**earlier, **value}
-        else:
-            merged[key] = value
-    return merged
-
-
-class ApprovalGate(Protocol):
-    """Holds calls for human approval (issue: approvals)."""
-
-    async def hold(self, decision: RequireApproval, call: GovernedCall) -> Settlement:
-        """Wait for the ticket's outcome: ``Allow`` when approved (or break-glass), else a ``Deny``
-        with reason ``approval_denied`` / ``approval_timeout`` / ... and audit fields either way."""
-        ...
-
-    async def hold_budget(
-        self, decision: Decision, call: GovernedCall, breached: list[dict[str, Any]]
-    ) -> Settlement:
-        """A budget with ``on_exceed: require_approval`` would be overspent: ask operators.
-
-        ``breached`` describes each budget (name, limit, current, amount, currency, approval route).
-        Budget tickets always fail closed on timeout."""
-        ...
-
-
-class LimitGate(Protocol):
-    """Rate limits, spend limits and budgets (issue: limits)."""
-
-    async def reserve(
-        self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall, *, approved: bool = False
-    ) -> Settlement:
-        """Take capacity for the call from its rule's limit and every matching budget, all or nothing.
-
-        ``approved``: an operator already approved this call over a budget (charge it anyway)."""
-        ...
-
-    def peek(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
-        """What :meth:`reserve` would answer, taking nothing (dry-run)."""
-        ...
-
-
-class Enforcer(Protocol):
-    """Decides what a call that passed the policy finally meets."""
-
-    async def settle(self, decision: Decision, call: GovernedCall) -> Settlement:
-        """Hold for approval and/or reserve limit capacity; ``Allow`` means forward now."""
-        ...
-
-    def peek(self, decision: Decision, call: GovernedCall) -> Settlement:
-        """What :meth:`settle` would answer, consuming nothing and waiting for no one (dry-run)."""
-        ...
+__all__ = [
+    "UNAVAILABLE_ACTIONS",
+    "ApprovalGate",
+    "Enforcer",
+    "FailClosedEnforcer",
+    "GovernanceEnforcer",
+    "GovernedCall",
+    "LimitGate",
+    "Reservation",
+    "Settled",
+    "Settlement",
+    "fail_closed_warnings",
+    "merge_audit",
+    "settle_reservations",
+]
 
 
 def _unavailable(decision: RequireApproval | RateLimit | SpendLimit) -> Deny:
@@ -193,58 +84,106 @@ def _allowed(decision: RequireApproval) -> Allow:
     )
 
 
+Step = Literal["settled", "hold", "limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a decision goes next, decided once for :meth:`GovernanceEnforcer.settle` and ``peek``.
+
+    ``settled``: ``decision`` is final (a block, or an allow with no limits gate to ask);
+    ``hold``: wait for operators, then ``limits`` with ``decision`` (the approved call's ``Allow``);
+    ``limits``: reserve capacity for ``decision`` (``Allow``, ``RateLimit`` or ``SpendLimit``).
+    """
+
+    step: Step
+    decision: Settled | Allow | RateLimit | SpendLimit
+    held: RequireApproval | None = None
+
+
+def route(decision: Decision, *, approvals: bool, limits: bool) -> Route:
+    """The pure part of enforcement: which gate a decision meets, given which gates run."""
+    match decision:
+        case DryRun():
+            return route(decision.would, approvals=approvals, limits=limits)
+        case Deny():
+            return Route("settled", decision)
+        case RequireApproval():
+            if not approvals:
+                return Route("settled", _unavailable(decision))
+            return _limits_route(_allowed(decision), limits, held=decision)
+        case Allow() | RateLimit() | SpendLimit():
+            return _limits_route(decision, limits)
+
+
+def _limits_route(
+    decision: Allow | RateLimit | SpendLimit, limits: bool, *, held: RequireApproval | None = None
+) -> Route:
+    if held is not None:
+        return Route("hold", decision, held)
+    if limits:
+        return Route("limits", decision)
+    return Route("settled", decision if isinstance(decision, Allow) else _unavailable(decision))
+
+
 class GovernanceEnforcer:
-    """Approval hold, then limits and budgets; a missing gate fails its calls closed."""
+    """The whole order after the policy: approval hold, then limits and budgets (and, for a budget
+    an operator may approve over, the budget's approval hold and a second, approved reservation).
+
+    A missing gate fails its calls closed.
+    """
 
     def __init__(self, approvals: ApprovalGate | None = None, limits: LimitGate | None = None) -> None:
         self.approvals = approvals
         self.limits = limits
 
+    def route(self, decision: Decision) -> Route:
+        return route(decision, approvals=self.approvals is not None, limits=self.limits is not None)
+
     async def settle(self, decision: Decision, call: GovernedCall) -> Settlement:
-        match decision:
-            case Deny():
-                return Settlement(decision)
-            case DryRun():
-                return self.peek(decision.would, call)
-            case RequireApproval():
-                if self.approvals is None:
-                    return Settlement(_unavailable(decision))
-                held = await self.approvals.hold(decision, call)
-                if isinstance(held.decision, Deny):
-                    return held
-                after = await self._limits(_allowed(decision), call, approved=False)
-                after.audit = merge_audit(held.audit, after.audit)
-                return after
-            case Allow() | RateLimit() | SpendLimit():
-                return await self._limits(decision, call, approved=False)
+        step = self.route(decision)
+        if step.step == "settled":
+            assert isinstance(step.decision, Allow | Deny)
+            return Settlement(step.decision)
+        limited = step.decision
+        assert isinstance(limited, Allow | RateLimit | SpendLimit)
+        if step.held is not None:
+            assert self.approvals is not None
+            held = await self.approvals.hold(step.held, call)
+            if isinstance(held.decision, Deny):
+                return held
+            after = await self._limits(limited, call)
+            after.audit = merge_audit(held.audit, after.audit)
+            return after
+        return await self._limits(limited, call)
 
-    async def _limits(
-        self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall, *, approved: bool
-    ) -> Settlement:
-        if self.limits is None:
-            if isinstance(decision, Allow):
-                return Settlement(decision)
-            return Settlement(_unavailable(decision))
-        return await self.limits.reserve(decision, call, approved=approved)
-
-    def peek(self, decision: Decision, call: GovernedCall) -> Settlement:
-        match decision:
-            case Deny():
-                return Settlement(decision)
-            case DryRun():
-                return self.peek(decision.would, call)
-            case RequireApproval():
-                if self.approvals is None:
-                    return Settlement(_unavailable(decision))
-                # A dry run never waits for a human: report what the limits would say after approval.
-                return self._peek_limits(_allowed(decision), call)
-            case Allow() | RateLimit() | SpendLimit():
-                return self._peek_limits(decision, call)
-
-    def _peek_limits(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
+    async def _limits(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
         if self.limits is None:
             return Settlement(decision if isinstance(decision, Allow) else _unavailable(decision))
-        return self.limits.peek(decision, call)
+        reserved = await self.limits.reserve(decision, call)
+        breached = reserved.over_budget
+        if breached is None or self.approvals is None:
+            return reserved  # over a budget with no one to ask: its block stands (approval_unavailable)
+        held = await self.approvals.hold_budget(decision, call, breached)
+        if isinstance(held.decision, Deny):
+            held.audit = merge_audit(reserved.audit, held.audit)
+            return held
+        again = await self.limits.reserve(decision, call, approved=True)
+        again.audit = merge_audit(held.audit, again.audit)
+        return again
+
+    def peek(self, decision: Decision, call: GovernedCall) -> Settlement:
+        """What :meth:`settle` would answer, consuming nothing and waiting for no one (dry-run):
+        a call sent to approval reports what the limits would say once approved."""
+        step = self.route(decision)
+        if step.step == "settled":
+            assert isinstance(step.decision, Allow | Deny)
+            return Settlement(step.decision)
+        limited = step.decision
+        assert isinstance(limited, Allow | RateLimit | SpendLimit)
+        if self.limits is None:
+            return Settlement(limited if isinstance(limited, Allow) else _unavailable(limited))
+        return self.limits.peek(limited, call)
 
 
 class FailClosedEnforcer(GovernanceEnforcer):

@@ -5,7 +5,7 @@ Transports build these; nothing here knows about ASGI, aiohttp or subprocesses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,12 +35,19 @@ class Inbound:
     upstream_session_id: str | None = None
     """The upstream session a transport keeps on the client's behalf (legacy SSE): sent upstream as
     ``Mcp-Session-Id``, but never taken for the client's own header (session identity)."""
+    disconnected: Callable[[], Awaitable[None]] | None = None
+    """Returns once the client has gone away (HTTP transports). Watched only while a call is held
+    (approval), so an ordinary call costs no watcher task."""
 
     def upstream_headers(self) -> Mapping[str, str]:
         """The headers to forward: the client's, with the transport's upstream session in place."""
         if self.upstream_session_id is None:
             return self.headers
         return {**self.headers, "mcp-session-id": self.upstream_session_id}
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its call was held; there is no one to answer (it is recorded)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from helio_proxy.gateway.enforcement import (
 )
 from helio_proxy.gateway.eras import pin_refusal
 from helio_proxy.gateway.exchange import (
+    ClientDisconnected,
     EmptyReply,
     Inbound,
     JsonReply,
@@ -47,7 +48,15 @@ from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
 from helio_proxy.jsonrpc import DUPLICATE_KEY, HEADER_MISMATCH, INVALID_PARAMS, EnvelopeError, Kind, RequestId
-from helio_proxy.policy import BaselineCache, CallFacts, DecisionContext, Deny, DryRun, SnapshotGates
+from helio_proxy.policy import (
+    BaselineCache,
+    CallFacts,
+    DecisionContext,
+    Deny,
+    DryRun,
+    RequireApproval,
+    SnapshotGates,
+)
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.policy.decision import Decision
 from helio_proxy.session.identity import UNRESOLVED, SessionIdentity, SessionResolver
@@ -173,11 +182,19 @@ class Gateway:
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""
+        params = inbound.message.params or {}
+        # Session identity is resolved once, here, for the record and for governance alike.
+        identity = (
+            self.resolver.resolve(inbound.headers, params, transport_session_id=inbound.transport_session_id)
+            if self.resolver
+            else None
+        )
         audit = self.auditor.begin(
             inbound.message.params,
             inbound.message.id,
             inbound.headers,
             transport_session_id=inbound.transport_session_id,
+            identity=identity,
         )
         if self.upstream_name is not None:
             audit.decide(metadata={"upstream": self.upstream_name})
@@ -191,12 +208,8 @@ class Gateway:
         if self.snapshots is None:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
-        params = inbound.message.params or {}
-        identity = (
-            self.resolver.resolve(inbound.headers, params, transport_session_id=inbound.transport_session_id)
-            if self.resolver
-            else UNRESOLVED
-        )
+        audit.config_sha256 = snapshot.sha256  # the record names the config that governed the call
+        identity = identity or UNRESOLVED
         facts = CallFacts(
             tool=call.name,
             arguments=call.arguments if params.get("arguments") is not None else None,
@@ -241,47 +254,34 @@ class Gateway:
         context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
         decision = snapshot.policy.decide(facts, context)
         shadow = snapshot.policy.decide_shadow(facts, context)
-        audit.decide(
-            session_id=identity.session_id, session_source=identity.source, metadata=_shadow_metadata(shadow)
-        )
+        audit.decide(metadata=_shadow_metadata(shadow))
         governed = GovernedCall(
             facts=facts,
             identity=identity,
             request_id=call.request_id,
             raw=call.inbound.message.raw,
-            config_sha256=snapshot.loaded.sha256,
+            config_sha256=snapshot.sha256,
             audit_id=str(audit.record_id),
         )
         if isinstance(decision, DryRun):
             enforced = self.enforcer.peek(decision, governed).decision
-            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.loaded.sha256))
+            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.sha256))
             audit.block(
                 **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
             )
             return await _settled(audit, dry_run_reply(call, decision, enforced))
-        key = _held_key(inbound)
-        settling = asyncio.ensure_future(self.enforcer.settle(decision, governed))
-        if key is not None:
-            self._held[key] = settling
-        try:
-            settlement = await settling
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if settling.cancelled() and current is not None and not current.cancelling():
-                # The agent cancelled this request (notifications/cancelled) while it was held.
-                cancelled = _cancelled(decision)
-                self._record(CallOutcome(call.name, decision, cancelled, shadow, snapshot.loaded.sha256))
-                audit.block(**_audit_fields(cancelled))
-                return await _settled(audit, block_reply(call, cancelled))
-            settling.cancel()
-            # The client went away while the call was held (approval): it is still recorded.
-            audit.block(**_audit_fields(decision), block_reason="client_disconnected")
-            raise
-        finally:
-            if key is not None and self._held.get(key) is settling:
-                del self._held[key]
+        if isinstance(decision, RequireApproval) or snapshot.budgets_hold:
+            held = await self._hold(inbound, decision, governed, audit)
+            if isinstance(held, Deny):
+                self._record(CallOutcome(call.name, decision, held, shadow, snapshot.sha256))
+                audit.block(**_audit_fields(held))
+                return await _settled(audit, block_reply(call, held))
+            settlement = held
+        else:
+            # Nothing can hold this call: no task, no cancellation bookkeeping, no watcher.
+            settlement = await self.enforcer.settle(decision, governed)
         settled = settlement.decision
-        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.loaded.sha256))
+        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.sha256))
         if isinstance(settled, Deny):
             await settlement.undelivered()
             reply = block_reply(call, settled)
@@ -314,6 +314,45 @@ class Gateway:
                 await recorder.flush()
                 reply = recorder.stamp(reply)  # the call id in result._meta (io.gethelio/call-id)
         return await _settled(audit, reply)
+
+    async def _hold(
+        self, inbound: Inbound, decision: Decision, governed: GovernedCall, audit: CallAudit
+    ) -> Settlement | Deny:
+        """Settle a call that may wait for operators (approval), cancellable while it waits.
+
+        ``notifications/cancelled`` for it, from the same client session, answers it with a
+        ``request_cancelled`` block (returned as a ``Deny``); the client going away (the
+        transport's ``disconnected``) records it as ``client_disconnected`` and raises
+        :class:`ClientDisconnected`.
+        """
+        key = _held_key(inbound)
+        settling = asyncio.ensure_future(self.enforcer.settle(decision, governed))
+        if key is not None:
+            self._held[key] = settling
+        watch = asyncio.ensure_future(inbound.disconnected()) if inbound.disconnected is not None else None
+        try:
+            if watch is None:
+                await asyncio.wait({settling})
+            else:
+                await asyncio.wait({settling, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            settling.cancel()
+            # The request itself was cancelled (shutdown, the client's task) while held: it is still recorded.
+            audit.block(**_audit_fields(decision), block_reason="client_disconnected")
+            raise
+        finally:
+            if watch is not None and not watch.done():
+                watch.cancel()
+            if key is not None and self._held.get(key) is settling:
+                del self._held[key]
+        if not settling.done():
+            settling.cancel()
+            audit.block(**_audit_fields(decision), block_reason="client_disconnected")
+            raise ClientDisconnected
+        if settling.cancelled():
+            # The agent cancelled this request (notifications/cancelled) while it was held.
+            return _cancelled(decision)
+        return settling.result()
 
     def _result_check(
         self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any], rule: int | None

@@ -19,10 +19,19 @@ class Snapshot:
 
     loaded: LoadedConfig
     policy: CompiledPolicy
+    budgets_hold: bool = False
+    """Whether a budget can hold a call for approval (``on_exceed: require_approval``): only then
+    can a call the policy did not send to approval still wait for operators."""
 
     @classmethod
     def of(cls, loaded: LoadedConfig) -> Snapshot:
-        return cls(loaded, compile_policy(loaded.config))
+        holds = any(budget.on_exceed == "require_approval" for budget in loaded.config.budgets)
+        return cls(loaded, compile_policy(loaded.config), holds)
+
+    @property
+    def sha256(self) -> str:
+        """The hash of this snapshot's config (what its calls' records carry)."""
+        return self.loaded.sha256
 
     @property
     def config(self) -> HelioConfig:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, cast
 
-from helio_proxy.policy.jsonpath import JsonPath
+from helio_proxy.matching.jsonpath import JsonPath
 
 InvalidCode = Literal["missing", "not_a_number", "not_finite", "negative"]
 

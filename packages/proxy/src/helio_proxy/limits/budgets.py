@@ -18,8 +18,8 @@ from helio_proxy.config.policies import Match
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amount
 from helio_proxy.limits.windows import Window
+from helio_proxy.matching.jsonpath import JsonPath, parse_path
 from helio_proxy.policy.facts import UNKNOWN_HINTS, CallFacts
-from helio_proxy.policy.jsonpath import JsonPath, parse_path
 from helio_proxy.policy.matchers import Predicate, compile_match
 
 

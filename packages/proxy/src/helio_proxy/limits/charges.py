@@ -23,11 +23,11 @@ from typing import Final, Literal
 from helio_proxy.config.budgets import BudgetConfig
 from helio_proxy.config.policies import Limits
 from helio_proxy.config.root import HelioConfig
-from helio_proxy.gateway.enforcement import GovernedCall
+from helio_proxy.governance import GovernedCall
 from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amount
 from helio_proxy.limits.budgets import CompiledBudget
 from helio_proxy.limits.windows import Window
-from helio_proxy.policy.jsonpath import parse_path
+from helio_proxy.matching.jsonpath import parse_path
 
 Kind = Literal["rate", "spend", "budget"]
 Scope = Literal["tool", "session", "agent", "global"]

@@ -1,10 +1,11 @@
 """The limit gate: rate limits, spend limits and budgets, reserved all or nothing per call.
 
-:class:`LimitsGate` implements :class:`~helio_proxy.gateway.enforcement.LimitGate`. For each call
+:class:`LimitsGate` implements :class:`~helio_proxy.governance.LimitGate`. For each call
 it plans the charges (:mod:`.charges`), takes them in one store transaction (:mod:`.ledger`) and
 answers with a :class:`Settlement`: ``Allow`` holding a :class:`LedgerReservation` the pipeline
 commits once the upstream got the call (or releases, giving the capacity back), or a ``Deny``
-(:mod:`.blocks`). The config is read from the current snapshot on every call, so rules and budgets
+(:mod:`.blocks`). A call held back only by budgets an operator may approve over is answered with
+``Settlement.over_budget`` set: the enforcer asks operators and reserves again, approved. The config is read from the current snapshot on every call, so rules and budgets
 hot-reload; a budget whose limit, currency, window or key changed starts a new epoch.
 
 If the store cannot be reached, calls that feed a limit are blocked with ``limits_unavailable``.
@@ -26,7 +27,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from helio_proxy.config.root import HelioConfig
-from helio_proxy.gateway.enforcement import ApprovalGate, GovernedCall, Settlement, merge_audit
+from helio_proxy.governance import GovernedCall, Settlement
 from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
@@ -148,7 +149,6 @@ class LimitsGate:
         *,
         clock: Callable[[], datetime] = _utc_now,
         publish: Publish | None = None,
-        approvals: Callable[[], ApprovalGate | None] = lambda: None,
         warn_at: float = WARN_AT,
     ) -> None:
         self.store = store
@@ -156,8 +156,6 @@ class LimitsGate:
         """The config snapshot in force (read on every call: limits hot-reload with policies)."""
         self.clock = clock
         self._publish = publish
-        self.approvals = approvals
-        """The approval gate, for budgets with ``on_exceed: require_approval``."""
         self.warn_at = warn_at
         self.mirror = Mirror()
         self.epochs: dict[str, int] = {}
@@ -319,8 +317,12 @@ class LimitsGate:
             if check.charge.budget is not None:
                 self.publish("budget_breached", self._breach_event(check, call, now))
         denied = self._deny(decision, over, now)
-        if denied is None:  # only budgets an operator may approve over
-            return await self._approve_over_budget(decision, call, over, audit, now)
+        if denied is None:  # only budgets an operator may approve over: the enforcer asks
+            return Settlement(
+                blocks.budget_approval_unavailable(decision, over, now),
+                audit=audit,
+                over_budget=self._over_budget(over, now),
+            )
         return Settlement(denied, audit=audit)
 
     def _deny(self, decision: Limited, over: list[Check], now: datetime) -> Deny | None:
@@ -334,12 +336,8 @@ class LimitsGate:
             return None
         return blocks.budget_exceeded(decision, over, [], now)
 
-    async def _approve_over_budget(
-        self, decision: Limited, call: GovernedCall, over: list[Check], audit: dict[str, Any], now: datetime
-    ) -> Settlement:
-        gate = self.approvals()
-        if gate is None:
-            return Settlement(blocks.budget_approval_unavailable(decision, over, now), audit=audit)
+    def _over_budget(self, over: list[Check], now: datetime) -> list[dict[str, Any]]:
+        """What an operator is asked about each budget the call would overspend."""
         breached: list[dict[str, Any]] = []
         for check in over:
             entry = blocks.budget_entry(check, now)
@@ -349,13 +347,7 @@ class LimitsGate:
             entry["amount"] = entry["attempted_amount"]
             entry["approval"] = budget.approval.model_dump(exclude_none=True) if budget.approval else None
             breached.append(entry)
-        held = await gate.hold_budget(decision, call, breached)
-        if isinstance(held.decision, Deny):
-            held.audit = merge_audit(audit, held.audit)
-            return held
-        again = await self.reserve(decision, call, approved=True)
-        again.audit = merge_audit(held.audit, again.audit)
-        return again
+        return breached
 
     def _events(
         self, reserved: Reserved, call: GovernedCall, now: datetime

@@ -11,12 +11,17 @@ loses nothing and every proxy on one PostgreSQL database sees the same buckets.
 2. lock each bucket's ``limit_buckets`` row in key order (an upsert that takes the row lock on
    PostgreSQL, like ``SELECT ... FOR UPDATE``, so replicas take turns and never deadlock;
    SQLite's single writer, which begins ``IMMEDIATE``, already serializes);
-3. add up what each bucket holds now (reserved rows included: a call in flight already counts;
-   PostgreSQL sums the decimal amounts itself, SQLite's are added up as ``Decimal`` here);
-4. if every charge fits, insert one row per bucket. Nothing is read before the lock and written
-   after it, so two proxies can never both take the last slot.
+3. bring each bucket's running totals (``charge_total``, ``charge_count`` on its row) up to now:
+   the charges that aged out of its sliding window since it was last used are taken off, each
+   once (a range over the ``(bucket, occurred_at)`` index that holds only what aged out; nothing
+   is read when the oldest counted charge is still inside the window). The check is therefore
+   O(1) in the number of charges the window holds. Reserved rows count: a call in flight already
+   counts. Amounts are exact ``Decimal`` (decimal text in the store);
+4. if every charge fits, insert one row per bucket and add it to the totals. Nothing is read
+   before the lock and written after it, so two proxies can never both take the last slot.
 
-:func:`release` deletes a reservation's rows (the call never reached the upstream).
+:func:`release` deletes a reservation's rows (the call never reached the upstream) and takes them off
+their buckets' totals.
 """
 
 from __future__ import annotations
@@ -96,13 +101,12 @@ _NEXT_EPOCH = text(
 # Creates the bucket's row or, when it exists, locks it (an upsert that updates takes the row
 # lock on PostgreSQL) and returns it either way.
 _LOCK_BUCKET = text(
-    "INSERT INTO limit_buckets (bucket_key, kind, owner, version, scope, subject, started_at, last_activity) "
-    "VALUES (:key, :kind, :owner, :version, :scope, :subject, :now, :now) "
+    "INSERT INTO limit_buckets (bucket_key, kind, owner, version, scope, subject, started_at, last_activity, "
+    "charge_total, charge_count, counted_from) "
+    "VALUES (:key, :kind, :owner, :version, :scope, :subject, :now, :now, '0', 0, :bound) "
     "ON CONFLICT (bucket_key) DO UPDATE SET last_activity = limit_buckets.last_activity "
-    "RETURNING started_at, last_activity"
+    "RETURNING started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at"
 )
-_RESTART_POT = text("UPDATE limit_buckets SET started_at = :now WHERE bucket_key = :key")
-_TOUCH_BUCKET = text("UPDATE limit_buckets SET last_activity = :now WHERE bucket_key = :key")
 _INSERT_LIMIT_EVENT = text(
     "INSERT INTO limit_events (id, bucket_key, amount, occurred_at, audit_id) "
     "VALUES (:id, :key, :amount, :now, :audit)"
@@ -164,9 +168,124 @@ def reconcile(conn: Connection, budgets: Sequence[tuple[str, str]], now: datetim
     return epochs
 
 
-def _lock_bucket(conn: Connection, bucket: Bucket, window: Window, now: datetime) -> datetime:
-    """Create the bucket's row if new, lock it, and return when its pot started."""
+@dataclass(slots=True)
+class _Tally:
+    """A locked bucket's running totals (``limit_buckets``), as this transaction moves them."""
+
+    started: str
+    total: Decimal
+    count: int
+    counted_from: str | None
+    """A sliding window's last cutoff (charges at or before it were taken off); ``None``: a session pot."""
+    oldest: str | None
+    newest: str | None
+    dirty: bool = False
+
+    def usage(self) -> Usage:
+        if not self.count:
+            return EMPTY
+        return Usage(
+            self.total,
+            self.count,
+            parse_time_text(self.oldest) if self.oldest else None,
+            parse_time_text(self.newest) if self.newest else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Where a bucket's charges are: ``limit_events`` by bucket key, or a budget's ledger rows."""
+
+    key: str
+    budget: tuple[str, int, str] | None = None
+    """``(budget_name, epoch, ledger bucket_key)`` for a budget bucket."""
+
+    @classmethod
+    def of(cls, bucket: Bucket) -> _Rows:
+        if bucket.kind == "budget":
+            return cls(bucket.key, (bucket.owner, int(bucket.version), bucket.ledger_key))
+        return cls(bucket.key)
+
+
+def _rows(where: _Rows) -> tuple[str, dict[str, Any]]:
+    """The ``FROM ... WHERE`` naming a bucket's rows, and its parameters."""
+    if where.budget is not None:
+        name, epoch, ledger_key = where.budget
+        return (
+            "FROM budget_events WHERE budget_name = :name AND epoch = :epoch AND bucket_key = :lkey ",
+            {"name": name, "epoch": epoch, "lkey": ledger_key},
+        )
+    return "FROM limit_events WHERE bucket_key = :key ", {"key": where.key}
+
+
+_SUM_EXPR = {
+    "postgresql": "COALESCE(SUM(CAST(amount AS NUMERIC)), 0)",
+    "sqlite": f"COALESCE({DECIMAL_SUM}(amount), '0')",
+}
+
+
+def _aged_out(conn: Connection, bucket: Bucket, after: str, bound: str) -> tuple[int, Decimal]:
+    """How many charges, and how much, the bucket counted in ``(after, bound]``."""
+    rows, params = _rows(_Rows.of(bucket))
+    count, total = conn.execute(
+        text(
+            f"SELECT count(*), {_SUM_EXPR[conn.dialect.name]} {rows}AND occurred_at > :after AND occurred_at <= :bound"
+        ),
+        {**params, "after": after, "bound": bound},
+    ).one()
+    return int(count), Decimal(total)
+
+
+def _oldest(conn: Connection, where: _Rows, tally: _Tally) -> str | None:
+    """The oldest charge the bucket still counts (an index seek)."""
+    if not tally.count:
+        return None
+    rows, params = _rows(where)
+    if tally.counted_from is None:
+        after, bound = "AND occurred_at >= :bound ", tally.started
+    else:
+        after, bound = "AND occurred_at > :bound ", tally.counted_from
+    value = conn.execute(
+        text(f"SELECT occurred_at {rows}{after}ORDER BY occurred_at LIMIT 1"), {**params, "bound": bound}
+    ).scalar()
+    return None if value is None else str(value)
+
+
+_SAVE_TALLY = text(
+    "UPDATE limit_buckets SET started_at = :started, last_activity = :activity, charge_total = :total, "
+    "charge_count = :count, counted_from = :counted_from, oldest_at = :oldest, newest_at = :newest "
+    "WHERE bucket_key = :key"
+)
+
+
+def _save(conn: Connection, key: str, tally: _Tally, activity: str) -> None:
+    conn.execute(
+        _SAVE_TALLY,
+        {
+            "key": key,
+            "started": tally.started,
+            "activity": activity,
+            "total": format(tally.total, "f"),
+            "count": tally.count,
+            "counted_from": tally.counted_from,
+            "oldest": tally.oldest,
+            "newest": tally.newest,
+        },
+    )
+
+
+def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tally, str]:
+    """Create the bucket's row if new, lock it, and bring its running totals up to ``now``.
+
+    Charges that aged out of a sliding window since the bucket was last used are taken off its
+    totals (each charge once, over the ``(bucket, occurred_at)`` index: the work follows what aged
+    out, never what the window holds); rate and spend rows that aged out are deleted. Returns the
+    totals and the bucket's ``last_activity`` as locked.
+    """
+    bucket, window = charge.bucket, charge.window
     stamp = time_text(now)
+    cutoff = window.cutoff(now)
+    bound = None if cutoff is None else time_text(cutoff)
     row = conn.execute(
         _LOCK_BUCKET,
         {
@@ -177,19 +296,60 @@ def _lock_bucket(conn: Connection, bucket: Bucket, window: Window, now: datetime
             "scope": bucket.scope,
             "subject": bucket.subject,
             "now": stamp,
+            "bound": bound,
         },
     ).one()
+    activity = str(row.last_activity)
     started = str(row.started_at)
     idle = window.idle_since(now)
-    if idle is not None and str(row.last_activity) <= time_text(idle) and started < stamp:
+    if idle is not None and activity <= time_text(idle) and started < stamp:
         # A session pot idle for idle_ttl starts over.
-        started = stamp
-        conn.execute(_RESTART_POT, {"key": bucket.key, "now": stamp})
-    return parse_time_text(started)
+        return _Tally(stamp, Decimal(0), 0, None, None, None, dirty=True), activity
+    if row.charge_total is None:
+        # A bucket from before running totals: add its rows up once.
+        usage = _usage(conn, charge, parse_time_text(started), now)
+        tally = _Tally(
+            started,
+            usage.total,
+            usage.count,
+            bound,
+            time_text(usage.oldest) if usage.oldest else None,
+            time_text(usage.newest) if usage.newest else None,
+            dirty=True,
+        )
+        if bucket.kind != "budget" and bound is not None:
+            conn.execute(_DELETE_AGED, {"key": bucket.key, "bound": bound})
+        return tally, activity
+    tally = _Tally(
+        started,
+        Decimal(str(row.charge_total)),
+        int(row.charge_count or 0),
+        None if row.counted_from is None else str(row.counted_from),
+        None if row.oldest_at is None else str(row.oldest_at),
+        None if row.newest_at is None else str(row.newest_at),
+    )
+    if bound is None or tally.oldest is None or tally.oldest > bound:
+        return tally, activity  # nothing aged out: no read at all
+    if tally.newest is None or tally.newest <= bound:
+        tally.total, tally.count, tally.oldest, tally.newest = Decimal(0), 0, None, None
+    else:
+        count, total = _aged_out(conn, bucket, tally.counted_from or "", bound)
+        tally.total -= total
+        tally.count -= count
+        tally.counted_from = bound
+        tally.oldest = _oldest(conn, _Rows.of(bucket), tally)
+    tally.counted_from = bound
+    tally.dirty = True
+    if bucket.kind != "budget":
+        conn.execute(_DELETE_AGED, {"key": bucket.key, "bound": bound})
+    return tally, activity
+
+
+_DELETE_AGED = text("DELETE FROM limit_events WHERE bucket_key = :key AND occurred_at <= :bound")
 
 
 def _usage(conn: Connection, charge: Charge, started_at: datetime, now: datetime) -> Usage:
-    """What the charge's bucket holds at ``now``, summed exactly by the database."""
+    """What the charge's bucket holds at ``now``, summed from its rows by the database (reads)."""
     bucket, window = charge.bucket, charge.window
     cutoff = window.cutoff(now)
     params: dict[str, Any] = {"bound": time_text(cutoff if cutoff is not None else started_at)}
@@ -227,13 +387,22 @@ def reserve(
                 epochs[name] = ensure_epoch(conn, name, charge.fingerprint, stamp)
             charge = charge.with_epoch(epochs[name])
         resolved.append(charge)
-    started: dict[str, datetime] = {}
+    tallies: dict[str, tuple[_Tally, str]] = {}
     for charge in sorted(resolved, key=lambda c: c.bucket.key):
-        started[charge.bucket.key] = _lock_bucket(conn, charge.bucket, charge.window, now)
-    checks = tuple(Check(c, _usage(conn, c, started[c.bucket.key], now)) for c in resolved)
+        if charge.bucket.key not in tallies:
+            tallies[charge.bucket.key] = _lock_bucket(conn, charge, now)
+    checks = tuple(Check(c, tallies[c.bucket.key][0].usage()) for c in resolved)
     if breaches(checks, approved=approved):
+        for key, (tally, activity) in tallies.items():
+            if tally.dirty:
+                _save(conn, key, tally, activity)
         views = tuple(
-            BucketView(c.charge.bucket, c.charge.window, started[c.charge.bucket.key], c.usage)
+            BucketView(
+                c.charge.bucket,
+                c.charge.window,
+                parse_time_text(tallies[c.charge.bucket.key][0].started),
+                c.usage,
+            )
             for c in checks
         )
         return Reserved(checks, False, views=views, epochs=epochs)
@@ -262,16 +431,47 @@ def reserve(
         else:
             conn.execute(_INSERT_LIMIT_EVENT, {**params, "key": bucket.key})
             limit_ids.append(entry_id)
-        conn.execute(_TOUCH_BUCKET, {"key": bucket.key, "now": stamp})
+        tally = tallies[bucket.key][0]
+        tally.total += charge.amount
+        tally.count += 1
+        tally.oldest = tally.oldest or stamp
+        tally.newest = stamp
+        tally.dirty = True
         after = Usage(
             check.usage.total + charge.amount, check.usage.count + 1, check.usage.oldest or now, now
         )
-        views_out.append(BucketView(bucket, charge.window, started[bucket.key], after))
+        views_out.append(BucketView(bucket, charge.window, parse_time_text(tally.started), after))
+    for key, (tally, activity) in tallies.items():
+        _save(conn, key, tally, stamp if tally.newest == stamp else activity)
     return Reserved(checks, True, tuple(limit_ids), tuple(budget_ids), tuple(views_out), epochs)
 
 
+_LOCK_FOR_RELEASE = text(
+    "UPDATE limit_buckets SET last_activity = last_activity WHERE bucket_key = :key "
+    "RETURNING started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at"
+)
+
+
 def release(conn: Connection, limit_event_ids: Sequence[str], budget_event_ids: Sequence[str]) -> int:
-    """Give a reservation's capacity back; the number of rows removed."""
+    """Give a reservation's capacity back (its rows deleted, its buckets' totals reduced); the rows removed."""
+    found: list[tuple[_Rows, str, Decimal]] = []
+    if limit_event_ids:
+        c = LIMIT_EVENTS.c
+        for key, amount, occurred in conn.execute(
+            select(c.bucket_key, c.amount, c.occurred_at).where(c.id.in_(limit_event_ids))
+        ):
+            found.append((_Rows(str(key)), str(occurred), Decimal(amount)))
+    if budget_event_ids:
+        c = BUDGET_EVENTS.c
+        for name, epoch, ledger_key, amount, occurred in conn.execute(
+            select(c.budget_name, c.epoch, c.bucket_key, c.amount, c.occurred_at).where(
+                c.id.in_(budget_event_ids)
+            )
+        ):
+            key = f"budget:{name}:{epoch}:{ledger_key}"  # as Bucket.key spells it
+            found.append(
+                (_Rows(key, (str(name), int(epoch), str(ledger_key))), str(occurred), Decimal(amount))
+            )
     removed = 0
     if limit_event_ids:
         removed += conn.execute(delete(LIMIT_EVENTS).where(LIMIT_EVENTS.c.id.in_(limit_event_ids))).rowcount
@@ -279,16 +479,44 @@ def release(conn: Connection, limit_event_ids: Sequence[str], budget_event_ids: 
         removed += conn.execute(
             delete(BUDGET_EVENTS).where(BUDGET_EVENTS.c.id.in_(budget_event_ids))
         ).rowcount
+    for where, occurred, amount in sorted(found, key=lambda f: f[0].key):
+        row = conn.execute(_LOCK_FOR_RELEASE, {"key": where.key}).first()
+        if row is None or row.charge_total is None:
+            continue  # no totals to correct (summed from the rows on next use)
+        tally = _Tally(
+            str(row.started_at),
+            Decimal(str(row.charge_total)),
+            int(row.charge_count or 0),
+            None if row.counted_from is None else str(row.counted_from),
+            None if row.oldest_at is None else str(row.oldest_at),
+            None if row.newest_at is None else str(row.newest_at),
+        )
+        counted = occurred >= tally.started if tally.counted_from is None else occurred > tally.counted_from
+        if not counted:
+            continue
+        tally.total -= amount
+        tally.count -= 1
+        tally.oldest = _oldest(conn, where, tally)
+        if not tally.count:
+            tally.total, tally.newest = Decimal(0), None
+        _save(conn, where.key, tally, str(row.last_activity))
     return removed
 
 
-def prune(conn: Connection, events_before: datetime, buckets_idle_before: datetime) -> int:
-    """Drop rate/spend rows that no window reaches any more, and buckets idle for longer than any window.
+_PRUNE_EVENTS = text(
+    "DELETE FROM limit_events WHERE occurred_at < :before AND NOT EXISTS (SELECT 1 FROM limit_buckets b "
+    "WHERE b.bucket_key = limit_events.bucket_key AND b.last_activity >= :before)"
+)
 
-    The budget ledger is kept (it follows ``audit.retention``)."""
-    removed = conn.execute(
-        delete(LIMIT_EVENTS).where(LIMIT_EVENTS.c.occurred_at < time_text(events_before))
-    ).rowcount
+
+def prune(conn: Connection, events_before: datetime, buckets_idle_before: datetime) -> int:
+    """Drop rate/spend rows no window reaches any more, and buckets idle for longer than any window.
+
+    A bucket used since ``events_before`` takes its own aged-out rows off its totals and deletes
+    them when next used, so only rows of buckets idle since then (whose totals start over on
+    their next use) or of no bucket at all are deleted here. The budget ledger is kept (it follows
+    ``audit.retention``)."""
+    removed = conn.execute(_PRUNE_EVENTS, {"before": time_text(events_before)}).rowcount
     removed += conn.execute(
         delete(LIMIT_BUCKETS).where(LIMIT_BUCKETS.c.last_activity < time_text(buckets_idle_before))
     ).rowcount

@@ -38,10 +38,10 @@ from decimal import Decimal
 from typing import Any, Final, cast
 
 from helio_proxy.config.policies import AnnotationMatch, Condition, Match
+from helio_proxy.matching.glob import compile_glob
+from helio_proxy.matching.jsonpath import Segment, Wildcard, parse_path
+from helio_proxy.matching.regex_safety import check_regex
 from helio_proxy.policy.facts import CallFacts, Hints
-from helio_proxy.policy.glob import compile_glob
-from helio_proxy.policy.jsonpath import Segment, Wildcard, parse_path
-from helio_proxy.policy.regex_safety import check_regex
 
 Predicate = Callable[[CallFacts, Hints], bool]
 ValueTest = Callable[[Any], bool]

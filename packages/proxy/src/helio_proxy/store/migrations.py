@@ -338,6 +338,22 @@ AUDIT_SEARCH_NEWEST_FIRST = Migration(
     },
 )
 
+LIMIT_BUCKET_TOTALS = Migration(
+    "0007_limit_bucket_totals",
+    (
+        # Running totals per bucket, so a charge is checked without adding up the window's rows:
+        # ``charge_total`` (decimal text) and ``charge_count`` hold the charges younger than
+        # ``counted_from`` (a sliding window's last cutoff; NULL for a session pot, which counts
+        # from ``started_at``); ``oldest_at``/``newest_at`` date the charges counted. NULL totals
+        # (buckets written before this migration) are summed from the rows once, on next use.
+        "ALTER TABLE limit_buckets ADD COLUMN charge_total TEXT",
+        "ALTER TABLE limit_buckets ADD COLUMN charge_count BIGINT",
+        "ALTER TABLE limit_buckets ADD COLUMN counted_from TEXT",
+        "ALTER TABLE limit_buckets ADD COLUMN oldest_at TEXT",
+        "ALTER TABLE limit_buckets ADD COLUMN newest_at TEXT",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
@@ -346,6 +362,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     APPROVAL_TICKET_STATE,
     APPROVAL_TICKET_UPSTREAM,
     AUDIT_CONSOLE_INDEXES,
+    LIMIT_BUCKET_TOTALS,
     AUDIT_SEARCH_NEWEST_FIRST,
 )
 """Every migration, in the order it is applied."""

@@ -164,6 +164,11 @@ class LimitBucketRow(SQLModel, table=True):
     subject: str | None = Field(default=None, sa_column=_text())
     started_at: str = Field(sa_column=_text(nullable=False))
     last_activity: str = Field(sa_column=_text(nullable=False))
+    charge_total: str | None = Field(default=None, sa_column=_text())
+    charge_count: int | None = Field(default=None, sa_column=Column(BigInteger))
+    counted_from: str | None = Field(default=None, sa_column=_text())
+    oldest_at: str | None = Field(default=None, sa_column=_text())
+    newest_at: str | None = Field(default=None, sa_column=_text())
 
 
 class SessionEvidenceRow(SQLModel, table=True):

@@ -50,11 +50,16 @@ def _encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
 async def send_bytes(
     send: Send, status: int, body: bytes, headers: Mapping[str, str], content_type: str | None
 ) -> None:
-    out = dict(headers)
+    # One pass over the relayed headers, no intermediate dict: the proxy's own two come last.
+    encoded = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.items()
+        if name != "content-type" and name != "content-length"
+    ]
     if content_type:
-        out["content-type"] = content_type
-    out["content-length"] = str(len(body))
-    await send({"type": "http.response.start", "status": status, "headers": _encode_headers(out)})
+        encoded.append((b"content-type", content_type.encode("latin-1")))
+    encoded.append((b"content-length", str(len(body)).encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": encoded})
     await send({"type": "http.response.body", "body": body})
 
 

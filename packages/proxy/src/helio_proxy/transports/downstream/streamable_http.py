@@ -10,8 +10,6 @@ JSON-RPC answer (governance blocks are HTTP 200).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
@@ -19,7 +17,7 @@ from typing import Final
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import Reply, error_reply
+from helio_proxy.gateway.exchange import ClientDisconnected, error_reply
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
@@ -212,15 +210,28 @@ class McpListenerApp:
                 return
             await send_reply(send, receive, await answer_batch(gateway, message, headers))
             return
-        inbound = Inbound(
-            message=message, headers=headers, accepts_sse=accepts_event_stream(headers.get("accept"))
-        )
         if message.method != "tools/call":
+            inbound = Inbound(
+                message=message, headers=headers, accepts_sse=accepts_event_stream(headers.get("accept"))
+            )
             await send_reply(send, receive, await gateway.post(inbound))
             return
-        reply = await _unless_disconnected(gateway.post(inbound), receive)
-        if reply is not None:
-            await send_reply(send, receive, reply)
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        inbound = Inbound(
+            message=message,
+            headers=headers,
+            accepts_sse=accepts_event_stream(headers.get("accept")),
+            disconnected=disconnected,
+        )
+        try:
+            reply = await gateway.post(inbound)
+        except ClientDisconnected:
+            return  # recorded by the gateway; no one is left to answer
+        await send_reply(send, receive, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -230,30 +241,3 @@ class McpListenerApp:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-async def _unless_disconnected(work: Awaitable[Reply], receive: Receive) -> Reply | None:
-    """Run a tool call, cancelling it if the client disconnects first (a call held for approval
-    can wait minutes); ``None`` when the client is gone."""
-    task = asyncio.ensure_future(work)
-
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    watch = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None

@@ -14,16 +14,27 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from helio_proxy.jsonrpc import RequestId, dumps
 from helio_proxy.transports.upstream.supervised import Channel, not_running
 
-if TYPE_CHECKING:
-    from helio_proxy.transports.upstream.channel import MessageUpstream
-
 log = logging.getLogger("helio_proxy.upstream")
+
+
+class SessionOwner(Protocol):
+    """What a session needs of the upstream that owns it (:class:`~.channel.MessageUpstream`);
+    a protocol here, so ``session`` does not import ``channel`` (which imports it)."""
+
+    backlog: int
+    clock: Callable[[], float]
+
+    @property
+    def label(self) -> str: ...
+
+    def stopped(self, session: MessageSession, reason: str) -> None: ...
+
 
 _Key = tuple[bool, str | int]
 """A JSON-RPC id or progress token as a dict key (``1`` and ``"1"`` are different)."""
@@ -64,7 +75,7 @@ class Pending:
 class MessageSession:
     """One downstream session and its own upstream channel; routes the server's messages."""
 
-    def __init__(self, session_id: str, upstream: MessageUpstream) -> None:
+    def __init__(self, session_id: str, upstream: SessionOwner) -> None:
         self.id = session_id
         self.upstream = upstream
         self.channel: Channel | None = None

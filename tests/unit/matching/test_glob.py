@@ -1,6 +1,6 @@
 import pytest
 
-from helio_proxy.policy.glob import GlobError, compile_glob
+from helio_proxy.matching.glob import GlobError, compile_glob
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from helio_proxy.policy.jsonpath import PathError, parse_path
+from helio_proxy.matching.jsonpath import PathError, parse_path
 
 ARGS = {
     "amount": 1200,

@@ -1,6 +1,6 @@
 import pytest
 
-from helio_proxy.policy.regex_safety import UnsafeRegex, check_regex
+from helio_proxy.matching.regex_safety import UnsafeRegex, check_regex
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,144 @@
+"""The enforcer's order, written once: the pure route, and settle/peek following it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from helio_proxy.config.policies import Limits
+from helio_proxy.gateway.enforcement import GovernanceEnforcer, route
+from helio_proxy.governance import GovernedCall, Settlement
+from helio_proxy.policy import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
+from helio_proxy.policy.facts import CallFacts
+from helio_proxy.session.identity import UNRESOLVED
+
+CALL = GovernedCall(facts=CallFacts("pay", {"amount": 30}), identity=UNRESOLVED, request_id=1)
+ALLOW = Allow(rule="ok", rule_index=0, reason="rule_matched")
+DENY = Deny(rule="no", rule_index=1, reason="policy_denied")
+ASK = RequireApproval(rule="ask", rule_index=2, reason="rule_matched")
+RATE = RateLimit(
+    rule="rate",
+    rule_index=3,
+    reason="rule_matched",
+    limits=Limits.model_validate({"max_calls": 5, "window": "1m"}),
+)
+
+
+@pytest.mark.parametrize(
+    ("decision", "approvals", "limits", "step", "outcome"),
+    [
+        (DENY, True, True, "settled", "policy_denied"),
+        (ALLOW, True, False, "settled", "allow"),
+        (ALLOW, False, True, "limits", "allow"),
+        (RATE, True, False, "settled", "limits_unavailable"),
+        (RATE, True, True, "limits", "rate_limit"),
+        (ASK, False, True, "settled", "approval_unavailable"),
+        (ASK, True, True, "hold", "allow"),
+        (ASK, True, False, "hold", "allow"),
+        (
+            DryRun(rule="ask", rule_index=2, reason="rule_matched", would=ASK, global_switch=True),
+            False,
+            True,
+            "settled",
+            "approval_unavailable",
+        ),
+    ],
+)
+def test_route_sends_each_decision_to_the_gate_it_meets(
+    decision: Decision, approvals: bool, limits: bool, step: str, outcome: str
+) -> None:
+    chosen = route(decision, approvals=approvals, limits=limits)
+    assert chosen.step == step
+    shown = chosen.decision.reason if isinstance(chosen.decision, Deny) else chosen.decision.action
+    assert shown == outcome
+    assert (chosen.held is ASK) == (step == "hold")
+
+
+class Budgets:
+    """A limit gate whose first reservation is over a budget operators may approve."""
+
+    def __init__(self) -> None:
+        self.reserved: list[bool] = []
+
+    async def reserve(
+        self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall, *, approved: bool = False
+    ) -> Settlement:
+        self.reserved.append(approved)
+        if approved:
+            return Settlement(ALLOW, audit={"metadata": {"limits": {"charged": True}}})
+        blocked = Deny(
+            rule="ok", rule_index=0, reason="approval_unavailable", blocked_action="require_approval"
+        )
+        return Settlement(
+            blocked, audit={"metadata": {"limits": {"charged": False}}}, over_budget=[{"name": "ops"}]
+        )
+
+    def peek(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
+        return Settlement(ALLOW)
+
+
+class Operators:
+    def __init__(self, approve: bool) -> None:
+        self.approve = approve
+        self.asked: list[tuple[str, list[dict[str, Any]]]] = []
+
+    async def hold(self, decision: RequireApproval, call: GovernedCall) -> Settlement:
+        self.asked.append(("rule", []))
+        return Settlement(
+            ALLOW, audit={"approval_status": "approved", "evidence_chain": {"approval": {"t": 1}}}
+        )
+
+    async def hold_budget(
+        self, decision: Decision, call: GovernedCall, breached: list[dict[str, Any]]
+    ) -> Settlement:
+        self.asked.append(("budget", breached))
+        if self.approve:
+            return Settlement(ALLOW, audit={"approval_status": "approved"})
+        return Settlement(
+            Deny(reason="approval_denied", blocked_action="require_approval"),
+            audit={"approval_status": "denied"},
+        )
+
+
+async def test_over_a_budget_the_enforcer_asks_operators_then_reserves_again_approved() -> None:
+    limits, operators = Budgets(), Operators(approve=True)
+    settled = await GovernanceEnforcer(operators, limits).settle(ALLOW, CALL)
+    assert isinstance(settled.decision, Allow)
+    assert limits.reserved == [False, True]
+    assert operators.asked == [("budget", [{"name": "ops"}])]
+    assert settled.audit["approval_status"] == "approved"
+    assert settled.audit["metadata"]["limits"]["charged"] is True
+
+
+async def test_a_refused_budget_ticket_blocks_with_both_stages_audit_fields() -> None:
+    limits, operators = Budgets(), Operators(approve=False)
+    settled = await GovernanceEnforcer(operators, limits).settle(ALLOW, CALL)
+    assert isinstance(settled.decision, Deny)
+    assert settled.decision.reason == "approval_denied"
+    assert limits.reserved == [False]
+    assert settled.audit["approval_status"] == "denied"
+    assert settled.audit["metadata"]["limits"]["charged"] is False
+
+
+async def test_without_an_approval_gate_an_over_budget_call_keeps_its_block() -> None:
+    limits = Budgets()
+    settled = await GovernanceEnforcer(None, limits).settle(ALLOW, CALL)
+    assert isinstance(settled.decision, Deny)
+    assert settled.decision.reason == "approval_unavailable"
+    assert limits.reserved == [False]
+
+
+async def test_an_approved_rule_call_then_meets_the_budget_hold_with_audit_merged() -> None:
+    limits, operators = Budgets(), Operators(approve=True)
+    settled = await GovernanceEnforcer(operators, limits).settle(ASK, CALL)
+    assert isinstance(settled.decision, Allow)
+    assert [kind for kind, _ in operators.asked] == ["rule", "budget"]
+    assert settled.audit["evidence_chain"] == {"approval": {"t": 1}}
+
+
+def test_peek_reports_the_limits_view_and_waits_for_no_one() -> None:
+    operators = Operators(approve=True)
+    peeked = GovernanceEnforcer(operators, Budgets()).peek(ASK, CALL)
+    assert isinstance(peeked.decision, Allow)
+    assert operators.asked == []
