@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "docs", "sdk_isolated", "tests", "e2e"]
+nox.options.sessions = ["lint", "typecheck", "docs", "sdk_isolated", "tests", "e2e", "browser"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -74,6 +74,7 @@ def docs(session: nox.Session) -> None:
     the site builds with ``mkdocs build --strict`` (every page in the nav, every link and anchor resolves)."""
     session.run("python", "-m", "helio_proxy.config.docgen", "--check", "docs/configuration.md")
     session.run("python", "-m", "helio_proxy.cli.docgen", "--check", "docs/cli-reference.md")
+    session.run("python", "-m", "helio_proxy.operator.docgen", "--check", "docs/rest-reference.md")
     session.run("pytest", "-q", "tests/unit/docs", success_codes=[0, PYTEST_NO_TESTS])
     with tempfile.TemporaryDirectory(prefix="helio-site-") as site:
         session.run(
@@ -134,8 +135,44 @@ def e2e(session: nox.Session) -> None:
     """End-to-end tests: real processes on real ports, and independent peers (mcp 1.x, npm, conformance)."""
     ensure_postgres(session)
     ensure_peers(session)
+    ensure_console(session)  # helio start and helio demo serve it
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
     session.run("pytest", *(session.posargs or ["tests/e2e"]), env=env, success_codes=[0, PYTEST_NO_TESTS])
+
+
+def ensure_console(session: nox.Session) -> None:
+    """Build the operator console when its sources changed (idempotent; see packages/dashboard/build.py)."""
+    session.run("python", "packages/dashboard/build.py")
+
+
+def ensure_chromium(session: nox.Session) -> None:
+    """Debian's Chromium for Playwright (``apt-get install -y chromium`` when it is missing)."""
+    if Path("/usr/bin/chromium").exists():
+        return
+    if not shutil.which("apt-get"):
+        session.error(
+            "the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium)"
+        )
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "chromium",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+@nox.session(python=False)
+def browser(session: nox.Session) -> None:
+    """The operator console in Debian's Chromium (Playwright) against a real ``helio start`` and real
+    agents; screenshots of every screen and an axe-core scan land in test-artifacts/."""
+    ensure_chromium(session)
+    ensure_console(session)
+    env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
+    session.run("pytest", *(session.posargs or ["tests/browser"]), env=env)
 
 
 def ensure_wrk(session: nox.Session) -> None:

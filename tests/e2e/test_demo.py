@@ -103,7 +103,11 @@ async def test_demo_proxy_gives_the_official_client_the_same_results_as_the_serv
     with sqlite3.connect(audit_db) as db:
         decisions = [
             row[0]
-            for row in db.execute("SELECT policy_decision FROM audit_records WHERE tool_name = 'delete_user'")
+            # The demo's own scripted traffic (issue 13) deletes a user too, in its own session.
+            for row in db.execute(
+                "SELECT policy_decision FROM audit_records WHERE tool_name = 'delete_user' "
+                "AND (session_id IS NULL OR session_id != 'helio-demo-traffic')"
+            )
         ]
     assert decisions == ["deny"]
     assert f"Point any MCP client at: http://127.0.0.1:{proxy_port}/mcp" in output

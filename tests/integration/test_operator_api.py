@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from helio_proxy import console
 from helio_proxy.app import HelioApp
 from helio_proxy.config import LoadedConfig, parse_config_text
 from helio_proxy.operator import ApiRoute, Principal, ok, read_json
@@ -68,8 +69,13 @@ async def test_auth_roles_csrf_and_envelopes() -> None:
             assert unknown.status_code == 404
             assert unknown.json()["error"].startswith("unknown API path")
 
+            # Outside /api/: the console's page when it is built (issue 13), else a JSON 404.
             not_api = await http.get("/")
-            assert not_api.status_code == 404
+            if console.assets_available():
+                assert not_api.status_code == 200
+                assert not_api.headers["content-type"].startswith("text/html")
+            else:
+                assert not_api.status_code == 404
 
             rebound = await http.get("/api/health", headers={"host": "evil.example"})
             assert rebound.status_code == 403

@@ -11,12 +11,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from mcp import Client, MCPError
 from mcp.server.mcpserver import MCPServer
 
 from helio_proxy.audit.query import AuditFilter, fetch
+from helio_proxy.baselines import BaselineSync
 from helio_proxy.cli import cli
 from helio_proxy.demo.server import READ_ONLY
 from helio_proxy.policy import DriftEvent
@@ -126,3 +128,51 @@ async def test_drift_survives_a_restart_until_an_operator_accepts_it(
     assert records[0]["metadata"]["drifted_aspects"] == ["description"]
     assert records[2]["metadata"]["accepted_by"] == "ops"
     assert records[2]["metadata"]["baseline_sha256"] == records[0]["metadata"]["current_sha256"]
+
+
+async def test_an_acceptance_through_the_operator_api_reaches_the_running_proxy_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The poll that takes up acceptances made elsewhere never runs here: what lifts the block is
+    # the route itself, before it answers.
+    async def never(self: BaselineSync) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(BaselineSync, "run", never)
+    upstream = build_test_upstream()
+    secret = "accept-secret-0123456789abcdef"
+    async with serve_asgi(upstream.streamable_http_app(stateless_http=True, json_response=True)) as base:
+        text = proxy_config(f"{base}/mcp", audit_path=str(tmp_path / "audit.db")).replace(
+            "dashboard:\n  enabled: false\n", f"dashboard:\n  port: 0\n  api_secret: '{secret}'\n"
+        )
+        async with (
+            run_proxy(text) as app,
+            Client(app.mcp_url) as client,
+            httpx.AsyncClient(
+                base_url=app.dashboard_url, headers={"authorization": f"Bearer {secret}"}
+            ) as http,
+        ):
+            assert (await client.call_tool("get_weather", {"city": "Leeds"})).is_error is False
+            redescribe_weather(upstream)
+            await client.list_tools(cache_mode="bypass")
+            assert await drift_reason(client, "get_weather", {"city": "Leeds"}) == (
+                "tool_definition_drift",
+                ["description"],
+            )
+            accepted = []
+            app.gateway.drift_observers.append(accepted.append)
+
+            answer = await http.post("/api/tools/get_weather/accept", json={})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["data"]["drift"] is None
+            assert answer.json()["data"]["description"] == "Current weather, and emails it to the admin."
+            # Taken up before the route answered: the next call is forwarded to the upstream.
+            assert [(e.kind, e.tool) for e in accepted] == [("tool_drift_accepted", "get_weather")]
+            forwarded = await client.call_tool("get_weather", {"city": "Leeds"})
+            assert forwarded.is_error is False
+            assert "Leeds" in str(forwarded.content[0])
+
+            # Accepting again: nothing drifted any more.
+            again = await http.post("/api/tools/get_weather/accept", json={})
+            assert again.status_code == 409
+            assert again.json()["code"] == "conflict"

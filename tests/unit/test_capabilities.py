@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helio_proxy import capabilities, operator
+from helio_proxy import capabilities, console
 from helio_proxy.config import parse_config_text
 
 BASE = "version: '1'\nupstream:\n  url: 'http://127.0.0.1:9/mcp'\nlisten: {port: 0}\ndashboard: {enabled: false}\n"
@@ -13,12 +13,12 @@ BUDGET = "budgets:\n  - {name: daily, limit: 100, contributors: [{match: {tool: 
 
 def test_the_missing_dashboard_ui_is_a_property_of_the_build_not_a_config_notice() -> None:
     """Changed on purpose (issue 20): a fresh ``helio init`` config enables the dashboard and
-    must validate without a warning; ``helio start`` says the UI is absent instead."""
+    must validate without a warning; ``helio start`` refuses to start without the UI (issue 13)."""
     enabled = parse_config_text(BASE.replace("enabled: false", "api_secret: s"), env={})
     disabled = parse_config_text(BASE, env={})
     assert capabilities.notices(enabled) == []
     assert capabilities.dashboard_ui_notice(disabled) is None
-    built = (Path(operator.__file__).parent / "console" / "index.html").is_file()
+    built = (Path(console.__file__).parent / "static" / "index.html").is_file()
     assert capabilities.dashboard_ui_available() is built
     notice = capabilities.dashboard_ui_notice(enabled)
     if built:

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from helio_proxy import __version__, capabilities
+from starlette.types import ASGIApp
+
+from helio_proxy import __version__, capabilities, console
 from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
@@ -28,6 +30,7 @@ from helio_proxy.config.digest import secret_values
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.dataplane import CredentialProvider, DataPlane, ToolInventory, provider_for
 from helio_proxy.dataplane.tools import RecordingLister
+from helio_proxy.errors import StartupError
 from helio_proxy.evidence import EvidenceService, InMemorySessionStore, SqlSessionStore, run_sweeper
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
@@ -40,6 +43,7 @@ from helio_proxy.limits import LimitsGate
 from helio_proxy.limits.api import limits_routes
 from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
+from helio_proxy.operator.console import AuditTail, console_router
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
@@ -72,6 +76,9 @@ class HelioApp:
     """Watch the config file (``policies.hot_reload`` must allow it too; ``--no-hot-reload`` clears it)."""
     serve_mcp: bool = True
     """Serve the agent-facing HTTP listener (``helio wrap`` serves MCP on stdio instead)."""
+    require_console: bool = False
+    """Refuse to start when ``dashboard.enabled`` and the console's assets are not installed
+    (``helio start`` and ``helio demo``; in-process embedders may serve only the API)."""
     inherit_environment: bool = False
     """Stdio upstreams inherit all of :attr:`environ` but the proxy's secrets (``helio wrap``: the
     client's environment), not only the default set (see :mod:`.transports.upstream.stdio`)."""
@@ -134,6 +141,10 @@ class HelioApp:
             self.watcher = ConfigWatcher(
                 self.snapshots, self.loaded.path, self.say, self._record_reload, approvals=True
             )
+        self.dashboard_ui: ASGIApp | None = console.ConsoleAssets() if console.assets_available() else None
+        """The console's static UI, served on the dashboard port outside ``/api/`` (set before start)."""
+        self.operator_api: OperatorApi | None = None
+        self.audit_tail: AuditTail | None = None
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -229,6 +240,13 @@ class HelioApp:
         sync = BaselineSync(baseline_store, baselines, on_drift=gateway.note_drift)
         return Mount(upstream_config, upstream, gateway, baseline_store, baselines, sync, primer)
 
+    async def _baseline_accepted(self, upstream_key: str, tool: str) -> None:
+        """An operator accepted ``tool``'s new definition through the operator API: the mount's
+        in-memory baselines take it up now, not at the next poll."""
+        for mount in self.mounts:
+            if baseline_key(mount.name) == upstream_key:
+                await mount.baseline_sync.sync_once()
+
     def mount(self, name: str) -> Mount:
         """The mount of the upstream called ``name`` (``KeyError`` if there is none)."""
         for mount in self.mounts:
@@ -303,6 +321,8 @@ class HelioApp:
         """Bind every listener (failing fast with a clear error), then serve in the background."""
         config = self.loaded.config
         socks: list[socket.socket] = []
+        if self.require_console and config.dashboard.enabled and not console.assets_available():
+            raise StartupError(console.MISSING_ASSETS)
         try:
             port, first = config.listen.port, True
             if self.worker is not None:
@@ -343,8 +363,21 @@ class HelioApp:
             )
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:
+            self.audit_tail = AuditTail(self.audit.store, self.events)
+            routes = console_router(
+                self.audit.store,
+                self.sessions,
+                lambda: [mount.name for mount in self.mounts],
+                on_accepted=self._baseline_accepted,
+            )
             self.operator_api = OperatorApi(
-                config.dashboard, self.events, self.operator_routes, version=__version__
+                config.dashboard,
+                self.events,
+                self.operator_routes,
+                version=__version__,
+                routers=[routes],
+                ui=self.dashboard_ui,
+                on_subscribe=self.audit_tail.wake,
             )
             self.listeners.append(
                 Listener(
@@ -408,6 +441,8 @@ class HelioApp:
                 f"timeout {config.approval.timeout}, quorum {config.approval.quorum}"
             )
         if any(listener.name == "dashboard" for listener in self.listeners):
+            if console.assets_available():
+                self.say(f"Dashboard (operator console) on {self.dashboard_url}/")
             self.say(f"Dashboard API listening on {self.dashboard_url}/api/ (live events: /api/events)")
             ui_notice = capabilities.dashboard_ui_notice(config)
             if ui_notice is not None:
@@ -458,6 +493,8 @@ class HelioApp:
         if self.sideband is not None:
             self.sideband.begin_shutdown()
         self.events.close_all()
+        if self.audit_tail is not None:
+            await self.audit_tail.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,28 +6,25 @@ listed there loses no governance (a key that falls back and says so).
 
 ``dashboard_ui_notice``: whether the dashboard UI can be served is a property of the installation
 (its built assets), not of the config, so ``helio validate`` never mentions it; ``helio start``
-says so in one line when the config enables the dashboard and the assets are absent.
+refuses to start when the config enables the dashboard and the assets are absent (an embedder
+that runs :class:`~helio_proxy.app.HelioApp` itself gets the one-line notice instead).
 """
 
 from __future__ import annotations
 
-from importlib import resources
-from typing import Final
-
+from helio_proxy import console
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.limits.charges import fallback_warnings
-
-DASHBOARD_UI_INDEX: Final = ("console", "index.html")
-"""Where the built dashboard UI lives inside the ``helio_proxy.operator`` package."""
 
 
 def dashboard_ui_available() -> bool:
     """Whether this installation ships the dashboard UI's built assets."""
-    return resources.files("helio_proxy.operator").joinpath(*DASHBOARD_UI_INDEX).is_file()
+    return console.assets_available()
 
 
 def dashboard_ui_notice(config: HelioConfig) -> str | None:
-    """What ``helio start`` says when the config enables the dashboard but its UI is not installed."""
+    """What an embedder that serves only the API hears when the config enables the dashboard but
+    its UI is not installed (``helio start`` and ``helio demo`` refuse to start instead)."""
     if not config.dashboard.enabled or dashboard_ui_available():
         return None
     return (

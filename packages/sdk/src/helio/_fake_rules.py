@@ -22,6 +22,8 @@ class Rejection(Exception):
         super().__init__(error)
         self.status = status
         self.body: dict[str, Any] = {"error": error, "code": code, **extra}
+        if extra:
+            self.body["details"] = dict(extra)
 
 
 def bearer_matches(header: str | None, token: str) -> bool:

@@ -1,7 +1,9 @@
 """Picking up baselines accepted outside the running proxy.
 
 ``helio tools accept`` writes the table from another process; a running proxy sees it by polling
-every :data:`BASELINE_POLL_SECONDS`. A poll is one small indexed query on the store's reader
+every :data:`BASELINE_POLL_SECONDS`. An acceptance through this proxy's own operator API
+(``POST /api/tools/{name}/accept``) does not wait for the poll: the route runs
+:meth:`BaselineSync.sync_once` of the upstream's mount before it answers. A poll is one small indexed query on the store's reader
 pool (tool name and fingerprint of one upstream's rows, a few dozen short rows), off the event
 loop; only the rows whose fingerprint changed are read in full. Waiting for the next tool
 revalidation instead would take minutes (``tool_revalidation.interval``, 5m by default) and an
@@ -43,14 +45,18 @@ class BaselineSync:
         self.interval = interval
         self._sleep = sleep
         self._failing = False
+        # The poll and an acceptance made through this proxy's operator API (which syncs at once)
+        # must not both take up the same change.
+        self._serial = asyncio.Lock()
 
     async def sync_once(self) -> list[DriftEvent]:
         """One poll: the drift events it caused (``tool_drift_accepted`` for an acceptance)."""
         events: list[DriftEvent] = []
-        for name in await self.store.refresh():
-            event = self.cache.rebase(name)
-            if event is not None:
-                events.append(event)
+        async with self._serial:
+            for name in await self.store.refresh():
+                event = self.cache.rebase(name)
+                if event is not None:
+                    events.append(event)
         if events:
             self.on_drift(events)
         return events

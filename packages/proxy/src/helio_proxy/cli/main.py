@@ -236,7 +236,7 @@ def start(config_path: str, no_hot_reload: bool, workers: int) -> None:
             _fail(exc)
     _show_upstream_logs()
     try:
-        run_app(HelioApp(loaded, hot_reload=not no_hot_reload, worker=worker_slot()))
+        run_app(HelioApp(loaded, hot_reload=not no_hot_reload, require_console=True, worker=worker_slot()))
     except HelioProxyError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -312,7 +312,12 @@ def wrap(config_path: str | None, command: tuple[str, ...]) -> None:
 @click.option(
     "--json-responses", is_flag=True, help="Make the demo server answer JSON instead of SSE streams."
 )
-def demo(port: int, upstream_port: int, dashboard_port: int, sdk_port: int, json_responses: bool) -> None:
+@click.option(
+    "--no-traffic", is_flag=True, help="Do not send the scripted calls that give every console screen data."
+)
+def demo(
+    port: int, upstream_port: int, dashboard_port: int, sdk_port: int, json_responses: bool, no_traffic: bool
+) -> None:
     """Start the bundled demo MCP server and the proxy in front of it, with its dashboard API and SDK sideband."""
     from helio_proxy.demo.runner import run_demo
 
@@ -322,6 +327,7 @@ def demo(port: int, upstream_port: int, dashboard_port: int, sdk_port: int, json
             upstream_port=upstream_port,
             json_responses=json_responses,
             dashboard_port=dashboard_port,
+            traffic=not no_traffic,
             sdk_port=sdk_port,
         )
     except HelioProxyError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -14,6 +15,7 @@ from importlib import resources
 
 from helio_proxy.app import HelioApp, run_app
 from helio_proxy.config import LoadedConfig, load_config_text
+from helio_proxy.demo.traffic import drive
 from helio_proxy.errors import StartupError
 from helio_proxy.sideband import TOKEN_ENV_VAR
 
@@ -63,11 +65,21 @@ def demo_config(
 
 
 def banner(
-    mcp_url: str, upstream_port: int, dashboard_url: str, api_secret: str, sideband_url: str, sdk_token: str
+    mcp_url: str,
+    upstream_port: int,
+    dashboard_url: str,
+    api_secret: str,
+    sideband_url: str,
+    sdk_token: str,
+    login_token: str,
 ) -> str:
     blocked_call = '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_user","arguments":{"user_id":"u-1"}}}'
     tool_call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"London"}}}'
     return f"""
+Console: open {dashboard_url}/?token={login_token}
+  (a one-time login link, valid for 2 minutes; afterwards log in with the secret under Approvals)
+  Scripted traffic (session helio-demo-traffic) is on its way there: allowed reads, a denied
+  delete, a dry-run email, a budget in use, and a payment waiting for your approval.
 Demo MCP server: http://127.0.0.1:{upstream_port}/mcp (tools: get_weather, search_docs, lookup_order,
   send_email, delete_user, create_payment, refund_order, build_report)
 Point any MCP client at: {mcp_url}
@@ -98,7 +110,13 @@ Press Ctrl+C to stop.
 
 
 def run_demo(
-    *, port: int, upstream_port: int, json_responses: bool, dashboard_port: int = 3100, sdk_port: int = 3200
+    *,
+    port: int,
+    upstream_port: int,
+    json_responses: bool,
+    dashboard_port: int = 3100,
+    sdk_port: int = 3200,
+    traffic: bool = True,
 ) -> None:
     try:
         import mcp  # noqa: F401  # pyright: ignore[reportUnusedImport]
@@ -118,14 +136,26 @@ def run_demo(
     try:
         _wait_for_port(upstream_port, process)
         # A fresh sideband token each run (printed below), never one left in the shell's environment.
-        app = HelioApp(loaded, environ={k: v for k, v in os.environ.items() if k != TOKEN_ENV_VAR})
+        app = HelioApp(
+            loaded,
+            environ={k: v for k, v in os.environ.items() if k != TOKEN_ENV_VAR},
+            require_console=True,
+        )
         original = app._print_startup  # pyright: ignore[reportPrivateUsage]
+
+        background: list[asyncio.Task[None]] = []
 
         def print_with_banner() -> None:
             original()
             token = app.sdk_token.value if app.sdk_token is not None else ""
+            assert app.operator_api is not None
+            login = app.operator_api.auth.issue_login_token()
+            if traffic:
+                background.append(asyncio.create_task(drive(app.mcp_url), name="helio-demo-traffic"))
             app.say(
-                banner(app.mcp_url, upstream_port, app.dashboard_url, api_secret, app.sideband_url, token)
+                banner(
+                    app.mcp_url, upstream_port, app.dashboard_url, api_secret, app.sideband_url, token, login
+                )
             )
 
         app._print_startup = print_with_banner  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]

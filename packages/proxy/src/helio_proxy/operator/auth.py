@@ -33,6 +33,9 @@ LOGIN_FAILURE_WINDOW: Final = 300.0
 
 API_SECRET_OPERATOR: Final = "api_secret"  # noqa: S105 - a name, not a secret
 """The name recorded for whoever used the shared ``dashboard.api_secret``."""
+LOGIN_TOKEN_LIFETIME: Final = 120.0
+"""Seconds a one-time login link (``/?token=...``, printed by ``helio demo``) stays usable."""
+
 OPEN_MODE_OPERATOR: Final = "open_mode"
 """The name recorded in ``allow_open_mode`` without credentials."""
 
@@ -94,6 +97,9 @@ class OperatorAuth:
     clock: Callable[[], float] = time.monotonic
     _sessions: dict[str, LoginSession] = field(default_factory=dict[str, LoginSession])
     _failures: dict[str, list[float]] = field(default_factory=dict[str, list[float]])
+    _login_tokens: dict[bytes, tuple[Principal, float]] = field(
+        default_factory=dict[bytes, tuple[Principal, float]]
+    )
 
     def __post_init__(self) -> None:
         self._credentials: list[_Credential] = []
@@ -162,6 +168,33 @@ class OperatorAuth:
         if principal is None:
             return None
         self._failures.pop(client, None)
+        return self._new_session(principal)
+
+    def issue_login_token(
+        self, principal: Principal | None = None, lifetime: float = LOGIN_TOKEN_LIFETIME
+    ) -> str:
+        """A single-use secret that :meth:`redeem_login_token` turns into a login session.
+
+        For the one-click link ``helio demo`` prints. Only its digest is kept. ``principal``
+        defaults to the ``api_secret`` admin.
+        """
+        token = secrets.token_urlsafe(32)
+        who = principal or Principal(API_SECRET_OPERATOR, "admin", "api_secret")
+        now = self.clock()
+        for key in [k for k, (_, expires) in self._login_tokens.items() if expires <= now]:
+            del self._login_tokens[key]
+        self._login_tokens[_digest_bytes(token)] = (who, now + lifetime)
+        return token
+
+    def redeem_login_token(self, token: str, client: str) -> tuple[str, LoginSession] | None:
+        """A new session for an unused, unexpired login token (which is spent), else ``None``."""
+        found = self._login_tokens.pop(_digest_bytes(token), None)
+        if found is None or found[1] <= self.clock():
+            return None
+        self._failures.pop(client, None)
+        return self._new_session(found[0])
+
+    def _new_session(self, principal: Principal) -> tuple[str, LoginSession]:
         self._expire()
         session_id = secrets.token_urlsafe(32)
         session = LoginSession(principal, secrets.token_urlsafe(32), self.clock() + SESSION_LIFETIME)

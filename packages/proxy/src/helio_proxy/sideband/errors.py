@@ -2,7 +2,7 @@
 
 ::
 
-    SidebandError               {"error": <text>, "code": <code>, ...extra}
+    SidebandError               {"error": <text>, "code": <code>, "details"?: {...extra}, ...extra}
     ├── OriginForbidden         403 origin_forbidden          any Origin header (null included)
     ├── MethodForbidden         403 method_forbidden          OPTIONS
     ├── BodyTooLarge            413 request_body_too_large    over 1 MiB
@@ -42,7 +42,12 @@ class SidebandError(HelioProxyError):
 
     @property
     def body(self) -> dict[str, Any]:
-        return {"error": self.message, "code": self.code, **self.extra}
+        """``{error, code, details?}``; the details are also repeated at the top level, where
+        answers before the one error shape carried them (``helio-client`` 0.16 reads them there)."""
+        body: dict[str, Any] = {"error": self.message, "code": self.code, **self.extra}
+        if self.extra:
+            body["details"] = dict(self.extra)
+        return body
 
 
 class OriginForbidden(SidebandError):

@@ -11,8 +11,8 @@ opening it is refused rather than guessed at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
@@ -26,6 +26,9 @@ class Migration:
 
     name: str
     statements: Sequence[str]
+    dialects: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
+    """Statements run after ``statements`` on one backend only (keyed by dialect name): search
+    indexes whose SQL the backends do not share (SQLite FTS5, PostgreSQL GIN)."""
 
 
 AUDIT_SCHEMA = Migration(
@@ -241,6 +244,100 @@ APPROVAL_TICKET_UPSTREAM = Migration(
     ),
 )
 
+AUDIT_CONSOLE_INDEXES = Migration(
+    "0007_audit_console_indexes",
+    (
+        # The console lists records newest first by (timestamp, seq) and pages with a keyset on
+        # that pair; each filter has an index that serves its equality and the order together,
+        # so a page costs one index range scan at any table size.
+        "CREATE INDEX audit_records_time_seq ON audit_records (timestamp, seq)",
+        "CREATE INDEX audit_records_tool_time ON audit_records (tool_name, timestamp, seq)",
+        "CREATE INDEX audit_records_decision_time ON audit_records (policy_decision, timestamp, seq)",
+        "CREATE INDEX audit_records_reason_time ON audit_records (block_reason, timestamp, seq)",
+        "CREATE INDEX audit_records_rule_time ON audit_records (matched_rule, timestamp, seq)",
+        "CREATE INDEX audit_records_session_time ON audit_records (session_id, timestamp, seq)",
+        "CREATE INDEX audit_records_agent_time ON audit_records (agent_id, timestamp, seq)",
+    ),
+    {
+        "sqlite": (
+            # The upstream (mount) name lives in the metadata JSON; json_valid keeps a row with
+            # unparsable metadata writable (it indexes as NULL).
+            "CREATE INDEX audit_records_upstream_time ON audit_records ("
+            "(CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$.upstream') END), timestamp, seq)",
+            # Word and prefix search in the arguments: an external-content FTS5 index over
+            # tool_input, kept in step by triggers (retention deletes go through the trigger too).
+            "CREATE VIRTUAL TABLE audit_records_fts USING fts5("
+            "tool_input, content='audit_records', content_rowid='seq')",
+            "INSERT INTO audit_records_fts (audit_records_fts) VALUES ('rebuild')",
+            "CREATE TRIGGER audit_records_fts_insert AFTER INSERT ON audit_records BEGIN "
+            "INSERT INTO audit_records_fts (rowid, tool_input) VALUES (new.seq, new.tool_input); END",
+            "CREATE TRIGGER audit_records_fts_delete AFTER DELETE ON audit_records BEGIN "
+            "INSERT INTO audit_records_fts (audit_records_fts, rowid, tool_input) "
+            "VALUES ('delete', old.seq, old.tool_input); END",
+            "CREATE TRIGGER audit_records_fts_update AFTER UPDATE OF tool_input ON audit_records BEGIN "
+            "INSERT INTO audit_records_fts (audit_records_fts, rowid, tool_input) "
+            "VALUES ('delete', old.seq, old.tool_input); "
+            "INSERT INTO audit_records_fts (rowid, tool_input) VALUES (new.seq, new.tool_input); END",
+        ),
+        "postgresql": (
+            # Metadata that is not JSON reads as NULL instead of failing the insert.
+            "CREATE FUNCTION helio_audit_upstream(metadata TEXT) RETURNS TEXT "
+            "LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN "
+            "RETURN metadata::jsonb ->> 'upstream'; "
+            "EXCEPTION WHEN others THEN RETURN NULL; END $$",
+            "CREATE INDEX audit_records_upstream_time ON audit_records "
+            "(helio_audit_upstream(metadata), timestamp, seq)",
+            # Words are runs of letters and digits on both backends (FTS5's unicode61 splits
+            # the same way), so 'ORD-42' is the words 'ord' and '42' everywhere.
+            "CREATE INDEX audit_records_tool_input_search ON audit_records USING GIN "
+            "(to_tsvector('simple', regexp_replace(coalesce(tool_input, ''), '[^[:alnum:]]+', ' ', 'g')))",
+        ),
+    },
+)
+
+AUDIT_SEARCH_NEWEST_FIRST = Migration(
+    # 0008 is taken on another branch (session state); names only need to be unique and ordered.
+    "0009_audit_search_newest_first",
+    (),
+    {
+        "sqlite": (
+            # FTS5 walks a word's matches in ascending rowid order without reading ahead, but
+            # newest first (descending) it loads the word's whole match list: ~10 ms for a word in
+            # a quarter of a million records, paid on every page. The word index becomes a
+            # contentless FTS5 table whose rowid is the record's seq negated, so ascending rowid is
+            # newest first and a page stops after the matches it needs. Prefix indexes for prefixes
+            # of 2 to 6 characters let a last word typed in part ("shipm", an order id's digits)
+            # be walked the same way instead of merging every matching word's list first.
+            "DROP TRIGGER audit_records_fts_insert",
+            "DROP TRIGGER audit_records_fts_delete",
+            "DROP TRIGGER audit_records_fts_update",
+            "DROP TABLE audit_records_fts",
+            "CREATE VIRTUAL TABLE audit_records_words USING fts5(tool_input, content='', prefix='2 3 4 5 6')",
+            "INSERT INTO audit_records_words (rowid, tool_input) SELECT -seq, tool_input FROM audit_records",
+            "CREATE TRIGGER audit_records_words_insert AFTER INSERT ON audit_records BEGIN "
+            "INSERT INTO audit_records_words (rowid, tool_input) VALUES (-new.seq, new.tool_input); END",
+            # A contentless table forgets a row given the words it was indexed with.
+            "CREATE TRIGGER audit_records_words_delete AFTER DELETE ON audit_records BEGIN "
+            "INSERT INTO audit_records_words (audit_records_words, rowid, tool_input) "
+            "VALUES ('delete', -old.seq, old.tool_input); END",
+            "CREATE TRIGGER audit_records_words_update AFTER UPDATE OF tool_input ON audit_records BEGIN "
+            "INSERT INTO audit_records_words (audit_records_words, rowid, tool_input) "
+            "VALUES ('delete', -old.seq, old.tool_input); "
+            "INSERT INTO audit_records_words (rowid, tool_input) VALUES (-new.seq, new.tool_input); END",
+        ),
+        "postgresql": (
+            # The arguments' words stored beside them: a search that walks the newest records
+            # checks each with a plain ``@@`` instead of re-tokenizing the JSON (a regexp and
+            # to_tsvector per row), and the GIN index's recheck of its matches costs the same.
+            "ALTER TABLE audit_records ADD COLUMN tool_input_words tsvector GENERATED ALWAYS AS ("
+            "to_tsvector('simple', regexp_replace(coalesce(tool_input, ''), '[^[:alnum:]]+', ' ', 'g'))"
+            ") STORED",
+            "DROP INDEX audit_records_tool_input_search",
+            "CREATE INDEX audit_records_words ON audit_records USING GIN (tool_input_words)",
+        ),
+    },
+)
+
 LIMIT_BUCKET_TOTALS = Migration(
     "0007_limit_bucket_totals",
     (
@@ -285,8 +382,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     LIMIT_BUCKETS,
     APPROVAL_TICKET_STATE,
     APPROVAL_TICKET_UPSTREAM,
+    AUDIT_CONSOLE_INDEXES,
     LIMIT_BUCKET_TOTALS,
     SESSION_STATE,
+    AUDIT_SEARCH_NEWEST_FIRST,
 )
 """Every migration, in the order it is applied."""
 
@@ -325,6 +424,9 @@ def apply_migrations(
             continue
         for statement in migration.statements:
             conn.execute(text(statement))
+        # Backend-specific SQL goes to the driver as written (PL/pgSQL bodies, FTS5 options).
+        for statement in migration.dialects.get(conn.dialect.name, ()):
+            conn.exec_driver_sql(statement)
         conn.execute(
             text("INSERT INTO schema_migrations (name, applied_at) VALUES (:name, :at)"),
             {"name": migration.name, "at": datetime.now(UTC).isoformat()},

@@ -277,3 +277,7 @@ GOVERNANCE_TABLES: Final = (
     TOOL_BASELINES,
 )
 """Every table the migrations create, besides ``schema_migrations``."""
+
+SEARCH_ONLY_COLUMNS: Final = {"postgresql": {"audit_records": frozenset({"tool_input_words"})}}
+"""Columns a backend has for its search indexes only (generated, never written or read by the
+models): PostgreSQL's stored ``tsvector`` of the arguments (migration ``0009``)."""
