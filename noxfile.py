@@ -151,7 +151,13 @@ def ensure_wrk(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Helio against direct, a bare forwarder and the Python MCP proxies (not in the default sessions;
-    takes several minutes). ``uv run nox -s bench -- --rounds 1`` passes options to bench_compare.py."""
+    """The benchmarks of docs/performance.md (not in the default sessions; about 20 minutes):
+    Helio against direct, a bare forwarder and the Python MCP proxies, then the scale figures
+    (limits at 10 and 100,000 charges, open sessions, decide() by rule count, audit records/s).
+    ``uv run nox -s bench -- --rounds 1`` passes options to bench_compare.py."""
     ensure_wrk(session)
+    ensure_postgres(session)
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
+    session.run("python", "benchmarks/bench_scale.py")
+    session.run("python", "benchmarks/bench_decide.py")
+    session.run("python", "benchmarks/bench_audit.py")

@@ -368,6 +368,118 @@ data_plane:
     assert stack.seen.calls == []
 
 
+# -- per policy rule ----------------------------------------------------------------------------
+
+LENIENT_PAYMENTS = """
+data_plane:
+  input_schema: enforce
+  tools: [{tools: ['create_*'], input_schema: enforce}]
+policies:
+  rules:
+    - name: lenient-payments
+      match: {tool: create_payment}
+      action: allow
+      data_plane: {input_schema: warn}
+"""
+
+
+async def test_a_rule_in_warn_mode_forwards_its_wrong_typed_call_while_another_tool_is_blocked() -> None:
+    async with proxy_stack(LENIENT_PAYMENTS) as stack:
+        lenient = await raw_call(stack.url, "create_payment", {"amount": "5000", "currency": "GBP"})
+        strict = await raw_call(stack.url, "fetch_record", {"record_id": 5})
+        calls = list(stack.seen.calls)
+    # The rule's warn wins over the tool glob's and the global enforce.
+    assert lenient["result"]["isError"] is False
+    assert strict["error"]["data"]["reason"] == "invalid_arguments"
+    assert strict["error"]["data"]["errors"][0]["path"] == "$.record_id"
+    assert calls == ["create_payment"]
+    (passed,) = tool_records(stack, "create_payment")
+    assert passed["block_reason"] is None
+    assert passed["policy_decision"] == "allow"
+    facts = passed["metadata"]["data_plane"]
+    assert facts["rule"] == "lenient-payments"
+    assert facts["input_schema"]["mode"] == "warn"
+    assert facts["input_schema"]["errors"][0]["path"] == "$.amount"
+    (blocked,) = tool_records(stack, "fetch_record")
+    assert blocked["block_reason"] == "invalid_arguments"
+    assert "rule" not in blocked["metadata"]["data_plane"]
+
+
+async def test_a_rule_can_turn_output_schema_off_for_its_calls() -> None:
+    rules = """
+policies:
+  rules:
+    - {name: loose-stats, match: {tool: stats}, action: allow, data_plane: {output_schema: 'off'}}
+"""
+    async with proxy_stack(rules, prepare=_stricter_output_schema) as stack:
+        answer = await raw_call(stack.url, "stats", {})
+    assert answer["result"]["structuredContent"] == {"count": 42}
+    (record,) = tool_records(stack, "stats")
+    assert record["block_reason"] is None
+
+
+RULE_SCANS = """
+policies:
+  rules:
+    - name: internal-records
+      match: {tool: fetch_record, input: {$.record_id: {eq: internal}}}
+      action: allow
+      data_plane:
+        scan: [{name: keys-flagged, detect: [aws_access_key], scope: [results], action: flag}]
+    - name: customer-records
+      match: {tool: fetch_record}
+      action: allow
+      data_plane:
+        scan: [{name: keys-blocked, detect: [aws_access_key, card_number], scope: [results], action: block}]
+"""
+
+
+async def test_a_rule_level_block_scan_withholds_the_result_of_the_calls_it_matches() -> None:
+    async with proxy_stack(RULE_SCANS) as stack:
+        blocked = await raw_call(stack.url, "fetch_record", {"record_id": "c-1"})
+        flagged = await raw_call(stack.url, "fetch_record", {"record_id": "internal"})
+        other = await raw_call(stack.url, "create_payment", {"amount": 1, "currency": "GBP"})
+    error = blocked["error"]
+    assert error["data"]["reason"] == "sensitive_content"
+    assert {(f["rule"], f["kind"]) for f in error["data"]["findings"]} == {
+        ("keys-blocked", "aws_access_key"),
+        ("keys-blocked", "card_number"),
+    }
+    assert TEST_AWS_KEY not in json.dumps(blocked)
+    # The first matching rule decides: the internal record is only flagged.
+    assert TEST_AWS_KEY in flagged["result"]["content"][0]["text"]
+    assert other["result"]["isError"] is False
+    first, second = tool_records(stack, "fetch_record")
+    assert first["block_reason"] == "sensitive_content"
+    assert first["metadata"]["data_plane"]["rule"] == "customer-records"
+    assert second["block_reason"] is None
+    assert second["metadata"]["data_plane"]["rule"] == "internal-records"
+    assert {(f["rule"], f["kind"], f["action"]) for f in second["metadata"]["data_plane"]["findings"]} == {
+        ("keys-flagged", "aws_access_key", "flag")
+    }
+    (payment,) = tool_records(stack, "create_payment")
+    assert "data_plane" not in payment["metadata"]
+
+
+async def test_a_rule_level_argument_scan_blocks_before_the_upstream() -> None:
+    rules = """
+policies:
+  rules:
+    - name: no-keys-in-lookups
+      match: {tool: fetch_record}
+      action: allow
+      data_plane: {scan: [{name: keys-in, detect: [aws_access_key], scope: [arguments], action: block}]}
+"""
+    async with proxy_stack(rules) as stack:
+        answer = await raw_call(stack.url, "fetch_record", {"record_id": TEST_AWS_KEY})
+        calls = list(stack.seen.calls)
+    assert answer["error"]["data"]["reason"] == "sensitive_content"
+    assert answer["error"]["data"]["findings"] == [
+        {"rule": "keys-in", "kind": "aws_access_key", "path": "$.arguments.record_id"}
+    ]
+    assert calls == []
+
+
 # -- credentials --------------------------------------------------------------------------------
 
 

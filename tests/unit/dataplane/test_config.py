@@ -54,3 +54,43 @@ def test_an_unknown_detector_or_a_pattern_matching_nothing_is_refused() -> None:
         parse_config_text(
             BASE + "upstream: {url: 'http://x/mcp'}\ndata_plane: {scan: [{name: s, patterns: {x: 'a*'}}]}\n"
         )
+
+
+RULE = (
+    "upstream: {url: 'http://x/mcp'}\n"
+    "policies:\n  rules:\n    - {name: r, match: {tool: pay}, action: allow, data_plane: %s}\n"
+)
+
+
+def test_a_policy_rule_takes_data_plane_modes_and_scan_rules() -> None:
+    config = parse_config_text(
+        BASE
+        + RULE
+        % "{input_schema: warn, output_schema: 'off', scan: [{name: k, detect: [aws_access_key], action: block}]}"
+    )
+    settings = config.policies.rules[0].data_plane
+    assert settings is not None
+    assert (settings.input_schema, settings.output_schema, settings.unknown_tools) == ("warn", "off", None)
+    assert [rule.name for rule in settings.scan] == ["k"]
+    assert settings.scan[0].action == "block"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{input_schema: strict}", r"policies\.rules\[0\]\.data_plane\.input_schema: Input should be"),
+        ("{mode: block}", r"policies\.rules\[0\]\.data_plane\.mode: Input should be"),
+        ("{unknown_tools: true}", r"policies\.rules\[0\]\.data_plane\.unknown_tools"),
+        ("{scan: [{name: k, detect: [ssn]}]}", "unknown detector"),
+        (
+            "{scan: [{name: k, detect: [email], action: drop}]}",
+            r"data_plane\.scan\[0\]\.action: Input should be 'redact', 'block' or 'flag'",
+        ),
+        ("{scan: [{name: k}]}", "needs 'detect' and/or 'patterns'"),
+        ("{inputschema: warn}", "inputschema"),
+        ("{scan: [{name: k, detect: [email]}], refresh_interval: 1s}", "refresh_interval"),
+    ],
+)
+def test_bad_data_plane_values_on_a_policy_rule_are_refused(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config_text(BASE + RULE % value)

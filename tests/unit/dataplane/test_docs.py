@@ -14,7 +14,7 @@ BLOCKS = re.findall(r"```yaml\n(.*?)```", PAGE.read_text(), flags=re.DOTALL)
 
 
 def test_the_page_has_its_examples() -> None:
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -193,3 +193,12 @@ async def test_a_check_reads_no_rows_of_the_window_when_nothing_aged_out(
     assert await check_cost(r) == []
     [(_, total, count)] = totals(r.store)
     assert (total, count) == (Decimal(1), 1)
+
+
+async def test_a_call_no_limit_or_budget_matches_never_touches_the_store(rig: RigFactory) -> None:
+    r = await rig(RATE_BIG)
+    seen = statements(r.store)
+    settlement = await r.run("other_tool")
+    assert isinstance(settlement.decision, Allow)
+    assert settlement.audit is None or "limits" not in str(settlement.audit)
+    assert seen == []

@@ -443,3 +443,26 @@ def test_many_tool_names_do_not_grow_the_candidate_index_without_bound(make_poli
     for n in range(TOOL_CACHE_SIZE + 10):
         assert policy.decide(CallFacts(f"t_{n}", {})).blocks
     assert len(policy._rules._by_tool) <= TOOL_CACHE_SIZE  # pyright: ignore[reportPrivateUsage]
+
+
+def test_data_plane_rule_is_the_first_match_only_when_it_carries_data_plane_settings(
+    make_policy: PolicyFactory,
+) -> None:
+    assert make_policy(SEED_RULES).has_data_plane_rules is False
+    assert make_policy(SEED_RULES).data_plane_rule(CallFacts(tool="x", arguments={}), READ_ONLY) is None
+    policy = make_policy(
+        [
+            {"name": "big", "match": {"tool": "pay", "input": {"$.amount": {"gt": 100}}}, "action": "deny"},
+            {
+                "name": "pay",
+                "match": {"tool": "pay"},
+                "action": "allow",
+                "data_plane": {"input_schema": "warn"},
+            },
+        ]
+    )
+    assert policy.has_data_plane_rules is True
+    assert policy.data_plane_rule(CallFacts(tool="pay", arguments={"amount": 5}), READ_ONLY) == 1
+    # The first match has no data_plane settings: none apply, as decide() would pick that rule.
+    assert policy.data_plane_rule(CallFacts(tool="pay", arguments={"amount": 500}), READ_ONLY) is None
+    assert policy.data_plane_rule(CallFacts(tool="other", arguments={}), READ_ONLY) is None

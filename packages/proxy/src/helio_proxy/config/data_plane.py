@@ -121,6 +121,17 @@ class ScanRule(ConfigModel):
         return self
 
 
+class RuleDataPlane(DataPlaneChecks):
+    """Data-plane modes and scan rules for the calls a policy rule matches (``policies.rules[].data_plane``).
+
+    A set field wins over ``data_plane.tools``, the upstream's and the global modes; an unset one
+    inherits them. The rule that counts is the first policy rule matching the call."""
+
+    scan: list[ScanRule] = Field(default_factory=list[ScanRule])
+    """Scan rules for the calls this policy rule matches, run with the global ``data_plane.scan``
+    rules; a rule's ``mode`` defaults to this entry's ``mode``, then ``data_plane.mode``."""
+
+
 class DataPlaneConfig(DataPlaneChecks):
     """Schema enforcement, unknown tools and content scanning (``docs/data-plane.md``)."""
 

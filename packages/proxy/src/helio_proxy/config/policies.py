@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from helio_proxy.config.base import ConfigModel
+from helio_proxy.config.data_plane import RuleDataPlane
 from helio_proxy.config.durations import Duration, DurationField
 from helio_proxy.matching.glob import compile_glob
 from helio_proxy.matching.jsonpath import parse_path
@@ -301,6 +302,11 @@ class Rule(ConfigModel):
 
     feedback: Feedback | None = None
     """Message and suggestion returned when the rule blocks a call."""
+
+    data_plane: RuleDataPlane | None = None
+    """Data-plane modes (``input_schema``, ``output_schema``, ``unknown_tools``, ``mode``) and extra
+    ``scan`` rules for the calls this rule matches; they win over ``data_plane.tools``, the
+    upstream's and the global modes (``docs/data-plane.md``). Ignored on ``policies.shadow`` rules."""
 
     @property
     def is_gate(self) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 from helio_proxy.config import HelioConfig
-from helio_proxy.config.data_plane import DataPlaneChecks, Mode
+from helio_proxy.config.data_plane import DataPlaneChecks, Mode, RuleDataPlane
 from helio_proxy.dataplane.scanning import CompiledRule, Finding, compile_globs, compile_rule, scan
 from helio_proxy.dataplane.schemas import SchemaError, ValidatorCache
 from helio_proxy.dataplane.tools import ToolInventory
@@ -70,9 +70,32 @@ class Plan:
                 rules.append(compiled)
         self.rules = rules
         self._modes: dict[str, dict[Check, Mode]] = {}
+        self._policy_rules = config.policies.rules
+        self._global_mode: Mode | None = data_plane.mode
+        self._rule_scans: dict[int, list[CompiledRule]] = {}
 
-    def modes(self, tool: str) -> dict[Check, Mode]:
-        """Each check's mode for ``tool`` (the first matching ``data_plane.tools`` entry wins)."""
+    def rule_name(self, rule: int | None) -> str | None:
+        """The name of policy rule ``rule`` as the audit and feedback give it."""
+        if rule is None or not 0 <= rule < len(self._policy_rules):
+            return None
+        return self._policy_rules[rule].name or f"rule-{rule}"
+
+    def _rule_settings(self, rule: int | None) -> RuleDataPlane | None:
+        if rule is None or not 0 <= rule < len(self._policy_rules):
+            return None
+        return self._policy_rules[rule].data_plane
+
+    def modes(self, tool: str, rule: int | None = None) -> dict[Check, Mode]:
+        """Each check's mode for ``tool``: the matched policy rule's ``data_plane`` (``rule``, an index
+        into ``policies.rules``), then the first matching ``data_plane.tools`` entry, the upstream's
+        and the global modes."""
+        found = self._tool_modes(tool)
+        settings = self._rule_settings(rule)
+        if settings is None:
+            return found
+        return {check: _first(getattr(settings, check), settings.mode, found[check]) for check in CHECKS}
+
+    def _tool_modes(self, tool: str) -> dict[Check, Mode]:
         cached = self._modes.get(tool)
         if cached is not None:
             return cached
@@ -88,8 +111,28 @@ class Plan:
             self._modes[tool] = found
         return found
 
-    def rules_for(self, tool: str, scope: Literal["arguments", "results"]) -> list[CompiledRule]:
-        return [rule for rule in self.rules if rule.applies(tool, self.upstream, scope)]
+    def rules_for(
+        self, tool: str, scope: Literal["arguments", "results"], rule: int | None = None
+    ) -> list[CompiledRule]:
+        """The scan rules for ``tool``: the global ones, then those of the matched policy rule."""
+        found = [r for r in self.rules if r.applies(tool, self.upstream, scope)]
+        if rule is not None:
+            found.extend(r for r in self._scans_of(rule) if r.applies(tool, self.upstream, scope))
+        return found
+
+    def _scans_of(self, rule: int) -> list[CompiledRule]:
+        cached = self._rule_scans.get(rule)
+        if cached is not None:
+            return cached
+        settings = self._rule_settings(rule)
+        compiled_rules: list[CompiledRule] = []
+        if settings is not None:
+            for scan_rule in settings.scan:
+                compiled = compile_rule(scan_rule, _first(scan_rule.mode, settings.mode, self._global_mode))
+                if compiled is not None:
+                    compiled_rules.append(compiled)
+        self._rule_scans[rule] = compiled_rules
+        return compiled_rules
 
 
 def _first(*modes: Mode | None) -> Mode:
@@ -127,13 +170,15 @@ class ResultCheck:
     """Where findings and blocks are counted."""
     replaced: dict[str, Any] | None = None
     """The answer the agent gets instead of the upstream's (redacted or turned into an error)."""
+    rule: int | None = None
+    """The matched policy rule whose ``data_plane`` settings apply (an index into ``policies.rules``)."""
 
     def observe(self, payload: dict[str, Any] | None, _error: object) -> None:
         """The relay's observer: inspect the upstream's answer in place (before anyone records it)."""
         if payload is None or not isinstance(payload.get("result"), dict):
             return
         result = cast(dict[str, Any], payload["result"])
-        modes = self.plan.modes(self.tool)
+        modes = self.plan.modes(self.tool, self.rule)
         facts: dict[str, Any] = {}
         reason: str | None = None
         error: tuple[str, dict[str, Any]] | None = None
@@ -163,7 +208,7 @@ class ResultCheck:
                         f"The result of {self.tool} does not match its outputSchema; it was withheld.",
                         {"reason": INVALID_RESULT, "errors": [e.as_dict() for e in errors]},
                     )
-        rules = self.plan.rules_for(self.tool, "results")
+        rules = self.plan.rules_for(self.tool, "results", self.rule)
         if rules and error is None:
             outcome = scan(result, rules, "results", "$.result")
             if outcome.findings:
@@ -188,6 +233,9 @@ class ResultCheck:
             self.replaced = payload
         if self.stats is not None:
             self.stats.count(facts.get("findings"), reason if error is not None else None)
+        label = self.plan.rule_name(self.rule)
+        if facts and label is not None:
+            facts["rule"] = label
         if facts:
             # A block reason only when the agent got the error instead of the result.
             self.audit_metadata(facts, reason if error is not None else None)
@@ -243,21 +291,29 @@ class DataPlane:
             self._plans[id(config)] = found
         return found[1]
 
-    async def check_call(self, config: HelioConfig, tool: str, arguments: dict[str, Any]) -> CallCheck:
-        """Run the before-forward checks for one call."""
-        out = await self._check_call(config, tool, arguments)
+    async def check_call(
+        self, config: HelioConfig, tool: str, arguments: dict[str, Any], rule: int | None = None
+    ) -> CallCheck:
+        """Run the before-forward checks for one call; ``rule`` is the index of the matched policy
+        rule whose ``data_plane`` settings apply (see ``CompiledPolicy.data_plane_rule``)."""
+        out = await self._check_call(config, tool, arguments, rule)
         if out.audit or out.deny is not None:
             facts: dict[str, Any] = out.audit.get("data_plane") or {}
             self.stats.count(facts.get("findings"), out.deny.reason if out.deny is not None else None)
         return out
 
-    async def _check_call(self, config: HelioConfig, tool: str, arguments: dict[str, Any]) -> CallCheck:
+    async def _check_call(
+        self, config: HelioConfig, tool: str, arguments: dict[str, Any], rule: int | None
+    ) -> CallCheck:
         plan = self.plan(config)
-        modes = plan.modes(tool)
+        modes = plan.modes(tool, rule)
         out = CallCheck()
         facts: dict[str, Any] = {}
         if self.credential is not None:
             facts["credential"] = self.credential
+        label = plan.rule_name(rule)
+        if label is not None:
+            facts["rule"] = label
         if modes["unknown_tools"] != "off":
             listed = await self.inventory.lists(tool, min_interval=plan.refresh_interval)
             if listed is False:
@@ -282,7 +338,7 @@ class DataPlane:
                     )
                     out.audit = {"data_plane": facts}
                     return out
-        rules = plan.rules_for(tool, "arguments")
+        rules = plan.rules_for(tool, "arguments", rule)
         if rules:
             outcome = scan(arguments, rules, "arguments", "$.arguments")
             if outcome.findings:
@@ -301,17 +357,21 @@ class DataPlane:
         return out
 
     def result_check(
-        self, config: HelioConfig, tool: str, audit_metadata: Callable[[dict[str, Any], str | None], None]
+        self,
+        config: HelioConfig,
+        tool: str,
+        audit_metadata: Callable[[dict[str, Any], str | None], None],
+        rule: int | None = None,
     ) -> ResultCheck | None:
         """The after-answer check for a forwarded call (``None`` when nothing applies)."""
         plan = self.plan(config)
         baseline = self.baselines.store.get(tool)
         wants_schema = (
-            plan.modes(tool)["output_schema"] != "off"
+            plan.modes(tool, rule)["output_schema"] != "off"
             and baseline is not None
             and isinstance(baseline.definition.get("outputSchema"), dict)
         )
-        if not wants_schema and not plan.rules_for(tool, "results"):
+        if not wants_schema and not plan.rules_for(tool, "results", rule):
             return None
         return ResultCheck(
             plan,
@@ -321,4 +381,5 @@ class DataPlane:
             self.validators,
             audit_metadata,
             self.stats,
+            rule=rule,
         )

@@ -217,8 +217,16 @@ class Gateway:
             session_id=identity.session_id,
         )
         data_plane: dict[str, Any] = {}
+        data_plane_rule: int | None = None
         if self.dataplane is not None:
-            checked = await self.dataplane.check_call(snapshot.config, call.name, call.arguments)
+            if snapshot.policy.has_data_plane_rules:
+                # The matched rule's data_plane modes; matching is pure, so it needs no decision yet.
+                data_plane_rule = snapshot.policy.data_plane_rule(
+                    facts, self.baselines.facts(call.name).hints
+                )
+            checked = await self.dataplane.check_call(
+                snapshot.config, call.name, call.arguments, data_plane_rule
+            )
             data_plane = checked.audit
             if checked.deny is not None:
                 self._record(CallOutcome(call.name, checked.deny, checked.deny, None, snapshot.loaded.sha256))
@@ -282,7 +290,7 @@ class Gateway:
         audit.decide(**merge_audit(_audit_fields(decision), settlement.audit))
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
-        result_check = self._result_check(snapshot.config, call.name, audit, data_plane)
+        result_check = self._result_check(snapshot.config, call.name, audit, data_plane, data_plane_rule)
         if result_check is not None:
             # First: what the audit, limits and evidence see of the answer is what the agent gets.
             observe = _both(result_check.observe, observe)
@@ -347,7 +355,7 @@ class Gateway:
         return settling.result()
 
     def _result_check(
-        self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any]
+        self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any], rule: int | None
     ) -> ResultCheck | None:
         """The data plane's after-answer check of a forwarded call, recording into ``audit``."""
         if self.dataplane is None:
@@ -357,7 +365,7 @@ class Gateway:
             earlier: dict[str, Any] = dict(before.get("data_plane") or {})
             audit.decide(metadata={"data_plane": {**earlier, **facts}}, block_reason=reason)
 
-        return self.dataplane.result_check(config, tool, record)
+        return self.dataplane.result_check(config, tool, record, rule)
 
     def _cancel_held(self, inbound: Inbound) -> None:
         """``notifications/cancelled`` for a call still held (approval, limits): stop holding it.

@@ -171,6 +171,8 @@ class CompiledPolicy:
         self.dry_run = policies.dry_run
         self._rules = _RuleSet(_compile_rules(policies.rules, config.environment, "rule"))
         self._shadow = _RuleSet(_compile_rules(policies.shadow, config.environment, "shadow"))
+        self.has_data_plane_rules = any(rule.data_plane is not None for rule in policies.rules)
+        """Whether any rule carries ``data_plane`` settings (else :meth:`data_plane_rule` is ``None``)."""
 
     def _no_match(self, hints: Hints) -> Decision:
         if self.default == "deny":
@@ -187,6 +189,19 @@ class CompiledPolicy:
         if compiled is None:
             return self._no_match(hints), None
         return _rule_decision(compiled), compiled
+
+    def data_plane_rule(self, call: CallFacts, hints: Hints) -> int | None:
+        """The index of the first rule matching ``call`` when that rule carries ``data_plane`` settings.
+
+        The same first match :meth:`decide` starts from (against the tool's baseline hints), so the
+        data plane, which runs before the decision, applies the modes of the rule that will decide.
+        """
+        if not self.has_data_plane_rules:
+            return None
+        compiled = self._rules.first_match(call, hints)
+        if compiled is None or compiled.rule.data_plane is None:
+            return None
+        return compiled.index
 
     def decide(self, call: CallFacts, context: DecisionContext = DEFAULT_CONTEXT) -> Decision:
         """The decision for ``call``; the same inputs always give the same decision."""
