@@ -42,6 +42,8 @@ from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
 from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
+from helio_proxy.telemetry.endpoint import MetricsEndpoint, scrape_secret
+from helio_proxy.telemetry.metrics import Gauges, Metrics
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
@@ -109,6 +111,9 @@ class HelioApp:
         self.limit_gate: LimitGate | None = self.limits
         self.operator_routes.extend(limits_routes(self.limits))
         self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
+        self.metrics = Metrics(self._gauges(), max_tools=config.telemetry.metrics.max_tools)
+        """Prometheus metrics, counted from the audit records (``/metrics`` on the dashboard port)."""
+        self.audit.auditor.observers.append(self.metrics.observe)
         self.mounts = [self._mount(upstream_config) for upstream_config in config.upstream_list]
         """One per upstream, in config order (a single one for the ``upstream:`` form)."""
         first = self.mounts[0]
@@ -130,6 +135,19 @@ class HelioApp:
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _gauges(self) -> Gauges:
+        """Scrape-time readers of this process's in-memory state (never the store)."""
+        writer = self.audit.writer
+        return Gauges(
+            approvals_pending=lambda: self.approvals.held,
+            sessions_open=lambda: self.sessions.session_count,
+            audit_queue_depth=writer.pending,
+            audit_written=lambda: writer.stats.written,
+            audit_failed=lambda: writer.stats.failed,
+            audit_dropped=lambda: writer.stats.dropped,
+            budget_utilisation=lambda: self.limits.budget_utilisation(),
+        )
 
     def _upstream_for(self, config: UpstreamConfig, credentials: CredentialProvider | None) -> Upstream:
         """The upstream client for ``upstream.transport``, presenting ``credentials``."""
@@ -339,10 +357,12 @@ class HelioApp:
             self.operator_api = OperatorApi(
                 config.dashboard, self.events, self.operator_routes, version=__version__
             )
+            dashboard_app: Any = self.operator_api
+            if config.telemetry.metrics.enabled:
+                secret = scrape_secret(config.telemetry.metrics, dashboard)
+                dashboard_app = MetricsEndpoint(dashboard_app, self.metrics, secret)
             self.listeners.append(
-                Listener(
-                    self.operator_api, dashboard_sock, "dashboard", trusted_proxies=dashboard.trusted_proxies
-                )
+                Listener(dashboard_app, dashboard_sock, "dashboard", trusted_proxies=dashboard.trusted_proxies)
             )
         if sdk_sock is not None:
             self.sdk_token = resolve_token(self.environ)
