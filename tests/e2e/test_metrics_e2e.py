@@ -59,7 +59,10 @@ async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
     proxy_port, dashboard_port, upstream_port, down_port = free_port(), free_port(), free_port(), free_port()
     path = tmp_path / "helio.yaml"
     path.write_text(config_text(proxy_port, dashboard_port, upstream_port, down_port, tmp_path / "audit.db"))
-    with demo_upstream(upstream_port, tmp_path / "upstream.log"), running(helio("start", "-c", str(path))) as proxy:
+    with (
+        demo_upstream(upstream_port, tmp_path / "upstream.log"),
+        running(helio("start", "-c", str(path))) as proxy,
+    ):
         wait_for_port(dashboard_port, proxy)
         wait_for_port(proxy_port, proxy)
         metrics_url = f"http://127.0.0.1:{dashboard_port}/metrics"
@@ -69,7 +72,9 @@ async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
             allowed = [await call(http, demo, i, "search_docs", {"query": "x"}) for i in range(3)]
             denied = [await call(http, demo, 10 + i, "delete_user", {"user_id": "u"}) for i in range(2)]
             weather = [await call(http, demo, 20 + i, "get_weather", {"city": "Paris"}) for i in range(5)]
-            failed = await call(http, f"http://127.0.0.1:{proxy_port}/mcp/down", 30, "search_docs", {"query": "x"})
+            failed = await call(
+                http, f"http://127.0.0.1:{proxy_port}/mcp/down", 30, "search_docs", {"query": "x"}
+            )
             response = await http.get(metrics_url)
             refused_post = await http.post(metrics_url)
         stop(proxy)
@@ -93,7 +98,9 @@ async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
     assert moved(calls, tool="get_weather", reason="rate_limited", upstream="demo") == 3
     assert moved(calls, upstream="down") == 1
     assert moved(calls) == 11
-    assert moved("helio_upstream_failures_total", upstream="down", failure_class="upstream_forward_error") == 1
+    assert (
+        moved("helio_upstream_failures_total", upstream="down", failure_class="upstream_forward_error") == 1
+    )
     assert moved("helio_upstream_failures_total") == 1
     # Forwarded calls: 3 allowed + 2 weather + 1 to the dead upstream; blocked ones count overhead too.
     assert moved("helio_proxy_overhead_seconds_count") == 11
@@ -111,7 +118,10 @@ async def test_scrapes_need_the_bearer_secret_when_configured(tmp_path: Path) ->
     path = tmp_path / "helio.yaml"
     text = config_text(proxy_port, dashboard_port, upstream_port, down_port, tmp_path / "audit.db")
     path.write_text(text + "telemetry:\n  metrics:\n    auth: bearer\n")
-    with demo_upstream(upstream_port, tmp_path / "upstream.log"), running(helio("start", "-c", str(path))) as proxy:
+    with (
+        demo_upstream(upstream_port, tmp_path / "upstream.log"),
+        running(helio("start", "-c", str(path))) as proxy,
+    ):
         wait_for_port(dashboard_port, proxy)
         url = f"http://127.0.0.1:{dashboard_port}/metrics"
         async with httpx.AsyncClient(timeout=30) as http:
@@ -150,7 +160,9 @@ async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path) -> None:
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
             url = f"http://127.0.0.1:{proxy_port}/mcp"
-            answers = await asyncio.gather(*(call(http, url, i, "search_docs", {"query": "q"}) for i in range(60)))
+            answers = await asyncio.gather(
+                *(call(http, url, i, "search_docs", {"query": "q"}) for i in range(60))
+            )
             served = [established_on(pid, proxy_port) for pid in workers]
             scraped = scrape((await http.get(f"http://127.0.0.1:{dashboard_port}/metrics")).text)
         stop(proxy)

@@ -31,7 +31,23 @@ MAX_TOOLS: Final = 100
 """Distinct tool names kept as label values; later ones are counted under ``other``."""
 OTHER: Final = "other"
 
-LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 OVERHEAD_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 WAIT_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -67,21 +83,33 @@ class _GaugeCollector(Collector):
                 yield GaugeMetricFamily(name, text, value=float(read()))
         counters: list[tuple[str, str, Callable[[], int] | None]] = [
             ("helio_audit_records_written", "Audit records committed to the store.", g.audit_written),
-            ("helio_audit_write_failures", "Audit records whose batch could not be committed.", g.audit_failed),
-            ("helio_audit_records_dropped", "Audit records dropped because the queue was full.", g.audit_dropped),
+            (
+                "helio_audit_write_failures",
+                "Audit records whose batch could not be committed.",
+                g.audit_failed,
+            ),
+            (
+                "helio_audit_records_dropped",
+                "Audit records dropped because the queue was full.",
+                g.audit_dropped,
+            ),
         ]
         for name, text, read in counters:
             if read is not None:
                 yield CounterMetricFamily(name, text, value=float(read()))
         if g.budget_utilisation is not None:
             family = GaugeMetricFamily(
-                "helio_budget_utilisation_ratio", "Budget spent over its limit (fullest bucket).", labels=["budget"]
+                "helio_budget_utilisation_ratio",
+                "Budget spent over its limit (fullest bucket).",
+                labels=["budget"],
             )
             for budget, ratio in g.budget_utilisation():
                 family.add_metric([budget], ratio)
             yield family
         if g.kill_switch is not None:
-            yield GaugeMetricFamily("helio_kill_switch", "1 while the kill switch is on.", value=float(g.kill_switch()))
+            yield GaugeMetricFamily(
+                "helio_kill_switch", "1 while the kill switch is on.", value=float(g.kill_switch())
+            )
 
 
 @dataclass
@@ -135,7 +163,10 @@ class Metrics:
             "helio_config_reloads", "Config reload attempts by result.", ["result"], registry=metrics_registry
         )
         self.drift = Counter(
-            "helio_drift_events", "Tool definition drift events by kind.", ["upstream", "kind"], registry=metrics_registry
+            "helio_drift_events",
+            "Tool definition drift events by kind.",
+            ["upstream", "kind"],
+            registry=metrics_registry,
         )
         if self.multiprocess:
             MultiProcessCollector(self.registry)
@@ -175,7 +206,9 @@ class Metrics:
             failure = error.get("failure_class")
             self.upstream_failures.labels(upstream, failure if isinstance(failure, str) else "unknown").inc()
         if record.approval_wait_ms is not None:
-            self.approval_wait.labels(record.approval_status or "unknown").observe(record.approval_wait_ms / 1000)
+            self.approval_wait.labels(record.approval_status or "unknown").observe(
+                record.approval_wait_ms / 1000
+            )
 
     def exposition(self) -> bytes:
         """The current scrape in the Prometheus text format."""
