@@ -70,14 +70,17 @@ class Traces:
         return span
 
     def metric_points(self, name: str) -> int:
-        data: Any = self.reader.get_metrics_data()
-        count = 0
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        count += sum(int(point.count) for point in metric.data.data_points)
-        return count
+        """How many measurements the histogram ``name`` holds."""
+        collected = self.reader.get_metrics_data()
+        data: dict[str, Any] = json.loads(collected.to_json()) if collected is not None else {}
+        return sum(
+            int(point["count"])
+            for resource in data.get("resource_metrics", [])
+            for scope in resource["scope_metrics"]
+            for metric in scope["metrics"]
+            if metric["name"] == name
+            for point in metric["data"]["data_points"]
+        )
 
 
 @asynccontextmanager
