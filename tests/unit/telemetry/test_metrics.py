@@ -30,7 +30,10 @@ def test_tools_beyond_the_cap_fold_into_other() -> None:
         metrics.observe(call(tool, proxy_compute_ms=1.0))
     got = samples(metrics)
     key = "helio_tool_calls_total"
-    labels = lambda tool: (("decision", "allow"), ("reason", ""), ("tool", tool), ("upstream", "up"))  # noqa: E731
+
+    def labels(tool: str) -> tuple[tuple[str, str], ...]:
+        return (("decision", "allow"), ("reason", ""), ("tool", tool), ("upstream", "up"))
+
     assert got[(key, labels("a"))] == 2
     assert got[(key, labels("b"))] == 1
     assert got[(key, labels(OTHER))] == 2
