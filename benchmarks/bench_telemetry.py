@@ -27,12 +27,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_proxy_overhead import sequential, throughput, upstream  # noqa: E402
+from bench_proxy_overhead import sequential, throughput, upstream
 
-from helio_proxy.app import HelioApp  # noqa: E402
-from helio_proxy.config import load_config_text  # noqa: E402
-from helio_proxy.telemetry.tracing import Tracing  # noqa: E402
-from tests.harness import proxy_config, serve_asgi  # noqa: E402
+from helio_proxy.app import HelioApp
+from helio_proxy.config import load_config_text
+from helio_proxy.telemetry.tracing import Tracing
+from tests.harness import proxy_config, serve_asgi
 
 
 class Dropping(SpanExporter):
@@ -46,7 +46,9 @@ class Dropping(SpanExporter):
 
 @asynccontextmanager
 async def proxy(url: str, tracing: Tracing | None) -> AsyncIterator[HelioApp]:
-    app = HelioApp(load_config_text(proxy_config(url), path="bench.yaml"), out=io.StringIO(), environ={}, tracing=tracing)
+    app = HelioApp(
+        load_config_text(proxy_config(url), path="bench.yaml"), out=io.StringIO(), environ={}, tracing=tracing
+    )
     await app.start()
     try:
         yield app
@@ -82,7 +84,9 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
     def ms(values: list[float], q: int) -> float:
         return statistics.quantiles(values, n=100)[q - 1] * 1000
 
-    print(f"{calls} sequential calls per variant, {rounds} interleaved rounds; spans exported: {exporter.spans}")
+    print(
+        f"{calls} sequential calls per variant, {rounds} interleaved rounds; spans exported: {exporter.spans}"
+    )
     for name in names:
         print(
             f"  traces {name:12s} p50 {ms(latencies[name], 50):.3f} ms  p99 {ms(latencies[name], 99):.3f} ms  "
@@ -91,7 +95,9 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)

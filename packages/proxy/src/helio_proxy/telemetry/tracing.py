@@ -199,7 +199,10 @@ class Tracing:
         span = _CALL.get()
         if span is None or not isinstance(record, ToolCallRecord) or not span.is_recording():
             return
-        attributes: dict[str, Any] = {"helio.decision": record.policy_decision, "helio.record_id": str(record.id)}
+        attributes: dict[str, Any] = {
+            "helio.decision": record.policy_decision,
+            "helio.record_id": str(record.id),
+        }
         if record.block_reason:
             attributes["helio.block_reason"] = record.block_reason
             attributes["error.type"] = record.block_reason
