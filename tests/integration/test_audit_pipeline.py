@@ -18,6 +18,7 @@ from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.config import load_config
 from helio_proxy.config.digest import config_digest
+from helio_proxy.evidence.gates import CALL_ID_META_KEY
 from helio_proxy.server import bind
 from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.sqlite import SqliteStore
@@ -103,7 +104,11 @@ async def test_each_tools_call_leaves_one_record_with_what_the_client_saw(
             ("<nameless>", "rejected", "missing_tool_name", None),
         ]
         first = records[0]
-        assert first["upstream_response"]["result"] == ok["result"]
+        # The client saw the upstream's result plus the proxy's call id in _meta; the record keeps
+        # the upstream's answer as it came.
+        seen = dict(ok["result"])
+        assert set(seen.pop("_meta")) == {CALL_ID_META_KEY}
+        assert first["upstream_response"]["result"] == seen
         assert (first["session_id"], first["session_source"], first["upstream_http_status"]) == (
             "sess-1",
             "header",

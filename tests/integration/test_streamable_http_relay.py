@@ -10,6 +10,7 @@ import httpx
 import pytest
 from mcp import Client
 
+from helio_proxy.evidence.gates import CALL_ID_META_KEY
 from tests.harness import mcp_upstream, proxy_config, run_proxy
 
 INIT = {
@@ -88,6 +89,10 @@ async def test_sse_answer_is_relayed_as_sse_with_notifications_before_the_respon
                 via_proxy = await _sse_events(proxied)
             async with http.stream("POST", upstream_url, json=call, headers=ACCEPT_BOTH) as direct_response:
                 direct = await _sse_events(direct_response)
+    # The proxy adds exactly one thing: its call id in the result's _meta (docs/evidence.md).
+    call_id = via_proxy[-1]["result"].pop("_meta")
+    assert list(call_id) == [CALL_ID_META_KEY]
+    assert len(call_id[CALL_ID_META_KEY]) == 32
     assert via_proxy == direct
     assert [e.get("method") for e in via_proxy] == ["notifications/progress"] * 3 + [None]
     assert [e["params"]["progress"] for e in via_proxy[:3]] == [1, 2, 3]

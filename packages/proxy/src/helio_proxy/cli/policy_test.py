@@ -12,14 +12,20 @@ A call that needs approval is reported as held, with the channel and timeout it 
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from helio_proxy.baselines import BaselineError, StoredTool, baseline_key, load_tools
+from helio_proxy.baselines.table import load_fingerprints
 from helio_proxy.config import LoadedConfig
 from helio_proxy.config.durations import seconds
 from helio_proxy.config.root import HelioConfig
+from helio_proxy.dataplane.inspector import DataPlane
+from helio_proxy.dataplane.tools import ToolInventory
 from helio_proxy.evidence import SessionSnapshot
 from helio_proxy.gateway.enforcement import GovernanceEnforcer, GovernedCall, Settlement
 from helio_proxy.jsonrpc import POLICY_BLOCKED
@@ -27,6 +33,7 @@ from helio_proxy.limits import ledger
 from helio_proxy.limits.catalog import budget_shapes, rule_shapes
 from helio_proxy.limits.gate import LimitsGate
 from helio_proxy.policy import (
+    BaselineCache,
     CallFacts,
     Decision,
     DecisionContext,
@@ -44,6 +51,8 @@ from helio_proxy.session.identity import SessionIdentity
 from helio_proxy.store import Store, create_store, store_url
 from helio_proxy.store.sqlite import SqliteStore
 
+_T = TypeVar("_T")
+
 
 class PolicyTestInputError(ValueError):
     """``--args`` or ``--annotations`` is not a JSON object."""
@@ -58,6 +67,8 @@ class ToolSource:
     """The upstream's name (``None`` for the single ``upstream:`` form)."""
     source: str
     """Said after ``Annotations source:``, e.g. ``from the store (baseline of 2026-12-01T09:00:00Z, ...)``."""
+    stored: StoredTool | None = None
+    """The store's baseline row of the tool (its schemas feed the data-plane checks)."""
 
 
 def _when(stamp: str | None) -> str:
@@ -125,7 +136,7 @@ def stored_tool(loaded: LoadedConfig, store: Store | None, tool: str, upstream: 
             f"MCP defaults: tool unknown (no baseline for it in {store.description})",
         )
     name, row = found[0]
-    return ToolSource(_facts(row), name, _describe(row, name, store.description))
+    return ToolSource(_facts(row), name, _describe(row, name, store.description), row)
 
 
 HINT_NAMES = tuple(Hints.__dataclass_fields__)
@@ -216,6 +227,42 @@ def limits_view(config: HelioConfig, store: Store | None) -> LimitsGate:
     return gate
 
 
+def _completed(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to its end, also when the caller is itself inside an event loop (tests)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def data_plane_check(
+    loaded: LoadedConfig, call: CallFacts, source: ToolSource, store: Store | None
+) -> tuple[Deny | None, dict[str, Any]]:
+    """What the proxy's data plane does with the call before the policy decides, with its own code.
+
+    The tool's ``inputSchema`` is the stored baseline's; the upstream's tool list is the set of
+    tools the store has baselines for (the proxy lists once more before refusing a tool it does not
+    know, so a tool added upstream since the last listing shows here as ``tool_not_found``).
+    Returns the block (or ``None``) and the arguments the policy then sees (scans may redact).
+    """
+    config = loaded.config
+    baselines = BaselineCache()
+    if source.stored is not None:
+        baselines.store.add(source.stored.baseline)
+    inventory = ToolInventory()
+    if store is not None:
+        listed = set(store.read_sync(load_fingerprints(baseline_key(source.upstream))))
+        if listed:
+            inventory.listed = listed
+    plane = DataPlane(baselines, source.upstream, inventory=inventory)
+    rule = compile_policy(config).data_plane_rule(call, source.facts.hints)
+    given: dict[str, Any] = dict(call.arguments or {})
+    checked = _completed(plane.check_call(config, call.tool, given, rule))
+    return checked.deny, checked.arguments if checked.arguments is not None else given
+
+
 def _held(config: HelioConfig, decision: RequireApproval) -> str:
     route = decision.route
     channel = route.channel if route is not None else "dashboard"
@@ -243,6 +290,11 @@ def explain(
     config = loaded.config
     tool_facts = source.facts
     call = CallFacts(tool=tool, arguments=arguments, upstream=source.upstream, session_id=session_id)
+    plane_deny, checked_arguments = data_plane_check(loaded, call, source, store)
+    if checked_arguments != arguments:
+        call = CallFacts(
+            tool=tool, arguments=checked_arguments, upstream=source.upstream, session_id=session_id
+        )
     # The proxy's session store is in another process, so gates are checked against an empty
     # session (no evidence, no earlier calls): the one --session names, or a nameless one. What
     # a gate needs is then listed in full, which is what the operator asked to see.
@@ -251,7 +303,7 @@ def explain(
     decision = compile_policy(config).decide(call, context)
     governed = GovernedCall(facts=call, identity=SessionIdentity(session_id), request_id=0)
     enforcer = GovernanceEnforcer(_NeverHolds(), limits_view(config, store))
-    enforced = enforcer.peek(decision, governed).decision
+    enforced = plane_deny if plane_deny is not None else enforcer.peek(decision, governed).decision
     hints = tool_facts.hints
     lines = [
         f"Tool: {tool}",
@@ -274,7 +326,13 @@ def explain(
         ),
     ]
     details: list[str] = []
-    if isinstance(decision, DryRun):
+    if plane_deny is not None:
+        details.append(f"Data plane: blocked ({plane_deny.reason}) before the policy decides")
+        message, data = block_feedback(plane_deny, tool)
+        error = {"code": POLICY_BLOCKED, "message": message, "data": data}
+        details.append("JSON-RPC error: " + json.dumps(error, indent=2))
+        outcome = f"blocked ({plane_deny.reason})"
+    elif isinstance(decision, DryRun):
         details.append(
             "Result (dry run, nothing forwarded): " + json.dumps(simulation_report(decision, enforced))
         )
