@@ -113,28 +113,6 @@ async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
     assert ("helio_audit_records_written_total", frozenset()) in after
 
 
-async def test_scrapes_need_the_bearer_secret_when_configured(tmp_path: Path) -> None:
-    proxy_port, dashboard_port, upstream_port, down_port = free_port(), free_port(), free_port(), free_port()
-    path = tmp_path / "helio.yaml"
-    text = config_text(proxy_port, dashboard_port, upstream_port, down_port, tmp_path / "audit.db")
-    path.write_text(text + "telemetry:\n  metrics:\n    auth: bearer\n")
-    with (
-        demo_upstream(upstream_port, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(path))) as proxy,
-    ):
-        wait_for_port(dashboard_port, proxy)
-        url = f"http://127.0.0.1:{dashboard_port}/metrics"
-        async with httpx.AsyncClient(timeout=30) as http:
-            anonymous = await http.get(url)
-            wrong = await http.get(url, headers={"authorization": "Bearer nope"})
-            right = await http.get(url, headers={"authorization": "Bearer test-secret-metrics"})
-            api = await http.get(f"http://127.0.0.1:{dashboard_port}/api/health")
-        stop(proxy)
-    assert (anonymous.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
-    assert "helio_tool_calls" in right.text
-    assert api.status_code == 200  # the operator API behind it is untouched
-
-
 async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path) -> None:
     proxy_port, dashboard_port, upstream_port = free_port(), free_port(), free_port()
     path = tmp_path / "helio.yaml"

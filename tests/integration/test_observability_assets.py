@@ -78,3 +78,29 @@ async def test_every_metric_the_assets_name_is_in_a_real_scrape() -> None:
     assert len(referenced) >= 10
     missing = referenced - names
     assert not missing, f"named by the assets but not exposed: {sorted(missing)}"
+
+
+async def test_scrapes_need_the_bearer_secret_when_configured() -> None:
+    config = approval_config("http://127.0.0.1:9/mcp", "telemetry:\n  metrics:\n    auth: bearer\n")
+    async with run_proxy(config) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+        anonymous = await http.get("/metrics")
+        wrong = await http.get("/metrics", headers={"authorization": "Bearer nope"})
+        right = await http.get("/metrics", headers={"authorization": f"Bearer {SECRET}"})
+        posted = await http.post("/metrics", headers={"authorization": f"Bearer {SECRET}"})
+        health = await http.get("/api/health")
+    assert (anonymous.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert right.headers["content-type"].startswith("text/plain; version=")
+    assert "helio_tool_calls" in right.text
+    assert posted.status_code == 405
+    assert health.status_code == 200  # the operator API behind /metrics is untouched
+
+
+async def test_loopback_scrapes_are_open_by_default_and_metrics_can_be_turned_off() -> None:
+    async with (
+        run_proxy(approval_config("http://127.0.0.1:9/mcp")) as app,
+        httpx.AsyncClient(base_url=app.dashboard_url) as http,
+    ):
+        assert (await http.get("/metrics")).status_code == 200
+    off = approval_config("http://127.0.0.1:9/mcp", "telemetry:\n  metrics:\n    enabled: false\n")
+    async with run_proxy(off) as app, httpx.AsyncClient(base_url=app.dashboard_url) as http:
+        assert (await http.get("/metrics")).status_code == 404
