@@ -14,7 +14,13 @@ from helio_proxy.config import parse_config_text
 from tests.unit.docs.test_seed_examples import ENV, ROOT, as_config
 
 EXAMPLES = ROOT / "examples"
-EXAMPLE_FILES = sorted([*EXAMPLES.rglob("*.yaml"), *EXAMPLES.rglob("*.yml")])
+OBSERVABILITY = EXAMPLES / "observability"
+"""Prometheus files, not helio.yaml configs (tests/integration/test_observability_assets.py checks them)."""
+EXAMPLE_FILES = sorted(
+    path
+    for path in [*EXAMPLES.rglob("*.yaml"), *EXAMPLES.rglob("*.yml")]
+    if not path.is_relative_to(OBSERVABILITY)
+)
 REFUND_CONFIGS = sorted((EXAMPLES / "refund").glob("*.yaml"))
 
 

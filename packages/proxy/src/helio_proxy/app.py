@@ -24,6 +24,7 @@ from helio_proxy import __version__, capabilities, console
 from helio_proxy.approvals import SLACK_ACTIONS_PATH, ApprovalService, SlackActions, approval_routes
 from helio_proxy.audit import AuditTrail, DriftEventRecord
 from helio_proxy.audit.records import PolicyReloadRecord
+from helio_proxy.audit.redact import Redactor
 from helio_proxy.baselines import BaselineSync, DurableBaselineStore, baseline_key
 from helio_proxy.config import HelioConfig, LoadedConfig
 from helio_proxy.config.digest import secret_values
@@ -47,6 +48,9 @@ from helio_proxy.operator.console import AuditTail, console_router
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
+from helio_proxy.telemetry.endpoint import MetricsEndpoint, scrape_secret
+from helio_proxy.telemetry.metrics import Gauges, Metrics
+from helio_proxy.telemetry.tracing import Tracing, tracing_from
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream, Withheld
@@ -85,6 +89,8 @@ class HelioApp:
     worker: tuple[int, int] | None = None
     """``(index, port)`` as one of ``helio start --workers N`` (see :mod:`.workers`): the MCP port is
     shared (``SO_REUSEPORT``) and only worker 0 serves the dashboard and the SDK sideband."""
+    tracing: Tracing | None = None
+    """Traces with these providers (tests: in-memory exporters); ``None`` builds them from the config."""
     listeners: list[Listener] = field(default_factory=list[Listener])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
     _background: list[asyncio.Task[None]] = field(default_factory=list[asyncio.Task[None]])
@@ -122,7 +128,20 @@ class HelioApp:
         """Rate/spend limits and budgets, counted in the audit trail's store."""
         self.limit_gate: LimitGate | None = self.limits
         self.operator_routes.extend(limits_routes(self.limits))
-        self.enforcer = GovernanceEnforcer(self.approval_gate, self.limit_gate)
+        self.tracing = (
+            tracing_from(config.telemetry.tracing, self.environ, Redactor(config.audit.redact))
+            if self.tracing is None
+            else self.tracing
+        )
+        """OpenTelemetry traces (``None``: off, nothing wrapped)."""
+        gates = (self.approval_gate, self.limit_gate)
+        if self.tracing is not None:
+            self.audit.auditor.observers.append(self.tracing.observe)
+            gates = self.tracing.gates(*gates)
+        self.enforcer = GovernanceEnforcer(*gates)
+        self.metrics = Metrics(self._gauges(), max_tools=config.telemetry.metrics.max_tools)
+        """Prometheus metrics, counted from the audit records (``/metrics`` on the dashboard port)."""
+        self.audit.auditor.observers.append(self.metrics.observe)
         self.mounts = [self._mount(upstream_config) for upstream_config in config.upstream_list]
         """One per upstream, in config order (a single one for the ``upstream:`` form)."""
         first = self.mounts[0]
@@ -148,6 +167,19 @@ class HelioApp:
         self.sideband: SidebandApp | None = None
         self.sdk_token: SidebandToken | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _gauges(self) -> Gauges:
+        """Scrape-time readers of this process's in-memory state (never the store)."""
+        writer = self.audit.writer
+        return Gauges(
+            approvals_pending=lambda: self.approvals.held,
+            sessions_open=lambda: self.sessions.session_count,
+            audit_queue_depth=writer.pending,
+            audit_written=lambda: writer.stats.written,
+            audit_failed=lambda: writer.stats.failed,
+            audit_dropped=lambda: writer.stats.dropped,
+            budget_utilisation=lambda: self.limits.budget_utilisation(),
+        )
 
     def _upstream_for(self, config: UpstreamConfig, credentials: CredentialProvider | None) -> Upstream:
         """The upstream client for ``upstream.transport``, presenting ``credentials``."""
@@ -210,7 +242,7 @@ class HelioApp:
             credential=credentials.name if credentials is not None else None,
         )
         gateway = Gateway(
-            upstream,
+            upstream if self.tracing is None else self.tracing.upstream(upstream),
             self.snapshots,
             auditor=self.audit.auditor,
             baselines=baselines,
@@ -219,6 +251,7 @@ class HelioApp:
             upstream_name=upstream_config.name,
             protocol_pin=upstream_config.protocol_version,
             dataplane=dataplane,
+            tracing=self.tracing,
         )
 
         async def refresh_tools() -> list[Any]:
@@ -379,9 +412,13 @@ class HelioApp:
                 ui=self.dashboard_ui,
                 on_subscribe=self.audit_tail.wake,
             )
+            dashboard_app: Any = self.operator_api
+            if config.telemetry.metrics.enabled:
+                secret = scrape_secret(config.telemetry.metrics, dashboard)
+                dashboard_app = MetricsEndpoint(dashboard_app, self.metrics, secret)
             self.listeners.append(
                 Listener(
-                    self.operator_api, dashboard_sock, "dashboard", trusted_proxies=dashboard.trusted_proxies
+                    dashboard_app, dashboard_sock, "dashboard", trusted_proxies=dashboard.trusted_proxies
                 )
             )
         if sdk_sock is not None:
@@ -514,6 +551,8 @@ class HelioApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.limits.stop()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         await self.audit.stop()
         for mount in self.mounts:
             await mount.upstream.close()

@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Final
 
 from helio_proxy.config import HelioConfig
 from helio_proxy.errors import StartupError
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus-client's multiprocess mode keeps each worker's metric files."""
 
 WORKER_ENV: Final = "HELIO_WORKER"
 """Set in a worker's environment: ``INDEX:PORT`` (the supervisor's reserved MCP port)."""
@@ -111,9 +116,11 @@ def supervise(config: HelioConfig, argv: Sequence[str], workers: int) -> int:
                 child.send_signal(signum)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Counters and histograms of every worker meet here; worker 0's /metrics adds them up.
+    metrics_dir = tempfile.mkdtemp(prefix="helio-metrics-")  # private: mode 0700
     try:
         for index in range(workers):
-            env = {**os.environ, WORKER_ENV: f"{index}:{port}"}
+            env = {**os.environ, WORKER_ENV: f"{index}:{port}", MULTIPROC_ENV: metrics_dir}
             children.append(subprocess.Popen([sys.executable, "-m", "helio_proxy", *argv], env=env))
         status = 0
         while True:
@@ -138,3 +145,4 @@ def supervise(config: HelioConfig, argv: Sequence[str], workers: int) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         reserved.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -60,6 +60,8 @@ class Auditor:
         self._config_sha256 = config_sha256
         self.clock = clock
         self.strict_wait = strict_wait
+        self.observers: list[Callable[[AnyRecord], None]] = []
+        """Called with every record submitted (metrics); one must never fail a call."""
 
     @property
     def config_sha256(self) -> str | None:
@@ -84,6 +86,11 @@ class Auditor:
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
         """Hand any kind of record to the writer (a commit future in strict mode)."""
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:  # metrics must never fail a call or lose its record
+                log.exception("audit record observer failed")
         if self.writer is None:
             return None
         return self.writer.submit(record)

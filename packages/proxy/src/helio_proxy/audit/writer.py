@@ -92,6 +92,10 @@ class AuditWriter:
         self._last_drop_log = float("-inf")
         self._last_submitted: Future[int] | None = None
 
+    def pending(self) -> int:
+        """Records buffered or being written now (the metrics' audit queue depth)."""
+        return self._pending
+
     @property
     def strict(self) -> bool:
         return self.durability == "strict"

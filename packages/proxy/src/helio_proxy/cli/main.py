@@ -72,6 +72,17 @@ def _show_upstream_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _configure_logs(loaded: LoadedConfig) -> None:
+    """``log.format`` / ``log.level`` for the proxy's loggers, secrets scrubbed; the upstream's own
+    lines (a stdio child's stderr) are shown through the same handler."""
+    from helio_proxy.config.digest import secret_values
+    from helio_proxy.telemetry.logs import configure_logging
+
+    config = loaded.config
+    configure_logging(config.log, secret_values(config), config.audit.redact)
+    logging.getLogger("helio_proxy.upstream").setLevel(logging.INFO)
+
+
 def _refuse_overwrite(target: Path, force: bool) -> None:
     """The one overwrite rule of every command that writes a file: an existing file needs -f."""
     if target.exists() and not force:
@@ -234,7 +245,7 @@ def start(config_path: str, no_hot_reload: bool, workers: int) -> None:
             sys.exit(supervise(loaded.config, argv, workers))
         except HelioProxyError as exc:
             _fail(exc)
-    _show_upstream_logs()
+    _configure_logs(loaded)
     try:
         run_app(HelioApp(loaded, hot_reload=not no_hot_reload, require_console=True, worker=worker_slot()))
     except HelioProxyError as exc:

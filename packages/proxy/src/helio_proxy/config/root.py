@@ -21,6 +21,7 @@ from helio_proxy.config.sections import (
     SessionConfig,
 )
 from helio_proxy.config.store import StoreConfig
+from helio_proxy.config.telemetry import LogConfig, TelemetryConfig
 from helio_proxy.config.upstream import UpstreamConfig
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -78,6 +79,12 @@ class HelioConfig(ConfigModel):
 
     data_plane: DataPlaneConfig = Field(default_factory=DataPlaneConfig)
     """Schema enforcement, unknown-tool refusal and content scanning of tool calls and results."""
+
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    """Prometheus metrics and OpenTelemetry traces."""
+
+    log: LogConfig = Field(default_factory=LogConfig)
+    """The proxy's log lines (format and level)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -13,8 +13,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol, cast
 
 from helio_proxy.audit import Auditor, CallAudit
 from helio_proxy.dataplane import DataPlane, ResultCheck
@@ -64,6 +64,14 @@ from helio_proxy.session.identity import UNRESOLVED, SessionIdentity, SessionRes
 log = logging.getLogger("helio_proxy.gateway")
 
 
+class CallTracing(Protocol):
+    """Traces of governed calls (:class:`helio_proxy.telemetry.tracing.Tracing`, when traces are on)."""
+
+    async def server(self, inbound: Inbound, handle: Callable[[Inbound], Awaitable[Reply]]) -> Reply: ...
+
+    def decide(self, decide: Callable[[], Decision]) -> Decision: ...
+
+
 class Gateway:
     """Routes agent messages to the upstream, governing tool calls on the way."""
 
@@ -80,8 +88,11 @@ class Gateway:
         protocol_pin: str = "auto",
         clock: Callable[[], float] = time.time,
         dataplane: DataPlane | None = None,
+        tracing: CallTracing | None = None,
     ) -> None:
         self.upstream = upstream
+        self.tracing = tracing
+        """Spans for governed calls; ``None`` (traces off) costs one check per call."""
         self.dataplane = dataplane
         """Schema checks, unknown tools, content scanning (``None``: none of them, relay-only tests)."""
         self.auditor = auditor or Auditor(None)
@@ -182,6 +193,11 @@ class Gateway:
 
     async def tools_call(self, inbound: Inbound) -> Reply:
         """The governed path for one ``tools/call``."""
+        if self.tracing is not None:
+            return await self.tracing.server(inbound, self._tools_call)
+        return await self._tools_call(inbound)
+
+    async def _tools_call(self, inbound: Inbound) -> Reply:
         params = inbound.message.params or {}
         # Session identity is resolved once, here, for the record and for governance alike.
         identity = (
@@ -252,7 +268,10 @@ class Gateway:
                 audit.decide(metadata=data_plane)
         gates = await self._session_gates(identity)
         context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
-        decision = snapshot.policy.decide(facts, context)
+        if self.tracing is None:
+            decision = snapshot.policy.decide(facts, context)
+        else:
+            decision = self.tracing.decide(lambda: snapshot.policy.decide(facts, context))
         shadow = snapshot.policy.decide_shadow(facts, context)
         audit.decide(metadata=_shadow_metadata(shadow))
         governed = GovernedCall(

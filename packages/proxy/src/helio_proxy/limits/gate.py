@@ -246,6 +246,19 @@ class LimitsGate:
 
     # -- the gate --------------------------------------------------------------------------------
 
+    def budget_utilisation(self) -> list[tuple[str, float]]:
+        """``(budget, spent / limit)`` of each configured budget's fullest bucket still in its window."""
+        now = self.clock()
+        limits = {budget.name: budget.limit for budget in self.config().budgets}
+        fullest: dict[str, float] = dict.fromkeys(limits, 0.0)
+        for view in self.mirror.live(now):
+            bucket = view.bucket
+            limit = limits.get(bucket.owner)
+            if bucket.kind != "budget" or limit is None:
+                continue
+            fullest[bucket.owner] = max(fullest[bucket.owner], float(view.usage.total / limit))
+        return sorted(fullest.items())
+
     def publish(self, type_: str, data: dict[str, Any]) -> None:
         if self._publish is None:
             return

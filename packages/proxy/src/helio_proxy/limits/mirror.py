@@ -60,6 +60,10 @@ class Mirror:
             return EMPTY
         return view.usage
 
+    def live(self, now: datetime) -> list[BucketView]:
+        """Every bucket still counting something at ``now`` (metrics read this at scrape time)."""
+        return [view for view in self._views.values() if not _expired(view, view.window, now)]
+
     def prune(self, now: datetime) -> int:
         """Forget buckets holding nothing any more; how many were dropped."""
         stale = [key for key, view in self._views.items() if _expired(view, view.window, now)]

@@ -1,0 +1,215 @@
+"""Prometheus metrics: counters and histograms from the audit records, gauges read at scrape time.
+
+Every call's facts come from one place: the audit trail's typed record
+(:class:`~helio_proxy.audit.records.ToolCallRecord`), handed to :meth:`Metrics.observe` as it is
+submitted (one function call per record on the hot path). Gauges (pending approvals, open
+sessions, audit queue, budget utilisation) are read from in-memory state when ``/metrics`` is
+scraped, never from the store.
+
+With ``helio start --workers N`` the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` to a private
+directory: counters and histograms of every worker are written there and worker 0's ``/metrics``
+adds them up (prometheus-client's multiprocess mode). Scrape-time gauges are worker 0's own view.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from helio_proxy.audit.records import AnyRecord, DriftEventRecord, PolicyReloadRecord, ToolCallRecord
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+MAX_TOOLS: Final = 100
+"""Distinct tool names kept as label values; later ones are counted under ``other``."""
+OTHER: Final = "other"
+
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+OVERHEAD_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+WAIT_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+@dataclass
+class Gauges:
+    """Scrape-time readers of in-memory state (each returns the current value)."""
+
+    approvals_pending: Callable[[], int] | None = None
+    sessions_open: Callable[[], int] | None = None
+    audit_queue_depth: Callable[[], int] | None = None
+    audit_written: Callable[[], int] | None = None
+    audit_failed: Callable[[], int] | None = None
+    audit_dropped: Callable[[], int] | None = None
+    budget_utilisation: Callable[[], Iterable[tuple[str, float]]] | None = None
+    """``(budget name, used / limit)`` of each budget's fullest bucket."""
+    kill_switch: Callable[[], bool] | None = None
+
+
+class _GaugeCollector(Collector):
+    def __init__(self, gauges: Gauges) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        g = self.gauges
+        simple: list[tuple[str, str, Callable[[], int] | None]] = [
+            ("helio_approvals_pending", "Calls held for an approval decision now.", g.approvals_pending),
+            ("helio_sessions_open", "Sessions with state in memory now.", g.sessions_open),
+            ("helio_audit_queue_depth", "Audit records buffered or being written now.", g.audit_queue_depth),
+        ]
+        for name, text, read in simple:
+            if read is not None:
+                yield GaugeMetricFamily(name, text, value=float(read()))
+        counters: list[tuple[str, str, Callable[[], int] | None]] = [
+            ("helio_audit_records_written", "Audit records committed to the store.", g.audit_written),
+            (
+                "helio_audit_write_failures",
+                "Audit records whose batch could not be committed.",
+                g.audit_failed,
+            ),
+            (
+                "helio_audit_records_dropped",
+                "Audit records dropped because the queue was full.",
+                g.audit_dropped,
+            ),
+        ]
+        for name, text, read in counters:
+            if read is not None:
+                yield CounterMetricFamily(name, text, value=float(read()))
+        if g.budget_utilisation is not None:
+            family = GaugeMetricFamily(
+                "helio_budget_utilisation_ratio",
+                "Budget spent over its limit (fullest bucket).",
+                labels=["budget"],
+            )
+            for budget, ratio in g.budget_utilisation():
+                family.add_metric([budget], ratio)
+            yield family
+        if g.kill_switch is not None:
+            yield GaugeMetricFamily(
+                "helio_kill_switch", "1 while the kill switch is on.", value=float(g.kill_switch())
+            )
+
+
+@dataclass
+class Metrics:
+    """The proxy's Prometheus metrics (one instance per :class:`~helio_proxy.app.HelioApp`)."""
+
+    gauges: Gauges = field(default_factory=Gauges)
+    max_tools: int = MAX_TOOLS
+
+    def __post_init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        # Own registry (several apps in one test process must not collide); in multiprocess
+        # mode the values live in the shared directory and are collected from there.
+        self.registry = CollectorRegistry(auto_describe=True)
+        metrics_registry = None if self.multiprocess else self.registry
+        self._tools: set[str] = set()
+        self.calls = Counter(
+            "helio_tool_calls",
+            "Governed tools/call requests by decision, block reason, tool and upstream.",
+            ["decision", "reason", "tool", "upstream"],
+            registry=metrics_registry,
+        )
+        self.upstream_failures = Counter(
+            "helio_upstream_failures",
+            "Forwarded calls the upstream did not answer, by failure class.",
+            ["upstream", "failure_class"],
+            registry=metrics_registry,
+        )
+        self.overhead = Histogram(
+            "helio_proxy_overhead_seconds",
+            "Time a call spent in the proxy, excluding the upstream and approval waits.",
+            ["upstream"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=metrics_registry,
+        )
+        self.upstream_latency = Histogram(
+            "helio_upstream_latency_seconds",
+            "Time from forwarding a call to the upstream's answer.",
+            ["upstream"],
+            buckets=LATENCY_BUCKETS,
+            registry=metrics_registry,
+        )
+        self.approval_wait = Histogram(
+            "helio_approval_wait_seconds",
+            "How long held calls waited for an approval decision.",
+            ["outcome"],
+            buckets=WAIT_BUCKETS,
+            registry=metrics_registry,
+        )
+        self.reloads = Counter(
+            "helio_config_reloads", "Config reload attempts by result.", ["result"], registry=metrics_registry
+        )
+        self.drift = Counter(
+            "helio_drift_events",
+            "Tool definition drift events by kind.",
+            ["upstream", "kind"],
+            registry=metrics_registry,
+        )
+        if self.multiprocess:
+            MultiProcessCollector(self.registry)
+        self.registry.register(_GaugeCollector(self.gauges))
+
+    def tool_label(self, tool: str) -> str:
+        """``tool``, or ``other`` once :attr:`max_tools` distinct names have been seen."""
+        if tool in self._tools:
+            return tool
+        if len(self._tools) >= self.max_tools:
+            return OTHER
+        self._tools.add(tool)
+        return tool
+
+    def observe(self, record: AnyRecord) -> None:
+        """Count one audit record (the trail's submit hook)."""
+        if isinstance(record, ToolCallRecord):
+            self._call(record)
+        elif isinstance(record, PolicyReloadRecord):
+            self.reloads.labels(record.outcome).inc()
+        elif isinstance(record, DriftEventRecord):
+            self.drift.labels(record.upstream or "", record.policy_decision).inc()
+
+    def _call(self, record: ToolCallRecord) -> None:
+        metadata = record.metadata or {}
+        raw_upstream = metadata.get("upstream")
+        upstream = raw_upstream if isinstance(raw_upstream, str) else ""
+        self.calls.labels(
+            record.policy_decision, record.block_reason or "", self.tool_label(record.tool_name), upstream
+        ).inc()
+        if record.proxy_compute_ms is not None:
+            self.overhead.labels(upstream).observe(record.proxy_compute_ms / 1000)
+        if record.upstream_latency_ms is not None:
+            self.upstream_latency.labels(upstream).observe(record.upstream_latency_ms / 1000)
+        error = record.upstream_error
+        if error is not None:
+            failure = error.get("failure_class")
+            self.upstream_failures.labels(upstream, failure if isinstance(failure, str) else "unknown").inc()
+        if record.approval_wait_ms is not None:
+            self.approval_wait.labels(record.approval_status or "unknown").observe(
+                record.approval_wait_ms / 1000
+            )
+
+    def exposition(self) -> bytes:
+        """The current scrape in the Prometheus text format."""
+        return generate_latest(self.registry)

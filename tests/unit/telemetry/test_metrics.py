@@ -1,0 +1,82 @@
+"""Metrics from audit records: labels, bounded tool cardinality, reloads, drift, gauges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from helio_proxy.audit.records import DriftEventRecord, PolicyReloadRecord, ToolCallRecord
+from helio_proxy.telemetry.metrics import OTHER, Gauges, Metrics
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def call(tool: str, **fields: object) -> ToolCallRecord:
+    return ToolCallRecord(timestamp=NOW, tool_name=tool, metadata={"upstream": "up"}, **fields)  # pyright: ignore[reportArgumentType]
+
+
+def test_tools_beyond_the_cap_fold_into_other() -> None:
+    metrics = Metrics(max_tools=2)
+    for tool in ("a", "b", "c", "d", "a"):
+        metrics.observe(call(tool, proxy_compute_ms=1.0))
+    got = samples(metrics)
+    key = "helio_tool_calls_total"
+
+    def labels(tool: str) -> tuple[tuple[str, str], ...]:
+        return (("decision", "allow"), ("reason", ""), ("tool", tool), ("upstream", "up"))
+
+    assert got[(key, labels("a"))] == 2
+    assert got[(key, labels("b"))] == 1
+    assert got[(key, labels(OTHER))] == 2
+    assert (key, labels("c")) not in got
+    assert got[("helio_proxy_overhead_seconds_count", (("upstream", "up"),))] == 5
+
+
+def test_failures_approvals_reloads_and_drift_are_counted() -> None:
+    metrics = Metrics()
+    metrics.observe(call("t", upstream_error={"failure_class": "upstream_timeout"}, upstream_latency_ms=30.0))
+    metrics.observe(
+        call("t", policy_decision="require_approval", approval_status="approved", approval_wait_ms=2500.0)
+    )
+    metrics.observe(PolicyReloadRecord(timestamp=NOW, outcome="rejected"))
+    metrics.observe(DriftEventRecord(timestamp=NOW, tool_name="t", upstream="up"))
+    got = samples(metrics)
+    assert (
+        got[("helio_upstream_failures_total", (("failure_class", "upstream_timeout"), ("upstream", "up")))]
+        == 1
+    )
+    assert got[("helio_upstream_latency_seconds_sum", (("upstream", "up"),))] == 0.03
+    assert got[("helio_approval_wait_seconds_bucket", (("le", "5.0"), ("outcome", "approved")))] == 1
+    assert got[("helio_approval_wait_seconds_bucket", (("le", "1.0"), ("outcome", "approved")))] == 0
+    assert got[("helio_config_reloads_total", (("result", "rejected"),))] == 1
+    assert got[("helio_drift_events_total", (("kind", "tool_drift"), ("upstream", "up")))] == 1
+
+
+def test_gauges_are_read_at_scrape_time() -> None:
+    state = {"held": 1}
+    metrics = Metrics(
+        Gauges(
+            approvals_pending=lambda: state["held"],
+            audit_queue_depth=lambda: 7,
+            audit_failed=lambda: 3,
+            budget_utilisation=lambda: [("daily", 0.85)],
+            kill_switch=lambda: True,
+        )
+    )
+    assert samples(metrics)[("helio_approvals_pending", ())] == 1
+    state["held"] = 4
+    got = samples(metrics)
+    assert got[("helio_approvals_pending", ())] == 4
+    assert got[("helio_audit_queue_depth", ())] == 7
+    assert got[("helio_audit_write_failures_total", ())] == 3
+    assert got[("helio_budget_utilisation_ratio", (("budget", "daily"),))] == 0.85
+    assert got[("helio_kill_switch", ())] == 1
