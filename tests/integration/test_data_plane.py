@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -335,6 +336,18 @@ async def test_a_result_with_a_test_aws_key_and_card_is_redacted_for_the_agent_a
     assert stack.app.gateway.dataplane is not None
     counted = stack.app.gateway.dataplane.stats.findings
     assert counted[("secrets-and-cards", "aws_access_key", "redact")] >= 1
+    # The same findings on /metrics (docs/observability.md).
+    scraped = {
+        (sample.labels["rule"], sample.labels["kind"], sample.labels["action"]): sample.value
+        for family in text_string_to_metric_families(stack.app.metrics.exposition().decode())
+        if family.name == "helio_data_plane_findings"
+        for sample in family.samples
+    }
+    assert (
+        scraped[("secrets-and-cards", "aws_access_key", "redact")]
+        == counted[("secrets-and-cards", "aws_access_key", "redact")]
+    )
+    assert scraped[("secrets-and-cards", "card_number", "redact")] >= 1
     stored = json.dumps(record["upstream_response"])
     assert TEST_AWS_KEY not in stored
     assert "4111" not in stored

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -179,7 +179,18 @@ class HelioApp:
             audit_failed=lambda: writer.stats.failed,
             audit_dropped=lambda: writer.stats.dropped,
             budget_utilisation=lambda: self.limits.budget_utilisation(),
+            data_plane_findings=self._data_plane_findings,
         )
+
+    def _data_plane_findings(self) -> Iterator[tuple[str, str, str, str, int]]:
+        # Also read once at registration (before the mounts exist), to describe the metrics.
+        mounts: list[Mount] = self.__dict__.get("mounts", [])
+        for mount in mounts:
+            plane = mount.gateway.dataplane
+            if plane is None:
+                continue
+            for (rule, kind, action), count in plane.stats.findings.items():
+                yield (mount.name or "", rule, kind, action, count)
 
     def _upstream_for(self, config: UpstreamConfig, credentials: CredentialProvider | None) -> Upstream:
         """The upstream client for ``upstream.transport``, presenting ``credentials``."""

@@ -43,6 +43,10 @@ def assets_available(static_dir: Path | None = None) -> bool:
     return ((static_dir or STATIC_DIR) / INDEX).is_file()
 
 
+RESERVED: Final = frozenset({"/metrics", "/healthz"})
+"""Paths of the dashboard port that are never the console's page, even when nothing serves them."""
+
+
 class ConsoleAssets:
     """ASGI app: a file under ``static/`` when one matches the path, else ``index.html``."""
 
@@ -74,7 +78,8 @@ class ConsoleAssets:
             hashed = found.parent.name == "assets"
             cache = "public, max-age=31536000, immutable" if hashed else "no-cache"
             response = FileResponse(found, headers={"cache-control": cache, **SECURITY_HEADERS})
-        elif scope["path"].startswith("/assets/"):
+        elif scope["path"].startswith("/assets/") or scope["path"] in RESERVED:
+            # /metrics with metrics turned off is a 404, not the console's page.
             response = JSONResponse({"error": "not found", "code": "not_found"}, status_code=404)
         else:
             index = self.root / INDEX

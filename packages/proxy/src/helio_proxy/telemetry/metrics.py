@@ -65,6 +65,8 @@ class Gauges:
     budget_utilisation: Callable[[], Iterable[tuple[str, float]]] | None = None
     """``(budget name, used / limit)`` of each budget's fullest bucket."""
     kill_switch: Callable[[], bool] | None = None
+    data_plane_findings: Callable[[], Iterable[tuple[str, str, str, str, int]]] | None = None
+    """``(upstream, rule, kind, action, count)``: content-scan findings so far (data plane)."""
 
 
 class _GaugeCollector(Collector):
@@ -106,6 +108,15 @@ class _GaugeCollector(Collector):
             for budget, ratio in g.budget_utilisation():
                 family.add_metric([budget], ratio)
             yield family
+        if g.data_plane_findings is not None:
+            found = CounterMetricFamily(
+                "helio_data_plane_findings",
+                "Content-scan findings in arguments and results, by scan rule, kind and action.",
+                labels=["upstream", "rule", "kind", "action"],
+            )
+            for upstream, rule, kind, action, count in g.data_plane_findings():
+                found.add_metric([upstream, rule, kind, action], float(count))
+            yield found
         if g.kill_switch is not None:
             yield GaugeMetricFamily(
                 "helio_kill_switch", "1 while the kill switch is on.", value=float(g.kill_switch())
