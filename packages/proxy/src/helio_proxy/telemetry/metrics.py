@@ -13,10 +13,11 @@ adds them up (prometheus-client's multiprocess mode). Scrape-time gauges are wor
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -51,6 +52,8 @@ LATENCY_BUCKETS: Final = (
 OVERHEAD_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 WAIT_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Gauges:
@@ -69,6 +72,29 @@ class Gauges:
     """``(upstream, rule, kind, action, count)``: content-scan findings so far (data plane)."""
 
 
+_T = TypeVar("_T")
+
+
+def _read(read: Callable[[], float] | None) -> float | None:
+    """One scrape-time value, or ``None`` when there is no reader or it cannot answer now (a
+    store-backed reader before the store opens, or while it is down): a scrape never fails."""
+    if read is None:
+        return None
+    try:
+        return float(read())
+    except Exception:
+        log.debug("metrics: a gauge could not be read", exc_info=True)
+        return None
+
+
+def _rows(read: Callable[[], Iterable[_T]]) -> list[_T]:
+    try:
+        return list(read())
+    except Exception:
+        log.debug("metrics: a gauge could not be read", exc_info=True)
+        return []
+
+
 class _GaugeCollector(Collector):
     def __init__(self, gauges: Gauges) -> None:
         self.gauges = gauges
@@ -81,8 +107,8 @@ class _GaugeCollector(Collector):
             ("helio_audit_queue_depth", "Audit records buffered or being written now.", g.audit_queue_depth),
         ]
         for name, text, read in simple:
-            if read is not None:
-                yield GaugeMetricFamily(name, text, value=float(read()))
+            if (value := _read(read)) is not None:
+                yield GaugeMetricFamily(name, text, value=value)
         counters: list[tuple[str, str, Callable[[], int] | None]] = [
             ("helio_audit_records_written", "Audit records committed to the store.", g.audit_written),
             (
@@ -97,15 +123,15 @@ class _GaugeCollector(Collector):
             ),
         ]
         for name, text, read in counters:
-            if read is not None:
-                yield CounterMetricFamily(name, text, value=float(read()))
+            if (value := _read(read)) is not None:
+                yield CounterMetricFamily(name, text, value=value)
         if g.budget_utilisation is not None:
             family = GaugeMetricFamily(
                 "helio_budget_utilisation_ratio",
                 "Budget spent over its limit (fullest bucket).",
                 labels=["budget"],
             )
-            for budget, ratio in g.budget_utilisation():
+            for budget, ratio in _rows(g.budget_utilisation):
                 family.add_metric([budget], ratio)
             yield family
         if g.data_plane_findings is not None:
@@ -114,7 +140,7 @@ class _GaugeCollector(Collector):
                 "Content-scan findings in arguments and results, by scan rule, kind and action.",
                 labels=["upstream", "rule", "kind", "action"],
             )
-            for upstream, rule, kind, action, count in g.data_plane_findings():
+            for upstream, rule, kind, action, count in _rows(g.data_plane_findings):
                 found.add_metric([upstream, rule, kind, action], float(count))
             yield found
         if g.kill_switch is not None:
