@@ -8,12 +8,12 @@ test does too). Each command's section is exactly its ``--help`` output (with th
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import click
+
+from helio_proxy import docgen
 
 HEADER = """\
 # CLI reference
@@ -75,22 +75,7 @@ def render(root: click.Command | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--check", metavar="FILE")
-    mode.add_argument("--write", metavar="FILE")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        Path(args.write).write_text(text, encoding="utf-8")
-        return 0
-    current = Path(args.check).read_text(encoding="utf-8") if Path(args.check).exists() else ""
-    if current != text:
-        sys.stderr.write(
-            f"{args.check} is out of date: run python -m helio_proxy.cli.docgen --write {args.check}\n"
-        )
-        return 1
-    return 0
+    return docgen.main(render, "helio_proxy.cli.docgen", __doc__, argv)
 
 
 if __name__ == "__main__":

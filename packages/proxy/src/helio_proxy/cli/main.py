@@ -53,22 +53,13 @@ def _fail(error: HelioProxyError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at the time (never stdout: with ``wrap`` it is the protocol)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:  # a broken stderr must not break the proxy
-            self.handleError(record)
-
-
 def _show_upstream_logs() -> None:
     """Print the upstream's own lines (a stdio child's stderr) and its restarts on stderr."""
+    from helio_proxy.telemetry.logs import StderrHandler  # as _configure_logs: not on every command's import
+
     logger = logging.getLogger("helio_proxy.upstream")
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        logger.addHandler(_StderrHandler())
+    if not any(isinstance(handler, StderrHandler) for handler in logger.handlers):
+        logger.addHandler(StderrHandler())
         logger.setLevel(logging.INFO)
 
 

@@ -6,18 +6,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 import typing
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from helio_proxy import docgen
 from helio_proxy.config.root import HelioConfig
 
 HEADER = """\
@@ -122,19 +121,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--check", metavar="FILE")
-    mode.add_argument("--write", metavar="FILE")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        Path(args.write).write_text(text, encoding="utf-8")
-        return 0
-    current = Path(args.check).read_text(encoding="utf-8") if Path(args.check).exists() else ""
-    if current != text:
-        return 1
-    return 0
+    return docgen.main(render, "helio_proxy.config.docgen", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 from typing import Any, cast
 
+from helio_proxy import docgen
 from helio_proxy.approvals.api import approval_routes
 from helio_proxy.config.sections import DashboardConfig
 from helio_proxy.limits.api import limits_routes
@@ -141,22 +139,9 @@ def render(doc: dict[str, Any] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", type=Path, metavar="FILE")
-    group.add_argument("--check", type=Path, metavar="FILE")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write is not None:
-        args.write.write_text(text)
-        return 0
-    current = args.check.read_text() if args.check.exists() else ""
-    if current != text:
-        sys.stderr.write(
-            f"{args.check} is out of date: run python -m helio_proxy.operator.docgen --write {args.check}\n"
-        )
-        return 1
-    return 0
+    return docgen.main(
+        render, "helio_proxy.operator.docgen", __doc__.splitlines()[0] if __doc__ else None, argv
+    )
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-class _Stderr(logging.Handler):
+class StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (never stdout: ``wrap`` speaks MCP there)."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -93,12 +93,12 @@ def configure_logging(
     config: LogConfig, secrets: Iterable[str], redact: Iterable[str] = ()
 ) -> logging.Handler:
     """Send the proxy's loggers to stderr in ``config.format`` at ``config.level``, secrets scrubbed."""
-    handler = _Stderr()
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if config.format == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(SecretFilter(secrets, Redactor(redact)))
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+        for old in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
             logger.removeHandler(old)
         logger.addHandler(handler)
         logger.setLevel(config.level.upper())
