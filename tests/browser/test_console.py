@@ -79,6 +79,16 @@ policies:
       match: {{tool: create_payment}}
       action: require_approval
       approval: {{timeout: 2m}}
+budgets:
+  - name: payments
+    limit: 1000
+    currency: USD
+    window: 1d
+    key: global
+    on_exceed: deny
+    contributors:
+      - match: {{tool: create_payment}}
+        field: '$.amount'
 audit:
   path: '{tmp / "audit.db"}'
 dashboard:
@@ -362,7 +372,17 @@ def test_a_viewer_sees_tickets_but_cannot_approve(browser: Browser, stack: Stack
 def test_an_audit_link_with_filters_shows_only_matching_records_and_exports_them(
     admin: Console, stack: Stack
 ) -> None:
+    def allowed() -> int:
+        with stack.api() as api:
+            query = {"tool": "get_weather", "decision": "allow", "limit": 100}
+            return len(api.get("/api/audit", params=query).json()["data"])
+
+    before = allowed()
     agent(lambda: call(stack.mcp, "get_weather", {"city": "Bergen"})).result(timeout=20)
+    # The audit writer batches: the page is opened once the call's record is stored.
+    deadline = time.monotonic() + 10
+    while allowed() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
     page = admin.go("/audit?tool=get_weather&decision=allow")
     rows = page.locator("tr.audit-row")
     expect(rows.first).to_be_visible(timeout=5000)

@@ -39,7 +39,7 @@ function Bars(props: { title: string; rows: Array<[string, number]> }): JSX.Elem
             {props.rows.map(([k, n]) => (
               <tr key={k}>
                 <th scope="row">{k}</th>
-                <td>
+                <td class="bar">
                   <meter min={0} max={max} value={n} aria-label={`${k}: ${n}`} />
                 </td>
                 <td class="num">{n}</td>
