@@ -111,6 +111,13 @@ def tests(session: nox.Session) -> None:
         "tests/integration",
         "--ignore=tests/unit/sdk",
         "--ignore=tests/unit/docs",
+        # Two processes (one a core here): the in-process tests are independent (each PostgreSQL test
+        # has its own schema, each test its own directory and ports); a file stays on one worker so
+        # its module fixtures are built once.
+        "-n",
+        "auto",
+        "--dist",
+        "loadfile",
     ]
     session.run("pytest", *args, success_codes=[0, PYTEST_NO_TESTS])
 
