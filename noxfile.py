@@ -136,8 +136,22 @@ def e2e(session: nox.Session) -> None:
     ensure_postgres(session)
     ensure_peers(session)
     ensure_console(session)  # helio start and helio demo serve it
+    ensure_nginx(session)  # tests/e2e/test_replicas_nginx.py puts it in front of three replicas
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
     session.run("pytest", *(session.posargs or ["tests/e2e"]), env=env, success_codes=[0, PYTEST_NO_TESTS])
+
+
+def ensure_nginx(session: nox.Session) -> None:
+    """Debian's nginx for the replica tests (``apt-get install -y nginx`` when it is missing and we
+    are root; idempotent). The tests run it unprivileged from a config of their own, so the
+    package's service is never started."""
+    if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        session.error("the replica e2e tests need nginx (Debian: apt-get install nginx)")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "nginx", external=True, env=env)
 
 
 def ensure_console(session: nox.Session) -> None:
