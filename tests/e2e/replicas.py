@@ -63,6 +63,10 @@ class Cluster:
         return f"http://127.0.0.1:{self.nginx_ports['mcp']}/mcp"
 
     @property
+    def sse_url(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_ports['mcp']}/sse"
+
+    @property
     def operator_url(self) -> str:
         return f"http://127.0.0.1:{self.nginx_ports['operator']}"
 

@@ -31,6 +31,7 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import text
@@ -270,14 +271,40 @@ async def test_a_drift_acceptance_through_one_replica_is_seen_by_every_replica(
     assert {o for _, o in attempts} <= {("ok", ""), ("blocked", "tool_definition_drift")}
 
 
+async def test_a_legacy_sse_agent_is_pinned_to_one_replica_where_its_session_lives(
+    cluster: Cluster, ledger: Counter[str]
+) -> None:
+    sessions: list[str] = []
+    async with Client(
+        sse_client(cluster.sse_url, on_session_created=sessions.append), mode="legacy"
+    ) as client:
+        results = [await client.call_tool("search_docs", {"query": "refund"}) for _ in range(4)]
+        ledger["search_docs"] += len(results)
+        [session] = sessions
+        posts = _access(cluster, "mcp", f"POST /messages?sessionId={session}", count=6)
+        # Why nginx pins them: the session lives in one replica's memory.
+        [elsewhere] = [r for r in cluster.replicas if r.name != posts[0]][:1]
+        async with httpx.AsyncClient(timeout=10) as http:
+            stray = await http.post(
+                f"http://127.0.0.1:{elsewhere.ports['mcp']}/messages",
+                params={"sessionId": session},
+                json={"jsonrpc": "2.0", "id": 99, "method": "ping"},
+            )
+    [stream] = _access(cluster, "mcp", "GET /sse")  # nginx logs the stream once it has ended
+    assert all(not r.is_error for r in results)
+    assert set(posts) == {stream}  # initialize, initialized and four calls: all on one replica
+    assert stray.status_code == 404
+
+
 def test_the_trail_the_three_wrote_verifies_and_the_export_holds_every_call_once(
     cluster: Cluster, ledger: Counter[str]
 ) -> None:
     codes = cluster.stop_replicas()
     assert codes == dict.fromkeys(NAMES, 0), cluster.replica_logs()
     env = {**os.environ, **cluster.env}
-    verify = _helio(["audit", "verify", "-c", str(CONFIG)], env)
-    exported = _helio(["export", "-c", str(CONFIG), "--format", "json"], env)
+    verify, exported = _helio_together(
+        [["audit", "verify", "-c", str(CONFIG)], ["export", "-c", str(CONFIG), "--format", "json"]], env
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert re.search(r"\b\d+ records?\b", verify.stdout), verify.stdout
     records = json.loads(exported.stdout)
@@ -301,19 +328,33 @@ async def _pending(operator: httpx.AsyncClient) -> list[dict[str, Any]]:
     raise AssertionError("no ticket became pending")
 
 
-def _helio(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "helio_proxy", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+def _helio_together(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """``helio`` commands run side by side (each pays the interpreter's start-up); their results."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "helio_proxy", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    done: list[subprocess.CompletedProcess[str]] = []
+    for args, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(timeout=90)
+        done.append(subprocess.CompletedProcess(args, process.returncode, out, err))
+    return done
 
 
-def _access(cluster: Cluster, site: str, request: str) -> list[str]:
-    """The replicas that served the ``request`` lines of a site's nginx access log."""
+def _access(cluster: Cluster, site: str, request: str, count: int = 1) -> list[str]:
+    """The replicas that served the ``request`` lines of a site's nginx access log (once there
+    are ``count`` of them: nginx logs a request when it ends)."""
     lines: list[str] = []
 
     def logged() -> bool:
         lines[:] = [line for line in cluster.access_log(site) if f'"{request} ' in line]
-        return bool(lines)
+        return len(lines) >= count
 
     wait_until(logged)
     return [cluster.replica_at(re.search(r"upstream=(\S+)", line)[1]) for line in lines]  # type: ignore[index]
