@@ -196,6 +196,37 @@ def replica_env(store_url: str, upstream_url: str) -> dict[str, str]:
     }
 
 
+def start_replica(
+    directory: Path, name: str, env: Mapping[str, str], stack: ExitStack, config: Path = CONFIG
+) -> Replica:
+    """One ``helio start`` of ``config`` on fresh loopback ports, its output in a file; stopped by
+    ``Cluster.stop_replicas`` (or the caller)."""
+    ports = {kind: free_port() for kind in REPLICA_PORTS}
+    log = directory / f"replica-{name}.log"
+    sink = stack.enter_context(log.open("w"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "helio_proxy", "start", "-c", str(config), "--no-hot-reload"],
+        cwd=directory,
+        env={
+            **os.environ,
+            **env,
+            "HELIO_PORT": str(ports["mcp"]),
+            "HELIO_DASHBOARD_PORT": str(ports["operator"]),
+            "HELIO_SDK_PORT": str(ports["sideband"]),
+        },
+        stdout=sink,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Replica(name, ports, process, log)
+
+
+def wait_for_replicas(replicas: list[Replica]) -> None:
+    for replica in replicas:
+        for port in replica.ports.values():
+            wait_for_port(port, replica.process, timeout=STARTUP_SECONDS)
+
+
 @contextmanager
 def three_replicas(
     directory: Path, store_url: str, upstream_url: str, *, names: tuple[str, ...] = NAMES
@@ -210,29 +241,9 @@ def three_replicas(
         nginx_dir=directory / "nginx",
     )
     with ExitStack() as stack:
-        for name in names:
-            ports = {kind: free_port() for kind in REPLICA_PORTS}
-            log = directory / f"replica-{name}.log"
-            sink = stack.enter_context(log.open("w"))
-            process = subprocess.Popen(
-                [sys.executable, "-m", "helio_proxy", "start", "-c", str(CONFIG), "--no-hot-reload"],
-                cwd=directory,
-                env={
-                    **os.environ,
-                    **env,
-                    "HELIO_PORT": str(ports["mcp"]),
-                    "HELIO_DASHBOARD_PORT": str(ports["operator"]),
-                    "HELIO_SDK_PORT": str(ports["sideband"]),
-                },
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            cluster.replicas.append(Replica(name, ports, process, log))
         stack.callback(cluster.stop_replicas)
-        for replica in cluster.replicas:
-            for port in replica.ports.values():
-                wait_for_port(port, replica.process, timeout=STARTUP_SECONDS)
+        cluster.replicas.extend(start_replica(directory, name, env, stack) for name in names)
+        wait_for_replicas(cluster.replicas)
         cluster.nginx = stack.enter_context(nginx_in_front(cluster))
         yield cluster
 
