@@ -149,7 +149,8 @@ def ensure_nginx(session: nox.Session) -> None:
         return
     if not shutil.which("apt-get") or os.geteuid() != 0:
         session.error("the replica e2e tests need nginx (Debian: apt-get install nginx)")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    # RUNLEVEL=1: invoke-rc.d then leaves the package's service stopped (no daemon on port 80).
+    env = {"DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
     session.run("apt-get", "update", "-qq", external=True, env=env)
     session.run("apt-get", "install", "-y", "-qq", "nginx", external=True, env=env)
 
