@@ -143,8 +143,23 @@ def e2e(session: nox.Session) -> None:
     ensure_postgres(session)
     ensure_peers(session)
     ensure_console(session)  # helio start and helio demo serve it
+    ensure_nginx(session)  # tests/e2e/test_replicas_nginx.py puts it in front of three replicas
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
     session.run("pytest", *(session.posargs or ["tests/e2e"]), env=env, success_codes=[0, PYTEST_NO_TESTS])
+
+
+def ensure_nginx(session: nox.Session) -> None:
+    """Debian's nginx for the replica tests (``apt-get install -y nginx`` when it is missing and we
+    are root; idempotent). The tests run it unprivileged from a config of their own, so the
+    package's service is never started."""
+    if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        session.error("the replica e2e tests need nginx (Debian: apt-get install nginx)")
+    # RUNLEVEL=1: invoke-rc.d then leaves the package's service stopped (no daemon on port 80).
+    env = {"DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "nginx", external=True, env=env)
 
 
 def ensure_console(session: nox.Session) -> None:
@@ -197,11 +212,14 @@ def ensure_wrk(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks of docs/performance.md (not in the default sessions; about 20 minutes):
     Helio against direct, a bare forwarder and the Python MCP proxies, then the scale figures
-    (limits at 10 and 100,000 charges, open sessions, decide() by rule count, audit records/s).
+    (limits at 10 and 100,000 charges, open sessions, decide() by rule count, audit records/s),
+    and three replicas behind nginx against one (bench_replicas.py).
     ``uv run nox -s bench -- --rounds 1`` passes options to bench_compare.py."""
     ensure_wrk(session)
     ensure_postgres(session)
+    ensure_nginx(session)
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
     session.run("python", "benchmarks/bench_scale.py")
     session.run("python", "benchmarks/bench_decide.py")
     session.run("python", "benchmarks/bench_audit.py")
+    session.run("python", "benchmarks/bench_replicas.py")

@@ -16,10 +16,20 @@ from tests.unit.docs.test_seed_examples import ENV, ROOT, as_config
 EXAMPLES = ROOT / "examples"
 OBSERVABILITY = EXAMPLES / "observability"
 """Prometheus files, not helio.yaml configs (tests/integration/test_observability_assets.py checks them)."""
+DEPLOYMENT = EXAMPLES / "deployment"
+"""Its compose file and Kubernetes manifests are not helio.yaml configs (tests/unit/deployment checks them)."""
+DEPLOYMENT_ENV = {
+    "HELIO_DATABASE_URL": "postgresql://helio:secret@db:5432/helio",
+    "HELIO_UPSTREAM_URL": "http://upstream:8000/mcp",
+    "HELIO_API_SECRET": "a" * 64,
+    "HELIO_SDK_TOKEN": "t" * 64,
+}
+"""What examples/deployment/helio.yaml takes from the environment without a default."""
 EXAMPLE_FILES = sorted(
     path
     for path in [*EXAMPLES.rglob("*.yaml"), *EXAMPLES.rglob("*.yml")]
     if not path.is_relative_to(OBSERVABILITY)
+    and not (path.is_relative_to(DEPLOYMENT) and path.name != "helio.yaml")
 )
 REFUND_CONFIGS = sorted((EXAMPLES / "refund").glob("*.yaml"))
 
@@ -35,7 +45,7 @@ def test_the_examples_include_the_refund_configs() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=_id)
 def test_every_example_yaml_loads(path: Path) -> None:
-    config = parse_config_text(as_config(path), source=_id(path), env=ENV)
+    config = parse_config_text(as_config(path), source=_id(path), env={**ENV, **DEPLOYMENT_ENV})
     assert config.version == "1"
 
 
