@@ -186,7 +186,7 @@ async def test_a_static_token_is_served_with_its_agent_in_the_audit_and_never_re
             assert denied.value.data["reason"] == "policy_denied"
             assert denied.value.data["rule"] == "bob-may-not-ask"
             await bob.call_tool("search_docs", {"query": "z"})  # bob's own greeting bucket
-    records = [r for r in audit_records(stack.db, record_kind="tool_call")]
+    records = audit_records(stack.db, record_kind="tool_call")
     assert [(r["agent_id"], r["tool_name"], r["policy_decision"]) for r in records] == [
         ("alice", "get_weather", "allow"),
         ("alice", "search_docs", "rate_limit"),
@@ -196,7 +196,8 @@ async def test_a_static_token_is_served_with_its_agent_in_the_audit_and_never_re
     ]
     assert [r["block_reason"] for r in records][2] == "rate_limited"
     # forward_authorization is on, and still the upstream never saw the token Helio checked.
-    assert stack.seen.authorizations and set(stack.seen.authorizations) == {None}
+    assert stack.seen.authorizations
+    assert set(stack.seen.authorizations) == {None}
 
 
 async def test_a_jwt_of_the_local_issuer_is_served_rsa_and_ec(tmp_path: Path) -> None:
