@@ -100,6 +100,9 @@ class HelioApp:
 
     def __post_init__(self) -> None:
         config = self.loaded.config
+        refused = unauthenticated_exposure(config.listen) if self.serve_mcp else None
+        if refused is not None:
+            raise StartupError(refused)  # before anything is opened
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
         # Records carry the hash of the config in force when they are written (reloads change it).
         self.audit = AuditTrail(self.loaded, config_sha256=lambda: self.snapshots.current.loaded.sha256)
@@ -372,9 +375,6 @@ class HelioApp:
         socks: list[socket.socket] = []
         if self.require_console and config.dashboard.enabled and not console.assets_available():
             raise StartupError(console.MISSING_ASSETS)
-        refused = unauthenticated_exposure(config.listen)
-        if refused is not None and self.serve_mcp:
-            raise StartupError(refused)
         try:
             port, first = config.listen.port, True
             if self.worker is not None:
