@@ -204,3 +204,17 @@ def test_start_refuses_an_unauthenticated_non_loopback_bind() -> None:
     assert unauthenticated_exposure(ListenConfig(host="0.0.0.0", allow_unauthenticated=True)) is None
     tokens = {"tokens": [{"agent_id": "a", "token_hash": _hash("t")}]}
     assert unauthenticated_exposure(ListenConfig.model_validate({"host": "10.1.2.3", "auth": tokens})) is None
+
+
+def test_the_agent_key_warning_is_only_given_without_agent_authentication() -> None:
+    from helio_proxy.config import parse_config_text
+    from helio_proxy.limits.charges import fallback_warnings
+
+    text = (
+        "version: '1'\nupstream: {url: 'http://127.0.0.1:9/mcp'}\ndashboard: {enabled: false}\n"
+        "policies:\n  rules:\n    - match: {tool: a}\n      action: rate_limit\n"
+        "      limits: {max_calls: 1, window: 1m, key: agent}\n"
+    )
+    assert any("counts per session" in w for w in fallback_warnings(parse_config_text(text)))
+    tokens = f"listen:\n  auth:\n    tokens: [{{agent_id: a, token_hash: '{_hash('t')}'}}]\n"
+    assert fallback_warnings(parse_config_text(text + tokens)) == []
