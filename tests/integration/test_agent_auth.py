@@ -10,6 +10,7 @@ with ``forward_authorization: true``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -128,6 +129,12 @@ def _payload(response: httpx.Response) -> dict[str, Any]:
     return response.json()
 
 
+def _output(app: HelioApp) -> str:
+    out = app.out
+    assert isinstance(out, io.StringIO)
+    return out.getvalue()
+
+
 def _challenge(response: httpx.Response) -> str:
     return response.headers["www-authenticate"]
 
@@ -168,6 +175,9 @@ async def test_no_token_or_a_wrong_one_gets_401_with_the_metadata_pointer(tmp_pa
         ).status_code == 404
     # Nothing reached the upstream.
     assert len(stack.seen.authorizations) == primed
+    assert "Agents: authenticated (2 static tokens; JWT issuers: https://issuer.helio.test)" in _output(
+        stack.app
+    )
 
 
 async def test_a_static_token_is_served_with_its_agent_in_the_audit_and_never_reaches_the_upstream(

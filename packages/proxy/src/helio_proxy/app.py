@@ -481,6 +481,12 @@ class HelioApp:
                 of = _of(mount.name)
                 self.say(f"MCP endpoint{of}: {self.base_url}{mount.path(MCP_BASE)}")
                 self.say(f"Legacy SSE endpoint{of}: {self.base_url}{mount.path(SSE_BASE)}")
+            auth = config.listen.auth
+            if auth is None:
+                self.say("Agents: not authenticated (listen.auth is not set)")
+            else:
+                issuers = ", ".join(issuer.issuer for issuer in auth.jwt) or "none"
+                self.say(f"Agents: authenticated ({len(auth.tokens)} static tokens; JWT issuers: {issuers})")
         else:
             self.say("Helio proxy serving MCP on stdin/stdout")
         self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")
