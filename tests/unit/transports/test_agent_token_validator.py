@@ -218,3 +218,13 @@ def test_the_agent_key_warning_is_only_given_without_agent_authentication() -> N
     assert any("counts per session" in w for w in fallback_warnings(parse_config_text(text)))
     tokens = f"listen:\n  auth:\n    tokens: [{{agent_id: a, token_hash: '{_hash('t')}'}}]\n"
     assert fallback_warnings(parse_config_text(text + tokens)) == []
+
+
+async def test_a_pair_from_helio_secret_fits_token_hash() -> None:
+    from helio_proxy.cli.secret import fresh_secret
+
+    pair = fresh_secret()
+    assert pair.secret is not None
+    config = AgentAuthConfig.model_validate({"tokens": [{"agent_id": "ci", "token_hash": pair.hash}]})
+    identity = await AgentAuthenticator(config).authenticate(f"Bearer {pair.secret}", [RESOURCE])
+    assert identity.agent_id == "ci"
