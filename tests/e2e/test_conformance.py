@@ -74,9 +74,9 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     server = [sys.executable, str(ROOT / "tests/peers/conformance_server.py"), "--port", str(upstream_port)]
     with serving(server, upstream_port, work / "server.log"):
         direct = f"http://127.0.0.1:{upstream_port}/mcp"
-        # The dns-rebinding scenario sends the proxy's own loopback Origin and expects it accepted;
-        # the proxy accepts only listed origins, so the config lists it.
-        config = write_proxy_config(work / "helio.yaml", upstream_url=direct, port=proxy_port, origins=True)
+        # Default listen settings: the dns-rebinding scenario sends a loopback Origin and expects it
+        # accepted (as the official SDKs do when bound to loopback), and a foreign one refused.
+        config = write_proxy_config(work / "helio.yaml", upstream_url=direct, port=proxy_port)
         with serving(helio_start(config), proxy_port, work / "proxy.log"):
             yield {"direct": direct, "proxy": f"http://127.0.0.1:{proxy_port}/mcp", "work": str(work)}
 

@@ -209,3 +209,19 @@ def test_a_reload_logs_the_same_warnings(tmp_path: Path) -> None:
         "(its window is limits.max_spend.window, 24h here)"
     )
     assert snapshots.current.loaded.lint == load_config(path).lint
+
+
+def test_agent_settings_that_do_nothing_are_named() -> None:
+    rule = "policies:\n  rules:\n    - name: bots\n      match: {agent: 'bot-*'}\n      action: deny\n"
+    assert lint_of(HEAD + rule) == [
+        "helio.yaml:7: policies.rules[0].match.agent: rule 'bots' matches no call: agents are not "
+        "authenticated (set listen.auth)"
+    ]
+    auth = "listen:\n  auth:\n    tokens:\n      - {agent_id: a, token_hash: 'sha256:" + "0" * 64 + "'}\n"
+    forwarding = HEAD.replace(
+        "url: 'http://127.0.0.1:9/mcp'}", "url: 'http://127.0.0.1:9/mcp', forward_authorization: true}"
+    )
+    assert lint_of(forwarding + auth + rule) == [
+        "helio.yaml:2: upstream.forward_authorization: relays nothing under listen.auth: the token Helio checks "
+        "is never passed upstream (use upstream.headers or credentials for the upstream's own credential)"
+    ]

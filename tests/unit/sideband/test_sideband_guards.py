@@ -207,3 +207,17 @@ def test_the_sideband_refuses_to_run_without_a_token(
 ) -> None:
     with pytest.raises(ValueError, match="token"):
         SidebandApp(store, lambda: config, "")
+
+
+@pytest.mark.parametrize(
+    ("host", "status"), [("127.0.0.1:3200", 200), ("localhost", 200), ("evil.example", 403)]
+)
+async def test_a_loopback_sideband_accepts_loopback_host_names_only(
+    store: InMemorySessionStore, config: HelioConfig, host: str, status: int
+) -> None:
+    app = SidebandApp(store, lambda: config, TOKEN, bind_host="127.0.0.1")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{host}") as http:
+        response = await http.get("/healthz", headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == status
+    if status == 403:
+        assert code(response) == "host_forbidden"

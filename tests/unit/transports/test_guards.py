@@ -43,3 +43,27 @@ def test_content_type_essence_and_accept() -> None:
     assert accepts_event_stream("application/json, text/event-stream")
     assert not accepts_event_stream("*/*")
     assert not accepts_event_stream(None)
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:6274", "http://127.0.0.1:3000", "http://[::1]:8080", "https://localhost"]
+)
+def test_loopback_origins_are_accepted_when_bound_to_loopback(origin: str) -> None:
+    assert OriginGuard([], "127.0.0.1").check(origin) is None
+    assert OriginGuard([], "0.0.0.0").check(origin) is not None
+    assert OriginGuard([]).check(origin) is not None
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://localhost.evil.example", "http://127.0.0.1.nip.io", "null", "http://evil.example"]
+)
+def test_other_origins_are_refused_on_loopback_unless_listed(origin: str) -> None:
+    assert OriginGuard([], "127.0.0.1").check(origin) is not None
+    assert OriginGuard(["http://evil.example"], "127.0.0.1").check("http://evil.example") is None
+
+
+def test_allowed_hosts_add_to_loopback_names_on_a_loopback_bind() -> None:
+    guard = HostGuard("127.0.0.1", ["proxy.internal"])
+    assert guard.check("localhost:3000") is None
+    assert guard.check("proxy.internal:3000") is None
+    assert guard.check("evil.example") is not None

@@ -47,10 +47,12 @@ from helio_proxy.operator import ApiRoute, EventBus, OperatorApi
 from helio_proxy.operator.console import AuditTail, console_router
 from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
+from helio_proxy.session.binding import SessionOwners
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
 from helio_proxy.telemetry.endpoint import MetricsEndpoint, scrape_secret
 from helio_proxy.telemetry.metrics import Gauges, Metrics
 from helio_proxy.telemetry.tracing import Tracing, tracing_from
+from helio_proxy.transports.downstream.agent_auth import unauthenticated_exposure
 from helio_proxy.transports.downstream.streamable_http import McpListenerApp
 from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream, Withheld
@@ -98,6 +100,9 @@ class HelioApp:
 
     def __post_init__(self) -> None:
         config = self.loaded.config
+        refused = unauthenticated_exposure(config.listen) if self.serve_mcp else None
+        if refused is not None:
+            raise StartupError(refused)  # before anything is opened
         self.snapshots = Snapshots(Snapshot.of(self.loaded))
         # Records carry the hash of the config in force when they are written (reloads change it).
         self.audit = AuditTrail(self.loaded, config_sha256=lambda: self.snapshots.current.loaded.sha256)
@@ -142,6 +147,8 @@ class HelioApp:
         self.metrics = Metrics(self._gauges(), max_tools=config.telemetry.metrics.max_tools)
         """Prometheus metrics, counted from the audit records (``/metrics`` on the dashboard port)."""
         self.audit.auditor.observers.append(self.metrics.observe)
+        self.session_owners = SessionOwners() if config.listen.auth is not None else None
+        """Governance session id → the agent that holds it, shared by every mount (``listen.auth``)."""
         self.mounts = [self._mount(upstream_config) for upstream_config in config.upstream_list]
         """One per upstream, in config order (a single one for the ``upstream:`` form)."""
         first = self.mounts[0]
@@ -264,6 +271,7 @@ class HelioApp:
             dataplane=dataplane,
             tracing=self.tracing,
         )
+        gateway.session_owners = self.session_owners
 
         async def refresh_tools() -> list[Any]:
             # An unknown tool was called: list the upstream once, taking the tools into the baselines.
@@ -422,6 +430,7 @@ class HelioApp:
                 routers=[routes],
                 ui=self.dashboard_ui,
                 on_subscribe=self.audit_tail.wake,
+                allowed_hosts=config.listen.allowed_hosts,
             )
             dashboard_app: Any = self.operator_api
             if config.telemetry.metrics.enabled:
@@ -434,7 +443,13 @@ class HelioApp:
             )
         if sdk_sock is not None:
             self.sdk_token = resolve_token(self.environ)
-            self.sideband = SidebandApp(self.sessions, self.current_config, self.sdk_token.value)
+            self.sideband = SidebandApp(
+                self.sessions,
+                self.current_config,
+                self.sdk_token.value,
+                bind_host=config.sdk.host,
+                allowed_hosts=config.listen.allowed_hosts,
+            )
             self.listeners.append(Listener(self.sideband, sdk_sock, "sdk"))
         self._sweeper = asyncio.create_task(run_sweeper(self.sessions), name="helio-session-sweeper")
         for listener in self.listeners:
@@ -466,6 +481,12 @@ class HelioApp:
                 of = _of(mount.name)
                 self.say(f"MCP endpoint{of}: {self.base_url}{mount.path(MCP_BASE)}")
                 self.say(f"Legacy SSE endpoint{of}: {self.base_url}{mount.path(SSE_BASE)}")
+            auth = config.listen.auth
+            if auth is None:
+                self.say("Agents: not authenticated (listen.auth is not set)")
+            else:
+                issuers = ", ".join(issuer.issuer for issuer in auth.jwt) or "none"
+                self.say(f"Agents: authenticated ({len(auth.tokens)} static tokens; JWT issuers: {issuers})")
         else:
             self.say("Helio proxy serving MCP on stdin/stdout")
         self.say(f"Policies: {len(policies.rules)} rules loaded (default: {policies.default})")

@@ -19,7 +19,7 @@ from helio_proxy.cli.commands import HelioCommand, HelioGroup
 from helio_proxy.cli.private_file import write_private
 from helio_proxy.cli.template import render
 from helio_proxy.config import LoadedConfig, load_config
-from helio_proxy.errors import HelioProxyError
+from helio_proxy.errors import HelioProxyError, StartupError
 
 if TYPE_CHECKING:
     from helio_proxy.store import Store
@@ -230,6 +230,11 @@ def start(config_path: str, no_hot_reload: bool, workers: int) -> None:
     from helio_proxy.workers import supervise, worker_slot
 
     loaded = _load(config_path)
+    from helio_proxy.transports.downstream.agent_auth import unauthenticated_exposure
+
+    exposed = unauthenticated_exposure(loaded.config.listen)
+    if exposed is not None:
+        _fail(StartupError(exposed))  # before any worker is spawned
     if workers > 1 and worker_slot() is None:
         argv = ["start", "-c", config_path, *(["--no-hot-reload"] if no_hot_reload else [])]
         try:

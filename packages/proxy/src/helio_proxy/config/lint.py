@@ -11,6 +11,9 @@ returns one ``<file>:<line>: <dotted path>: <problem>`` line per finding:
   ``max_calls`` on ``spend_limit`` (its window is ``limits.max_spend.window``), ``max_spend`` on
   ``rate_limit``, ``approval`` off ``require_approval``, ``feedback`` on an ``allow`` that blocks
   nothing;
+* **agent settings without agent authentication and the reverse**: ``match.agent`` with no
+  ``listen.auth`` (it matches no call); ``forward_authorization: true`` under ``listen.auth`` (the
+  token Helio checks is never relayed, so the upstream gets no agent ``Authorization``);
 * **strings where numbers are expected** (``limit: '500'``): accepted, but a quoted number is
   usually a templating slip, and the same rule's ``input`` comparisons never match strings.
 
@@ -161,6 +164,29 @@ def _numbers(config: HelioConfig, data: Any) -> Iterator[tuple[PathKey, str]]:
             )
 
 
+def _agents(config: HelioConfig) -> Iterator[tuple[PathKey, str]]:
+    if config.listen.auth is None:
+        for index, rule in enumerate(config.policies.rules):
+            if rule.match.agent is not None:
+                yield (
+                    ("policies", "rules", index, "match", "agent"),
+                    f"{_label(index, rule)} matches no call: agents are not authenticated (set listen.auth)",
+                )
+        return
+    upstreams: list[tuple[PathKey, bool]] = []
+    if config.upstream is not None:
+        upstreams.append((("upstream",), config.upstream.forward_authorization))
+    for index, upstream in enumerate(config.upstreams or []):
+        upstreams.append((("upstreams", index), upstream.forward_authorization))
+    for path, forwards in upstreams:
+        if forwards:
+            yield (
+                (*path, "forward_authorization"),
+                "relays nothing under listen.auth: the token Helio checks is never passed upstream "
+                "(use upstream.headers or credentials for the upstream's own credential)",
+            )
+
+
 def lint(config: HelioConfig, data: Any, source: str, line_of: LineOf) -> list[str]:
     """Every warning, as ``<source>:<line>: <path>: <problem>`` (see the module docstring)."""
     rules = config.policies.rules
@@ -168,6 +194,7 @@ def lint(config: HelioConfig, data: Any, source: str, line_of: LineOf) -> list[s
     for index, rule in enumerate(rules):
         found.extend(_ignored(index, rule))
     found.extend(_numbers(config, data))
+    found.extend(_agents(config))
     out: list[str] = []
     for path, problem in found:
         line = line_of(path)

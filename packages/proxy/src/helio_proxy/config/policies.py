@@ -127,6 +127,10 @@ class Match(ConfigModel):
     upstreams: list[str] | None = None
     """Names of the upstreams (under ``upstreams:``) this rule applies to."""
 
+    agent: str | None = None
+    """Glob on the authenticated agent's id (``listen.auth``), e.g. ``billing-*``; never matches a
+    call from an unauthenticated agent."""
+
     any_: list[Match] | None = Field(default=None, alias="any")
     """Matches when at least one of these sub-matches holds."""
 
@@ -327,6 +331,11 @@ class Rule(ConfigModel):
                     compile_glob(match.tool)
             except ValueError as exc:
                 raise ValueError(f"{label}: {where}.tool: glob {match.tool!r} {exc}") from None
+            try:
+                if match.agent is not None:
+                    compile_glob(match.agent)
+            except ValueError as exc:
+                raise ValueError(f"{label}: {where}.agent: glob {match.agent!r} {exc}") from None
             for path, condition in (match.input or {}).items():
                 try:
                     parse_path(path)

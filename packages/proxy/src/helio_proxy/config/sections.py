@@ -19,6 +19,94 @@ RESERVED_SESSION_HEADERS: Final = frozenset(
 )
 
 
+ASYMMETRIC_JWT_ALGORITHMS: Final = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
+"""Signature algorithms an agent's JWT may use (public-key only: never ``none`` nor ``HS*``)."""
+
+AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
+
+
+class AgentToken(ConfigModel):
+    """A static bearer token of one agent (only its hash is stored)."""
+
+    agent_id: str = Field(pattern=AGENT_ID_PATTERN)
+    """The agent this token authenticates (audit ``agent_id``, ``match.agent``, the ``agent`` limit key)."""
+
+    token_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    """``sha256:<hex>`` of the token; ``helio secret`` prints a fresh token and its hash."""
+
+
+class JwtIssuer(ConfigModel):
+    """An OAuth 2.1 authorization server whose JWT access tokens the proxy accepts."""
+
+    issuer: str = Field(min_length=1)
+    """The exact ``iss`` claim of its tokens (e.g. ``https://auth.example.com/``)."""
+
+    jwks_url: str = Field(pattern=r"^https?://\S+$")
+    """Where its signing keys (JWKS) are published; fetched off the event loop and cached."""
+
+    audience: list[str] | None = None
+    """Accepted ``aud`` values. Default: the resource URL of the MCP endpoint called
+    (``<public_url>/mcp[/<name>]``, RFC 8707), so a token minted for another server is refused."""
+
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    """Accepted signature algorithms; asymmetric only (``RS*``, ``PS*``, ``ES*``, ``EdDSA``)."""
+
+    required_scopes: list[str] = Field(default_factory=list[str])
+    """Scopes every token must carry (``scope`` claim, space-separated, or ``scp`` list)."""
+
+    agent_claim: str = Field(default="sub", min_length=1)
+    """The claim whose string value is the agent id."""
+
+    leeway: DurationField = Duration("30s")
+    """Clock skew tolerated on ``exp``, ``nbf`` and ``iat``."""
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        for algorithm in value:
+            if algorithm not in ASYMMETRIC_JWT_ALGORITHMS:
+                raise ValueError(
+                    f"algorithm {algorithm!r} is not allowed; use asymmetric ones: "
+                    + ", ".join(ASYMMETRIC_JWT_ALGORITHMS)
+                )
+        return value
+
+
+class AgentAuthConfig(ConfigModel):
+    """Authentication of agents on the MCP port (``docs/agent-auth.md``)."""
+
+    tokens: list[AgentToken] = Field(default_factory=list[AgentToken])
+    """Static bearer tokens, one or more per agent, compared by hash in constant time."""
+
+    jwt: list[JwtIssuer] = Field(default_factory=list[JwtIssuer])
+    """OAuth 2.1 issuers whose JWT access tokens are accepted (several allowed)."""
+
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/\s?#]+$")
+    """``scheme://host[:port]`` agents reach this listener at (behind a TLS-terminating proxy).
+    Default: ``http://`` + the request's ``Host``. Resource URLs (RFC 9728 metadata, the default
+    JWT audience) are this plus the endpoint path."""
+
+    authorization_servers: list[str] | None = None
+    """Listed in the protected-resource metadata. Default: every ``jwt[].issuer``."""
+
+    scopes_supported: list[str] | None = None
+    """Listed in the protected-resource metadata. Default: every ``jwt[].required_scopes``."""
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> AgentAuthConfig:
+        if not self.tokens and not self.jwt:
+            raise ValueError("listen.auth needs 'tokens' or 'jwt' (or remove it)")
+        hashes = [token.token_hash for token in self.tokens]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two tokens share a hash; each needs its own token")
+        issuers = [issuer.issuer for issuer in self.jwt]
+        if len(set(issuers)) != len(issuers):
+            raise ValueError("an issuer is listed twice")
+        return self
+
+
 class ListenConfig(ConfigModel):
     """The agent-facing MCP listener."""
 
@@ -29,13 +117,41 @@ class ListenConfig(ConfigModel):
     """Bind address. Keep loopback unless an authenticating reverse proxy is in front."""
 
     allowed_origins: list[str] = Field(default_factory=list[str])
-    """Exact browser origins (``https://app.example.com``) allowed to call ``/mcp``; requests with any other ``Origin`` get 403."""
+    """Exact browser origins (``https://app.example.com``) allowed to call ``/mcp``, besides loopback
+    origins (``http://localhost:*``, ``http://127.0.0.1:*``, ``http://[::1]:*``), which are accepted when
+    bound to loopback; requests with any other ``Origin`` get 403."""
 
     allowed_hosts: list[str] | None = None
-    """``Host`` header values accepted (DNS-rebinding guard). Default: loopback names when bound to loopback, anything otherwise."""
+    """``Host`` header values accepted (DNS-rebinding guard), on every listener, besides loopback
+    names when that listener is bound to loopback. Default: loopback names when bound to loopback,
+    anything otherwise."""
 
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     """Largest request body accepted; larger bodies get HTTP 413."""
+
+    auth: AgentAuthConfig | None = None
+    """Agent authentication (static bearer tokens and/or OAuth JWTs). Without it, anyone who can
+    reach the port is served; ``helio start`` then refuses a non-loopback ``host``."""
+
+    allow_unauthenticated: bool = False
+    """Serve a non-loopback ``host`` without ``auth`` (only behind something that authenticates)."""
+
+    @model_validator(mode="after")
+    def _jwt_audience_pinned(self) -> ListenConfig:
+        # The default JWT audience is built from the request's Host; beyond loopback, with no
+        # allowed_hosts, any Host is accepted, so the audience must not come from it.
+        auth = self.auth
+        loopback = self.host in ("127.0.0.1", "localhost", "::1", "[::1]") or self.host.startswith("127.")
+        if auth is None or loopback or self.allowed_hosts is not None or auth.public_url is not None:
+            return self
+        for issuer in auth.jwt:
+            if issuer.audience is None:
+                raise ValueError(
+                    f"auth.jwt issuer {issuer.issuer!r}: on a non-loopback host set listen.auth.public_url "
+                    "(or listen.allowed_hosts, or the issuer's audience): the default audience would "
+                    "otherwise come from the request's Host header"
+                )
+        return self
 
     @field_validator("allowed_origins")
     @classmethod

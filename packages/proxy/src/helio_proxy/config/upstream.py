@@ -70,7 +70,8 @@ class UpstreamConfig(ConfigModel):
 
     forward_authorization: bool = False
     """Pass the agent's own ``Authorization`` header upstream. Off by default: the agent's token is
-    for the proxy, and the upstream's credential is ``credentials``."""
+    for the proxy, and the upstream's credential is ``credentials``. Never relays the token the
+    proxy checked itself under ``listen.auth`` (no token passthrough)."""
 
     credentials: CredentialsConfig | None = None
     """The credential the proxy presents to this upstream (from the environment or a file, or OAuth)."""

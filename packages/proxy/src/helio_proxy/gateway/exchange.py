@@ -38,6 +38,9 @@ class Inbound:
     disconnected: Callable[[], Awaitable[None]] | None = None
     """Returns once the client has gone away (HTTP transports). Watched only while a call is held
     (approval), so an ordinary call costs no watcher task."""
+    agent_id: str | None = None
+    """The agent the transport authenticated (``listen.auth``); ``None`` when agents are not
+    authenticated."""
 
     def upstream_headers(self) -> Mapping[str, str]:
         """The headers to forward: the client's, with the transport's upstream session in place."""

@@ -47,7 +47,15 @@ from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStat
 from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
-from helio_proxy.jsonrpc import DUPLICATE_KEY, HEADER_MISMATCH, INVALID_PARAMS, EnvelopeError, Kind, RequestId
+from helio_proxy.jsonrpc import (
+    DUPLICATE_KEY,
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    POLICY_BLOCKED,
+    EnvelopeError,
+    Kind,
+    RequestId,
+)
 from helio_proxy.policy import (
     BaselineCache,
     CallFacts,
@@ -59,9 +67,13 @@ from helio_proxy.policy import (
 )
 from helio_proxy.policy.baselines import DriftEvent
 from helio_proxy.policy.decision import Decision
+from helio_proxy.session.binding import SessionOwners
 from helio_proxy.session.identity import UNRESOLVED, SessionIdentity, SessionResolver
 
 log = logging.getLogger("helio_proxy.gateway")
+
+SESSION_AGENT_MISMATCH: Final = "session_agent_mismatch"
+"""Block reason: an authenticated agent called with a session id another agent holds."""
 
 
 class CallTracing(Protocol):
@@ -118,6 +130,9 @@ class Gateway:
         """Calls waiting in enforcement (an approval hold), by client session and request id."""
         self.drift_observers: list[Callable[[DriftEvent], None]] = []
         """Called with each :class:`DriftEvent` seen in a ``tools/list`` answer."""
+        self.session_owners: SessionOwners | None = None
+        """Governance session id → the agent that first called with it (``listen.auth``; one table
+        shared by every mount). ``None``: agents are not authenticated."""
 
     async def post(self, inbound: Inbound) -> Reply:
         """Handle one POSTed JSON-RPC message."""
@@ -148,6 +163,7 @@ class Gateway:
             params = {"_meta": params["_meta"]} if params is not None and "_meta" in params else None
         audit = self.auditor.begin(params, message.id, inbound.headers)
         audit.block(
+            agent_id=inbound.agent_id,
             policy_decision="rejected",
             block_reason="header_mismatch",
             metadata={"method": message.method, "header": mismatch.header},
@@ -161,8 +177,30 @@ class Gateway:
         )
         return await _settled(audit, reply)
 
+    async def _foreign_session(self, call: ToolCall, identity: SessionIdentity, audit: CallAudit) -> Reply:
+        """Another agent's session id: refused (``-32001``, ``session_agent_mismatch``) and recorded."""
+        message = "this session belongs to another agent; use a session id of your own"
+        data = {
+            "blocked": True,
+            "reason": SESSION_AGENT_MISMATCH,
+            "retry_allowed": False,
+            "suggestion": "start a new session (a new x-helio-session-id) for this agent",
+        }
+        audit.block(
+            policy_decision="rejected",
+            block_reason=SESSION_AGENT_MISMATCH,
+            session_id=identity.session_id,
+            session_source=identity.source,
+        )
+        return await _settled(audit, error_reply(call.request_id, POLICY_BLOCKED, message, data))
+
     async def refuse(
-        self, error: EnvelopeError, headers: Mapping[str, str], *, transport_session_id: str | None = None
+        self,
+        error: EnvelopeError,
+        headers: Mapping[str, str],
+        *,
+        transport_session_id: str | None = None,
+        agent_id: str | None = None,
     ) -> JsonReply:
         """An ingress refusal: HTTP 400 with the JSON-RPC error; nothing is forwarded.
 
@@ -187,7 +225,9 @@ class Gateway:
         metadata = {**(error.detail or {})}
         if self.upstream_name is not None:
             metadata["upstream"] = self.upstream_name
-        audit.block(policy_decision="rejected", block_reason=error.reason, metadata=metadata)
+        audit.block(
+            policy_decision="rejected", block_reason=error.reason, metadata=metadata, agent_id=agent_id
+        )
         await _settled(audit, reply)
         return reply
 
@@ -214,6 +254,8 @@ class Gateway:
         )
         if self.upstream_name is not None:
             audit.decide(metadata={"upstream": self.upstream_name})
+        if inbound.agent_id is not None:
+            audit.decide(agent_id=inbound.agent_id)
         try:
             call = ToolCall.from_inbound(inbound)
         except InvalidToolCall as exc:
@@ -226,11 +268,20 @@ class Gateway:
         snapshot = self.snapshots.current
         audit.config_sha256 = snapshot.sha256  # the record names the config that governed the call
         identity = identity or UNRESOLVED
+        if (
+            inbound.agent_id is not None
+            and identity.session_id is not None
+            and self.session_owners is not None
+        ):
+            owner = self.session_owners.claim(identity.session_id, inbound.agent_id)
+            if owner is not None:
+                return await self._foreign_session(call, identity, audit)
         facts = CallFacts(
             tool=call.name,
             arguments=call.arguments if params.get("arguments") is not None else None,
             upstream=self.upstream_name,
             session_id=identity.session_id,
+            agent=inbound.agent_id,
         )
         data_plane: dict[str, Any] = {}
         data_plane_rule: int | None = None
@@ -280,6 +331,7 @@ class Gateway:
             request_id=call.request_id,
             raw=call.inbound.message.raw,
             config_sha256=snapshot.sha256,
+            agent_id=inbound.agent_id,
             audit_id=str(audit.record_id),
         )
         if isinstance(decision, DryRun):

@@ -6,7 +6,7 @@ Nothing here touches the store.
 
 **Keys.** ``tool`` counts per tool name (a ``search_*`` rule keeps one bucket per matching tool),
 ``session`` per session id, ``global`` (budgets) in one pot. ``agent`` counts per authenticated
-agent once the MCP port authenticates agents; until then it falls back to the *session*. On the
+agent (``listen.auth``); without agent authentication it falls back to the *session*. On the
 MCP port ``sender_id`` (an adapter's sender) falls back to ``tool`` for rules and ``global`` for
 budgets. A session-keyed bucket without a session id blocks the call (``session_unresolved``)
 under ``session.on_unresolved: deny``, and pools such calls as ``unknown`` under ``anonymous``.
@@ -219,7 +219,7 @@ def fallback_warnings(config: HelioConfig) -> list[str]:
         if rule.limits is not None and rule.limits.max_spend is not None and rule.action == "spend_limit":
             keys.append(("limits.max_spend.key", rule.limits.max_spend.key))
         for where, key in keys:
-            if key == "agent":
+            if key == "agent" and config.listen.auth is None:
                 out.append(
                     f"{label} {where} 'agent': agents are not authenticated on the MCP port, so it counts per "
                     "session (x-helio-session-id) instead"
@@ -227,7 +227,7 @@ def fallback_warnings(config: HelioConfig) -> list[str]:
             elif key == "sender_id":
                 out.append(f"{label} {where} 'sender_id' only applies to adapters; MCP calls count per tool")
     for budget in config.budgets:
-        if budget.key == "agent":
+        if budget.key == "agent" and config.listen.auth is None:
             out.append(
                 f"budget {budget.name!r} key 'agent': agents are not authenticated on the MCP port, so it counts "
                 "per session (x-helio-session-id) instead"

@@ -276,6 +276,7 @@ class OperatorApi:
         routers: Iterable[APIRouter] = (),
         ui: ASGIApp | None = None,
         on_subscribe: Callable[[], None] | None = None,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -284,7 +285,7 @@ class OperatorApi:
         self.started = time.monotonic()
         self.ui = ui
         self._on_subscribe = on_subscribe
-        self._host_guard = HostGuard(config.host, None)
+        self._host_guard = HostGuard(config.host, allowed_hosts)
         self.app = FastAPI(
             title="Helio operator API",
             version=version or "0",

@@ -92,6 +92,9 @@ class CallFacts:
 
     session_id: str | None = None
 
+    agent: str | None = None
+    """The authenticated agent (``listen.auth``); ``None`` when agents are not authenticated."""
+
 
 class GateChecker(Protocol):
     """Whether the call's session meets its gates, from state read before ``decide()``.

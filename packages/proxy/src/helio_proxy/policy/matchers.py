@@ -379,6 +379,9 @@ def compile_match(
     if match.upstreams is not None:
         upstreams = frozenset(match.upstreams)
         predicates.append(lambda call, _hints: call.upstream in upstreams)
+    if match.agent is not None:
+        agent_matches = compile_glob(match.agent)
+        predicates.append(lambda call, _hints: call.agent is not None and agent_matches(call.agent))
     if match.annotations is not None:
         wanted = tuple(
             (name, value) for name in HINT_NAMES if (value := getattr(match.annotations, name)) is not None

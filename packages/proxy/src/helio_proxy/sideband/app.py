@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, unquote
@@ -32,6 +32,7 @@ from helio_proxy.sideband.auth import bearer_matches
 from helio_proxy.sideband.errors import (
     BodyTooLarge,
     CapacityExhausted,
+    HostForbidden,
     KeyNotAllowed,
     MethodForbidden,
     MethodNotAllowed,
@@ -49,6 +50,7 @@ from helio_proxy.sideband.requests import (
     decode_body,
 )
 from helio_proxy.sideband.state import render_state, wants_full_view
+from helio_proxy.transports.downstream.guards import HostGuard
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -89,9 +91,19 @@ class SidebandApp:
     allowlist is derived from it on each request, cached per snapshot.
     """
 
-    def __init__(self, store: SessionStore, config: Callable[[], HelioConfig], token: str) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        config: Callable[[], HelioConfig],
+        token: str,
+        *,
+        bind_host: str | None = None,
+        allowed_hosts: Iterable[str] | None = None,
+    ) -> None:
         if not token:
             raise ValueError("the sideband needs a non-empty token")
+        self._host_guard = HostGuard(bind_host, allowed_hosts) if bind_host is not None else None
+        """DNS-rebinding guard on ``Host`` (``bind_host``: the listener's address)."""
         self.store = store
         self.index = CurrentEvidenceIndex(config)
         self._token = token
@@ -138,6 +150,10 @@ class SidebandApp:
 
     async def _guard(self, scope: Scope, receive: Receive, headers: Mapping[str, str]) -> _Request:
         method = str(scope["method"]).upper()
+        if self._host_guard is not None:
+            refused = self._host_guard.check(headers.get("host"))
+            if refused is not None:
+                raise HostForbidden(refused)
         if "origin" in headers:
             raise OriginForbidden("requests with an Origin header are refused")
         if method == "OPTIONS":

@@ -55,6 +55,11 @@ class OriginForbidden(SidebandError):
     code = "origin_forbidden"
 
 
+class HostForbidden(SidebandError):
+    status = 403
+    code = "host_forbidden"
+
+
 class MethodForbidden(SidebandError):
     status = 403
     code = "method_forbidden"

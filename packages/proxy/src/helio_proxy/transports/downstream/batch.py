@@ -64,16 +64,22 @@ def _loads(body: bytes) -> dict[str, Any] | None:
 
 
 async def answer_batch(
-    gateway: Gateway, items: list[Message | EnvelopeError], headers: Mapping[str, str]
+    gateway: Gateway,
+    items: list[Message | EnvelopeError],
+    headers: Mapping[str, str],
+    *,
+    agent_id: str | None = None,
 ) -> Reply:
     """Run every element through ``gateway``; one JSON array of the responses (or ``202``)."""
 
     async def one(item: Message | EnvelopeError) -> dict[str, Any] | None:
         if isinstance(item, EnvelopeError):
             if item.reason is not None:
-                return (await gateway.refuse(item, headers)).payload
+                return (await gateway.refuse(item, headers, agent_id=agent_id)).payload
             return error_payload(item.request_id, item.code, str(item))
-        answer = await _answer(await gateway.post(Inbound(message=item, headers=headers, accepts_sse=False)))
+        answer = await _answer(
+            await gateway.post(Inbound(message=item, headers=headers, accepts_sse=False, agent_id=agent_id))
+        )
         if answer is None and item.id is not None:
             return error_payload(item.id, INTERNAL_ERROR, "the upstream gave no answer to this request")
         return answer

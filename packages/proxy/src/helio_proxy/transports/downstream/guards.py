@@ -5,6 +5,7 @@ Each check returns ``None`` when the request may pass, or the reason it may not.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Final
 
@@ -18,42 +19,55 @@ def _host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def is_loopback(bind_host: str) -> bool:
+    """Whether a bind address (or host name) is a loopback one."""
+    return bind_host.lower() in LOOPBACK_NAMES or bind_host.startswith("127.")
+
+
 class HostGuard:
     """Rejects ``Host`` headers a browser could only send after DNS rebinding.
 
-    With no explicit allowlist, a loopback-bound listener accepts loopback names only and a
-    listener on any other address accepts any host.
+    A loopback-bound listener accepts loopback names and the ``allowed`` ones; a listener on any
+    other address accepts the ``allowed`` ones, or any host when no list is given.
     """
 
     def __init__(self, bind_host: str, allowed: Iterable[str] | None) -> None:
         self._allowed = {a.lower() for a in allowed} if allowed is not None else None
-        self._loopback_only = self._allowed is None and bind_host in LOOPBACK_NAMES
+        self._loopback = is_loopback(bind_host)
 
     def check(self, host_header: str | None) -> str | None:
-        if self._allowed is None and not self._loopback_only:
+        if self._allowed is None and not self._loopback:
             return None
         if not host_header:
             return "missing Host header"
         name = _host_name(host_header)
+        if self._loopback and name in LOOPBACK_NAMES:
+            return None
         if self._allowed is not None:
             if host_header.lower() in self._allowed or name in self._allowed:
                 return None
             return f"Host {host_header!r} is not in listen.allowed_hosts"
-        if name in LOOPBACK_NAMES:
-            return None
         return f"Host {host_header!r} is not a loopback name (set listen.allowed_hosts to allow it)"
 
 
-class OriginGuard:
-    """Requests that carry an ``Origin`` must name an allowlisted one (exact match)."""
+_LOOPBACK_ORIGIN = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$")
 
-    def __init__(self, allowed: Iterable[str]) -> None:
+
+class OriginGuard:
+    """Requests that carry an ``Origin`` must name an allowlisted one (exact match), or a loopback
+    one when the listener is bound to loopback (what the official MCP SDKs accept)."""
+
+    def __init__(self, allowed: Iterable[str], bind_host: str | None = None) -> None:
         self._allowed = frozenset(o.lower().rstrip("/") for o in allowed)
+        self._loopback = bind_host is not None and is_loopback(bind_host)
 
     def check(self, origin: str | None) -> str | None:
         if origin is None:
             return None
-        if origin.lower().rstrip("/") in self._allowed:
+        lowered = origin.lower().rstrip("/")
+        if lowered in self._allowed:
+            return None
+        if self._loopback and _LOOPBACK_ORIGIN.match(lowered):
             return None
         return f"Origin {origin!r} is not in listen.allowed_origins"
 

@@ -16,7 +16,9 @@ Limits: at most :data:`MAX_SSE_SESSIONS` open streams per mount (``503`` beyond)
 nobody has been able to write to for :data:`STALE_AFTER_SECONDS` (a client that stopped
 reading, or vanished without closing) is closed by a sweep every :data:`SWEEP_INTERVAL_SECONDS`;
 every stream is closed on shutdown. A POST must carry the ``Authorization`` header the stream
-was opened with (none if none): a session id alone does not let another credential in.
+was opened with (none if none): a session id alone does not let another credential in. With
+``listen.auth`` the listener has checked (and removed) that header, and a POST must come from the
+agent that opened the stream instead (a refreshed token of the same agent is fine).
 """
 
 from __future__ import annotations
@@ -91,9 +93,16 @@ class SseSession:
     """One open ``GET /sse`` stream and the upstream session behind it."""
 
     def __init__(
-        self, session_id: str, credential: str | None, headers: Mapping[str, str], now: float
+        self,
+        session_id: str,
+        credential: str | None,
+        headers: Mapping[str, str],
+        now: float,
+        agent_id: str | None = None,
     ) -> None:
         self.id = session_id
+        self.agent_id = agent_id
+        """The authenticated agent that opened the stream (``listen.auth``); every POST must be it."""
         self.credential = credential
         """The ``Authorization`` the stream was opened with; every POST must present the same."""
         self.stream_headers = {k: v for k, v in headers.items() if k not in UPSTREAM_SESSION_HEADERS}
@@ -125,7 +134,9 @@ class SseSession:
             headers["mcp-session-id"] = self.upstream_session_id
         return headers
 
-    def allows(self, authorization: str | None) -> bool:
+    def allows(self, authorization: str | None, agent_id: str | None = None) -> bool:
+        if agent_id != self.agent_id:
+            return False
         if self.credential is None or authorization is None:
             return self.credential is None and authorization is None
         return hmac.compare_digest(self.credential.encode(), authorization.encode())
@@ -187,7 +198,15 @@ class LegacySseEndpoint:
 
     # -- GET /sse -----------------------------------------------------------------------------
 
-    async def open(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    async def open(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        *,
+        agent_id: str | None = None,
+    ) -> None:
         """Serve one SSE stream until the client leaves, the sweep closes it, or shutdown."""
         if self._closing:
             await _reject(send, 503, "the proxy is shutting down")
@@ -200,7 +219,9 @@ class LegacySseEndpoint:
                 {"retry-after": "5"},
             )
             return
-        session = SseSession(secrets.token_hex(16), headers.get("authorization"), headers, self.clock())
+        session = SseSession(
+            secrets.token_hex(16), headers.get("authorization"), headers, self.clock(), agent_id
+        )
         self.sessions[session.id] = session
         self._ensure_sweeper()
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?sessionId={session.id}"
@@ -272,7 +293,15 @@ class LegacySseEndpoint:
 
     # -- POST /messages -----------------------------------------------------------------------
 
-    async def post(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+    async def post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        *,
+        agent_id: str | None = None,
+    ) -> None:
         """Take one JSON-RPC message for a session: ``202``, and the answers follow on its stream."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         ids = query.get("sessionId") or query.get("session_id")
@@ -280,7 +309,11 @@ class LegacySseEndpoint:
             await _reject(send, 400, "sessionId query parameter is required")
             return
         session = self.sessions.get(ids[0])
-        if session is None or session.closed.is_set() or not session.allows(headers.get("authorization")):
+        if (
+            session is None
+            or session.closed.is_set()
+            or not session.allows(headers.get("authorization"), agent_id)
+        ):
             await _reject(
                 send, 404, "unknown or closed SSE session; open a new one with GET on the SSE endpoint"
             )
@@ -305,7 +338,9 @@ class LegacySseEndpoint:
         except EnvelopeError as exc:
             if exc.reason is not None:
                 client = session.client_headers(headers)
-                reply = await self.gateway.refuse(exc, client, transport_session_id=session.id)
+                reply = await self.gateway.refuse(
+                    exc, client, transport_session_id=session.id, agent_id=session.agent_id
+                )
             else:
                 reply = error_reply(exc.request_id, exc.code, str(exc), status=400)
             await send_bytes(send, 400, reply.body, {}, "application/json")
@@ -320,6 +355,7 @@ class LegacySseEndpoint:
             accepts_sse=True,
             transport_session_id=session.id,
             upstream_session_id=session.upstream_session_id,
+            agent_id=session.agent_id,
         )
         request_id = message.id if message.kind is Kind.REQUEST else None
         initialize = request_id is not None and message.method == "initialize"

@@ -2,7 +2,8 @@
 routes legacy HTTP+SSE (``/sse``, ``/messages``: :mod:`.sse`) and each mount's ``/<name>`` paths.
 
 Ingress checks run in this order and answer with HTTP errors (the only 4xx the proxy itself
-produces on the MCP leg): Host → 403, Origin → 403, method → 405, Content-Type essence → 415,
+produces on the MCP leg): Host → 403, Origin → 403, agent authentication (``listen.auth``,
+:mod:`.agent_auth`) → 401/403, a session of another agent → 403, method → 405, Content-Type essence → 415,
 body size → 413, JSON → 400/-32700, JSON-RPC envelope → 400/-32600 (a repeated object key or a
 ``tools/call`` notification is also recorded as ``rejected``). Everything past ingress gets a
 JSON-RPC answer (governance blocks are HTTP 200).
@@ -19,6 +20,13 @@ from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import ClientDisconnected, error_reply
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
+from helio_proxy.session.binding import SessionOwners
+from helio_proxy.transports.downstream.agent_auth import (
+    METADATA_PATH,
+    AgentAuthenticator,
+    AuthFailure,
+    protected_resource_metadata,
+)
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
     Receive,
@@ -98,7 +106,12 @@ class McpListenerApp:
         self.extra = dict(extra or {})
         self.max_body = listen.max_body_bytes
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
-        self.origins = OriginGuard(listen.allowed_origins)
+        self.origins = OriginGuard(listen.allowed_origins, listen.host)
+        self.auth_config = listen.auth
+        self.auth = AgentAuthenticator(listen.auth) if listen.auth is not None else None
+        """``None``: agents are not authenticated (``listen.auth`` unset)."""
+        self.owners: dict[str | None, SessionOwners] = {name: SessionOwners() for name in self.gateways}
+        """Each mount's ``Mcp-Session-Id`` → the agent that minted it (with ``listen.auth``)."""
         self.sse: dict[str | None, LegacySseEndpoint] = {
             name: LegacySseEndpoint(gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes)
             for name, gateway in self.gateways.items()
@@ -129,6 +142,9 @@ class McpListenerApp:
         if path in self.extra:
             await self.extra[path](scope, receive, send)
             return
+        if path == METADATA_PATH or path.startswith(METADATA_PATH + "/"):
+            await self._metadata(scope, send, path[len(METADATA_PATH) :])
+            return
         route = _route(path.rstrip("/"))
         if route is None or route[1] not in self.gateways:
             base = route[0] if route is not None and route[0] != MESSAGES_PATH else MCP_PATH
@@ -146,38 +162,123 @@ class McpListenerApp:
         if problem:
             await _reject(send, 403, INVALID_REQUEST, problem)
             return
+        agent_id: str | None = None
+        if self.auth is not None:
+            agent_id = await self._authenticate(send, headers, kind, name)
+            if agent_id is None:
+                return
         if kind == SSE_PATH:
-            await self._legacy_sse(scope, receive, send, headers, name)
+            await self._legacy_sse(scope, receive, send, headers, name, agent_id)
             return
         if kind == MESSAGES_PATH:
             if method != "POST":
                 await _not_allowed(send, method, MESSAGES_PATH, "POST")
                 return
-            await self.sse[name].post(scope, receive, send, headers)
+            await self.sse[name].post(scope, receive, send, headers, agent_id=agent_id)
             return
         gateway = self.gateways[name]
+        owners = self.owners[name]
+        session = headers.get("mcp-session-id")
+        if agent_id is not None and session and owners.claim(session, agent_id) is not None:
+            await _reject(
+                send, 403, INVALID_REQUEST, "this MCP session belongs to another agent; initialize your own"
+            )
+            return
         if method == "POST":
-            await self._post(gateway, headers, receive, send)
+            await self._post(gateway, headers, receive, send, agent_id, owners)
         elif method == "GET":
             await send_reply(send, receive, await gateway.open_stream(headers))
         elif method == "DELETE":
-            await send_reply(send, receive, await gateway.delete(headers))
+            reply = await gateway.delete(headers)
+            if session and reply.status < 300:
+                owners.forget(session)
+            await send_reply(send, receive, reply)
         else:
             await _not_allowed(send, method, MCP_PATH, "GET, POST, DELETE")
 
+    def _base_url(self, headers: Mapping[str, str]) -> str:
+        """The listener's URL as agents reach it (``listen.auth.public_url``, or from ``Host``)."""
+        assert self.auth_config is not None
+        if self.auth_config.public_url is not None:
+            return self.auth_config.public_url.rstrip("/")
+        return "http://" + (headers.get("host") or "localhost")
+
+    async def _authenticate(
+        self, send: Send, headers: dict[str, str], kind: str, name: str | None
+    ) -> str | None:
+        """The agent id, or ``None`` once the request has been refused (401/403).
+
+        The ``Authorization`` header that was checked is taken out of ``headers``: the token is
+        Helio's, so it is never relayed upstream, whatever ``forward_authorization`` says."""
+        assert self.auth is not None
+        base = self._base_url(headers)
+        endpoint = _mounted(MCP_PATH if kind == MCP_PATH else SSE_PATH, name)
+        try:
+            identity = await self.auth.authenticate(
+                headers.pop("authorization", None), [base + endpoint, base]
+            )
+        except AuthFailure as failure:
+            reason = "insufficient_scope" if failure.insufficient_scope else "unauthorized"
+            reply = error_reply(
+                None, INVALID_REQUEST, f"Unauthorized: {failure}", {"reason": reason}, status=failure.status
+            )
+            challenge = failure.www_authenticate(base + METADATA_PATH + endpoint)
+            await send_bytes(
+                send, failure.status, reply.body, {"www-authenticate": challenge}, "application/json"
+            )
+            return None
+        return identity.agent_id
+
+    async def _metadata(self, scope: Scope, send: Send, suffix: str) -> None:
+        """RFC 9728 protected-resource metadata (404 without ``listen.auth``)."""
+        headers = header_map(scope)
+        problem = self.hosts.check(headers.get("host"))
+        if problem:
+            await _reject(send, 403, INVALID_REQUEST, problem)
+            return
+        route = _route(suffix.rstrip("/")) if suffix else None
+        if self.auth_config is None or (suffix and (route is None or route[1] not in self.gateways)):
+            await _reject(send, 404, INVALID_REQUEST, f"no protected-resource metadata at {scope['path']}")
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _not_allowed(send, scope["method"], scope["path"], "GET")
+            return
+        base = self._base_url(headers)
+        if route is not None:
+            kind, name = route
+            resource = base + _mounted(MCP_PATH if kind == MCP_PATH else SSE_PATH, name)
+        else:
+            resource = base
+        body = json.dumps(protected_resource_metadata(self.auth_config, resource)).encode()
+        await send_bytes(send, 200, body, {"cache-control": "max-age=300"}, "application/json")
+
     async def _legacy_sse(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], name: str | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        name: str | None,
+        agent_id: str | None,
     ) -> None:
         method: str = scope["method"]
         if method == "GET":
-            await self.sse[name].open(scope, receive, send, headers)
+            await self.sse[name].open(scope, receive, send, headers, agent_id=agent_id)
         elif method == "POST":
             # The reference posts messages to the SSE path itself (``POST /sse?sessionId=``).
-            await self.sse[name].post(scope, receive, send, headers)
+            await self.sse[name].post(scope, receive, send, headers, agent_id=agent_id)
         else:
             await _not_allowed(send, method, SSE_PATH, "GET, POST")
 
-    async def _post(self, gateway: Gateway, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(
+        self,
+        gateway: Gateway,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
+        agent_id: str | None,
+        owners: SessionOwners,
+    ) -> None:
         essence = content_type_essence(headers.get("content-type"))
         if essence != "application/json":
             await _reject(
@@ -199,7 +300,7 @@ class McpListenerApp:
             message = parse_any(raw)
         except EnvelopeError as exc:
             if exc.reason is not None:
-                await send_reply(send, receive, await gateway.refuse(exc, headers))
+                await send_reply(send, receive, await gateway.refuse(exc, headers, agent_id=agent_id))
                 return
             await _reject(send, 400, exc.code, str(exc), exc.request_id)
             return
@@ -208,13 +309,20 @@ class McpListenerApp:
             if refused is not None:
                 await _reject(send, 400, INVALID_REQUEST, refused)
                 return
-            await send_reply(send, receive, await answer_batch(gateway, message, headers))
+            await send_reply(send, receive, await answer_batch(gateway, message, headers, agent_id=agent_id))
             return
         if message.method != "tools/call":
             inbound = Inbound(
-                message=message, headers=headers, accepts_sse=accepts_event_stream(headers.get("accept"))
+                message=message,
+                headers=headers,
+                accepts_sse=accepts_event_stream(headers.get("accept")),
+                agent_id=agent_id,
             )
-            await send_reply(send, receive, await gateway.post(inbound))
+            reply = await gateway.post(inbound)
+            minted = reply.headers.get("mcp-session-id")
+            if agent_id is not None and minted:
+                owners.claim(minted, agent_id)
+            await send_reply(send, receive, reply)
             return
 
         async def disconnected() -> None:
@@ -226,6 +334,7 @@ class McpListenerApp:
             headers=headers,
             accepts_sse=accepts_event_stream(headers.get("accept")),
             disconnected=disconnected,
+            agent_id=agent_id,
         )
         try:
             reply = await gateway.post(inbound)
