@@ -38,6 +38,10 @@ class Inbound:
     disconnected: Callable[[], Awaitable[None]] | None = None
     """Returns once the client has gone away (HTTP transports). Watched only while a call is held
     (approval), so an ordinary call costs no watcher task."""
+    peer: tuple[str, int] | None = None
+    """The client's IP address and port, from the connection (HTTP transports; traces read it)."""
+    network: str = "tcp"
+    """The client's network transport in OpenTelemetry's words: ``tcp`` (HTTP), ``pipe`` (stdio)."""
 
     def upstream_headers(self) -> Mapping[str, str]:
         """The headers to forward: the client's, with the transport's upstream session in place."""

@@ -136,9 +136,12 @@ class Tracing:
             "mcp.method.name": "tools/call",
             "gen_ai.tool.name": tool,
             "gen_ai.operation.name": "execute_tool",
-            "network.transport": "tcp",
-            "network.protocol.name": "http",
+            "network.transport": inbound.network,
         }
+        if inbound.network == "tcp":
+            attributes["network.protocol.name"] = "http"
+        if inbound.peer is not None:
+            attributes["client.address"], attributes["client.port"] = inbound.peer
         if message.id is not None:
             attributes["jsonrpc.request.id"] = str(message.id)
         version = inbound.headers.get("mcp-protocol-version")

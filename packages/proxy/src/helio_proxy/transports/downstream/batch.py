@@ -64,7 +64,10 @@ def _loads(body: bytes) -> dict[str, Any] | None:
 
 
 async def answer_batch(
-    gateway: Gateway, items: list[Message | EnvelopeError], headers: Mapping[str, str]
+    gateway: Gateway,
+    items: list[Message | EnvelopeError],
+    headers: Mapping[str, str],
+    peer: tuple[str, int] | None = None,
 ) -> Reply:
     """Run every element through ``gateway``; one JSON array of the responses (or ``202``)."""
 
@@ -73,7 +76,9 @@ async def answer_batch(
             if item.reason is not None:
                 return (await gateway.refuse(item, headers)).payload
             return error_payload(item.request_id, item.code, str(item))
-        answer = await _answer(await gateway.post(Inbound(message=item, headers=headers, accepts_sse=False)))
+        answer = await _answer(
+            await gateway.post(Inbound(message=item, headers=headers, accepts_sse=False, peer=peer))
+        )
         if answer is None and item.id is not None:
             return error_payload(item.id, INTERNAL_ERROR, "the upstream gave no answer to this request")
         return answer

@@ -17,14 +17,16 @@ from typing import Final
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import ClientDisconnected, error_reply
+from helio_proxy.gateway.exchange import ClientDisconnected, StreamReply, error_reply
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
     Receive,
     Scope,
     Send,
+    StreamTracker,
     header_map,
+    peer,
     read_body,
     send_bytes,
     send_reply,
@@ -42,6 +44,8 @@ MCP_PATH: Final = "/mcp"
 SSE_PATH: Final = "/sse"
 MESSAGES_PATH: Final = "/messages"
 HEALTH_PATH: Final = "/healthz"
+STREAMABLE_HTTP: Final = "streamable_http"
+"""The transport label of a ``GET /mcp`` stream (see :data:`.asgi.StreamTracker`)."""
 
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -83,6 +87,8 @@ class McpListenerApp:
 
     ``extra``: other endpoints on this port by exact path (Slack's signed callbacks), served
     without the browser guards: they authenticate every request themselves.
+
+    ``streams`` is told when a ``GET`` stream (either transport) opens and ends.
     """
 
     def __init__(
@@ -90,17 +96,21 @@ class McpListenerApp:
         gateways: Gateway | Mapping[str | None, Gateway],
         listen: ListenConfig,
         extra: Mapping[str, AsgiApp] | None = None,
+        streams: StreamTracker | None = None,
     ) -> None:
         self.gateways: dict[str | None, Gateway] = (
             {None: gateways} if isinstance(gateways, Gateway) else dict(gateways)
         )
         self.gateway = next(iter(self.gateways.values()))
         self.extra = dict(extra or {})
+        self.streams = streams
         self.max_body = listen.max_body_bytes
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins)
         self.sse: dict[str | None, LegacySseEndpoint] = {
-            name: LegacySseEndpoint(gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes)
+            name: LegacySseEndpoint(
+                gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes, streams=streams
+            )
             for name, gateway in self.gateways.items()
         }
         """The legacy SSE endpoint of each mount (its open sessions, its cap)."""
@@ -157,13 +167,24 @@ class McpListenerApp:
             return
         gateway = self.gateways[name]
         if method == "POST":
-            await self._post(gateway, headers, receive, send)
+            await self._post(gateway, headers, receive, send, peer(scope))
         elif method == "GET":
-            await send_reply(send, receive, await gateway.open_stream(headers))
+            await self._get(gateway, headers, receive, send)
         elif method == "DELETE":
             await send_reply(send, receive, await gateway.delete(headers))
         else:
             await _not_allowed(send, method, MCP_PATH, "GET, POST, DELETE")
+
+    async def _get(self, gateway: Gateway, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        reply = await gateway.open_stream(headers)
+        if self.streams is None or not isinstance(reply, StreamReply):
+            await send_reply(send, receive, reply)
+            return
+        self.streams(STREAMABLE_HTTP, 1)
+        try:
+            await send_reply(send, receive, reply)
+        finally:
+            self.streams(STREAMABLE_HTTP, -1)
 
     async def _legacy_sse(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], name: str | None
@@ -177,7 +198,14 @@ class McpListenerApp:
         else:
             await _not_allowed(send, method, SSE_PATH, "GET, POST")
 
-    async def _post(self, gateway: Gateway, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(
+        self,
+        gateway: Gateway,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
+        client: tuple[str, int] | None,
+    ) -> None:
         essence = content_type_essence(headers.get("content-type"))
         if essence != "application/json":
             await _reject(
@@ -208,7 +236,7 @@ class McpListenerApp:
             if refused is not None:
                 await _reject(send, 400, INVALID_REQUEST, refused)
                 return
-            await send_reply(send, receive, await answer_batch(gateway, message, headers))
+            await send_reply(send, receive, await answer_batch(gateway, message, headers, client))
             return
         if message.method != "tools/call":
             inbound = Inbound(
@@ -226,6 +254,7 @@ class McpListenerApp:
             headers=headers,
             accepts_sse=accepts_event_stream(headers.get("accept")),
             disconnected=disconnected,
+            peer=client,
         )
         try:
             reply = await gateway.post(inbound)
