@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import statistics
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from opentelemetry.sdk.metrics import MeterProvider
@@ -29,12 +31,29 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_proxy_overhead import sequential, throughput, upstream
+from bench_proxy_overhead import RESULT, sequential, throughput
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config import load_config_text
 from helio_proxy.telemetry.tracing import Tracing
+from helio_proxy.transports.downstream.asgi import read_body
 from tests.harness import proxy_config, serve_asgi
+
+ECHO = {"name": "echo", "inputSchema": {"type": "object"}}
+
+
+async def listed_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The overhead benchmark's minimal upstream, also answering ``tools/list`` with the called tool
+    (otherwise the proxy keeps re-listing an unknown tool: a round trip the figures should not hold)."""
+    if scope["type"] != "http":
+        return
+    request = json.loads(await read_body(receive, 1 << 20))
+    result = {"tools": [ECHO]} if request.get("method") == "tools/list" else RESULT
+    payload = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": result}).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 class Dropping(SpanExporter):
@@ -67,7 +86,7 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
     names = ("off", "off (again)", "on")
     latencies: dict[str, list[float]] = {name: [] for name in names}
     rps: dict[str, list[float]] = {name: [] for name in names}
-    async with serve_asgi(upstream, lifespan="off") as base, AsyncExitStack() as stack:
+    async with serve_asgi(listed_upstream, lifespan="off") as base, AsyncExitStack() as stack:
         urls = {
             "off": (await stack.enter_async_context(proxy(f"{base}/mcp", None))).mcp_url,
             "off (again)": (await stack.enter_async_context(proxy(f"{base}/mcp", None))).mcp_url,
