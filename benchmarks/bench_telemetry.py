@@ -17,7 +17,7 @@ import io
 import json
 import statistics
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ class Dropping(SpanExporter):
 
 
 @asynccontextmanager
-async def proxy(url: str, tracing: Tracing | None) -> AsyncIterator[HelioApp]:
+async def proxy(url: str, tracing: Tracing | None) -> AsyncGenerator[HelioApp]:
     app = HelioApp(
         load_config_text(proxy_config(url), path="bench.yaml"), out=io.StringIO(), environ={}, tracing=tracing
     )

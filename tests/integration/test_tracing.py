@@ -189,6 +189,7 @@ async def test_allowed_denied_and_held_calls_have_their_span_trees() -> None:
     assert attributes["helio.decision"] == "deny"
     assert attributes["helio.block_reason"] == "policy_denied"
     assert attributes["error.type"] == "policy_denied"
+    assert attributes["rpc.response.status_code"] == "-32001"
     assert traces.tree(no) == [("helio.policy", SpanKind.INTERNAL)]  # never forwarded
 
     paid = traces.server("create_payment")
@@ -218,6 +219,7 @@ async def test_an_upstream_failure_marks_the_server_and_client_spans() -> None:
     assert failed["error"]["data"]["failure_class"] == "upstream_forward_error"
     server = traces.server("search_docs")
     assert dict(server.attributes or {})["error.type"] == "upstream_forward_error"
+    assert dict(server.attributes or {})["rpc.response.status_code"] == "-32603"
     assert server.status.status_code.name == "ERROR"
     [client] = [s for s in traces.spans() if s.kind is SpanKind.CLIENT]
     assert dict(client.attributes or {})["error.type"] == "upstream_forward_error"
