@@ -3,7 +3,8 @@
 Three proxies on one minimal upstream in one process and event loop: two with traces off (the
 second shows the noise floor of the machine: off vs off) and one with traces on (the OTel SDK
 with a batch processor and an exporter that drops the spans, so the figures are the proxy's own
-cost of building and ending them, not a collector's). Metrics are always on in all three.
+cost of building and ending them, not a collector's; the MCP duration histograms are aggregated by
+the SDK). Prometheus metrics are always on in all three.
 
     uv run python benchmarks/bench_telemetry.py [--calls 2000] [--rounds 4] [--concurrency 32]
 """
@@ -13,26 +14,46 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import statistics
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_proxy_overhead import sequential, throughput, upstream
+from bench_proxy_overhead import RESULT, sequential, throughput
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config import load_config_text
 from helio_proxy.telemetry.tracing import Tracing
+from helio_proxy.transports.downstream.asgi import read_body
 from tests.harness import proxy_config, serve_asgi
+
+ECHO = {"name": "echo", "inputSchema": {"type": "object"}}
+
+
+async def listed_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The overhead benchmark's minimal upstream, also answering ``tools/list`` with the called tool
+    (otherwise the proxy keeps re-listing an unknown tool: a round trip the figures should not hold)."""
+    if scope["type"] != "http":
+        return
+    request = json.loads(await read_body(receive, 1 << 20))
+    result = {"tools": [ECHO]} if request.get("method") == "tools/list" else RESULT
+    payload = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": result}).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": payload})
 
 
 class Dropping(SpanExporter):
@@ -45,7 +66,7 @@ class Dropping(SpanExporter):
 
 
 @asynccontextmanager
-async def proxy(url: str, tracing: Tracing | None) -> AsyncIterator[HelioApp]:
+async def proxy(url: str, tracing: Tracing | None) -> AsyncGenerator[HelioApp]:
     app = HelioApp(
         load_config_text(proxy_config(url), path="bench.yaml"), out=io.StringIO(), environ={}, tracing=tracing
     )
@@ -60,11 +81,12 @@ async def main(calls: int, rounds: int, concurrency: int) -> None:
     exporter = Dropping()
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    tracing = Tracing(provider, MeterProvider())
+    reader = InMemoryMetricReader()  # the MCP duration histograms are aggregated as in production
+    tracing = Tracing(provider, MeterProvider(metric_readers=[reader]))
     names = ("off", "off (again)", "on")
     latencies: dict[str, list[float]] = {name: [] for name in names}
     rps: dict[str, list[float]] = {name: [] for name in names}
-    async with serve_asgi(upstream, lifespan="off") as base, AsyncExitStack() as stack:
+    async with serve_asgi(listed_upstream, lifespan="off") as base, AsyncExitStack() as stack:
         urls = {
             "off": (await stack.enter_async_context(proxy(f"{base}/mcp", None))).mcp_url,
             "off (again)": (await stack.enter_async_context(proxy(f"{base}/mcp", None))).mcp_url,

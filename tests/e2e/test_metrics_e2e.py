@@ -1,9 +1,13 @@
 """``/metrics`` of a real ``helio start``: parsed with prometheus_client's own parser, every counter
-moves by exactly the calls made; with ``--workers 2`` worker 0's scrape adds up both workers."""
+moves by exactly the calls made; with ``--workers 2`` worker 0's scrape adds up both workers
+(counters, histograms and open streams)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +28,37 @@ POLICIES = """policies:
       action: rate_limit
       limits: {max_calls: 2, window: 1h, key: tool}
 """
+
+
+STREAMS = 8
+"""Legacy SSE streams opened on two workers (all on one worker: a 1-in-128 chance)."""
+WORKERS_READY_SECONDS = 180.0
+"""Ceiling for two workers to come up: ~36 s was seen on a loaded 2-core machine, so the wait is on
+readiness (each worker listening, worker 0's dashboard answering), with room to spare."""
+
+
+async def workers_ready(
+    proxy: subprocess.Popen[str], port: int, dashboard_port: int, *, count: int
+) -> list[int]:
+    """The supervisor's ``count`` workers, once each listens on ``port`` and ``/healthz`` and worker
+    0's ``/metrics`` answer (bounded by :data:`WORKERS_READY_SECONDS`)."""
+    deadline = time.monotonic() + WORKERS_READY_SECONDS
+    workers: list[int] = []
+    async with httpx.AsyncClient(timeout=5) as http:
+        while time.monotonic() < deadline:
+            assert proxy.poll() is None, f"helio start exited with {proxy.returncode}"
+            workers = worker_pids(proxy.pid)
+            if len(workers) == count and all(established_on(pid, port, "0A") for pid in workers):
+                try:
+                    health = await http.get(f"http://127.0.0.1:{port}/healthz")
+                    metrics = await http.get(f"http://127.0.0.1:{dashboard_port}/metrics")
+                except httpx.TransportError:
+                    pass
+                else:
+                    if health.status_code == 200 and metrics.status_code == 200:
+                        return workers
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{count} workers were not ready within {WORKERS_READY_SECONDS}s (saw {workers})")
 
 
 def config_text(proxy_port: int, dashboard_port: int, upstream_port: int, down_port: int, audit: Path) -> str:
@@ -108,6 +143,7 @@ async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
     assert moved("helio_proxy_overhead_seconds_bucket", le="+Inf") == 11
     assert moved("helio_proxy_overhead_seconds_bucket", le="1.0") == 11  # under a second each
     assert moved("helio_upstream_latency_seconds_count", upstream="demo") == 5
+    assert value(after, "helio_limit_utilisation_ratio", rule="weather", kind="rate") == 1  # 2 of 2
     assert value(after, "helio_approvals_pending") == 0
     assert value(after, "helio_audit_queue_depth") >= 0
     assert ("helio_audit_records_written_total", frozenset()) in after
@@ -127,14 +163,7 @@ async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path) -> None:
         demo_upstream(upstream_port, tmp_path / "upstream.log"),
         running(helio("start", "-c", str(path), "--workers", "2")) as proxy,
     ):
-        wait_for_port(proxy_port, proxy)
-        wait_for_port(dashboard_port, proxy)
-        workers = worker_pids(proxy.pid)
-        assert len(workers) == 2
-        for _ in range(600):
-            if all(established_on(pid, proxy_port, "0A") for pid in workers):
-                break
-            await asyncio.sleep(0.1)
+        workers = await workers_ready(proxy, proxy_port, dashboard_port, count=2)
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
             url = f"http://127.0.0.1:{proxy_port}/mcp"
@@ -142,9 +171,21 @@ async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path) -> None:
                 *(call(http, url, i, "search_docs", {"query": "q"}) for i in range(60))
             )
             served = [established_on(pid, proxy_port) for pid in workers]
-            scraped = scrape((await http.get(f"http://127.0.0.1:{dashboard_port}/metrics")).text)
+            metrics_url = f"http://127.0.0.1:{dashboard_port}/metrics"
+            scraped = scrape((await http.get(metrics_url)).text)
+        # Legacy SSE streams land on either worker (SO_REUSEPORT); worker 0's scrape counts them all.
+        async with httpx.AsyncClient(timeout=60) as http, contextlib.AsyncExitStack() as streams:
+            for _ in range(STREAMS):
+                opened = await streams.enter_async_context(
+                    http.stream(
+                        "GET", f"http://127.0.0.1:{proxy_port}/sse", headers={"accept": "text/event-stream"}
+                    )
+                )
+                assert opened.status_code == 200
+            streaming = scrape((await http.get(metrics_url)).text)
         stop(proxy)
     assert all(succeeded(a) for a in answers)
     assert all(n > 0 for n in served), served  # both workers took calls
     assert value(scraped, "helio_tool_calls_total", tool="search_docs", decision="allow") == 60
     assert value(scraped, "helio_proxy_overhead_seconds_count") == 60
+    assert value(streaming, "helio_streams_open", transport="sse") == STREAMS

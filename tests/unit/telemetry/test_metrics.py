@@ -69,6 +69,7 @@ def test_gauges_are_read_at_scrape_time() -> None:
             audit_queue_depth=lambda: 7,
             audit_failed=lambda: 3,
             budget_utilisation=lambda: [("daily", 0.85)],
+            limit_utilisation=lambda: [("weather", "rate", 0.5), ("payments", "spend", 0.25)],
             kill_switch=lambda: True,
         )
     )
@@ -80,3 +81,19 @@ def test_gauges_are_read_at_scrape_time() -> None:
     assert got[("helio_audit_write_failures_total", ())] == 3
     assert got[("helio_budget_utilisation_ratio", (("budget", "daily"),))] == 0.85
     assert got[("helio_kill_switch", ())] == 1
+    assert got[("helio_limit_utilisation_ratio", (("kind", "rate"), ("rule", "weather")))] == 0.5
+    assert got[("helio_limit_utilisation_ratio", (("kind", "spend"), ("rule", "payments")))] == 0.25
+
+
+def test_open_streams_are_counted_by_transport_from_zero() -> None:
+    metrics = Metrics()
+    got = samples(metrics)
+    assert got[("helio_streams_open", (("transport", "streamable_http"),))] == 0
+    assert got[("helio_streams_open", (("transport", "sse"),))] == 0
+    metrics.stream_changed("sse", 1)
+    metrics.stream_changed("sse", 1)
+    metrics.stream_changed("streamable_http", 1)
+    metrics.stream_changed("sse", -1)
+    got = samples(metrics)
+    assert got[("helio_streams_open", (("transport", "streamable_http"),))] == 1
+    assert got[("helio_streams_open", (("transport", "sse"),))] == 1

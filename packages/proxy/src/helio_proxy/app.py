@@ -186,6 +186,7 @@ class HelioApp:
             audit_failed=lambda: writer.stats.failed,
             audit_dropped=lambda: writer.stats.dropped,
             budget_utilisation=lambda: self.limits.budget_utilisation(),
+            limit_utilisation=lambda: self.limits.limit_utilisation(),
             data_plane_findings=self._data_plane_findings,
         )
 
@@ -411,7 +412,10 @@ class HelioApp:
         extra = {SLACK_ACTIONS_PATH: SlackActions(self.approvals, slack)} if slack else None
         if mcp_sock is not None:
             self.mcp_app = McpListenerApp(
-                {mount.name: mount.gateway for mount in self.mounts}, config.listen, extra
+                {mount.name: mount.gateway for mount in self.mounts},
+                config.listen,
+                extra,
+                streams=self.metrics.stream_changed,
             )
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:

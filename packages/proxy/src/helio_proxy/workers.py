@@ -32,14 +32,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
+
+from prometheus_client import multiprocess
 
 from helio_proxy.config import HelioConfig
 from helio_proxy.errors import StartupError
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 """Where prometheus-client's multiprocess mode keeps each worker's metric files."""
+
+mark_process_dead: Callable[[int, str], None] = multiprocess.mark_process_dead  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+"""Drop an exited worker's ``livesum`` gauge values (its open streams) from the sum."""
 
 WORKER_ENV: Final = "HELIO_WORKER"
 """Set in a worker's environment: ``INDEX:PORT`` (the supervisor's reserved MCP port)."""
@@ -123,8 +128,13 @@ def supervise(config: HelioConfig, argv: Sequence[str], workers: int) -> int:
             env = {**os.environ, WORKER_ENV: f"{index}:{port}", MULTIPROC_ENV: metrics_dir}
             children.append(subprocess.Popen([sys.executable, "-m", "helio_proxy", *argv], env=env))
         status = 0
+        forgotten: set[int] = set()
         while True:
             exited = [c for c in children if c.poll() is not None]
+            for child in exited:
+                if child.pid not in forgotten:  # its open streams no longer count
+                    mark_process_dead(child.pid, metrics_dir)
+                    forgotten.add(child.pid)
             if len(exited) == len(children):
                 break
             if exited and not stopping:

@@ -41,6 +41,10 @@ class Inbound:
     agent_id: str | None = None
     """The agent the transport authenticated (``listen.auth``); ``None`` when agents are not
     authenticated."""
+    peer: tuple[str, int] | None = None
+    """The client's IP address and port, from the connection (HTTP transports; traces read it)."""
+    network: str = "tcp"
+    """The client's network transport in OpenTelemetry's words: ``tcp`` (HTTP), ``pipe`` (stdio)."""
 
     def upstream_headers(self) -> Mapping[str, str]:
         """The headers to forward: the client's, with the transport's upstream session in place."""

@@ -24,9 +24,12 @@ def message_inbound(message: Message, session_id: str | None, extra: dict[str, s
     """An :class:`Inbound` for one message from a message-based client.
 
     Its synthetic headers accept both answer forms, say the body is JSON and carry the session id
-    the downstream adapter holds (none before ``initialize`` has been answered).
+    the downstream adapter holds (none before ``initialize`` has been answered). The network
+    transport is ``pipe`` (stdio).
     """
-    return Inbound(message=message, headers=message_headers(session_id, extra), accepts_sse=True)
+    return Inbound(
+        message=message, headers=message_headers(session_id, extra), accepts_sse=True, network="pipe"
+    )
 
 
 def message_headers(session_id: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:

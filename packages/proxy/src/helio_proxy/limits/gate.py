@@ -31,7 +31,7 @@ from helio_proxy.governance import GovernedCall, Settlement
 from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
-from helio_proxy.limits.catalog import budget_shapes, rule_shapes
+from helio_proxy.limits.catalog import LimitShape, budget_shapes, rule_shapes
 from helio_proxy.limits.charges import Kind, Plan, plan
 from helio_proxy.limits.ledger import Check, Reserved, breaches
 from helio_proxy.limits.mirror import Mirror
@@ -162,6 +162,7 @@ class LimitsGate:
         """Budget name → epoch, as the ledger last reported."""
         self._warned: set[str] = set()
         self._compiled: tuple[HelioConfig, tuple[CompiledBudget, ...]] | None = None
+        self._shapes: tuple[HelioConfig, dict[tuple[str, str, str], LimitShape]] | None = None
         self._reconciled_for: HelioConfig | None = None
         self._reconcile_lock = asyncio.Lock()
         self._pruner: asyncio.Task[None] | None = None
@@ -258,6 +259,28 @@ class LimitsGate:
                 continue
             fullest[bucket.owner] = max(fullest[bucket.owner], float(view.usage.total / limit))
         return sorted(fullest.items())
+
+    def limit_utilisation(self) -> list[tuple[str, str, float]]:
+        """``(rule, kind, counted / limit)`` of each configured rate or spend limit's fullest bucket
+        still in its window (``kind``: ``rate`` or ``spend``), from the local view: no store read."""
+        now = self.clock()
+        shapes = self._rule_shapes(self.config())
+        fullest = {(shape.owner, shape.kind): 0.0 for shape in shapes.values()}
+        for view in self.mirror.live(now):
+            bucket = view.bucket
+            shape = shapes.get((bucket.kind, bucket.owner, bucket.version))
+            if shape is None or shape.limit <= 0:
+                continue
+            key = (bucket.owner, bucket.kind)
+            fullest[key] = max(fullest[key], float(view.usage.total / shape.limit))
+        return sorted((rule, kind, ratio) for (rule, kind), ratio in fullest.items())
+
+    def _rule_shapes(self, config: HelioConfig) -> dict[tuple[str, str, str], LimitShape]:
+        cached = self._shapes
+        if cached is None or cached[0] is not config:
+            cached = (config, {shape.triple: shape for shape in rule_shapes(config)})
+            self._shapes = cached
+        return cached[1]
 
     def publish(self, type_: str, data: dict[str, Any]) -> None:
         if self._publish is None:

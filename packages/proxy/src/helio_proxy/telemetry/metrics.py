@@ -3,12 +3,13 @@
 Every call's facts come from one place: the audit trail's typed record
 (:class:`~helio_proxy.audit.records.ToolCallRecord`), handed to :meth:`Metrics.observe` as it is
 submitted (one function call per record on the hot path). Gauges (pending approvals, open
-sessions, audit queue, budget utilisation) are read from in-memory state when ``/metrics`` is
-scraped, never from the store.
+sessions, audit queue, limit and budget utilisation) are read from in-memory state when
+``/metrics`` is scraped, never from the store; open streams are counted as they open and end.
 
 With ``helio start --workers N`` the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` to a private
 directory: counters and histograms of every worker are written there and worker 0's ``/metrics``
-adds them up (prometheus-client's multiprocess mode). Scrape-time gauges are worker 0's own view.
+adds them up (prometheus-client's multiprocess mode), and so does the open-streams gauge (the
+live workers' sum). Scrape-time gauges are worker 0's own view.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -31,6 +32,9 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 MAX_TOOLS: Final = 100
 """Distinct tool names kept as label values; later ones are counted under ``other``."""
 OTHER: Final = "other"
+
+STREAM_TRANSPORTS: Final = ("streamable_http", "sse")
+"""The ``transport`` values of ``helio_streams_open`` (exposed at zero from the start)."""
 
 LATENCY_BUCKETS: Final = (
     0.0005,
@@ -67,6 +71,8 @@ class Gauges:
     audit_dropped: Callable[[], int] | None = None
     budget_utilisation: Callable[[], Iterable[tuple[str, float]]] | None = None
     """``(budget name, used / limit)`` of each budget's fullest bucket."""
+    limit_utilisation: Callable[[], Iterable[tuple[str, str, float]]] | None = None
+    """``(rule, kind, used / limit)`` of each rate or spend limit rule's fullest bucket."""
     kill_switch: Callable[[], bool] | None = None
     data_plane_findings: Callable[[], Iterable[tuple[str, str, str, str, int]]] | None = None
     """``(upstream, rule, kind, action, count)``: content-scan findings so far (data plane)."""
@@ -134,6 +140,15 @@ class _GaugeCollector(Collector):
             for budget, ratio in _rows(g.budget_utilisation):
                 family.add_metric([budget], ratio)
             yield family
+        if g.limit_utilisation is not None:
+            limits = GaugeMetricFamily(
+                "helio_limit_utilisation_ratio",
+                "Calls or spend counted over the limit of each rate/spend limit rule (fullest bucket).",
+                labels=["rule", "kind"],
+            )
+            for rule, kind, ratio in _rows(g.limit_utilisation):
+                limits.add_metric([rule, kind], ratio)
+            yield limits
         if g.data_plane_findings is not None:
             found = CounterMetricFamily(
                 "helio_data_plane_findings",
@@ -205,6 +220,17 @@ class Metrics:
             ["upstream", "kind"],
             registry=metrics_registry,
         )
+        # Changed as streams open and end (rare next to calls); ``livesum`` adds up the live
+        # workers' values, and the supervisor forgets a worker's once it has exited.
+        self.streams = Gauge(
+            "helio_streams_open",
+            "Server-to-client streams open now, by agent transport.",
+            ["transport"],
+            registry=metrics_registry,
+            multiprocess_mode="livesum",
+        )
+        for transport in STREAM_TRANSPORTS:
+            self.streams.labels(transport)
         if self.multiprocess:
             MultiProcessCollector(self.registry)
         self.registry.register(_GaugeCollector(self.gauges))
@@ -246,6 +272,10 @@ class Metrics:
             self.approval_wait.labels(record.approval_status or "unknown").observe(
                 record.approval_wait_ms / 1000
             )
+
+    def stream_changed(self, transport: str, delta: int) -> None:
+        """A ``GET`` stream opened (``+1``) or ended (``-1``): the MCP listener's stream tracker."""
+        self.streams.labels(transport).inc(delta)
 
     def exposition(self) -> bytes:
         """The current scrape in the Prometheus text format."""

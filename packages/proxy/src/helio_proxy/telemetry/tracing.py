@@ -41,7 +41,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.config.telemetry import TracingConfig
-from helio_proxy.gateway.exchange import Inbound, Reply, StreamReply, Upstream, UpstreamAnswer
+from helio_proxy.gateway.exchange import Inbound, JsonReply, Reply, StreamReply, Upstream, UpstreamAnswer
 from helio_proxy.governance import ApprovalGate, GovernedCall, LimitGate, Settlement
 from helio_proxy.policy import Allow, Decision, RateLimit, RequireApproval, SpendLimit
 
@@ -94,6 +94,17 @@ def _carrier(meta: Any) -> dict[str, str]:
     return {key: value for key in ("traceparent", "tracestate") if isinstance(value := meta.get(key), str)}
 
 
+def _error_code(payload: Any) -> str | None:
+    """The JSON-RPC error code of a response, as a string (the conventions' ``rpc.response.status_code``)."""
+    if not isinstance(payload, dict):
+        return None
+    error = cast(dict[str, Any], payload).get("error")
+    if not isinstance(error, dict):
+        return None
+    code = cast(dict[str, Any], error).get("code")
+    return str(code) if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 @dataclass
 class Tracing:
     """Spans and MCP duration histograms for governed calls (built only when traces are on)."""
@@ -136,9 +147,12 @@ class Tracing:
             "mcp.method.name": "tools/call",
             "gen_ai.tool.name": tool,
             "gen_ai.operation.name": "execute_tool",
-            "network.transport": "tcp",
-            "network.protocol.name": "http",
+            "network.transport": inbound.network,
         }
+        if inbound.network == "tcp":
+            attributes["network.protocol.name"] = "http"
+        if inbound.peer is not None:
+            attributes["client.address"], attributes["client.port"] = inbound.peer
         if message.id is not None:
             attributes["jsonrpc.request.id"] = str(message.id)
         version = inbound.headers.get("mcp-protocol-version")
@@ -158,6 +172,8 @@ class Tracing:
         streamed = False
         try:
             reply = await handle(inbound)
+            if isinstance(reply, JsonReply) and (code := _error_code(reply.payload)) is not None:
+                span.set_attribute("rpc.response.status_code", code)
             if isinstance(reply, StreamReply):
                 streamed = True
                 return StreamReply(
@@ -214,9 +230,13 @@ class Tracing:
             attributes["helio.approval.wait_ms"] = record.approval_wait_ms
         if record.proxy_compute_ms is not None:
             attributes["helio.overhead_ms"] = record.proxy_compute_ms
+        upstream_code = _error_code(record.upstream_response)
         if record.upstream_error:
             failure = record.upstream_error.get("failure_class")
             attributes["error.type"] = failure if isinstance(failure, str) else "upstream_error"
+        elif upstream_code is not None:  # the upstream answered with a JSON-RPC error
+            attributes["error.type"] = upstream_code
+            attributes["rpc.response.status_code"] = upstream_code
         elif record.success is False and record.block_reason is None:
             attributes["error.type"] = "tool_error"  # the upstream answered isError: true
         if "error.type" in attributes:

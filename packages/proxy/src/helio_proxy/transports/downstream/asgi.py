@@ -14,6 +14,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+StreamTracker = Callable[[str, int], None]
+"""Told ``(transport, +1)`` when a long-lived server-to-client stream opens and ``(transport, -1)``
+when it ends (``streamable_http``: ``GET /mcp``; ``sse``: legacy ``GET /sse``); metrics count them."""
+
 SSE_HEADERS: Mapping[str, str] = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
 
 
@@ -24,6 +28,15 @@ class BodyTooLarge(Exception):
 def header_map(scope: Scope) -> dict[str, str]:
     """Lower-cased request headers (the last value wins for repeated names)."""
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def peer(scope: Scope) -> tuple[str, int] | None:
+    """The client's address and port (``None`` when the server does not know them)."""
+    client = scope.get("client")
+    if not client:
+        return None
+    host, port = client
+    return str(host), int(port)
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

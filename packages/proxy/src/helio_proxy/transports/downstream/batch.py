@@ -67,6 +67,7 @@ async def answer_batch(
     gateway: Gateway,
     items: list[Message | EnvelopeError],
     headers: Mapping[str, str],
+    peer: tuple[str, int] | None = None,
     *,
     agent_id: str | None = None,
 ) -> Reply:
@@ -78,7 +79,9 @@ async def answer_batch(
                 return (await gateway.refuse(item, headers, agent_id=agent_id)).payload
             return error_payload(item.request_id, item.code, str(item))
         answer = await _answer(
-            await gateway.post(Inbound(message=item, headers=headers, accepts_sse=False, agent_id=agent_id))
+            await gateway.post(
+                Inbound(message=item, headers=headers, accepts_sse=False, agent_id=agent_id, peer=peer)
+            )
         )
         if answer is None and item.id is not None:
             return error_payload(item.id, INTERNAL_ERROR, "the upstream gave no answer to this request")

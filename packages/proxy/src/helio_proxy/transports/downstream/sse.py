@@ -53,6 +53,8 @@ from helio_proxy.transports.downstream.asgi import (
     Receive,
     Scope,
     Send,
+    StreamTracker,
+    peer,
     read_body,
     send_bytes,
 )
@@ -60,6 +62,9 @@ from helio_proxy.transports.downstream.guards import content_type_essence
 from helio_proxy.transports.sse import encode_event
 
 log = logging.getLogger("helio_proxy.transports.sse")
+
+SSE_TRANSPORT: Final = "sse"
+"""The transport label of a legacy ``GET /sse`` stream (see :data:`.asgi.StreamTracker`)."""
 
 MAX_SSE_SESSIONS: Final = 1024
 """Open SSE streams per mount; one more is refused with ``503`` (the reference's cap)."""
@@ -184,6 +189,7 @@ class LegacySseEndpoint:
         max_body: int,
         max_sessions: int = MAX_SSE_SESSIONS,
         clock: Callable[[], float] = time.monotonic,
+        streams: StreamTracker | None = None,
     ) -> None:
         self.gateway = gateway
         self.messages_path = messages_path
@@ -191,6 +197,8 @@ class LegacySseEndpoint:
         self.max_sessions = max_sessions
         """The session cap (a plain attribute, so a test can lower it)."""
         self.clock = clock
+        self.streams = streams
+        """Told when a stream opens and ends (metrics)."""
         self.sessions: dict[str, SseSession] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -223,6 +231,8 @@ class LegacySseEndpoint:
             secrets.token_hex(16), headers.get("authorization"), headers, self.clock(), agent_id
         )
         self.sessions[session.id] = session
+        if self.streams is not None:
+            self.streams(SSE_TRANSPORT, 1)
         self._ensure_sweeper()
         endpoint = f"{scope.get('root_path', '')}{self.messages_path}?sessionId={session.id}"
         start_headers = [(b"content-type", b"text/event-stream")]
@@ -277,7 +287,8 @@ class LegacySseEndpoint:
     def _end(self, session: SseSession) -> None:
         """Forget a session whose stream ended: stop its work and end its upstream session."""
         session.close(session.close_reason or "the client closed the stream")
-        self.sessions.pop(session.id, None)
+        if self.sessions.pop(session.id, None) is not None and self.streams is not None:
+            self.streams(SSE_TRANSPORT, -1)
         session.ended.set()
         for task in list(session.tasks):
             task.cancel()
@@ -345,10 +356,16 @@ class LegacySseEndpoint:
                 reply = error_reply(exc.request_id, exc.code, str(exc), status=400)
             await send_bytes(send, 400, reply.body, {}, "application/json")
             return
-        session.spawn(self._handle(session, message, headers))
+        session.spawn(self._handle(session, message, headers, peer(scope)))
         await send_bytes(send, 202, b"", {}, None)
 
-    async def _handle(self, session: SseSession, message: Message, headers: dict[str, str]) -> None:
+    async def _handle(
+        self,
+        session: SseSession,
+        message: Message,
+        headers: dict[str, str],
+        client: tuple[str, int] | None = None,
+    ) -> None:
         inbound = Inbound(
             message=message,
             headers=session.client_headers(headers),
@@ -356,6 +373,7 @@ class LegacySseEndpoint:
             transport_session_id=session.id,
             upstream_session_id=session.upstream_session_id,
             agent_id=session.agent_id,
+            peer=client,
         )
         request_id = message.id if message.kind is Kind.REQUEST else None
         initialize = request_id is not None and message.method == "initialize"

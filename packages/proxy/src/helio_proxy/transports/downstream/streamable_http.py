@@ -18,7 +18,7 @@ from typing import Final
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import ClientDisconnected, error_reply
+from helio_proxy.gateway.exchange import ClientDisconnected, StreamReply, error_reply
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.session.binding import SessionOwners
 from helio_proxy.transports.downstream.agent_auth import (
@@ -32,7 +32,9 @@ from helio_proxy.transports.downstream.asgi import (
     Receive,
     Scope,
     Send,
+    StreamTracker,
     header_map,
+    peer,
     read_body,
     send_bytes,
     send_reply,
@@ -50,6 +52,8 @@ MCP_PATH: Final = "/mcp"
 SSE_PATH: Final = "/sse"
 MESSAGES_PATH: Final = "/messages"
 HEALTH_PATH: Final = "/healthz"
+STREAMABLE_HTTP: Final = "streamable_http"
+"""The transport label of a ``GET /mcp`` stream (see :data:`.asgi.StreamTracker`)."""
 
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -91,6 +95,8 @@ class McpListenerApp:
 
     ``extra``: other endpoints on this port by exact path (Slack's signed callbacks), served
     without the browser guards: they authenticate every request themselves.
+
+    ``streams`` is told when a ``GET`` stream (either transport) opens and ends.
     """
 
     def __init__(
@@ -98,12 +104,14 @@ class McpListenerApp:
         gateways: Gateway | Mapping[str | None, Gateway],
         listen: ListenConfig,
         extra: Mapping[str, AsgiApp] | None = None,
+        streams: StreamTracker | None = None,
     ) -> None:
         self.gateways: dict[str | None, Gateway] = (
             {None: gateways} if isinstance(gateways, Gateway) else dict(gateways)
         )
         self.gateway = next(iter(self.gateways.values()))
         self.extra = dict(extra or {})
+        self.streams = streams
         self.max_body = listen.max_body_bytes
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins, listen.host)
@@ -113,7 +121,9 @@ class McpListenerApp:
         self.owners: dict[str | None, SessionOwners] = {name: SessionOwners() for name in self.gateways}
         """Each mount's ``Mcp-Session-Id`` → the agent that minted it (with ``listen.auth``)."""
         self.sse: dict[str | None, LegacySseEndpoint] = {
-            name: LegacySseEndpoint(gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes)
+            name: LegacySseEndpoint(
+                gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes, streams=streams
+            )
             for name, gateway in self.gateways.items()
         }
         """The legacy SSE endpoint of each mount (its open sessions, its cap)."""
@@ -185,9 +195,9 @@ class McpListenerApp:
             )
             return
         if method == "POST":
-            await self._post(gateway, headers, receive, send, agent_id, owners)
+            await self._post(gateway, headers, receive, send, agent_id, owners, peer(scope))
         elif method == "GET":
-            await send_reply(send, receive, await gateway.open_stream(headers))
+            await self._get(gateway, headers, receive, send)
         elif method == "DELETE":
             reply = await gateway.delete(headers)
             if session and reply.status < 300:
@@ -252,6 +262,17 @@ class McpListenerApp:
         body = json.dumps(protected_resource_metadata(self.auth_config, resource)).encode()
         await send_bytes(send, 200, body, {"cache-control": "max-age=300"}, "application/json")
 
+    async def _get(self, gateway: Gateway, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        reply = await gateway.open_stream(headers)
+        if self.streams is None or not isinstance(reply, StreamReply):
+            await send_reply(send, receive, reply)
+            return
+        self.streams(STREAMABLE_HTTP, 1)
+        try:
+            await send_reply(send, receive, reply)
+        finally:
+            self.streams(STREAMABLE_HTTP, -1)
+
     async def _legacy_sse(
         self,
         scope: Scope,
@@ -278,6 +299,7 @@ class McpListenerApp:
         send: Send,
         agent_id: str | None,
         owners: SessionOwners,
+        client: tuple[str, int] | None,
     ) -> None:
         essence = content_type_essence(headers.get("content-type"))
         if essence != "application/json":
@@ -309,7 +331,8 @@ class McpListenerApp:
             if refused is not None:
                 await _reject(send, 400, INVALID_REQUEST, refused)
                 return
-            await send_reply(send, receive, await answer_batch(gateway, message, headers, agent_id=agent_id))
+            reply = await answer_batch(gateway, message, headers, client, agent_id=agent_id)
+            await send_reply(send, receive, reply)
             return
         if message.method != "tools/call":
             inbound = Inbound(
@@ -335,6 +358,7 @@ class McpListenerApp:
             accepts_sse=accepts_event_stream(headers.get("accept")),
             disconnected=disconnected,
             agent_id=agent_id,
+            peer=client,
         )
         try:
             reply = await gateway.post(inbound)
