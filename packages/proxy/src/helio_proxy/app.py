@@ -263,6 +263,8 @@ class HelioApp:
             protocol_pin=upstream_config.protocol_version,
             dataplane=dataplane,
             tracing=self.tracing,
+            request_timeout=float(upstream_config.request_timeout.seconds),
+            connect_timeout=float(upstream_config.connect_timeout.seconds),
         )
 
         async def refresh_tools() -> list[Any]:

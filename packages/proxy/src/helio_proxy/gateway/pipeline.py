@@ -89,8 +89,15 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         dataplane: DataPlane | None = None,
         tracing: CallTracing | None = None,
+        request_timeout: float | None = None,
+        connect_timeout: float = 0.0,
     ) -> None:
         self.upstream = upstream
+        self.request_timeout = request_timeout
+        """``upstream.request_timeout``: a request's whole answer must arrive within it of the send
+        (``None``: only the transport's own timeouts, relay-only tests)."""
+        self.connect_timeout = connect_timeout
+        """``upstream.connect_timeout``: added for ``initialize``, which may have to start the upstream."""
         self.tracing = tracing
         """Spans for governed calls; ``None`` (traces off) costs one check per call."""
         self.dataplane = dataplane
@@ -465,13 +472,21 @@ class Gateway:
         assert request_id is not None
         headers = inbound.upstream_headers()
         await self._after_stream_opens(headers)
+        deadline: float | None = None
+        if self.request_timeout is not None:
+            allowed = self.request_timeout
+            if inbound.message.method == "initialize":
+                allowed += self.connect_timeout
+            deadline = asyncio.get_running_loop().time() + allowed
         try:
             response = await self.upstream.post(headers, inbound.message.raw)
         except UpstreamError as exc:
             if observe:
                 observe(None, exc)
             return upstream_failure(request_id, exc)
-        return await relay_request(response, request_id, accepts_sse=inbound.accepts_sse, observe=observe)
+        return await relay_request(
+            response, request_id, accepts_sse=inbound.accepts_sse, observe=observe, deadline=deadline
+        )
 
     async def _forward_one_way(self, inbound: Inbound) -> Reply:
         """Notifications and client responses: 202 once the upstream has taken them."""
