@@ -182,6 +182,11 @@ class HelioApp:
             data_plane_findings=self._data_plane_findings,
         )
 
+    def _problems(self) -> dict[str, str]:
+        """What ``/healthz`` reports as degrading this proxy (an audit store it cannot write)."""
+        failure = self.audit.writer.failure
+        return {"audit_unavailable": failure} if failure is not None else {}
+
     def _data_plane_findings(self) -> Iterator[tuple[str, str, str, str, int]]:
         # Also read once at registration (before the mounts exist), to describe the metrics.
         mounts: list[Mount] = self.__dict__.get("mounts", [])
@@ -405,7 +410,10 @@ class HelioApp:
         extra = {SLACK_ACTIONS_PATH: SlackActions(self.approvals, slack)} if slack else None
         if mcp_sock is not None:
             self.mcp_app = McpListenerApp(
-                {mount.name: mount.gateway for mount in self.mounts}, config.listen, extra
+                {mount.name: mount.gateway for mount in self.mounts},
+                config.listen,
+                extra,
+                problems=self._problems,
             )
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:

@@ -228,6 +228,14 @@ class Gateway:
             return await _settled(
                 audit, error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
             )
+        if self.auditor.refusal() is not None:
+            # strict durability and a store that cannot be written: nothing is forwarded unrecorded
+            denied = Deny(reason=AUDIT_UNAVAILABLE, retry_allowed=True)
+            reply = block_reply(call, denied)
+            audit.block(**_audit_fields(denied, told=reply.payload["error"]["data"]))
+            # Its record is submitted (a commit clears the failure), but not waited for.
+            await audit.settle(reply.status, wait=False)
+            return reply
         if self.snapshots is None:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
@@ -555,6 +563,9 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
 
 
 REQUEST_CANCELLED: Final = "request_cancelled"
+
+AUDIT_UNAVAILABLE: Final = "audit_unavailable"
+"""Block reason while ``audit.durability: strict`` and the store cannot be written."""
 
 STREAM_ORDER_WAIT: Final = 2.0
 """Longest a session's message waits for that session's ``GET`` stream to open upstream (seconds)."""

@@ -190,7 +190,8 @@ async def _relay_stream(
     try:
         async for event in iter_events(chunks_until(response, deadline)):
             resumable = resumable or event.id is not None
-            if not answered and event.is_message:
+            # Only a message with an "id" can be the response: a flood of notifications is not parsed.
+            if not answered and event.is_message and '"id"' in event.data:
                 payload = event.json()
                 if is_response_for(payload, request_id):
                     answered = True
@@ -228,7 +229,7 @@ async def _collapse_stream(
     event: SseEvent
     try:
         async for event in iter_events(chunks_until(response, deadline)):
-            if event.is_message:
+            if event.is_message and '"id"' in event.data:
                 payload = event.json()
                 if is_response_for(payload, request_id):
                     if observe:

@@ -18,13 +18,16 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamTooLarge
 from helio_proxy.jsonrpc import RequestId, dumps
 from helio_proxy.transports.upstream.supervised import Channel, not_running
 
 log = logging.getLogger("helio_proxy.upstream")
+
+DROP_LOG_SECONDS: Final = 10.0
+"""Dropped server messages are logged at most this often per session (with a running count)."""
 
 
 class SessionOwner(Protocol):
@@ -96,6 +99,8 @@ class MessageSession:
         self._initialized_sent = False
         self._internal: dict[_Key, asyncio.Future[dict[str, Any]]] = {}
         self._replays = itertools.count(1)
+        self._drops = 0
+        self._drop_logged = float("-inf")
 
     @property
     def label(self) -> str:
@@ -225,17 +230,24 @@ class MessageSession:
             self._route(pending[0], raw, False)
         elif self._stream is not None:
             if self._stream.qsize() >= self.upstream.backlog:
-                log.warning(
-                    "[%s] the client's stream is not keeping up: dropped a server message", self.label
-                )
+                self._dropped("the client's stream is not keeping up: dropped server messages")
                 return
             self._stream.put_nowait(raw)
         elif pending:
             self._route(pending[0], raw, False)
         else:
             if len(self._backlog) == self._backlog.maxlen:
-                log.warning("[%s] no client stream open: dropped the oldest kept server message", self.label)
+                self._dropped("no client stream open: dropped the oldest kept server messages")
             self._backlog.append(raw)
+
+    def _dropped(self, what: str) -> None:
+        """Count a dropped server message; log at most every :data:`DROP_LOG_SECONDS` (a flooding
+        server must not flood the log too)."""
+        self._drops += 1
+        now = self.upstream.clock()
+        if now - self._drop_logged >= DROP_LOG_SECONDS:
+            log.warning("[%s] %s (%d so far in this session)", self.label, what, self._drops)
+            self._drop_logged = now
 
     def on_lost(self, error: UpstreamError) -> None:
         self._fail_all(error)
