@@ -249,7 +249,12 @@ class HelioApp:
         inventory = ToolInventory()
         # The primer and unknown-tool refreshes share one lister (one upstream session).
         lister = RecordingLister(
-            UpstreamToolLister(upstream, pin=upstream_config.protocol_version), inventory
+            UpstreamToolLister(
+                upstream,
+                pin=upstream_config.protocol_version,
+                request_timeout=float(upstream_config.request_timeout.seconds),
+            ),
+            inventory,
         )
         dataplane = DataPlane(
             baselines,
