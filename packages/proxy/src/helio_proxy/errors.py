@@ -7,7 +7,7 @@
     ├── StartupError                a listener, store or upstream could not be set up
     └── UpstreamError               the upstream failed a request: failure_class upstream_forward_error
         ├── UpstreamUnavailable     connection refused / reset (failure_reason says which)
-        ├── UpstreamTimeout         silent past upstream.request_timeout (failure_reason: timeout)
+        ├── UpstreamTimeout         no complete answer within upstream.request_timeout of the send (timeout)
         ├── UpstreamExited          a message-based upstream (stdio child) died or is down: upstream_exited
         ├── UpstreamProtocolError   not a JSON-RPC response for the request: upstream_invalid_jsonrpc
         │                           or upstream_id_mismatch
@@ -91,7 +91,7 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """No answer within ``upstream.request_timeout`` (``failure_reason: timeout``)."""
+    """No complete answer within ``upstream.request_timeout`` of the send (``failure_reason: timeout``)."""
 
 
 class UpstreamExited(UpstreamError):
