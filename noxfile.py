@@ -223,3 +223,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_decide.py")
     session.run("python", "benchmarks/bench_audit.py")
     session.run("python", "benchmarks/bench_replicas.py")
+
+
+@nox.session(python=False)
+def soak(session: nox.Session) -> None:
+    """The bounded loopback load test of docs/availability.md (not in the default sessions; about
+    2 minutes): 500 tools/call/s for 60 s against a real ``helio start`` whose upstream fails for
+    10 s in the middle; every call answered, one audit record per call, RSS back near its baseline.
+    ``uv run nox -s soak -- --rate 200`` passes options to soak_load.py."""
+    session.run("python", "benchmarks/soak_load.py", *session.posargs)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from helio_proxy.server import bind
-from helio_proxy.transports.downstream.asgi import read_body
+from helio_proxy.transports.downstream.asgi import read_body, send_bytes
 from tests.harness import audit_records, proxy_config, run_proxy, serve_asgi
 
 Handler = Callable[[dict[str, Any]], Awaitable[tuple[int, str, bytes]]]
@@ -143,6 +144,87 @@ async def test_sse_stream_that_ends_without_a_response_gets_a_final_error_event(
     assert events[-1]["id"] == 5
     assert events[-1]["error"]["code"] == -32603
     assert events[-1]["error"]["data"]["failure_reason"] == "stream_ended"
+
+
+WEATHER_TOOL = {"name": "get_weather", "inputSchema": {"type": "object"}}
+
+
+def streaming_upstream(chunks: Callable[[], AsyncIterator[bytes]], content_type: str) -> Any:
+    """A raw ASGI upstream answering ``tools/call`` with ``chunks()`` as a streamed (chunked) body,
+    and anything else (the proxy's own ``tools/list``) properly."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        message = json.loads(await read_body(receive, 1 << 20) or b"{}")
+        if message.get("method") != "tools/call":
+            await send_bytes(
+                send,
+                200,
+                json.dumps(
+                    {"jsonrpc": "2.0", "id": message.get("id"), "result": {"tools": [WEATHER_TOOL]}}
+                ).encode(),
+                {},
+                "application/json",
+            )
+            return
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        with contextlib.suppress(OSError, RuntimeError):
+            async for chunk in chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+async def test_an_answer_past_max_response_bytes_is_response_too_large() -> None:
+    sent = 0
+
+    async def endless_json() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"jsonrpc":"2.0","id":5,"result":{"text":"'
+        while sent < 64 << 20:  # the proxy stops at 1 MiB (uvicorn drops what follows)
+            sent += 64 << 10
+            yield b"x" * (64 << 10)
+
+    async with serve_asgi(streaming_upstream(endless_json, "application/json"), lifespan="off") as base:
+        config = proxy_config(f"{base}/mcp").replace(
+            "request_timeout: 5s", "request_timeout: 5s\n  max_response_bytes: 1048576"
+        )
+        async with run_proxy(config) as proxy, httpx.AsyncClient(timeout=10) as http:
+            error = _error(await http.post(proxy.mcp_url, json=CALL, headers=HEADERS))
+    assert error["code"] == -32603
+    assert error["data"] == {
+        "failure_class": "response_too_large",
+        "failure_reason": "max_response_bytes",
+        "max_response_bytes": 1048576,
+    }
+
+
+async def test_a_stream_that_never_answers_ends_in_a_timeout_at_request_timeout_from_the_send() -> None:
+    """Notifications do not extend ``request_timeout``: it is counted from the send."""
+
+    async def chatter() -> AsyncIterator[bytes]:
+        note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
+        for _ in range(40):  # 2 s: past the proxy's deadline, short enough for the server to stop
+            yield b"event: message\ndata: " + json.dumps(note).encode() + b"\n\n"
+            await asyncio.sleep(0.05)
+
+    async with serve_asgi(streaming_upstream(chatter, "text/event-stream"), lifespan="off") as base:
+        config = proxy_config(f"{base}/mcp").replace("request_timeout: 5s", "request_timeout: 1s")
+        async with run_proxy(config) as proxy, httpx.AsyncClient(timeout=10) as http:
+            started = time.monotonic()
+            response = await http.post(proxy.mcp_url, json=CALL, headers=HEADERS)
+            took = time.monotonic() - started
+    events = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    assert events[0]["method"] == "notifications/message"
+    assert events[-1]["id"] == 5
+    assert events[-1]["error"]["data"] == {
+        "failure_class": "upstream_forward_error",
+        "failure_reason": "timeout",
+    }
+    assert 1.0 <= took < 4.0
 
 
 async def test_upstream_json_rpc_error_with_http_status_is_relayed_unchanged() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from helio_proxy.config.upstream import UpstreamConfig
-from helio_proxy.errors import UpstreamError, UpstreamExited, UpstreamTimeout
+from helio_proxy.errors import UpstreamError, UpstreamExited, UpstreamTimeout, UpstreamTooLarge
 from helio_proxy.jsonrpc import dumps
 from helio_proxy.transports.sse import iter_events
 from helio_proxy.transports.upstream.channel import (
@@ -71,6 +71,17 @@ class FakeServer:
         elif method == "announce":
             self.send({"jsonrpc": "2.0", "id": request_id, "result": {}})
             self.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        elif method == "flood":  # notifications, never the response
+            for n in range(100):
+                self.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/message",
+                        "params": {"data": "x" * 80, "n": n},
+                    }
+                )
+        elif method == "oversized":  # a line the transport could not read
+            self.channel.events.on_oversized(1024)
         elif method == "die":
             self.channel.connection_lost(UpstreamExited("child exited (code 1)", failure_reason="exited"))
         # "hang": never answers
@@ -312,6 +323,29 @@ async def test_silence_past_request_timeout_is_a_timeout() -> None:
     headers = await _session(upstream)
     with pytest.raises(UpstreamTimeout):
         await upstream.post(headers, _call(1, "hang"))
+    await upstream.close()
+
+
+async def test_a_flood_of_notifications_past_max_response_bytes_ends_the_answer_response_too_large() -> None:
+    upstream = _upstream()
+    upstream.max_response_bytes = 2000
+    headers = await _session(upstream)
+    answer = await upstream.post(headers, _call(1, "flood"))
+    with pytest.raises(UpstreamTooLarge) as too_large:
+        await _messages(answer)
+    assert too_large.value.failure_class == "response_too_large"
+    assert too_large.value.data == {"failure_reason": "max_response_bytes", "max_response_bytes": 2000}
+    # The session carries on: later messages are unattributed and kept (bounded), not queued for it.
+    assert (await upstream.post(headers, _call(2, "echo", {"ok": True}))).status == 200
+    await upstream.close()
+
+
+async def test_an_unreadable_line_fails_the_only_request_in_flight_response_too_large() -> None:
+    upstream = _upstream()
+    headers = await _session(upstream)
+    with pytest.raises(UpstreamTooLarge) as too_large:
+        await upstream.post(headers, _call(1, "oversized"))
+    assert too_large.value.data["max_response_bytes"] == 1024
     await upstream.close()
 
 

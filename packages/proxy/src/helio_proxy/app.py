@@ -190,6 +190,11 @@ class HelioApp:
             data_plane_findings=self._data_plane_findings,
         )
 
+    def _problems(self) -> dict[str, str]:
+        """What ``/healthz`` reports as degrading this proxy (an audit store it cannot write)."""
+        failure = self.audit.writer.failure
+        return {"audit_unavailable": failure} if failure is not None else {}
+
     def _data_plane_findings(self) -> Iterator[tuple[str, str, str, str, int]]:
         # Also read once at registration (before the mounts exist), to describe the metrics.
         mounts: list[Mount] = self.__dict__.get("mounts", [])
@@ -252,7 +257,12 @@ class HelioApp:
         inventory = ToolInventory()
         # The primer and unknown-tool refreshes share one lister (one upstream session).
         lister = RecordingLister(
-            UpstreamToolLister(upstream, pin=upstream_config.protocol_version), inventory
+            UpstreamToolLister(
+                upstream,
+                pin=upstream_config.protocol_version,
+                request_timeout=float(upstream_config.request_timeout.seconds),
+            ),
+            inventory,
         )
         dataplane = DataPlane(
             baselines,
@@ -271,6 +281,8 @@ class HelioApp:
             protocol_pin=upstream_config.protocol_version,
             dataplane=dataplane,
             tracing=self.tracing,
+            request_timeout=float(upstream_config.request_timeout.seconds),
+            connect_timeout=float(upstream_config.connect_timeout.seconds),
         )
         gateway.session_owners = self.session_owners
 
@@ -416,6 +428,7 @@ class HelioApp:
                 config.listen,
                 extra,
                 streams=self.metrics.stream_changed,
+                problems=self._problems,
             )
             self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
         if dashboard_sock is not None:

@@ -7,10 +7,11 @@
     ├── StartupError                a listener, store or upstream could not be set up
     └── UpstreamError               the upstream failed a request: failure_class upstream_forward_error
         ├── UpstreamUnavailable     connection refused / reset (failure_reason says which)
-        ├── UpstreamTimeout         silent past upstream.request_timeout (failure_reason: timeout)
+        ├── UpstreamTimeout         no complete answer within upstream.request_timeout of the send (timeout)
         ├── UpstreamExited          a message-based upstream (stdio child) died or is down: upstream_exited
-        └── UpstreamProtocolError   not a JSON-RPC response for the request: upstream_invalid_jsonrpc
-                                    or upstream_id_mismatch
+        ├── UpstreamProtocolError   not a JSON-RPC response for the request: upstream_invalid_jsonrpc
+        │                           or upstream_id_mismatch
+        └── UpstreamTooLarge        the answer passed upstream.max_response_bytes: response_too_large
 
 Governance decisions are values, not exceptions (see ``helio_proxy.gateway``); only the edge
 turns them into JSON-RPC errors.
@@ -90,7 +91,7 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """No answer within ``upstream.request_timeout`` (``failure_reason: timeout``)."""
+    """No complete answer within ``upstream.request_timeout`` of the send (``failure_reason: timeout``)."""
 
 
 class UpstreamExited(UpstreamError):
@@ -112,3 +113,16 @@ class UpstreamProtocolError(UpstreamError):
         super().__init__(message, **data)
         if failure_class is not None:
             self.failure_class = failure_class  # pyright: ignore[reportAttributeAccessIssue]
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's answer to one request passed ``upstream.max_response_bytes`` (not read further)."""
+
+    failure_class: ClassVar[str] = "response_too_large"
+
+    def __init__(self, limit: int, what: str = "answer") -> None:
+        super().__init__(
+            f"upstream {what} is larger than max_response_bytes ({limit} bytes)",
+            failure_reason="max_response_bytes",
+            max_response_bytes=limit,
+        )

@@ -53,8 +53,10 @@ class Auditor:
         config_sha256: str | Callable[[], str | None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         strict_wait: float = STRICT_WAIT_SECONDS,
+        unavailable: Callable[[], str | None] | None = None,
     ) -> None:
         self.writer = writer
+        self._unavailable = unavailable
         self.identity = (session or SessionConfig()).identity
         self.environment = environment
         self._config_sha256 = config_sha256
@@ -62,6 +64,11 @@ class Auditor:
         self.strict_wait = strict_wait
         self.observers: list[Callable[[AnyRecord], None]] = []
         """Called with every record submitted (metrics); one must never fail a call."""
+
+    def refusal(self) -> str | None:
+        """Why calls must be refused now (strict durability with a store that cannot be written),
+        or ``None``."""
+        return self._unavailable() if self._unavailable is not None else None
 
     @property
     def config_sha256(self) -> str | None:
@@ -179,11 +186,13 @@ class CallAudit:
         self._forward_at = self._clock.monotonic()
         return self._observe
 
-    async def settle(self, status: int) -> None:
-        """The reply (HTTP ``status``) is ready: record the call; in strict mode, wait for the commit."""
+    async def settle(self, status: int, *, wait: bool = True) -> None:
+        """The reply (HTTP ``status``) is ready: record the call; in strict mode, wait for the commit
+        (unless ``wait`` is false: a refusal because the store is failing does not wait on it)."""
         self._status = status
         self._record()
-        await self._wait()
+        if wait:
+            await self._wait()
 
     def hold(self, chunks: AsyncIterator[bytes], status: int) -> AsyncIterator[bytes]:
         """Relay an SSE reply, holding back the event that answers the call until its record commits."""

@@ -56,6 +56,7 @@ BLOCK_REASONS: Final = frozenset(
         "header_mismatch",
         "invalid_arguments",
         "kill_switch",
+        "audit_unavailable",
     }
 )
 """Known ``block_reason`` values: the reference's eighteen, plus ``invalid_arguments`` and ``kill_switch``.

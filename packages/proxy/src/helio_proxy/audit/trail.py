@@ -48,6 +48,8 @@ class AuditTrail:
             environment=config.environment,
             config_sha256=config_sha256 or loaded.sha256,
             clock=clock,
+            # strict: no call goes upstream while its record could not be kept (fail closed)
+            unavailable=(lambda: self.writer.failure) if audit.durability == "strict" else None,
         )
         self.sweeper = RetentionSweeper(self.store, audit.retention.seconds, clock=clock)
 

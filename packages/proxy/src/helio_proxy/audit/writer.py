@@ -7,7 +7,9 @@ call waiting on a batch is woken when it commits.
 
 The writer never fails or stalls a call: :meth:`AuditWriter.submit` never blocks, a full queue
 (``max_pending``) drops the record (counted and logged), a failed batch is retried a few times and
-then counted and logged. On a clean stop :meth:`close` writes everything; on a crash the
+then counted and logged. While batches fail, :attr:`AuditWriter.failure` says why (``/healthz``
+reports it; in ``strict`` mode the gateway refuses calls with ``audit_unavailable``); the next batch
+that commits clears it. On a clean stop :meth:`close` writes everything; on a crash the
 ``atexit`` hook writes what is still buffered, giving up after two seconds.
 """
 
@@ -91,6 +93,9 @@ class AuditWriter:
         self._progress = asyncio.Event()
         self._last_drop_log = float("-inf")
         self._last_submitted: Future[int] | None = None
+        self.failure: str | None = None
+        """Why the last batch could not be committed (a full disk, a lost database); ``None`` once
+        one commits again."""
 
     def pending(self) -> int:
         """Records buffered or being written now (the metrics' audit queue depth)."""
@@ -187,6 +192,7 @@ class AuditWriter:
     ) -> None:
         self._inflight -= 1
         error = result.exception()
+        self._note_health(error)
         if error is not None and attempt < len(self.retry_delays) and self._loop is not None:
             log.warning("audit batch of %d records failed (%s); retrying", len(records), error)
             self._inflight += 1  # still ours until the retry settles
@@ -204,6 +210,24 @@ class AuditWriter:
         if self.strict and self._buffer and self._inflight == 0:
             self._dispatch()
         self._progress.set()
+
+    def _note_health(self, error: BaseException | None) -> None:
+        if error is None:
+            if self.failure is not None:
+                log.warning(
+                    "audit store writable again; records are committed (it failed with: %s)", self.failure
+                )
+            self.failure = None
+            return
+        if self.failure is None:
+            log.error(
+                "audit store cannot be written: %s (records are retried; %s)",
+                error,
+                "calls are refused with audit_unavailable until it recovers"
+                if self.strict
+                else "they are lost if it does not recover",
+            )
+        self.failure = f"{type(error).__name__}: {error}"
 
     def _retry(self, records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
         self._inflight -= 1

@@ -27,6 +27,9 @@ RESERVED_UPSTREAM_HEADERS: Final = frozenset(
 UPSTREAM_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ENV_VAR_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+DEFAULT_MAX_RESPONSE_BYTES: Final = 16 << 20
+"""Largest answer the proxy reads from an upstream for one request (16 MiB), all its messages counted."""
+
 Transport = Literal["streamable-http", "sse", "stdio"]
 ProtocolPin = Literal["auto", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
 
@@ -63,7 +66,14 @@ class UpstreamConfig(ConfigModel):
     """How long to wait for a connection (and the legacy SSE ``endpoint`` event)."""
 
     request_timeout: DurationField = Duration("30s")
-    """How long the upstream may stay silent on one request before the client gets ``-32603`` (``failure_reason: timeout``)."""
+    """How long the upstream has to answer one request, counted from the send: silence past it, or an
+    answer (a stream of notifications included) still unfinished when it ends, gives the client
+    ``-32603`` (``failure_reason: timeout``). ``initialize`` also gets ``connect_timeout``."""
+
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
+    """Largest answer read from the upstream for one request, every message of it counted (a JSON
+    body, an SSE stream, a stdio line); past it the request fails with ``-32603``
+    ``failure_class: response_too_large`` and the rest is not read."""
 
     forward_headers: list[str] = Field(default_factory=list[str])
     """Client request headers to pass upstream; names must start with ``x-`` (see ``forward_authorization``)."""

@@ -101,8 +101,15 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         dataplane: DataPlane | None = None,
         tracing: CallTracing | None = None,
+        request_timeout: float | None = None,
+        connect_timeout: float = 0.0,
     ) -> None:
         self.upstream = upstream
+        self.request_timeout = request_timeout
+        """``upstream.request_timeout``: a request's whole answer must arrive within it of the send
+        (``None``: only the transport's own timeouts, relay-only tests)."""
+        self.connect_timeout = connect_timeout
+        """``upstream.connect_timeout``: added for ``initialize``, which may have to start the upstream."""
         self.tracing = tracing
         """Spans for governed calls; ``None`` (traces off) costs one check per call."""
         self.dataplane = dataplane
@@ -263,6 +270,14 @@ class Gateway:
             return await _settled(
                 audit, error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
             )
+        if self.auditor.refusal() is not None:
+            # strict durability and a store that cannot be written: nothing is forwarded unrecorded
+            denied = Deny(reason=AUDIT_UNAVAILABLE, retry_allowed=True)
+            reply = block_reply(call, denied)
+            audit.block(**_audit_fields(denied, told=reply.payload["error"]["data"]))
+            # Its record is submitted (a commit clears the failure), but not waited for.
+            await audit.settle(reply.status, wait=False)
+            return reply
         if self.snapshots is None:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
@@ -517,13 +532,21 @@ class Gateway:
         assert request_id is not None
         headers = inbound.upstream_headers()
         await self._after_stream_opens(headers)
+        deadline: float | None = None
+        if self.request_timeout is not None:
+            allowed = self.request_timeout
+            if inbound.message.method == "initialize":
+                allowed += self.connect_timeout
+            deadline = asyncio.get_running_loop().time() + allowed
         try:
             response = await self.upstream.post(headers, inbound.message.raw)
         except UpstreamError as exc:
             if observe:
                 observe(None, exc)
             return upstream_failure(request_id, exc)
-        return await relay_request(response, request_id, accepts_sse=inbound.accepts_sse, observe=observe)
+        return await relay_request(
+            response, request_id, accepts_sse=inbound.accepts_sse, observe=observe, deadline=deadline
+        )
 
     async def _forward_one_way(self, inbound: Inbound) -> Reply:
         """Notifications and client responses: 202 once the upstream has taken them."""
@@ -592,6 +615,9 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
 
 
 REQUEST_CANCELLED: Final = "request_cancelled"
+
+AUDIT_UNAVAILABLE: Final = "audit_unavailable"
+"""Block reason while ``audit.durability: strict`` and the store cannot be written."""
 
 STREAM_ORDER_WAIT: Final = 2.0
 """Longest a session's message waits for that session's ``GET`` stream to open upstream (seconds)."""

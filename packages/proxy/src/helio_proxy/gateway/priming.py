@@ -96,9 +96,17 @@ class UpstreamToolLister:
     """
 
     def __init__(
-        self, upstream: UpstreamPoster, *, pin: str = "auto", clock: Callable[[], float] = time.monotonic
+        self,
+        upstream: UpstreamPoster,
+        *,
+        pin: str = "auto",
+        clock: Callable[[], float] = time.monotonic,
+        request_timeout: float | None = None,
     ) -> None:
         self.upstream = upstream
+        self.request_timeout = request_timeout
+        """Each of the lister's requests must be answered within this (an upstream that streams
+        forever fails the listing instead of hanging it); ``None``: the transport's timeouts only."""
         self.pin = pin
         self.era: Era | None = None if pin == "auto" else era_of_version(pin)
         """The upstream's era: fixed by a pin, else learned by the probe."""
@@ -174,6 +182,15 @@ class UpstreamToolLister:
         self.protocol_version = MODERN_PROTOCOL if self.era == "modern" else self.legacy_version
 
     async def _request(
+        self, method: str, params: dict[str, Any] | None, *, handshake_allowed: bool = True
+    ) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                return await self._request_once(method, params, handshake_allowed=handshake_allowed)
+        except TimeoutError:
+            raise PrimeError(f"upstream did not answer {method} within request_timeout") from None
+
+    async def _request_once(
         self, method: str, params: dict[str, Any] | None, *, handshake_allowed: bool = True
     ) -> dict[str, Any]:
         request_id = f"helio-primer-{next(self._ids)}"

@@ -7,15 +7,22 @@
 * non-2xx with a JSON-RPC body, or 401/403/404/405: relayed with its status (session expiry,
   auth challenges and "no GET stream" are the client's business).
 * anything else: HTTP 200 with JSON-RPC -32603 and ``data.failure_class``.
+
+An answer is read until a ``deadline`` (the send plus ``upstream.request_timeout``): an upstream
+that streams forever, or trickles a body, ends in ``failure_reason: timeout`` then (if the agent has
+not had its response yet). How many bytes are read is bounded by the transport
+(``upstream.max_response_bytes``, ``failure_class: response_too_large``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
-from helio_proxy.errors import UpstreamError, UpstreamProtocolError
+from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from helio_proxy.gateway.exchange import JsonReply, Reply, StreamReply, UpstreamAnswer, error_reply
 from helio_proxy.jsonrpc import (
     INTERNAL_ERROR,
@@ -74,20 +81,66 @@ def _check_response(payload: Any, request_id: RequestId, status: int, content_ty
     return payload  # pyright: ignore[reportUnknownVariableType]
 
 
+def _late() -> UpstreamTimeout:
+    return UpstreamTimeout(
+        "upstream did not finish its answer within request_timeout", failure_reason="timeout"
+    )
+
+
+async def read_until(response: UpstreamAnswer, deadline: float | None) -> bytes:
+    """The whole body, or :class:`UpstreamTimeout` when it is not complete by ``deadline`` (loop time)."""
+    if deadline is None:
+        return await response.read()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await response.read()
+    except TimeoutError:
+        response.close()
+        raise _late() from None
+
+
+async def chunks_until(response: UpstreamAnswer, deadline: float | None) -> AsyncIterator[bytes]:
+    """The body as it arrives, ending in :class:`UpstreamTimeout` at ``deadline`` (loop time)."""
+    chunks = response.iter_chunks()
+    if deadline is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    async with contextlib.aclosing(chunks):  # pyright: ignore[reportArgumentType]
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _late() from None
+            yield chunk
+
+
 async def relay_request(
     response: UpstreamAnswer,
     request_id: RequestId,
     *,
     accepts_sse: bool,
     observe: ResponseObserver | None = None,
+    deadline: float | None = None,
 ) -> Reply:
-    """Build the agent's reply to a JSON-RPC request from the upstream's answer."""
+    """Build the agent's reply to a JSON-RPC request from the upstream's answer, read until
+    ``deadline`` (event-loop time; ``None``: the transport's own timeouts only)."""
     status = response.status
     if response.content_type == "text/event-stream" and 200 <= status < 300:
         if accepts_sse:
-            return StreamReply(status, _relay_stream(response, request_id, observe), response.headers)
-        return await _collapse_stream(response, request_id, observe)
-    body = await response.read()
+            return StreamReply(
+                status, _relay_stream(response, request_id, observe, deadline), response.headers
+            )
+        return await _collapse_stream(response, request_id, observe, deadline)
+    try:
+        body = await read_until(response, deadline)
+    except UpstreamError as exc:
+        if observe:
+            observe(None, exc)
+        return upstream_failure(request_id, exc)
     if 200 <= status < 300 and status != 202:
         try:
             payload = _check_response(_loads(body), request_id, status, response.content_type)
@@ -130,14 +183,15 @@ def _loads(body: bytes) -> Any:
 
 
 async def _relay_stream(
-    response: UpstreamAnswer, request_id: RequestId, observe: ResponseObserver | None
+    response: UpstreamAnswer, request_id: RequestId, observe: ResponseObserver | None, deadline: float | None
 ) -> AsyncIterator[bytes]:
     answered = False
     resumable = False
     try:
-        async for event in iter_events(response.iter_chunks()):
+        async for event in iter_events(chunks_until(response, deadline)):
             resumable = resumable or event.id is not None
-            if not answered and event.is_message:
+            # Only a message with an "id" can be the response: a flood of notifications is not parsed.
+            if not answered and event.is_message and '"id"' in event.data:
                 payload = event.json()
                 if is_response_for(payload, request_id):
                     answered = True
@@ -169,13 +223,13 @@ async def _relay_stream(
 
 
 async def _collapse_stream(
-    response: UpstreamAnswer, request_id: RequestId, observe: ResponseObserver | None
+    response: UpstreamAnswer, request_id: RequestId, observe: ResponseObserver | None, deadline: float | None
 ) -> JsonReply:
     """For a client that only accepts JSON: wait for the response event and return it alone."""
     event: SseEvent
     try:
-        async for event in iter_events(response.iter_chunks()):
-            if event.is_message:
+        async for event in iter_events(chunks_until(response, deadline)):
+            if event.is_message and '"id"' in event.data:
                 payload = event.json()
                 if is_response_for(payload, request_id):
                     if observe:

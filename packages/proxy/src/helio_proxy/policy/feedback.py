@@ -54,6 +54,7 @@ BLOCK_REASONS: Final = (
     "store_unavailable",
     "approval_unavailable",
     "limits_unavailable",
+    "audit_unavailable",
     "rate_limited",
     "spend_limited",
     "budget_exceeded",
@@ -74,6 +75,10 @@ SUGGESTIONS: Final = {
     ),
     "approval_unavailable": (
         "This call needs human approval, which this proxy cannot collect yet; ask an operator."
+    ),
+    "audit_unavailable": (
+        "Retry later: the proxy cannot record calls right now (its audit store is failing) and "
+        "forwards none it cannot record; an operator has been alerted on /healthz."
     ),
     "limits_unavailable": (
         "This call is governed by a rate or spend limit that this proxy cannot enforce right now; ask an operator."
@@ -163,6 +168,8 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} is blocked: its definition changed since it was baselined ({aspects})."
         case "approval_unavailable":
             return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
+        case "audit_unavailable":
+            return f"Tool {tool!r} was not called: the proxy cannot write its audit trail right now."
         case "limits_unavailable":
             return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
         case "baselines_unavailable":

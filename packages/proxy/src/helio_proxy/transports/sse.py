@@ -84,16 +84,20 @@ class SseParser:
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._buffer = b""
         self._max = max_event_bytes
+        self._scanned = 0
+        """How much of the buffer holds no event end (searched again only from near its end)."""
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         self._buffer += chunk
         events: list[SseEvent] = []
         while True:
-            end = self._block_end(self._buffer)
+            end = self._block_end(self._buffer, max(0, self._scanned - 3))
             if end is None:
                 if len(self._buffer) > self._max:
                     raise ValueError(f"SSE event larger than {self._max} bytes")
+                self._scanned = len(self._buffer)
                 return events
+            self._scanned = 0
             raw, self._buffer = self._buffer[:end], self._buffer[end:]
             lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
             parsed = _parse_block(lines, raw)
@@ -110,11 +114,11 @@ class SseParser:
         return [parsed] if parsed is not None else []
 
     @staticmethod
-    def _block_end(buffer: bytes) -> int | None:
-        """Index just past the first blank line (the end of an event), if there is one."""
+    def _block_end(buffer: bytes, start: int = 0) -> int | None:
+        """Index just past the first blank line (the end of an event) at or after ``start``, if any."""
         best: int | None = None
         for separator in (b"\r\n\r\n", b"\n\n", b"\r\r", b"\r\n\n", b"\n\r\n"):
-            at = buffer.find(separator)
+            at = buffer.find(separator, start)
             if at != -1 and (best is None or at + len(separator) < best):
                 best = at + len(separator)
         return best

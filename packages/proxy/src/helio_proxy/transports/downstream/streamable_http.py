@@ -105,7 +105,11 @@ class McpListenerApp:
         listen: ListenConfig,
         extra: Mapping[str, AsgiApp] | None = None,
         streams: StreamTracker | None = None,
+        problems: Callable[[], dict[str, str]] | None = None,
     ) -> None:
+        self.problems = problems
+        """What is wrong now (``{"audit_unavailable": why}``): ``/healthz`` answers 503 ``degraded``
+        with them while there are any."""
         self.gateways: dict[str | None, Gateway] = (
             {None: gateways} if isinstance(gateways, Gateway) else dict(gateways)
         )
@@ -146,8 +150,12 @@ class McpListenerApp:
         path: str = scope["path"]
         method: str = scope["method"]
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
-            body = json.dumps({"status": "ok", "version": __version__}).encode()
-            await send_bytes(send, 200, body, {}, "application/json")
+            problems = self.problems() if self.problems is not None else {}
+            status = "degraded" if problems else "ok"
+            body = json.dumps(
+                {"status": status, "version": __version__, **({"problems": problems} if problems else {})}
+            ).encode()
+            await send_bytes(send, 503 if problems else 200, body, {}, "application/json")
             return
         if path in self.extra:
             await self.extra[path](scope, receive, send)

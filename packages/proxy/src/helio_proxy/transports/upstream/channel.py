@@ -153,6 +153,7 @@ class MessageUpstream(ABC):
         self.max_sessions = max_sessions
         self.idle_seconds = idle_seconds
         self.backlog = backlog
+        self.max_response_bytes = config.max_response_bytes
         self.clock = clock
         self.sleep = sleep
         self.sessions: dict[str, MessageSession] = {}

@@ -26,7 +26,7 @@ import aiohttp
 
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.dataplane.credentials import CredentialProvider
-from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamUnavailable
+from helio_proxy.errors import UpstreamError, UpstreamTooLarge, UpstreamUnavailable
 from helio_proxy.transports.sse import SseEvent, iter_events
 from helio_proxy.transports.upstream.channel import Channel, ChannelEvents, MessageUpstream
 from helio_proxy.transports.upstream.streamable_http import DEFAULT_POOL_SIZE, request_errors
@@ -88,7 +88,7 @@ class LegacySseChannel(Channel):
                             failure_reason="http_status",
                             upstream_http_status=response.status,
                         )
-                    events = iter_events(_chunks(response))  # pyright: ignore[reportAssignmentType]
+                    events = iter_events(_chunks(response), upstream.config.max_response_bytes)  # pyright: ignore[reportAssignmentType]
                     assert events is not None
                     self.endpoint = await self._endpoint(events)
         except UpstreamError:
@@ -122,8 +122,8 @@ class LegacySseChannel(Channel):
                 f"upstream {self.upstream.shown_url} SSE stream broke: {strip_credentials(str(exc))}",
                 failure_reason="connection_lost",
             )
-        except ValueError as exc:  # an oversized event
-            error = UpstreamProtocolError(str(exc), failure_class="upstream_forward_error")
+        except ValueError:  # an oversized event: what waits on it fails, the connection is renewed
+            error = UpstreamTooLarge(self.upstream.config.max_response_bytes, "message")
         finally:
             await _aclose(events)
         self.connection_lost(error)

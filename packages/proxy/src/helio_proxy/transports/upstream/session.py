@@ -4,6 +4,10 @@ Every server message goes to exactly one place: a response to the request with i
 progress notification to the request whose ``progressToken`` it carries; anything else to the
 only request in flight, or else to the session's ``GET`` stream, or else (no stream open) to the
 oldest request in flight, or else into a bounded backlog that the next ``GET`` stream receives.
+
+Memory stays bounded whatever the server sends: a request's answer (all its messages) may hold at
+most ``max_response_bytes`` before it fails with ``failure_class: response_too_large``; a ``GET``
+stream whose client does not keep up holds at most ``backlog`` messages (newer ones are dropped).
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
-from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamTooLarge
 from helio_proxy.jsonrpc import RequestId, dumps
 from helio_proxy.transports.upstream.supervised import Channel, not_running
 
 log = logging.getLogger("helio_proxy.upstream")
+
+DROP_LOG_SECONDS: Final = 10.0
+"""Dropped server messages are logged at most this often per session (with a running count)."""
 
 
 class SessionOwner(Protocol):
@@ -28,6 +35,7 @@ class SessionOwner(Protocol):
     a protocol here, so ``session`` does not import ``channel`` (which imports it)."""
 
     backlog: int
+    max_response_bytes: int
     clock: Callable[[], float]
 
     @property
@@ -52,12 +60,14 @@ def _key(value: Any) -> _Key | None:
 class Pending:
     """One request in flight: the server messages that belong to it, in order."""
 
-    __slots__ = ("key", "queue", "token")
+    __slots__ = ("key", "queue", "received", "token")
 
     def __init__(self, key: _Key, token: _Key | None) -> None:
         self.key = key
         self.token = token
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.received = 0
+        """Bytes of server messages routed to this request so far."""
 
     async def next(self, within: float) -> tuple[bytes, bool]:
         try:
@@ -89,6 +99,8 @@ class MessageSession:
         self._initialized_sent = False
         self._internal: dict[_Key, asyncio.Future[dict[str, Any]]] = {}
         self._replays = itertools.count(1)
+        self._drops = 0
+        self._drop_logged = float("-inf")
 
     @property
     def label(self) -> str:
@@ -170,9 +182,29 @@ class MessageSession:
             )
             pending = self._tokens.get(token) if token is not None else None
             if pending is not None:
-                pending.queue.put_nowait((raw, False))
+                self._route(pending, raw, False)
                 return
         self._unattributed(raw)
+
+    def _route(self, pending: Pending, raw: bytes, is_response: bool) -> None:
+        """Queue a message for ``pending``, failing it instead once its answer passes the size cap."""
+        pending.received += len(raw)
+        limit = self.upstream.max_response_bytes
+        if pending.received > limit:
+            self.forget(pending)
+            pending.queue.put_nowait(UpstreamTooLarge(limit))
+            return
+        pending.queue.put_nowait((raw, is_response))
+
+    def on_oversized(self, limit: int) -> None:
+        """The server sent one message larger than the transport reads: it belongs to the only
+        request in flight, if there is one (which then fails); otherwise it is only logged."""
+        pending = list(self._requests.values())
+        if len(pending) == 1:
+            self.forget(pending[0])
+            pending[0].queue.put_nowait(UpstreamTooLarge(limit, "message"))
+        else:
+            log.warning("[%s] dropped a message longer than %d bytes", self.label, limit)
 
     def _on_response(self, raw: bytes, message: dict[str, Any]) -> None:
         key = _key(message.get("id"))
@@ -190,20 +222,32 @@ class MessageSession:
             return
         if pending.token is not None and self._tokens.get(pending.token) is pending:
             del self._tokens[pending.token]
-        pending.queue.put_nowait((raw, True))
+        self._route(pending, raw, True)
 
     def _unattributed(self, raw: bytes) -> None:
         pending = list(self._requests.values())
         if len(pending) == 1:
-            pending[0].queue.put_nowait((raw, False))
+            self._route(pending[0], raw, False)
         elif self._stream is not None:
+            if self._stream.qsize() >= self.upstream.backlog:
+                self._dropped("the client's stream is not keeping up: dropped server messages")
+                return
             self._stream.put_nowait(raw)
         elif pending:
-            pending[0].queue.put_nowait((raw, False))
+            self._route(pending[0], raw, False)
         else:
             if len(self._backlog) == self._backlog.maxlen:
-                log.warning("[%s] no client stream open: dropped the oldest kept server message", self.label)
+                self._dropped("no client stream open: dropped the oldest kept server messages")
             self._backlog.append(raw)
+
+    def _dropped(self, what: str) -> None:
+        """Count a dropped server message; log at most every :data:`DROP_LOG_SECONDS` (a flooding
+        server must not flood the log too)."""
+        self._drops += 1
+        now = self.upstream.clock()
+        if now - self._drop_logged >= DROP_LOG_SECONDS:
+            log.warning("[%s] %s (%d so far in this session)", self.label, what, self._drops)
+            self._drop_logged = now
 
     def on_lost(self, error: UpstreamError) -> None:
         self._fail_all(error)

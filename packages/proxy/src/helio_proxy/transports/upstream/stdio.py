@@ -105,9 +105,12 @@ class StdioChannel(Channel):
         command: str,
         args: list[str],
         environment: Callable[[], dict[str, str]],
+        max_line_bytes: int = MAX_LINE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(events, **kwargs)
+        self.max_line_bytes = max_line_bytes
+        """A longer line from the child is not read (``upstream.max_response_bytes``)."""
         self.command = command
         self.args = args
         self.environment = environment
@@ -123,7 +126,7 @@ class StdioChannel(Channel):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.environment(),
-                limit=MAX_LINE_BYTES,
+                limit=self.max_line_bytes,
                 start_new_session=True,  # its own process group: signals reach its children too
             )
         except (OSError, ValueError) as exc:
@@ -142,7 +145,7 @@ class StdioChannel(Channel):
         assert process.stdout is not None
         async for line in read_lines(process.stdout):
             if line is OVERSIZED:
-                log.warning("[%s] dropped a line longer than %d bytes", self.label, MAX_LINE_BYTES)
+                self.events.on_oversized(self.max_line_bytes)
                 continue
             assert isinstance(line, bytes)
             self.deliver(line)
@@ -245,6 +248,7 @@ class StdioUpstream(MessageUpstream):
             command=self.command,
             args=self.args,
             environment=self._environment,
+            max_line_bytes=self.max_response_bytes,
             label=self.label,
             policy=self.policy,
             ready_timeout=self.connect_timeout,

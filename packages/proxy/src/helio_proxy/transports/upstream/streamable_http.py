@@ -13,9 +13,9 @@ from typing import Final
 
 import aiohttp
 
-from helio_proxy.config.upstream import UpstreamConfig
+from helio_proxy.config.upstream import DEFAULT_MAX_RESPONSE_BYTES, UpstreamConfig
 from helio_proxy.dataplane.credentials import CredentialProvider
-from helio_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from helio_proxy.errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge, UpstreamUnavailable
 from helio_proxy.gateway.exchange import RELAYED_REQUEST_HEADERS, RELAYED_RESPONSE_HEADERS
 from helio_proxy.url_display import display_url, strip_credentials
 
@@ -69,7 +69,12 @@ def request_errors(url: str, *, timeout: str, failed: str) -> Generator[None]:
 
 @dataclass(slots=True)
 class UpstreamResponse:
-    """An upstream HTTP answer whose body has not necessarily been read yet."""
+    """An upstream HTTP answer whose body has not necessarily been read yet.
+
+    Reading stops, and the connection is closed, once the body passes ``max_bytes``
+    (:class:`~helio_proxy.errors.UpstreamTooLarge`): an upstream answering gigabytes costs the
+    proxy at most that much memory.
+    """
 
     status: int
     content_type: str
@@ -77,26 +82,47 @@ class UpstreamResponse:
     headers: dict[str, str]
     """The response headers the proxy relays to the client."""
     _response: aiohttp.ClientResponse
+    max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     async def read(self) -> bytes:
-        try:
-            with _ReadErrors(
-                "upstream did not finish its answer in time", "upstream connection failed while reading"
-            ):
-                return await self._response.read()
-        finally:
-            self._response.release()
+        length = self._response.content_length
+        if length is not None and length <= self.max_bytes:
+            # The common case, read at once: the declared length bounds what aiohttp reads.
+            try:
+                with _ReadErrors(
+                    "upstream did not finish its answer in time", "upstream connection failed while reading"
+                ):
+                    return await self._response.read()
+            finally:
+                self._response.release()
+        body = bytearray()
+        async for chunk in self.iter_chunks():
+            body += chunk
+        return bytes(body)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; closes the connection when the consumer stops early."""
+        """The body as it arrives; closes the connection when the consumer stops early (a body read
+        to its end gives the connection back to the pool)."""
+        complete = False
         try:
+            length = self._response.content_length
+            if length is not None and length > self.max_bytes:
+                raise UpstreamTooLarge(self.max_bytes)
+            seen = 0
             with _ReadErrors(
                 "upstream stream went quiet for longer than request_timeout", "upstream stream broke"
             ):
                 async for chunk in self._response.content.iter_any():
+                    seen += len(chunk)
+                    if seen > self.max_bytes:
+                        raise UpstreamTooLarge(self.max_bytes)
                     yield chunk
+            complete = True
         finally:
-            self._response.close()
+            if complete:
+                self._response.release()
+            else:
+                self._response.close()
 
     def close(self) -> None:
         self._response.close()
@@ -122,6 +148,7 @@ class StreamableHttpUpstream:
         self._pin = config.protocol_version
         self._connect_timeout = float(config.connect_timeout.seconds)
         self._request_timeout = float(config.request_timeout.seconds)
+        self._max_bytes = config.max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -166,7 +193,7 @@ class StreamableHttpUpstream:
             if name.lower() in RELAYED_RESPONSE_HEADERS
         }
         content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        return UpstreamResponse(response.status, content_type, relayed, response)
+        return UpstreamResponse(response.status, content_type, relayed, response, self._max_bytes)
 
     async def post(self, client_headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
         """POST one JSON-RPC message."""

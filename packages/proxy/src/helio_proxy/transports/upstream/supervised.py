@@ -54,6 +54,10 @@ class ChannelEvents(Protocol):
         """One message from the server (its bytes, one JSON value)."""
         ...
 
+    def on_oversized(self, limit: int) -> None:
+        """The server sent a message longer than ``limit`` bytes (not read)."""
+        ...
+
     def on_lost(self, error: UpstreamError) -> None:
         """The connection is gone: fail whatever waits on it with ``error``."""
         ...
