@@ -407,8 +407,18 @@ class Gateway:
         """The call's gate check over its session state (``None`` without an evidence store)."""
         if self.evidence is None:
             return None
-        state = await self.evidence.store.snapshot(identity.session_id) if identity.session_id else None
-        return SnapshotGates(state, to_ms(self.clock()), self.evidence.index.get().producers)
+        producers = self.evidence.index.get().producers
+        if not identity.session_id:
+            return SnapshotGates(None, to_ms(self.clock()), producers)
+        try:
+            state = await self.evidence.store.snapshot(identity.session_id)
+        except Exception as exc:  # store-backed session state, database unreachable: fail closed
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning(
+                "session %r: state could not be read (%s); blocking the call", identity.session_id, cause
+            )
+            return SnapshotGates(None, to_ms(self.clock()), producers, unavailable=True)
+        return SnapshotGates(state, to_ms(self.clock()), producers)
 
     def _record(self, outcome: CallOutcome) -> None:
         self.shadow.record(outcome)

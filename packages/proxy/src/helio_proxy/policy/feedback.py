@@ -14,7 +14,8 @@ reason                                      extra fields
 ``approval_unavailable``,                   none
 ``limits_unavailable``
 ``baselines_unavailable``,                  none; ``retry_allowed: true`` (temporary: the upstream's
-``store_unavailable``                       tools not listed yet / the shared store unreachable)
+``store_unavailable``                       tools not listed yet / the shared store unreachable, for
+                                            limits or for a store-backed session's gate check)
 ``evidence_mismatch``                       ``mismatched_evidence`` (+ the evidence lists above)
 ``rate_limited``                            ``current_calls``, ``max_calls``, ``window_seconds``, ``reset_at``
 ``spend_limited``                           ``current_spend``, ``max_spend``, ``attempted_amount``, ``currency``,
