@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import httpx2
 import pytest
+from sqlalchemy import event
 from click.testing import CliRunner
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -28,6 +29,7 @@ from helio import HelioContext, call_id_of
 from helio_proxy.app import HelioApp
 from helio_proxy.cli import cli
 from helio_proxy.evidence import InMemorySessionStore, SqlSessionStore
+from helio_proxy.store.sql import WRITER_MARK
 from helio_proxy.store.testing import postgres_schema
 from tests.harness import audit_records, proxy_config, run_proxy, serve_asgi
 
@@ -221,3 +223,34 @@ async def test_a_session_store_that_cannot_be_read_blocks_with_store_unavailable
     assert read.value.data["reason"] == "store_unavailable"
     reasons = [r["block_reason"] for r in audit_records(tmp_path / "audit.db", tool="process_refund")]
     assert reasons == [None, "store_unavailable", None]
+
+
+@pytest.mark.parametrize("setup", ["sqlite-store", "postgres-auto"])
+async def test_a_governed_call_reads_its_session_state_once_by_primary_key(setup: Setup, tmp_path: Path) -> None:
+    """Issue 18: one indexed read per governed call at most (the gate check's snapshot); the
+    completion's write is one job on the writer's connection."""
+    upstream = build_server().streamable_http_app(json_response=True, stateless_http=True)
+    async with serve_asgi(upstream) as base:
+        with config_text(setup, f"{base}/mcp", tmp_path) as text:
+            async with agent(text, "run-count") as (app, ctx, mcp):
+                lookup = await mcp.call_tool("orders.lookup", {"order_id": "A-1001"})
+                await ctx.amark_result("orders.lookup", "order_data", lookup)
+                assert isinstance(app.sessions, SqlSessionStore)
+                seen: list[tuple[bool, str]] = []
+
+                def count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                    if "session_state" in statement:
+                        seen.append((bool(conn.info.get(WRITER_MARK)), " ".join(statement.split())))
+
+                engine = app.sessions.store.engine  # pyright: ignore[reportAttributeAccessIssue]
+                event.listen(engine, "before_cursor_execute", count)
+                try:
+                    assert await refund(mcp, "A-1001") == "forwarded"
+                finally:
+                    event.remove(engine, "before_cursor_execute", count)
+    reads = [sql for writer, sql in seen if not writer]
+    assert reads == [
+        "SELECT session_state.state FROM session_state WHERE session_state.session_id = "
+        + ("%(session_id_1)s::VARCHAR" if setup == "postgres-auto" else "?")
+    ]
+    assert all(writer for writer, _ in seen if _ not in reads)
