@@ -226,7 +226,9 @@ async def test_a_session_store_that_cannot_be_read_blocks_with_store_unavailable
 
 
 @pytest.mark.parametrize("setup", ["sqlite-store", "postgres-auto"])
-async def test_a_governed_call_reads_its_session_state_once_by_primary_key(setup: Setup, tmp_path: Path) -> None:
+async def test_a_governed_call_reads_its_session_state_once_by_primary_key(
+    setup: Setup, tmp_path: Path
+) -> None:
     """Issue 18: one indexed read per governed call at most (the gate check's snapshot); the
     completion's write is one job on the writer's connection."""
     upstream = build_server().streamable_http_app(json_response=True, stateless_http=True)
