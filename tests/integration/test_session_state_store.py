@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 import httpx2
 import pytest
-from sqlalchemy import event
 from click.testing import CliRunner
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from sqlalchemy import event
 
 from examples.refund.server import build_server
 from helio import HelioContext, call_id_of
@@ -251,8 +251,8 @@ async def test_a_governed_call_reads_its_session_state_once_by_primary_key(
                 finally:
                     event.remove(engine, "before_cursor_execute", count)
     reads = [sql for writer, sql in seen if not writer]
+    placeholder = "%(session_id_1)s::VARCHAR" if setup == "postgres-auto" else "?"
     assert reads == [
-        "SELECT session_state.state FROM session_state WHERE session_state.session_id = "
-        + ("%(session_id_1)s::VARCHAR" if setup == "postgres-auto" else "?")
+        f"SELECT session_state.state FROM session_state WHERE session_state.session_id = {placeholder}"  # noqa: S608 - expected text
     ]
     assert all(writer for writer, _ in seen if _ not in reads)
