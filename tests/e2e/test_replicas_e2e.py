@@ -280,7 +280,8 @@ async def test_postgresql_restarted_mid_load_fails_closed_and_service_resumes_wi
             up_at = time.monotonic()
             # Service resumes by itself.
             await until(lambda: any(start > up_at and o == "ok" for s in seen for start, _, o, _ in s))
-            await asyncio.sleep(2)
+            resumed_at = min(start for s in seen for start, _, o, _ in s if start > up_at and o == "ok")
+            await asyncio.sleep(3)
             stop.set()
             await asyncio.wait_for(asyncio.gather(*agents), 60)
             assert proxy.poll() is None  # the same process throughout
@@ -289,9 +290,15 @@ async def test_postgresql_restarted_mid_load_fails_closed_and_service_resumes_wi
     assert "store_unavailable" in during
     assert during <= {"ok", "store_unavailable"}, during
     assert max(end - start for start, end, _, _ in outcomes) < REQUEST_TIMEOUT
-    resumed = [o for start, _, o, _ in outcomes if start > up_at + 5]
-    assert resumed
+    resumed = [o for start, _, o, _ in outcomes if start > resumed_at]
+    assert len(resumed) >= 10
     assert set(resumed) == {"ok"}
+    blocked = sum(1 for _, _, o, _ in outcomes if o == "store_unavailable")
+    print(
+        f"\nPostgreSQL restart: {blocked} calls blocked store_unavailable, longest call "
+        f"{max(end - start for start, end, _, _ in outcomes):.2f}s, service back "
+        f"{resumed_at - up_at:.2f}s after the server started"
+    )
 
 
 # -- a replica cut off from the database ------------------------------------------------------
