@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -136,18 +137,22 @@ def postgres_comes_back() -> Generator[None]:
 
 @contextlib.contextmanager
 def running(args: list[str]) -> Generator[subprocess.Popen[str]]:
-    """A process with its output captured; stopped (SIGTERM, then SIGKILL) and its pipe drained after."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """A process (in a process group of its own) with its output captured; the group is stopped
+    (SIGTERM, then SIGKILL) and the pipe drained afterwards."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=5)
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
 
 
 async def until(condition: Callable[[], bool], within: float = 60) -> None:
