@@ -404,6 +404,9 @@ async def test_a_replica_cut_off_from_the_database_fails_closed_while_the_other_
     assert max(t for t, _ in answers_b) < REQUEST_TIMEOUT
     assert answers_a == ["ok", "ok", "ok"]
     assert resumed == "ok"
+    print(
+        f"\nCut-off replica: answers in {', '.join(f'{t:.2f}s' for t, _ in answers_b)}; the other: {answers_a}"
+    )
 
 
 def wait_for_port_on(host: str, port: int, process: subprocess.Popen[str], timeout: float = 30) -> None:
