@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 3
-RECORDS = 400
+RECORDS = 200
 
 
 def test_three_concurrent_writers_keep_one_chain_that_verifies_and_exports_in_order(tmp_path: Path) -> None:

@@ -81,6 +81,9 @@ class AuditWriter:
         self.max_pending = max_pending
         self.retry_delays = tuple(retry_delays)
         self.stats = WriterStats()
+        self.available = True
+        """Whether the last batch attempt committed (``False`` from a failed attempt until one
+        commits): in strict mode the gateway refuses calls meanwhile (``audit_unavailable``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer: list[AnyRecord] = []
         self._waiters: list[asyncio.Future[bool]] = []
@@ -187,6 +190,7 @@ class AuditWriter:
     ) -> None:
         self._inflight -= 1
         error = result.exception()
+        self.available = error is None
         if error is not None and attempt < len(self.retry_delays) and self._loop is not None:
             log.warning("audit batch of %d records failed (%s); retrying", len(records), error)
             self._inflight += 1  # still ours until the retry settles

@@ -306,6 +306,13 @@ class Gateway:
             reply = block_reply(call, settled)
             audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]), **settlement.audit)
             return await _settled(audit, reply)
+        if self.auditor.refuses_calls:
+            # Strict durability and the audit store is down: this call's record could not be kept.
+            refused = audit_unavailable(decision)
+            await settlement.undelivered()
+            reply = block_reply(call, refused)
+            audit.block(**_audit_fields(refused, told=reply.payload["error"]["data"]), **settlement.audit)
+            return await _settled(audit, reply)
         audit.decide(**merge_audit(_audit_fields(decision), settlement.audit))
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
@@ -606,6 +613,19 @@ def _both(first: ResponseObserver, second: ResponseObserver) -> ResponseObserver
         second(payload, error)
 
     return observe
+
+
+def audit_unavailable(decision: Decision) -> Deny:
+    """The block of a call that ``strict`` audit durability cannot record right now."""
+    return Deny(
+        reason="audit_unavailable",
+        rule=decision.rule,
+        rule_index=decision.rule_index,
+        blocked_action=decision.action,
+        retry_allowed=True,
+        flagged_destructive=decision.flagged_destructive,
+        drifted_aspects=decision.drifted_aspects,
+    )
 
 
 def _audit_fields(decision: Decision, *, told: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -14,8 +14,9 @@ reason                                      extra fields
 ``approval_unavailable``,                   none
 ``limits_unavailable``
 ``baselines_unavailable``,                  none; ``retry_allowed: true`` (temporary: the upstream's
-``store_unavailable``                       tools not listed yet / the shared store unreachable, for
-                                            limits or for a store-backed session's gate check)
+``store_unavailable``,                      tools not listed yet / the shared store unreachable, for
+``audit_unavailable``                       limits or for a store-backed session's gate check / the
+                                            audit store unreachable under strict durability)
 ``evidence_mismatch``                       ``mismatched_evidence`` (+ the evidence lists above)
 ``rate_limited``                            ``current_calls``, ``max_calls``, ``window_seconds``, ``reset_at``
 ``spend_limited``                           ``current_spend``, ``max_spend``, ``attempted_amount``, ``currency``,
@@ -53,6 +54,7 @@ BLOCK_REASONS: Final = (
     "dependency_missing",
     "baselines_unavailable",
     "store_unavailable",
+    "audit_unavailable",
     "approval_unavailable",
     "limits_unavailable",
     "rate_limited",
@@ -86,6 +88,10 @@ SUGGESTIONS: Final = {
     "store_unavailable": (
         "Retry in a few seconds: the proxy's shared store is unreachable, so the limits of this call "
         "cannot be checked right now."
+    ),
+    "audit_unavailable": (
+        "Retry in a few seconds: the proxy records every call before answering (strict audit), and "
+        "its audit store is unreachable right now, so the call was not forwarded."
     ),
     "rate_limited": "Wait until reset_at, then retry the call.",
     "spend_limited": "Wait until reset_at for room in the spend window, or retry with a smaller amount.",
@@ -174,6 +180,11 @@ def _message(decision: Deny, tool: str) -> str:
         case "store_unavailable":
             return (
                 f"Tool {tool!r} is blocked for now: the store that holds its limits ({rule}) is unreachable."
+            )
+        case "audit_unavailable":
+            return (
+                f"Tool {tool!r} was not forwarded: its call could not be recorded right now (strict audit, "
+                "audit store unreachable)."
             )
         case "rate_limited" | "spend_limited" | "budget_exceeded" | "session_unresolved":
             return _limit_message(decision, tool, rule)
