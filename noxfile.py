@@ -145,7 +145,24 @@ def e2e(session: nox.Session) -> None:
     ensure_console(session)  # helio start and helio demo serve it
     ensure_nginx(session)  # tests/e2e/test_replicas_nginx.py puts it in front of three replicas
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
-    session.run("pytest", *(session.posargs or ["tests/e2e"]), env=env, success_codes=[0, PYTEST_NO_TESTS])
+    args = session.posargs or ["tests/e2e", "-m", "not replicas"]
+    session.run("pytest", *args, env=env, success_codes=[0, PYTEST_NO_TESTS])
+
+
+@nox.session(python=False)
+def replicas(session: nox.Session) -> None:
+    """Replica failure behaviour (not in the default sessions; about 2 minutes; needs root): a
+    replica SIGKILLed mid-load, PostgreSQL restarted mid-load (the shared local server: other
+    suites running meanwhile see it go down for a few seconds), a replica cut off from the database
+    in a network namespace of its own. PostgreSQL is started again afterwards whatever happens."""
+    ensure_postgres(session)
+    env = {"HELIO_E2E": "1", "HELIO_REPLICAS": "1"}
+    try:
+        session.run(
+            "pytest", *(session.posargs or ["tests/e2e/test_replicas_e2e.py", "-m", "replicas"]), env=env
+        )
+    finally:
+        ensure_postgres(session)
 
 
 def ensure_nginx(session: nox.Session) -> None:

@@ -4,6 +4,7 @@ forms (JSON and SSE) and both durability modes; the official MCP SDK is the upst
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -274,3 +275,47 @@ async def test_records_carry_the_hash_of_the_config_in_force_before_and_after_a_
         store.close_sync()
     assert booted != reloaded
     assert hashes == [booted, reloaded]
+
+
+async def test_in_strict_mode_calls_are_refused_with_audit_unavailable_while_records_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    """Strict durability: once a batch fails (audit_records is gone), calls are not forwarded
+    (``audit_unavailable``, retry allowed); when the table is back, a blocked call's own record
+    commits and the next call is forwarded again."""
+    db = tmp_path / "audit.db"
+    config = _config("{upstream}", db, "  durability: strict\n")
+    weather = {"name": "get_weather", "arguments": {"city": "Rome"}}
+    async with echo_upstream(json_response=True) as upstream:
+        async with (
+            run_proxy(config.replace("{upstream}", upstream)) as app,
+            httpx.AsyncClient(timeout=10) as client,
+        ):
+            app.audit.writer.retry_delays = (0.05,)  # one quick retry instead of 0.2 s + 1 s + 3 s
+            assert "result" in await _call(client, app.mcp_url, 1, weather)
+            database = sqlite3.connect(db, isolation_level=None)
+            try:
+                database.execute("ALTER TABLE audit_records RENAME TO audit_records_away")
+                lost = await _call(client, app.mcp_url, 2, weather)  # forwarded; its record fails
+                refused = await _call(client, app.mcp_url, 3, weather)
+                database.execute("ALTER TABLE audit_records_away RENAME TO audit_records")
+            finally:
+                database.close()
+            again = await _call(client, app.mcp_url, 4, weather)  # its block record commits
+            back = await _call(client, app.mcp_url, 5, weather)
+    assert "result" in lost
+    for message in (refused, again):
+        data = message["error"]["data"]
+        assert (data["reason"], data["retry_allowed"]) == ("audit_unavailable", True)
+    assert "result" in back
+    reader = _open(f"sqlite:///{db}")
+    try:
+        kept = [(r["metadata"]["request_id"], r["block_reason"]) for r in _records(reader)]
+    finally:
+        reader.close_sync()
+    # Call 2's record is lost (the store failed under it); the refusals are recorded once a batch
+    # commits again: call 4's always, call 3's too when its retry lands after the table is back.
+    assert kept[0] == (1, None)
+    assert kept[-1] == (5, None)
+    assert (4, "audit_unavailable") in kept
+    assert set(kept[1:-1]) <= {(3, "audit_unavailable"), (4, "audit_unavailable")}

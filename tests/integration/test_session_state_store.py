@@ -10,6 +10,7 @@ forgets the session on restart.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -21,14 +22,16 @@ from click.testing import CliRunner
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from sqlalchemy import event
 
 from examples.refund.server import build_server
 from helio import HelioContext, call_id_of
 from helio_proxy.app import HelioApp
 from helio_proxy.cli import cli
 from helio_proxy.evidence import InMemorySessionStore, SqlSessionStore
+from helio_proxy.store.sql import WRITER_MARK
 from helio_proxy.store.testing import postgres_schema
-from tests.harness import proxy_config, run_proxy, serve_asgi
+from tests.harness import audit_records, proxy_config, run_proxy, serve_asgi
 
 GATED = """
 sdk: {enabled: true, port: 0}
@@ -187,3 +190,69 @@ async def test_policy_test_with_a_session_gives_the_proxys_decision_for_sdk_mark
             assert "from " in said[0][1]
             assert "1 live evidence (1 verified)" in said[0][1]
             assert "1 earlier calls" in said[0][1]
+
+
+async def test_a_session_store_that_cannot_be_read_blocks_with_store_unavailable_until_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """The gate check's read fails (the session_state table is gone): the call fails closed with
+    ``store_unavailable`` and ``retry_allowed: true``, is audited so, and passes once the table is back."""
+    upstream = build_server().streamable_http_app(json_response=True, stateless_http=True)
+    async with serve_asgi(upstream) as base:
+        with config_text("sqlite-store", f"{base}/mcp", tmp_path) as text:
+            async with agent(text, "run-down") as (_app, ctx, mcp):
+                lookup = await mcp.call_tool("orders.lookup", {"order_id": "A-1001"})
+                await ctx.amark_result("orders.lookup", "order_data", lookup)
+                assert await refund(mcp, "A-1001") == "forwarded"
+                database = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+                try:
+                    database.execute("ALTER TABLE session_state RENAME TO session_state_away")
+                    with pytest.raises(MCPError) as blocked:
+                        await mcp.call_tool("process_refund", {"order_id": "A-1001", "amount": "1.00"})
+                    with pytest.raises(MCPError) as read:
+                        await mcp.call_tool("orders.lookup", {"order_id": "A-1001"})
+                    database.execute("ALTER TABLE session_state_away RENAME TO session_state")
+                finally:
+                    database.close()
+                assert await refund(mcp, "A-1001") == "forwarded"
+    error = blocked.value
+    assert error.code == -32001
+    assert (error.data["reason"], error.data["retry_allowed"]) == ("store_unavailable", True)
+    assert "missing_evidence" not in error.data
+    # An ungated tool of the session is blocked too: its SDK-declared prerequisites are unknown.
+    assert read.value.data["reason"] == "store_unavailable"
+    reasons = [r["block_reason"] for r in audit_records(tmp_path / "audit.db", tool="process_refund")]
+    assert reasons == [None, "store_unavailable", None]
+
+
+@pytest.mark.parametrize("setup", ["sqlite-store", "postgres-auto"])
+async def test_a_governed_call_reads_its_session_state_once_by_primary_key(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Issue 18: one indexed read per governed call at most (the gate check's snapshot); the
+    completion's write is one job on the writer's connection."""
+    upstream = build_server().streamable_http_app(json_response=True, stateless_http=True)
+    async with serve_asgi(upstream) as base:
+        with config_text(setup, f"{base}/mcp", tmp_path) as text:
+            async with agent(text, "run-count") as (app, ctx, mcp):
+                lookup = await mcp.call_tool("orders.lookup", {"order_id": "A-1001"})
+                await ctx.amark_result("orders.lookup", "order_data", lookup)
+                assert isinstance(app.sessions, SqlSessionStore)
+                seen: list[tuple[bool, str]] = []
+
+                def count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                    if "session_state" in statement:
+                        seen.append((bool(conn.info.get(WRITER_MARK)), " ".join(statement.split())))
+
+                engine = app.sessions.store.engine  # pyright: ignore[reportAttributeAccessIssue]
+                event.listen(engine, "before_cursor_execute", count)
+                try:
+                    assert await refund(mcp, "A-1001") == "forwarded"
+                finally:
+                    event.remove(engine, "before_cursor_execute", count)
+    reads = [sql for writer, sql in seen if not writer]
+    placeholder = "%(session_id_1)s::VARCHAR" if setup == "postgres-auto" else "?"
+    assert reads == [
+        f"SELECT session_state.state FROM session_state WHERE session_state.session_id = {placeholder}"  # noqa: S608 - expected text
+    ]
+    assert all(writer for writer, _ in seen if _ not in reads)

@@ -113,3 +113,16 @@ async def test_a_store_backed_session_store_that_fails_does_not_fail_the_call_it
         assert await service.completed("orders.lookup", lookup, ALICE, "c1", OK)
         sql.close_sync()  # the database is gone: the write fails, the call is not remembered
         assert not await service.completed("orders.lookup", lookup, ALICE, "c2", OK)
+
+
+async def test_a_store_backed_session_store_that_cannot_be_read_fails_the_gate_check_closed(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    config = parse_config_text(CONFIG)
+    with temporary_store("sqlite", tmp_path) as sql:
+        service = EvidenceService(SqlSessionStore(sql, clock=clock), lambda: config, clock=clock)
+        lookup, _refund = rules(config)
+        sql.close_sync()
+        result = await service.check("orders.lookup", lookup, ALICE)
+    assert (result.passed, result.reason, result.retry_allowed) == (False, "store_unavailable", True)
+    assert result.feedback_fields()["reason"] == "store_unavailable"

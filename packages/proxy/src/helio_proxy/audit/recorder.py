@@ -102,6 +102,14 @@ class Auditor:
             return None
         return self.writer.submit(record)
 
+    @property
+    def refuses_calls(self) -> bool:
+        """``strict`` durability and the last audit batch failed (the store cannot be written): a
+        call that would be forwarded now could not be recorded, so it is blocked
+        (``audit_unavailable``). Cleared by the next batch that commits (the blocked calls' own
+        records are such batches)."""
+        return self.refusal() is not None
+
 
 class CallAudit:
     """The facts about one call, gathered until its record is written."""

@@ -13,7 +13,9 @@ once, so an agent can repair them all before retrying:
   that have not run (successfully, when ``requires_success``; declared ones always need success).
 
 The reason is ``evidence_missing`` if anything is missing, else ``evidence_mismatch``, else
-``evidence_expired``, else ``dependency_missing``. A result with ``isError: true`` is not a
+``evidence_expired``, else ``dependency_missing``. When the session's state could not be read
+(store-backed session state, database unreachable) nothing can be checked: the result is
+:data:`STORE_UNAVAILABLE` (``store_unavailable``, retry allowed), never a pass. A result with ``isError: true`` is not a
 success, so it never unlocks a ``requires_success`` prerequisite nor verifies evidence.
 
 A passed check of a rule gate lists what satisfied it (``satisfied``), for the audit record.
@@ -29,7 +31,12 @@ from helio_proxy.config.policies import EvidenceItem, Rule
 from helio_proxy.evidence.model import EvidenceEntry, SessionSnapshot
 
 GateReason = Literal[
-    "evidence_missing", "evidence_mismatch", "evidence_expired", "dependency_missing", "policy_denied"
+    "evidence_missing",
+    "evidence_mismatch",
+    "evidence_expired",
+    "dependency_missing",
+    "policy_denied",
+    "store_unavailable",
 ]
 
 
@@ -103,6 +110,8 @@ class GateResult:
     missing_dependencies: tuple[str, ...] = ()
     session_unresolved: bool = False
     """The rule is a gate and the call has no session id, so nothing can satisfy it."""
+    store_unavailable: bool = False
+    """The session's state could not be read (the store is unreachable): fail closed, retry later."""
     suggestion: str = ""
     steps: tuple[str, ...] = ()
     """The suggestion as ordered steps (run the source tool, mark its result, retry)."""
@@ -118,12 +127,15 @@ class GateResult:
             or self.mismatched_evidence
             or self.missing_dependencies
             or self.session_unresolved
+            or self.store_unavailable
         )
 
     @property
     def reason(self) -> GateReason | None:
         if self.session_unresolved:
             return "policy_denied"
+        if self.store_unavailable:
+            return "store_unavailable"
         if self.missing_evidence:
             return "evidence_missing"
         if self.mismatched_evidence:
@@ -144,6 +156,11 @@ class GateResult:
         if self.session_unresolved:
             return (
                 f"Tool {tool_name!r} is blocked: it needs a session id to check evidence and prerequisites."
+            )
+        if self.store_unavailable:
+            return (
+                f"Tool {tool_name!r} is blocked for now: the store that holds the session's evidence "
+                "and call history is unreachable."
             )
         parts: list[str] = []
         if self.missing_evidence:
@@ -168,6 +185,8 @@ class GateResult:
         }
         if self.session_unresolved:
             data["policy_reason"] = "session_unresolved"
+            return data
+        if self.store_unavailable:
             return data
         data["missing_evidence"] = list(self.missing_evidence)
         data["expired_evidence"] = list(self.expired_evidence)
@@ -199,6 +218,15 @@ def _mismatch_text(mismatch: Mapping[str, Any]) -> str:
 
 
 PASSED: Final = GateResult()
+
+STORE_UNAVAILABLE: Final = GateResult(
+    store_unavailable=True,
+    suggestion=(
+        "Retry in a few seconds: the proxy's shared store is unreachable, so this session's "
+        "evidence and prerequisites cannot be checked right now."
+    ),
+)
+"""The gate check of a session whose state could not be read."""
 
 CALL_ID_META_KEY: Final = "io.gethelio/call-id"
 """The ``_meta`` key of an allowed ``tools/call`` result that holds the proxy's id for the call."""

@@ -22,7 +22,7 @@ from helio_proxy.config.durations import seconds
 from helio_proxy.config.policies import Rule
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.evidence.allowlist import CurrentEvidenceIndex
-from helio_proxy.evidence.gates import GateRequirements, GateResult, check_gates
+from helio_proxy.evidence.gates import STORE_UNAVAILABLE, GateRequirements, GateResult, check_gates
 from helio_proxy.evidence.model import Clock, to_ms
 from helio_proxy.evidence.outcome import call_succeeded, result_digest
 from helio_proxy.evidence.store import SessionStore, StoreCapacityError
@@ -53,7 +53,11 @@ class EvidenceService:
         requirements = GateRequirements.for_call(tool_name, rule, self.index.get().producers, arguments)
         if identity.session_id is None:
             return check_gates(requirements, None, to_ms(self._clock()))
-        state = await self.store.snapshot(identity.session_id)
+        try:
+            state = await self.store.snapshot(identity.session_id)
+        except (StoreError, SQLAlchemyError) as exc:  # store-backed session state, database down
+            log.warning("session %r: state could not be read: %s", identity.session_id, exc)
+            return STORE_UNAVAILABLE
         return check_gates(requirements, state, to_ms(self._clock()))
 
     async def completed(

@@ -373,6 +373,13 @@ class Gateway:
             reply = block_reply(call, settled)
             audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]), **settlement.audit)
             return await _settled(audit, reply)
+        if self.auditor.refuses_calls:
+            # Strict durability and the audit store is down: this call's record could not be kept.
+            refused = audit_unavailable(decision)
+            await settlement.undelivered()
+            reply = block_reply(call, refused)
+            audit.block(**_audit_fields(refused, told=reply.payload["error"]["data"]), **settlement.audit)
+            return await _settled(audit, reply)
         audit.decide(**merge_audit(_audit_fields(decision), settlement.audit))
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
@@ -474,8 +481,18 @@ class Gateway:
         """The call's gate check over its session state (``None`` without an evidence store)."""
         if self.evidence is None:
             return None
-        state = await self.evidence.store.snapshot(identity.session_id) if identity.session_id else None
-        return SnapshotGates(state, to_ms(self.clock()), self.evidence.index.get().producers)
+        producers = self.evidence.index.get().producers
+        if not identity.session_id:
+            return SnapshotGates(None, to_ms(self.clock()), producers)
+        try:
+            state = await self.evidence.store.snapshot(identity.session_id)
+        except Exception as exc:  # store-backed session state, database unreachable: fail closed
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning(
+                "session %r: state could not be read (%s); blocking the call", identity.session_id, cause
+            )
+            return SnapshotGates(None, to_ms(self.clock()), producers, unavailable=True)
+        return SnapshotGates(state, to_ms(self.clock()), producers)
 
     def _record(self, outcome: CallOutcome) -> None:
         self.shadow.record(outcome)
@@ -674,6 +691,19 @@ def _both(first: ResponseObserver, second: ResponseObserver) -> ResponseObserver
         second(payload, error)
 
     return observe
+
+
+def audit_unavailable(decision: Decision) -> Deny:
+    """The block of a call that ``strict`` audit durability cannot record right now."""
+    return Deny(
+        reason="audit_unavailable",
+        rule=decision.rule,
+        rule_index=decision.rule_index,
+        blocked_action=decision.action,
+        retry_allowed=True,
+        flagged_destructive=decision.flagged_destructive,
+        drifted_aspects=decision.drifted_aspects,
+    )
 
 
 def _audit_fields(decision: Decision, *, told: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from helio_proxy.config.sections import DashboardConfig
+from helio_proxy.guards import HostGuard
 from helio_proxy.operator import models
 from helio_proxy.operator.auth import (
     CSRF_HEADER,
@@ -54,7 +55,6 @@ from helio_proxy.operator.auth import (
 )
 from helio_proxy.operator.events import EventBus
 from helio_proxy.operator.origin import cookie_endpoint_refusal
-from helio_proxy.transports.downstream.guards import HostGuard
 
 log = logging.getLogger("helio_proxy.operator.api")
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
-from helio_proxy.transports.downstream.guards import content_type_essence
+from helio_proxy.guards import content_type_essence
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 

@@ -14,7 +14,9 @@ reason                                      extra fields
 ``approval_unavailable``,                   none
 ``limits_unavailable``
 ``baselines_unavailable``,                  none; ``retry_allowed: true`` (temporary: the upstream's
-``store_unavailable``                       tools not listed yet / the shared store unreachable)
+``store_unavailable``,                      tools not listed yet / the shared store unreachable, for
+``audit_unavailable``                       limits or for a store-backed session's gate check / the
+                                            audit store unreachable under strict durability)
 ``evidence_mismatch``                       ``mismatched_evidence`` (+ the evidence lists above)
 ``rate_limited``                            ``current_calls``, ``max_calls``, ``window_seconds``, ``reset_at``
 ``spend_limited``                           ``current_spend``, ``max_spend``, ``attempted_amount``, ``currency``,
@@ -52,9 +54,9 @@ BLOCK_REASONS: Final = (
     "dependency_missing",
     "baselines_unavailable",
     "store_unavailable",
+    "audit_unavailable",
     "approval_unavailable",
     "limits_unavailable",
-    "audit_unavailable",
     "rate_limited",
     "spend_limited",
     "budget_exceeded",
@@ -76,10 +78,6 @@ SUGGESTIONS: Final = {
     "approval_unavailable": (
         "This call needs human approval, which this proxy cannot collect yet; ask an operator."
     ),
-    "audit_unavailable": (
-        "Retry later: the proxy cannot record calls right now (its audit store is failing) and "
-        "forwards none it cannot record; an operator has been alerted on /healthz."
-    ),
     "limits_unavailable": (
         "This call is governed by a rate or spend limit that this proxy cannot enforce right now; ask an operator."
     ),
@@ -90,6 +88,11 @@ SUGGESTIONS: Final = {
     "store_unavailable": (
         "Retry in a few seconds: the proxy's shared store is unreachable, so the limits of this call "
         "cannot be checked right now."
+    ),
+    "audit_unavailable": (
+        "Retry in a few seconds: the proxy records every call before answering (strict audit), and "
+        "its audit store cannot be written right now (an operator sees it on /healthz), so the call "
+        "was not forwarded."
     ),
     "rate_limited": "Wait until reset_at, then retry the call.",
     "spend_limited": "Wait until reset_at for room in the spend window, or retry with a smaller amount.",
@@ -168,8 +171,6 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} is blocked: its definition changed since it was baselined ({aspects})."
         case "approval_unavailable":
             return f"Tool {tool!r} requires human approval ({rule}), and no approval channel is available."
-        case "audit_unavailable":
-            return f"Tool {tool!r} was not called: the proxy cannot write its audit trail right now."
         case "limits_unavailable":
             return f"Tool {tool!r} is under a limit ({rule}) that cannot be enforced, so it is blocked."
         case "baselines_unavailable":
@@ -180,6 +181,11 @@ def _message(decision: Deny, tool: str) -> str:
         case "store_unavailable":
             return (
                 f"Tool {tool!r} is blocked for now: the store that holds its limits ({rule}) is unreachable."
+            )
+        case "audit_unavailable":
+            return (
+                f"Tool {tool!r} was not forwarded: its call could not be recorded right now (strict audit, "
+                "audit store unreachable)."
             )
         case "rate_limited" | "spend_limited" | "budget_exceeded" | "session_unresolved":
             return _limit_message(decision, tool, rule)

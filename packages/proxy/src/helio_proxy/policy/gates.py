@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from helio_proxy.config.policies import Rule
-from helio_proxy.evidence.gates import PASSED, GateRequirements, GateResult, check_gates
+from helio_proxy.evidence.gates import (
+    PASSED,
+    STORE_UNAVAILABLE,
+    GateRequirements,
+    GateResult,
+    check_gates,
+)
 from helio_proxy.evidence.model import SessionSnapshot
 
 
@@ -23,8 +29,14 @@ class SnapshotGates:
     now_ms: int
     producers: Mapping[str, str] = field(default_factory=dict[str, str])
     """Evidence key → producing tool, for the suggestions."""
+    unavailable: bool = False
+    """The session is resolved but its state could not be read (the store is unreachable): every
+    call of it fails closed with ``store_unavailable``, since SDK-declared prerequisites may apply
+    to any tool."""
 
     def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult:
+        if self.unavailable:
+            return STORE_UNAVAILABLE
         if self.state is not None and not self.state.dependencies and (rule is None or not rule.is_gate):
             return PASSED  # the common case, without building requirements
         requirements = GateRequirements.for_call(tool, rule, self.producers, arguments)

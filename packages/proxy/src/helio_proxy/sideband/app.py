@@ -27,6 +27,7 @@ from starlette.responses import Response
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.evidence.allowlist import CurrentEvidenceIndex
 from helio_proxy.evidence.store import SessionStore, StoreCapacityError
+from helio_proxy.guards import HostGuard
 from helio_proxy.sideband import models
 from helio_proxy.sideband.auth import bearer_matches
 from helio_proxy.sideband.errors import (
@@ -50,7 +51,6 @@ from helio_proxy.sideband.requests import (
     decode_body,
 )
 from helio_proxy.sideband.state import render_state, wants_full_view
-from helio_proxy.transports.downstream.guards import HostGuard
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -26,6 +26,20 @@ MIGRATION_LOCK_KEY: Final = 0x48454C494F  # "HELIO"
 LOCK_TIMEOUT: Final = "30s"
 """The writer gives up waiting for a row lock held by another replica after this long."""
 
+CONNECTION_DEFAULTS: Final = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 5_000,
+}
+"""libpq settings that bound how long a database that went away can hold a call: a connect gives
+up after 5 s, and a connection whose server stopped answering (a cut network, a dead host) is
+declared dead after about 5 s (``tcp_user_timeout``, in ms; keepalives cover idle pooled
+connections), so the call fails closed instead of waiting for TCP's own timeout (minutes). A
+parameter of the same name in ``store.url`` wins."""
+
 
 def driver_url(url: str) -> str:
     """``postgresql://`` / ``postgres://`` → the psycopg 3 SQLAlchemy URL."""
@@ -48,12 +62,16 @@ class PostgresStore(SqlStore):
         return display_url(str(make_url(self.url).set(drivername="postgresql")))
 
     def create_engine(self) -> Engine:
+        given = make_url(self.url).query
+        defaults = {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
         return create_engine(
             self.url,
             pool_size=READER_THREADS,
             max_overflow=2,
+            # A pooled connection is checked before use, so a server restart costs the first call
+            # after it nothing: dead connections are replaced, not handed out.
             pool_pre_ping=True,
-            connect_args={"application_name": "helio"},
+            connect_args={"application_name": "helio", **defaults},
         )
 
     def prepare_writer(self, conn: Connection) -> None:

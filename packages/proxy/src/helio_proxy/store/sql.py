@@ -138,6 +138,8 @@ class SqlStore:
     async def read(self, job: Job[T]) -> T:
         if self._readers is None:
             raise StoreError("the store is not open")
+        if self._closed:
+            raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.read_sync, job)
 

@@ -37,7 +37,7 @@ def postgres_schema() -> Generator[str]:
     """Create a fresh schema; yield a store URL whose connections use it; drop it afterwards."""
     base = postgres_test_url()
     schema = f"helio_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(driver_url(base))
+    admin = create_engine(driver_url(base), pool_pre_ping=True)  # the server may restart meanwhile
     try:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))

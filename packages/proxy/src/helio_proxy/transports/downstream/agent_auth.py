@@ -39,7 +39,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient
 
 from helio_proxy.config.sections import AgentAuthConfig, JwtIssuer, ListenConfig
-from helio_proxy.transports.downstream.guards import is_loopback
+from helio_proxy.guards import is_loopback
 
 log = logging.getLogger("helio_proxy.transports.agent_auth")
 

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, error_reply
 from helio_proxy.gateway.messages import reply_messages
+from helio_proxy.guards import content_type_essence
 from helio_proxy.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -58,7 +59,6 @@ from helio_proxy.transports.downstream.asgi import (
     read_body,
     send_bytes,
 )
-from helio_proxy.transports.downstream.guards import content_type_essence
 from helio_proxy.transports.sse import encode_event
 
 log = logging.getLogger("helio_proxy.transports.sse")

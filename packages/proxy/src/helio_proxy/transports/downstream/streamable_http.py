@@ -19,6 +19,12 @@ from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import ClientDisconnected, StreamReply, error_reply
+from helio_proxy.guards import (
+    HostGuard,
+    OriginGuard,
+    accepts_event_stream,
+    content_type_essence,
+)
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.session.binding import SessionOwners
 from helio_proxy.transports.downstream.agent_auth import (
@@ -40,12 +46,6 @@ from helio_proxy.transports.downstream.asgi import (
     send_reply,
 )
 from helio_proxy.transports.downstream.batch import answer_batch, batch_refusal
-from helio_proxy.transports.downstream.guards import (
-    HostGuard,
-    OriginGuard,
-    accepts_event_stream,
-    content_type_essence,
-)
 from helio_proxy.transports.downstream.sse import LegacySseEndpoint
 
 MCP_PATH: Final = "/mcp"

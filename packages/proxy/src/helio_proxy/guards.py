@@ -1,4 +1,5 @@
-"""Ingress checks on the agent port: Host (DNS rebinding), Origin, Content-Type.
+"""Request checks shared by every listener (agent port, dashboard, sideband): Host (DNS
+rebinding), Origin, Content-Type.
 
 Each check returns ``None`` when the request may pass, or the reason it may not.
 """

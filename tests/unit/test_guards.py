@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helio_proxy.transports.downstream.guards import (
+from helio_proxy.guards import (
     HostGuard,
     OriginGuard,
     accepts_event_stream,
