@@ -72,6 +72,27 @@ class CallTracing(Protocol):
     def decide(self, decide: Callable[[], Decision]) -> Decision: ...
 
 
+class KillCheck(Protocol):
+    """The kill switch as the gateway sees it (:class:`helio_proxy.killswitch.KillSwitch`)."""
+
+    def check(self, upstream: str | None, agent: str | None) -> Deny | None: ...
+
+    def engaged_for(self, upstream: str | None, agent: str | None) -> asyncio.Future[Deny]: ...
+
+
+KILL_SWITCH: Final = "kill_switch"
+
+
+def agent_of(inbound: Inbound) -> str | None:
+    """The agent a call comes from, as far as the kill switch's ``agent:ID`` scope is concerned.
+
+    The seam for per-agent authentication (``listen.auth``): today no transport authenticates
+    agents, so this is the ``agent_id`` an ingress put on the inbound message, if any.
+    """
+    agent = getattr(inbound, "agent_id", None)
+    return agent if isinstance(agent, str) and agent else None
+
+
 class Gateway:
     """Routes agent messages to the upstream, governing tool calls on the way."""
 
@@ -89,8 +110,11 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         dataplane: DataPlane | None = None,
         tracing: CallTracing | None = None,
+        kill_switch: KillCheck | None = None,
     ) -> None:
         self.upstream = upstream
+        self.kill_switch = kill_switch
+        """Checked first on every ``tools/call`` (in memory); ``None``: no kill switch (tests)."""
         self.tracing = tracing
         """Spans for governed calls; ``None`` (traces off) costs one check per call."""
         self.dataplane = dataplane
@@ -221,6 +245,13 @@ class Gateway:
             return await _settled(
                 audit, error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
             )
+        agent = agent_of(inbound)
+        if self.kill_switch is not None:
+            killed = self.kill_switch.check(self.upstream_name, agent)
+            if killed is not None:
+                if self.snapshots is not None:
+                    audit.config_sha256 = self.snapshots.current.sha256
+                return await self._killed(call, audit, identity or UNRESOLVED, killed)
         if self.snapshots is None:
             return await _settled(audit, await self.forward(call.inbound, observe=audit.forwarding()))
         snapshot = self.snapshots.current
@@ -280,6 +311,7 @@ class Gateway:
             request_id=call.request_id,
             raw=call.inbound.message.raw,
             config_sha256=snapshot.sha256,
+            agent_id=agent,
             audit_id=str(audit.record_id),
         )
         if isinstance(decision, DryRun):
@@ -300,6 +332,13 @@ class Gateway:
             # Nothing can hold this call: no task, no cancellation bookkeeping, no watcher.
             settlement = await self.enforcer.settle(decision, governed)
         settled = settlement.decision
+        if self.kill_switch is not None and not isinstance(settled, Deny):
+            # Engaged while the call was being settled (limits, an approval just given): not forwarded.
+            late = self.kill_switch.check(self.upstream_name, agent)
+            if late is not None:
+                await settlement.undelivered()
+                settlement = Settlement(late, audit=settlement.audit)
+                settled = late
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.sha256))
         if isinstance(settled, Deny):
             await settlement.undelivered()
@@ -349,11 +388,24 @@ class Gateway:
         if key is not None:
             self._held[key] = settling
         watch = asyncio.ensure_future(inbound.disconnected()) if inbound.disconnected is not None else None
+        killed = (
+            self.kill_switch.engaged_for(self.upstream_name, governed.agent_id)
+            if self.kill_switch is not None
+            else None
+        )
         try:
-            if watch is None:
-                await asyncio.wait({settling})
-            else:
-                await asyncio.wait({settling, watch}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {settling}
+            if watch is not None:
+                waits.add(watch)
+            if killed is not None:
+                waits.add(killed)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if killed is not None and killed.done() and not settling.done():
+                # The kill switch releases the held call: its ticket is closed (kill_switch).
+                settling.cancel(msg=KILL_SWITCH)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settling
+                return killed.result()
         except asyncio.CancelledError:
             settling.cancel()
             # The request itself was cancelled (shutdown, the client's task) while held: it is still recorded.
@@ -362,6 +414,8 @@ class Gateway:
         finally:
             if watch is not None and not watch.done():
                 watch.cancel()
+            if killed is not None and not killed.done():
+                killed.cancel()
             if key is not None and self._held.get(key) is settling:
                 del self._held[key]
         if not settling.done():
@@ -372,6 +426,19 @@ class Gateway:
             # The agent cancelled this request (notifications/cancelled) while it was held.
             return _cancelled(decision)
         return settling.result()
+
+    async def _killed(
+        self, call: ToolCall, audit: CallAudit, identity: SessionIdentity, killed: Deny
+    ) -> Reply:
+        """The kill switch's block, before anything else is decided; recorded like any block."""
+        self._record(CallOutcome(call.name, killed, killed, None, audit.config_sha256 or ""))
+        reply = block_reply(call, killed)
+        audit.block(
+            session_id=identity.session_id,
+            session_source=identity.source,
+            **_audit_fields(killed, told=reply.payload["error"]["data"]),
+        )
+        return await _settled(audit, reply)
 
     def _result_check(
         self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any], rule: int | None
