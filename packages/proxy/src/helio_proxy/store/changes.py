@@ -139,6 +139,8 @@ class ChangeBus:
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
         """Set while the LISTEN connection is up (PostgreSQL)."""
+        self.listener_pid: int | None = None
+        """The server process of the LISTEN connection (PostgreSQL; tests end it to see a reconnect)."""
         self.delivered = 0
         """Changes handed to subscribers so far (notifications and polls)."""
         self.healed = 0
@@ -240,6 +242,7 @@ class ChangeBus:
                     assert row is not None
                     channel = str(row[0])
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.listener_pid = conn.info.backend_pid
                     self.connected.set()
                     attempt = 0
                     if not first:
