@@ -24,6 +24,7 @@ from starlette.responses import Response
 from helio_proxy.killswitch.model import GLOBAL, ScopeError, agent_scope, parse_scope, upstream_scope
 from helio_proxy.killswitch.service import KillSwitch
 from helio_proxy.operator import ApiError, ApiRoute, Principal, ok, read_json
+from helio_proxy.operator.models import Data
 
 MAX_REASON: Final = 2000
 
@@ -110,7 +111,7 @@ def kill_switch_routes(switch: KillSwitch, upstreams: Any = None) -> list[ApiRou
             get,
             role="viewer",
             summary="The kill switch's state: every engaged scope.",
-            response_model=KillSwitchState,
+            response_model=Data[KillSwitchState],
             tags=["kill switch"],
         ),
         ApiRoute(
@@ -119,7 +120,7 @@ def kill_switch_routes(switch: KillSwitch, upstreams: Any = None) -> list[ApiRou
             post,
             role="admin",
             summary="Engage (kill) or release (resume) the kill switch, globally or for one upstream or agent.",
-            response_model=KillSwitchChanged,
+            response_model=Data[KillSwitchChanged],
             body=KillSwitchChange,
             tags=["kill switch"],
         ),
