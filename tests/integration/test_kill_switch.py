@@ -180,3 +180,27 @@ async def test_helio_kill_and_resume_write_the_store_and_a_running_proxy_follows
         (True, "cli"),
         (False, "cli"),
     ]
+
+
+async def test_an_approval_given_on_one_proxy_wakes_the_call_held_on_another_through_the_change_bus(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    async with mcp_upstream(stateless=True) as upstream:
+        config = approval_config(upstream, audit_path=str(db))
+        async with run_proxy(config) as first, run_proxy(config) as second:
+            # The holder's own ticket poll (the heal fallback) is taken out of the way: only the
+            # change bus can wake the held call within the second below.
+            second.approvals.poll_interval = 3600
+            await asyncio.sleep(0.6)  # the poll's current sleep (0.5 s) ends; the next is an hour
+            held = asyncio.create_task(raw_call(second.mcp_url, "create_payment", {"amount": 5}))
+            ticket = await held_ticket(second)
+            async with httpx.AsyncClient(base_url=first.dashboard_url) as http:
+                approved = await http.post(
+                    f"/api/approvals/{ticket['id']}/approve", json={}, headers=bearer(ROOT)
+                )
+            assert approved.status_code == 200
+            async with asyncio.timeout(1):
+                answer = await held
+            assert "result" in answer
+            assert second.changes.delivered >= 1
