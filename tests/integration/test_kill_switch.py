@@ -139,6 +139,7 @@ async def test_an_unreadable_state_blocks_every_call(tmp_path: Path) -> None:
         async def broken(_job: Any) -> Any:
             raise RuntimeError("database is locked")
 
+        store = app.kill_switch.store
         app.kill_switch.store = type("Broken", (), {"read": staticmethod(broken)})()  # pyright: ignore[reportAttributeAccessIssue]
         await app.kill_switch.refresh()
         answer = await raw_call(app.mcp_url, "get_weather", {"city": "Oslo"})
@@ -148,6 +149,13 @@ async def test_an_unreadable_state_blocks_every_call(tmp_path: Path) -> None:
             state = (await http.get("/api/kill-switch", headers=bearer(SECRET))).json()["data"]
         assert state["engaged"] is True
         assert state["unreadable"] == "database is locked"
+
+        # It is read again every second: once the store answers, calls are served again.
+        app.kill_switch.store = store
+        async with asyncio.timeout(3):
+            while app.kill_switch.state.any_engaged:  # noqa: ASYNC110 - the retry task updates it, bounded
+                await asyncio.sleep(0.05)
+        assert "result" in await raw_call(app.mcp_url, "get_weather", {"city": "Oslo"})
 
 
 async def test_helio_kill_and_resume_write_the_store_and_a_running_proxy_follows(tmp_path: Path) -> None:

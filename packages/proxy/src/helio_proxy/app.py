@@ -602,6 +602,7 @@ class HelioApp:
                 await task
         await self.limits.stop()
         await self.changes.stop()
+        await self.kill_switch.stop()
         if self.tracing is not None:
             self.tracing.shutdown()
         await self.audit.stop()

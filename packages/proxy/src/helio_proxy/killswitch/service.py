@@ -12,6 +12,7 @@ which blocks every call until a read succeeds again (fail closed; the change bus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from helio_proxy.store.base import Store, time_text
 log = logging.getLogger("helio_proxy.killswitch")
 
 NOT_LOADED = "not read yet"
+RETRY_SECONDS = 1.0
+"""How often an unreadable state is read again."""
 
 
 class KillSwitch:
@@ -54,6 +57,20 @@ class KillSwitch:
         """Fail closed until :meth:`start` has read the store."""
         self._waiters: list[tuple[str | None, str | None, asyncio.Future[Deny]]] = []
         self._reading = asyncio.Lock()
+        self._retry: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Stop retrying an unreadable state (shutdown)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
+
+    async def _retry_reads(self) -> None:
+        while self.state.unreadable is not None:
+            await asyncio.sleep(RETRY_SECONDS)
+            await self.refresh()
 
     async def start(self) -> None:
         """Read the state once (a failure leaves it unreadable: every call blocked)."""
@@ -81,7 +98,10 @@ class KillSwitch:
                 if before.unreadable is not None and before.unreadable != NOT_LOADED:
                     log.warning("kill switch state readable again")
             self._changed(before)
-            return self.state
+        if self.state.unreadable is not None and (self._retry is None or self._retry.done()):
+            # Fail closed, and keep trying: the state is read again every second until it reads.
+            self._retry = asyncio.get_running_loop().create_task(self._retry_reads(), name="helio-kill-retry")
+        return self.state
 
     def _changed(self, before: KillState) -> None:
         state = self.state
