@@ -172,7 +172,7 @@ async def test_status_reports_a_running_proxy_and_names_what_is_down(tmp_path: P
     assert lines["Upstream"].strip() == f"http://127.0.0.1:{upstream}/mcp (streamable-http) reachable"
     assert lines["Rules"].strip() == "2 loaded (default: allow)"
     assert lines["Pending approvals"].strip() == "1 (decide: helio approvals list)"
-    assert lines["Kill switch"].strip().startswith("not available")
+    assert lines["Kill switch"].strip() == "off"
     head = records[-1]
     assert lines["Audit chain head"].strip().startswith(f"record {head['seq']}, hash {head['hash'][:16]}")
     assert lines["Store"].strip().endswith(f", {len(records)} audit records")

@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from helio_proxy.app import HelioApp
+from helio_proxy.killswitch.model import agent_scope
 from tests.harness import audit_records, build_test_upstream, proxy_config, run_proxy, serve_asgi
 from tests.integration.test_data_plane import Recording, Seen
 from tests.issuer import TestIssuer
@@ -297,4 +298,28 @@ async def test_one_agent_cannot_use_another_agents_session(tmp_path: Path) -> No
     assert [(r["agent_id"], r["block_reason"]) for r in records] == [
         ("alice", None),
         ("bob", "session_agent_mismatch"),
+    ]
+
+
+async def test_the_kill_switch_agent_scope_stops_only_that_authenticated_agent(tmp_path: Path) -> None:
+    async with auth_stack(tmp_path) as stack:
+        switch = stack.app.kill_switch
+        assert await switch.switch(
+            agent_scope("alice"), engaged=True, actor="oncall", reason="runaway", source="api"
+        )
+        async with agent(stack.url, ALICE) as alice:
+            with pytest.raises(MCPError) as killed:
+                await alice.call_tool("search_docs", {"query": "x"})
+            assert killed.value.data["reason"] == "kill_switch"
+            assert killed.value.data["kill_switch_scope"] == "agent:alice"
+        async with agent(stack.url, BOB) as bob:
+            assert (await bob.call_tool("search_docs", {"query": "y"})).is_error is False
+        await switch.switch(agent_scope("alice"), engaged=False, actor="oncall", reason=None, source="api")
+        async with agent(stack.url, ALICE) as alice:
+            assert (await alice.call_tool("search_docs", {"query": "z"})).is_error is False
+    records = audit_records(stack.db, record_kind="tool_call")
+    assert [(r["agent_id"], r["block_reason"]) for r in records] == [
+        ("alice", "kill_switch"),
+        ("bob", None),
+        ("alice", None),
     ]

@@ -20,6 +20,7 @@ const TYPES = [
   "budget_update",
   "budget_breached",
   "tool_drift",
+  "kill_switch",
   "heartbeat",
 ];
 

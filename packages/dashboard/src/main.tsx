@@ -17,6 +17,7 @@ import { Analytics } from "./screens/analytics";
 import { Approvals } from "./screens/approvals";
 import { Audit } from "./screens/audit";
 import { Budgets, Limits } from "./screens/limits";
+import { KillSwitch } from "./killswitch";
 import { Feed } from "./screens/feed";
 import { Sessions } from "./screens/sessions";
 import { Tools } from "./screens/tools";
@@ -256,6 +257,7 @@ function App(): JSX.Element {
         </span>
       </header>
       <main id="main" data-role={operator.role} data-can-approve={can(operator, "approver")}>
+        <KillSwitch operator={operator} />
         {screen}
       </main>
       {expired && (

@@ -70,7 +70,7 @@ def test_gauges_are_read_at_scrape_time() -> None:
             audit_failed=lambda: 3,
             budget_utilisation=lambda: [("daily", 0.85)],
             limit_utilisation=lambda: [("weather", "rate", 0.5), ("payments", "spend", 0.25)],
-            kill_switch=lambda: True,
+            kill_switch=lambda: [("global", 0.0), ("upstream:payments", 1.0)],
         )
     )
     assert samples(metrics)[("helio_approvals_pending", ())] == 1
@@ -80,7 +80,8 @@ def test_gauges_are_read_at_scrape_time() -> None:
     assert got[("helio_audit_queue_depth", ())] == 7
     assert got[("helio_audit_write_failures_total", ())] == 3
     assert got[("helio_budget_utilisation_ratio", (("budget", "daily"),))] == 0.85
-    assert got[("helio_kill_switch", ())] == 1
+    assert got[("helio_kill_switch_engaged", (("scope", "global"),))] == 0
+    assert got[("helio_kill_switch_engaged", (("scope", "upstream:payments"),))] == 1
     assert got[("helio_limit_utilisation_ratio", (("kind", "rate"), ("rule", "weather")))] == 0.5
     assert got[("helio_limit_utilisation_ratio", (("kind", "spend"), ("rule", "payments")))] == 0.25
 

@@ -40,6 +40,8 @@ from helio_proxy.gateway.priming import AnnotationPrimer, UpstreamToolLister, re
 from helio_proxy.gateway.reloader import ConfigWatcher, ReloadOutcome
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 from helio_proxy.hardening import forbid_inspection
+from helio_proxy.killswitch import KillSwitch
+from helio_proxy.killswitch.api import kill_switch_routes
 from helio_proxy.limits import LimitsGate
 from helio_proxy.limits.api import limits_routes
 from helio_proxy.mount import MCP_BASE, SSE_BASE, Mount
@@ -49,6 +51,7 @@ from helio_proxy.policy import BaselineCache, DriftEvent
 from helio_proxy.server import Listener, bind
 from helio_proxy.session.binding import SessionOwners
 from helio_proxy.sideband import TOKEN_ENV_VAR, SidebandApp, SidebandToken, resolve_token
+from helio_proxy.store import changes
 from helio_proxy.telemetry.endpoint import MetricsEndpoint, scrape_secret
 from helio_proxy.telemetry.metrics import Gauges, Metrics
 from helio_proxy.telemetry.tracing import Tracing, tracing_from
@@ -133,6 +136,22 @@ class HelioApp:
         """Rate/spend limits and budgets, counted in the audit trail's store."""
         self.limit_gate: LimitGate | None = self.limits
         self.operator_routes.extend(limits_routes(self.limits))
+        writer = self.audit.writer
+        self.kill_switch = KillSwitch(
+            self.audit.store,
+            writer.rows,
+            chained=writer.chained,
+            signer=writer.signer,
+            events=self.events,
+            environment=lambda: self.current_config().environment,
+            config_sha256=lambda: self.snapshots.current.loaded.sha256,
+        )
+        """Checked first on every tools/call; engaged through the CLI, the API or the console."""
+        self.operator_routes.extend(
+            kill_switch_routes(self.kill_switch, lambda: [m.name for m in self.mounts if m.name])
+        )
+        self.changes = changes.ChangeBus(self.audit.store, url=getattr(self.audit.store, "url", None))
+        """Changes made by other proxies and CLI commands on the store (kill switch, baselines, approvals)."""
         self.tracing = (
             tracing_from(config.telemetry.tracing, self.environ, Redactor(config.audit.redact))
             if self.tracing is None
@@ -187,6 +206,7 @@ class HelioApp:
             audit_dropped=lambda: writer.stats.dropped,
             budget_utilisation=lambda: self.limits.budget_utilisation(),
             limit_utilisation=lambda: self.limits.limit_utilisation(),
+            kill_switch=lambda: self.kill_switch.gauge(),
             data_plane_findings=self._data_plane_findings,
         )
 
@@ -283,6 +303,7 @@ class HelioApp:
             tracing=self.tracing,
             request_timeout=float(upstream_config.request_timeout.seconds),
             connect_timeout=float(upstream_config.connect_timeout.seconds),
+            kill_switch=self.kill_switch,
         )
         gateway.session_owners = self.session_owners
 
@@ -304,6 +325,13 @@ class HelioApp:
         )
         sync = BaselineSync(baseline_store, baselines, on_drift=gateway.note_drift)
         return Mount(upstream_config, upstream, gateway, baseline_store, baselines, sync, primer)
+
+    async def _baseline_changed(self, change: dict[str, Any]) -> None:
+        """A baseline was accepted somewhere (the change bus): the mounts concerned take it up now."""
+        upstream = change.get("upstream")
+        for mount in self.mounts:
+            if change.get("resync") or baseline_key(mount.name) == upstream:
+                await mount.baseline_sync.sync_once()
 
     async def _baseline_accepted(self, upstream_key: str, tool: str) -> None:
         """An operator accepted ``tool``'s new definition through the operator API: the mount's
@@ -414,6 +442,11 @@ class HelioApp:
                 mount.baselines.restore()
             await self.limits.start()
             await self.approvals.start()
+            await self.kill_switch.start()
+            self.changes.subscribe(changes.KILL_SWITCH, self.kill_switch.refresh)
+            self.changes.subscribe(changes.APPROVAL_RESOLVED, self.approvals.on_resolved)
+            self.changes.subscribe(changes.BASELINE_ACCEPTED, self._baseline_changed)
+            await self.changes.start()
         except BaseException:
             for sock in socks:
                 sock.close()
@@ -517,6 +550,12 @@ class HelioApp:
             if isinstance(self.sessions, SqlSessionStore)
             else "Session state: in memory (lost on restart; store.session_state: store keeps it)"
         )
+        kill = self.kill_switch.state
+        if kill.any_engaged:
+            scopes = ", ".join(sorted(kill.engaged)) or f"unreadable: {kill.unreadable}"
+            self.say(f"Kill switch: ENGAGED ({scopes}): tools/call is blocked (helio resume releases it)")
+        else:
+            self.say("Kill switch: off (helio kill stops every tools/call on every proxy on this store)")
         for mount in self.mounts:
             self._print_baselines(mount)
         held = sum(1 for _ in config.approval_routes())
@@ -600,6 +639,8 @@ class HelioApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.limits.stop()
+        await self.changes.stop()
+        await self.kill_switch.stop()
         if self.tracing is not None:
             self.tracing.shutdown()
         await self.audit.stop()

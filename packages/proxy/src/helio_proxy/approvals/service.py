@@ -71,6 +71,8 @@ from helio_proxy.store import Store, parse_time_text, time_text
 
 log = logging.getLogger("helio_proxy.approvals")
 
+KILL_SWITCH: Final = "kill_switch"
+"""The cancellation message of a held call the kill switch released (its ticket's resolution reason)."""
 POLL_INTERVAL: Final = 0.5
 """Seconds between checks of the held tickets' status in the store (decisions made elsewhere)."""
 HEARTBEAT_INTERVAL: Final = 5.0
@@ -303,9 +305,11 @@ class ApprovalService:
         self._holds[ticket.id] = hold
         try:
             return await self._wait(hold, decision, call, started)
-        except asyncio.CancelledError:
-            # The agent went away (its HTTP request was cancelled): close the ticket, record it.
-            self._spawn(self._disconnected(hold.ticket, decision, (loop.time() - started) * 1000))
+        except asyncio.CancelledError as exc:
+            # The agent went away (its HTTP request was cancelled), or the kill switch released the
+            # call (cancelled with the message ``kill_switch``): close the ticket, record it.
+            reason = KILL_SWITCH if exc.args and exc.args[0] == KILL_SWITCH else "client_disconnected"
+            self._spawn(self._disconnected(hold.ticket, decision, (loop.time() - started) * 1000, reason))
             raise
         finally:
             self._holds.pop(ticket.id, None)
@@ -410,21 +414,23 @@ class ApprovalService:
             return released(decision, resolved, waited, retry=False, status="timeout")
         return blocked(decision, resolved, "approval_timeout", waited)
 
-    async def _disconnected(self, ticket: Ticket, decision: Decision, waited: float) -> None:
+    async def _disconnected(
+        self, ticket: Ticket, decision: Decision, waited: float, reason: str = "client_disconnected"
+    ) -> None:
         closed = await self.store.write(
             transition(
                 ticket.id,
                 [TicketStatus.PENDING],
                 TicketStatus.CLIENT_DISCONNECTED,
                 resolved_at=time_text(self.clock()),
-                resolution_reason="client_disconnected",
+                resolution_reason=reason,
                 holder=None,
             )
         )
         if not closed:  # approved meanwhile: leave it to the agent's retry
             await self.store.write(release_holder(ticket.id, self.instance))
             return
-        log.info("approval ticket %s closed: the agent disconnected after %.0f ms", ticket.id, waited)
+        log.info("approval ticket %s closed (%s) after %.0f ms", ticket.id, reason, waited)
         resolved = await self.store.read(load_ticket(ticket.id))
         if resolved is not None:
             self.notices.resolved(resolved)
@@ -452,6 +458,16 @@ class ApprovalService:
             if hold is not None:
                 hold.notify(ticket)
         return ticket
+
+    async def on_resolved(self, change: Mapping[str, Any]) -> None:
+        """A ticket was resolved somewhere (the change bus): wake its held call, if held here; a
+        resync wakes every held call to look its ticket up."""
+        ticket_id = change.get("ticket")
+        targets = list(self._holds.values()) if change.get("resync") else []
+        if isinstance(ticket_id, str) and ticket_id in self._holds:
+            targets.append(self._holds[ticket_id])
+        for hold in targets:
+            hold.notify(None)
 
     async def get(self, ticket_id: str) -> Ticket | None:
         return await self.store.read(load_ticket(ticket_id))

@@ -30,6 +30,7 @@ from helio_proxy.approvals.model import (
     Verdict,
 )
 from helio_proxy.policy.drift import canonical_json
+from helio_proxy.store import changes
 from helio_proxy.store.base import Job, time_text
 from helio_proxy.store.tables import APPROVAL_TICKETS
 
@@ -283,6 +284,9 @@ def decide(ticket_id: str, verdict: Verdict, now: datetime) -> Job[tuple[Ticket,
         if resolved:
             values["resolved_at"] = at
         conn.execute(update(APPROVAL_TICKETS).where(_C.id == ticket_id).values(status=status.value, **values))
+        if resolved:
+            # The proxy holding the call (maybe another replica) wakes on the change bus.
+            changes.publish(conn, changes.APPROVAL_RESOLVED, {"ticket": ticket_id})
         after = _one(conn, ticket_id)
         assert after is not None
         return after, resolved

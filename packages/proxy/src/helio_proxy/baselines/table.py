@@ -25,6 +25,7 @@ from sqlalchemy import Connection, case, select, text, update
 from helio_proxy.errors import HelioProxyError
 from helio_proxy.policy.baselines import PendingDrift, ToolBaseline
 from helio_proxy.policy.drift import canonical_json
+from helio_proxy.store import changes
 from helio_proxy.store.base import Job, time_text
 from helio_proxy.store.tables import TOOL_BASELINES
 
@@ -148,6 +149,7 @@ def write_accepted(upstream: str, baseline: ToolBaseline, at: datetime) -> Job[N
 
     def job(conn: Connection) -> None:
         conn.execute(_UPSERT_ACCEPTED, values)
+        changes.publish(conn, changes.BASELINE_ACCEPTED, {"upstream": upstream, "tool": baseline.name})
 
     return job
 
@@ -221,6 +223,8 @@ def accept_pending(upstream: str, name: str, accepted_by: str | None, at: dateti
         if changed.rowcount != 1:
             raise BaselineError(f"tool {name!r} changed while it was being accepted; look again and retry")
         baseline = ToolBaseline(name, pending.current.definition, pending.current.fingerprint, accepted_by)
+        # Every proxy on the store takes the acceptance up on the change bus (the poll heals).
+        changes.publish(conn, changes.BASELINE_ACCEPTED, {"upstream": upstream, "tool": name})
         return StoredTool(upstream, baseline, row.first_seen_at, stamp)
 
     return job

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, select
 from helio_proxy.cli.operator_client import connect_host, http_base
 from helio_proxy.config import LoadedConfig
 from helio_proxy.errors import HelioProxyError
+from helio_proxy.killswitch import load_engaged
 from helio_proxy.store import Store, create_store, store_url
 from helio_proxy.store.sqlite import SqliteStore
 from helio_proxy.store.tables import APPROVAL_TICKETS, AUDIT_CHAIN, AUDIT_RECORDS
@@ -143,12 +144,22 @@ def _store(loaded: LoadedConfig, report: StatusReport) -> None:
         report.add("Store", f"UNAVAILABLE ({exc})", False)
         return
     if store is None:
+        report.add("Kill switch", "off")
         report.add("Store", f"{loaded.config.audit.path} does not exist yet (the proxy creates it on start)")
         return
     try:
         pending, records, seq, digest = store.read_sync(_store_facts)
+        engaged = store.read_sync(load_engaged)
     finally:
         store.close_sync()
+    if engaged:
+        scopes = ", ".join(
+            f"{e.scope} by {e.actor or '?'}" + (f" ({e.reason})" if e.reason else "")
+            for e in sorted(engaged.values(), key=lambda e: e.scope)
+        )
+        report.add("Kill switch", f"ENGAGED: {scopes} (release: helio resume)")
+    else:
+        report.add("Kill switch", "off")
     report.add("Pending approvals", f"{pending} (decide: helio approvals list)" if pending else "0")
     if seq:
         report.add("Audit chain head", f"record {seq}, hash {digest[:16]}… (check: helio audit verify)")
@@ -166,6 +177,5 @@ def status_report(loaded: LoadedConfig) -> StatusReport:
     policies = loaded.config.policies
     shadow = f", {len(policies.shadow)} shadow" if policies.shadow else ""
     report.add("Rules", f"{len(policies.rules)} loaded (default: {policies.default}{shadow})")
-    report.add("Kill switch", "not available (no kill switch in this version)")
     _store(loaded, report)
     return report

@@ -84,6 +84,17 @@ class CallTracing(Protocol):
     def decide(self, decide: Callable[[], Decision]) -> Decision: ...
 
 
+class KillCheck(Protocol):
+    """The kill switch as the gateway sees it (:class:`helio_proxy.killswitch.KillSwitch`)."""
+
+    def check(self, upstream: str | None, agent: str | None) -> Deny | None: ...
+
+    def engaged_for(self, upstream: str | None, agent: str | None) -> asyncio.Future[Deny]: ...
+
+
+KILL_SWITCH: Final = "kill_switch"
+
+
 class Gateway:
     """Routes agent messages to the upstream, governing tool calls on the way."""
 
@@ -103,8 +114,11 @@ class Gateway:
         tracing: CallTracing | None = None,
         request_timeout: float | None = None,
         connect_timeout: float = 0.0,
+        kill_switch: KillCheck | None = None,
     ) -> None:
         self.upstream = upstream
+        self.kill_switch = kill_switch
+        """Checked first on every ``tools/call`` (in memory); ``None``: no kill switch (tests)."""
         self.request_timeout = request_timeout
         """``upstream.request_timeout``: a request's whole answer must arrive within it of the send
         (``None``: only the transport's own timeouts, relay-only tests)."""
@@ -270,6 +284,12 @@ class Gateway:
             return await _settled(
                 audit, error_reply(inbound.message.id, INVALID_PARAMS, str(exc), {"reason": exc.reason})
             )
+        if self.kill_switch is not None:
+            killed = self.kill_switch.check(self.upstream_name, inbound.agent_id)
+            if killed is not None:
+                if self.snapshots is not None:
+                    audit.config_sha256 = self.snapshots.current.sha256
+                return await self._killed(call, audit, identity or UNRESOLVED, killed)
         if self.auditor.refusal() is not None:
             # strict durability and a store that cannot be written: nothing is forwarded unrecorded
             denied = Deny(reason=AUDIT_UNAVAILABLE, retry_allowed=True)
@@ -367,6 +387,13 @@ class Gateway:
             # Nothing can hold this call: no task, no cancellation bookkeeping, no watcher.
             settlement = await self.enforcer.settle(decision, governed)
         settled = settlement.decision
+        if self.kill_switch is not None and not isinstance(settled, Deny):
+            # Engaged while the call was being settled (limits, an approval just given): not forwarded.
+            late = self.kill_switch.check(self.upstream_name, inbound.agent_id)
+            if late is not None:
+                await settlement.undelivered()
+                settlement = Settlement(late, audit=settlement.audit)
+                settled = late
         self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.sha256))
         if isinstance(settled, Deny):
             await settlement.undelivered()
@@ -423,11 +450,24 @@ class Gateway:
         if key is not None:
             self._held[key] = settling
         watch = asyncio.ensure_future(inbound.disconnected()) if inbound.disconnected is not None else None
+        killed = (
+            self.kill_switch.engaged_for(self.upstream_name, governed.agent_id)
+            if self.kill_switch is not None
+            else None
+        )
         try:
-            if watch is None:
-                await asyncio.wait({settling})
-            else:
-                await asyncio.wait({settling, watch}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {settling}
+            if watch is not None:
+                waits.add(watch)
+            if killed is not None:
+                waits.add(killed)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if killed is not None and killed.done() and not settling.done():
+                # The kill switch releases the held call: its ticket is closed (kill_switch).
+                settling.cancel(msg=KILL_SWITCH)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settling
+                return killed.result()
         except asyncio.CancelledError:
             settling.cancel()
             # The request itself was cancelled (shutdown, the client's task) while held: it is still recorded.
@@ -436,6 +476,8 @@ class Gateway:
         finally:
             if watch is not None and not watch.done():
                 watch.cancel()
+            if killed is not None and not killed.done():
+                killed.cancel()
             if key is not None and self._held.get(key) is settling:
                 del self._held[key]
         if not settling.done():
@@ -446,6 +488,19 @@ class Gateway:
             # The agent cancelled this request (notifications/cancelled) while it was held.
             return _cancelled(decision)
         return settling.result()
+
+    async def _killed(
+        self, call: ToolCall, audit: CallAudit, identity: SessionIdentity, killed: Deny
+    ) -> Reply:
+        """The kill switch's block, before anything else is decided; recorded like any block."""
+        self._record(CallOutcome(call.name, killed, killed, None, audit.config_sha256 or ""))
+        reply = block_reply(call, killed)
+        audit.block(
+            session_id=identity.session_id,
+            session_source=identity.source,
+            **_audit_fields(killed, told=reply.payload["error"]["data"]),
+        )
+        return await _settled(audit, reply)
 
     def _result_check(
         self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any], rule: int | None

@@ -11,6 +11,7 @@ from typing import Any, cast
 from helio_proxy import docgen
 from helio_proxy.approvals.api import approval_routes
 from helio_proxy.config.sections import DashboardConfig
+from helio_proxy.killswitch.api import kill_switch_routes
 from helio_proxy.limits.api import limits_routes
 from helio_proxy.operator.api import OperatorApi
 from helio_proxy.operator.console import console_router
@@ -35,7 +36,7 @@ def schema() -> dict[str, Any]:
     api = OperatorApi(
         DashboardConfig(),
         EventBus(),
-        [*approval_routes(nothing), *limits_routes(nothing)],
+        [*approval_routes(nothing), *limits_routes(nothing), *kill_switch_routes(nothing)],
         routers=[console_router(nothing, nothing, list)],
     )
     return api.schema()

@@ -30,6 +30,7 @@ EVENT_TYPES: Final = (
     "limit_warning",
     "budget_update",
     "budget_breached",
+    "kill_switch",
 )
 """Every event type the operator stream carries."""
 

@@ -28,6 +28,8 @@ reason                                      extra fields
 ``client_disconnected``,                    ``ticket_id``
 ``shutdown_cancelled``
 ``request_cancelled``                       none (the client sent ``notifications/cancelled``)
+``kill_switch``                             ``kill_switch_scope``, ``kill_switch_reason``, ``engaged_by``,
+                                            ``engaged_at`` (see :mod:`helio_proxy.killswitch`)
 ==========================================  ==============================================
 
 Limit blocks carry their fields in ``Deny.details`` (built by :mod:`helio_proxy.limits.blocks`).
@@ -66,6 +68,7 @@ BLOCK_REASONS: Final = (
     "client_disconnected",
     "shutdown_cancelled",
     "request_cancelled",
+    "kill_switch",
 )
 """Every ``reason`` a governance block can carry in this version."""
 
@@ -110,6 +113,10 @@ SUGGESTIONS: Final = {
         "Nobody decided in time. Retry later (a retry asks again) or ask an operator to review the queue."
     ),
     "client_disconnected": "The call was not forwarded; retry it if it is still needed.",
+    "kill_switch": (
+        "Do not retry: an operator stopped tool calls with the kill switch. Wait until an operator "
+        "resumes (helio resume), or ask one why."
+    ),
     "request_cancelled": "You cancelled this call while it was held; it was not forwarded. Call again if needed.",
     "shutdown_cancelled": (
         "The call was not forwarded. Retry the identical call once the proxy is back: an approval "
@@ -202,6 +209,11 @@ def _message(decision: Deny, tool: str) -> str:
             )
         case "shutdown_cancelled":
             return f"Tool {tool!r} was cancelled: the proxy shut down while it waited for approval."
+        case "kill_switch":
+            details = decision.details or {}
+            why = details.get("kill_switch_reason")
+            scope = details.get("kill_switch_scope", "global")
+            return f"Tool {tool!r} is blocked: the kill switch is on ({scope})" + (f": {why}" if why else ".")
         case "invalid_arguments":
             count = len((decision.details or {}).get("errors") or [])
             return f"Tool {tool!r} was not called: {count} argument(s) do not match its inputSchema."

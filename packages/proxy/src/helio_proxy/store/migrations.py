@@ -375,6 +375,37 @@ SESSION_STATE = Migration(
     ),
 )
 
+KILL_SWITCH = Migration(
+    "0010_kill_switch",
+    (
+        # One row per kill-switch scope ever used (``global``, ``upstream:NAME``, ``agent:ID``);
+        # ``engaged`` says whether it blocks now. Every proxy on the store keeps these in memory.
+        """CREATE TABLE kill_switch (
+            scope TEXT PRIMARY KEY,
+            engaged BOOLEAN NOT NULL,
+            reason TEXT,
+            actor TEXT,
+            source TEXT,
+            changed_at TEXT NOT NULL
+        )""",
+    ),
+    {
+        # The change bus (``store/changes.py``): one row per change other proxies must take up
+        # (kill switch, accepted baselines, resolved approvals); polled as the fallback of
+        # PostgreSQL's LISTEN/NOTIFY and as the only signal on SQLite. Ids grow with each change.
+        "sqlite": (
+            "CREATE TABLE store_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, "
+            "payload TEXT, created_at TEXT NOT NULL)",
+            "CREATE INDEX store_changes_created_at ON store_changes (created_at)",
+        ),
+        "postgresql": (
+            "CREATE TABLE store_changes (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "channel TEXT NOT NULL, payload TEXT, created_at TEXT NOT NULL)",
+            "CREATE INDEX store_changes_created_at ON store_changes (created_at)",
+        ),
+    },
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
@@ -386,6 +417,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     LIMIT_BUCKET_TOTALS,
     SESSION_STATE,
     AUDIT_SEARCH_NEWEST_FIRST,
+    KILL_SWITCH,
 )
 """Every migration, in the order it is applied."""
 

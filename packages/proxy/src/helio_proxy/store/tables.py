@@ -10,7 +10,7 @@ No ``from __future__ import annotations`` here: SQLModel reads the annotations a
 
 from typing import Final
 
-from sqlalchemy import BigInteger, Column, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Table, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -245,6 +245,30 @@ class ToolBaselineRow(SQLModel, table=True):
     pending_since: str | None = Field(default=None, sa_column=_text())
 
 
+class KillSwitchRow(SQLModel, table=True):
+    """One kill-switch scope (``global``, ``upstream:NAME``, ``agent:ID``) and whether it is engaged."""
+
+    __tablename__ = "kill_switch"  # pyright: ignore[reportAssignmentType]
+
+    scope: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    engaged: bool = Field(sa_column=Column(Boolean, nullable=False))
+    reason: str | None = Field(default=None, sa_column=_text())
+    actor: str | None = Field(default=None, sa_column=_text())
+    source: str | None = Field(default=None, sa_column=_text())
+    changed_at: str = Field(sa_column=_text(nullable=False))
+
+
+class StoreChangeRow(SQLModel, table=True):
+    """One change on the change bus (see :mod:`helio_proxy.store.changes`); pruned after an hour."""
+
+    __tablename__ = "store_changes"  # pyright: ignore[reportAssignmentType]
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    channel: str = Field(sa_column=_text(nullable=False))
+    payload: str | None = Field(default=None, sa_column=_text())
+    created_at: str = Field(sa_column=_text(nullable=False))
+
+
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
 
@@ -261,6 +285,8 @@ SESSION_CALLS: Final = _table("session_calls")
 SESSION_DEPENDENCIES: Final = _table("session_dependencies")
 SESSION_STATE: Final = _table("session_state")
 TOOL_BASELINES: Final = _table("tool_baselines")
+KILL_SWITCH: Final = _table("kill_switch")
+STORE_CHANGES: Final = _table("store_changes")
 
 GOVERNANCE_TABLES: Final = (
     AUDIT_RECORDS,
@@ -275,6 +301,8 @@ GOVERNANCE_TABLES: Final = (
     SESSION_DEPENDENCIES,
     SESSION_STATE,
     TOOL_BASELINES,
+    KILL_SWITCH,
+    STORE_CHANGES,
 )
 """Every table the migrations create, besides ``schema_migrations``."""
 

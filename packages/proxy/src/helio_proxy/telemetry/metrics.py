@@ -73,7 +73,8 @@ class Gauges:
     """``(budget name, used / limit)`` of each budget's fullest bucket."""
     limit_utilisation: Callable[[], Iterable[tuple[str, str, float]]] | None = None
     """``(rule, kind, used / limit)`` of each rate or spend limit rule's fullest bucket."""
-    kill_switch: Callable[[], bool] | None = None
+    kill_switch: Callable[[], Iterable[tuple[str, float]]] | None = None
+    """``(scope, 1.0 or 0.0)``: ``global`` always, and each other engaged scope."""
     data_plane_findings: Callable[[], Iterable[tuple[str, str, str, str, int]]] | None = None
     """``(upstream, rule, kind, action, count)``: content-scan findings so far (data plane)."""
 
@@ -159,9 +160,14 @@ class _GaugeCollector(Collector):
                 found.add_metric([upstream, rule, kind, action], float(count))
             yield found
         if g.kill_switch is not None:
-            yield GaugeMetricFamily(
-                "helio_kill_switch", "1 while the kill switch is on.", value=float(g.kill_switch())
+            kill = GaugeMetricFamily(
+                "helio_kill_switch_engaged",
+                "1 while the kill switch stops calls in this scope (global, upstream:NAME, agent:ID).",
+                labels=["scope"],
             )
+            for scope, value in _rows(g.kill_switch):
+                kill.add_metric([scope], value)
+            yield kill
 
 
 @dataclass
