@@ -148,8 +148,7 @@ async def until_every_replica(
 
     Returns the seconds from the start until each replica first did, and every attempt made.
     Fails after ``within`` seconds with what the replicas answered meanwhile. A change's propagation is
-    this with the change made just before: a drift acceptance today, ``helio kill`` once the
-    kill switch exists.
+    this with the change made just before (a drift acceptance, the kill switch).
     """
     start = time.monotonic()
     first: dict[str, float] = {}
@@ -264,11 +263,37 @@ async def test_a_drift_acceptance_through_one_replica_is_seen_by_every_replica(
     assert accepted.json()["data"]["accepted_by"] == "api_secret"
     assert {o for _, o in drifted} == {("blocked", "tool_definition_drift")}
     accepted_on = cluster.replica_at(accepted.headers["x-helio-replica"])
-    # The replica that took the acceptance applies it before answering; the others see it on
-    # their next poll of the baselines (every 2 s), until the change bus notifies them.
+    # The replica that took the acceptance applies it before answering; the others hear it on
+    # the change bus (the 2 s baseline poll is only the fallback).
     assert max(seen_by.values()) < 4.0, seen_by
     print(f"drift acceptance through {accepted_on}: seen by each replica after {seen_by}")
     assert {o for _, o in attempts} <= {("ok", ""), ("blocked", "tool_definition_drift")}
+
+
+async def test_a_kill_through_one_replica_blocks_calls_on_all_three_within_one_second(
+    cluster: Cluster, ledger: Counter[str]
+) -> None:
+    operator = httpx.AsyncClient(
+        base_url=cluster.operator_url, headers={"authorization": f"Bearer {API_SECRET}"}, timeout=20
+    )
+    async with operator, Agent(cluster, ledger).session() as agent:
+
+        def search() -> Awaitable[tuple[str, Outcome]]:
+            return agent.served_call("search_docs", {"query": "refund"})
+
+        await until_every_replica(search, ok, within=20)
+        killed = await operator.post("/api/kill-switch", json={"engaged": True, "reason": "drill"})
+        stopped_by, _ = await until_every_replica(search, lambda o: o == ("blocked", "kill_switch"), within=5)
+        resumed = await operator.post("/api/kill-switch", json={"engaged": False, "reason": "drill over"})
+        served_by, _ = await until_every_replica(search, ok, within=5)
+    assert killed.status_code == 200, killed.text
+    assert resumed.status_code == 200, resumed.text
+    killed_on = cluster.replica_at(killed.headers["x-helio-replica"])
+    # The replica that took the change rereads it before answering; the others hear it on the
+    # change bus (PostgreSQL LISTEN/NOTIFY).
+    print(f"kill through {killed_on}: blocked on each replica after {stopped_by}; resumed after {served_by}")
+    assert max(stopped_by.values()) < 1.0, stopped_by
+    assert max(served_by.values()) < 1.0, served_by
 
 
 async def test_a_legacy_sse_agent_is_pinned_to_one_replica_where_its_session_lives(
