@@ -10,6 +10,12 @@ from pydantic import Field, field_validator, model_validator
 
 from helio_proxy.config.base import ConfigModel, Secret
 from helio_proxy.config.durations import Duration, DurationField
+from helio_proxy.jsonlimits import (
+    DEFAULT_MAX_ARRAY_LENGTH,
+    DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_STRING_LENGTH,
+    JsonLimits,
+)
 
 DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
 """Largest MCP request body accepted on the agent port (4 MiB); larger bodies get HTTP 413."""
@@ -35,7 +41,24 @@ class ListenConfig(ConfigModel):
     """``Host`` header values accepted (DNS-rebinding guard). Default: loopback names when bound to loopback, anything otherwise."""
 
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
-    """Largest request body accepted; larger bodies get HTTP 413."""
+    """Largest request body accepted; larger bodies get HTTP 413 (``helio wrap``: the longest stdin line)."""
+
+    max_json_depth: int = Field(default=DEFAULT_MAX_JSON_DEPTH, ge=2, le=512)
+    """Deepest nesting of arrays and objects in one message (the envelope counts: ``{"params": {"arguments": {}}}``
+    is 3); deeper messages get JSON-RPC ``-32600`` with ``data.reason: input_limit_exceeded``."""
+
+    max_string_length: int = Field(default=DEFAULT_MAX_STRING_LENGTH, gt=0)
+    """Longest JSON string (or object key) in one message, in bytes as sent; longer ones get ``-32600``
+    ``input_limit_exceeded``."""
+
+    max_array_length: int = Field(default=DEFAULT_MAX_ARRAY_LENGTH, gt=0)
+    """Most elements in one array (or members in one object) of a message; more get ``-32600``
+    ``input_limit_exceeded``."""
+
+    @property
+    def json_limits(self) -> JsonLimits:
+        """The JSON shape caps as the ingress applies them."""
+        return JsonLimits(self.max_json_depth, self.max_string_length, self.max_array_length)
 
     @field_validator("allowed_origins")
     @classmethod

@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from helio_proxy import jsonlimits
 from helio_proxy.config.sections import DashboardConfig
 from helio_proxy.operator import models
 from helio_proxy.operator.auth import (
@@ -159,20 +160,28 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object body (400 if not JSON or not an object, 413 if over 1 MiB)."""
+    """The request's JSON object body (400 if not JSON or not an object, 413 if over 1 MiB,
+    422 ``input_limit_exceeded`` past a JSON cap of :mod:`helio_proxy.jsonlimits`)."""
+    too_large = ApiError(
+        413, f"request body over {MAX_API_BODY} bytes", {"limit": "max_body_bytes", "max": MAX_API_BODY}
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_API_BODY:
-        raise ApiError(413, f"request body over {MAX_API_BODY} bytes")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_API_BODY:
-            raise ApiError(413, f"request body over {MAX_API_BODY} bytes")
+            raise too_large
     if not body:
         return {}
     try:
+        jsonlimits.check(bytes(body))
+    except jsonlimits.InputLimitExceeded as exc:
+        raise ApiError(422, str(exc), exc.details, code=jsonlimits.INPUT_LIMIT_EXCEEDED) from None
+    try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError(400, "request body must be a JSON object")

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, error_reply
 from helio_proxy.gateway.messages import reply_messages
+from helio_proxy.jsonlimits import DEFAULT_LIMITS, JsonLimits, body_limit_data
 from helio_proxy.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -157,8 +158,14 @@ class SseSession:
             self.closed.set()
 
 
-async def _reject(send: Send, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-    reply = error_reply(None, INVALID_REQUEST, message, status=status)
+async def _reject(
+    send: Send,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    reply = error_reply(None, INVALID_REQUEST, message, data, status=status)
     await send_bytes(send, status, reply.body, headers or {}, "application/json")
 
 
@@ -171,12 +178,14 @@ class LegacySseEndpoint:
         messages_path: str,
         *,
         max_body: int,
+        limits: JsonLimits = DEFAULT_LIMITS,
         max_sessions: int = MAX_SSE_SESSIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.gateway = gateway
         self.messages_path = messages_path
         self.max_body = max_body
+        self.limits = limits
         self.max_sessions = max_sessions
         """The session cap (a plain attribute, so a test can lower it)."""
         self.clock = clock
@@ -290,18 +299,19 @@ class LegacySseEndpoint:
             await _reject(send, 415, f"Content-Type must be application/json (got {essence or 'none'})")
             return
         declared = headers.get("content-length")
+        too_large = f"request body is larger than {self.max_body} bytes"
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _reject(send, 413, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, too_large, data=body_limit_data(self.max_body))
             return
         try:
             raw = await read_body(receive, self.max_body)
         except BodyTooLarge:
-            await _reject(send, 413, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, too_large, data=body_limit_data(self.max_body))
             return
         except ConnectionResetError:
             return
         try:
-            message = parse(raw)
+            message = parse(raw, self.limits)
         except EnvelopeError as exc:
             if exc.reason is not None:
                 client = session.client_headers(headers)

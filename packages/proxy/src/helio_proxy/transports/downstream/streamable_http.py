@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import ClientDisconnected, error_reply
+from helio_proxy.jsonlimits import body_limit_data
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.transports.downstream.asgi import (
     BodyTooLarge,
@@ -67,9 +68,14 @@ async def _not_allowed(send: Send, method: str, path: str, allow: str) -> None:
 
 
 async def _reject(
-    send: Send, status: int, code: int, message: str, request_id: str | int | None = None
+    send: Send,
+    status: int,
+    code: int,
+    message: str,
+    request_id: str | int | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    reply = error_reply(request_id, code, message, status=status)
+    reply = error_reply(request_id, code, message, data, status=status)
     await send_bytes(send, status, reply.body, {}, "application/json")
 
 
@@ -97,10 +103,13 @@ class McpListenerApp:
         self.gateway = next(iter(self.gateways.values()))
         self.extra = dict(extra or {})
         self.max_body = listen.max_body_bytes
+        self.limits = listen.json_limits
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins)
         self.sse: dict[str | None, LegacySseEndpoint] = {
-            name: LegacySseEndpoint(gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes)
+            name: LegacySseEndpoint(
+                gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes, limits=self.limits
+            )
             for name, gateway in self.gateways.items()
         }
         """The legacy SSE endpoint of each mount (its open sessions, its cap)."""
@@ -185,18 +194,19 @@ class McpListenerApp:
             )
             return
         declared = headers.get("content-length")
+        too_large = f"request body is larger than {self.max_body} bytes"
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _reject(send, 413, INVALID_REQUEST, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, INVALID_REQUEST, too_large, data=body_limit_data(self.max_body))
             return
         try:
             raw = await read_body(receive, self.max_body)
         except BodyTooLarge:
-            await _reject(send, 413, INVALID_REQUEST, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, INVALID_REQUEST, too_large, data=body_limit_data(self.max_body))
             return
         except ConnectionResetError:
             return
         try:
-            message = parse_any(raw)
+            message = parse_any(raw, self.limits)
         except EnvelopeError as exc:
             if exc.reason is not None:
                 await send_reply(send, receive, await gateway.refuse(exc, headers))
