@@ -326,6 +326,12 @@ class OperatorApi:
             await error(403, refused, code="host_forbidden")(scope, receive, send)
             return
         path: str = scope["path"]
+        try:
+            scope["query_string"].decode("utf-8")
+        except UnicodeDecodeError:
+            # Starlette builds request.url from it as UTF-8 and fails (the fuzz suite found a 500).
+            await error(400, "the query string is not UTF-8")(scope, receive, send)
+            return
         if path.startswith("/api/") or path == "/api":
             await self.app(scope, receive, send)
             return
@@ -364,7 +370,7 @@ class OperatorApi:
 
         async def crashed(request: Request, exc: Exception) -> Response:
             log.error(
-                "operator API: unexpected error on %s %s", request.method, request.url.path, exc_info=exc
+                "operator API: unexpected error on %s %s", request.method, request.scope["path"], exc_info=exc
             )
             return error(500, "internal error")
 
