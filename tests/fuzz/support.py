@@ -45,11 +45,16 @@ PER_EXAMPLE: Final = 16
 mutating is ~10 us, so this keeps the default suite's budget within its time."""
 
 
-def fuzz_settings(per_example: int = PER_EXAMPLE) -> settings:
-    """Hypothesis settings for one surface: enough examples for the budget at ``per_example``
-    inputs each; deterministic in the default suite (so it cannot flake), random in a campaign
-    (a budget over the default)."""
-    budget = -(-inputs() // per_example)
+PARSER_SHARE: Final = 0.2
+"""The parsers (reached only by an operator's config, or behind the ingress checks) get this
+share of the budget in pytest; ``nox -s fuzz`` also runs atheris over them."""
+
+
+def fuzz_settings(per_example: int = PER_EXAMPLE, share: float = 1.0) -> settings:
+    """Hypothesis settings for one surface: enough examples for ``share`` of the budget at
+    ``per_example`` inputs each; deterministic in the default suite (so it cannot flake), random
+    in a campaign (a budget over the default)."""
+    budget = max(1, -(-int(inputs() * share) // per_example))
     return settings(
         max_examples=budget,
         deadline=None,
@@ -111,6 +116,19 @@ def peak_rss() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+RSS_CEILING_MIB: Final = 1024
+"""The documented ceiling (docs/hardening.md): the process holding the fuzzed proxy (and, in this
+suite, its upstream and Hypothesis) must stay under it. ``HELIO_FUZZ_RSS_CEILING_MIB`` overrides."""
+
+
+def record_rss(surface: str) -> None:
+    """Note the peak RSS after ``surface``'s run and fail if it passed the ceiling."""
+    peak = peak_rss()
+    PEAK_RSS[surface] = peak
+    ceiling = int(os.environ.get("HELIO_FUZZ_RSS_CEILING_MIB", RSS_CEILING_MIB))
+    assert peak < ceiling << 20, f"peak RSS {peak >> 20} MiB after {surface} is over {ceiling} MiB"
 
 
 def current_rss() -> int:

@@ -20,13 +20,12 @@ from helio_proxy.transports.downstream.stdio import StdioServer
 from tests.fuzz.proxy import MAX_BODY, fuzz_proxy
 from tests.fuzz.strategies import CAPS, Body, bodies, mcp_headers
 from tests.fuzz.support import (
-    PEAK_RSS,
     TALLY,
     Answer,
     asgi_request,
     fuzz_settings,
     no_errors_logged,
-    peak_rss,
+    record_rss,
     variants,
 )
 
@@ -130,7 +129,7 @@ async def test_streamable_http_ingress_answers_every_hostile_input_without_5xx(t
         with no_errors_logged(loop) as errors:
             await asyncio.to_thread(one)
         assert errors == []
-        PEAK_RSS["mcp-http"] = peak_rss()
+        record_rss("mcp-http")
 
 
 async def _open_sse(mcp: Any) -> tuple[asyncio.Task[None], asyncio.Event, list[bytes]]:
@@ -217,7 +216,7 @@ async def test_legacy_sse_ingress_answers_every_hostile_input_without_5xx(tmp_pa
             async with asyncio.timeout(10):
                 await stream
         assert errors == []
-        PEAK_RSS["mcp-sse"] = peak_rss()
+        record_rss("mcp-sse")
 
 
 async def _stdio_exchange(
@@ -268,4 +267,4 @@ async def test_stdio_lines_get_answers_without_crashing_the_wrap_server(tmp_path
         with no_errors_logged(loop) as errors:
             await asyncio.to_thread(one)
         assert errors == []
-        PEAK_RSS["mcp-stdio"] = peak_rss()
+        record_rss("mcp-stdio")

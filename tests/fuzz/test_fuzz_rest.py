@@ -16,13 +16,12 @@ from hypothesis import strategies as st
 from tests.fuzz.proxy import API_SECRET, SDK_TOKEN, fuzz_proxy
 from tests.fuzz.strategies import Body, header_text, rest_bodies
 from tests.fuzz.support import (
-    PEAK_RSS,
     TALLY,
     Answer,
     asgi_request,
     fuzz_settings,
     no_errors_logged,
-    peak_rss,
+    record_rss,
     variants,
 )
 
@@ -157,11 +156,11 @@ async def test_operator_api_answers_every_hostile_input_in_the_error_shape(tmp_p
             API_SECRET,
             "/api/approvals/t-1/approve",
         )
-        PEAK_RSS["operator"] = peak_rss()
+        record_rss("operator")
 
 
 async def test_sideband_answers_every_hostile_input_in_the_error_shape(tmp_path: Path) -> None:
     async with fuzz_proxy(tmp_path) as app:
         assert app.sideband is not None
         await _campaign(app.sideband, "SDK sideband", SIDEBAND_PATHS, SDK_TOKEN, "/evidence")
-        PEAK_RSS["sideband"] = peak_rss()
+        record_rss("sideband")
