@@ -47,7 +47,9 @@ def test_the_caps_table_holds_the_codes_defaults() -> None:
     assert MAX_API_BODY == MAX_BODY_BYTES == MAX_CALLBACK_BYTES == 1 << 20
     assert f"| {MAX_SESSION_ID_LENGTH} characters |" in TEXT
     limits = StoreLimits()
-    assert f"| open legacy SSE sessions, per mount | {MAX_SSE_SESSIONS:,} |" in TEXT
+    assert (
+        f"| open legacy SSE sessions, per mount (`listen.max_sse_sessions`) | {MAX_SSE_SESSIONS:,} |" in TEXT
+    )
     assert f"| upstream sessions on one stdio upstream | {DEFAULT_MAX_SESSIONS} |" in TEXT
     assert f"| evidence sessions held | {limits.max_sessions:,} " in TEXT
     assert f"per session | {limits.max_keys_per_session} each |" in TEXT

@@ -20,6 +20,9 @@ from helio_proxy.jsonlimits import (
 DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
 """Largest MCP request body accepted on the agent port (4 MiB); larger bodies get HTTP 413."""
 
+DEFAULT_MAX_SSE_SESSIONS: Final = 1024
+"""Legacy SSE streams open at once per mount (the reference's cap); more get HTTP 503."""
+
 RESERVED_SESSION_HEADERS: Final = frozenset(
     {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "x-helio-csrf"}
 )
@@ -54,6 +57,10 @@ class ListenConfig(ConfigModel):
     max_array_length: int = Field(default=DEFAULT_MAX_ARRAY_LENGTH, gt=0)
     """Most elements in one array (or members in one object) of a message; more get ``-32600``
     ``input_limit_exceeded``."""
+
+    max_sse_sessions: int = Field(default=DEFAULT_MAX_SSE_SESSIONS, gt=0)
+    """Legacy SSE streams (``GET /sse``) open at once, per mount; one more gets HTTP 503 with ``Retry-After``
+    and ``data: {reason: capacity_exhausted, limit: max_sse_sessions, max}``."""
 
     @property
     def json_limits(self) -> JsonLimits:

@@ -12,7 +12,7 @@ exists its upstream server-to-client stream (``GET``) is relayed to the SSE stre
 clients therefore never see each other's messages. When the stream ends, the upstream session is
 ended (``DELETE``).
 
-Limits: at most :data:`MAX_SSE_SESSIONS` open streams per mount (``503`` beyond); a stream
+Limits: at most ``listen.max_sse_sessions`` open streams per mount (``503`` beyond); a stream
 nobody has been able to write to for :data:`STALE_AFTER_SECONDS` (a client that stopped
 reading, or vanished without closing) is closed by a sweep every :data:`SWEEP_INTERVAL_SECONDS`;
 every stream is closed on shutdown. A POST must carry the ``Authorization`` header the stream
@@ -32,6 +32,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, cast
 from urllib.parse import parse_qs
 
+from helio_proxy.config.sections import DEFAULT_MAX_SSE_SESSIONS
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, error_reply
 from helio_proxy.gateway.messages import reply_messages
@@ -60,7 +61,7 @@ from helio_proxy.transports.sse import encode_event
 
 log = logging.getLogger("helio_proxy.transports.sse")
 
-MAX_SSE_SESSIONS: Final = 1024
+MAX_SSE_SESSIONS: Final = DEFAULT_MAX_SSE_SESSIONS
 """Open SSE streams per mount; one more is refused with ``503`` (the reference's cap)."""
 
 STALE_AFTER_SECONDS: Final = 90.0
@@ -207,6 +208,7 @@ class LegacySseEndpoint:
                 503,
                 f"too many open SSE sessions ({self.max_sessions}); close one or try again later",
                 {"retry-after": "5"},
+                {"reason": "capacity_exhausted", "limit": "max_sse_sessions", "max": self.max_sessions},
             )
             return
         session = SseSession(secrets.token_hex(16), headers.get("authorization"), headers, self.clock())

@@ -108,7 +108,11 @@ class McpListenerApp:
         self.origins = OriginGuard(listen.allowed_origins)
         self.sse: dict[str | None, LegacySseEndpoint] = {
             name: LegacySseEndpoint(
-                gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes, limits=self.limits
+                gateway,
+                _mounted(MESSAGES_PATH, name),
+                max_body=listen.max_body_bytes,
+                limits=self.limits,
+                max_sessions=listen.max_sse_sessions,
             )
             for name, gateway in self.gateways.items()
         }
