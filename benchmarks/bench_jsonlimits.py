@@ -35,6 +35,8 @@ WORST = {
     "4 MiB of 800,000 short strings": b"[" + b'"ab",' * 800_000 + b"1]",
     "3 MiB in one string": b'["' + b"a" * 3_000_000 + b'"]',
     "4 MiB of escaped quotes, unterminated": b'"' + b'\\"' * 2_000_000,
+    "2.6 MB of quote-backslash pairs": b'"\\' * 1_300_000,
+    "4 MiB of quotes (2,000,000 empty strings)": b'"' * 4_000_000,
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 
 import pytest
 
@@ -61,3 +63,14 @@ def test_a_utf16_body_is_checked_as_its_utf8_equivalent() -> None:
     deep = '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":[[[1]]]}}'
     with pytest.raises(Exception, match="nested more than 3"):
         parse(deep.encode("utf-16"), caps)
+
+
+@pytest.mark.parametrize("unit", [b'"\\', b'"a\\', b'"', b'["a\\'])
+def test_the_scan_stays_linear_on_unterminated_strings(unit: bytes) -> None:
+    """A string pattern that could fail at the end would be retried from every later quote:
+    ``"\\"\\"\\...`` took quadratic time (minutes for 2.6 MB) before the pattern could not fail."""
+    body = unit * 200_000
+    started = time.perf_counter()
+    with contextlib.suppress(InputLimitExceeded):
+        check(body, CAPS)
+    assert time.perf_counter() - started < 2.0

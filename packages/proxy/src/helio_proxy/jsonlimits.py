@@ -43,8 +43,11 @@ DEFAULT_MAX_ARRAY_LENGTH: Final = 10_000
 INPUT_LIMIT_EXCEEDED: Final = "input_limit_exceeded"
 """The stable reason (JSON-RPC ``data.reason``) and code (REST ``code``) of every cap breach."""
 
-_STRING: Final = re.compile(rb'("[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\Z))', re.DOTALL)
-"""One JSON string; an unterminated one runs to the end (so a scan never backtracks over it)."""
+_STRING: Final = re.compile(rb'("[^"\\]*+(?:\\.[^"\\]*+)*+\\?+(?:"|\Z))', re.DOTALL)
+"""One JSON string. Once it has matched an opening quote it cannot fail: an unterminated string
+(even one ending in a lone backslash) runs to the end. A pattern that could fail there would be
+retried from every later quote, and ``"\\"\\"\\...`` would take quadratic time (found by
+timing adversarial bodies; see benchmarks/bench_jsonlimits.py)."""
 
 _STRUCTURE: Final = bytes(range(256)).translate(None, b"[]{},")
 """Every byte that is not structure: deleted by ``bytes.translate`` to leave ``[]{},``."""
