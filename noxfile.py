@@ -109,6 +109,7 @@ def tests(session: nox.Session) -> None:
     args = session.posargs or [
         "tests/unit",
         "tests/integration",
+        "tests/fuzz",
         "--ignore=tests/unit/sdk",
         "--ignore=tests/unit/docs",
         # Two processes (one a core here): the in-process tests are independent (each PostgreSQL test
@@ -120,6 +121,36 @@ def tests(session: nox.Session) -> None:
         "loadfile",
     ]
     session.run("pytest", *args, success_codes=[0, PYTEST_NO_TESTS])
+
+
+FUZZ_INPUTS = 100_000
+"""Inputs per surface in ``nox -s fuzz`` (``HELIO_FUZZ_INPUTS`` overrides it)."""
+FUZZ_RSS_CEILING_MIB = 1024
+"""The fuzzed proxy's RSS must stay under this (docs/hardening.md)."""
+
+
+@nox.session(python=False)
+def fuzz(session: nox.Session) -> None:
+    """The fuzz campaign (not in the default set): the hypothesis suite at HELIO_FUZZ_INPUTS inputs per
+    surface (default 100,000) with the RSS ceiling checked, then atheris over each parser as many runs."""
+    count = int(os.environ.get("HELIO_FUZZ_INPUTS", FUZZ_INPUTS))
+    env = {"HELIO_FUZZ_INPUTS": str(count), "HELIO_FUZZ_RSS_CEILING_MIB": str(FUZZ_RSS_CEILING_MIB)}
+    session.run("pytest", "tests/fuzz", "-p", "no:cacheprovider", "--timeout=0", *session.posargs, env=env)
+    for target in ("jsonlimits", "jsonrpc", "jsonpath", "regex", "config"):
+        session.log(f"atheris: {count:,} runs over {target}")
+        session.run(
+            "uv",
+            "run",
+            "--with",
+            "atheris<3.1",
+            "python",
+            "tests/fuzz/atheris_parsers.py",
+            f"-runs={count}",
+            "-print_final_stats=1",
+            f"-artifact_prefix={tempfile.gettempdir()}/helio-fuzz-",
+            env={"HELIO_ATHERIS_TARGET": target},
+            external=True,
+        )
 
 
 def ensure_peers(session: nox.Session) -> None:

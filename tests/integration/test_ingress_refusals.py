@@ -148,3 +148,35 @@ async def test_the_same_keys_in_different_objects_are_not_a_repetition(tmp_path:
     assert answer is not None
     assert answer["id"] == 8
     assert [r["policy_decision"] for r in records(db)] == ["allow"]
+
+
+@pytest.mark.parametrize("transport", ["streamable-http", "legacy-sse"])
+async def test_a_body_past_a_json_cap_or_the_size_cap_is_refused_with_32600_naming_the_cap(
+    transport: str, tmp_path: Path
+) -> None:
+    """Issue 16: a body nested thousands deep raised RecursionError (HTTP 500); now every body is
+    checked against ``listen.max_json_depth`` (64) before it is parsed."""
+    db = tmp_path / "audit.db"
+    deep = b'{"a":' * 5_000 + b"1" + b"}" * 5_000
+    raw = (
+        b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"create_payment","arguments":'
+        + deep
+        + b"}}"
+    )
+    async with _sender(transport, db) as send:
+        status, answer = await send(raw)
+        too_big_status, too_big = await send(b" " * ((4 << 20) + 1))
+    assert too_big_status == 413
+    assert too_big is not None
+    assert too_big["error"]["data"] == {
+        "reason": "input_limit_exceeded",
+        "limit": "max_body_bytes",
+        "max": 4 << 20,
+    }
+    assert status == 400
+    assert answer is not None
+    assert answer["error"]["code"] == -32600
+    assert answer["error"]["data"] == {"reason": "input_limit_exceeded", "limit": "max_json_depth", "max": 64}
+    [record] = records(db)
+    assert (record["policy_decision"], record["block_reason"]) == ("rejected", "input_limit_exceeded")
+    assert record["metadata"]["limit"] == "max_json_depth"  # the oversized body is not recorded

@@ -297,6 +297,11 @@ async def test_the_1025th_concurrent_sse_session_is_refused_with_503() -> None:
                 refused = await http.get(proxy.sse_url)
                 assert refused.status_code == 503
                 assert refused.headers["retry-after"] == "5"
+                assert refused.json()["error"]["data"] == {
+                    "reason": "capacity_exhausted",
+                    "limit": "max_sse_sessions",
+                    "max": MAX_SSE_SESSIONS,
+                }
                 # Closing one stream frees its place.
                 first = _sse(proxy).sessions[opened[0][2].decode()]
                 opened[0][1].close()

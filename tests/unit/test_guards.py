@@ -9,6 +9,7 @@ from helio_proxy.guards import (
     OriginGuard,
     accepts_event_stream,
     content_type_essence,
+    protocol_header_problem,
 )
 
 
@@ -67,3 +68,15 @@ def test_allowed_hosts_add_to_loopback_names_on_a_loopback_bind() -> None:
     assert guard.check("localhost:3000") is None
     assert guard.check("proxy.internal:3000") is None
     assert guard.check("evil.example") is not None
+
+
+def test_relayed_mcp_headers_must_be_printable_ascii() -> None:
+    assert protocol_header_problem({"mcp-session-id": "abc-123", "last-event-id": "7 8"}) is None
+    assert (
+        protocol_header_problem({"last-event-id": "jzô±s"})
+        == "the last-event-id header must be printable ASCII"
+    )
+    assert (
+        protocol_header_problem({"mcp-session-id": "a\x01b"})
+        == "the mcp-session-id header must be printable ASCII"
+    )

@@ -130,9 +130,17 @@ def test_utf16_bodies_are_still_read_as_json_reads_them() -> None:
     assert parse(raw).method == "ping"
 
 
-def test_a_body_nested_too_deeply_to_parse_is_a_parse_error() -> None:
+def test_a_body_nested_past_the_depth_cap_is_refused_before_it_is_parsed() -> None:
+    """Issue 16: a body nested a few thousand levels deep raised RecursionError (HTTP 500)."""
     with pytest.raises(EnvelopeError) as caught:
         parse(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    assert (caught.value.code, caught.value.reason) == (INVALID_REQUEST, "input_limit_exceeded")
+    assert caught.value.detail == {"limit": "max_json_depth", "max": 64}
+
+
+def test_without_caps_a_body_nested_too_deeply_to_parse_is_a_parse_error() -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        parse(b'{"a":' * 100_000 + b"1" + b"}" * 100_000, limits=None)
     assert caught.value.code == PARSE_ERROR
 
 
@@ -146,6 +154,6 @@ def test_a_repeated_key_deep_in_a_body_is_found_without_recursing() -> None:
         + b"}"
     )
     with pytest.raises(EnvelopeError) as caught:
-        parse(raw)
+        parse(raw, limits=None)  # the duplicate walk itself must not recurse
     assert caught.value.detail is not None
     assert caught.value.detail["duplicate_key"] == "params" + ".a" * depth + ".k"

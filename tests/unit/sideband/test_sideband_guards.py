@@ -111,11 +111,22 @@ async def test_token_is_checked_before_json_and_routes(client: httpx.AsyncClient
     assert (await client.get("/nowhere")).status_code == 401
 
 
-@pytest.mark.parametrize("body", [b"{nope", b"\xff\xfe", b'{"a": NaN}', b"[" * 100_000])
+@pytest.mark.parametrize("body", [b"{nope", b"\xff\xfe", b'{"a": NaN}', b"[" * 10])
 async def test_malformed_json_is_400_invalid_json(client: httpx.AsyncClient, body: bytes) -> None:
     response = await client.post("/evidence", content=body)
     assert response.status_code == 400
     assert code(response) == "invalid_json"
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b"[" * 5_000 + b"]" * 5_000])
+async def test_json_nested_past_the_depth_cap_is_422_input_limit_exceeded(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    """Issue 16: deep nesting is refused from the bytes, before the parser could recurse."""
+    response = await client.post("/evidence", content=body)
+    assert response.status_code == 422
+    assert code(response) == "input_limit_exceeded"
+    assert response.json()["details"] == {"limit": "max_json_depth", "max": 64}
 
 
 async def test_invalid_json_is_reported_before_an_unknown_route(client: httpx.AsyncClient) -> None:

@@ -20,6 +20,21 @@ def _host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+_VISIBLE_ASCII: Final = re.compile(r"[\x20-\x7e]*")
+MCP_PROTOCOL_HEADERS: Final = ("mcp-session-id", "mcp-protocol-version", "last-event-id")
+"""Headers of the MCP protocol the proxy relays upstream as they are."""
+
+
+def protocol_header_problem(headers: dict[str, str]) -> str | None:
+    """A relayed MCP header whose value is not printable ASCII (the specification allows only
+    visible ASCII in a session id; an upstream may fail on anything else), or ``None``."""
+    for name in MCP_PROTOCOL_HEADERS:
+        value = headers.get(name)
+        if value is not None and _VISIBLE_ASCII.fullmatch(value) is None:
+            return f"the {name} header must be printable ASCII"
+    return None
+
+
 def is_loopback(bind_host: str) -> bool:
     """Whether a bind address (or host name) is a loopback one."""
     return bind_host.lower() in LOOPBACK_NAMES or bind_host.startswith("127.")

@@ -5,6 +5,9 @@ refuses what two readers could take differently: an object with the same key twi
 depth: one JSON parser keeps the last value, another the first) and a ``tools/call`` without an
 ``id`` (a notification has no answer, so it could never be governed or audited). Both are
 ``-32600`` with a :attr:`EnvelopeError.reason` that the gateway records as ``rejected``.
+So is a message that breaks one of the caps of :mod:`helio_proxy.jsonlimits` (depth, string or
+array length), checked on the bytes before they are parsed: reason ``input_limit_exceeded``, with
+``limit`` and ``max`` in the detail.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, cast
+
+from helio_proxy.jsonlimits import DEFAULT_LIMITS, INPUT_LIMIT_EXCEEDED, InputLimitExceeded, JsonLimits, check
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -165,17 +170,25 @@ _STRICT: Final = json.JSONDecoder(object_pairs_hook=_refuse_duplicates)
 _MARKING: Final = json.JSONDecoder(object_pairs_hook=_mark_duplicates)
 
 
-def _load(raw: bytes) -> tuple[Any, bool]:
+def _load(raw: bytes, limits: JsonLimits | None) -> tuple[Any, bool]:
     """The parsed value, and whether some object in it repeats a key (the value then marks those
-    objects as :class:`_Duplicated`)."""
+    objects as :class:`_Duplicated`). ``limits``: the caps checked first (``None``: none)."""
     try:
         # What json.loads does with bytes: UTF-8, or UTF-16/32 recognised by their first bytes.
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        encoding = json.detect_encoding(raw)
+        text = raw.decode(encoding, "surrogatepass")
+        if limits is not None:
+            # The caps read UTF-8 bytes; another encoding is checked as its UTF-8 equivalent.
+            check(raw if encoding == "utf-8" else text.encode("utf-8", "surrogatepass"), limits)
         try:
             return _STRICT.decode(text), False
         except _DuplicateKey:
             return _MARKING.decode(text), True
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except InputLimitExceeded as exc:
+        raise EnvelopeError(str(exc), reason=INPUT_LIMIT_EXCEEDED, detail=exc.details) from None
+    except ValueError as exc:
+        # UnicodeDecodeError, JSONDecodeError, and the plain ValueError of an integer literal
+        # over Python's digit limit (sys.get_int_max_str_digits(), 4300), which the fuzz suite found.
         raise EnvelopeError(f"parse error: {exc}", code=PARSE_ERROR) from None
     except RecursionError:
         raise EnvelopeError("parse error: nested too deeply", code=PARSE_ERROR) from None
@@ -213,9 +226,10 @@ def _duplicate_refusal(value: Any, where: str) -> EnvelopeError:
     )
 
 
-def parse(raw: bytes) -> Message:
-    """Parse bytes into a :class:`Message`; malformed JSON raises ``EnvelopeError`` with -32700."""
-    value, duplicated = _load(raw)
+def parse(raw: bytes, limits: JsonLimits | None = DEFAULT_LIMITS) -> Message:
+    """Parse bytes into a :class:`Message`; malformed JSON raises ``EnvelopeError`` with -32700,
+    a body over one of ``limits`` ``EnvelopeError`` with -32600 and reason ``input_limit_exceeded``."""
+    value, duplicated = _load(raw, limits)
     if duplicated:
         raise _duplicate_refusal(value, _duplicate_path(value) or "?")
     return classify(value, raw)
@@ -225,13 +239,16 @@ MAX_BATCH: Final = 100
 """Most messages one batch may hold."""
 
 
-def parse_any(raw: bytes) -> Message | list[Message | EnvelopeError]:
+def parse_any(
+    raw: bytes, limits: JsonLimits | None = DEFAULT_LIMITS
+) -> Message | list[Message | EnvelopeError]:
     """One message, or a batch (a JSON array): each element a :class:`Message`, or the
     :class:`EnvelopeError` that element deserves (answered in place, as JSON-RPC 2.0 requires).
 
-    Malformed JSON, an empty batch or one over :data:`MAX_BATCH` raise ``EnvelopeError``.
+    Malformed JSON, a body over one of ``limits``, an empty batch or one over :data:`MAX_BATCH`
+    raise ``EnvelopeError``.
     """
-    payload, duplicated = _load(raw)
+    payload, duplicated = _load(raw, limits)
     if not isinstance(payload, list):
         if duplicated:
             raise _duplicate_refusal(payload, _duplicate_path(payload) or "?")
@@ -242,6 +259,7 @@ def parse_any(raw: bytes) -> Message | list[Message | EnvelopeError]:
     if len(elements) > MAX_BATCH:
         raise EnvelopeError(f"a batch may hold at most {MAX_BATCH} messages (got {len(elements)})")
     out: list[Message | EnvelopeError] = []
+    request_ids: set[tuple[type, RequestId | None]] = set()
     for element in elements:
         where = _duplicate_path(element) if duplicated else None
         if where is not None:
@@ -249,9 +267,22 @@ def parse_any(raw: bytes) -> Message | list[Message | EnvelopeError]:
             continue
         encoded = json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            out.append(classify(element, encoded))
+            message = classify(element, encoded)
         except EnvelopeError as exc:
             out.append(exc)
+            continue
+        if message.kind is Kind.REQUEST:
+            # Two requests with one id cannot both be answered so that the client (or the
+            # upstream) tells the answers apart; the fuzz suite found the upstream then waits
+            # for the second until its timeout. The later one is refused in place.
+            key = (type(message.id), message.id)
+            if key in request_ids:
+                out.append(
+                    EnvelopeError("a batch may not hold two requests with one id", request_id=message.id)
+                )
+                continue
+            request_ids.add(key)
+        out.append(message)
     return out
 
 

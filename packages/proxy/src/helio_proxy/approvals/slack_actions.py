@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from helio_proxy import jsonlimits
 from helio_proxy.approvals.channels.slack import APPROVE_PREFIX, DENY_PREFIX
 from helio_proxy.approvals.model import Ticket, TicketConflict, TicketNotFound, Verdict
 from helio_proxy.approvals.service import ApprovalService
@@ -114,11 +115,14 @@ class SlackActions:
         if not verified:
             return self._reject("bad signature or stale timestamp")
         try:
-            payload = json.loads(parse_qs(body.decode())["payload"][0])
+            text = parse_qs(body.decode())["payload"][0]
+            jsonlimits.check(text.encode())
+            payload = json.loads(text)
             user = cast(dict[str, Any], payload["user"])
             user_id = str(user["id"])
             action_id = str(cast(list[dict[str, Any]], payload["actions"])[0]["action_id"])
-        except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
+        except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError, RecursionError):
+            # ValueError includes a payload past a JSON cap (jsonlimits.InputLimitExceeded).
             return JSONResponse({"error": "not a Slack block_actions payload"}, 400)
         if action_id.startswith(APPROVE_PREFIX):
             verdict, ticket_id = "approve", action_id.removeprefix(APPROVE_PREFIX)

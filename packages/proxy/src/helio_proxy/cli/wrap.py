@@ -105,8 +105,9 @@ async def serve_wrapped(
             app.say(f"Error: {exc}")
             return exc.exit_code
         reader, write = await open_stdio(stdin, stdout, limit=app.loaded.config.listen.max_body_bytes + 1)
+        listen = app.loaded.config.listen
         server = StdioServer(
-            app.gateway, reader, write, max_line_bytes=app.loaded.config.listen.max_body_bytes
+            app.gateway, reader, write, max_line_bytes=listen.max_body_bytes, limits=listen.json_limits
         )
         serving = server
 

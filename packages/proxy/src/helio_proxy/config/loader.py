@@ -285,14 +285,18 @@ def _parse(
     environ = os.environ if env is None else env
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        # Constructing can fail where composing did not (a tag like '=' with no constructor, a
+        # bad timestamp): found by the fuzz suite, it escaped as a bare yaml error.
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(
             f"invalid YAML: {problem}", source=source, line=mark.line + 1 if mark else None
         ) from exc
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", source=source) from None
     index = _LineIndex(root, source)
-    data = yaml.safe_load(text)
     if data is None:
         raise ConfigError("the file is empty; run 'helio init' to write a starting config", source=source)
     if not isinstance(data, dict):

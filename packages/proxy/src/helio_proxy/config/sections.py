@@ -10,9 +10,18 @@ from pydantic import Field, field_validator, model_validator
 
 from helio_proxy.config.base import ConfigModel, Secret
 from helio_proxy.config.durations import Duration, DurationField
+from helio_proxy.jsonlimits import (
+    DEFAULT_MAX_ARRAY_LENGTH,
+    DEFAULT_MAX_JSON_DEPTH,
+    DEFAULT_MAX_STRING_LENGTH,
+    JsonLimits,
+)
 
 DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
 """Largest MCP request body accepted on the agent port (4 MiB); larger bodies get HTTP 413."""
+
+DEFAULT_MAX_SSE_SESSIONS: Final = 1024
+"""Legacy SSE streams open at once per mount (the reference's cap); more get HTTP 503."""
 
 RESERVED_SESSION_HEADERS: Final = frozenset(
     {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "x-helio-csrf"}
@@ -127,7 +136,28 @@ class ListenConfig(ConfigModel):
     anything otherwise."""
 
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
-    """Largest request body accepted; larger bodies get HTTP 413."""
+    """Largest request body accepted; larger bodies get HTTP 413 (``helio wrap``: the longest stdin line)."""
+
+    max_json_depth: int = Field(default=DEFAULT_MAX_JSON_DEPTH, ge=2, le=512)
+    """Deepest nesting of arrays and objects in one message (the envelope counts: ``{"params": {"arguments": {}}}``
+    is 3); deeper messages get JSON-RPC ``-32600`` with ``data.reason: input_limit_exceeded``."""
+
+    max_string_length: int = Field(default=DEFAULT_MAX_STRING_LENGTH, gt=0)
+    """Longest JSON string (or object key) in one message, in bytes as sent; longer ones get ``-32600``
+    ``input_limit_exceeded``."""
+
+    max_array_length: int = Field(default=DEFAULT_MAX_ARRAY_LENGTH, gt=0)
+    """Most elements in one array (or members in one object) of a message; more get ``-32600``
+    ``input_limit_exceeded``."""
+
+    max_sse_sessions: int = Field(default=DEFAULT_MAX_SSE_SESSIONS, gt=0)
+    """Legacy SSE streams (``GET /sse``) open at once, per mount; one more gets HTTP 503 with ``Retry-After``
+    and ``data: {reason: capacity_exhausted, limit: max_sse_sessions, max}``."""
+
+    @property
+    def json_limits(self) -> JsonLimits:
+        """The JSON shape caps as the ingress applies them."""
+        return JsonLimits(self.max_json_depth, self.max_string_length, self.max_array_length)
 
     auth: AgentAuthConfig | None = None
     """Agent authentication (static bearer tokens and/or OAuth JWTs). Without it, anyone who can

@@ -72,6 +72,6 @@ async def _aclose(iterator: AsyncIterator[object]) -> None:
 def _is_json(body: bytes) -> bool:
     try:
         json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # a 5,000-digit integer is a plain ValueError
         return False
     return True

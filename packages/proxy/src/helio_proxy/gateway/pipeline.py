@@ -664,7 +664,10 @@ class Gateway:
                 del self._streams_opening[session]
         if response.content_type == "text/event-stream" and response.status == 200:
             return StreamReply(200, response.iter_chunks(), response.headers)
-        return JsonReply(response.status, await response.read(), response.headers)
+        body = await response.read()
+        if response.status >= 500:
+            return _upstream_http_error("GET", response.status)
+        return JsonReply(response.status, body, response.headers)
 
     async def delete(self, headers: dict[str, str]) -> Reply:
         """``DELETE /mcp``: end the session upstream."""
@@ -673,9 +676,22 @@ class Gateway:
             body = await response.read()
         except UpstreamError as exc:
             return upstream_failure(None, exc, status=502)
+        if response.status >= 500:
+            return _upstream_http_error("DELETE", response.status)
         if not body:
             return EmptyReply(response.status, response.headers)
         return JsonReply(response.status, body, response.headers)
+
+
+def _upstream_http_error(verb: str, status: int) -> JsonReply:
+    """The upstream failed a ``GET``/``DELETE /mcp`` with a server error: a ``502`` whose JSON-RPC
+    error says so (its own body, often not JSON, is not relayed)."""
+    error = UpstreamError(
+        f"the upstream answered HTTP {status} to {verb} /mcp",
+        failure_reason="upstream_http_error",
+        upstream_http_status=status,
+    )
+    return upstream_failure(None, error, status=502)
 
 
 async def _settled(audit: CallAudit, reply: Reply) -> Reply:

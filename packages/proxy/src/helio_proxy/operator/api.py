@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from helio_proxy import jsonlimits
 from helio_proxy.config.sections import DashboardConfig
 from helio_proxy.guards import HostGuard
 from helio_proxy.operator import models
@@ -159,20 +160,28 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object body (400 if not JSON or not an object, 413 if over 1 MiB)."""
+    """The request's JSON object body (400 if not JSON or not an object, 413 if over 1 MiB,
+    422 ``input_limit_exceeded`` past a JSON cap of :mod:`helio_proxy.jsonlimits`)."""
+    too_large = ApiError(
+        413, f"request body over {MAX_API_BODY} bytes", {"limit": "max_body_bytes", "max": MAX_API_BODY}
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_API_BODY:
-        raise ApiError(413, f"request body over {MAX_API_BODY} bytes")
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_API_BODY:
-            raise ApiError(413, f"request body over {MAX_API_BODY} bytes")
+            raise too_large
     if not body:
         return {}
     try:
+        jsonlimits.check(bytes(body))
+    except jsonlimits.InputLimitExceeded as exc:
+        raise ApiError(422, str(exc), exc.details, code=jsonlimits.INPUT_LIMIT_EXCEEDED) from None
+    try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -318,6 +327,12 @@ class OperatorApi:
             await error(403, refused, code="host_forbidden")(scope, receive, send)
             return
         path: str = scope["path"]
+        try:
+            scope["query_string"].decode("utf-8")
+        except UnicodeDecodeError:
+            # Starlette builds request.url from it as UTF-8 and fails (the fuzz suite found a 500).
+            await error(400, "the query string is not UTF-8")(scope, receive, send)
+            return
         if path.startswith("/api/") or path == "/api":
             await self.app(scope, receive, send)
             return
@@ -356,7 +371,7 @@ class OperatorApi:
 
         async def crashed(request: Request, exc: Exception) -> Response:
             log.error(
-                "operator API: unexpected error on %s %s", request.method, request.url.path, exc_info=exc
+                "operator API: unexpected error on %s %s", request.method, request.scope["path"], exc_info=exc
             )
             return error(500, "internal error")
 

@@ -8,6 +8,7 @@
     ├── BodyTooLarge            413 request_body_too_large    over 1 MiB
     ├── Unauthorized            401 unauthorized              missing or wrong bearer token
     ├── InvalidJson             400 invalid_json              body is not UTF-8 JSON (or a POST has none)
+    ├── InputTooLarge           422 input_limit_exceeded      past a JSON cap (``limit``, ``max``)
     ├── InvalidRequest          400 invalid_request           a field is missing or wrong (``field``)
     ├── KeyNotAllowed           400 evidence_key_not_in_policy_allowlist
     ├── NotFound                404 not_found
@@ -78,6 +79,13 @@ class Unauthorized(SidebandError):
 class InvalidJson(SidebandError):
     status = 400
     code = "invalid_json"
+
+
+class InputTooLarge(SidebandError):
+    """The body breaks a cap of :mod:`helio_proxy.jsonlimits` (depth, string or array length)."""
+
+    status = 422
+    code = "input_limit_exceeded"
 
 
 class InvalidRequest(SidebandError):

@@ -10,20 +10,26 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
+from helio_proxy import jsonlimits
 from helio_proxy.evidence.store import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
 from helio_proxy.session.identity import MAX_SESSION_ID_LENGTH, usable
-from helio_proxy.sideband.errors import InvalidJson, InvalidRequest
+from helio_proxy.sideband.errors import InputTooLarge, InvalidJson, InvalidRequest
 
 NO_BODY: Any = object()
 """An empty request body (distinct from the JSON value ``null``)."""
 
 
 def decode_body(body: bytes) -> Any:
-    """The JSON value of a non-empty body; ``invalid_json`` for anything else (``NaN`` included)."""
+    """The JSON value of a non-empty body; ``invalid_json`` for anything else (``NaN`` included),
+    ``input_limit_exceeded`` past a JSON cap (the defaults of :mod:`helio_proxy.jsonlimits`)."""
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not JSON")
 
+    try:
+        jsonlimits.check(body)
+    except jsonlimits.InputLimitExceeded as exc:
+        raise InputTooLarge(str(exc), **exc.details) from None
     try:
         return json.loads(body.decode("utf-8"), parse_constant=refuse)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors

@@ -12,7 +12,7 @@ exists its upstream server-to-client stream (``GET``) is relayed to the SSE stre
 clients therefore never see each other's messages. When the stream ends, the upstream session is
 ended (``DELETE``).
 
-Limits: at most :data:`MAX_SSE_SESSIONS` open streams per mount (``503`` beyond); a stream
+Limits: at most ``listen.max_sse_sessions`` open streams per mount (``503`` beyond); a stream
 nobody has been able to write to for :data:`STALE_AFTER_SECONDS` (a client that stopped
 reading, or vanished without closing) is closed by a sweep every :data:`SWEEP_INTERVAL_SECONDS`;
 every stream is closed on shutdown. A POST must carry the ``Authorization`` header the stream
@@ -34,10 +34,12 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, cast
 from urllib.parse import parse_qs
 
+from helio_proxy.config.sections import DEFAULT_MAX_SSE_SESSIONS
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, error_reply
 from helio_proxy.gateway.messages import reply_messages
 from helio_proxy.guards import content_type_essence
+from helio_proxy.jsonlimits import DEFAULT_LIMITS, JsonLimits, body_limit_data
 from helio_proxy.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -66,7 +68,7 @@ log = logging.getLogger("helio_proxy.transports.sse")
 SSE_TRANSPORT: Final = "sse"
 """The transport label of a legacy ``GET /sse`` stream (see :data:`.asgi.StreamTracker`)."""
 
-MAX_SSE_SESSIONS: Final = 1024
+MAX_SSE_SESSIONS: Final = DEFAULT_MAX_SSE_SESSIONS
 """Open SSE streams per mount; one more is refused with ``503`` (the reference's cap)."""
 
 STALE_AFTER_SECONDS: Final = 90.0
@@ -173,8 +175,14 @@ class SseSession:
             self.closed.set()
 
 
-async def _reject(send: Send, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-    reply = error_reply(None, INVALID_REQUEST, message, status=status)
+async def _reject(
+    send: Send,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    reply = error_reply(None, INVALID_REQUEST, message, data, status=status)
     await send_bytes(send, status, reply.body, headers or {}, "application/json")
 
 
@@ -187,6 +195,7 @@ class LegacySseEndpoint:
         messages_path: str,
         *,
         max_body: int,
+        limits: JsonLimits = DEFAULT_LIMITS,
         max_sessions: int = MAX_SSE_SESSIONS,
         clock: Callable[[], float] = time.monotonic,
         streams: StreamTracker | None = None,
@@ -194,6 +203,7 @@ class LegacySseEndpoint:
         self.gateway = gateway
         self.messages_path = messages_path
         self.max_body = max_body
+        self.limits = limits
         self.max_sessions = max_sessions
         """The session cap (a plain attribute, so a test can lower it)."""
         self.clock = clock
@@ -225,6 +235,7 @@ class LegacySseEndpoint:
                 503,
                 f"too many open SSE sessions ({self.max_sessions}); close one or try again later",
                 {"retry-after": "5"},
+                {"reason": "capacity_exhausted", "limit": "max_sse_sessions", "max": self.max_sessions},
             )
             return
         session = SseSession(
@@ -334,18 +345,19 @@ class LegacySseEndpoint:
             await _reject(send, 415, f"Content-Type must be application/json (got {essence or 'none'})")
             return
         declared = headers.get("content-length")
+        too_large = f"request body is larger than {self.max_body} bytes"
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _reject(send, 413, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, too_large, data=body_limit_data(self.max_body))
             return
         try:
             raw = await read_body(receive, self.max_body)
         except BodyTooLarge:
-            await _reject(send, 413, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, too_large, data=body_limit_data(self.max_body))
             return
         except ConnectionResetError:
             return
         try:
-            message = parse(raw)
+            message = parse(raw, self.limits)
         except EnvelopeError as exc:
             if exc.reason is not None:
                 client = session.client_headers(headers)

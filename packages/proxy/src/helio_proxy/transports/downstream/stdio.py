@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Final, cast
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.exchange import JsonReply, Reply
 from helio_proxy.gateway.messages import message_headers, message_inbound, reply_messages
+from helio_proxy.jsonlimits import DEFAULT_LIMITS, JsonLimits, body_limit_data
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, Kind, Message, dumps, error_payload, parse
 from helio_proxy.transports.ndjson import OVERSIZED, encode_line, read_lines
 
@@ -43,11 +44,18 @@ class StdioServer:
     """Serves one MCP client over a line reader and a line writer."""
 
     def __init__(
-        self, gateway: Gateway, reader: asyncio.StreamReader, write: Write, *, max_line_bytes: int
+        self,
+        gateway: Gateway,
+        reader: asyncio.StreamReader,
+        write: Write,
+        *,
+        max_line_bytes: int,
+        limits: JsonLimits = DEFAULT_LIMITS,
     ) -> None:
         self.gateway = gateway
         self.reader = reader
         self.max_line_bytes = max_line_bytes
+        self.limits = limits
         self.session_id: str | None = None
         """The upstream session this client is in (from the answer to its ``initialize``)."""
         self.fatal: str | None = None
@@ -81,12 +89,15 @@ class StdioServer:
         async for line in read_lines(self.reader):
             if line is OVERSIZED:
                 await self._send_error(
-                    None, INVALID_REQUEST, f"message larger than {self.max_line_bytes} bytes"
+                    None,
+                    INVALID_REQUEST,
+                    f"message larger than {self.max_line_bytes} bytes",
+                    body_limit_data(self.max_line_bytes),
                 )
                 continue
             assert isinstance(line, bytes)
             try:
-                message = parse(line)
+                message = parse(line, self.limits)
             except EnvelopeError as exc:
                 if exc.reason is not None:  # recorded as rejected, answered like over HTTP
                     reply = await self.gateway.refuse(exc, message_headers(self.session_id))
@@ -128,8 +139,10 @@ class StdioServer:
         async with self._write_lock:
             await self._write(line)
 
-    async def _send_error(self, request_id: Any, code: int, text: str) -> None:
-        await self.send(dumps(error_payload(request_id, code, text)))
+    async def _send_error(
+        self, request_id: Any, code: int, text: str, data: dict[str, Any] | None = None
+    ) -> None:
+        await self.send(dumps(error_payload(request_id, code, text, data)))
 
     async def _drain(self) -> None:
         if not self._tasks:

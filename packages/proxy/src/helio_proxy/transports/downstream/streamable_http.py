@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from helio_proxy import __version__
 from helio_proxy.config.sections import ListenConfig
@@ -24,7 +24,9 @@ from helio_proxy.guards import (
     OriginGuard,
     accepts_event_stream,
     content_type_essence,
+    protocol_header_problem,
 )
+from helio_proxy.jsonlimits import body_limit_data
 from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, parse_any
 from helio_proxy.session.binding import SessionOwners
 from helio_proxy.transports.downstream.agent_auth import (
@@ -79,9 +81,14 @@ async def _not_allowed(send: Send, method: str, path: str, allow: str) -> None:
 
 
 async def _reject(
-    send: Send, status: int, code: int, message: str, request_id: str | int | None = None
+    send: Send,
+    status: int,
+    code: int,
+    message: str,
+    request_id: str | int | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    reply = error_reply(request_id, code, message, status=status)
+    reply = error_reply(request_id, code, message, data, status=status)
     await send_bytes(send, status, reply.body, {}, "application/json")
 
 
@@ -117,6 +124,7 @@ class McpListenerApp:
         self.extra = dict(extra or {})
         self.streams = streams
         self.max_body = listen.max_body_bytes
+        self.limits = listen.json_limits
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins, listen.host)
         self.auth_config = listen.auth
@@ -126,7 +134,12 @@ class McpListenerApp:
         """Each mount's ``Mcp-Session-Id`` → the agent that minted it (with ``listen.auth``)."""
         self.sse: dict[str | None, LegacySseEndpoint] = {
             name: LegacySseEndpoint(
-                gateway, _mounted(MESSAGES_PATH, name), max_body=listen.max_body_bytes, streams=streams
+                gateway,
+                _mounted(MESSAGES_PATH, name),
+                max_body=listen.max_body_bytes,
+                limits=self.limits,
+                max_sessions=listen.max_sse_sessions,
+                streams=streams,
             )
             for name, gateway in self.gateways.items()
         }
@@ -179,6 +192,10 @@ class McpListenerApp:
         problem = self.hosts.check(headers.get("host")) or self.origins.check(headers.get("origin"))
         if problem:
             await _reject(send, 403, INVALID_REQUEST, problem)
+            return
+        problem = protocol_header_problem(headers)
+        if problem:
+            await _reject(send, 400, INVALID_REQUEST, problem)
             return
         agent_id: str | None = None
         if self.auth is not None:
@@ -316,18 +333,19 @@ class McpListenerApp:
             )
             return
         declared = headers.get("content-length")
+        too_large = f"request body is larger than {self.max_body} bytes"
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _reject(send, 413, INVALID_REQUEST, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, INVALID_REQUEST, too_large, data=body_limit_data(self.max_body))
             return
         try:
             raw = await read_body(receive, self.max_body)
         except BodyTooLarge:
-            await _reject(send, 413, INVALID_REQUEST, f"request body is larger than {self.max_body} bytes")
+            await _reject(send, 413, INVALID_REQUEST, too_large, data=body_limit_data(self.max_body))
             return
         except ConnectionResetError:
             return
         try:
-            message = parse_any(raw)
+            message = parse_any(raw, self.limits)
         except EnvelopeError as exc:
             if exc.reason is not None:
                 await send_reply(send, receive, await gateway.refuse(exc, headers, agent_id=agent_id))
