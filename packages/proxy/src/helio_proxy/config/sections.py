@@ -21,6 +21,7 @@ DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
 """Largest MCP request body accepted on the agent port (4 MiB); larger bodies get HTTP 413."""
 
 DEFAULT_MAX_SSE_SESSIONS: Final = 1024
+DEFAULT_MAX_STREAMS: Final = 1024
 """Legacy SSE streams open at once per mount (the reference's cap); more get HTTP 503."""
 
 RESERVED_SESSION_HEADERS: Final = frozenset(
@@ -153,6 +154,11 @@ class ListenConfig(ConfigModel):
     max_sse_sessions: int = Field(default=DEFAULT_MAX_SSE_SESSIONS, gt=0)
     """Legacy SSE streams (``GET /sse``) open at once, per mount; one more gets HTTP 503 with ``Retry-After``
     and ``data: {reason: capacity_exhausted, limit: max_sse_sessions, max}``."""
+
+    max_streams: int = Field(default=DEFAULT_MAX_STREAMS, gt=0)
+    """Streamable HTTP server-to-client streams (``GET /mcp``) open at once in this process, over every
+    mount; one more gets HTTP 503 with ``Retry-After`` and ``data: {reason: capacity_exhausted, limit:
+    max_streams, max}``."""
 
     @property
     def json_limits(self) -> JsonLimits:
