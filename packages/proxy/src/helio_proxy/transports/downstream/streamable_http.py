@@ -6,7 +6,9 @@ produces on the MCP leg): Host → 403, Origin → 403, agent authentication (``
 :mod:`.agent_auth`) → 401/403, a session of another agent → 403, method → 405, Content-Type essence → 415,
 body size → 413, JSON → 400/-32700, JSON-RPC envelope → 400/-32600 (a repeated object key or a
 ``tools/call`` notification is also recorded as ``rejected``). Everything past ingress gets a
-JSON-RPC answer (governance blocks are HTTP 200).
+JSON-RPC answer (governance blocks are HTTP 200). A ``GET /mcp`` stream past ``listen.max_streams``
+(open in this process, over every mount) gets 503 with ``Retry-After`` and ``data.reason:
+capacity_exhausted``.
 """
 
 from __future__ import annotations
