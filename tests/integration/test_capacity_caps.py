@@ -112,17 +112,16 @@ async def test_a_call_that_would_open_one_ticket_too_many_is_blocked_and_audited
 
 async def test_one_evidence_key_over_the_cap_is_refused_on_the_sideband_with_its_limit() -> None:
     assert DEFAULT_LIMITS.max_keys_per_session == 256
-    most = 3  # lowered on the live store, so the test posts 4 keys rather than 257
+    most = 3  # lowered in the config, so the test posts 4 keys rather than 257
     keys = [f"k{n}" for n in range(most + 1)]
     policy = (
-        "sdk: {enabled: true, port: 0}\n"
+        f"sdk: {{enabled: true, port: 0}}\nsession:\n  max_keys_per_session: {most}\n"
         "policies:\n  rules:\n    - name: many-keys\n      match: {tool: create_payment}\n"
         f"      evidence: {{requires: [{', '.join(keys)}]}}\n"
     )
     async with run_proxy(proxy_config("http://127.0.0.1:9/mcp", policy)) as app:
         assert app.sdk_token is not None
-        assert app.sessions.limits == DEFAULT_LIMITS
-        app.sessions.limits = replace(DEFAULT_LIMITS, max_keys_per_session=most)
+        assert app.sessions.limits == replace(DEFAULT_LIMITS, max_keys_per_session=most)
         auth = {"authorization": f"Bearer {app.sdk_token.value}"}
         async with httpx.AsyncClient(base_url=app.sideband_url, headers=auth, timeout=10) as http:
 

@@ -248,6 +248,23 @@ class SessionConfig(ConfigModel):
     on_unresolved: Literal["deny", "anonymous"] = "deny"
     """When no source yields a session: deny calls that need one, or pool them as ``unknown``."""
 
+    max_sessions: int = Field(default=10_000, gt=0)
+    """Sessions whose state (evidence, calls, dependencies, context) is held at once; idle ones are
+    swept first, then a new session's write gets sideband 503 ``capacity_exhausted``."""
+
+    max_keys_per_session: int = Field(default=256, gt=0)
+    """Evidence keys, context keys and tools with declared dependencies, each, per session."""
+
+    max_tools_per_session: int = Field(default=1024, gt=0)
+    """Distinct tools whose calls a session remembers (a call of one more is forwarded, not remembered)."""
+
+    max_session_bytes: int = Field(default=4 << 20, gt=0)
+    """Encoded size of one session's evidence data and context values."""
+
+    max_total_bytes: int = Field(default=256 << 20, gt=0)
+    """Encoded size of every session's evidence data and context values (per process, or per store
+    with the store-backed session state)."""
+
     @field_validator("identity")
     @classmethod
     def _no_duplicates(cls, value: list[IdentitySource]) -> list[IdentitySource]:
