@@ -171,4 +171,7 @@ def test_max_open_counts_pending_and_orphaned_tickets_only(store: Store) -> None
     assert store.read_sync(load_ticket(refused.id)) is None
     store.submit(decide(first.id, Verdict("alice", "deny", "no"), NOW)).result()  # final: its place is free
     assert store.submit(create_ticket(refused, max_open=2)).result() == refused
+    # Open tickets past their expiry (not swept yet) hold no place.
+    later = ticket(session="s5", created_at=time_text(NOW + timedelta(minutes=6)))
+    assert store.submit(create_ticket(later, max_open=1)).result() == later
     assert store.submit(create_ticket(ticket(session="s4"))).result() is not None  # no cap given
