@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from mcp import Client, MCPError
+from mcp.client.sse import sse_client
 
 from helio_proxy.app import HelioApp
 from helio_proxy.config.sections import DEFAULT_MAX_STREAMS
@@ -86,6 +89,10 @@ async def test_a_call_that_would_open_one_ticket_too_many_is_blocked_and_audited
             ticket = await held_ticket(app)
             other = {**PAYMENT, "amount": 7}
             full = (await raw_call(app.mcp_url, "create_payment", other, session="b"))["error"]
+            # The same block on the legacy SSE transport, through the official client.
+            async with Client(sse_client(app.sse_url), mode="legacy") as client:
+                with pytest.raises(MCPError) as over_sse:
+                    await client.call_tool("create_payment", other)
             # Deciding the open ticket makes room: the next call is held again.
             assert (await decide(app, ticket["id"], "deny")).status_code == 200
             first = (await held)["error"]
@@ -102,12 +109,14 @@ async def test_a_call_that_would_open_one_ticket_too_many_is_blocked_and_audited
     assert (data["rule"], data["action"]) == ("approve-payments", "require_approval")
     assert "approval queue is full" in full["message"]
     assert "Retry later" in data["suggestion"]
-    [record] = [r for r in records(db) if r["session_id"] == "b" and r["block_reason"] != "approval_denied"]
-    assert (record["block_reason"], record["approval_status"]) == (
-        "approval_capacity_exhausted",
-        "capacity_exhausted",
-    )
-    assert record["upstream_response"] is None
+    assert over_sse.value.code == -32001
+    assert over_sse.value.data["reason"] == "approval_capacity_exhausted"
+    assert over_sse.value.data["max_pending"] == 1
+    refused = [r for r in records(db) if r["block_reason"] == "approval_capacity_exhausted"]
+    assert [r["session_id"] == "b" for r in refused] == [True, False]  # HTTP, then SSE
+    for record in refused:
+        assert (record["approval_status"], record["upstream_response"]) == ("capacity_exhausted", None)
+        assert record["policy_decision"] == "require_approval"
 
 
 async def test_one_evidence_key_over_the_cap_is_refused_on_the_sideband_with_its_limit() -> None:
