@@ -135,7 +135,12 @@ async def test_one_evidence_key_over_the_cap_is_refused_on_the_sideband_with_its
         async with httpx.AsyncClient(base_url=app.sideband_url, headers=auth, timeout=10) as http:
 
             async def mark(key: str) -> httpx.Response:
-                body = {"session_id": "s", "tool_name": "t", "evidence_key": key, "evidence_data": {}}
+                body: dict[str, Any] = {
+                    "session_id": "s",
+                    "tool_name": "t",
+                    "evidence_key": key,
+                    "evidence_data": {},
+                }
                 return await http.post("/evidence", json=body)
 
             for key in keys[:most]:
