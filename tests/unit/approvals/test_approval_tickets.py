@@ -158,3 +158,20 @@ def test_sweeps_orphan_tickets_of_silent_proxies_and_time_out_expired_orphans(st
     later = store.submit(sweep(NOW, NOW - timedelta(seconds=30), NOW - timedelta(minutes=1))).result()
     assert later.deleted == 1
     assert store.read_sync(load_ticket(expired.id)) is None
+
+
+def test_max_open_counts_pending_and_orphaned_tickets_only(store: Store) -> None:
+    """``approval.max_pending``: the insert is refused (``None``) once that many tickets are open."""
+    first, second = ticket(), ticket(session="s2")
+    assert store.submit(create_ticket(first, max_open=2)).result() == first
+    assert store.submit(create_ticket(second, max_open=2)).result() == second
+    assert store.submit(release_holder(second.id, "proxy-a")).result()  # orphaned: still open
+    refused = ticket(session="s3")
+    assert store.submit(create_ticket(refused, max_open=2)).result() is None
+    assert store.read_sync(load_ticket(refused.id)) is None
+    store.submit(decide(first.id, Verdict("alice", "deny", "no"), NOW)).result()  # final: its place is free
+    assert store.submit(create_ticket(refused, max_open=2)).result() == refused
+    # Open tickets past their expiry (not swept yet) hold no place.
+    later = ticket(session="s5", created_at=time_text(NOW + timedelta(minutes=6)))
+    assert store.submit(create_ticket(later, max_open=1)).result() == later
+    assert store.submit(create_ticket(ticket(session="s4"))).result() is not None  # no cap given

@@ -9,11 +9,13 @@ import pytest
 
 from helio_proxy.approvals.slack_actions import MAX_CALLBACK_BYTES
 from helio_proxy.config import parse_config_text
-from helio_proxy.config.sections import DEFAULT_MAX_BODY_BYTES
+from helio_proxy.config.approval import ApprovalConfig
+from helio_proxy.config.sections import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_STREAMS, SessionConfig
 from helio_proxy.evidence.store import StoreLimits
 from helio_proxy.jsonlimits import DEFAULT_MAX_ARRAY_LENGTH, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_STRING_LENGTH
 from helio_proxy.jsonrpc import MAX_BATCH
 from helio_proxy.operator.api import MAX_API_BODY
+from helio_proxy.session.binding import MAX_BINDINGS
 from helio_proxy.session.identity import MAX_SESSION_ID_LENGTH
 from helio_proxy.sideband import MAX_BODY_BYTES
 from helio_proxy.transports.downstream.sse import MAX_SSE_SESSIONS
@@ -47,13 +49,36 @@ def test_the_caps_table_holds_the_codes_defaults() -> None:
     assert MAX_API_BODY == MAX_BODY_BYTES == MAX_CALLBACK_BYTES == 1 << 20
     assert f"| {MAX_SESSION_ID_LENGTH} characters |" in TEXT
     limits = StoreLimits()
+    caps = SessionConfig()
+    assert (
+        caps.max_sessions,
+        caps.max_keys_per_session,
+        caps.max_tools_per_session,
+        caps.max_session_bytes,
+        caps.max_total_bytes,
+    ) == (
+        limits.max_sessions,
+        limits.max_keys_per_session,
+        limits.max_tools_per_session,
+        limits.max_session_bytes,
+        limits.max_total_bytes,
+    )
     assert (
         f"| open legacy SSE sessions, per mount (`listen.max_sse_sessions`) | {MAX_SSE_SESSIONS:,} |" in TEXT
     )
+    assert f"per process over every mount (`listen.max_streams`) | {DEFAULT_MAX_STREAMS:,} |" in TEXT
+    assert (
+        f"per store over every proxy on it (`approval.max_pending`) | {ApprovalConfig().max_pending:,} |"
+        in TEXT
+    )
+    assert f"(with `listen.auth`), per mount | {MAX_BINDINGS:,} |" in TEXT
     assert f"| upstream sessions on one stdio upstream | {DEFAULT_MAX_SESSIONS} |" in TEXT
-    assert f"| evidence sessions held | {limits.max_sessions:,} " in TEXT
-    assert f"per session | {limits.max_keys_per_session} each |" in TEXT
-    assert f"| tool names remembered per session | {limits.max_tools_per_session:,} |" in TEXT
+    assert f"| evidence sessions held (`session.max_sessions`) | {limits.max_sessions:,} " in TEXT
+    assert f"per session (`session.max_keys_per_session`) | {limits.max_keys_per_session} each |" in TEXT
+    assert (
+        f"| tool names remembered per session (`session.max_tools_per_session`) | {limits.max_tools_per_session:,} |"
+        in TEXT
+    )
     assert f"| completed calls listed per session | {limits.max_calls_kept:,} |" in TEXT
     assert limits.max_session_bytes == 4 << 20
     assert limits.max_total_bytes == 256 << 20

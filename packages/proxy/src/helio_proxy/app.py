@@ -32,7 +32,13 @@ from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.dataplane import CredentialProvider, DataPlane, ToolInventory, provider_for
 from helio_proxy.dataplane.tools import RecordingLister
 from helio_proxy.errors import StartupError
-from helio_proxy.evidence import EvidenceService, InMemorySessionStore, SqlSessionStore, run_sweeper
+from helio_proxy.evidence import (
+    EvidenceService,
+    InMemorySessionStore,
+    SqlSessionStore,
+    StoreLimits,
+    run_sweeper,
+)
 from helio_proxy.gateway import Gateway
 from helio_proxy.gateway.enforcement import ApprovalGate, GovernanceEnforcer, LimitGate, fail_closed_warnings
 from helio_proxy.gateway.exchange import Upstream
@@ -112,10 +118,18 @@ class HelioApp:
         # Session state (evidence, calls, dependencies, context): in the audit trail's store when
         # ``store.session_state`` says so (``auto``: on PostgreSQL or as one of several workers),
         # so restarts, replicas and the other workers see it.
+        caps = config.session
+        state_limits = StoreLimits(
+            max_sessions=caps.max_sessions,
+            max_keys_per_session=caps.max_keys_per_session,
+            max_tools_per_session=caps.max_tools_per_session,
+            max_session_bytes=caps.max_session_bytes,
+            max_total_bytes=caps.max_total_bytes,
+        )
         self.sessions: InMemorySessionStore | SqlSessionStore = (
-            SqlSessionStore(self.audit.store)
+            SqlSessionStore(self.audit.store, limits=state_limits)
             if config.store.session_state_in_store(multi_process=self.worker is not None)
-            else InMemorySessionStore()
+            else InMemorySessionStore(limits=state_limits)
         )
         self.evidence = EvidenceService(self.sessions, self.current_config)
         self.events = EventBus()

@@ -53,3 +53,5 @@ CODE_SHUTTING_DOWN: Final = "sideband_shutting_down"
 CODE_INVALID_REQUEST: Final = "invalid_request"
 CODE_KEY_NOT_ALLOWED: Final = "evidence_key_not_in_policy_allowlist"
 CODE_INTERNAL_ERROR: Final = "internal_error"  # the proxy's 500; the fake never answers it
+CODE_INPUT_LIMIT_EXCEEDED: Final = "input_limit_exceeded"  # a JSON cap (422); the fake never answers it
+CODE_CAPACITY_EXHAUSTED: Final = "capacity_exhausted"  # a session-state cap (503); the fake never answers it

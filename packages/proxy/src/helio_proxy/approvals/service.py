@@ -42,7 +42,7 @@ from helio_proxy.approvals.model import (
     arguments_digest,
 )
 from helio_proxy.approvals.notices import Notices
-from helio_proxy.approvals.settlement import blocked, released
+from helio_proxy.approvals.settlement import APPROVAL_CAPACITY_EXHAUSTED, blocked, released
 from helio_proxy.approvals.tickets import (
     adopt_orphan,
     claim_retry,
@@ -298,7 +298,16 @@ class ApprovalService:
                 holder=self.instance,
                 holder_seen_at=time_text(now),
             )
-            await self.store.write(create_ticket(ticket))
+            max_pending = self.config().approval.max_pending
+            if await self.store.write(create_ticket(ticket, max_pending)) is None:
+                log.warning(
+                    "approval refused for %s: %d tickets are open already (approval.max_pending)",
+                    call.facts.tool,
+                    max_pending,
+                )
+                return blocked(
+                    decision, None, APPROVAL_CAPACITY_EXHAUSTED, 0.0, details={"max_pending": max_pending}
+                )
             log.info("approval ticket %s: %s waits for %s", ticket.id, ticket.tool_name, request.channel)
             self.notices.requested(ticket)
         hold = _Hold(ticket)

@@ -9,7 +9,8 @@ apply).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from helio_proxy.approvals.model import Ticket
 from helio_proxy.governance import Settlement
@@ -71,14 +72,26 @@ def released(
     return Settlement(allowed, audit=audit)
 
 
-def blocked(decision: Decision, ticket: Ticket | None, reason: str, waited: float) -> Settlement:
-    """The call is blocked with ``reason`` (``approval_denied``, ``approval_timeout``, ...)."""
-    details: dict[str, Any] = {"ticket_id": ticket.id if ticket else None}
+APPROVAL_CAPACITY_EXHAUSTED: Final = "approval_capacity_exhausted"
+"""The block reason of a call that would open one more ticket than ``approval.max_pending``."""
+
+
+def blocked(
+    decision: Decision,
+    ticket: Ticket | None,
+    reason: str,
+    waited: float,
+    *,
+    details: Mapping[str, Any] | None = None,
+) -> Settlement:
+    """The call is blocked with ``reason`` (``approval_denied``, ``approval_timeout``, ...);
+    ``details`` are added to the block's fields."""
+    fields: dict[str, Any] = {"ticket_id": ticket.id if ticket else None, **(details or {})}
     if ticket is not None and reason == "approval_denied" and ticket.denial is not None:
-        details["denied_by"] = ticket.denial.by
-        details["denial_reason"] = ticket.denial.text
+        fields["denied_by"] = ticket.denial.by
+        fields["denial_reason"] = ticket.denial.text
     if ticket is not None and reason == "approval_timeout":
-        details["timeout_seconds"] = ticket.request.timeout_ms / 1000
+        fields["timeout_seconds"] = ticket.request.timeout_ms / 1000
     deny = Deny(
         rule=decision.rule,
         rule_index=decision.rule_index,
@@ -86,7 +99,7 @@ def blocked(decision: Decision, ticket: Ticket | None, reason: str, waited: floa
         blocked_action="require_approval",
         retry_allowed=reason != "approval_denied",
         flagged_destructive=decision.flagged_destructive,
-        details=details,
+        details=fields,
     )
     audit: dict[str, Any] = {
         "approval_status": reason.removeprefix("approval_"),

@@ -84,10 +84,19 @@ def _values(states: Iterable[TicketStatus]) -> list[str]:
 # -- jobs ------------------------------------------------------------------------------------------
 
 
-def create_ticket(ticket: Ticket) -> Job[Ticket]:
-    """Insert a new ticket (pending, held by ``ticket.holder``)."""
+def create_ticket(ticket: Ticket, max_open: int | None = None) -> Job[Ticket | None]:
+    """Insert a new ticket (pending, held by ``ticket.holder``).
 
-    def job(conn: Connection) -> Ticket:
+    ``max_open``: insert nothing and answer ``None`` when the store already has that many open
+    tickets (pending or orphaned, not yet expired at ``ticket.created_at``), counted in the same
+    transaction as the insert."""
+
+    def job(conn: Connection) -> Ticket | None:
+        if max_open is not None:
+            open_now = and_(_C.status.in_(_values(OPEN)), _C.expires_at > ticket.created_at)
+            count = select(func.count()).select_from(APPROVAL_TICKETS).where(open_now)
+            if int(conn.execute(count).scalar_one()) >= max_open:
+                return None
         conn.execute(
             insert(APPROVAL_TICKETS).values(
                 id=ticket.id,

@@ -43,6 +43,7 @@ BLOCK_REASONS: Final = frozenset(
         "dependency_missing",
         "approval_denied",
         "approval_timeout",
+        "approval_capacity_exhausted",
         "client_disconnected",
         "shutdown_cancelled",
         "cancelled",

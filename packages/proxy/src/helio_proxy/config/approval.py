@@ -75,3 +75,7 @@ class ApprovalConfig(ConfigModel):
 
     quorum: int = Field(default=1, ge=1)
     """Distinct operators who must approve a ticket (M-of-N); any one denial denies it."""
+
+    max_pending: int = Field(default=1000, gt=0)
+    """Open tickets (pending or orphaned) the store holds at once, counted over every proxy on it; a
+    call that would open one more is blocked with ``approval_capacity_exhausted`` (retry allowed)."""

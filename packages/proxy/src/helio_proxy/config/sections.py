@@ -21,6 +21,7 @@ DEFAULT_MAX_BODY_BYTES: Final = 4 << 20
 """Largest MCP request body accepted on the agent port (4 MiB); larger bodies get HTTP 413."""
 
 DEFAULT_MAX_SSE_SESSIONS: Final = 1024
+DEFAULT_MAX_STREAMS: Final = 1024
 """Legacy SSE streams open at once per mount (the reference's cap); more get HTTP 503."""
 
 RESERVED_SESSION_HEADERS: Final = frozenset(
@@ -154,6 +155,11 @@ class ListenConfig(ConfigModel):
     """Legacy SSE streams (``GET /sse``) open at once, per mount; one more gets HTTP 503 with ``Retry-After``
     and ``data: {reason: capacity_exhausted, limit: max_sse_sessions, max}``."""
 
+    max_streams: int = Field(default=DEFAULT_MAX_STREAMS, gt=0)
+    """Streamable HTTP server-to-client streams (``GET /mcp``) open at once in this process, over every
+    mount; one more gets HTTP 503 with ``Retry-After`` and ``data: {reason: capacity_exhausted, limit:
+    max_streams, max}``."""
+
     @property
     def json_limits(self) -> JsonLimits:
         """The JSON shape caps as the ingress applies them."""
@@ -241,6 +247,23 @@ class SessionConfig(ConfigModel):
 
     on_unresolved: Literal["deny", "anonymous"] = "deny"
     """When no source yields a session: deny calls that need one, or pool them as ``unknown``."""
+
+    max_sessions: int = Field(default=10_000, gt=0)
+    """Sessions whose state (evidence, calls, dependencies, context) is held at once; idle ones are
+    swept first, then a new session's write gets sideband 503 ``capacity_exhausted``."""
+
+    max_keys_per_session: int = Field(default=256, gt=0)
+    """Evidence keys, context keys and tools with declared dependencies, each, per session."""
+
+    max_tools_per_session: int = Field(default=1024, gt=0)
+    """Distinct tools whose calls a session remembers (a call of one more is forwarded, not remembered)."""
+
+    max_session_bytes: int = Field(default=4 << 20, gt=0)
+    """Encoded size of one session's evidence data and context values."""
+
+    max_total_bytes: int = Field(default=256 << 20, gt=0)
+    """Encoded size of every session's evidence data and context values (per process, or per store
+    with the store-backed session state)."""
 
     @field_validator("identity")
     @classmethod

@@ -25,6 +25,7 @@ reason                                      extra fields
 ``session_unresolved``                      ``limit_kind``, ``limit``
 ``approval_denied``                         ``ticket_id``, ``denied_by``, ``denial_reason``
 ``approval_timeout``                        ``ticket_id``, ``timeout_seconds``
+``approval_capacity_exhausted``             ``ticket_id`` (null), ``max_pending``; ``retry_allowed: true``
 ``client_disconnected``,                    ``ticket_id``
 ``shutdown_cancelled``
 ``request_cancelled``                       none (the client sent ``notifications/cancelled``)
@@ -65,6 +66,7 @@ BLOCK_REASONS: Final = (
     "session_unresolved",
     "approval_denied",
     "approval_timeout",
+    "approval_capacity_exhausted",
     "client_disconnected",
     "shutdown_cancelled",
     "request_cancelled",
@@ -111,6 +113,10 @@ SUGGESTIONS: Final = {
     ),
     "approval_timeout": (
         "Nobody decided in time. Retry later (a retry asks again) or ask an operator to review the queue."
+    ),
+    "approval_capacity_exhausted": (
+        "Retry later: too many calls are waiting for human approval already (approval.max_pending), "
+        "so this one was not queued. Ask an operator to work through the approval queue."
     ),
     "client_disconnected": "The call was not forwarded; retry it if it is still needed.",
     "kill_switch": (
@@ -201,6 +207,12 @@ def _message(decision: Deny, tool: str) -> str:
             return f"Tool {tool!r} was denied by an operator ({rule})" + (f": {why}" if why else ".")
         case "approval_timeout":
             return f"Tool {tool!r} needed approval ({rule}) and nobody decided in time."
+        case "approval_capacity_exhausted":
+            most = (decision.details or {}).get("max_pending")
+            return (
+                f"Tool {tool!r} needs approval ({rule}), but the approval queue is full "
+                f"({most} tickets open); it was not queued or forwarded."
+            )
         case "client_disconnected":
             return f"Tool {tool!r} was cancelled: the client disconnected while it waited for approval."
         case "request_cancelled":

@@ -283,7 +283,7 @@ class SidebandApp:
         try:
             return await work
         except StoreCapacityError as exc:
-            raise CapacityExhausted(str(exc), limit=exc.limit) from None
+            raise CapacityExhausted(str(exc), limit=exc.limit, max=exc.value) from None
 
     async def _evidence(self, request: EvidenceRequest) -> Response:
         allowed = self.index.get().allowed_keys

@@ -14,7 +14,7 @@
     ├── NotFound                404 not_found
     ├── MethodNotAllowed        405 method_not_allowed        (``Allow`` header)
     ├── ShuttingDown            503 sideband_shutting_down    a write during shutdown
-    └── CapacityExhausted       503 capacity_exhausted        a store cap was reached (``limit``)
+    └── CapacityExhausted       503 capacity_exhausted        a store cap was reached (``limit``, ``max``)
 
 Anything else is a bug and is answered 500 ``internal_error`` with no detail.
 """

@@ -6,7 +6,9 @@ produces on the MCP leg): Host → 403, Origin → 403, agent authentication (``
 :mod:`.agent_auth`) → 401/403, a session of another agent → 403, method → 405, Content-Type essence → 415,
 body size → 413, JSON → 400/-32700, JSON-RPC envelope → 400/-32600 (a repeated object key or a
 ``tools/call`` notification is also recorded as ``rejected``). Everything past ingress gets a
-JSON-RPC answer (governance blocks are HTTP 200).
+JSON-RPC answer (governance blocks are HTTP 200). A ``GET /mcp`` stream past ``listen.max_streams``
+(open in this process, over every mount) gets 503 with ``Retry-After`` and ``data.reason:
+capacity_exhausted``.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ async def _reject(
     message: str,
     request_id: str | int | None = None,
     data: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     reply = error_reply(request_id, code, message, data, status=status)
-    await send_bytes(send, status, reply.body, {}, "application/json")
+    await send_bytes(send, status, reply.body, headers or {}, "application/json")
 
 
 class McpListenerApp:
@@ -125,6 +128,10 @@ class McpListenerApp:
         self.streams = streams
         self.max_body = listen.max_body_bytes
         self.limits = listen.json_limits
+        self.max_streams = listen.max_streams
+        """The cap on open ``GET /mcp`` streams over every mount (``listen.max_streams``)."""
+        self.open_streams = 0
+        """``GET /mcp`` streams open now, and those being opened (a place is taken before asking the upstream)."""
         self.hosts = HostGuard(listen.host, listen.allowed_hosts)
         self.origins = OriginGuard(listen.allowed_origins, listen.host)
         self.auth_config = listen.auth
@@ -288,15 +295,31 @@ class McpListenerApp:
         await send_bytes(send, 200, body, {"cache-control": "max-age=300"}, "application/json")
 
     async def _get(self, gateway: Gateway, headers: dict[str, str], receive: Receive, send: Send) -> None:
-        reply = await gateway.open_stream(headers)
-        if self.streams is None or not isinstance(reply, StreamReply):
-            await send_reply(send, receive, reply)
+        if self.open_streams >= self.max_streams:
+            await _reject(
+                send,
+                503,
+                INVALID_REQUEST,
+                f"too many open streams ({self.max_streams}); close one or try again later",
+                data={"reason": "capacity_exhausted", "limit": "max_streams", "max": self.max_streams},
+                headers={"retry-after": "5"},
+            )
             return
-        self.streams(STREAMABLE_HTTP, 1)
+        self.open_streams += 1  # the place is taken while the upstream is asked
         try:
-            await send_reply(send, receive, reply)
+            reply = await gateway.open_stream(headers)
+            if not isinstance(reply, StreamReply):
+                await send_reply(send, receive, reply)
+                return
+            if self.streams is not None:
+                self.streams(STREAMABLE_HTTP, 1)
+            try:
+                await send_reply(send, receive, reply)
+            finally:
+                if self.streams is not None:
+                    self.streams(STREAMABLE_HTTP, -1)
         finally:
-            self.streams(STREAMABLE_HTTP, -1)
+            self.open_streams -= 1
 
     async def _legacy_sse(
         self,
