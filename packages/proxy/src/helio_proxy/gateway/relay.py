@@ -106,8 +106,13 @@ async def chunks_until(response: UpstreamAnswer, deadline: float | None) -> Asyn
         async for chunk in chunks:
             yield chunk
         return
+    loop = asyncio.get_running_loop()
     async with contextlib.aclosing(chunks):  # pyright: ignore[reportArgumentType]
         while True:
+            # A flood always has the next chunk ready, so awaiting it never suspends and the
+            # timeout below would never fire: the deadline is checked before every chunk too.
+            if loop.time() >= deadline:
+                raise _late()
             try:
                 async with asyncio.timeout_at(deadline):
                     chunk = await anext(chunks)
@@ -187,8 +192,11 @@ async def _relay_stream(
 ) -> AsyncIterator[bytes]:
     answered = False
     resumable = False
+    clock = asyncio.get_running_loop().time
     try:
         async for event in iter_events(chunks_until(response, deadline)):
+            if deadline is not None and not answered and clock() >= deadline:
+                raise _late()  # one chunk of a flood can hold thousands of events: checked per event
             resumable = resumable or event.id is not None
             # Only a message with an "id" can be the response: a flood of notifications is not parsed.
             if not answered and event.is_message and '"id"' in event.data:
@@ -227,8 +235,11 @@ async def _collapse_stream(
 ) -> JsonReply:
     """For a client that only accepts JSON: wait for the response event and return it alone."""
     event: SseEvent
+    clock = asyncio.get_running_loop().time
     try:
         async for event in iter_events(chunks_until(response, deadline)):
+            if deadline is not None and clock() >= deadline:
+                raise _late()  # one chunk of a flood can hold thousands of events: checked per event
             if event.is_message and '"id"' in event.data:
                 payload = event.json()
                 if is_response_for(payload, request_id):

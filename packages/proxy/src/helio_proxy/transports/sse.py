@@ -7,6 +7,7 @@ response to the request and for what governance records.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -78,6 +79,11 @@ def _parse_block(lines: list[bytes], raw: bytes) -> SseEvent | None:
     return SseEvent(raw=raw, data="\n".join(data), event=event, id=event_id, retry=retry)
 
 
+_BLANK_LINE: Final = re.compile(rb"\r\n\r\n|\r\n\n|\r\r|\n\r\n|\n\n")
+"""The end of an event: a line end (CRLF, LF or CR) followed by an empty line. One left-to-right
+search finds the earliest; at one position the alternatives exclude each other."""
+
+
 class SseParser:
     """Feed bytes in, get complete events out. Handles ``\\n``, ``\\r\\n`` and ``\\r`` line ends."""
 
@@ -89,20 +95,27 @@ class SseParser:
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         self._buffer += chunk
+        buffer = self._buffer
         events: list[SseEvent] = []
+        at = 0  # the events are cut off once, after the loop: no copy of the rest per event
+        search_from = max(0, self._scanned - 3)
         while True:
-            end = self._block_end(self._buffer, max(0, self._scanned - 3))
-            if end is None:
-                if len(self._buffer) > self._max:
-                    raise ValueError(f"SSE event larger than {self._max} bytes")
-                self._scanned = len(self._buffer)
-                return events
-            self._scanned = 0
-            raw, self._buffer = self._buffer[:end], self._buffer[end:]
+            found = _BLANK_LINE.search(buffer, search_from)
+            if found is None:
+                break
+            end = found.end()
+            raw = buffer[at:end]
             lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
             parsed = _parse_block(lines, raw)
             if parsed is not None:
                 events.append(parsed)
+            at = search_from = end
+        if at:
+            self._buffer = buffer = buffer[at:]
+        if len(buffer) > self._max:
+            raise ValueError(f"SSE event larger than {self._max} bytes")
+        self._scanned = len(buffer)
+        return events
 
     def flush(self) -> list[SseEvent]:
         """The trailing event, if the stream ended without a final blank line."""
@@ -112,16 +125,6 @@ class SseParser:
         lines = rest.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         parsed = _parse_block(lines, rest + b"\n\n")
         return [parsed] if parsed is not None else []
-
-    @staticmethod
-    def _block_end(buffer: bytes, start: int = 0) -> int | None:
-        """Index just past the first blank line (the end of an event) at or after ``start``, if any."""
-        best: int | None = None
-        for separator in (b"\r\n\r\n", b"\n\n", b"\r\r", b"\r\n\n", b"\n\r\n"):
-            at = buffer.find(separator, start)
-            if at != -1 and (best is None or at + len(separator) < best):
-                best = at + len(separator)
-        return best
 
 
 async def iter_events(
