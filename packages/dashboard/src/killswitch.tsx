@@ -25,11 +25,12 @@ export function KillSwitch(props: { operator: Operator }): JSX.Element | null {
 
   useEffect(() => {
     api<{ data: KillState }>("GET", "/api/kill-switch").then(
-      (body) => setState(body.data),
+      // A proxy without the kill switch (or a page served without the API) answers no state.
+      (body) => setState(body?.data ?? null),
       () => setState(null),
     );
     return subscribe((event) => {
-      if (event.type === "kill_switch") setState(event.data as unknown as KillState);
+      if (event.type === "kill_switch") setState((event.data as unknown as KillState | undefined) ?? null);
     });
   }, []);
 
@@ -53,7 +54,7 @@ export function KillSwitch(props: { operator: Operator }): JSX.Element | null {
     }
   };
 
-  if (state === null) return null;
+  if (!state) return null;
   if (!state.engaged) {
     return admin ? (
       <div class="kill-off">
