@@ -52,8 +52,12 @@ def running(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    failed = False
     try:
         yield process
+    except BaseException:
+        failed = True
+        raise
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -62,6 +66,10 @@ def running(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        if process.stdout is not None and not process.stdout.closed:
+            if failed:  # the command's own account of what went wrong, in the test's report
+                print(f"--- output of {' '.join(args[:3])} ---\n{process.stdout.read()}")
+            process.stdout.close()  # else a later test trips over the unclosed pipe (ResourceWarning)
 
 
 @contextmanager
