@@ -123,6 +123,21 @@ async def chunks_until(response: UpstreamAnswer, deadline: float | None) -> Asyn
             yield chunk
 
 
+async def events_until(response: UpstreamAnswer, deadline: float | None) -> AsyncIterator[SseEvent]:
+    """The answer's SSE events, ending in :class:`UpstreamTimeout` at ``deadline``: checked per
+    event too, since one chunk of a flood can hold thousands of events."""
+    events = iter_events(chunks_until(response, deadline))
+    if deadline is None:
+        async for event in events:
+            yield event
+        return
+    clock = asyncio.get_running_loop().time
+    async for event in events:
+        if clock() >= deadline:
+            raise _late()
+        yield event
+
+
 async def relay_request(
     response: UpstreamAnswer,
     request_id: RequestId,
@@ -192,11 +207,8 @@ async def _relay_stream(
 ) -> AsyncIterator[bytes]:
     answered = False
     resumable = False
-    clock = asyncio.get_running_loop().time
     try:
-        async for event in iter_events(chunks_until(response, deadline)):
-            if deadline is not None and not answered and clock() >= deadline:
-                raise _late()  # one chunk of a flood can hold thousands of events: checked per event
+        async for event in events_until(response, deadline):
             resumable = resumable or event.id is not None
             # Only a message with an "id" can be the response: a flood of notifications is not parsed.
             if not answered and event.is_message and '"id"' in event.data:
@@ -235,11 +247,8 @@ async def _collapse_stream(
 ) -> JsonReply:
     """For a client that only accepts JSON: wait for the response event and return it alone."""
     event: SseEvent
-    clock = asyncio.get_running_loop().time
     try:
-        async for event in iter_events(chunks_until(response, deadline)):
-            if deadline is not None and clock() >= deadline:
-                raise _late()  # one chunk of a flood can hold thousands of events: checked per event
+        async for event in events_until(response, deadline):
             if event.is_message and '"id"' in event.data:
                 payload = event.json()
                 if is_response_for(payload, request_id):
