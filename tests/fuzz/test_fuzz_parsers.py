@@ -105,15 +105,21 @@ def test_the_config_loader_refuses_hostile_yaml_only_with_a_config_error(text: s
         TALLY["parser: config loader (YAML)"] += 1
 
 
+def _utf8(text: str) -> bytes:
+    """The text's bytes, a lone surrogate (which ``st.characters()`` draws) kept as its 3 bytes."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 _path_alphabet = st.sampled_from(list("$.[]*'\"\\0123456789-abc_ é")) | st.characters()
 
 
 @given(text=st.text(_path_alphabet, max_size=30), document=json_values, seed=st.integers(0, 2**32))
 @fuzz_settings(share=PARSER_SHARE)
 def test_jsonpath_parses_or_says_why_and_resolves_any_document(text: str, document: Any, seed: int) -> None:
-    for raw in [text.encode(), *variants(text.encode(), seed)]:
+    # The text itself too: a JSON body can carry a lone surrogate ("\ud86d") into a path.
+    for source in [text, *(raw.decode("utf-8", "replace") for raw in variants(_utf8(text), seed))]:
         try:
-            path = parse_path(raw.decode("utf-8", "replace"))
+            path = parse_path(source)
         except PathError as exc:
             assert str(exc)  # noqa: PT017
         else:
@@ -128,13 +134,13 @@ SUBJECTS: Final = ["a" * 5_000 + "!", "ab" * 2_500 + "\n", "0" * 5_000 + "x", " 
 @given(pattern=st.text(_regex_alphabet, max_size=24), seed=st.integers(0, 2**32))
 @fuzz_settings(share=PARSER_SHARE)
 def test_regex_vetting_refuses_or_the_pattern_stays_fast(pattern: str, seed: int) -> None:
-    for raw in [pattern.encode(), *variants(pattern.encode(), seed)]:
+    for raw in [pattern, *(raw.decode("utf-8", "replace") for raw in variants(_utf8(pattern), seed))]:
         try:
             with warnings.catch_warnings():
                 # "Possible nested set" and the like: warnings in production, errors under pytest.
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
-                compiled = check_regex(raw.decode("utf-8", "replace"))
+                compiled = check_regex(raw)
         except UnsafeRegex as exc:
             assert str(exc)  # noqa: PT017
         except RecursionError:

@@ -337,3 +337,52 @@ async def test_a_stale_stream_is_swept_and_every_stream_ends_on_shutdown() -> No
             assert endpoint.sessions == {}
             refused = await http.get(proxy.sse_url)
     assert refused.status_code == 503
+
+
+async def test_a_request_id_already_in_flight_in_the_session_is_refused_not_forwarded(tmp_path: Path) -> None:
+    """A second request reusing the id of one still in flight (the spec forbids it) would leave the
+    upstream's first handler waiting forever (the official SDK keys its answers by id): it is refused
+    with ``duplicate_request_id`` and recorded, and the first call is still answered."""
+    released = asyncio.Event()
+    server = build_test_upstream()
+
+    @server.tool()
+    async def wait_for_release() -> str:
+        """Answers only once the test releases it."""
+        await released.wait()
+        return "released"
+
+    audit_path = str(tmp_path / "audit.db")
+    async with (
+        serve_asgi(server.streamable_http_app()) as upstream_base,
+        run_proxy(proxy_config(f"{upstream_base}/mcp", audit_path=audit_path)) as proxy,
+        httpx.AsyncClient(timeout=10) as http,
+        raw_sse(http, proxy.sse_url) as sse,
+    ):
+        await sse.initialize()
+        slow = {"name": "wait_for_release", "arguments": {}}
+        await sse.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": slow})
+        again = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+        await sse.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": again})
+        refused = await sse.message()
+        released.set()
+        answered = await sse.message()
+        # Once the first is answered, the id is free again.
+        await sse.post({"jsonrpc": "2.0", "id": 7, "method": "ping"})
+        reused = await sse.message()
+    assert refused["id"] == 7
+    assert refused["error"]["code"] == -32600
+    assert refused["error"]["data"]["reason"] == "duplicate_request_id"
+    assert answered["id"] == 7
+    assert answered["result"]["content"][0]["text"] == "released"
+    assert reused == {"jsonrpc": "2.0", "id": 7, "result": {}}
+    store = create_store(f"sqlite:///{audit_path}")
+    store.open_sync()
+    try:
+        records = store.read_sync(lambda c: fetch(c, AuditFilter(), order="oldest"))
+    finally:
+        store.close_sync()
+    records = [r for r in records if r["record_kind"] == "tool_call" and r["tool_name"] == "get_weather"]
+    assert [(r["policy_decision"], r["block_reason"]) for r in records] == [
+        ("rejected", "duplicate_request_id")
+    ]

@@ -13,7 +13,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, cast
 
 from helio_proxy.audit import Auditor, CallAudit
@@ -148,6 +149,8 @@ class Gateway:
         self._streams_opening: dict[str, asyncio.Event] = {}
         """Sessions whose ``GET`` stream is being opened upstream (messages after it wait for it)."""
         self._held: dict[tuple[str, RequestId], asyncio.Future[Settlement]] = {}
+        self._in_flight: set[tuple[str, RequestId]] = set()
+        """Requests forwarded and not yet answered, by client session and request id."""
         """Calls waiting in enforcement (an approval hold), by client session and request id."""
         self.drift_observers: list[Callable[[DriftEvent], None]] = []
         """Called with each :class:`DriftEvent` seen in a ``tools/list`` answer."""
@@ -156,7 +159,45 @@ class Gateway:
         shared by every mount). ``None``: agents are not authenticated."""
 
     async def post(self, inbound: Inbound) -> Reply:
-        """Handle one POSTed JSON-RPC message."""
+        """Handle one POSTed JSON-RPC message.
+
+        A request whose id is still in flight in the same client session is refused
+        (``duplicate_request_id``; the spec forbids reusing an id within a session): forwarded, it
+        would leave the upstream's first handler without its answer (servers key answers by id).
+        The id is free again once the first request's reply has been written (or dropped).
+        """
+        key = _held_key(inbound) if inbound.message.kind is Kind.REQUEST else None
+        if key is None:
+            return await self._post(inbound)
+        if key in self._in_flight:
+            return await self._duplicate_request(inbound)
+        self._in_flight.add(key)
+        try:
+            reply = await self._post(inbound)
+        except BaseException:
+            self._in_flight.discard(key)
+            raise
+        if isinstance(reply, StreamReply):
+            return dataclasses.replace(reply, chunks=_Releasing(reply.chunks, self._in_flight, key))
+        self._in_flight.discard(key)
+        return reply
+
+    async def _duplicate_request(self, inbound: Inbound) -> Reply:
+        message = inbound.message
+        refusal = EnvelopeError(
+            f"request id {message.id!r} is already in flight in this session; use a new id",
+            request_id=message.id,
+            reason=DUPLICATE_REQUEST_ID,
+            payload=message.payload,
+        )
+        return await self.refuse(
+            refusal,
+            inbound.headers,
+            transport_session_id=inbound.transport_session_id,
+            agent_id=inbound.agent_id,
+        )
+
+    async def _post(self, inbound: Inbound) -> Reply:
         message = inbound.message
         mismatch = header_mismatch(message, inbound.headers)
         if mismatch is not None:
@@ -703,6 +744,39 @@ async def _settled(audit: CallAudit, reply: Reply) -> Reply:
 
 
 REQUEST_CANCELLED: Final = "request_cancelled"
+
+DUPLICATE_REQUEST_ID: Final = "duplicate_request_id"
+"""Refusal reason: the request reuses the id of one still in flight in the same client session."""
+
+
+class _Releasing:
+    """A stream reply's chunks that free the request's id in its session once the stream ends,
+    is closed, or is dropped without being read (then when it is collected)."""
+
+    __slots__ = ("__weakref__", "_chunks", "_release")
+
+    def __init__(
+        self, chunks: AsyncIterator[bytes], in_flight: set[tuple[str, RequestId]], key: tuple[str, RequestId]
+    ) -> None:
+        self._chunks = chunks
+        self._release = weakref.finalize(self, in_flight.discard, key)
+
+    def __aiter__(self) -> _Releasing:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self._chunks)
+        except BaseException:
+            self._release()
+            raise
+
+    async def aclose(self) -> None:
+        self._release()
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
 
 AUDIT_UNAVAILABLE: Final = "audit_unavailable"
 """Block reason while ``audit.durability: strict`` and the store cannot be written."""
