@@ -3,7 +3,7 @@
 The gateway opens a :class:`CallAudit` when a call arrives and ends it in exactly one of
 three ways, each producing exactly one :class:`ToolCallRecord`:
 
-* ``block(...)`` / ``reject(reason)``: the call is answered by the proxy and never forwarded;
+* ``block(outcome)`` / ``reject(reason)``: the call is answered by the proxy and never forwarded;
 * ``forwarding()`` → the observer the relay calls with the upstream's answer, then
   ``settle(status)`` for a JSON reply or ``hold(chunks, status)`` for an SSE reply;
 * the stream closes before any answer was seen: the record says so.
