@@ -95,7 +95,9 @@ async def test_budget_tickets_fail_closed_on_timeout_even_when_rule_tickets_woul
     settled = await service.hold_budget(allow, call(), breached)
     assert isinstance(settled.decision, Deny)
     assert settled.decision.reason == "approval_timeout"
-    chain = settled.audit["evidence_chain"]
+    [facts] = settled.approvals
+    chain = facts.chain
+    assert chain is not None
     assert chain["approval"]["kind"] == "budget"
     assert chain["budget_approval"]["breached_budgets"][0]["name"] == "monthly"
     assert chain["budget_approval"]["breached_budgets"][0]["approval"]["timeout"] == "1s"
@@ -109,7 +111,7 @@ async def test_an_approved_budget_ticket_lets_the_call_go_on(service: ApprovalSe
     await service.decide(ticket_id, Verdict("alice", "approve", via="operator"))
     settled = await held
     assert settled.decision == allow
-    assert settled.audit["approved_by"] == "alice"
+    assert [a.approved_by for a in settled.approvals] == ["alice"]
 
 
 async def test_a_failed_notification_is_recorded_and_announced_and_the_ticket_stays_pending(
@@ -179,8 +181,10 @@ async def test_a_ticket_whose_proxy_died_is_orphaned_and_its_approval_releases_t
         await service.decide(died.id, Verdict("alice", "approve"))
         released = await service.hold(RULE, call())
         assert isinstance(released.decision, Allow)
-        assert released.audit["evidence_chain"]["approval"]["retry"] is True
-        assert released.audit["approval_wait_ms"] == 0.0
+        [facts] = released.approvals
+        assert facts.chain is not None
+        assert facts.chain["approval"]["retry"] is True
+        assert facts.wait_ms == 0.0
         consumed = await service.get(died.id)
         assert consumed is not None
         assert consumed.status == TicketStatus.CONSUMED

@@ -10,6 +10,8 @@ from helio_proxy.audit.recorder import Auditor, CallAudit
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config.sections import IdentitySource, SessionConfig
 from helio_proxy.errors import UpstreamProtocolError, UpstreamUnavailable
+from helio_proxy.governance import CallOutcome
+from helio_proxy.policy import Allow, Deny
 
 
 class ListSink:
@@ -129,22 +131,19 @@ async def test_a_nameless_call_is_rejected_once_and_never_forwarded() -> None:
 async def test_governance_decisions_are_carried_onto_the_record() -> None:
     sink = ListSink()
     call = _call(sink)
-    call.block(
-        policy_decision="deny",
-        block_reason="policy_denied",
-        matched_rule="no-deletes",
-        matched_rule_index=2,
-        evidence_chain={"rate": {"current": 1}},
-        metadata={"extra": True},
-    )
-    record = sink.records[0]
+    denied = Deny(rule="no-deletes", rule_index=2, reason="policy_denied")
+    call.reject("header_mismatch", metadata={"extra": True})
+    assert sink.records[0].metadata == {"request_id": 7, "extra": True}
+    call = _call(sink)
+    call.block(CallOutcome("get_weather", denied, denied))
+    record = sink.records[1]
     assert (record.policy_decision, record.block_reason, record.matched_rule, record.matched_rule_index) == (
         "deny",
         "policy_denied",
         "no-deletes",
         2,
     )
-    assert record.metadata == {"request_id": 7, "extra": True}
+    assert record.metadata == {"request_id": 7}
 
 
 async def test_a_call_is_recorded_only_once() -> None:
@@ -206,7 +205,8 @@ async def test_strict_waiting_is_bounded(caplog: pytest.LogCaptureFixture) -> No
 async def test_a_record_that_cannot_be_built_never_fails_the_call(caplog: pytest.LogCaptureFixture) -> None:
     sink = ListSink()
     call = _call(sink)
-    call.decide(matched_rule_index="not a number")  # type: ignore[arg-type]
+    broken = Allow(reason="rule_matched", rule_index="not a number")  # type: ignore[arg-type]
+    call.conclude(CallOutcome("get_weather", broken, broken))
     with caplog.at_level(logging.ERROR, logger="helio.audit"):
         await call.settle(200)
     assert sink.records == []

@@ -8,7 +8,7 @@ import pytest
 
 from helio_proxy.config.policies import Limits
 from helio_proxy.gateway.enforcement import GovernanceEnforcer, route
-from helio_proxy.governance import GovernedCall, Settlement
+from helio_proxy.governance import ApprovalFacts, GovernedCall, LimitFacts, Settlement
 from helio_proxy.policy import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
 from helio_proxy.policy.facts import CallFacts
 from helio_proxy.session.identity import UNRESOLVED
@@ -66,13 +66,11 @@ class Budgets:
     ) -> Settlement:
         self.reserved.append(approved)
         if approved:
-            return Settlement(ALLOW, audit={"metadata": {"limits": {"charged": True}}})
+            return Settlement(ALLOW, limits=LimitFacts(charged=True))
         blocked = Deny(
             rule="ok", rule_index=0, reason="approval_unavailable", blocked_action="require_approval"
         )
-        return Settlement(
-            blocked, audit={"metadata": {"limits": {"charged": False}}}, over_budget=[{"name": "ops"}]
-        )
+        return Settlement(blocked, limits=LimitFacts(charged=False), over_budget=[{"name": "ops"}])
 
     def peek(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
         return Settlement(ALLOW)
@@ -85,19 +83,17 @@ class Operators:
 
     async def hold(self, decision: RequireApproval, call: GovernedCall) -> Settlement:
         self.asked.append(("rule", []))
-        return Settlement(
-            ALLOW, audit={"approval_status": "approved", "evidence_chain": {"approval": {"t": 1}}}
-        )
+        return Settlement(ALLOW, approvals=(ApprovalFacts("approved", 1.0, chain={"approval": {"t": 1}}),))
 
     async def hold_budget(
         self, decision: Decision, call: GovernedCall, breached: list[dict[str, Any]]
     ) -> Settlement:
         self.asked.append(("budget", breached))
         if self.approve:
-            return Settlement(ALLOW, audit={"approval_status": "approved"})
+            return Settlement(ALLOW, approvals=(ApprovalFacts("approved", 2.0),))
         return Settlement(
             Deny(reason="approval_denied", blocked_action="require_approval"),
-            audit={"approval_status": "denied"},
+            approvals=(ApprovalFacts("denied", 3.0),),
         )
 
 
@@ -107,8 +103,9 @@ async def test_over_a_budget_the_enforcer_asks_operators_then_reserves_again_app
     assert isinstance(settled.decision, Allow)
     assert limits.reserved == [False, True]
     assert operators.asked == [("budget", [{"name": "ops"}])]
-    assert settled.audit["approval_status"] == "approved"
-    assert settled.audit["metadata"]["limits"]["charged"] is True
+    assert [a.status for a in settled.approvals] == ["approved"]
+    assert settled.limits is not None
+    assert settled.limits.charged is True
 
 
 async def test_a_refused_budget_ticket_blocks_with_both_stages_audit_fields() -> None:
@@ -117,8 +114,9 @@ async def test_a_refused_budget_ticket_blocks_with_both_stages_audit_fields() ->
     assert isinstance(settled.decision, Deny)
     assert settled.decision.reason == "approval_denied"
     assert limits.reserved == [False]
-    assert settled.audit["approval_status"] == "denied"
-    assert settled.audit["metadata"]["limits"]["charged"] is False
+    assert [a.status for a in settled.approvals] == ["denied"]
+    assert settled.limits is not None
+    assert settled.limits.charged is False
 
 
 async def test_without_an_approval_gate_an_over_budget_call_keeps_its_block() -> None:
@@ -134,7 +132,11 @@ async def test_an_approved_rule_call_then_meets_the_budget_hold_with_audit_merge
     settled = await GovernanceEnforcer(operators, limits).settle(ASK, CALL)
     assert isinstance(settled.decision, Allow)
     assert [kind for kind, _ in operators.asked] == ["rule", "budget"]
-    assert settled.audit["evidence_chain"] == {"approval": {"t": 1}}
+    # both holds, in order: the record takes the budget hold's status and keeps the rule ticket's chain
+    assert [(a.status, a.wait_ms, a.chain) for a in settled.approvals] == [
+        ("approved", 1.0, {"approval": {"t": 1}}),
+        ("approved", 2.0, None),
+    ]
 
 
 def test_peek_reports_the_limits_view_and_waits_for_no_one() -> None:

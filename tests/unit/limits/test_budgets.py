@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from helio_proxy.audit.clock import ManualClock
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
+from helio_proxy.governance import ApprovalFacts
 from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
 from tests.unit.limits.conftest import RigFactory
 
@@ -226,11 +227,11 @@ class FakeApprovals:
         self.asked.append(breached)
         if self.approve:
             return Settlement(
-                Allow(reason="rule_matched"), audit={"approval_status": "approved", "approved_by": "ops"}
+                Allow(reason="rule_matched"), approvals=(ApprovalFacts("approved", 1.0, approved_by="ops"),)
             )
         return Settlement(
             Deny(reason="approval_denied", blocked_action="require_approval"),
-            audit={"approval_status": "denied"},
+            approvals=(ApprovalFacts("denied", 1.0),),
         )
 
 
@@ -263,8 +264,9 @@ async def test_an_approved_call_over_a_budget_is_charged_anyway(rig: RigFactory)
     assert isinstance(settled.decision, Allow)
     assert approvals.asked[0][0]["name"] == "ops"
     assert (approvals.asked[0][0]["current"], approvals.asked[0][0]["amount"]) == ("100", "30")
-    assert settled.audit["approval_status"] == "approved"
-    assert settled.audit["metadata"]["limits"]["charged"] is True
+    assert [a.status for a in settled.approvals] == ["approved"]
+    assert settled.limits is not None
+    assert settled.limits.charged is True
     assert [row[3] for row in ledger(r)] == ["100", "30"]
     assert r.published("budget_breached")[0]["on_exceed"] == "require_approval"
 
@@ -276,8 +278,8 @@ async def test_a_denied_budget_ticket_blocks_and_charges_nothing(rig: RigFactory
     settled = await r.run("pay", {"amount": 30})
     assert isinstance(settled.decision, Deny)
     assert settled.decision.reason == "approval_denied"
-    assert settled.audit["approval_status"] == "denied"
-    assert "limits" in settled.audit["metadata"]
+    assert [a.status for a in settled.approvals] == ["denied"]
+    assert settled.limits is not None
     assert [row[3] for row in ledger(r)] == ["100"]
 
 

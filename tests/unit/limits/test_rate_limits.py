@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from helio_proxy.audit.clock import ManualClock
+from helio_proxy.audit.recorder import limits_metadata
 from helio_proxy.policy import Allow, Deny
 from tests.unit.limits.conftest import RigFactory
 
@@ -187,9 +188,11 @@ async def test_a_store_failure_blocks_with_store_unavailable_and_allows_a_retry(
 async def test_a_blocked_call_is_audited_with_its_limit_details(rig: RigFactory) -> None:
     r = await rig(rate().replace("max_calls: 3", "max_calls: 1"))
     allowed = await r.run("search_docs")
-    assert allowed.audit["metadata"]["limits"]["charged"] is True
+    assert allowed.limits is not None
+    assert limits_metadata(allowed.limits)["charged"] is True
     blocked = await r.run("search_docs")
-    limits = blocked.audit["metadata"]["limits"]
+    assert blocked.limits is not None
+    limits = limits_metadata(blocked.limits)
     assert limits["charged"] is False
     assert limits["charges"] == [
         {

@@ -1,13 +1,18 @@
-"""What enforcement passes between its stages: the call, the settlement, the gates' protocols.
+"""What enforcement passes between its stages: the call, the settlement, the typed outcome.
 
 A neutral module below the gateway: :mod:`helio_proxy.limits` and :mod:`helio_proxy.approvals`
 implement :class:`LimitGate` and :class:`ApprovalGate` against these types without importing the
 gateway, and the gateway's enforcer (:mod:`helio_proxy.gateway.enforcement`) drives them in order.
+
+What each stage learns is a typed fact (:class:`ApprovalFacts`, :class:`LimitFacts`), carried on
+the :class:`Settlement` and then on the call's :class:`CallOutcome`; the audit recorder
+(:mod:`helio_proxy.audit.recorder`) turns the outcome into the call's one record at the end.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +52,67 @@ class GovernedCall:
     """Id of the call's audit record (limit and budget ledger rows point at it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalFacts:
+    """What one approval hold (a rule's ``require_approval`` or a budget's) concluded."""
+
+    status: str
+    """``approved``, ``break_glass``, ``timeout`` (released on timeout), ``denied``, ``timeout``
+    (blocked), ``capacity_exhausted``, ``client_disconnected``, ``shutdown_cancelled``..."""
+
+    wait_ms: float
+    """How long the call waited for operators."""
+
+    approved_by: str | None = None
+    """The approvers, comma-separated (``None`` when no one approved)."""
+
+    chain: Mapping[str, Any] | None = None
+    """The ticket's ``evidence_chain`` blocks (``approval``, ``break_glass``, ``budget_approval``,
+    ``tool_drift``), as the record stores them; ``None`` without a ticket."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeFacts:
+    """One limit or budget charge the call was checked against."""
+
+    kind: str
+    """``rate``, ``spend`` or ``budget``."""
+    name: str
+    """The rule or budget that owns the bucket."""
+    bucket: str
+    """The bucket's ledger key."""
+    amount: str
+    used_before: str
+    limit: str
+    window: str
+    fits: bool
+    currency: str | None = None
+    epoch: int | None = None
+    """A budget's epoch (``None`` for rate and spend limits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidAmountFacts:
+    """A spend or budget amount that could not be read from the call's arguments."""
+
+    kind: str
+    name: str
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimitFacts:
+    """What the limits gate checked for one call (``metadata.limits`` of its record)."""
+
+    charged: bool
+    """Whether the charges were taken (reserved for the call)."""
+    charges: tuple[ChargeFacts, ...] = ()
+    invalid: tuple[InvalidAmountFacts, ...] = ()
+    session_unresolved: tuple[str, str] | None = None
+    """``(kind, name)`` of a session-keyed limit the call has no session for."""
+
+
 class Reservation(Protocol):
     """Capacity taken from limits/budgets for one call, not yet final."""
 
@@ -66,9 +132,11 @@ class Settlement:
     decision: Settled
     """``Allow``: forward now. ``Deny``: answer with this block."""
 
-    audit: dict[str, Any] = field(default_factory=dict[str, Any])
-    """Extra fields for the call's audit record (``CallAudit.decide`` keywords: ``approval_status``,
-    ``approved_by``, ``approval_wait_ms``, ``evidence_chain``, ``metadata``)."""
+    approvals: tuple[ApprovalFacts, ...] = ()
+    """Every approval hold the call went through, in order (a rule's, then a budget's)."""
+
+    limits: LimitFacts | None = None
+    """What the limits gate checked (``None`` when no limit or budget applied)."""
 
     reservations: list[Reservation] = field(default_factory=list[Reservation])
     """Limit/budget capacity held for this call (empty when it is blocked)."""
@@ -102,17 +170,34 @@ async def settle_reservations(reservations: list[Reservation], *, delivered: boo
             log.exception("settling a limit reservation failed (delivered=%s)", delivered)
 
 
-def merge_audit(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Audit fields from two stages: dict values (``evidence_chain``, ``metadata``) are merged key
-    by key, so the approval's ``evidence_chain.approval`` survives the limits' fields."""
-    merged = dict(first)
-    for key, value in second.items():
-        earlier = merged.get(key)
-        if isinstance(earlier, dict) and isinstance(value, dict):
-            merged[key] = {**earlier, **value}
-        else:
-            merged[key] = value
-    return merged
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What governance concluded about one ``tools/call``: one value for the audit record, the
+    metrics and the shadow statistics alike."""
+
+    tool: str
+    decision: Decision
+    """What ``decide()`` returned."""
+    enforced: Decision
+    """What the call met: the ``Allow`` it was forwarded under, the ``Deny`` that blocked it, or a ``DryRun``."""
+    shadow: Decision | None = None
+    """What ``policies.shadow`` would have decided (never enforced); ``None`` when no shadow rule matched."""
+    config_sha256: str = ""
+    """Hash of the config snapshot that governed the call."""
+    approvals: tuple[ApprovalFacts, ...] = ()
+    """The approval holds the call went through, in order."""
+    limits: LimitFacts | None = None
+    """What the limits gate checked."""
+    told: Mapping[str, Any] | None = None
+    """The block ``data`` the agent was answered with (its ``suggestion`` is recorded with the gate)."""
+    block_reason: str | None = None
+    """Overrides the block reason the decisions give (a held call whose client went away)."""
+
+    @property
+    def recorded(self) -> Decision:
+        """The decision the audit record names: the block when the call was blocked, else the
+        policy's decision (a forwarded ``require_approval`` call is recorded as such)."""
+        return self.enforced if isinstance(self.enforced, Deny) else self.decision
 
 
 class ApprovalGate(Protocol):
@@ -120,7 +205,8 @@ class ApprovalGate(Protocol):
 
     async def hold(self, decision: RequireApproval, call: GovernedCall) -> Settlement:
         """Wait for the ticket's outcome: ``Allow`` when approved (or break-glass), else a ``Deny``
-        with reason ``approval_denied`` / ``approval_timeout`` / ... and audit fields either way."""
+        with reason ``approval_denied`` / ``approval_timeout`` / ..., with the hold's
+        :class:`ApprovalFacts` either way."""
         ...
 
     async def hold_budget(

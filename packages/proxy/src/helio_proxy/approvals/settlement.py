@@ -1,10 +1,10 @@
-"""What a held call's outcome means for the pipeline: a :class:`Settlement` with audit fields.
+"""What a held call's outcome means for the pipeline: a :class:`Settlement` with approval facts.
 
 An approved (or break-glass, or timed-out under ``default_on_timeout: allow``) call becomes an
 ``Allow`` of the same rule; anything else a ``Deny`` whose ``details`` name the ticket. Either way
-the audit fields carry ``approval_status``, ``approved_by``, ``approval_wait_ms`` and
-``evidence_chain.approval`` (plus ``break_glass``, ``budget_approval``, ``tool_drift`` when they
-apply).
+the settlement carries one :class:`~helio_proxy.governance.ApprovalFacts`: the status, who
+approved, how long the call waited and the ticket's ``evidence_chain`` blocks (``approval``, plus
+``break_glass``, ``budget_approval``, ``tool_drift`` when they apply).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from helio_proxy.approvals.model import Ticket
-from helio_proxy.governance import Settlement
+from helio_proxy.governance import ApprovalFacts, Settlement
 from helio_proxy.policy import Allow, Decision, Deny
 
 
@@ -62,14 +62,13 @@ def released(
         flagged_destructive=decision.flagged_destructive,
         drifted_aspects=decision.drifted_aspects,
     )
-    audit: dict[str, Any] = {
-        "approval_status": outcome,
-        "approval_wait_ms": round(waited, 3),
-        "evidence_chain": approval_chain(ticket, retry=retry),
-    }
-    if ticket.approvers:
-        audit["approved_by"] = ",".join(ticket.approvers)
-    return Settlement(allowed, audit=audit)
+    facts = ApprovalFacts(
+        status=outcome,
+        wait_ms=round(waited, 3),
+        approved_by=",".join(ticket.approvers) if ticket.approvers else None,
+        chain=approval_chain(ticket, retry=retry),
+    )
+    return Settlement(allowed, approvals=(facts,))
 
 
 APPROVAL_CAPACITY_EXHAUSTED: Final = "approval_capacity_exhausted"
@@ -101,10 +100,9 @@ def blocked(
         flagged_destructive=decision.flagged_destructive,
         details=fields,
     )
-    audit: dict[str, Any] = {
-        "approval_status": reason.removeprefix("approval_"),
-        "approval_wait_ms": round(waited, 3),
-    }
-    if ticket is not None:
-        audit["evidence_chain"] = approval_chain(ticket, retry=False)
-    return Settlement(deny, audit=audit)
+    facts = ApprovalFacts(
+        status=reason.removeprefix("approval_"),
+        wait_ms=round(waited, 3),
+        chain=approval_chain(ticket, retry=False) if ticket is not None else None,
+    )
+    return Settlement(deny, approvals=(facts,))

@@ -3,14 +3,21 @@
 The gateway opens a :class:`CallAudit` when a call arrives and ends it in exactly one of
 three ways, each producing exactly one :class:`ToolCallRecord`:
 
-* ``block(...)`` / ``reject(reason)``: the call is answered by the proxy and never forwarded;
+* ``block(outcome)`` / ``reject(reason)``: the call is answered by the proxy and never forwarded;
 * ``forwarding()`` → the observer the relay calls with the upstream's answer, then
   ``settle(status)`` for a JSON reply or ``hold(chunks, status)`` for an SSE reply;
 * the stream closes before any answer was seen: the record says so.
 
-``decide(...)`` adds what governance concluded (decision, rule, evidence, approval) before
-forwarding. In ``strict`` durability ``settle`` returns, and ``hold`` releases the event carrying
-the response, only once the record is committed (bounded by ``strict_wait``).
+What governance concluded arrives as one typed value, the call's
+:class:`~helio_proxy.governance.CallOutcome` (``conclude(outcome)`` before forwarding,
+``block(outcome)`` when the proxy answers): the decision, the block, the approval holds, the
+limits checked, the shadow decision, the config hash. The few facts that are not governance's
+(who called, through which upstream, what the data plane saw and changed) are typed calls too.
+Nothing is merged as keyword dicts along the way: :meth:`CallAudit._build` maps the facts to the
+record's fields once, when the record is written, in one fixed order.
+
+In ``strict`` durability ``settle`` returns, and ``hold`` releases the event carrying the
+response, only once the record is committed (bounded by ``strict_wait``).
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Protocol
 
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
-from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, SessionSource, ToolCallRecord, call_succeeded
+from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, ToolCallRecord, call_succeeded
 from helio_proxy.config.sections import SessionConfig
 from helio_proxy.errors import UpstreamError
+from helio_proxy.governance import ApprovalFacts, CallOutcome, ChargeFacts, LimitFacts
 from helio_proxy.ids import new_uuid
+from helio_proxy.policy import Decision, Deny, DryRun
 from helio_proxy.session.identity import SessionIdentity, resolve_session
 
 log = logging.getLogger("helio.audit")
@@ -84,11 +93,21 @@ class Auditor:
         *,
         transport_session_id: str | None = None,
         identity: SessionIdentity | None = None,
+        agent_id: str | None = None,
+        upstream: str | None = None,
     ) -> CallAudit:
         """Start recording a call that has just arrived (``identity``: its session, when the caller
-        has resolved it already; otherwise it is resolved here)."""
+        has resolved it already; otherwise it is resolved here; ``agent_id``: the authenticated
+        agent; ``upstream``: the upstream's name, recorded as ``metadata.upstream``)."""
         return CallAudit(
-            self, params, request_id, headers, transport_session_id=transport_session_id, identity=identity
+            self,
+            params,
+            request_id,
+            headers,
+            transport_session_id=transport_session_id,
+            identity=identity,
+            agent_id=agent_id,
+            upstream=upstream,
         )
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
@@ -123,6 +142,8 @@ class CallAudit:
         *,
         transport_session_id: str | None = None,
         identity: SessionIdentity | None = None,
+        agent_id: str | None = None,
+        upstream: str | None = None,
     ) -> None:
         self._auditor = auditor
         self._clock = auditor.clock
@@ -130,17 +151,21 @@ class CallAudit:
         self._timestamp = self._clock.now()
         name = params.get("name") if params is not None else None
         arguments = params.get("arguments") if params is not None else None
-        session = identity or resolve_session(
+        self._session = identity or resolve_session(
             auditor.identity, headers, params, transport_session_id=transport_session_id
         )
         self.tool_name: str = name if isinstance(name, str) and name else NAMELESS_TOOL
-        self._fields: dict[str, Any] = {
-            "tool_input": arguments if isinstance(arguments, dict) else {},
-            "session_id": session.session_id,
-            "session_source": session.source,
-            "protocol_version": headers.get("mcp-protocol-version"),
-            "metadata": {"request_id": request_id} if request_id is not None else None,
-        }
+        self._tool_input: dict[str, Any] = arguments if isinstance(arguments, dict) else {}
+        self._request_id = request_id
+        self._protocol_version = headers.get("mcp-protocol-version")
+        self._agent_id = agent_id
+        self._upstream = upstream
+        self._outcome: CallOutcome | None = None
+        self._rejected: str | None = None
+        self._rejection: Mapping[str, Any] | None = None
+        self._data_plane: Mapping[str, Any] | None = None
+        self._answer_check: Mapping[str, Any] | None = None
+        self._answer_block: str | None = None
         self.record_id = new_uuid()
         """The id the call's record will have (known now, so limit ledgers can point at it)."""
         self._forward_at: float | None = None
@@ -153,41 +178,38 @@ class CallAudit:
         """The hash of the config snapshot that governed the call (set by the gateway when it takes
         the snapshot); ``None`` takes the auditor's hash in force when the record is written."""
 
-    def decide(
-        self,
-        *,
-        policy_decision: str | None = None,
-        block_reason: str | None = None,
-        matched_rule: str | None = None,
-        matched_rule_index: int | None = None,
-        evidence_chain: dict[str, Any] | None = None,
-        approval_status: str | None = None,
-        approved_by: str | None = None,
-        approval_wait_ms: float | None = None,
-        flagged_destructive: bool | None = None,
-        dry_run: bool | None = None,
-        session_id: str | None = None,
-        session_source: SessionSource | None = None,
-        agent_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        tool_input: dict[str, Any] | None = None,
-    ) -> None:
-        """Record what governance decided; only the arguments given change anything
-        (``tool_input``: the arguments as forwarded, when the proxy changed them: redaction)."""
-        given = dict(locals())
-        del given["self"]
-        if metadata is not None:
-            given["metadata"] = {**(self._fields.get("metadata") or {}), **metadata}
-        self._fields.update({key: value for key, value in given.items() if value is not None})
+    def conclude(self, outcome: CallOutcome) -> None:
+        """What governance concluded about the call (the last conclusion given is recorded)."""
+        self._outcome = outcome
+        if outcome.config_sha256:
+            self.config_sha256 = outcome.config_sha256
 
-    def block(self, **decision: Any) -> None:
-        """The proxy answers the call itself (blocked, dry run, invalid): record it now."""
-        self.decide(**decision)
+    def block(self, outcome: CallOutcome) -> None:
+        """The proxy answers the call itself (blocked, dry run): record it now."""
+        self.conclude(outcome)
         self._record()
 
-    def reject(self, reason: str) -> None:
-        """A call that is not a usable ``tools/call`` (``rejected`` with ``reason``)."""
-        self.block(policy_decision="rejected", block_reason=reason)
+    def reject(self, reason: str, *, metadata: Mapping[str, Any] | None = None) -> None:
+        """A call that is not a usable ``tools/call``: record it now as ``rejected`` with
+        ``reason`` (``metadata``: what the refusal adds to the record's ``metadata``)."""
+        self._rejected = reason
+        self._rejection = metadata
+        self._record()
+
+    def forwarded_arguments(self, arguments: dict[str, Any]) -> None:
+        """The arguments as forwarded, when the proxy changed them (redaction)."""
+        self._tool_input = arguments
+
+    def data_plane(self, facts: Mapping[str, Any]) -> None:
+        """What the data plane found in the call before it was forwarded (``metadata.data_plane``)."""
+        self._data_plane = facts
+
+    def answer_checked(self, facts: Mapping[str, Any], reason: str | None) -> None:
+        """What the data plane found in the upstream's answer (added to ``metadata.data_plane``),
+        and the block reason when it withheld the answer."""
+        self._answer_check = facts
+        if reason is not None:
+            self._answer_block = reason
 
     def forwarding(self) -> Observer:
         """Mark the forward's start; return the observer for the upstream's answer."""
@@ -255,7 +277,30 @@ class CallAudit:
         self._commit = self._auditor.submit(record)
 
     def _build(self) -> ToolCallRecord:
-        fields = dict(self._fields)
+        fields: dict[str, Any] = {}
+        metadata: dict[str, Any] | None = (
+            {"request_id": self._request_id} if self._request_id is not None else None
+        )
+        if self._rejection is not None:
+            metadata = {**(metadata or {}), **self._rejection}
+        if self._upstream is not None:
+            metadata = metadata or {}
+            metadata["upstream"] = self._upstream
+        data_plane = self._data_plane
+        if data_plane is not None:
+            metadata = metadata or {}
+            metadata["data_plane"] = data_plane
+        outcome = self._outcome
+        if outcome is not None:
+            metadata = _outcome_fields(outcome, fields, metadata)
+        if self._rejected is not None:
+            fields["policy_decision"] = "rejected"
+            fields["block_reason"] = self._rejected
+        if self._answer_check is not None:
+            metadata = metadata or {}
+            metadata["data_plane"] = {**(data_plane or {}), **self._answer_check}
+        if self._answer_block is not None:
+            fields["block_reason"] = self._answer_block
         ended = self._clock.monotonic()
         upstream_ms: float | None = None
         if self._answer is not None:
@@ -282,10 +327,17 @@ class CallAudit:
             }
         total_ms = (ended - self._started) * 1000
         waited = float(fields.get("approval_wait_ms") or 0.0)
+        session = self._session
         return ToolCallRecord(
             id=self.record_id,
             timestamp=self._timestamp,
             tool_name=self.tool_name,
+            tool_input=self._tool_input,
+            session_id=session.session_id,
+            session_source=session.source,
+            agent_id=self._agent_id,
+            protocol_version=self._protocol_version,
+            metadata=metadata,
             environment=self._auditor.environment,
             config_sha256=self.config_sha256
             if self.config_sha256 is not None
@@ -295,3 +347,100 @@ class CallAudit:
             proxy_compute_ms=max(0.0, total_ms - (upstream_ms or 0.0) - waited),
             **fields,
         )
+
+
+def _outcome_fields(
+    outcome: CallOutcome, fields: dict[str, Any], metadata: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Put what governance concluded into ``fields``; return ``metadata`` with the shadow decision
+    and the limits added (after what is already there, as the record has always ordered them)."""
+    recorded = outcome.recorded
+    if isinstance(recorded, DryRun):
+        _decision_fields(recorded.would, None, fields)
+        fields["policy_decision"] = recorded.policy_decision
+        fields["dry_run"] = True
+    else:
+        _decision_fields(recorded, outcome.told, fields)
+    if outcome.block_reason is not None:
+        fields["block_reason"] = outcome.block_reason
+    if outcome.approvals:
+        _approval_fields(outcome.approvals, fields)
+    shadow = outcome.shadow
+    if shadow is not None:
+        metadata = metadata or {}
+        metadata["shadow"] = {
+            "decision": shadow.action,
+            "rule": shadow.rule,
+            "rule_index": shadow.rule_index,
+            "reason": shadow.reason,
+        }
+    if outcome.limits is not None:
+        metadata = metadata or {}
+        metadata["limits"] = limits_metadata(outcome.limits)
+    return metadata
+
+
+def _decision_fields(decision: Decision, told: Mapping[str, Any] | None, fields: dict[str, Any]) -> None:
+    """What a record says about a decision (``told``: the block ``data`` the agent got)."""
+    fields["policy_decision"] = decision.blocked_action if isinstance(decision, Deny) else decision.action
+    fields["matched_rule"] = decision.rule
+    fields["matched_rule_index"] = decision.rule_index
+    fields["flagged_destructive"] = decision.flagged_destructive
+    gate = decision.gate
+    if gate is not None:
+        gate_fields = gate.audit_fields()
+        if told is not None and not gate.passed:
+            gate_fields["suggestion"] = told.get("suggestion", gate_fields.get("suggestion"))
+        fields["evidence_chain"] = {"gate": gate_fields}
+    if isinstance(decision, Deny):
+        fields["block_reason"] = decision.reason
+        if decision.drifted_aspects:
+            fields["evidence_chain"] = {"tool_drift": {"drifted_aspects": list(decision.drifted_aspects)}}
+
+
+def _approval_fields(approvals: tuple[ApprovalFacts, ...], fields: dict[str, Any]) -> None:
+    """The approval holds, in order: the last one's status and wait, the last approvers named,
+    and every ticket's ``evidence_chain`` blocks after the decision's (a later block of the same
+    name replaces an earlier one)."""
+    chain: dict[str, Any] | None = fields.get("evidence_chain")
+    for facts in approvals:
+        fields["approval_status"] = facts.status
+        fields["approval_wait_ms"] = facts.wait_ms
+        if facts.approved_by is not None:
+            fields["approved_by"] = facts.approved_by
+        if facts.chain is not None:
+            chain = {**(chain or {}), **facts.chain}
+    if chain is not None:
+        fields["evidence_chain"] = chain
+
+
+def limits_metadata(limits: LimitFacts) -> dict[str, Any]:
+    """``metadata.limits`` of a call's record."""
+    out: dict[str, Any] = {"charged": limits.charged, "charges": [_charge(c) for c in limits.charges]}
+    if limits.invalid:
+        out["invalid"] = [
+            {"kind": i.kind, "name": i.name, "invalid_amount": i.code, "detail": i.detail}
+            for i in limits.invalid
+        ]
+    if limits.session_unresolved is not None:
+        kind, name = limits.session_unresolved
+        out["session_unresolved"] = {"kind": kind, "name": name}
+    return out
+
+
+def _charge(charge: ChargeFacts) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "kind": charge.kind,
+        "name": charge.name,
+        "bucket": charge.bucket,
+        "amount": charge.amount,
+        "used_before": charge.used_before,
+        "limit": charge.limit,
+        "window": charge.window,
+        "fits": charge.fits,
+    }
+    if charge.currency is not None:
+        summary["currency"] = charge.currency
+    if charge.epoch is not None:
+        summary["epoch"] = charge.epoch
+    return summary

@@ -17,20 +17,11 @@ from typing import Any, cast
 
 from helio_proxy.config.policies import Rule
 from helio_proxy.errors import UpstreamError
-from helio_proxy.evidence import EvidenceService, GateResult, new_call_id
+from helio_proxy.evidence import EvidenceService, new_call_id
 from helio_proxy.evidence.gates import CALL_ID_META_KEY
 from helio_proxy.gateway.exchange import JsonReply, Reply
 from helio_proxy.jsonrpc import dumps
 from helio_proxy.session.identity import SessionIdentity
-
-
-def gate_audit(gate: GateResult, told: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``evidence_chain.gate`` of an audit record: what was unmet, or what met the gate
-    (``told``: the block ``data`` the agent got, whose suggestion is recorded)."""
-    fields = gate.audit_fields()
-    if told is not None and not gate.passed:
-        fields["suggestion"] = told.get("suggestion", fields.get("suggestion"))
-    return fields
 
 
 def stamped(payload: Any, call_id: str) -> dict[str, Any] | None:

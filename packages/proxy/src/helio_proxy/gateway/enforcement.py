@@ -16,7 +16,9 @@ it with side effects, :meth:`GovernanceEnforcer.peek` (dry-run) without. The typ
 between stages live in the neutral :mod:`helio_proxy.governance`, so ``limits`` and ``approvals``
 never import the gateway.
 
-What was reserved is a :class:`Reservation` on the returned :class:`Settlement`: the pipeline
+What each gate concluded travels as typed facts on the returned :class:`Settlement`
+(``approvals``: every hold in order; ``limits``: the charges checked), never as record fields.
+What was reserved is a :class:`Reservation` on it: the pipeline
 commits it once the call was delivered upstream and releases it when the call never got there
 (blocked later, upstream unreachable), so only forwarded calls are charged.
 
@@ -38,7 +40,6 @@ from helio_proxy.governance import (
     Reservation,
     Settled,
     Settlement,
-    merge_audit,
     settle_reservations,
 )
 from helio_proxy.policy import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
@@ -55,7 +56,6 @@ __all__ = [
     "Settled",
     "Settlement",
     "fail_closed_warnings",
-    "merge_audit",
     "settle_reservations",
 ]
 
@@ -153,7 +153,7 @@ class GovernanceEnforcer:
             if isinstance(held.decision, Deny):
                 return held
             after = await self._limits(limited, call)
-            after.audit = merge_audit(held.audit, after.audit)
+            after.approvals = held.approvals + after.approvals
             return after
         return await self._limits(limited, call)
 
@@ -166,10 +166,10 @@ class GovernanceEnforcer:
             return reserved  # over a budget with no one to ask: its block stands (approval_unavailable)
         held = await self.approvals.hold_budget(decision, call, breached)
         if isinstance(held.decision, Deny):
-            held.audit = merge_audit(reserved.audit, held.audit)
+            held.limits = reserved.limits
             return held
         again = await self.limits.reserve(decision, call, approved=True)
-        again.audit = merge_audit(held.audit, again.audit)
+        again.approvals = held.approvals + again.approvals
         return again
 
     def peek(self, decision: Decision, call: GovernedCall) -> Settlement:

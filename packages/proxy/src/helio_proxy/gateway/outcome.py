@@ -1,4 +1,8 @@
-"""What governance concluded about one call, for the audit trail and metrics to pick up."""
+"""Observers of what governance concluded about each call, and the shadow policy's statistics.
+
+The outcome itself, :class:`~helio_proxy.governance.CallOutcome`, lives in the neutral
+:mod:`helio_proxy.governance`, so the audit recorder (below the gateway) maps it to the record.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from helio_proxy.policy import Decision
+from helio_proxy.governance import CallOutcome
+
+__all__ = ["CallOutcome", "OutcomeObserver", "ShadowStats"]
 
 shadow_log = logging.getLogger("helio_proxy.policy.shadow")
-
-
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
-    """One governed ``tools/call``."""
-
-    tool: str
-    decision: Decision
-    """What ``decide()`` returned."""
-    enforced: Decision
-    """What the call met: the ``Allow`` it was forwarded under, the ``Deny`` that blocked it, or a ``DryRun``."""
-    shadow: Decision | None = None
-    """What ``policies.shadow`` would have decided (never enforced); ``None`` when no shadow rule matched."""
-    config_sha256: str = ""
 
 
 OutcomeObserver = Callable[[CallOutcome], None]

@@ -24,13 +24,12 @@ from helio_proxy.errors import UpstreamError
 from helio_proxy.evidence import EvidenceService, to_ms
 from helio_proxy.gateway.agreement import Mismatch, header_mismatch
 from helio_proxy.gateway.call import InvalidToolCall, ToolCall
-from helio_proxy.gateway.completion import CompletionRecorder, gate_audit
+from helio_proxy.gateway.completion import CompletionRecorder
 from helio_proxy.gateway.enforcement import (
     Enforcer,
     FailClosedEnforcer,
     GovernedCall,
     Settlement,
-    merge_audit,
     settle_reservations,
 )
 from helio_proxy.gateway.eras import pin_refusal
@@ -223,13 +222,8 @@ class Gateway:
             # Only a tool call's name and arguments belong in a tool_call record; keep the envelope
             # (it may carry the session id).
             params = {"_meta": params["_meta"]} if params is not None and "_meta" in params else None
-        audit = self.auditor.begin(params, message.id, inbound.headers)
-        audit.block(
-            agent_id=inbound.agent_id,
-            policy_decision="rejected",
-            block_reason="header_mismatch",
-            metadata={"method": message.method, "header": mismatch.header},
-        )
+        audit = self.auditor.begin(params, message.id, inbound.headers, agent_id=inbound.agent_id)
+        audit.reject("header_mismatch", metadata={"method": message.method, "header": mismatch.header})
         reply = error_reply(
             message.id,
             HEADER_MISMATCH,
@@ -239,7 +233,7 @@ class Gateway:
         )
         return await _settled(audit, reply)
 
-    async def _foreign_session(self, call: ToolCall, identity: SessionIdentity, audit: CallAudit) -> Reply:
+    async def _foreign_session(self, call: ToolCall, audit: CallAudit) -> Reply:
         """Another agent's session id: refused (``-32001``, ``session_agent_mismatch``) and recorded."""
         message = "this session belongs to another agent; use a session id of your own"
         data = {
@@ -248,12 +242,7 @@ class Gateway:
             "retry_allowed": False,
             "suggestion": "start a new session (a new x-helio-session-id) for this agent",
         }
-        audit.block(
-            policy_decision="rejected",
-            block_reason=SESSION_AGENT_MISMATCH,
-            session_id=identity.session_id,
-            session_source=identity.source,
-        )
+        audit.reject(SESSION_AGENT_MISMATCH)
         return await _settled(audit, error_reply(call.request_id, POLICY_BLOCKED, message, data))
 
     async def refuse(
@@ -282,14 +271,14 @@ class Gateway:
             kept = ("name", "_meta") if payload.get("method") == "tools/call" else ("_meta",)
             params = {key: params[key] for key in kept if key in params} or None
         audit = self.auditor.begin(
-            params, error.request_id, headers, transport_session_id=transport_session_id
+            params,
+            error.request_id,
+            headers,
+            transport_session_id=transport_session_id,
+            agent_id=agent_id,
+            upstream=self.upstream_name,
         )
-        metadata = {**(error.detail or {})}
-        if self.upstream_name is not None:
-            metadata["upstream"] = self.upstream_name
-        audit.block(
-            policy_decision="rejected", block_reason=error.reason, metadata=metadata, agent_id=agent_id
-        )
+        audit.reject(error.reason, metadata={**(error.detail or {})})
         await _settled(audit, reply)
         return reply
 
@@ -313,11 +302,9 @@ class Gateway:
             inbound.headers,
             transport_session_id=inbound.transport_session_id,
             identity=identity,
+            agent_id=inbound.agent_id,
+            upstream=self.upstream_name,
         )
-        if self.upstream_name is not None:
-            audit.decide(metadata={"upstream": self.upstream_name})
-        if inbound.agent_id is not None:
-            audit.decide(agent_id=inbound.agent_id)
         try:
             call = ToolCall.from_inbound(inbound)
         except InvalidToolCall as exc:
@@ -330,12 +317,12 @@ class Gateway:
             if killed is not None:
                 if self.snapshots is not None:
                     audit.config_sha256 = self.snapshots.current.sha256
-                return await self._killed(call, audit, identity or UNRESOLVED, killed)
+                return await self._killed(call, audit, killed)
         if self.auditor.refusal() is not None:
             # strict durability and a store that cannot be written: nothing is forwarded unrecorded
             denied = Deny(reason=AUDIT_UNAVAILABLE, retry_allowed=True)
             reply = block_reply(call, denied)
-            audit.block(**_audit_fields(denied, told=reply.payload["error"]["data"]))
+            audit.block(CallOutcome(call.name, denied, denied, told=reply.payload["error"]["data"]))
             # Its record is submitted (a commit clears the failure), but not waited for.
             await audit.settle(reply.status, wait=False)
             return reply
@@ -351,7 +338,7 @@ class Gateway:
         ):
             owner = self.session_owners.claim(identity.session_id, inbound.agent_id)
             if owner is not None:
-                return await self._foreign_session(call, identity, audit)
+                return await self._foreign_session(call, audit)
         facts = CallFacts(
             tool=call.name,
             arguments=call.arguments if params.get("arguments") is not None else None,
@@ -359,7 +346,7 @@ class Gateway:
             session_id=identity.session_id,
             agent=inbound.agent_id,
         )
-        data_plane: dict[str, Any] = {}
+        data_plane: dict[str, Any] | None = None
         data_plane_rule: int | None = None
         if self.dataplane is not None:
             if snapshot.policy.has_data_plane_rules:
@@ -370,16 +357,14 @@ class Gateway:
             checked = await self.dataplane.check_call(
                 snapshot.config, call.name, call.arguments, data_plane_rule
             )
-            data_plane = checked.audit
+            data_plane = checked.audit.get("data_plane")
+            if data_plane is not None:
+                audit.data_plane(data_plane)
             if checked.deny is not None:
-                self._record(CallOutcome(call.name, checked.deny, checked.deny, None, snapshot.loaded.sha256))
+                blocked = CallOutcome(call.name, checked.deny, checked.deny, None, snapshot.loaded.sha256)
+                self._record(blocked)
                 reply = block_reply(call, checked.deny)
-                audit.block(
-                    session_id=identity.session_id,
-                    session_source=identity.source,
-                    metadata=data_plane,
-                    **_audit_fields(checked.deny, told=reply.payload["error"]["data"]),
-                )
+                audit.block(dataclasses.replace(blocked, told=reply.payload["error"]["data"]))
                 return await _settled(audit, reply)
             if checked.arguments is not None:
                 call = dataclasses.replace(
@@ -390,9 +375,7 @@ class Gateway:
                     ),
                 )
                 facts = dataclasses.replace(facts, arguments=checked.arguments)
-                audit.decide(tool_input=checked.arguments)
-            if data_plane:
-                audit.decide(metadata=data_plane)
+                audit.forwarded_arguments(checked.arguments)
         gates = await self._session_gates(identity)
         context = DecisionContext(tool=self.baselines.facts(call.name), gates=gates)
         if self.tracing is None:
@@ -400,7 +383,6 @@ class Gateway:
         else:
             decision = self.tracing.decide(lambda: snapshot.policy.decide(facts, context))
         shadow = snapshot.policy.decide_shadow(facts, context)
-        audit.decide(metadata=_shadow_metadata(shadow))
         governed = GovernedCall(
             facts=facts,
             identity=identity,
@@ -412,16 +394,16 @@ class Gateway:
         )
         if isinstance(decision, DryRun):
             enforced = self.enforcer.peek(decision, governed).decision
-            self._record(CallOutcome(call.name, decision, decision, shadow, snapshot.sha256))
-            audit.block(
-                **{**_audit_fields(decision.would), "policy_decision": decision.policy_decision}, dry_run=True
-            )
+            simulated = CallOutcome(call.name, decision, decision, shadow, snapshot.sha256)
+            self._record(simulated)
+            audit.block(simulated)
             return await _settled(audit, dry_run_reply(call, decision, enforced))
         if isinstance(decision, RequireApproval) or snapshot.budgets_hold:
-            held = await self._hold(inbound, decision, governed, audit)
+            held = await self._hold(inbound, decision, governed, audit, shadow)
             if isinstance(held, Deny):
-                self._record(CallOutcome(call.name, decision, held, shadow, snapshot.sha256))
-                audit.block(**_audit_fields(held))
+                released = CallOutcome(call.name, decision, held, shadow, snapshot.sha256)
+                self._record(released)
+                audit.block(released)
                 return await _settled(audit, block_reply(call, held))
             settlement = held
         else:
@@ -433,25 +415,34 @@ class Gateway:
             late = self.kill_switch.check(self.upstream_name, inbound.agent_id)
             if late is not None:
                 await settlement.undelivered()
-                settlement = Settlement(late, audit=settlement.audit)
+                settlement = Settlement(late, approvals=settlement.approvals, limits=settlement.limits)
                 settled = late
-        self._record(CallOutcome(call.name, decision, settled, shadow, snapshot.sha256))
+        outcome = CallOutcome(
+            call.name,
+            decision,
+            settled,
+            shadow,
+            snapshot.sha256,
+            approvals=settlement.approvals,
+            limits=settlement.limits,
+        )
+        self._record(outcome)
         if isinstance(settled, Deny):
             await settlement.undelivered()
             reply = block_reply(call, settled)
-            audit.block(**_audit_fields(settled, told=reply.payload["error"]["data"]), **settlement.audit)
+            audit.block(dataclasses.replace(outcome, told=reply.payload["error"]["data"]))
             return await _settled(audit, reply)
         if self.auditor.refuses_calls:
             # Strict durability and the audit store is down: this call's record could not be kept.
             refused = audit_unavailable(decision)
             await settlement.undelivered()
             reply = block_reply(call, refused)
-            audit.block(**_audit_fields(refused, told=reply.payload["error"]["data"]), **settlement.audit)
+            audit.block(dataclasses.replace(outcome, enforced=refused, told=reply.payload["error"]["data"]))
             return await _settled(audit, reply)
-        audit.decide(**merge_audit(_audit_fields(decision), settlement.audit))
+        audit.conclude(outcome)
         recorder: CompletionRecorder | None = None
         observe = _both(audit.forwarding(), _charging(settlement))
-        result_check = self._result_check(snapshot.config, call.name, audit, data_plane, data_plane_rule)
+        result_check = self._result_check(snapshot.config, call.name, audit, data_plane_rule)
         if result_check is not None:
             # First: what the audit, limits and evidence see of the answer is what the agent gets.
             observe = _both(result_check.observe, observe)
@@ -477,7 +468,12 @@ class Gateway:
         return await _settled(audit, reply)
 
     async def _hold(
-        self, inbound: Inbound, decision: Decision, governed: GovernedCall, audit: CallAudit
+        self,
+        inbound: Inbound,
+        decision: Decision,
+        governed: GovernedCall,
+        audit: CallAudit,
+        shadow: Decision | None,
     ) -> Settlement | Deny:
         """Settle a call that may wait for operators (approval), cancellable while it waits.
 
@@ -512,7 +508,7 @@ class Gateway:
         except asyncio.CancelledError:
             settling.cancel()
             # The request itself was cancelled (shutdown, the client's task) while held: it is still recorded.
-            audit.block(**_audit_fields(decision), block_reason="client_disconnected")
+            audit.block(_disconnected(governed, decision, shadow))
             raise
         finally:
             if watch is not None and not watch.done():
@@ -523,38 +519,26 @@ class Gateway:
                 del self._held[key]
         if not settling.done():
             settling.cancel()
-            audit.block(**_audit_fields(decision), block_reason="client_disconnected")
+            audit.block(_disconnected(governed, decision, shadow))
             raise ClientDisconnected
         if settling.cancelled():
             # The agent cancelled this request (notifications/cancelled) while it was held.
             return _cancelled(decision)
         return settling.result()
 
-    async def _killed(
-        self, call: ToolCall, audit: CallAudit, identity: SessionIdentity, killed: Deny
-    ) -> Reply:
+    async def _killed(self, call: ToolCall, audit: CallAudit, killed: Deny) -> Reply:
         """The kill switch's block, before anything else is decided; recorded like any block."""
-        self._record(CallOutcome(call.name, killed, killed, None, audit.config_sha256 or ""))
+        outcome = CallOutcome(call.name, killed, killed, None, audit.config_sha256 or "")
+        self._record(outcome)
         reply = block_reply(call, killed)
-        audit.block(
-            session_id=identity.session_id,
-            session_source=identity.source,
-            **_audit_fields(killed, told=reply.payload["error"]["data"]),
-        )
+        audit.block(dataclasses.replace(outcome, told=reply.payload["error"]["data"]))
         return await _settled(audit, reply)
 
-    def _result_check(
-        self, config: Any, tool: str, audit: CallAudit, before: dict[str, Any], rule: int | None
-    ) -> ResultCheck | None:
+    def _result_check(self, config: Any, tool: str, audit: CallAudit, rule: int | None) -> ResultCheck | None:
         """The data plane's after-answer check of a forwarded call, recording into ``audit``."""
         if self.dataplane is None:
             return None
-
-        def record(facts: dict[str, Any], reason: str | None) -> None:
-            earlier: dict[str, Any] = dict(before.get("data_plane") or {})
-            audit.decide(metadata={"data_plane": {**earlier, **facts}}, block_reason=reason)
-
-        return self.dataplane.result_check(config, tool, record, rule)
+        return self.dataplane.result_check(config, tool, audit.answer_checked, rule)
 
     def _cancel_held(self, inbound: Inbound) -> None:
         """``notifications/cancelled`` for a call still held (approval, limits): stop holding it.
@@ -851,31 +835,14 @@ def audit_unavailable(decision: Decision) -> Deny:
     )
 
 
-def _audit_fields(decision: Decision, *, told: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What an audit record says about a decision (``told``: the block ``data`` the agent got)."""
-    fields: dict[str, Any] = {
-        "policy_decision": decision.blocked_action if isinstance(decision, Deny) else decision.action,
-        "matched_rule": decision.rule,
-        "matched_rule_index": decision.rule_index,
-        "flagged_destructive": decision.flagged_destructive,
-    }
-    if decision.gate is not None:
-        fields["evidence_chain"] = {"gate": gate_audit(decision.gate, told)}
-    if isinstance(decision, Deny):
-        fields["block_reason"] = decision.reason
-        if decision.drifted_aspects:
-            fields["evidence_chain"] = {"tool_drift": {"drifted_aspects": list(decision.drifted_aspects)}}
-    return fields
-
-
-def _shadow_metadata(shadow: Decision | None) -> dict[str, Any] | None:
-    if shadow is None:
-        return None
-    return {
-        "shadow": {
-            "decision": shadow.action,
-            "rule": shadow.rule,
-            "rule_index": shadow.rule_index,
-            "reason": shadow.reason,
-        }
-    }
+def _disconnected(governed: GovernedCall, decision: Decision, shadow: Decision | None) -> CallOutcome:
+    """The outcome of a held call whose client went away (or whose request was cancelled) before
+    it was settled: recorded under its policy decision, with the reason ``client_disconnected``."""
+    return CallOutcome(
+        governed.facts.tool,
+        decision,
+        decision,
+        shadow,
+        governed.config_sha256,
+        block_reason="client_disconnected",
+    )

@@ -2,11 +2,15 @@
 
 :class:`LimitsGate` implements :class:`~helio_proxy.governance.LimitGate`. For each call
 it plans the charges (:mod:`.charges`), takes them in one store transaction (:mod:`.ledger`) and
-answers with a :class:`Settlement`: ``Allow`` holding a :class:`LedgerReservation` the pipeline
+answers with a :class:`Settlement` carrying the typed :class:`~helio_proxy.governance.LimitFacts`
+the call's record reports: ``Allow`` holding a :class:`LedgerReservation` the pipeline
 commits once the upstream got the call (or releases, giving the capacity back), or a ``Deny``
 (:mod:`.blocks`). A call held back only by budgets an operator may approve over is answered with
-``Settlement.over_budget`` set: the enforcer asks operators and reserves again, approved. The config is read from the current snapshot on every call, so rules and budgets
-hot-reload; a budget whose limit, currency, window or key changed starts a new epoch.
+``Settlement.over_budget`` set: the enforcer asks operators and reserves again, approved.
+:meth:`LimitsGate.reserve` and its dry-run twin :meth:`LimitsGate.peek` share the pure steps
+(the plan, the refusals that need no counter, what the checked charges mean) and differ only in
+where the usage comes from and in their side effects. The config is read from the current
+snapshot on every call, so rules and budgets hot-reload; a budget whose limit, currency, window or key changed starts a new epoch.
 
 If the store cannot be reached, calls that feed a limit are blocked with ``limits_unavailable``.
 
@@ -27,7 +31,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from helio_proxy.config.root import HelioConfig
-from helio_proxy.governance import GovernedCall, Settlement
+from helio_proxy.governance import ChargeFacts, GovernedCall, InvalidAmountFacts, LimitFacts, Settlement
 from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
@@ -80,36 +84,34 @@ def _reset_after(check: Check, now: datetime) -> datetime | None:
     return (check.usage.oldest or now) + timedelta(seconds=seconds)
 
 
-def _charge_summary(check: Check) -> dict[str, Any]:
+def _charge_facts(check: Check) -> ChargeFacts:
     charge = check.charge
     bucket = charge.bucket
-    summary: dict[str, Any] = {
-        "kind": bucket.kind,
-        "name": bucket.owner,
-        "bucket": bucket.ledger_key,
-        "amount": decimal_text(charge.amount),
-        "used_before": decimal_text(check.usage.total),
-        "limit": decimal_text(charge.limit),
-        "window": charge.window.label,
-        "fits": check.fits,
-    }
-    if charge.currency is not None:
-        summary["currency"] = charge.currency
-    if bucket.kind == "budget":
-        summary["epoch"] = int(bucket.version)
-    return summary
+    return ChargeFacts(
+        kind=bucket.kind,
+        name=bucket.owner,
+        bucket=bucket.ledger_key,
+        amount=decimal_text(charge.amount),
+        used_before=decimal_text(check.usage.total),
+        limit=decimal_text(charge.limit),
+        window=charge.window.label,
+        fits=check.fits,
+        currency=charge.currency,
+        epoch=int(bucket.version) if bucket.kind == "budget" else None,
+    )
 
 
-def _audit(plan: Plan, checks: tuple[Check, ...] | list[Check], *, charged: bool) -> dict[str, Any]:
-    limits: dict[str, Any] = {"charged": charged, "charges": [_charge_summary(c) for c in checks]}
-    if plan.invalid:
-        limits["invalid"] = [
-            {"kind": i.kind, "name": i.owner, "invalid_amount": i.invalid.code, "detail": i.invalid.detail}
-            for i in plan.invalid
-        ]
-    if plan.unresolved is not None:
-        limits["session_unresolved"] = {"kind": plan.unresolved.kind, "name": plan.unresolved.owner}
-    return {"metadata": {"limits": limits}}
+def _facts(plan: Plan, checks: tuple[Check, ...] | list[Check], *, charged: bool) -> LimitFacts:
+    """What the call's record says about its limits (``metadata.limits``)."""
+    unresolved = plan.unresolved
+    return LimitFacts(
+        charged=charged,
+        charges=tuple(_charge_facts(c) for c in checks),
+        invalid=tuple(
+            InvalidAmountFacts(i.kind, i.owner, i.invalid.code, i.invalid.detail) for i in plan.invalid
+        ),
+        session_unresolved=(unresolved.kind, unresolved.owner) if unresolved is not None else None,
+    )
 
 
 class LedgerReservation:
@@ -316,8 +318,12 @@ class LimitsGate:
             return blocks.budget_exceeded(decision, [], list(planned.invalid), now)
         return None
 
-    async def reserve(self, decision: Limited, call: GovernedCall, *, approved: bool = False) -> Settlement:
-        """Take the call's charges from every bucket it feeds, all or nothing."""
+    def _start(
+        self, decision: Limited, call: GovernedCall
+    ) -> tuple[Plan, datetime, HelioConfig] | Settlement:
+        """The part of a check that needs no counter, shared by :meth:`reserve` and :meth:`peek`:
+        the call's plan, or the settlement when the plan alone decides (nothing to charge, or a
+        block such as an unresolved session)."""
         config = self.config()
         planned = self._plan(decision, call, config)
         if planned.empty:
@@ -325,7 +331,36 @@ class LimitsGate:
         now = self.clock()
         refused = self._refused(decision, planned, now)
         if refused is not None:
-            return Settlement(refused, audit=_audit(planned, [], charged=False))
+            return Settlement(refused, limits=_facts(planned, [], charged=False))
+        return planned, now, config
+
+    def _verdict(
+        self, decision: Limited, over: list[Check], facts: LimitFacts, now: datetime, *, ask: bool
+    ) -> Settlement:
+        """What the checked charges mean, shared by :meth:`reserve` and :meth:`peek` (pure).
+
+        ``over``: the breached charges. ``ask``: a call held back only by budgets an operator may
+        approve over is returned with ``over_budget`` set (the enforcer asks); a dry run (``ask``
+        false) waits for no one, so such a budget reports as exceeded."""
+        if not over:
+            return Settlement(_as_allow(decision), limits=facts)
+        denied = self._deny(decision, over, now)
+        if denied is not None:
+            return Settlement(denied, limits=facts)
+        if not ask:
+            return Settlement(blocks.budget_exceeded(decision, over, [], now), limits=facts)
+        return Settlement(
+            blocks.budget_approval_unavailable(decision, over, now),
+            limits=facts,
+            over_budget=self._over_budget(over, now),
+        )
+
+    async def reserve(self, decision: Limited, call: GovernedCall, *, approved: bool = False) -> Settlement:
+        """Take the call's charges from every bucket it feeds, all or nothing."""
+        started = self._start(decision, call)
+        if isinstance(started, Settlement):
+            return started
+        planned, now, config = started
         try:
             await self.reconciled(config)
             reserved = await self.store.write(
@@ -341,25 +376,18 @@ class LimitsGate:
             )
         except Exception:
             log.exception("limits could not be checked (store unavailable); blocking the call")
-            return Settlement(blocks.limits_unavailable(decision), audit=_audit(planned, [], charged=False))
+            return Settlement(blocks.limits_unavailable(decision), limits=_facts(planned, [], charged=False))
         self.epochs.update(reserved.epochs)
         self.mirror.put(reserved.views)
-        audit = _audit(planned, reserved.checks, charged=reserved.taken)
+        facts = _facts(planned, reserved.checks, charged=reserved.taken)
         if reserved.taken:
             reservation = LedgerReservation(self, reserved, self._events(reserved, call, now))
-            return Settlement(_as_allow(decision), audit=audit, reservations=[reservation])
+            return Settlement(_as_allow(decision), limits=facts, reservations=[reservation])
         over = breaches(reserved.checks, approved=approved)
         for check in over:
             if check.charge.budget is not None:
                 self.publish("budget_breached", self._breach_event(check, call, now))
-        denied = self._deny(decision, over, now)
-        if denied is None:  # only budgets an operator may approve over: the enforcer asks
-            return Settlement(
-                blocks.budget_approval_unavailable(decision, over, now),
-                audit=audit,
-                over_budget=self._over_budget(over, now),
-            )
-        return Settlement(denied, audit=audit)
+        return self._verdict(decision, over, facts, now, ask=True)
 
     def _deny(self, decision: Limited, over: list[Check], now: datetime) -> Deny | None:
         """The block for breached charges; ``None`` when all of them may be approved over."""
@@ -444,14 +472,10 @@ class LimitsGate:
 
     def peek(self, decision: Limited, call: GovernedCall) -> Settlement:
         """What :meth:`reserve` would answer from this proxy's local view, taking nothing (dry-run)."""
-        config = self.config()
-        planned = self._plan(decision, call, config)
-        if planned.empty:
-            return Settlement(_as_allow(decision))
-        now = self.clock()
-        refused = self._refused(decision, planned, now)
-        if refused is not None:
-            return Settlement(refused, audit=_audit(planned, [], charged=False))
+        started = self._start(decision, call)
+        if isinstance(started, Settlement):
+            return started
+        planned, now, _ = started
         checks: list[Check] = []
         for charge in planned.charges:
             if charge.budget is None:
@@ -461,10 +485,5 @@ class LimitsGate:
             epoch = self.epochs.get(charge.bucket.owner)
             resolved = charge.with_epoch(epoch or 0)
             checks.append(Check(resolved, self.mirror.usage(resolved, now) if epoch else EMPTY))
-        audit = _audit(planned, checks, charged=False)
-        over = breaches(checks, approved=False)
-        if not over:
-            return Settlement(_as_allow(decision), audit=audit)
-        # A dry run waits for no one: a budget that would need approval reports as exceeded.
-        denied = self._deny(decision, over, now) or blocks.budget_exceeded(decision, over, [], now)
-        return Settlement(denied, audit=audit)
+        facts = _facts(planned, checks, charged=False)
+        return self._verdict(decision, breaches(checks, approved=False), facts, now, ask=False)
