@@ -35,6 +35,9 @@ Scope = Literal["tool", "session", "agent", "global"]
 
 RATE_SLOT: Final = Decimal(1)
 
+_spend_path = functools.lru_cache(maxsize=256)(parse_path)
+"""A spend limit's ``field`` path, parsed once per distinct path (it is read on every call)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
@@ -183,7 +186,7 @@ def plan(
             subject = _subject(spend.key, call, config, budget=False)
             if subject is None:
                 return Plan((), (), Unresolved(kind, owner))
-            amount = read_amount(parse_path(spend.field), arguments)
+            amount = read_amount(_spend_path(spend.field), arguments)
             if isinstance(amount, InvalidAmount):
                 invalid.append(InvalidCharge("spend", owner, amount, limits=limits))
             else:
