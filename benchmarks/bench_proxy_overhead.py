@@ -32,13 +32,21 @@ from tests.harness import proxy_config, run_proxy, serve_asgi
 
 MAX_BODY = 1 << 20
 RESULT = {"content": [{"type": "text", "text": "ok"}], "isError": False}
+TOOLS = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
+"""What ``tools/list`` answers: the proxy checks that a called tool is listed (answering it with
+``RESULT`` made every call log a failed refresh)."""
 
 
 async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     request = json.loads(await read_body(receive, MAX_BODY))
-    payload = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": RESULT}).encode()
+    if "id" not in request:  # a notification: accepted, no answer
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    result = TOOLS if request.get("method") == "tools/list" else RESULT
+    payload = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
     )

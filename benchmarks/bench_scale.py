@@ -247,6 +247,10 @@ async def gate_case(backend: str, charges: int, iterations: int) -> dict[str, An
 
 
 async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> int:
+    """The SQL statements one ``once()`` runs on the store's writer.
+
+    SQLite's hot-path statements go to the ``sqlite3`` connection directly (``limits/ledger.py``
+    ``_run``), past SQLAlchemy's events, so there the driver's own trace callback counts them."""
     from sqlalchemy import event
 
     seen: list[str] = []
@@ -254,12 +258,26 @@ async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> i
     def listen(*args: Any) -> None:
         seen.append(args[2])
 
-    event.listen(store.engine, "before_cursor_execute", listen)
+    def trace(on: bool) -> Callable[[Any], None]:
+        def job(conn: Any) -> None:
+            conn.connection.driver_connection.set_trace_callback(seen.append if on else None)
+
+        return job
+
+    sqlite = store.engine.dialect.name == "sqlite"
+    if sqlite:
+        await store.write(trace(True))
+    else:
+        event.listen(store.engine, "before_cursor_execute", listen)
     try:
         await once()
     finally:
-        event.remove(store.engine, "before_cursor_execute", listen)
-    return len([s for s in seen if not s.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))])
+        if sqlite:
+            await store.write(trace(False))
+        else:
+            event.remove(store.engine, "before_cursor_execute", listen)
+    skip = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    return len([s for s in seen if not s.lstrip().upper().startswith(skip)])
 
 
 class AsyncExitStackSync:

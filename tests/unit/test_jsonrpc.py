@@ -157,3 +157,44 @@ def test_a_repeated_key_deep_in_a_body_is_found_without_recursing() -> None:
         parse(raw, limits=None)  # the duplicate walk itself must not recurse
     assert caught.value.detail is not None
     assert caught.value.detail["duplicate_key"] == "params" + ".a" * depth + ".k"
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        # Colons inside strings, beside and inside the repeated key.
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"u":"http://h:1","k:":1,"k:":2}}', "params.k:"),
+        # A colon spelled as an escape would make up for the dropped member in a colon count.
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"a":2,"b":"\\u003a"}}', "params.a"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"a":2,"b":"\\u003A"}}', "params.a"),
+    ],
+)
+def test_a_repeated_key_is_refused_whatever_colons_the_strings_hold(raw: bytes, where: str) -> None:
+    """The fast parser keeps the last of a repeated key; the colon count must still see it."""
+    with pytest.raises(EnvelopeError) as caught:
+        parse(raw)
+    assert caught.value.detail is not None
+    assert caught.value.detail["duplicate_key"] == where
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        (b"18446744073709551616", 2**64),
+        (b"-9223372036854775809", -(2**63) - 1),
+        (b"123456789012345678901234567890", 123456789012345678901234567890),
+        (b"NaN", None),
+    ],
+)
+def test_numbers_outside_rfc_8259_or_64_bits_are_read_as_the_standard_decoder_reads_them(
+    literal: bytes, value: int | None
+) -> None:
+    """orjson reads an integer past 64 bits as a float and refuses NaN: such bodies take the
+    standard path, so an amount or id stays exact."""
+    message = parse(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"n":' + literal + b"}}")
+    assert message.params is not None
+    n = message.params["n"]
+    if value is None:
+        assert n != n  # NaN
+    else:
+        assert (type(n), n) == (int, value)

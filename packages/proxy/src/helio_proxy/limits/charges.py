@@ -14,6 +14,7 @@ under ``session.on_unresolved: deny``, and pools such calls as ``unknown`` under
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -33,6 +34,9 @@ Kind = Literal["rate", "spend", "budget"]
 Scope = Literal["tool", "session", "agent", "global"]
 
 RATE_SLOT: Final = Decimal(1)
+
+_spend_path = functools.lru_cache(maxsize=256)(parse_path)
+"""A spend limit's ``field`` path, parsed once per distinct path (it is read on every call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,14 @@ class Plan:
 
 def fingerprint(*parts: object) -> str:
     """A short stable hash of what a rule limit's counting means (a change starts fresh buckets)."""
-    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:12]
+    return _fingerprint(tuple(str(p) for p in parts))
+
+
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(parts: tuple[str, ...]) -> str:
+    # Every limited call asks for its rule's fingerprint; hashing once per distinct limit keeps
+    # the JSON encoding and SHA-256 off the hot path. Keyed by the text of the parts, as hashed.
+    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()[:12]
 
 
 def rate_fingerprint(limits: Limits) -> str:
@@ -175,7 +186,7 @@ def plan(
             subject = _subject(spend.key, call, config, budget=False)
             if subject is None:
                 return Plan((), (), Unresolved(kind, owner))
-            amount = read_amount(parse_path(spend.field), arguments)
+            amount = read_amount(_spend_path(spend.field), arguments)
             if isinstance(amount, InvalidAmount):
                 invalid.append(InvalidCharge("spend", owner, amount, limits=limits))
             else:

@@ -33,7 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, TextClause, and_, delete, func, or_, select, text, update
 
 from helio_proxy.limits.charges import Bucket, Charge
 from helio_proxy.limits.windows import EMPTY, Usage, Window
@@ -87,6 +87,20 @@ def breaches(checks: Iterable[Check], *, approved: bool) -> list[Check]:
 
 # The statements of the hot path, written once: a call's charges run a handful of them, and
 # building SQLAlchemy expressions per call cost more than the database did.
+
+
+def _run(conn: Connection, statement: TextClause, params: dict[str, Any]) -> Any:
+    """Execute one of the fixed hot-path statements; the result's rows unpack by position.
+
+    On SQLite the statement goes straight to the driver's connection, inside the transaction
+    SQLAlchemy began on it (``BEGIN IMMEDIATE``): ``sqlite3`` takes the same ``:name``
+    parameters, and skipping SQLAlchemy's execution context cut a statement from ~37 to ~8 us (the
+    check runs three). Other dialects (their own parameter styles) go through SQLAlchemy.
+    """
+    if conn.dialect.name == "sqlite":
+        return conn.connection.driver_connection.execute(statement.text, params)  # pyright: ignore[reportOptionalMemberAccess]
+    return conn.execute(statement, params)
+
 
 _META = text("SELECT epoch, fingerprint, retired_at FROM budget_meta WHERE name = :name")
 _NEW_META = text(
@@ -146,9 +160,9 @@ _USAGE = {
 
 def ensure_epoch(conn: Connection, name: str, fingerprint: str, now: str) -> int:
     """The budget's current epoch, starting the next one if its fingerprint changed (or it was retired)."""
-    row = conn.execute(_META, {"name": name}).first()
-    if row is not None and row.fingerprint == fingerprint and row.retired_at is None:
-        return int(row.epoch)
+    for epoch, stored, retired_at in _run(conn, _META, {"name": name}).fetchall():
+        if stored == fingerprint and retired_at is None:
+            return int(epoch)
     conn.execute(_NEW_META, {"name": name, "fp": fingerprint, "now": now})
     conn.execute(_NEXT_EPOCH, {"name": name, "fp": fingerprint, "now": now})
     return int(conn.execute(_META, {"name": name}).one().epoch)
@@ -259,7 +273,8 @@ _SAVE_TALLY = text(
 
 
 def _save(conn: Connection, key: str, tally: _Tally, activity: str) -> None:
-    conn.execute(
+    _run(
+        conn,
         _SAVE_TALLY,
         {
             "key": key,
@@ -286,7 +301,8 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
     stamp = time_text(now)
     cutoff = window.cutoff(now)
     bound = None if cutoff is None else time_text(cutoff)
-    row = conn.execute(
+    [row] = _run(
+        conn,
         _LOCK_BUCKET,
         {
             "key": bucket.key,
@@ -298,14 +314,15 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
             "now": stamp,
             "bound": bound,
         },
-    ).one()
-    activity = str(row.last_activity)
-    started = str(row.started_at)
+    ).fetchall()
+    started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at = row
+    activity = str(last_activity)
+    started = str(started_at)
     idle = window.idle_since(now)
     if idle is not None and activity <= time_text(idle) and started < stamp:
         # A session pot idle for idle_ttl starts over.
         return _Tally(stamp, Decimal(0), 0, None, None, None, dirty=True), activity
-    if row.charge_total is None:
+    if charge_total is None:
         # A bucket from before running totals: add its rows up once.
         usage = _usage(conn, charge, parse_time_text(started), now)
         tally = _Tally(
@@ -322,11 +339,11 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
         return tally, activity
     tally = _Tally(
         started,
-        Decimal(str(row.charge_total)),
-        int(row.charge_count or 0),
-        None if row.counted_from is None else str(row.counted_from),
-        None if row.oldest_at is None else str(row.oldest_at),
-        None if row.newest_at is None else str(row.newest_at),
+        Decimal(str(charge_total)),
+        int(charge_count or 0),
+        None if counted_from is None else str(counted_from),
+        None if oldest_at is None else str(oldest_at),
+        None if newest_at is None else str(newest_at),
     )
     if bound is None or tally.oldest is None or tally.oldest > bound:
         return tally, activity  # nothing aged out: no read at all
@@ -415,7 +432,8 @@ def reserve(
         amount = format(charge.amount, "f")
         params = {"id": entry_id, "amount": amount, "now": stamp, "audit": audit_id}
         if charge.budget is not None:
-            conn.execute(
+            _run(
+                conn,
                 _INSERT_BUDGET_EVENT,
                 {
                     **params,
@@ -429,7 +447,7 @@ def reserve(
             )
             budget_ids.append(entry_id)
         else:
-            conn.execute(_INSERT_LIMIT_EVENT, {**params, "key": bucket.key})
+            _run(conn, _INSERT_LIMIT_EVENT, {**params, "key": bucket.key})
             limit_ids.append(entry_id)
         tally = tallies[bucket.key][0]
         tally.total += charge.amount

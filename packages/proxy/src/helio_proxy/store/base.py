@@ -90,5 +90,8 @@ def time_text(moment: datetime) -> str:
 
 
 def parse_time_text(value: str) -> datetime:
-    """A stored time back as an aware UTC datetime."""
-    return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=UTC)
+    """A stored time back as an aware UTC datetime.
+
+    ``fromisoformat`` reads :data:`TIME_FORMAT` (Python 3.11 takes the ``Z``) about six times faster
+    than ``strptime``; a limit check reads several stored times per call."""
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)

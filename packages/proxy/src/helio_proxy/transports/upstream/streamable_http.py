@@ -148,6 +148,13 @@ class StreamableHttpUpstream:
         self._pin = config.protocol_version
         self._connect_timeout = float(config.connect_timeout.seconds)
         self._request_timeout = float(config.request_timeout.seconds)
+        # Built once: a request's timeout is one of these two (answers, or an idle stream).
+        self._answer_timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._connect_timeout, sock_read=self._request_timeout
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._connect_timeout, sock_read=None
+        )
         self._max_bytes = config.max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
@@ -178,7 +185,12 @@ class StreamableHttpUpstream:
             raise UpstreamUnavailable("upstream client is not started", failure_reason="not_started")
         if self.credentials is not None:
             headers.update(await self.credentials.headers())
-        timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=read_timeout)
+        if read_timeout == self._request_timeout:
+            timeout = self._answer_timeout
+        elif read_timeout is None:
+            timeout = self._stream_timeout
+        else:
+            timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=read_timeout)
         with request_errors(
             self.url,
             timeout=f"upstream {self.shown_url} did not answer in time",
@@ -187,11 +199,11 @@ class StreamableHttpUpstream:
             response = await self._session.request(
                 method, self.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             )
-        relayed = {
-            name.lower(): value
-            for name, value in response.headers.items()
-            if name.lower() in RELAYED_RESPONSE_HEADERS
-        }
+        relayed: dict[str, str] = {}
+        for name, value in response.headers.items():
+            lowered = name.lower()
+            if lowered in RELAYED_RESPONSE_HEADERS:
+                relayed[lowered] = value
         content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         return UpstreamResponse(response.status, content_type, relayed, response, self._max_bytes)
 
