@@ -21,9 +21,16 @@ from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config import load_config_text
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
-from helio_proxy.gateway.exchange import ClientDisconnected, JsonReply
+from helio_proxy.gateway.exchange import (
+    Answer,
+    ClientDisconnected,
+    JsonReply,
+    MessageStream,
+    StatusAnswer,
+    UpstreamMessage,
+)
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
-from helio_proxy.jsonrpc import parse
+from helio_proxy.jsonrpc import Message, parse
 from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
 
 HEADERS = {"mcp-session-id": "s-1"}
@@ -53,24 +60,8 @@ class Sink:
         return None
 
 
-class Answer:
-    """A JSON answer in the shape the relay reads."""
-
-    content_type = "application/json"
-
-    def __init__(self, body: bytes, status: int = 200) -> None:
-        self.status = status
-        self.body = body
-        self.headers: dict[str, str] = {}
-
-    async def read(self) -> bytes:
-        return self.body
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        yield self.body
-
-    def close(self) -> None:
-        pass
+async def _one(message: UpstreamMessage) -> AsyncIterator[UpstreamMessage]:
+    yield message
 
 
 class EchoUpstream:
@@ -78,17 +69,18 @@ class EchoUpstream:
 
     async def close(self) -> None: ...
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> Answer:
-        request = json.loads(body)
-        if "id" not in request:  # a notification
-            return Answer(b"", 202)
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
         result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
-        return Answer(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode())
+        body = json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode()
+        return MessageStream(_one(UpstreamMessage(body)), streamed=False)
 
-    async def open_stream(self, client_headers: Mapping[str, str]) -> Answer:
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        return StatusAnswer(202)
+
+    async def listen(self, client_headers: Mapping[str, str]) -> Answer:
         raise NotImplementedError
 
-    async def delete(self, client_headers: Mapping[str, str]) -> Answer:
+    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
         raise NotImplementedError
 
 

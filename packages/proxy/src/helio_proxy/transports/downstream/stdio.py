@@ -123,7 +123,7 @@ class StdioServer:
         if is_initialize and "mcp-session-id" in reply.headers:
             self.session_id = reply.headers["mcp-session-id"]
         async for out in reply_messages(reply):
-            await self.send(out)
+            await self.send(out.raw)
         if is_initialize and self.session_id is None:
             self.stop(f"the upstream could not be initialized: {_error_text(reply)}")
 
