@@ -139,14 +139,14 @@ async def test_a_call_in_flight_over_a_reload_records_the_hash_of_the_config_tha
     snapshots, sink, enforcer = Snapshots(first), Sink(), StubEnforcer()
     gateway = _gateway(snapshots, sink, enforcer)
     enforcer.release.clear()
-    in_flight = asyncio.create_task(gateway.post(_call(1)))
+    in_flight = asyncio.create_task(gateway.handle(_call(1)))
     await enforcer.entered.wait()
     snapshots.swap(second)  # a hot reload while the call is being settled
     enforcer.release.set()
     reply = await in_flight
     assert isinstance(reply, JsonReply)
     assert reply.status == 200
-    await gateway.post(_call(2))
+    await gateway.handle(_call(2))
     assert [(r.matched_rule, r.config_sha256) for r in sink.records] == [
         ("before", first.sha256),
         ("after", second.sha256),
@@ -158,7 +158,7 @@ async def test_a_call_nothing_can_hold_is_settled_in_the_callers_task(tmp_path: 
     assert snapshot.budgets_hold is False
     enforcer = StubEnforcer()
     gateway = _gateway(Snapshots(snapshot), Sink(), enforcer)
-    await gateway.post(_call(1))
+    await gateway.handle(_call(1))
     assert enforcer.tasks == [asyncio.current_task()]
 
 
@@ -171,7 +171,7 @@ async def test_a_budget_that_asks_operators_makes_every_call_holdable(tmp_path: 
     assert snapshot.budgets_hold is True
     enforcer = StubEnforcer()
     gateway = _gateway(Snapshots(snapshot), Sink(), enforcer)
-    await gateway.post(_call(1))
+    await gateway.handle(_call(1))
     assert enforcer.tasks[0] is not asyncio.current_task()
 
 
@@ -180,9 +180,9 @@ async def test_a_held_call_cancelled_by_the_agent_is_answered_and_recorded(tmp_p
     sink, enforcer = Sink(), StubEnforcer()
     gateway = _gateway(Snapshots(snapshot), sink, enforcer)
     enforcer.release.clear()
-    held = asyncio.create_task(gateway.post(_call(7)))
+    held = asyncio.create_task(gateway.handle(_call(7)))
     await enforcer.entered.wait()
-    await gateway.post(_cancel(7))
+    await gateway.handle(_cancel(7))
     reply = await asyncio.wait_for(held, 5)
     assert isinstance(reply, JsonReply)
     assert reply.payload["error"]["data"]["reason"] == "request_cancelled"
@@ -201,7 +201,7 @@ async def test_a_held_call_whose_client_disconnects_is_recorded_and_not_answered
     async def disconnected() -> None:
         await gone.wait()
 
-    held = asyncio.create_task(gateway.post(_call(3, disconnected=disconnected)))
+    held = asyncio.create_task(gateway.handle(_call(3, disconnected=disconnected)))
     await enforcer.entered.wait()
     gone.set()
     with pytest.raises(ClientDisconnected):

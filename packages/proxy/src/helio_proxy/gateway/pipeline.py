@@ -156,8 +156,9 @@ class Gateway:
         """Governance session id → the agent that first called with it (``listen.auth``; one table
         shared by every mount). ``None``: agents are not authenticated."""
 
-    async def post(self, inbound: Inbound) -> Reply:
-        """Handle one POSTed JSON-RPC message."""
+    async def handle(self, inbound: Inbound) -> Reply:
+        """One JSON-RPC message from an agent (any transport): governed if it is a ``tools/call``,
+        relayed otherwise."""
         message = inbound.message
         mismatch = header_mismatch(message, inbound.headers)
         if mismatch is not None:
@@ -648,8 +649,9 @@ class Gateway:
                 async with asyncio.timeout(STREAM_ORDER_WAIT):
                     await opening.wait()
 
-    async def open_stream(self, headers: dict[str, str]) -> Reply:
-        """``GET /mcp``: the server-to-client stream, every message relayed unchanged."""
+    async def listen(self, headers: dict[str, str]) -> Reply:
+        """The server-to-client stream of the client's session (``GET /mcp``), every message
+        relayed unchanged."""
         session = headers.get("mcp-session-id")
         opening = asyncio.Event()
         if session:
@@ -668,8 +670,8 @@ class Gateway:
             return _upstream_http_error("GET", answer.status)
         return JsonReply(answer.status, answer.body, answer.headers, answer.payload)
 
-    async def delete(self, headers: dict[str, str]) -> Reply:
-        """``DELETE /mcp``: end the session upstream."""
+    async def end_session(self, headers: dict[str, str]) -> Reply:
+        """End the client's session upstream (``DELETE /mcp``)."""
         try:
             answer = await self.upstream.end_session(headers)
         except UpstreamError as exc:

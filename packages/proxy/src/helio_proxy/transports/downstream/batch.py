@@ -80,7 +80,7 @@ async def answer_batch(
                 return (await gateway.refuse(item, headers, agent_id=agent_id)).payload
             return error_payload(item.request_id, item.code, str(item))
         answer = await _answer(
-            await gateway.post(
+            await gateway.handle(
                 Inbound(message=item, headers=headers, accepts_sse=False, agent_id=agent_id, peer=peer)
             )
         )

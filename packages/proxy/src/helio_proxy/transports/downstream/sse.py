@@ -310,7 +310,7 @@ class LegacySseEndpoint:
     async def _delete_upstream(self, session: SseSession) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DELETE_TIMEOUT_SECONDS):
-                await self.gateway.delete(session.session_headers())
+                await self.gateway.end_session(session.session_headers())
 
     # -- POST /messages -----------------------------------------------------------------------
 
@@ -391,7 +391,7 @@ class LegacySseEndpoint:
         answered = False
         status: int | None = None
         try:
-            reply = await self.gateway.post(inbound)
+            reply = await self.gateway.handle(inbound)
             status = reply.status
             if initialize and reply.headers.get("mcp-session-id"):
                 session.upstream_session_id = reply.headers["mcp-session-id"]
@@ -421,7 +421,7 @@ class LegacySseEndpoint:
     async def _relay_server_stream(self, session: SseSession) -> None:
         """The upstream's server-to-client messages (not tied to a request) onto the SSE stream."""
         for _ in range(STREAM_RETRIES + 1):
-            reply = await self.gateway.open_stream(session.session_headers())
+            reply = await self.gateway.listen(session.session_headers())
             if isinstance(reply, JsonReply | EmptyReply):
                 return  # no stream offered (405), session gone (404), or unreachable (502)
             async for relayed in reply_messages(reply):
