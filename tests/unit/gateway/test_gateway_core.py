@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from helio_proxy.gateway.exchange import (
     ClientDisconnected,
     JsonReply,
     MessageStream,
+    SingleAnswer,
     StatusAnswer,
     UpstreamMessage,
 )
@@ -60,10 +61,6 @@ class Sink:
         return None
 
 
-async def _one(message: UpstreamMessage) -> AsyncIterator[UpstreamMessage]:
-    yield message
-
-
 class EchoUpstream:
     async def start(self) -> None: ...
 
@@ -72,12 +69,12 @@ class EchoUpstream:
     async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
         result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
         body = json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode()
-        return MessageStream(_one(UpstreamMessage(body)), streamed=False)
+        return SingleAnswer.of(UpstreamMessage(body))
 
     async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
         return StatusAnswer(202)
 
-    async def listen(self, client_headers: Mapping[str, str]) -> Answer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         raise NotImplementedError
 
     async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:

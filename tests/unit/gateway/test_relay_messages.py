@@ -16,6 +16,7 @@ from helio_proxy.gateway import exchange
 from helio_proxy.gateway.exchange import (
     JsonReply,
     MessageStream,
+    SingleAnswer,
     StatusAnswer,
     StreamReply,
     UpstreamMessage,
@@ -52,7 +53,7 @@ async def _drain(reply: StreamReply) -> list[UpstreamMessage]:
 async def test_a_single_answer_is_relayed_as_json_with_its_bytes_untouched() -> None:
     seen = Seen()
     raw = b'{ "jsonrpc": "2.0", "id": 7, "result": {} }'  # spacing the proxy would not write
-    answer = MessageStream(_of(UpstreamMessage(raw)), {"mcp-session-id": "s"}, streamed=False)
+    answer = SingleAnswer.of(UpstreamMessage(raw), {"mcp-session-id": "s"})
     reply = await relay_request(answer, 7, accepts_sse=True, observe=seen)
     assert isinstance(reply, JsonReply)
     assert (reply.status, reply.body, dict(reply.headers)) == (200, raw, {"mcp-session-id": "s"})
@@ -61,16 +62,17 @@ async def test_a_single_answer_is_relayed_as_json_with_its_bytes_untouched() -> 
 
 async def test_a_single_answer_for_another_id_is_an_id_mismatch_failure() -> None:
     seen = Seen()
-    answer = MessageStream(
-        _of(UpstreamMessage(b'{"jsonrpc":"2.0","id":8,"result":{}}')),
-        streamed=False,
-        detail={"upstream_http_status": 200},
-    )
+
+    async def read() -> UpstreamMessage:
+        return UpstreamMessage(b'{"jsonrpc":"2.0","id":8,"result":{}}')
+
+    answer = SingleAnswer(read, detail={"upstream_http_status": 200})
     reply = await relay_request(answer, 7, accepts_sse=True, observe=seen)
     assert isinstance(reply, JsonReply)
     error = reply.payload["error"]
     assert (error["code"], error["data"]["failure_class"]) == (-32603, "upstream_id_mismatch")
     assert (error["data"]["expected_request_id"], error["data"]["upstream_response_id"]) == (7, 8)
+    assert error["data"]["upstream_http_status"] == 200
     assert seen.calls[0][0] is None
     assert seen.calls[0][1] is not None
 
@@ -166,3 +168,11 @@ def test_the_http_edge_frames_a_message_as_one_sse_event_with_its_id() -> None:
     assert event.data.encode() == pretty
     [bare] = SseParser().feed(encode_message(UpstreamMessage(b"", "0")))
     assert (bare.id, bare.is_message) == ("0", False)
+
+
+def test_the_http_edge_keeps_an_events_retry_for_the_clients_reconnection() -> None:
+    """Spec (SSE, streamable HTTP resumability): the server's ``retry`` sets the client's reconnection delay."""
+    [event] = SseParser().feed(encode_message(UpstreamMessage(b"", "5", retry=500)))
+    assert (event.id, event.retry) == ("5", 500)
+    stamped = UpstreamMessage(RESPONSE, "6", retry=250).replaced({"jsonrpc": "2.0", "id": 7, "result": {}})
+    assert (stamped.event_id, stamped.retry, stamped.payload["id"]) == ("6", 250, 7)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from helio_proxy.errors import UpstreamUnavailable
-from helio_proxy.gateway.exchange import Answer, MessageStream, StatusAnswer, UpstreamMessage
+from helio_proxy.gateway.exchange import Answer, MessageStream, SingleAnswer, StatusAnswer, UpstreamMessage
 from helio_proxy.gateway.priming import (
     BACKOFF_MAX_SECONDS,
     AnnotationPrimer,
@@ -45,10 +45,6 @@ class FakeAnswer:
         yield self.body[7:]
 
 
-async def _one(message: UpstreamMessage) -> AsyncIterator[UpstreamMessage]:
-    yield message
-
-
 @dataclass
 class FakeUpstream:
     """A tools/list server: optional session requirement, pages of 2, JSON or SSE answers.
@@ -73,7 +69,7 @@ class FakeUpstream:
                 events = iter_events(answer.iter_chunks())
                 messages = (UpstreamMessage(event.data.encode(), event.id) async for event in events)
                 return MessageStream(messages, answer.headers)
-            return MessageStream(_one(UpstreamMessage(answer.body)), answer.headers, streamed=False)
+            return SingleAnswer.of(UpstreamMessage(answer.body), answer.headers)
         return StatusAnswer(answer.status, answer.body, answer.headers, json.loads(answer.body))
 
     async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:

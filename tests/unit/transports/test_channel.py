@@ -11,7 +11,7 @@ import pytest
 
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.errors import UpstreamError, UpstreamExited, UpstreamTimeout, UpstreamTooLarge
-from helio_proxy.gateway.exchange import Answer, MessageStream, StatusAnswer
+from helio_proxy.gateway.exchange import Answer, MessageStream, SingleAnswer, StatusAnswer
 from helio_proxy.jsonrpc import Kind, dumps, parse
 from helio_proxy.transports.upstream.channel import (
     Channel,
@@ -154,7 +154,7 @@ async def _post(upstream: MessageUpstream, headers: dict[str, str], body: bytes)
 
 
 def _status(answer: Answer) -> int:
-    return 200 if isinstance(answer, MessageStream) else answer.status
+    return answer.status if isinstance(answer, StatusAnswer) else 200
 
 
 async def _messages(answer: Answer) -> list[dict[str, Any]]:
@@ -165,12 +165,14 @@ async def _messages(answer: Answer) -> list[dict[str, Any]]:
 async def _read(answer: Answer) -> bytes:
     if isinstance(answer, StatusAnswer):
         return answer.body
+    if isinstance(answer, SingleAnswer):
+        return (await answer.read()).raw
     return b"".join([message.raw async for message in answer])
 
 
 async def _session(upstream: MessageUpstream) -> dict[str, str]:
     answer = await _post(upstream, {}, dumps(INIT))
-    assert isinstance(answer, MessageStream)
+    assert isinstance(answer, SingleAnswer)
     await _read(answer)
     headers = {"mcp-session-id": answer.headers["mcp-session-id"]}
     assert _status(await _post(upstream, headers, dumps(INITIALIZED))) == 202
@@ -189,8 +191,7 @@ async def test_initialize_mints_a_session_and_a_plain_answer_is_json() -> None:
     headers = await _session(upstream)
     assert len(headers["mcp-session-id"]) >= 32
     answer = await _post(upstream, headers, _call(1, "echo", {"x": 1}))
-    assert isinstance(answer, MessageStream)
-    assert not answer.streamed
+    assert isinstance(answer, SingleAnswer)
     assert answer.headers["mcp-session-id"] == headers["mcp-session-id"]
     assert json.loads(await _read(answer)) == {"jsonrpc": "2.0", "id": 1, "result": {"x": 1}}
     await upstream.close()
@@ -201,7 +202,6 @@ async def test_a_request_streams_its_progress_and_the_messages_sent_while_it_run
     headers = await _session(upstream)
     answer = await _post(upstream, headers, _call("r", "progress", {"_meta": {"progressToken": "t"}}))
     assert isinstance(answer, MessageStream)
-    assert answer.streamed
     messages = await _messages(answer)
     assert [m.get("method") or m["id"] for m in messages] == [
         "notifications/progress",

@@ -32,7 +32,7 @@ async def _replacing(
         async for message in messages:
             if not done and check.replaced is not None:
                 done = True
-                message = UpstreamMessage(dumps(check.replaced), message.event_id, check.replaced)
+                message = message.replaced(check.replaced)
             yield message
     finally:
         aclose = getattr(messages, "aclose", None)

@@ -100,7 +100,7 @@ class CompletionRecorder:
                     # The message relayed right after the answer was observed is the answer.
                     payload = stamped(self._response, self.call_id)
                     if payload is not None:
-                        message = UpstreamMessage(dumps(payload), message.event_id, payload)
+                        message = message.replaced(payload)
                 yield message
         finally:
             aclose = getattr(messages, "aclose", None)

@@ -92,15 +92,18 @@ class UpstreamMessage:
     when first asked for (a flood of notifications nobody inspects is never parsed).
 
     ``event_id`` is the SSE event id it arrived with (a client resumes a stream with it as
-    ``Last-Event-ID``). A message with empty ``raw`` carries only an event id: the event a server
-    sends first to make its stream resumable.
+    ``Last-Event-ID``), ``retry`` the reconnection delay its event set (milliseconds). A message
+    with empty ``raw`` carries only those: the event a server sends to make its stream resumable.
     """
 
-    __slots__ = ("_payload", "event_id", "raw")
+    __slots__ = ("_payload", "event_id", "raw", "retry")
 
-    def __init__(self, raw: bytes, event_id: str | None = None, payload: Any = _UNPARSED) -> None:
+    def __init__(
+        self, raw: bytes, event_id: str | None = None, payload: Any = _UNPARSED, *, retry: int | None = None
+    ) -> None:
         self.raw = raw
         self.event_id = event_id
+        self.retry = retry
         self._payload = payload
 
     @property
@@ -117,35 +120,33 @@ class UpstreamMessage:
             return False
         return is_response_for(self.payload, request_id)
 
+    def replaced(self, payload: dict[str, Any]) -> UpstreamMessage:
+        """This message with another body (the proxy's version of an answer), its event fields kept."""
+        return UpstreamMessage(dumps(payload), self.event_id, payload, retry=self.retry)
+
     def __repr__(self) -> str:
         return f"UpstreamMessage({self.raw[:80]!r}, event_id={self.event_id!r})"
 
 
 class MessageStream:
-    """The upstream's messages about one request, ending with its response; or, from
-    :meth:`Upstream.listen`, its server-to-client messages that belong to no request.
+    """The upstream's messages about one request, ending with its response (SSE over HTTP: a
+    client that accepts a stream gets one); or, from :meth:`Upstream.listen`, its server-to-client
+    messages that belong to no request.
 
     Iterate it once; stopping early (or :meth:`close`) releases what the upstream holds for it.
     """
 
-    __slots__ = ("_messages", "_release", "detail", "headers", "streamed")
+    __slots__ = ("_messages", "_release", "headers")
 
     def __init__(
         self,
         messages: AsyncIterator[UpstreamMessage],
         headers: Mapping[str, str] | None = None,
         *,
-        streamed: bool = True,
-        detail: Mapping[str, Any] | None = None,
         release: Callable[[], None] | None = None,
     ) -> None:
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         """Headers relayed to the client (``mcp-session-id`` among them)."""
-        self.streamed = streamed
-        """Whether the upstream streams this answer (SSE): a client that accepts a stream gets one.
-        ``False``: the response alone is the answer, given to the client as JSON."""
-        self.detail: Mapping[str, Any] = detail if detail is not None else {}
-        """What a failure of this answer reports about how it arrived (``upstream_http_status``)."""
         self._messages: AsyncIterator[UpstreamMessage] | None = messages
         self._release = release
 
@@ -170,6 +171,53 @@ class MessageStream:
             release()
 
 
+class SingleAnswer:
+    """The upstream answered with its response alone (JSON over HTTP, or a message server whose
+    first message about the request was its response): given to the client as JSON.
+
+    :meth:`read` it once; :meth:`close` releases it unread.
+    """
+
+    __slots__ = ("_read", "_release", "detail", "headers")
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[UpstreamMessage]],
+        headers: Mapping[str, str] | None = None,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        """Headers relayed to the client (``mcp-session-id`` among them)."""
+        self.detail: Mapping[str, Any] = detail if detail is not None else {}
+        """What a failure of this answer reports about how it arrived (``upstream_http_status``)."""
+        self._read = read
+        self._release = release
+
+    @classmethod
+    def of(cls, message: UpstreamMessage, headers: Mapping[str, str] | None = None) -> SingleAnswer:
+        """An answer already received."""
+
+        async def read() -> UpstreamMessage:
+            return message
+
+        return cls(read, headers)
+
+    async def read(self) -> UpstreamMessage:
+        """The response (the transport's failures raise :class:`~helio_proxy.errors.UpstreamError`)."""
+        try:
+            return await self._read()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the answer (a no-op once it has been read)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
 @dataclass(frozen=True, slots=True)
 class StatusAnswer:
     """An answer that carries no messages for the proxy to relay: the status (and body) the client
@@ -185,7 +233,7 @@ class StatusAnswer:
     """The body as JSON (``None`` when it is not JSON)."""
 
 
-Answer = MessageStream | StatusAnswer
+Answer = SingleAnswer | MessageStream | StatusAnswer
 """What an upstream answers a request with."""
 
 
@@ -216,14 +264,15 @@ class Upstream(Protocol):
     async def close(self) -> None: ...
 
     async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
-        """Send one request; its answer: the messages until its response, or a status."""
+        """Send one request; its answer: the response alone, the messages until its response, or a
+        status."""
         ...
 
     async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
         """Send a notification, or the client's response to a server request (``2xx``: taken)."""
         ...
 
-    async def listen(self, client_headers: Mapping[str, str]) -> Answer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         """The server-to-client stream of the client's session (messages tied to no request)."""
         ...
 

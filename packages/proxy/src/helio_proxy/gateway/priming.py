@@ -33,7 +33,7 @@ from helio_proxy.gateway.eras import (
     Era,
     era_of_version,
 )
-from helio_proxy.gateway.exchange import Answer, MessageStream, StatusAnswer
+from helio_proxy.gateway.exchange import Answer, SingleAnswer, StatusAnswer
 from helio_proxy.jsonrpc import HEADER_MISMATCH, Kind, Message, dumps, is_response_for
 from helio_proxy.policy import BaselineCache
 from helio_proxy.policy.baselines import DriftEvent
@@ -232,7 +232,9 @@ class UpstreamToolLister:
             self.era = None  # the legacy conclusion was wrong: probe again
             self._probed_at = None
             raise PrimeError("upstream answered initialize with a modern protocol error")
-        result = payload.get("result") if payload is not None and isinstance(answer, MessageStream) else None
+        result = (
+            payload.get("result") if payload is not None and not isinstance(answer, StatusAnswer) else None
+        )
         if not isinstance(result, dict):
             raise PrimeError("upstream refused the primer's initialize")
         version = cast(dict[str, Any], result).get("protocolVersion")
@@ -284,7 +286,7 @@ async def _any_payload(answer: Answer, request_id: str) -> dict[str, Any] | None
 
     An error without an ``id`` counts (servers leave it out when they reject before parsing it).
     """
-    if isinstance(answer, MessageStream):
+    if not isinstance(answer, StatusAnswer):
         try:
             return await _response_payload(answer, request_id)
         except PrimeError:
@@ -304,16 +306,20 @@ async def _response_payload(answer: Answer, request_id: str) -> dict[str, Any]:
     """The JSON-RPC response to ``request_id`` among the answer's messages."""
     if isinstance(answer, StatusAnswer):
         raise PrimeError(f"upstream answered HTTP {answer.status}")
+    if isinstance(answer, SingleAnswer):
+        message = await answer.read()
+        if not message.answers(request_id):
+            if message.payload is None:
+                raise PrimeError("upstream answer is not JSON")
+            raise PrimeError("upstream answer is not a response to the request")
+        payload: dict[str, Any] = message.payload
+        return payload
     messages = aiter(answer)
     async with contextlib.aclosing(messages):  # pyright: ignore[reportArgumentType]
         async for message in messages:
             if message.answers(request_id):
-                payload: dict[str, Any] = message.payload
-                return payload
-            if not answer.streamed:
-                if not isinstance(message.payload, dict):
-                    raise PrimeError("upstream answer is not JSON")
-                raise PrimeError("upstream answer is not a response to the request")
+                found: dict[str, Any] = message.payload
+                return found
     raise PrimeError("upstream closed the stream without answering")
 
 

@@ -29,6 +29,7 @@ from helio_proxy.gateway.exchange import (
     JsonReply,
     MessageStream,
     Reply,
+    SingleAnswer,
     StatusAnswer,
     StreamReply,
     UpstreamMessage,
@@ -166,11 +167,29 @@ async def relay_request(
 ) -> Reply:
     """Build the agent's reply to a JSON-RPC request from the upstream's answer, read until
     ``deadline`` (event-loop time; ``None``: the transport's own timeouts only)."""
+    if isinstance(answer, SingleAnswer):
+        return await _relay_single(answer, request_id, observe, deadline)
     if isinstance(answer, StatusAnswer):
         return relay_status(answer, request_id, observe)
-    if answer.streamed and accepts_sse:
+    if accepts_sse:
         return StreamReply(200, _relay_stream(answer, request_id, observe, deadline), answer.headers)
     return await _collapse(answer, request_id, observe, deadline)
+
+
+async def _relay_single(
+    answer: SingleAnswer, request_id: RequestId, observe: ResponseObserver | None, deadline: float | None
+) -> JsonReply:
+    """The upstream answered with one message: it must be the response to the request."""
+    try:
+        message = await within(deadline, answer.read())
+        payload = _check_response(message.payload, request_id, answer.detail)
+    except UpstreamError as exc:
+        if observe:
+            observe(None, exc)
+        return upstream_failure(request_id, exc)
+    if observe:
+        observe(payload, None)
+    return JsonReply(200, message.raw, answer.headers, payload)
 
 
 async def _relay_stream(
@@ -206,20 +225,14 @@ async def _relay_stream(
 async def _collapse(
     answer: MessageStream, request_id: RequestId, observe: ResponseObserver | None, deadline: float | None
 ) -> JsonReply:
-    """The response alone, as JSON: for an answer that is only its response, or for a client that
-    does not accept a stream (the other messages are dropped)."""
+    """For a client that only accepts JSON: wait for the response and return it alone (the
+    messages before it cannot be delivered)."""
     try:
         async for message in messages_until(answer, deadline):
-            if not answer.streamed:
-                # The upstream answered with one message: it must be the response.
-                payload = _check_response(message.payload, request_id, answer.detail)
-            elif message.answers(request_id):
-                payload = message.payload
-            else:
-                continue
-            if observe:
-                observe(payload, None)
-            return JsonReply(200, message.raw, answer.headers, payload)
+            if message.answers(request_id):
+                if observe:
+                    observe(message.payload, None)
+                return JsonReply(200, message.raw, answer.headers, message.payload)
     except UpstreamError as exc:
         if observe:
             observe(None, exc)

@@ -45,6 +45,7 @@ from helio_proxy.gateway.exchange import (
     Answer,
     Inbound,
     JsonReply,
+    MessageStream,
     Reply,
     StatusAnswer,
     StreamReply,
@@ -344,7 +345,7 @@ class _TracedUpstream:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def listen(self, client_headers: Mapping[str, str]) -> Answer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         return await self.inner.listen(client_headers)
 
     async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:

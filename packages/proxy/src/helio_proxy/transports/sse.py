@@ -51,12 +51,14 @@ def encode_event(data: bytes, *, event: str | None = "message", event_id: str | 
 
 
 def encode_message(message: UpstreamMessage) -> bytes:
-    """One relayed message as an SSE ``message`` event, its event id kept (a message that is only
-    an event id becomes an event with empty data). A message over several lines (pretty-printed
+    """One relayed message as an SSE ``message`` event, its event id and ``retry`` kept (a message
+    that carries only those becomes an event with empty data). A message over several lines (pretty-printed
     JSON) becomes one ``data`` line each, which the client joins back."""
     out = b"event: message\n" if message.raw else b""
     if message.event_id is not None:
         out += b"id: " + message.event_id.encode() + b"\n"
+    if message.retry is not None:
+        out += b"retry: " + str(message.retry).encode() + b"\n"
     lines = message.raw.splitlines() or [b""]
     return out + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
 

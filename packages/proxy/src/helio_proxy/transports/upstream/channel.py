@@ -40,12 +40,12 @@ import logging
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Final
 
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.errors import UpstreamError, UpstreamExited
-from helio_proxy.gateway.exchange import Answer, MessageStream, StatusAnswer, UpstreamMessage
+from helio_proxy.gateway.exchange import Answer, MessageStream, SingleAnswer, StatusAnswer, UpstreamMessage
 from helio_proxy.jsonrpc import INVALID_REQUEST, Message, RequestId, dumps, error_payload
 from helio_proxy.transports.upstream.session import MessageSession
 from helio_proxy.transports.upstream.supervised import (
@@ -79,10 +79,6 @@ def _refusal(status: int, request_id: RequestId | None, message: str) -> StatusA
 
 def _session_headers(session: MessageSession) -> dict[str, str]:
     return {SESSION_HEADER: session.id}
-
-
-async def _one(message: UpstreamMessage) -> AsyncIterator[UpstreamMessage]:
-    yield message
 
 
 class MessageUpstream(ABC):
@@ -219,7 +215,7 @@ class MessageUpstream(ABC):
 
     async def _request(
         self, session: MessageSession, message: Message, *, first_within: float | None = None
-    ) -> MessageStream:
+    ) -> SingleAnswer | MessageStream:
         assert message.id is not None
         pending = session.begin(message.id, message.params)
         try:
@@ -231,7 +227,7 @@ class MessageUpstream(ABC):
         headers = _session_headers(session)
         if final:
             session.forget(pending)
-            return MessageStream(_one(first), headers, streamed=False)
+            return SingleAnswer.of(first, headers)
 
         async def messages() -> AsyncGenerator[UpstreamMessage, None]:
             yield first
@@ -243,7 +239,7 @@ class MessageUpstream(ABC):
 
         return MessageStream(messages(), headers, release=lambda: session.forget(pending))
 
-    async def listen(self, client_headers: Mapping[str, str]) -> Answer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         """The session's server-to-client messages that belong to no request (one stream at a time)."""
         found = self._lookup(client_headers, None)
         if isinstance(found, StatusAnswer):

@@ -35,6 +35,7 @@ from helio_proxy.gateway.exchange import (
     RELAYED_RESPONSE_HEADERS,
     Answer,
     MessageStream,
+    SingleAnswer,
     StatusAnswer,
     UpstreamMessage,
 )
@@ -228,10 +229,10 @@ class StreamableHttpUpstream:
         status = response.status
         detail = {"upstream_http_status": status, "upstream_content_type": response.content_type}
         if 200 <= status < 300 and status != 202:
-            streamed = response.content_type == "text/event-stream"
-            messages = _events(response) if streamed else _single(response)
-            return MessageStream(
-                messages, response.headers, streamed=streamed, detail=detail, release=response.close
+            if response.content_type == "text/event-stream":
+                return MessageStream(_events(response), response.headers, release=response.close)
+            return SingleAnswer(
+                lambda: _single(response), response.headers, detail=detail, release=response.close
             )
         if status >= 400:
             body = await response.read()
@@ -259,7 +260,7 @@ class StreamableHttpUpstream:
         headers["content-type"] = "application/json"
         return await self._request("POST", headers, message.raw, read_timeout=self._request_timeout)
 
-    async def listen(self, client_headers: Mapping[str, str]) -> Answer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         """GET the server-to-client stream (no read timeout: it may be idle for long)."""
         response = await self._request(
             "GET", self._headers(client_headers, "text/event-stream"), None, read_timeout=None
@@ -278,20 +279,21 @@ class StreamableHttpUpstream:
         return StatusAnswer(response.status, body, response.headers, _loads(body) if body else None)
 
 
-async def _single(response: UpstreamResponse) -> AsyncIterator[UpstreamMessage]:
+async def _single(response: UpstreamResponse) -> UpstreamMessage:
     """A JSON answer: one message, the whole body."""
-    yield UpstreamMessage(await response.read())
+    return UpstreamMessage(await response.read())
 
 
 async def _events(response: UpstreamResponse) -> AsyncIterator[UpstreamMessage]:
-    """An SSE answer: one message per ``message`` event; an event with only an id (a server making
-    its stream resumable) is passed on as an id alone; other events are not messages."""
+    """An SSE answer: one message per ``message`` event; an event with only an id or a ``retry``
+    (a server making its stream resumable) is passed on as those alone; other events are not
+    messages."""
     try:
         async for event in iter_events(response.iter_chunks()):
             if event.is_message:
-                yield UpstreamMessage(event.data.encode(), event.id)
-            elif event.id is not None and not event.data:
-                yield UpstreamMessage(b"", event.id)
+                yield UpstreamMessage(event.data.encode(), event.id, retry=event.retry)
+            elif (event.id is not None or event.retry is not None) and not event.data:
+                yield UpstreamMessage(b"", event.id, retry=event.retry)
     except ValueError as exc:  # an event over MAX_EVENT_BYTES
         raise UpstreamProtocolError(str(exc)) from None
 
