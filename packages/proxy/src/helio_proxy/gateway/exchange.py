@@ -1,6 +1,11 @@
-"""What the governance core sees: an inbound MCP message and the reply to send back.
+"""What the governance core sees: MCP messages in, MCP messages back.
 
-Transports build these; nothing here knows about ASGI, aiohttp or subprocesses.
+An agent's message arrives as an :class:`Inbound`; the gateway's answer is a :class:`Reply`. An
+upstream (:class:`Upstream`) is sent parsed messages and answers with :class:`UpstreamMessage`
+values: the response alone (:class:`SingleAnswer`), the messages until the response
+(:class:`MessageStream`), or a status the client gets as it is (:class:`StatusAnswer`).
+Transports build and frame these at the edges (HTTP and SSE, stdio lines, legacy SSE); nothing
+here knows about ASGI, aiohttp or subprocesses, and no message is parsed twice.
 """
 
 from __future__ import annotations
