@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,17 @@ from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config import load_config_text
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
-from helio_proxy.gateway.exchange import ClientDisconnected, JsonReply
+from helio_proxy.gateway.exchange import (
+    Answer,
+    ClientDisconnected,
+    JsonReply,
+    MessageStream,
+    SingleAnswer,
+    StatusAnswer,
+    UpstreamMessage,
+)
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
-from helio_proxy.jsonrpc import parse
+from helio_proxy.jsonrpc import Message, parse
 from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
 
 HEADERS = {"mcp-session-id": "s-1"}
@@ -53,42 +61,23 @@ class Sink:
         return None
 
 
-class Answer:
-    """A JSON answer in the shape the relay reads."""
-
-    content_type = "application/json"
-
-    def __init__(self, body: bytes, status: int = 200) -> None:
-        self.status = status
-        self.body = body
-        self.headers: dict[str, str] = {}
-
-    async def read(self) -> bytes:
-        return self.body
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        yield self.body
-
-    def close(self) -> None:
-        pass
-
-
 class EchoUpstream:
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> Answer:
-        request = json.loads(body)
-        if "id" not in request:  # a notification
-            return Answer(b"", 202)
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
         result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
-        return Answer(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode())
+        body = json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode()
+        return SingleAnswer.of(UpstreamMessage(body))
 
-    async def open_stream(self, client_headers: Mapping[str, str]) -> Answer:
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        return StatusAnswer(202)
+
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         raise NotImplementedError
 
-    async def delete(self, client_headers: Mapping[str, str]) -> Answer:
+    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
         raise NotImplementedError
 
 
@@ -147,14 +136,14 @@ async def test_a_call_in_flight_over_a_reload_records_the_hash_of_the_config_tha
     snapshots, sink, enforcer = Snapshots(first), Sink(), StubEnforcer()
     gateway = _gateway(snapshots, sink, enforcer)
     enforcer.release.clear()
-    in_flight = asyncio.create_task(gateway.post(_call(1)))
+    in_flight = asyncio.create_task(gateway.handle(_call(1)))
     await enforcer.entered.wait()
     snapshots.swap(second)  # a hot reload while the call is being settled
     enforcer.release.set()
     reply = await in_flight
     assert isinstance(reply, JsonReply)
     assert reply.status == 200
-    await gateway.post(_call(2))
+    await gateway.handle(_call(2))
     assert [(r.matched_rule, r.config_sha256) for r in sink.records] == [
         ("before", first.sha256),
         ("after", second.sha256),
@@ -166,7 +155,7 @@ async def test_a_call_nothing_can_hold_is_settled_in_the_callers_task(tmp_path: 
     assert snapshot.budgets_hold is False
     enforcer = StubEnforcer()
     gateway = _gateway(Snapshots(snapshot), Sink(), enforcer)
-    await gateway.post(_call(1))
+    await gateway.handle(_call(1))
     assert enforcer.tasks == [asyncio.current_task()]
 
 
@@ -179,7 +168,7 @@ async def test_a_budget_that_asks_operators_makes_every_call_holdable(tmp_path: 
     assert snapshot.budgets_hold is True
     enforcer = StubEnforcer()
     gateway = _gateway(Snapshots(snapshot), Sink(), enforcer)
-    await gateway.post(_call(1))
+    await gateway.handle(_call(1))
     assert enforcer.tasks[0] is not asyncio.current_task()
 
 
@@ -188,9 +177,9 @@ async def test_a_held_call_cancelled_by_the_agent_is_answered_and_recorded(tmp_p
     sink, enforcer = Sink(), StubEnforcer()
     gateway = _gateway(Snapshots(snapshot), sink, enforcer)
     enforcer.release.clear()
-    held = asyncio.create_task(gateway.post(_call(7)))
+    held = asyncio.create_task(gateway.handle(_call(7)))
     await enforcer.entered.wait()
-    await gateway.post(_cancel(7))
+    await gateway.handle(_cancel(7))
     reply = await asyncio.wait_for(held, 5)
     assert isinstance(reply, JsonReply)
     assert reply.payload["error"]["data"]["reason"] == "request_cancelled"
@@ -209,7 +198,7 @@ async def test_a_held_call_whose_client_disconnects_is_recorded_and_not_answered
     async def disconnected() -> None:
         await gone.wait()
 
-    held = asyncio.create_task(gateway.post(_call(3, disconnected=disconnected)))
+    held = asyncio.create_task(gateway.handle(_call(3, disconnected=disconnected)))
     await enforcer.entered.wait()
     gone.set()
     with pytest.raises(ClientDisconnected):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from helio_proxy.audit import Auditor
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config import load_config_text
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import JsonReply
+from helio_proxy.gateway.exchange import JsonReply, MessageStream, SingleAnswer, StatusAnswer, UpstreamMessage
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 from helio_proxy.governance import (
     ApprovalFacts,
@@ -27,7 +27,7 @@ from helio_proxy.governance import (
     LimitFacts,
     Settlement,
 )
-from helio_proxy.jsonrpc import parse
+from helio_proxy.jsonrpc import Message, parse
 from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
 
 CONFIG = (
@@ -54,24 +54,6 @@ class Sink:
         return None
 
 
-class Answer:
-    content_type = "application/json"
-
-    def __init__(self, body: bytes, status: int = 200) -> None:
-        self.status = status
-        self.body = body
-        self.headers: dict[str, str] = {}
-
-    async def read(self) -> bytes:
-        return self.body
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        yield self.body
-
-    def close(self) -> None:
-        pass
-
-
 class EchoUpstream:
     def __init__(self) -> None:
         self.calls = 0
@@ -80,16 +62,20 @@ class EchoUpstream:
 
     async def close(self) -> None: ...
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> Answer:
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> SingleAnswer:
         self.calls += 1
-        request = json.loads(body)
         result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
-        return Answer(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode())
+        return SingleAnswer.of(
+            UpstreamMessage(json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode())
+        )
 
-    async def open_stream(self, client_headers: Mapping[str, str]) -> Answer:
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        return StatusAnswer(202)
+
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         raise NotImplementedError
 
-    async def delete(self, client_headers: Mapping[str, str]) -> Answer:
+    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
         raise NotImplementedError
 
 
@@ -145,7 +131,7 @@ async def test_an_approved_forwarded_call_records_the_enforcers_approval_and_lim
     tmp_path: Path,
 ) -> None:
     gateway, sink, outcomes, snapshot = _setup(tmp_path, limited=False)
-    reply = await gateway.post(_call(4))
+    reply = await gateway.handle(_call(4))
     assert isinstance(reply, JsonReply)
     assert "result" in reply.payload
     [record] = sink.records
@@ -174,7 +160,7 @@ async def test_a_call_blocked_after_its_approval_records_the_block_with_both_sta
     tmp_path: Path,
 ) -> None:
     gateway, sink, outcomes, _ = _setup(tmp_path, limited=True)
-    reply = await gateway.post(_call(5))
+    reply = await gateway.handle(_call(5))
     assert isinstance(reply, JsonReply)
     assert reply.payload["error"]["data"]["reason"] == "rate_limited"
     [record] = sink.records

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from helio_proxy.errors import UpstreamUnavailable
+from helio_proxy.gateway.exchange import Answer, MessageStream, SingleAnswer, StatusAnswer, UpstreamMessage
 from helio_proxy.gateway.priming import (
     BACKOFF_MAX_SECONDS,
     AnnotationPrimer,
@@ -18,7 +19,9 @@ from helio_proxy.gateway.priming import (
     UpstreamToolLister,
     backoff_delay,
 )
+from helio_proxy.jsonrpc import Message
 from helio_proxy.policy import BaselineCache
+from helio_proxy.transports.sse import iter_events
 
 TOOLS = [
     {"name": f"tool_{n}", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": n % 2 == 0}}
@@ -57,6 +60,21 @@ class FakeUpstream:
     requests: list[tuple[dict[str, str], dict[str, Any]]] = field(
         default_factory=list[tuple[dict[str, str], dict[str, Any]]]
     )
+
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
+        """The HTTP answer of :meth:`post` as the streamable-HTTP edge hands it to the core."""
+        answer = await self.post(client_headers, message.raw)
+        if 200 <= answer.status < 300:
+            if answer.content_type == "text/event-stream":
+                events = iter_events(answer.iter_chunks())
+                messages = (UpstreamMessage(event.data.encode(), event.id) async for event in events)
+                return MessageStream(messages, answer.headers)
+            return SingleAnswer.of(UpstreamMessage(answer.body), answer.headers)
+        return StatusAnswer(answer.status, answer.body, answer.headers, json.loads(answer.body))
+
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        answer = await self.post(client_headers, message.raw)
+        return StatusAnswer(answer.status, answer.body, answer.headers)
 
     async def post(self, client_headers: Mapping[str, str], body: bytes) -> FakeAnswer:
         message = json.loads(body)

@@ -1,4 +1,4 @@
-"""MessageUpstream: per-session channels in streamable-HTTP shape, over an in-memory fake server."""
+"""MessageUpstream: per-session channels handing messages to the gateway, over an in-memory fake server."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import pytest
 
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.errors import UpstreamError, UpstreamExited, UpstreamTimeout, UpstreamTooLarge
-from helio_proxy.jsonrpc import dumps
-from helio_proxy.transports.sse import iter_events
+from helio_proxy.gateway.exchange import Answer, MessageStream, SingleAnswer, StatusAnswer
+from helio_proxy.jsonrpc import Kind, dumps, parse
 from helio_proxy.transports.upstream.channel import (
     Channel,
     ChannelEvents,
     ChannelState,
-    MessageAnswer,
     MessageUpstream,
     RestartPolicy,
 )
@@ -146,18 +145,37 @@ def _upstream(**kwargs: Any) -> FakeUpstream:
     return FakeUpstream(**kwargs)
 
 
-async def _messages(answer: MessageAnswer) -> list[dict[str, Any]]:
-    if answer.content_type == "application/json":
-        return [json.loads(await answer.read())]
-    return [event.json() async for event in iter_events(answer.iter_chunks())]
+async def _post(upstream: MessageUpstream, headers: dict[str, str], body: bytes) -> Answer:
+    """What the gateway does with a client's message: a request is sent, anything else notified."""
+    message = parse(body)
+    if message.kind is Kind.REQUEST:
+        return await upstream.send(message, headers)
+    return await upstream.notify(message, headers)
+
+
+def _status(answer: Answer) -> int:
+    return answer.status if isinstance(answer, StatusAnswer) else 200
+
+
+async def _messages(answer: Answer) -> list[dict[str, Any]]:
+    assert isinstance(answer, MessageStream)
+    return [message.payload async for message in answer]
+
+
+async def _read(answer: Answer) -> bytes:
+    if isinstance(answer, StatusAnswer):
+        return answer.body
+    if isinstance(answer, SingleAnswer):
+        return (await answer.read()).raw
+    return b"".join([message.raw async for message in answer])
 
 
 async def _session(upstream: MessageUpstream) -> dict[str, str]:
-    answer = await upstream.post({}, dumps(INIT))
-    assert answer.status == 200
-    await answer.read()
+    answer = await _post(upstream, {}, dumps(INIT))
+    assert isinstance(answer, SingleAnswer)
+    await _read(answer)
     headers = {"mcp-session-id": answer.headers["mcp-session-id"]}
-    assert (await upstream.post(headers, dumps(INITIALIZED))).status == 202
+    assert _status(await _post(upstream, headers, dumps(INITIALIZED))) == 202
     return headers
 
 
@@ -172,18 +190,18 @@ async def test_initialize_mints_a_session_and_a_plain_answer_is_json() -> None:
     upstream = _upstream()
     headers = await _session(upstream)
     assert len(headers["mcp-session-id"]) >= 32
-    answer = await upstream.post(headers, _call(1, "echo", {"x": 1}))
-    assert (answer.status, answer.content_type) == (200, "application/json")
+    answer = await _post(upstream, headers, _call(1, "echo", {"x": 1}))
+    assert isinstance(answer, SingleAnswer)
     assert answer.headers["mcp-session-id"] == headers["mcp-session-id"]
-    assert json.loads(await answer.read()) == {"jsonrpc": "2.0", "id": 1, "result": {"x": 1}}
+    assert json.loads(await _read(answer)) == {"jsonrpc": "2.0", "id": 1, "result": {"x": 1}}
     await upstream.close()
 
 
 async def test_a_request_streams_its_progress_and_the_messages_sent_while_it_runs_then_its_response() -> None:
     upstream = _upstream()
     headers = await _session(upstream)
-    answer = await upstream.post(headers, _call("r", "progress", {"_meta": {"progressToken": "t"}}))
-    assert answer.content_type == "text/event-stream"
+    answer = await _post(upstream, headers, _call("r", "progress", {"_meta": {"progressToken": "t"}}))
+    assert isinstance(answer, MessageStream)
     messages = await _messages(answer)
     assert [m.get("method") or m["id"] for m in messages] == [
         "notifications/progress",
@@ -197,14 +215,14 @@ async def test_a_request_streams_its_progress_and_the_messages_sent_while_it_run
 async def test_a_server_request_is_answered_by_the_client_posting_its_response() -> None:
     upstream = _upstream()
     headers = await _session(upstream)
-    answer = await upstream.post(headers, _call(5, "ask"))
-    chunks = answer.iter_chunks()
-    events = iter_events(chunks)
-    asked = (await anext(events)).json()
+    answer = await _post(upstream, headers, _call(5, "ask"))
+    assert isinstance(answer, MessageStream)
+    messages = aiter(answer)
+    asked = (await anext(messages)).payload
     assert asked["method"] == "elicitation/create"
-    reply = await upstream.post(headers, dumps({"jsonrpc": "2.0", "id": asked["id"], "result": {"ok": 1}}))
-    assert reply.status == 202
-    response = (await anext(events)).json()
+    reply = await _post(upstream, headers, dumps({"jsonrpc": "2.0", "id": asked["id"], "result": {"ok": 1}}))
+    assert _status(reply) == 202
+    response = (await anext(messages)).payload
     assert response == {"jsonrpc": "2.0", "id": 5, "result": {"answer": {"ok": 1}}}
     await upstream.close()
 
@@ -214,33 +232,32 @@ async def test_sessions_are_isolated_and_unattributed_messages_reach_their_own_g
     first, second = await _session(upstream), await _session(upstream)
     assert first != second
     assert len(upstream.channels) == 2  # one connection (child) per session
-    stream = await upstream.open_stream(second)
-    assert stream.status == 200
-    await (await upstream.post(first, _call(1, "announce"))).read()  # kept for first's stream
-    await (await upstream.post(second, _call(1, "announce"))).read()
-    events = iter_events(stream.iter_chunks())
-    assert (await anext(events)).json()["method"] == "notifications/tools/list_changed"
-    await events.aclose()
-    kept = await upstream.open_stream(first)
-    assert (await anext(iter_events(kept.iter_chunks()))).json()[
-        "method"
-    ] == "notifications/tools/list_changed"
-    assert (await upstream.open_stream(first)).status == 409
+    stream = await upstream.listen(second)
+    assert isinstance(stream, MessageStream)
+    await _read(await _post(upstream, first, _call(1, "announce")))  # kept for first's stream
+    await _read(await _post(upstream, second, _call(1, "announce")))
+    messages = aiter(stream)
+    assert (await anext(messages)).payload["method"] == "notifications/tools/list_changed"
+    await messages.aclose()  # pyright: ignore[reportAttributeAccessIssue]
+    kept = await upstream.listen(first)
+    assert isinstance(kept, MessageStream)
+    assert (await anext(aiter(kept))).payload["method"] == "notifications/tools/list_changed"
+    assert _status(await upstream.listen(first)) == 409
     await upstream.close()
 
 
 async def test_missing_session_is_400_and_unknown_or_deleted_session_is_404() -> None:
     """Spec (streamable HTTP, session management): 400 without a session id, 404 for an unknown one."""
     upstream = _upstream()
-    missing = await upstream.post({}, _call(1, "echo"))
-    assert missing.status == 400
-    assert b"session" in (await missing.read()).lower()
-    unknown = await upstream.post({"mcp-session-id": "nope"}, _call(1, "echo"))
-    assert unknown.status == 404
-    assert json.loads(await unknown.read())["error"]["code"] == -32600
+    missing = await _post(upstream, {}, _call(1, "echo"))
+    assert _status(missing) == 400
+    assert b"session" in (await _read(missing)).lower()
+    unknown = await _post(upstream, {"mcp-session-id": "nope"}, _call(1, "echo"))
+    assert _status(unknown) == 404
+    assert json.loads(await _read(unknown))["error"]["code"] == -32600
     headers = await _session(upstream)
-    assert (await upstream.delete(headers)).status == 200
-    assert (await upstream.post(headers, _call(2, "echo"))).status == 404
+    assert (await upstream.end_session(headers)).status == 200
+    assert _status(await _post(upstream, headers, _call(2, "echo"))) == 404
     await upstream.close()  # waits for the deleted session's channel to stop
     assert upstream.channels[0].state is ChannelState.STOPPED
 
@@ -248,15 +265,15 @@ async def test_missing_session_is_400_and_unknown_or_deleted_session_is_404() ->
 async def test_a_lost_channel_fails_requests_in_flight_then_restarts_and_replays_initialize() -> None:
     upstream = _upstream()
     headers = await _session(upstream)
-    hanging = await upstream.post(headers, _call(1, "progress", {"_meta": {"progressToken": 9}}))
+    hanging = await _post(upstream, headers, _call(1, "progress", {"_meta": {"progressToken": 9}}))
     with pytest.raises(UpstreamExited) as exited:
-        await upstream.post(headers, _call(2, "die"))
+        await _post(upstream, headers, _call(2, "die"))
     assert exited.value.failure_class == "upstream_exited"
     assert exited.value.data["failure_reason"] == "exited"
     assert exited.value.delivered
-    await hanging.read()  # the progress call finished before the death
-    answer = await upstream.post(headers, _call(3, "echo", {"after": "restart"}))
-    assert json.loads(await answer.read())["result"] == {"after": "restart"}
+    await _read(hanging)  # the progress call finished before the death
+    answer = await _post(upstream, headers, _call(3, "echo", {"after": "restart"}))
+    assert json.loads(await _read(answer))["result"] == {"after": "restart"}
     channel = upstream.channels[0]
     assert channel.restarts == 1
     fresh = channel.servers[-1].received
@@ -268,7 +285,7 @@ async def test_a_lost_channel_fails_requests_in_flight_then_restarts_and_replays
 async def test_a_request_in_flight_gets_upstream_exited_when_the_channel_dies() -> None:
     upstream = _upstream()
     headers = await _session(upstream)
-    pending = asyncio.ensure_future(upstream.post(headers, _call(1, "hang")))
+    pending = asyncio.ensure_future(_post(upstream, headers, _call(1, "hang")))
     await asyncio.sleep(0.01)
     assert upstream.channels[0].server is not None
     upstream.channels[0].connection_lost(UpstreamExited("child exited", failure_reason="exited"))
@@ -283,9 +300,9 @@ async def test_after_the_restart_policy_gives_up_sends_fail_as_not_running_and_u
     upstream.on_stopped = lambda _session, reason: stopped.append(reason)
     headers = await _session(upstream)
     with pytest.raises(UpstreamExited):
-        await upstream.post(headers, _call(1, "die"))
+        await _post(upstream, headers, _call(1, "die"))
     with pytest.raises(UpstreamExited) as down:
-        await upstream.post(headers, _call(2, "echo"))
+        await _post(upstream, headers, _call(2, "echo"))
     assert down.value.data["failure_reason"] == "not_running"
     assert not down.value.delivered
     assert FakeChannel.connects == 4  # the first start and three attempts
@@ -304,15 +321,15 @@ async def test_the_attempt_count_resets_after_a_healthy_period() -> None:
     for request_id in (1, 2):
         now[0] += 11  # up long enough to count as healthy before each death
         with pytest.raises(UpstreamExited):
-            await upstream.post(headers, _call(request_id, "die"))
-        answer = await upstream.post(headers, _call(request_id + 10, "echo", {}))
-        assert answer.status == 200
-        await answer.read()
+            await _post(upstream, headers, _call(request_id, "die"))
+        answer = await _post(upstream, headers, _call(request_id + 10, "echo", {}))
+        assert _status(answer) == 200
+        await _read(answer)
     assert upstream.channels[0].restarts == 2
     with pytest.raises(UpstreamExited):
-        await upstream.post(headers, _call(3, "die"))  # no healthy period: the one retry is spent
+        await _post(upstream, headers, _call(3, "die"))  # no healthy period: the one retry is spent
     with pytest.raises(UpstreamExited) as down:
-        await upstream.post(headers, _call(4, "echo", {}))
+        await _post(upstream, headers, _call(4, "echo", {}))
     assert down.value.data["failure_reason"] == "not_running"
     await upstream.close()
 
@@ -322,7 +339,7 @@ async def test_silence_past_request_timeout_is_a_timeout() -> None:
     upstream.request_timeout = 0.05
     headers = await _session(upstream)
     with pytest.raises(UpstreamTimeout):
-        await upstream.post(headers, _call(1, "hang"))
+        await _post(upstream, headers, _call(1, "hang"))
     await upstream.close()
 
 
@@ -330,13 +347,13 @@ async def test_a_flood_of_notifications_past_max_response_bytes_ends_the_answer_
     upstream = _upstream()
     upstream.max_response_bytes = 2000
     headers = await _session(upstream)
-    answer = await upstream.post(headers, _call(1, "flood"))
+    answer = await _post(upstream, headers, _call(1, "flood"))
     with pytest.raises(UpstreamTooLarge) as too_large:
         await _messages(answer)
     assert too_large.value.failure_class == "response_too_large"
     assert too_large.value.data == {"failure_reason": "max_response_bytes", "max_response_bytes": 2000}
     # The session carries on: later messages are unattributed and kept (bounded), not queued for it.
-    assert (await upstream.post(headers, _call(2, "echo", {"ok": True}))).status == 200
+    assert _status(await _post(upstream, headers, _call(2, "echo", {"ok": True}))) == 200
     await upstream.close()
 
 
@@ -344,7 +361,7 @@ async def test_an_unreadable_line_fails_the_only_request_in_flight_response_too_
     upstream = _upstream()
     headers = await _session(upstream)
     with pytest.raises(UpstreamTooLarge) as too_large:
-        await upstream.post(headers, _call(1, "oversized"))
+        await _post(upstream, headers, _call(1, "oversized"))
     assert too_large.value.data["max_response_bytes"] == 1024
     await upstream.close()
 
@@ -358,14 +375,14 @@ async def test_idle_sessions_expire_and_close_their_channel() -> None:
     now[0] = 200
     assert await upstream.expire_idle() == [headers["mcp-session-id"]]
     assert upstream.channels[0].state is ChannelState.STOPPED
-    assert (await upstream.post(headers, _call(1, "echo"))).status == 404
+    assert _status(await _post(upstream, headers, _call(1, "echo"))) == 404
     await upstream.close()
 
 
 async def test_a_channel_that_cannot_start_fails_initialize_and_leaves_no_session() -> None:
     upstream = _upstream(fail_connect=lambda n: True)
     with pytest.raises(UpstreamExited) as failed:
-        await upstream.post({}, dumps(INIT))
+        await _post(upstream, {}, dumps(INIT))
     assert not failed.value.delivered
     assert upstream.sessions == {}
 
@@ -373,7 +390,7 @@ async def test_a_channel_that_cannot_start_fails_initialize_and_leaves_no_sessio
 async def test_too_many_sessions_answer_503() -> None:
     upstream = _upstream(max_sessions=1)
     await _session(upstream)
-    assert (await upstream.post({}, dumps(INIT))).status == 503
+    assert _status(await _post(upstream, {}, dumps(INIT))) == 503
     await upstream.close()
 
 
@@ -381,22 +398,22 @@ async def test_a_cancelled_request_ends_its_answer_and_the_late_response_is_drop
     """Spec (cancellation): the receiver SHOULD NOT answer a cancelled request; the sender ignores late answers."""
     upstream = _upstream()
     headers = await _session(upstream)
-    pending = asyncio.ensure_future(upstream.post(headers, _call(1, "hang")))
+    pending = asyncio.ensure_future(_post(upstream, headers, _call(1, "hang")))
     await asyncio.sleep(0.01)
     cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}
-    assert (await upstream.post(headers, dumps(cancel))).status == 202
+    assert _status(await _post(upstream, headers, dumps(cancel))) == 202
     with pytest.raises(UpstreamError) as cancelled:
         await pending
     assert cancelled.value.data["failure_reason"] == "cancelled"
     upstream.channels[0].deliver(dumps({"jsonrpc": "2.0", "id": 1, "result": {}}))  # late: dropped
-    answer = await upstream.post(headers, _call(1, "echo", {"again": True}))
-    assert json.loads(await answer.read())["result"] == {"again": True}
+    answer = await _post(upstream, headers, _call(1, "echo", {"again": True}))
+    assert json.loads(await _read(answer))["result"] == {"again": True}
     await upstream.close()
 
 
 async def test_a_cancelled_initialize_leaves_no_session_and_closes_its_channel() -> None:
     upstream = _upstream()
-    upstream_post = asyncio.ensure_future(upstream.post({}, dumps(INIT)))
+    upstream_post = asyncio.ensure_future(_post(upstream, {}, dumps(INIT)))
     await asyncio.sleep(0)  # the channel is open and initialize is written; its answer not yet read
     assert len(upstream.channels) == 1
     upstream_post.cancel()

@@ -8,19 +8,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from helio_proxy.gateway.exchange import EmptyReply, JsonReply, StreamReply
+from helio_proxy.gateway.exchange import EmptyReply, JsonReply, StreamReply, UpstreamMessage
 from helio_proxy.gateway.messages import message_inbound, reply_messages
 from helio_proxy.jsonrpc import parse
 from helio_proxy.transports.ndjson import OVERSIZED, encode_line, read_lines
 
 
 async def _collect(reply: JsonReply | StreamReply | EmptyReply) -> list[bytes]:
-    return [message async for message in reply_messages(reply)]
+    return [message.raw async for message in reply_messages(reply)]
 
 
-async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
+async def _messages(*messages: UpstreamMessage) -> AsyncIterator[UpstreamMessage]:
+    for message in messages:
+        yield message
 
 
 async def test_a_json_reply_is_one_message_and_an_empty_reply_none() -> None:
@@ -31,11 +31,9 @@ async def test_a_json_reply_is_one_message_and_an_empty_reply_none() -> None:
     assert await _collect(EmptyReply(202)) == []
 
 
-async def test_a_stream_reply_yields_each_message_event_in_order_across_chunk_boundaries() -> None:
-    stream = _chunks(
-        b'event: message\ndata: {"a":',
-        b'1}\n\n: comment\n\nevent: other\ndata: {"skip":1}\n\n',
-        b'data: {"b":2}\n\n',
+async def test_a_stream_reply_yields_each_message_in_order_but_not_a_bare_event_id() -> None:
+    stream = _messages(
+        UpstreamMessage(b'{"a":1}', "1"), UpstreamMessage(b"", "2"), UpstreamMessage(b'{"b":2}')
     )
     assert await _collect(StreamReply(200, stream)) == [b'{"a":1}', b'{"b":2}']
 

@@ -224,11 +224,12 @@ class CallAudit:
         if wait:
             await self._wait()
 
-    def hold(self, chunks: AsyncIterator[bytes], status: int) -> AsyncIterator[bytes]:
-        """Relay an SSE reply, holding back the event that answers the call until its record commits."""
+    def hold(self, messages: AsyncIterator[Any], status: int) -> AsyncIterator[Any]:
+        """Relay a streamed reply, holding back the message that answers the call until its record
+        commits."""
         self._status = status
         self._streaming = True
-        return self._held(chunks)
+        return self._held(messages)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -239,14 +240,14 @@ class CallAudit:
         if self._streaming:
             self._record()
 
-    async def _held(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _held(self, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
         try:
-            async for chunk in chunks:
+            async for message in messages:
                 if self._commit is not None and not self._commit.done():
-                    await self._wait()  # this chunk carries the answer just observed
-                yield chunk
+                    await self._wait()  # this message is the answer just observed
+                yield message
         finally:
-            aclose = getattr(chunks, "aclose", None)
+            aclose = getattr(messages, "aclose", None)
             if aclose is not None:
                 await aclose()
             self._record()

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from helio_proxy.dataplane.inspector import ResultCheck
-from helio_proxy.gateway.exchange import JsonReply, Reply, StreamReply
+from helio_proxy.gateway.exchange import JsonReply, Reply, StreamReply, UpstreamMessage
 from helio_proxy.jsonrpc import Message, dumps
-from helio_proxy.transports.sse import encode_event, iter_events
 
 
 def with_result(reply: Reply, check: ResultCheck) -> Reply:
@@ -19,33 +18,26 @@ def with_result(reply: Reply, check: ResultCheck) -> Reply:
             return reply
         return JsonReply(reply.status, dumps(check.replaced), reply.headers, check.replaced)
     if isinstance(reply, StreamReply):
-        return dataclasses.replace(reply, chunks=_replacing(reply.chunks, check))
+        return dataclasses.replace(reply, messages=_replacing(reply.messages, check))
     return reply
 
 
-async def _replacing(chunks: AsyncIterator[bytes], check: ResultCheck) -> AsyncIterator[bytes]:
-    # The relay yields one SSE event per chunk and calls the observer just before it yields the
-    # response event: the first chunk after ``replaced`` is set carries the answer to replace.
+async def _replacing(
+    messages: AsyncIterator[UpstreamMessage], check: ResultCheck
+) -> AsyncIterator[UpstreamMessage]:
+    # The relay calls the observer just before it yields the response: the first message after
+    # ``replaced`` is set is the answer to replace (its event id kept).
     done = False
     try:
-        async for chunk in chunks:
+        async for message in messages:
             if not done and check.replaced is not None:
                 done = True
-                chunk = await _replace_event(chunk, check.replaced)
-            yield chunk
+                message = message.replaced(check.replaced)
+            yield message
     finally:
-        aclose = getattr(chunks, "aclose", None)
+        aclose = getattr(messages, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-async def _replace_event(chunk: bytes, payload: dict[str, Any]) -> bytes:
-    async def one() -> AsyncIterator[bytes]:
-        yield chunk
-
-    async for event in iter_events(one()):
-        return encode_event(dumps(payload), event_id=event.id)
-    return chunk
 
 
 def with_arguments(message: Message, arguments: dict[str, Any]) -> Message:

@@ -19,7 +19,7 @@ from helio_proxy.config.policies import Rule
 from helio_proxy.errors import UpstreamError
 from helio_proxy.evidence import EvidenceService, new_call_id
 from helio_proxy.evidence.gates import CALL_ID_META_KEY
-from helio_proxy.gateway.exchange import JsonReply, Reply
+from helio_proxy.gateway.exchange import JsonReply, Reply, UpstreamMessage
 from helio_proxy.jsonrpc import dumps
 from helio_proxy.session.identity import SessionIdentity
 
@@ -35,12 +35,6 @@ def stamped(payload: Any, call_id: str) -> dict[str, Any] | None:
     meta = result.get("_meta")
     meta = cast(dict[str, Any], meta) if isinstance(meta, dict) else {}
     return {**payload, "result": {**result, "_meta": {**meta, CALL_ID_META_KEY: call_id}}}
-
-
-def _stamp_event(raw: bytes, data: bytes) -> bytes:
-    """One SSE event (``raw``) with its data replaced, its ``event``/``id``/``retry`` lines kept."""
-    kept = [line for line in raw.rstrip(b"\r\n").splitlines() if line and not line.startswith(b"data")]
-    return b"".join(line + b"\n" for line in kept) + b"data: " + data + b"\n\n"
 
 
 class CompletionRecorder:
@@ -86,20 +80,21 @@ class CompletionRecorder:
             return reply
         return JsonReply(reply.status, dumps(payload), reply.headers, payload)
 
-    async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """``chunks`` unchanged, recording the call before the chunk that carries its response."""
+    async def relay(self, messages: AsyncIterator[UpstreamMessage]) -> AsyncIterator[UpstreamMessage]:
+        """``messages`` unchanged, recording the call before the message that is its response (which
+        gets the call id)."""
         try:
-            async for chunk in chunks:
+            async for message in messages:
                 first = self._seen and not self._recorded
                 await self.flush()
                 if first:
-                    # The chunk relayed right after the answer was observed is the answer's event.
+                    # The message relayed right after the answer was observed is the answer.
                     payload = stamped(self._response, self.call_id)
                     if payload is not None:
-                        chunk = _stamp_event(chunk, dumps(payload))
-                yield chunk
+                        message = message.replaced(payload)
+                yield message
         finally:
-            aclose = getattr(chunks, "aclose", None)
+            aclose = getattr(messages, "aclose", None)
             if aclose is not None:
                 await aclose()
             with contextlib.suppress(Exception):

@@ -1,15 +1,31 @@
-"""What the governance core sees: an inbound MCP message and the reply to send back.
+"""What the governance core sees: MCP messages in, MCP messages back.
 
-Transports build these; nothing here knows about ASGI, aiohttp or subprocesses.
+An agent's message arrives as an :class:`Inbound`; the gateway's answer is a :class:`Reply`. An
+upstream (:class:`Upstream`) is sent parsed messages and answers with :class:`UpstreamMessage`
+values: the response alone (:class:`SingleAnswer`), the messages until the response
+(:class:`MessageStream`), or a status the client gets as it is (:class:`StatusAnswer`).
+Transports build and frame these at the edges (HTTP and SSE, stdio lines, legacy SSE); nothing
+here knows about ASGI, aiohttp or subprocesses, and no message is parsed twice.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload
+from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload, is_response_for
+
+_UNPARSED: Any = object()
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, or a 5,000-digit integer (a plain ValueError)
+        return None
+
 
 RELAYED_REQUEST_HEADERS = frozenset(
     {"mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id", "authorization"}
@@ -69,15 +85,6 @@ class JsonReply:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamReply:
-    """An SSE answer: ``chunks`` are written in order as they arrive."""
-
-    status: int
-    chunks: AsyncIterator[bytes]
-    headers: Mapping[str, str] = field(default_factory=dict[str, str])
-
-
-@dataclass(frozen=True, slots=True)
 class EmptyReply:
     """A status with no body (202 for notifications, DELETE results)."""
 
@@ -85,52 +92,196 @@ class EmptyReply:
     headers: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
+class UpstreamMessage:
+    """One message the upstream sent: its bytes, forwarded untouched, and its JSON parsed once,
+    when first asked for (a flood of notifications nobody inspects is never parsed).
+
+    ``event_id`` is the SSE event id it arrived with (a client resumes a stream with it as
+    ``Last-Event-ID``), ``retry`` the reconnection delay its event set (milliseconds). A message
+    with empty ``raw`` carries only those: the event a server sends to make its stream resumable.
+    """
+
+    __slots__ = ("_payload", "event_id", "raw", "retry")
+
+    def __init__(
+        self, raw: bytes, event_id: str | None = None, payload: Any = _UNPARSED, *, retry: int | None = None
+    ) -> None:
+        self.raw = raw
+        self.event_id = event_id
+        self.retry = retry
+        self._payload = payload
+
+    @property
+    def payload(self) -> Any:
+        """The message as JSON (``None`` when it is not JSON)."""
+        if self._payload is _UNPARSED:
+            self._payload = _loads(self.raw) if self.raw else None
+        return self._payload
+
+    def answers(self, request_id: RequestId) -> bool:
+        """Whether this is the JSON-RPC response to ``request_id`` (only a message that has an
+        ``"id"`` at all is parsed)."""
+        if self._payload is _UNPARSED and b'"id"' not in self.raw:
+            return False
+        return is_response_for(self.payload, request_id)
+
+    def replaced(self, payload: dict[str, Any]) -> UpstreamMessage:
+        """This message with another body (the proxy's version of an answer), its event fields kept."""
+        return UpstreamMessage(dumps(payload), self.event_id, payload, retry=self.retry)
+
+    def __repr__(self) -> str:
+        return f"UpstreamMessage({self.raw[:80]!r}, event_id={self.event_id!r})"
+
+
+class MessageStream:
+    """The upstream's messages about one request, ending with its response (SSE over HTTP: a
+    client that accepts a stream gets one); or, from :meth:`Upstream.listen`, its server-to-client
+    messages that belong to no request.
+
+    Iterate it once; stopping early (or :meth:`close`) releases what the upstream holds for it.
+    """
+
+    __slots__ = ("_messages", "_release", "headers")
+
+    def __init__(
+        self,
+        messages: AsyncIterator[UpstreamMessage],
+        headers: Mapping[str, str] | None = None,
+        *,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        """Headers relayed to the client (``mcp-session-id`` among them)."""
+        self._messages: AsyncIterator[UpstreamMessage] | None = messages
+        self._release = release
+
+    async def __aiter__(self) -> AsyncIterator[UpstreamMessage]:
+        messages, self._messages = self._messages, None
+        if messages is None:
+            return
+        try:
+            async for message in messages:
+                yield message
+        finally:
+            aclose = getattr(messages, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self.close()
+
+    def close(self) -> None:
+        """Release the answer without reading it (or the rest of it)."""
+        self._messages = None
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+class SingleAnswer:
+    """The upstream answered with its response alone (JSON over HTTP, or a message server whose
+    first message about the request was its response): given to the client as JSON.
+
+    :meth:`read` it once; :meth:`close` releases it unread.
+    """
+
+    __slots__ = ("_read", "_release", "detail", "headers")
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[UpstreamMessage]],
+        headers: Mapping[str, str] | None = None,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        """Headers relayed to the client (``mcp-session-id`` among them)."""
+        self.detail: Mapping[str, Any] = detail if detail is not None else {}
+        """What a failure of this answer reports about how it arrived (``upstream_http_status``)."""
+        self._read = read
+        self._release = release
+
+    @classmethod
+    def of(cls, message: UpstreamMessage, headers: Mapping[str, str] | None = None) -> SingleAnswer:
+        """An answer already received."""
+
+        async def read() -> UpstreamMessage:
+            return message
+
+        return cls(read, headers)
+
+    async def read(self) -> UpstreamMessage:
+        """The response (the transport's failures raise :class:`~helio_proxy.errors.UpstreamError`)."""
+        try:
+            return await self._read()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the answer (a no-op once it has been read)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswer:
+    """An answer that carries no messages for the proxy to relay: the status (and body) the client
+    gets as they are: a session expired (``404``), an auth challenge (``401`` with
+    ``WWW-Authenticate``), no server stream (``405``), a one-way message taken (``202``), a session
+    ended. A server error (``5xx``) to :meth:`Upstream.listen` or :meth:`Upstream.end_session` is
+    answered ``502``."""
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    payload: Any = None
+    """The body as JSON (``None`` when it is not JSON)."""
+
+
+Answer = SingleAnswer | MessageStream | StatusAnswer
+"""What an upstream answers a request with."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReply:
+    """A streamed answer: ``messages`` are delivered in order as they arrive (the downstream
+    transport frames them: SSE events over HTTP, lines over stdio)."""
+
+    status: int
+    messages: AsyncIterator[UpstreamMessage]
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+
+
 Reply = JsonReply | StreamReply | EmptyReply
 
 
-class UpstreamAnswer(Protocol):
-    """What an upstream transport hands back for one message, in streamable-HTTP shape.
-
-    HTTP upstreams return the real response; message-based ones (stdio, legacy SSE) build one:
-    a ``text/event-stream`` answer streaming the request's messages, ``202`` for one-way
-    messages, a JSON error body for session problems.
-    """
-
-    status: int
-    content_type: str
-    """Media type essence, lower-cased (``application/json``, ``text/event-stream``, ...)."""
-    headers: dict[str, str]
-    """The response headers relayed to the client (``mcp-session-id`` among them)."""
-
-    async def read(self) -> bytes:
-        """The whole body (releases the answer)."""
-        ...
-
-    def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; stopping early releases the answer."""
-        ...
-
-    def close(self) -> None:
-        """Release the answer without reading it."""
-        ...
-
-
 class Upstream(Protocol):
-    """One upstream MCP server as the gateway talks to it (streamable-HTTP shaped)."""
+    """One upstream MCP server as the gateway talks to it, in MCP terms.
+
+    The transport frames and unframes at its edge (HTTP and SSE, stdio lines, legacy SSE); the
+    gateway hands it parsed messages and gets messages back. ``client_headers`` are the client's
+    (lower-cased); HTTP upstreams relay some of them, message upstreams read the session id.
+    Failures raise :class:`~helio_proxy.errors.UpstreamError`.
+    """
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> UpstreamAnswer:
-        """Send one JSON-RPC message (``UpstreamError`` when it could not be sent)."""
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
+        """Send one request; its answer: the response alone, the messages until its response, or a
+        status."""
         ...
 
-    async def open_stream(self, client_headers: Mapping[str, str]) -> UpstreamAnswer:
-        """The server-to-client stream not tied to a request."""
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        """Send a notification, or the client's response to a server request (``2xx``: taken)."""
         ...
 
-    async def delete(self, client_headers: Mapping[str, str]) -> UpstreamAnswer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
+        """The server-to-client stream of the client's session (messages tied to no request)."""
+        ...
+
+    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
         """End the client's session."""
         ...
 

@@ -1,20 +1,18 @@
 """The gateway for message-based agent transports (``helio wrap`` over stdio, and the like).
 
-The gateway answers in streamable-HTTP shapes; a transport that carries bare JSON-RPC messages
-turns each :class:`Reply` back into the messages it holds (:func:`reply_messages`) and builds an
-:class:`Inbound` for each message it reads (:func:`message_inbound`).
+A transport that carries bare JSON-RPC messages takes the messages each :class:`Reply` holds
+(:func:`reply_messages`: no parsing, they are messages already) and builds an :class:`Inbound` for
+each message it reads (:func:`message_inbound`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Final
 
-from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply
+from helio_proxy.gateway.exchange import EmptyReply, Inbound, JsonReply, Reply, UpstreamMessage
 from helio_proxy.jsonrpc import Message
-from helio_proxy.transports.sse import iter_events
 
 MESSAGE_ACCEPT: Final = "application/json, text/event-stream"
 """What a message-based client is taken to accept: everything (it reads every message)."""
@@ -40,38 +38,30 @@ def message_headers(session_id: str | None, extra: dict[str, str] | None = None)
     return headers
 
 
-async def reply_messages(reply: Reply) -> AsyncIterator[bytes]:
-    """Each JSON-RPC message a reply holds, as bytes, in order.
+async def reply_messages(reply: Reply) -> AsyncIterator[UpstreamMessage]:
+    """Each JSON-RPC message a reply holds, in order.
 
-    A JSON reply is one message (an empty or non-JSON body is none); a stream reply holds one per
-    SSE ``message`` event with data; an empty reply (``202``) holds none.
+    A JSON reply is one message (an empty or non-JSON body is none); a stream reply holds its
+    messages (not those that only carry an event id); an empty reply (``202``) holds none.
     """
     if isinstance(reply, EmptyReply):
         return
     if isinstance(reply, JsonReply):
-        if reply.body.strip() and _is_json(reply.body):
-            yield reply.body
+        message = (
+            UpstreamMessage(reply.body)
+            if reply.payload is None
+            else UpstreamMessage(reply.body, payload=reply.payload)
+        )
+        if reply.body.strip() and message.payload is not None:
+            yield message
         return
-    chunks: AsyncIterator[bytes] = reply.chunks
-    events = iter_events(chunks)
+    messages = reply.messages
     try:
-        async for event in events:
-            if event.is_message:
-                yield event.data.encode()
+        async for message in messages:
+            if message.raw:
+                yield message
     finally:
-        await _aclose(events)
-        await _aclose(chunks)
-
-
-async def _aclose(iterator: AsyncIterator[object]) -> None:
-    if isinstance(iterator, AsyncGenerator):
-        with contextlib.suppress(RuntimeError):
-            await iterator.aclose()  # pyright: ignore[reportUnknownMemberType]
-
-
-def _is_json(body: bytes) -> bool:
-    try:
-        json.loads(body)
-    except (ValueError, RecursionError):  # a 5,000-digit integer is a plain ValueError
-        return False
-    return True
+        aclose = getattr(messages, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):
+                await aclose()

@@ -38,13 +38,15 @@ from helio_proxy.gateway.exchange import (
     EmptyReply,
     Inbound,
     JsonReply,
+    MessageStream,
     Reply,
     StreamReply,
     Upstream,
+    UpstreamMessage,
     error_reply,
 )
 from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
-from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure
+from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure, within
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
 from helio_proxy.jsonrpc import (
@@ -157,8 +159,9 @@ class Gateway:
         """Governance session id → the agent that first called with it (``listen.auth``; one table
         shared by every mount). ``None``: agents are not authenticated."""
 
-    async def post(self, inbound: Inbound) -> Reply:
-        """Handle one POSTed JSON-RPC message.
+    async def handle(self, inbound: Inbound) -> Reply:
+        """One JSON-RPC message from an agent (any transport): governed if it is a ``tools/call``,
+        relayed otherwise.
 
         A request whose id is still in flight in the same client session is refused
         (``duplicate_request_id``; the spec forbids reusing an id within a session): forwarded, it
@@ -167,17 +170,17 @@ class Gateway:
         """
         key = _held_key(inbound) if inbound.message.kind is Kind.REQUEST else None
         if key is None:
-            return await self._post(inbound)
+            return await self._handle(inbound)
         if key in self._in_flight:
             return await self._duplicate_request(inbound)
         self._in_flight.add(key)
         try:
-            reply = await self._post(inbound)
+            reply = await self._handle(inbound)
         except BaseException:
             self._in_flight.discard(key)
             raise
         if isinstance(reply, StreamReply):
-            return dataclasses.replace(reply, chunks=_Releasing(reply.chunks, self._in_flight, key))
+            return dataclasses.replace(reply, messages=_Releasing(reply.messages, self._in_flight, key))
         self._in_flight.discard(key)
         return reply
 
@@ -196,7 +199,7 @@ class Gateway:
             agent_id=inbound.agent_id,
         )
 
-    async def _post(self, inbound: Inbound) -> Reply:
+    async def _handle(self, inbound: Inbound) -> Reply:
         message = inbound.message
         mismatch = header_mismatch(message, inbound.headers)
         if mismatch is not None:
@@ -461,7 +464,7 @@ class Gateway:
             reply = with_result(reply, result_check)
         if recorder is not None:
             if isinstance(reply, StreamReply):
-                reply = StreamReply(reply.status, recorder.relay(reply.chunks), reply.headers)
+                reply = StreamReply(reply.status, recorder.relay(reply.messages), reply.headers)
             else:
                 await recorder.flush()
                 reply = recorder.stamp(reply)  # the call id in result._meta (io.gethelio/call-id)
@@ -624,7 +627,7 @@ class Gateway:
             self.note_drift([DriftEvent("tool_drift_accepted", name, (), sha, sha, accepted_by)])
 
     async def forward(self, inbound: Inbound, observe: ResponseObserver | None = None) -> Reply:
-        """Send a request upstream and relay its answer (JSON or SSE) to the agent."""
+        """Send a request upstream and relay its answer (the response, or a stream) to the agent."""
         request_id = inbound.message.id
         assert request_id is not None
         headers = inbound.upstream_headers()
@@ -636,13 +639,13 @@ class Gateway:
                 allowed += self.connect_timeout
             deadline = asyncio.get_running_loop().time() + allowed
         try:
-            response = await self.upstream.post(headers, inbound.message.raw)
+            answer = await within(deadline, self.upstream.send(inbound.message, headers))
         except UpstreamError as exc:
             if observe:
                 observe(None, exc)
             return upstream_failure(request_id, exc)
         return await relay_request(
-            response, request_id, accepts_sse=inbound.accepts_sse, observe=observe, deadline=deadline
+            answer, request_id, accepts_sse=inbound.accepts_sse, observe=observe, deadline=deadline
         )
 
     async def _forward_one_way(self, inbound: Inbound) -> Reply:
@@ -650,13 +653,12 @@ class Gateway:
         headers = inbound.upstream_headers()
         await self._after_stream_opens(headers)
         try:
-            response = await self.upstream.post(headers, inbound.message.raw)
-            body = await response.read()
+            answer = await self.upstream.notify(inbound.message, headers)
         except UpstreamError as exc:
             return upstream_failure(None, exc)
-        if response.status < 300:
-            return EmptyReply(202, response.headers)
-        return JsonReply(response.status, body, response.headers)
+        if answer.status < 300:
+            return EmptyReply(202, answer.headers)
+        return JsonReply(answer.status, answer.body, answer.headers, answer.payload)
 
     async def _after_stream_opens(self, headers: Mapping[str, str]) -> None:
         """Keep the client's order: a session's ``GET`` stream that reached the proxy before this
@@ -673,39 +675,38 @@ class Gateway:
                 async with asyncio.timeout(STREAM_ORDER_WAIT):
                     await opening.wait()
 
-    async def open_stream(self, headers: dict[str, str]) -> Reply:
-        """``GET /mcp``: the server-to-client stream, relayed byte for byte."""
+    async def listen(self, headers: dict[str, str]) -> Reply:
+        """The server-to-client stream of the client's session (``GET /mcp``), every message
+        relayed unchanged."""
         session = headers.get("mcp-session-id")
         opening = asyncio.Event()
         if session:
             self._streams_opening[session] = opening
         try:
-            response = await self.upstream.open_stream(headers)
+            answer = await self.upstream.listen(headers)
         except UpstreamError as exc:
             return upstream_failure(None, exc, status=502)
         finally:
             opening.set()
             if session and self._streams_opening.get(session) is opening:
                 del self._streams_opening[session]
-        if response.content_type == "text/event-stream" and response.status == 200:
-            return StreamReply(200, response.iter_chunks(), response.headers)
-        body = await response.read()
-        if response.status >= 500:
-            return _upstream_http_error("GET", response.status)
-        return JsonReply(response.status, body, response.headers)
+        if isinstance(answer, MessageStream):
+            return StreamReply(200, aiter(answer), answer.headers)
+        if answer.status >= 500:
+            return _upstream_http_error("GET", answer.status)
+        return JsonReply(answer.status, answer.body, answer.headers, answer.payload)
 
-    async def delete(self, headers: dict[str, str]) -> Reply:
-        """``DELETE /mcp``: end the session upstream."""
+    async def end_session(self, headers: dict[str, str]) -> Reply:
+        """End the client's session upstream (``DELETE /mcp``)."""
         try:
-            response = await self.upstream.delete(headers)
-            body = await response.read()
+            answer = await self.upstream.end_session(headers)
         except UpstreamError as exc:
             return upstream_failure(None, exc, status=502)
-        if response.status >= 500:
-            return _upstream_http_error("DELETE", response.status)
-        if not body:
-            return EmptyReply(response.status, response.headers)
-        return JsonReply(response.status, body, response.headers)
+        if answer.status >= 500:
+            return _upstream_http_error("DELETE", answer.status)
+        if not answer.body:
+            return EmptyReply(answer.status, answer.headers)
+        return JsonReply(answer.status, answer.body, answer.headers, answer.payload)
 
 
 def _upstream_http_error(verb: str, status: int) -> JsonReply:
@@ -722,7 +723,7 @@ def _upstream_http_error(verb: str, status: int) -> JsonReply:
 async def _settled(audit: CallAudit, reply: Reply) -> Reply:
     """Record the call once its reply is known; in strict durability, only answer once it is stored."""
     if isinstance(reply, StreamReply):
-        return dataclasses.replace(reply, chunks=audit.hold(reply.chunks, reply.status))
+        return dataclasses.replace(reply, messages=audit.hold(reply.messages, reply.status))
     await audit.settle(reply.status)
     return reply
 
@@ -734,30 +735,33 @@ DUPLICATE_REQUEST_ID: Final = "duplicate_request_id"
 
 
 class _Releasing:
-    """A stream reply's chunks that free the request's id in its session once the stream ends,
+    """A stream reply's messages that free the request's id in its session once the stream ends,
     is closed, or is dropped without being read (then when it is collected)."""
 
-    __slots__ = ("__weakref__", "_chunks", "_release")
+    __slots__ = ("__weakref__", "_messages", "_release")
 
     def __init__(
-        self, chunks: AsyncIterator[bytes], in_flight: set[tuple[str, RequestId]], key: tuple[str, RequestId]
+        self,
+        messages: AsyncIterator[UpstreamMessage],
+        in_flight: set[tuple[str, RequestId]],
+        key: tuple[str, RequestId],
     ) -> None:
-        self._chunks = chunks
+        self._messages = messages
         self._release = weakref.finalize(self, in_flight.discard, key)
 
     def __aiter__(self) -> _Releasing:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> UpstreamMessage:
         try:
-            return await anext(self._chunks)
+            return await anext(self._messages)
         except BaseException:
             self._release()
             raise
 
     async def aclose(self) -> None:
         self._release()
-        aclose = getattr(self._chunks, "aclose", None)
+        aclose = getattr(self._messages, "aclose", None)
         if aclose is not None:
             await aclose()
 

@@ -19,7 +19,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, cast
 
 from helio_proxy import __version__
@@ -33,10 +33,10 @@ from helio_proxy.gateway.eras import (
     Era,
     era_of_version,
 )
-from helio_proxy.jsonrpc import HEADER_MISMATCH, dumps, is_response_for
+from helio_proxy.gateway.exchange import Answer, SingleAnswer, StatusAnswer
+from helio_proxy.jsonrpc import HEADER_MISMATCH, Kind, Message, dumps, is_response_for
 from helio_proxy.policy import BaselineCache
 from helio_proxy.policy.baselines import DriftEvent
-from helio_proxy.transports.sse import SseEvent, iter_events
 
 BOOT_WAIT_SECONDS: Final = 1.5
 """How long startup waits for the first ``tools/list`` before continuing without it."""
@@ -62,20 +62,12 @@ class PrimeError(Exception):
     """The upstream could not be listed (it answered, but not with a usable tool list)."""
 
 
-class UpstreamAnswer(Protocol):
-    status: int
-    content_type: str
-    headers: dict[str, str]
-
-    async def read(self) -> bytes: ...
-
-    def iter_chunks(self) -> AsyncIterator[bytes]: ...
-
-
 class UpstreamPoster(Protocol):
-    """The part of :class:`~helio_proxy.transports.upstream.streamable_http.StreamableHttpUpstream` used here."""
+    """The part of :class:`~helio_proxy.gateway.exchange.Upstream` used here."""
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> Any: ...
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer: ...
+
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer: ...
 
 
 class ToolSource(Protocol):
@@ -174,7 +166,7 @@ class UpstreamToolLister:
         }
         headers = {"mcp-protocol-version": MODERN_PROTOCOL, "mcp-method": "server/discover"}
         try:
-            answer: UpstreamAnswer = await self.upstream.post(headers, dumps(message))
+            answer = await self.upstream.send(_request(message), headers)
             payload = await _any_payload(answer, request_id)
         except UpstreamError:
             return  # inconclusive: presume legacy for now
@@ -199,10 +191,14 @@ class UpstreamToolLister:
             message["params"] = {**(params or {}), "_meta": self._envelope()}
         elif params is not None:
             message["params"] = params
-        answer: UpstreamAnswer = await self.upstream.post(self._headers(method), dumps(message))
-        if answer.status in (400, 404) and handshake_allowed and not self._modern:
-            body = await answer.read()
-            if b"session" in body.lower():
+        answer = await self.upstream.send(_request(message), self._headers(method))
+        if (
+            isinstance(answer, StatusAnswer)
+            and answer.status in (400, 404)
+            and handshake_allowed
+            and not self._modern
+        ):
+            if b"session" in answer.body.lower():
                 await self._handshake()
                 return await self._request(method, params, handshake_allowed=False)
             raise PrimeError(f"upstream answered {method} with HTTP {answer.status}")
@@ -229,25 +225,27 @@ class UpstreamToolLister:
                 "clientInfo": {"name": "helio-proxy-primer", "version": __version__},
             },
         }
-        answer: UpstreamAnswer = await self.upstream.post({}, dumps(initialize))
+        answer = await self.upstream.send(_request(initialize), {})
         session_id = answer.headers.get("mcp-session-id")
         payload = await _any_payload(answer, request_id)
         if payload is not None and _error_code(payload) in MODERN_ERROR_CODES and self.pin == "auto":
             self.era = None  # the legacy conclusion was wrong: probe again
             self._probed_at = None
             raise PrimeError("upstream answered initialize with a modern protocol error")
-        result = payload.get("result") if payload is not None and 200 <= answer.status < 300 else None
+        result = (
+            payload.get("result") if payload is not None and not isinstance(answer, StatusAnswer) else None
+        )
         if not isinstance(result, dict):
             raise PrimeError("upstream refused the primer's initialize")
         version = cast(dict[str, Any], result).get("protocolVersion")
         self.session_id = session_id
         if isinstance(version, str):
             self.protocol_version = version
-        notified: UpstreamAnswer = await self.upstream.post(
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        await self.upstream.notify(
+            Message(Kind.NOTIFICATION, initialized, dumps(initialized)),
             self._headers("notifications/initialized"),
-            dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         )
-        await notified.read()
 
 
 def _error_code(payload: dict[str, Any]) -> object:
@@ -279,21 +277,21 @@ def _era_from_discover(payload: dict[str, Any] | None) -> Era:
     return "legacy"
 
 
-async def _any_payload(answer: UpstreamAnswer, request_id: str) -> dict[str, Any] | None:
+def _request(payload: dict[str, Any]) -> Message:
+    return Message(Kind.REQUEST, payload, dumps(payload))
+
+
+async def _any_payload(answer: Answer, request_id: str) -> dict[str, Any] | None:
     """The JSON-RPC answer to ``request_id`` whatever the HTTP status; ``None`` if there is none.
 
     An error without an ``id`` counts (servers leave it out when they reject before parsing it).
     """
-    if answer.content_type == "text/event-stream" and 200 <= answer.status < 300:
+    if not isinstance(answer, StatusAnswer):
         try:
             return await _response_payload(answer, request_id)
         except PrimeError:
             return None
-    body = await answer.read()
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    payload: Any = answer.payload
     if not isinstance(payload, dict):
         return None
     message = cast(dict[str, Any], payload)
@@ -304,26 +302,25 @@ async def _any_payload(answer: UpstreamAnswer, request_id: str) -> dict[str, Any
     return None
 
 
-async def _response_payload(answer: UpstreamAnswer, request_id: str) -> dict[str, Any]:
-    """The JSON-RPC response to ``request_id`` from a JSON or SSE answer."""
-    if not 200 <= answer.status < 300:
-        await answer.read()
+async def _response_payload(answer: Answer, request_id: str) -> dict[str, Any]:
+    """The JSON-RPC response to ``request_id`` among the answer's messages."""
+    if isinstance(answer, StatusAnswer):
         raise PrimeError(f"upstream answered HTTP {answer.status}")
-    if answer.content_type == "text/event-stream":
-        events: AsyncGenerator[SseEvent, None] = iter_events(answer.iter_chunks())  # pyright: ignore[reportAssignmentType]
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if event.is_message and is_response_for(payload := event.json(), request_id):
-                    return cast(dict[str, Any], payload)
-        raise PrimeError("upstream closed the stream without answering")
-    body = await answer.read()
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PrimeError("upstream answer is not JSON") from None
-    if not is_response_for(payload, request_id):
-        raise PrimeError("upstream answer is not a response to the request")
-    return cast(dict[str, Any], payload)
+    if isinstance(answer, SingleAnswer):
+        message = await answer.read()
+        if not message.answers(request_id):
+            if message.payload is None:
+                raise PrimeError("upstream answer is not JSON")
+            raise PrimeError("upstream answer is not a response to the request")
+        payload: dict[str, Any] = message.payload
+        return payload
+    messages = aiter(answer)
+    async with contextlib.aclosing(messages):  # pyright: ignore[reportArgumentType]
+        async for message in messages:
+            if message.answers(request_id):
+                found: dict[str, Any] = message.payload
+                return found
+    raise PrimeError("upstream closed the stream without answering")
 
 
 def backoff_delay(attempt: int, *, rand: Callable[[], float] = random.random) -> float:

@@ -41,8 +41,19 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.config.telemetry import TracingConfig
-from helio_proxy.gateway.exchange import Inbound, JsonReply, Reply, StreamReply, Upstream, UpstreamAnswer
+from helio_proxy.gateway.exchange import (
+    Answer,
+    Inbound,
+    JsonReply,
+    MessageStream,
+    Reply,
+    StatusAnswer,
+    StreamReply,
+    Upstream,
+    UpstreamMessage,
+)
 from helio_proxy.governance import ApprovalGate, GovernedCall, LimitGate, Settlement
+from helio_proxy.jsonrpc import Message, dumps
 from helio_proxy.policy import Allow, Decision, RateLimit, RequireApproval, SpendLimit
 
 SCOPE: Final = "helio_proxy"
@@ -177,7 +188,7 @@ class Tracing:
             if isinstance(reply, StreamReply):
                 streamed = True
                 return StreamReply(
-                    reply.status, self._finish_after(reply.chunks, span, started), reply.headers
+                    reply.status, self._finish_after(reply.messages, span, started), reply.headers
                 )
             return reply
         except BaseException as exc:
@@ -191,12 +202,12 @@ class Tracing:
                 self._end(span, started)
 
     async def _finish_after(
-        self, chunks: AsyncIterator[bytes], span: Span, started: float
-    ) -> AsyncIterator[bytes]:
+        self, messages: AsyncIterator[UpstreamMessage], span: Span, started: float
+    ) -> AsyncIterator[UpstreamMessage]:
         _CALL.set(span)  # the record of a streamed answer is produced while it is relayed
         try:
-            async for chunk in chunks:
-                yield chunk
+            async for message in messages:
+                yield message
         finally:
             _CALL.set(None)
             self._end(span, started)
@@ -334,23 +345,20 @@ class _TracedUpstream:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def open_stream(self, client_headers: Mapping[str, str]) -> UpstreamAnswer:
-        return await self.inner.open_stream(client_headers)
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
+        return await self.inner.listen(client_headers)
 
-    async def delete(self, client_headers: Mapping[str, str]) -> UpstreamAnswer:
-        return await self.inner.delete(client_headers)
+    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
+        return await self.inner.end_session(client_headers)
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> UpstreamAnswer:
-        if _CALL.get() is None:
-            return await self.inner.post(client_headers, body)
-        try:
-            parsed: Any = json.loads(body)
-        except ValueError:
-            return await self.inner.post(client_headers, body)
-        message = cast(dict[str, Any], parsed) if isinstance(parsed, dict) else {}
-        if message.get("method") != "tools/call":
-            return await self.inner.post(client_headers, body)
-        params = cast(dict[str, Any], message.get("params") or {})
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        return await self.inner.notify(message, client_headers)
+
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
+        if _CALL.get() is None or message.method != "tools/call":
+            return await self.inner.send(message, client_headers)
+        request = message.payload
+        params = cast(dict[str, Any], request.get("params") or {})
         tool = params.get("name") if isinstance(params.get("name"), str) else ""
         attributes = {
             "mcp.method.name": "tools/call",
@@ -358,8 +366,8 @@ class _TracedUpstream:
             "gen_ai.operation.name": "execute_tool",
             "network.transport": "tcp",
         }
-        if message.get("id") is not None:
-            attributes["jsonrpc.request.id"] = str(message["id"])
+        if request.get("id") is not None:
+            attributes["jsonrpc.request.id"] = str(request["id"])
         started = time.perf_counter()
         with self.tracing.tracer.start_as_current_span(
             f"tools/call {tool}".rstrip(), kind=SpanKind.CLIENT, attributes=attributes
@@ -370,12 +378,11 @@ class _TracedUpstream:
             meta = {**cast(dict[str, Any], meta)} if isinstance(meta, dict) else {}
             meta.pop("tracestate", None)
             meta.update(carrier)
-            outgoing = json.dumps(
-                {**message, "params": {**params, "_meta": meta}}, separators=(",", ":")
-            ).encode()
+            payload = {**request, "params": {**params, "_meta": meta}}
+            outgoing = Message(message.kind, payload, dumps(payload))
             duration_attributes = {"mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool"}
             try:
-                answer = await self.inner.post(client_headers, outgoing)
+                answer = await self.inner.send(outgoing, client_headers)
             except Exception as exc:
                 failure = getattr(exc, "failure_class", None)
                 error = failure if isinstance(failure, str) else type(exc).__qualname__

@@ -1,7 +1,5 @@
-"""Server-sent events: an incremental parser that keeps each event's raw bytes.
-
-The relay writes the upstream's bytes back unchanged; parsing is only for finding the
-response to the request and for what governance records.
+"""Server-sent events, the framing of the HTTP edges: an incremental parser (upstream answers and
+streams become messages) and the encoder of the events the proxy writes to agents.
 """
 
 from __future__ import annotations
@@ -11,6 +9,8 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
+
+from helio_proxy.gateway.exchange import UpstreamMessage
 
 MAX_EVENT_BYTES: Final = 16 << 20
 """An upstream event larger than this (16 MiB) is treated as a protocol error."""
@@ -48,6 +48,19 @@ def encode_event(data: bytes, *, event: str | None = "message", event_id: str | 
     if event_id is not None:
         out += b"id: " + event_id.encode() + b"\n"
     return out + b"data: " + data + b"\n\n"
+
+
+def encode_message(message: UpstreamMessage) -> bytes:
+    """One relayed message as an SSE ``message`` event, its event id and ``retry`` kept (a message
+    that carries only those becomes an event with empty data). A message over several lines (pretty-printed
+    JSON) becomes one ``data`` line each, which the client joins back."""
+    out = b"event: message\n" if message.raw else b""
+    if message.event_id is not None:
+        out += b"id: " + message.event_id.encode() + b"\n"
+    if message.retry is not None:
+        out += b"retry: " + str(message.retry).encode() + b"\n"
+    lines = message.raw.splitlines() or [b""]
+    return out + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
 
 
 def _parse_block(lines: list[bytes], raw: bytes) -> SseEvent | None:

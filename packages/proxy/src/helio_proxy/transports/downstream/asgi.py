@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, Reply, StreamReply
+from helio_proxy.transports.sse import encode_message
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -77,7 +78,8 @@ async def send_bytes(
 
 
 async def send_reply(send: Send, receive: Receive, reply: Reply) -> None:
-    """Write a gateway reply. A streaming reply stops when the client disconnects."""
+    """Write a gateway reply: JSON, an empty status, or a stream of messages as SSE events (stopped
+    when the client disconnects)."""
     if isinstance(reply, JsonReply):
         await send_bytes(send, reply.status, reply.body, reply.headers, "application/json")
         return
@@ -92,8 +94,8 @@ async def _send_stream(send: Send, receive: Receive, reply: StreamReply) -> None
     await send({"type": "http.response.start", "status": reply.status, "headers": _encode_headers(headers)})
 
     async def pump() -> None:
-        async for chunk in reply.chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async for message in reply.messages:
+            await send({"type": "http.response.body", "body": encode_message(message), "more_body": True})
 
     async def wait_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -111,7 +113,7 @@ async def _send_stream(send: Send, receive: Receive, reply: StreamReply) -> None
             await watch_task
         with contextlib.suppress(asyncio.CancelledError):
             await pump_task
-        aclose = getattr(reply.chunks, "aclose", None)
+        aclose = getattr(reply.messages, "aclose", None)
         if aclose is not None:
             await aclose()
     if not watch_task.cancelled() and watch_task.done():

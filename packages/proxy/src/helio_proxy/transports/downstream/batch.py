@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, Reply
 from helio_proxy.jsonrpc import INTERNAL_ERROR, EnvelopeError, Message, error_payload
-from helio_proxy.transports.sse import iter_events
 
 BATCH_REVISIONS: Final = frozenset({"2024-11-05", "2025-03-26"})
 """Protocol revisions whose clients may send batches."""
@@ -46,12 +45,14 @@ async def _answer(reply: Reply) -> dict[str, Any] | None:
     if isinstance(reply, EmptyReply):
         return None
     if isinstance(reply, JsonReply):
-        return _loads(reply.body)
+        payload = reply.payload if reply.payload is not None else _loads(reply.body)
+        return payload if isinstance(payload, dict) else None  # pyright: ignore[reportUnknownVariableType]
     # A stream reply (it should not happen: elements are asked for as JSON): its last message.
     last: dict[str, Any] | None = None
-    async for event in iter_events(reply.chunks):
-        if event.is_message:
-            last = _loads(event.data.encode()) or last
+    async for message in reply.messages:
+        payload: Any = message.payload
+        if isinstance(payload, dict):
+            last = cast(dict[str, Any], payload)
     return last
 
 
@@ -79,7 +80,7 @@ async def answer_batch(
                 return (await gateway.refuse(item, headers, agent_id=agent_id)).payload
             return error_payload(item.request_id, item.code, str(item))
         answer = await _answer(
-            await gateway.post(
+            await gateway.handle(
                 Inbound(message=item, headers=headers, accepts_sse=False, agent_id=agent_id, peer=peer)
             )
         )

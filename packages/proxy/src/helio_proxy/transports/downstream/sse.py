@@ -47,7 +47,6 @@ from helio_proxy.jsonrpc import (
     Kind,
     Message,
     dumps,
-    is_response_for,
     parse,
 )
 from helio_proxy.transports.downstream.asgi import (
@@ -311,7 +310,7 @@ class LegacySseEndpoint:
     async def _delete_upstream(self, session: SseSession) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DELETE_TIMEOUT_SECONDS):
-                await self.gateway.delete(session.session_headers())
+                await self.gateway.end_session(session.session_headers())
 
     # -- POST /messages -----------------------------------------------------------------------
 
@@ -392,17 +391,16 @@ class LegacySseEndpoint:
         answered = False
         status: int | None = None
         try:
-            reply = await self.gateway.post(inbound)
+            reply = await self.gateway.handle(inbound)
             status = reply.status
             if initialize and reply.headers.get("mcp-session-id"):
                 session.upstream_session_id = reply.headers["mcp-session-id"]
-            async for raw in reply_messages(reply):
+            async for relayed in reply_messages(reply):
                 if request_id is not None and not answered:
-                    payload = _loads(raw)
-                    answered = is_response_for(payload, request_id)
+                    answered = relayed.answers(request_id)
                     if answered and initialize:
-                        session.protocol_version = _protocol_version(payload)
-                session.deliver(raw)
+                        session.protocol_version = _protocol_version(relayed.payload)
+                session.deliver(relayed.raw)
         except Exception:  # one message's failure must not end the stream
             log.exception("SSE session %s: relaying a %s failed", session.id, message.method or "response")
         if request_id is not None and not answered:
@@ -423,11 +421,11 @@ class LegacySseEndpoint:
     async def _relay_server_stream(self, session: SseSession) -> None:
         """The upstream's server-to-client messages (not tied to a request) onto the SSE stream."""
         for _ in range(STREAM_RETRIES + 1):
-            reply = await self.gateway.open_stream(session.session_headers())
+            reply = await self.gateway.listen(session.session_headers())
             if isinstance(reply, JsonReply | EmptyReply):
                 return  # no stream offered (405), session gone (404), or unreachable (502)
-            async for raw in reply_messages(reply):
-                session.deliver(raw)
+            async for relayed in reply_messages(reply):
+                session.deliver(relayed.raw)
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -463,13 +461,6 @@ class LegacySseEndpoint:
                 wait.cancel()
         if self._cleanups:
             await asyncio.wait(set(self._cleanups), timeout=DELETE_TIMEOUT_SECONDS)
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def _protocol_version(payload: Any) -> str | None:

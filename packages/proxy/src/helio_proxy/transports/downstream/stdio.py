@@ -118,18 +118,18 @@ class StdioServer:
                 await self._one_way(message)
 
     async def _request(self, message: Message) -> None:
-        reply = await self.gateway.post(message_inbound(message, self.session_id))
+        reply = await self.gateway.handle(message_inbound(message, self.session_id))
         is_initialize = message.method == "initialize"
         if is_initialize and "mcp-session-id" in reply.headers:
             self.session_id = reply.headers["mcp-session-id"]
         async for out in reply_messages(reply):
-            await self.send(out)
+            await self.send(out.raw)
         if is_initialize and self.session_id is None:
             self.stop(f"the upstream could not be initialized: {_error_text(reply)}")
 
     async def _one_way(self, message: Message) -> None:
         """A notification or a response: forwarded; a failure is logged (there is nobody to answer)."""
-        reply = await self.gateway.post(message_inbound(message, self.session_id))
+        reply = await self.gateway.handle(message_inbound(message, self.session_id))
         if isinstance(reply, JsonReply):
             log.warning("could not forward %s: %s", message.method or "a response", _error_text(reply))
 

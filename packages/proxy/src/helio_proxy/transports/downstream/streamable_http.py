@@ -231,7 +231,7 @@ class McpListenerApp:
         elif method == "GET":
             await self._get(gateway, headers, receive, send)
         elif method == "DELETE":
-            reply = await gateway.delete(headers)
+            reply = await gateway.end_session(headers)
             if session and reply.status < 300:
                 owners.forget(session)
             await send_reply(send, receive, reply)
@@ -307,7 +307,7 @@ class McpListenerApp:
             return
         self.open_streams += 1  # the place is taken while the upstream is asked
         try:
-            reply = await gateway.open_stream(headers)
+            reply = await gateway.listen(headers)
             if not isinstance(reply, StreamReply):
                 await send_reply(send, receive, reply)
                 return
@@ -390,7 +390,7 @@ class McpListenerApp:
                 accepts_sse=accepts_event_stream(headers.get("accept")),
                 agent_id=agent_id,
             )
-            reply = await gateway.post(inbound)
+            reply = await gateway.handle(inbound)
             minted = reply.headers.get("mcp-session-id")
             if agent_id is not None and minted:
                 owners.claim(minted, agent_id)
@@ -410,7 +410,7 @@ class McpListenerApp:
             peer=client,
         )
         try:
-            reply = await gateway.post(inbound)
+            reply = await gateway.handle(inbound)
         except ClientDisconnected:
             return  # recorded by the gateway; no one is left to answer
         await send_reply(send, receive, reply)

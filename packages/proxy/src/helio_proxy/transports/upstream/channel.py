@@ -1,8 +1,8 @@
-"""Message-based upstreams (a stdio child, a legacy SSE connection) in streamable-HTTP shape.
+"""Message-based upstreams (a stdio child, a legacy SSE connection) as the gateway's :class:`Upstream`.
 
-The gateway speaks streamable HTTP to every upstream (:class:`~helio_proxy.gateway.exchange.Upstream`).
-A message-based upstream has no HTTP answers, only a connection that carries messages both ways,
-so :class:`MessageUpstream` builds the answers:
+A message-based upstream has only a connection that carries messages both ways; the messages are
+handed to the gateway as they come (no framing to add or remove), and
+:class:`MessageUpstream` keeps the sessions:
 
 * ``initialize`` opens a new **session**: the proxy mints an ``Mcp-Session-Id`` (returned in the
   answer's headers) and opens one upstream connection (:class:`Channel`) for it alone. Two
@@ -11,16 +11,18 @@ so :class:`MessageUpstream` builds the answers:
   they belong to: they pass through unchanged and cannot collide across sessions.
 * any other message must name a known session: no ``Mcp-Session-Id`` answers ``400``, an unknown
   or ended one ``404`` (the spec's "start a new session"), both with a JSON-RPC error body.
-* a request answers with everything the server sends about it, ending with its response: the
-  progress notifications carrying its ``progressToken``, and the notifications and requests the
-  server sends while it is the only request in flight. If the first thing the server sends is
-  the response itself, the answer is ``application/json``; otherwise ``text/event-stream``.
-* a notification, or a client's response to a server request, answers ``202`` once written.
-* ``open_stream`` (``GET``) carries the server's messages that belong to no request in flight
-  (``list_changed``, notifications and requests sent between requests, and those sent while
-  several requests are in flight, which cannot be attributed). Until a client opens it they are
-  kept, up to :data:`DEFAULT_BACKLOG`; without it, they go to the oldest request in flight.
-* ``delete`` ends the session and its connection.
+* a request (:meth:`MessageUpstream.send`) answers with everything the server sends about it,
+  ending with its response: the progress notifications carrying its ``progressToken``, and the
+  notifications and requests the server sends while it is the only request in flight. If the
+  first thing the server sends is the response itself, the answer is that message alone (JSON to
+  an HTTP client); otherwise a stream.
+* a notification, or a client's response to a server request (:meth:`~MessageUpstream.notify`),
+  answers ``202`` once written.
+* :meth:`~MessageUpstream.listen` (``GET``) carries the server's messages that belong to no request
+  in flight (``list_changed``, notifications and requests sent between requests, and those sent
+  while several requests are in flight, which cannot be attributed). Until a client opens it they
+  are kept, up to :data:`DEFAULT_BACKLOG`; without it, they go to the oldest request in flight.
+* :meth:`~MessageUpstream.end_session` (``DELETE``) ends the session and its connection.
 
 A channel that is lost (the child died) fails every request in flight with ``-32603``
 ``failure_class: upstream_exited`` and is reconnected by its :class:`RestartPolicy`; the session
@@ -38,13 +40,13 @@ import logging
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Final
 
 from helio_proxy.config.upstream import UpstreamConfig
 from helio_proxy.errors import UpstreamError, UpstreamExited
-from helio_proxy.jsonrpc import INVALID_REQUEST, EnvelopeError, Kind, RequestId, dumps, error_payload, parse
-from helio_proxy.transports.sse import encode_event
+from helio_proxy.gateway.exchange import Answer, MessageStream, SingleAnswer, StatusAnswer, UpstreamMessage
+from helio_proxy.jsonrpc import INVALID_REQUEST, Message, RequestId, dumps, error_payload
 from helio_proxy.transports.upstream.session import MessageSession
 from helio_proxy.transports.upstream.supervised import (
     Channel,
@@ -70,61 +72,9 @@ SWEEP_INTERVAL_SECONDS: Final = 60.0
 SESSION_HEADER: Final = "mcp-session-id"
 
 
-class MessageAnswer:
-    """An :class:`~helio_proxy.gateway.exchange.UpstreamAnswer` built by the proxy."""
-
-    def __init__(
-        self,
-        status: int,
-        content_type: str,
-        headers: dict[str, str],
-        *,
-        body: bytes = b"",
-        events: AsyncGenerator[bytes, None] | None = None,
-        release: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.status = status
-        self.content_type = content_type
-        self.headers = headers
-        self._body = body
-        self._events = events
-        self._release = release
-
-    @classmethod
-    def error(
-        cls, status: int, request_id: RequestId | None, message: str, headers: dict[str, str] | None = None
-    ) -> MessageAnswer:
-        body = dumps(error_payload(request_id, INVALID_REQUEST, message))
-        return cls(status, "application/json", headers or {}, body=body)
-
-    async def read(self) -> bytes:
-        if self._events is None:
-            self.close()
-            return self._body
-        return b"".join([chunk async for chunk in self.iter_chunks()])
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        events, self._events = self._events, None
-        try:
-            if events is None:
-                if self._body:
-                    yield self._body
-                return
-            async with contextlib.aclosing(events):
-                async for chunk in events:
-                    yield chunk
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Release the answer: its request stops collecting messages, its stream detaches."""
-        release, self._release = self._release, _nothing
-        self._events = None  # never iterated: nothing started, nothing to close
-        release()
-
-
-def _nothing() -> None:
-    return None
+def _refusal(status: int, request_id: RequestId | None, message: str) -> StatusAnswer:
+    payload = error_payload(request_id, INVALID_REQUEST, message)
+    return StatusAnswer(status, dumps(payload), {}, payload)
 
 
 def _session_headers(session: MessageSession) -> dict[str, str]:
@@ -205,59 +155,57 @@ class MessageUpstream(ABC):
 
     def _lookup(
         self, headers: Mapping[str, str], request_id: RequestId | None
-    ) -> MessageSession | MessageAnswer:
+    ) -> MessageSession | StatusAnswer:
         session_id = headers.get(SESSION_HEADER)
         if not session_id:
-            return MessageAnswer.error(
+            return _refusal(
                 400,
                 request_id,
                 "Bad Request: missing Mcp-Session-Id header (send initialize first to open a session)",
             )
         session = self.sessions.get(session_id)
         if session is None or session.ended:
-            return MessageAnswer.error(404, request_id, "Session not found: initialize a new session")
+            return _refusal(404, request_id, "Session not found: initialize a new session")
         return session
 
-    async def post(self, client_headers: Mapping[str, str], body: bytes) -> MessageAnswer:
-        """Send one JSON-RPC message into its session (``initialize`` opens one)."""
-        try:
-            message = parse(body, limits=None)  # the ingress checked the caps (the operator's values)
-        except EnvelopeError as exc:
-            return MessageAnswer.error(400, exc.request_id, str(exc))
-        if message.kind is Kind.REQUEST and message.method == "initialize":
-            return await self._initialize(message.id, message.params, body)
+    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
+        """Send one request into its session (``initialize`` opens one)."""
+        assert message.id is not None
+        if message.method == "initialize":
+            return await self._initialize(message)
         found = self._lookup(client_headers, message.id)
-        if isinstance(found, MessageAnswer):
+        if isinstance(found, StatusAnswer):
+            return found
+        return await self._request(found, message)
+
+    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
+        """Write a notification or a client's response into its session: ``202`` once written."""
+        found = self._lookup(client_headers, None)
+        if isinstance(found, StatusAnswer):
             return found
         session = found
-        if message.kind is not Kind.REQUEST:
-            await session.send(body)
-            if message.method == "notifications/initialized":
-                session.note_initialized()
-            elif message.method == "notifications/cancelled" and message.params is not None:
-                session.cancel(message.params.get("requestId"))
-            return MessageAnswer(202, "", _session_headers(session))
-        assert message.id is not None
-        return await self._request(session, message.id, message.params, body)
+        await session.send(message.raw)
+        if message.method == "notifications/initialized":
+            session.note_initialized()
+        elif message.method == "notifications/cancelled" and message.params is not None:
+            session.cancel(message.params.get("requestId"))
+        return StatusAnswer(202, headers=_session_headers(session))
 
-    async def _initialize(
-        self, request_id: RequestId | None, params: Mapping[str, Any] | None, body: bytes
-    ) -> MessageAnswer:
-        assert request_id is not None
+    async def _initialize(self, message: Message) -> Answer:
         if len(self.sessions) >= self.max_sessions:
-            return MessageAnswer.error(
-                503, request_id, f"too many sessions open ({self.max_sessions}); end one (DELETE) and retry"
+            return _refusal(
+                503, message.id, f"too many sessions open ({self.max_sessions}); end one (DELETE) and retry"
             )
         session = MessageSession(secrets.token_urlsafe(24), self)
         channel = self.open_channel(session)
         session.channel = channel
         await channel.open()  # UpstreamError when it cannot start: the client gets -32603
         self.sessions[session.id] = session
-        session.note_handshake(body)
+        session.note_handshake(message.raw)
         try:
             # A fresh child answers its first message only once it has started: allow for that too.
             startup = self.connect_timeout + self.request_timeout
-            return await self._request(session, request_id, params, body, first_within=startup)
+            return await self._request(session, message, first_within=startup)
         except BaseException:  # failed or cancelled (a client gone, the primer's boot wait over)
             # In the background: a cancelled caller must not wait for the child to stop.
             self._end_later(
@@ -266,17 +214,12 @@ class MessageUpstream(ABC):
             raise
 
     async def _request(
-        self,
-        session: MessageSession,
-        request_id: RequestId,
-        params: Mapping[str, Any] | None,
-        body: bytes,
-        *,
-        first_within: float | None = None,
-    ) -> MessageAnswer:
-        pending = session.begin(request_id, params)
+        self, session: MessageSession, message: Message, *, first_within: float | None = None
+    ) -> SingleAnswer | MessageStream:
+        assert message.id is not None
+        pending = session.begin(message.id, message.params)
         try:
-            await session.send(body)
+            await session.send(message.raw)
             first, final = await pending.next(first_within or self.request_timeout)
         except BaseException:
             session.forget(pending)
@@ -284,51 +227,45 @@ class MessageUpstream(ABC):
         headers = _session_headers(session)
         if final:
             session.forget(pending)
-            return MessageAnswer(200, "application/json", headers, body=first)
+            return SingleAnswer.of(first, headers)
 
-        async def events() -> AsyncGenerator[bytes, None]:
-            yield encode_event(first)
+        async def messages() -> AsyncGenerator[UpstreamMessage, None]:
+            yield first
             while True:
-                raw, is_response = await pending.next(self.request_timeout)
-                yield encode_event(raw)
+                received, is_response = await pending.next(self.request_timeout)
+                yield received
                 if is_response:
                     return
 
-        return MessageAnswer(
-            200, "text/event-stream", headers, events=events(), release=lambda: session.forget(pending)
-        )
+        return MessageStream(messages(), headers, release=lambda: session.forget(pending))
 
-    async def open_stream(self, client_headers: Mapping[str, str]) -> MessageAnswer:
+    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
         """The session's server-to-client messages that belong to no request (one stream at a time)."""
         found = self._lookup(client_headers, None)
-        if isinstance(found, MessageAnswer):
+        if isinstance(found, StatusAnswer):
             return found
         session = found
         stream = session.attach_stream()
         if stream is None:
-            return MessageAnswer.error(409, None, "Conflict: this session already has a GET stream open")
+            return _refusal(409, None, "Conflict: this session already has a GET stream open")
 
-        async def events() -> AsyncGenerator[bytes, None]:
-            while (raw := await stream.get()) is not None:
-                yield encode_event(raw)
+        async def messages() -> AsyncGenerator[UpstreamMessage, None]:
+            while (received := await stream.get()) is not None:
+                yield received
 
-        return MessageAnswer(
-            200,
-            "text/event-stream",
-            _session_headers(session),
-            events=events(),
-            release=lambda: session.detach_stream(stream),
+        return MessageStream(
+            messages(), _session_headers(session), release=lambda: session.detach_stream(stream)
         )
 
-    async def delete(self, client_headers: Mapping[str, str]) -> MessageAnswer:
+    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
         """End the session: its channel (child process) is closed."""
         found = self._lookup(client_headers, None)
-        if isinstance(found, MessageAnswer):
+        if isinstance(found, StatusAnswer):
             return found
         self._end_later(
             found, UpstreamExited("the client ended the session", failure_reason="session_closed")
         )
-        return MessageAnswer(200, "", {})
+        return StatusAnswer(200)
 
     def _end_later(self, session: MessageSession, error: UpstreamError) -> None:
         """Forget the session now; stop its channel (the child gets seconds to exit) in the background."""
@@ -342,7 +279,6 @@ __all__ = [
     "Channel",
     "ChannelEvents",
     "ChannelState",
-    "MessageAnswer",
     "MessageSession",
     "MessageUpstream",
     "RestartPolicy",

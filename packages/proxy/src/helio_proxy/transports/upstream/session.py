@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, cast
 
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamTooLarge
+from helio_proxy.gateway.exchange import UpstreamMessage
 from helio_proxy.jsonrpc import RequestId, dumps
 from helio_proxy.transports.upstream.supervised import Channel, not_running
 
@@ -47,7 +48,7 @@ class SessionOwner(Protocol):
 _Key = tuple[bool, str | int]
 """A JSON-RPC id or progress token as a dict key (``1`` and ``"1"`` are different)."""
 
-_Item = tuple[bytes, bool] | UpstreamError
+_Item = tuple[UpstreamMessage, bool] | UpstreamError
 """What a request's queue carries: (message, is its response), or the failure that ended it."""
 
 
@@ -69,7 +70,7 @@ class Pending:
         self.received = 0
         """Bytes of server messages routed to this request so far."""
 
-    async def next(self, within: float) -> tuple[bytes, bool]:
+    async def next(self, within: float) -> tuple[UpstreamMessage, bool]:
         try:
             async with asyncio.timeout(within):
                 item = await self.queue.get()
@@ -93,8 +94,8 @@ class MessageSession:
         self.ended = False
         self._requests: dict[_Key, Pending] = {}
         self._tokens: dict[_Key, Pending] = {}
-        self._stream: asyncio.Queue[bytes | None] | None = None
-        self._backlog: deque[bytes] = deque(maxlen=upstream.backlog)
+        self._stream: asyncio.Queue[UpstreamMessage | None] | None = None
+        self._backlog: deque[UpstreamMessage] = deque(maxlen=upstream.backlog)
         self._handshake: bytes | None = None
         self._initialized_sent = False
         self._internal: dict[_Key, asyncio.Future[dict[str, Any]]] = {}
@@ -172,8 +173,9 @@ class MessageSession:
             log.warning("[%s] dropped a message that is not a JSON object: %.200r", self.label, raw)
             return
         message = cast(dict[str, Any], payload)
+        received = UpstreamMessage(raw, payload=message)  # parsed here, once
         if "method" not in message and ("result" in message or "error" in message):
-            self._on_response(raw, message)
+            self._on_response(received, message)
             return
         if message.get("method") == "notifications/progress":
             params = message.get("params")
@@ -182,13 +184,13 @@ class MessageSession:
             )
             pending = self._tokens.get(token) if token is not None else None
             if pending is not None:
-                self._route(pending, raw, False)
+                self._route(pending, received, False)
                 return
-        self._unattributed(raw)
+        self._unattributed(received)
 
-    def _route(self, pending: Pending, raw: bytes, is_response: bool) -> None:
+    def _route(self, pending: Pending, raw: UpstreamMessage, is_response: bool) -> None:
         """Queue a message for ``pending``, failing it instead once its answer passes the size cap."""
-        pending.received += len(raw)
+        pending.received += len(raw.raw)
         limit = self.upstream.max_response_bytes
         if pending.received > limit:
             self.forget(pending)
@@ -206,10 +208,10 @@ class MessageSession:
         else:
             log.warning("[%s] dropped a message longer than %d bytes", self.label, limit)
 
-    def _on_response(self, raw: bytes, message: dict[str, Any]) -> None:
+    def _on_response(self, raw: UpstreamMessage, message: dict[str, Any]) -> None:
         key = _key(message.get("id"))
         if key is None:
-            log.warning("[%s] dropped a response without a usable id: %.200r", self.label, raw)
+            log.warning("[%s] dropped a response without a usable id: %.200r", self.label, raw.raw)
             return
         internal = self._internal.pop(key, None)
         if internal is not None:
@@ -224,7 +226,7 @@ class MessageSession:
             del self._tokens[pending.token]
         self._route(pending, raw, True)
 
-    def _unattributed(self, raw: bytes) -> None:
+    def _unattributed(self, raw: UpstreamMessage) -> None:
         pending = list(self._requests.values())
         if len(pending) == 1:
             self._route(pending[0], raw, False)
@@ -285,17 +287,17 @@ class MessageSession:
 
     # -- the GET stream ----------------------------------------------------------------------
 
-    def attach_stream(self) -> asyncio.Queue[bytes | None] | None:
+    def attach_stream(self) -> asyncio.Queue[UpstreamMessage | None] | None:
         """The session's one standalone stream, with the kept backlog (``None``: one is open)."""
         if self._stream is not None:
             return None
-        stream: asyncio.Queue[bytes | None] = asyncio.Queue()
+        stream: asyncio.Queue[UpstreamMessage | None] = asyncio.Queue()
         while self._backlog:
             stream.put_nowait(self._backlog.popleft())
         self._stream = stream
         return stream
 
-    def detach_stream(self, stream: asyncio.Queue[bytes | None]) -> None:
+    def detach_stream(self, stream: asyncio.Queue[UpstreamMessage | None]) -> None:
         if self._stream is stream:
             self._stream = None
         while not stream.empty():  # what the client did not get is kept for the next stream
