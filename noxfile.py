@@ -128,6 +128,9 @@ FUZZ_INPUTS = 100_000
 FUZZ_RSS_CEILING_MIB = 1024
 """The fuzzed proxy's RSS must stay under this (docs/hardening.md)."""
 
+UV = os.environ.get("UV") or shutil.which("uv") or "uv"
+"""The uv running this nox (``uv run`` sets ``UV``): ``./dev`` installs its own under .tools/, not on PATH."""
+
 
 @nox.session(python=False)
 def fuzz(session: nox.Session) -> None:
@@ -139,7 +142,7 @@ def fuzz(session: nox.Session) -> None:
     for target in ("jsonlimits", "jsonrpc", "jsonpath", "regex", "config"):
         session.log(f"atheris: {count:,} runs over {target}")
         session.run(
-            "uv",
+            UV,
             "run",
             "--with",
             "atheris<3.1",
