@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, Reply, StreamReply
 from helio_proxy.transports.sse import encode_message
@@ -20,6 +20,13 @@ StreamTracker = Callable[[str, int], None]
 when it ends (``streamable_http``: ``GET /mcp``; ``sse``: legacy ``GET /sse``); metrics count them."""
 
 SSE_HEADERS: Mapping[str, str] = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
+
+STREAM_HEARTBEAT_SECONDS: Final = 15.0
+"""A stream the proxy writes (an SSE answer, ``GET /mcp``) that has sent nothing for this long gets
+an SSE comment, so idle timeouts of load balancers between agent and proxy do not cut it (the
+upstream's own keep-alive comments are not messages and are not relayed)."""
+
+HEARTBEAT: Final = b": ping\n\n"
 
 
 class BodyTooLarge(Exception):
@@ -92,10 +99,14 @@ async def send_reply(send: Send, receive: Receive, reply: Reply) -> None:
 async def _send_stream(send: Send, receive: Receive, reply: StreamReply) -> None:
     headers = {**reply.headers, **SSE_HEADERS, "content-type": "text/event-stream"}
     await send({"type": "http.response.start", "status": reply.status, "headers": _encode_headers(headers)})
+    clock = asyncio.get_running_loop().time
+    last_sent = clock()
 
     async def pump() -> None:
+        nonlocal last_sent
         async for message in reply.messages:
             await send({"type": "http.response.body", "body": encode_message(message), "more_body": True})
+            last_sent = clock()
 
     async def wait_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -104,7 +115,18 @@ async def _send_stream(send: Send, receive: Receive, reply: StreamReply) -> None
     pump_task = asyncio.ensure_future(pump())
     watch_task = asyncio.ensure_future(wait_disconnect())
     try:
-        await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            idle = clock() - last_sent
+            done, _ = await asyncio.wait(
+                {pump_task, watch_task},
+                timeout=max(0.0, STREAM_HEARTBEAT_SECONDS - idle),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if done:
+                break
+            if clock() - last_sent >= STREAM_HEARTBEAT_SECONDS:
+                await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+                last_sent = clock()
     finally:
         for task in (pump_task, watch_task):
             if not task.done():
