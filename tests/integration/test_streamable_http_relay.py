@@ -3,7 +3,6 @@ through it as directly, for upstreams answering JSON and answering SSE streams."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from mcp import Client
 
 from helio_proxy.evidence.gates import CALL_ID_META_KEY
-from tests.harness import build_test_upstream, mcp_upstream, proxy_config, run_proxy, serve_asgi
+from tests.harness import mcp_upstream, proxy_config, run_proxy
 
 INIT = {
     "jsonrpc": "2.0",
@@ -172,46 +171,3 @@ async def test_get_stream_on_a_stateless_upstream_is_relayed_as_an_open_event_st
                 status, content_type = stream.status_code, stream.headers["content-type"]
     assert status == 200
     assert content_type.startswith("text/event-stream")
-
-
-@pytest.mark.parametrize("json_response", [True, False], ids=["json", "sse"])
-async def test_a_request_id_still_in_flight_in_the_session_is_refused_with_400(json_response: bool) -> None:
-    """Reusing the id of a request still in flight in the same session is refused
-    (``duplicate_request_id``), never forwarded; the first request is answered, and the id is free
-    again afterwards."""
-    released = asyncio.Event()
-    server = build_test_upstream()
-
-    @server.tool()
-    async def wait_for_release() -> str:
-        """Answers only once the test releases it."""
-        await released.wait()
-        return "released"
-
-    app = server.streamable_http_app(json_response=json_response)
-    async with (
-        serve_asgi(app) as upstream_base,
-        run_proxy(proxy_config(f"{upstream_base}/mcp")) as proxy,
-        httpx.AsyncClient(timeout=10) as http,
-    ):
-        init = await http.post(proxy.mcp_url, json=INIT, headers=ACCEPT_BOTH)
-        headers = {**ACCEPT_BOTH, "mcp-session-id": init.headers["mcp-session-id"]}
-        await http.post(
-            proxy.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
-        )
-        slow = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "wait_for_release"}}
-        first = asyncio.create_task(http.post(proxy.mcp_url, json=slow, headers=headers))
-        await asyncio.sleep(0.3)  # the first is forwarded and waiting upstream
-        again = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
-        refused = await http.post(proxy.mcp_url, json=again, headers=headers)
-        released.set()
-        answered = await first
-        reused = await http.post(proxy.mcp_url, json=again, headers=headers)
-    assert refused.status_code == 400
-    assert refused.json()["id"] == 5
-    assert refused.json()["error"]["data"]["reason"] == "duplicate_request_id"
-    events = [answered.json()] if json_response else await _sse_events(answered)
-    assert events[-1]["id"] == 5
-    assert events[-1]["result"]["content"][0]["text"] == "released"
-    reused_payload = reused.json() if json_response else (await _sse_events(reused))[-1]
-    assert reused_payload == {"jsonrpc": "2.0", "id": 5, "result": {}}

@@ -208,3 +208,40 @@ async def test_a_held_call_whose_client_disconnects_is_recorded_and_not_answered
     assert record.policy_decision == "require_approval"
     assert enforcer.tasks[0] is not None
     assert enforcer.tasks[0].cancelled()
+
+
+async def test_an_id_in_flight_in_a_session_the_proxy_minted_is_refused_until_answered(
+    tmp_path: Path,
+) -> None:
+    snapshot = _snapshot(_config("plain"), tmp_path)
+    sink, enforcer = Sink(), StubEnforcer()
+    gateway = _gateway(Snapshots(snapshot), sink, enforcer)
+    enforcer.release.clear()
+    first = asyncio.create_task(gateway.handle(_call(1, transport_session_id="sse-1")))
+    await enforcer.entered.wait()
+    again = await gateway.handle(_call(1, transport_session_id="sse-1"))
+    other_session = asyncio.create_task(gateway.handle(_call(1, transport_session_id="sse-2")))
+    enforcer.release.set()
+    answered, other = await first, await other_session
+    reused = await gateway.handle(_call(1, transport_session_id="sse-1"))
+    assert isinstance(again, JsonReply)
+    assert again.status == 400
+    assert again.payload["error"]["data"]["reason"] == "duplicate_request_id"
+    assert [reply.status for reply in (answered, other, reused)] == [200, 200, 200]
+    refused = [r for r in sink.records if r.block_reason == "duplicate_request_id"]
+    assert [(r.policy_decision, r.tool_name) for r in refused] == [("rejected", "echo")]
+
+
+async def test_an_upstream_minted_session_id_is_not_taken_for_one_client(tmp_path: Path) -> None:
+    """Over streamable HTTP the session id is the upstream's (it may give every client the same
+    one): two clients' requests with the same id are both forwarded."""
+    snapshot = _snapshot(_config("plain"), tmp_path)
+    enforcer = StubEnforcer()
+    gateway = _gateway(Snapshots(snapshot), Sink(), enforcer)
+    enforcer.release.clear()
+    first = asyncio.create_task(gateway.handle(_call(1)))
+    await enforcer.entered.wait()
+    second = asyncio.create_task(gateway.handle(_call(1)))
+    await asyncio.sleep(0)
+    enforcer.release.set()
+    assert [(await first).status, (await second).status] == [200, 200]

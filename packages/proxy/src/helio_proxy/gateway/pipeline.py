@@ -166,9 +166,10 @@ class Gateway:
         A request whose id is still in flight in the same client session is refused
         (``duplicate_request_id``; the spec forbids reusing an id within a session): forwarded, it
         would leave the upstream's first handler without its answer (servers key answers by id).
-        The id is free again once the first request's reply has been written (or dropped).
+        The id is free again once the first request's reply has been written (or dropped). Checked
+        where the proxy itself knows the client's session (see :func:`_in_flight_key`).
         """
-        key = _held_key(inbound) if inbound.message.kind is Kind.REQUEST else None
+        key = _in_flight_key(inbound)
         if key is None:
             return await self._handle(inbound)
         if key in self._in_flight:
@@ -782,6 +783,20 @@ def _held_key(inbound: Inbound) -> tuple[str, RequestId] | None:
     scope = _session_scope(inbound)
     request_id = inbound.message.id
     return (scope, request_id) if scope is not None and request_id is not None else None
+
+
+def _in_flight_key(inbound: Inbound) -> tuple[str, RequestId] | None:
+    """The client session and id a request is tracked under while in flight, where the proxy knows
+    the session itself: legacy SSE (the session it minted) and stdio (``helio wrap``: one client).
+    Over streamable HTTP the session id is the upstream's, which an upstream may hand to several
+    clients (one constant id, say), so reused ids are left to the upstream there."""
+    message = inbound.message
+    if message.kind is not Kind.REQUEST or message.id is None:
+        return None
+    scope = inbound.transport_session_id
+    if scope is None and inbound.network == "pipe":
+        scope = inbound.headers.get("mcp-session-id") or "stdio"
+    return (scope, message.id) if scope is not None else None
 
 
 def _cancelled(decision: Decision) -> Deny:
