@@ -658,12 +658,18 @@ async def aiohttp_throughput(
     body = json.dumps(CALL).encode()
     count = errors = 0
     deadline = time.perf_counter() + duration
+    timeout = aiohttp.ClientTimeout(total=10)  # wrk's --timeout
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal count, errors
         while time.perf_counter() < deadline:
-            async with session.post(url, data=body, headers=headers) as response:
-                text = await response.read()
+            try:
+                async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
+                    text = await response.read()
+            except (TimeoutError, aiohttp.ClientError):
+                # As wrk counts a timed-out or broken request: an error, and the run goes on.
+                errors += 1
+                continue
             count += 1
             if response.status != 200 or b'"result"' not in text:
                 errors += 1
