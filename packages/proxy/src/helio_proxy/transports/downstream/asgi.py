@@ -27,6 +27,7 @@ an SSE comment, so idle timeouts of load balancers between agent and proxy do no
 upstream's own keep-alive comments are not messages and are not relayed)."""
 
 HEARTBEAT: Final = b": ping\n\n"
+"""The SSE comment an idle stream gets (here, and on legacy SSE streams every 30 s)."""
 
 
 class BodyTooLarge(Exception):

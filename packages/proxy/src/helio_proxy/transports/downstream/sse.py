@@ -50,6 +50,7 @@ from helio_proxy.jsonrpc import (
     parse,
 )
 from helio_proxy.transports.downstream.asgi import (
+    HEARTBEAT,
     SSE_HEADERS,
     BodyTooLarge,
     Receive,
@@ -91,8 +92,6 @@ DELETE_TIMEOUT_SECONDS: Final = 5.0
 
 STREAM_RETRIES: Final = 5
 """Times the upstream's server-to-client stream is reopened after it ends, per SSE session."""
-
-_HEARTBEAT: Final = b": ping\n\n"
 
 
 class SseSession:
@@ -273,7 +272,7 @@ class LegacySseEndpoint:
                     async with asyncio.timeout(HEARTBEAT_SECONDS):
                         chunk = await session.queue.get()
                 except TimeoutError:
-                    chunk = _HEARTBEAT
+                    chunk = HEARTBEAT
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 session.last_write = self.clock()
 
