@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helio_proxy.audit import Auditor
-from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config import load_config_text
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.enforcement import GovernedCall, Settlement
 from helio_proxy.gateway.exchange import (
-    Answer,
     ClientDisconnected,
     JsonReply,
-    MessageStream,
-    SingleAnswer,
-    StatusAnswer,
-    UpstreamMessage,
 )
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
-from helio_proxy.jsonrpc import Message, parse
+from helio_proxy.jsonrpc import parse
 from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
+from tests.unit.gateway.fakes import EchoUpstream, Sink
 
 HEADERS = {"mcp-session-id": "s-1"}
 
@@ -49,36 +43,6 @@ def _config(rule_name: str, *, action: str = "allow", budgets: str = "") -> str:
 
 def _snapshot(text: str, tmp_path: Path) -> Snapshot:
     return Snapshot.of(load_config_text(text, path=tmp_path / "helio.yaml"))
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.records: list[ToolCallRecord] = []
-
-    def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
-        assert isinstance(record, ToolCallRecord)
-        self.records.append(record)
-        return None
-
-
-class EchoUpstream:
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def send(self, message: Message, client_headers: Mapping[str, str]) -> Answer:
-        result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
-        body = json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode()
-        return SingleAnswer.of(UpstreamMessage(body))
-
-    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
-        return StatusAnswer(202)
-
-    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
-        raise NotImplementedError
-
-    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
-        raise NotImplementedError
 
 
 class StubEnforcer:

@@ -7,17 +7,14 @@ path and on a block.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from helio_proxy.audit import Auditor
-from helio_proxy.audit.records import AnyRecord, ToolCallRecord
 from helio_proxy.config import load_config_text
 from helio_proxy.gateway import Gateway, Inbound
-from helio_proxy.gateway.exchange import JsonReply, MessageStream, SingleAnswer, StatusAnswer, UpstreamMessage
+from helio_proxy.gateway.exchange import JsonReply
 from helio_proxy.gateway.snapshot import Snapshot, Snapshots
 from helio_proxy.governance import (
     ApprovalFacts,
@@ -27,8 +24,9 @@ from helio_proxy.governance import (
     LimitFacts,
     Settlement,
 )
-from helio_proxy.jsonrpc import Message, parse
+from helio_proxy.jsonrpc import parse
 from helio_proxy.policy import Allow, Decision, Deny, RequireApproval
+from tests.unit.gateway.fakes import EchoUpstream, Sink
 
 CONFIG = (
     "version: '1'\n"
@@ -42,41 +40,6 @@ APPROVED = ApprovalFacts("approved", 5.0, approved_by="alice", chain={"approval"
 LIMITS = LimitFacts(
     charged=True, charges=(ChargeFacts("rate", "ask", "rate:ask", "1", "0", "3", "1m", True),)
 )
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.records: list[ToolCallRecord] = []
-
-    def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
-        assert isinstance(record, ToolCallRecord)
-        self.records.append(record)
-        return None
-
-
-class EchoUpstream:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def send(self, message: Message, client_headers: Mapping[str, str]) -> SingleAnswer:
-        self.calls += 1
-        result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
-        return SingleAnswer.of(
-            UpstreamMessage(json.dumps({"jsonrpc": "2.0", "id": message.id, "result": result}).encode())
-        )
-
-    async def notify(self, message: Message, client_headers: Mapping[str, str]) -> StatusAnswer:
-        return StatusAnswer(202)
-
-    async def listen(self, client_headers: Mapping[str, str]) -> MessageStream | StatusAnswer:
-        raise NotImplementedError
-
-    async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
-        raise NotImplementedError
 
 
 class FactsEnforcer:
