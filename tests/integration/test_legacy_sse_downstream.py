@@ -149,7 +149,8 @@ async def test_two_sse_sessions_never_see_each_others_messages() -> None:
     assert seen_by_two[1] == {"jsonrpc": "2.0", "id": 2, "result": {}}
 
 
-async def test_a_slow_request_does_not_hold_up_a_later_one() -> None:
+def _release_gated_upstream() -> tuple[Any, asyncio.Event]:
+    """The test upstream plus a ``wait_for_release`` tool that answers once the event is set."""
     released = asyncio.Event()
     server = build_test_upstream()
 
@@ -159,6 +160,11 @@ async def test_a_slow_request_does_not_hold_up_a_later_one() -> None:
         await released.wait()
         return "released"
 
+    return server, released
+
+
+async def test_a_slow_request_does_not_hold_up_a_later_one() -> None:
+    server, released = _release_gated_upstream()
     async with (
         serve_asgi(server.streamable_http_app()) as upstream_base,
         run_proxy(proxy_config(f"{upstream_base}/mcp")) as proxy,
@@ -343,15 +349,7 @@ async def test_a_request_id_already_in_flight_in_the_session_is_refused_not_forw
     """A second request reusing the id of one still in flight (the spec forbids it) would leave the
     upstream's first handler waiting forever (the official SDK keys its answers by id): it is refused
     with ``duplicate_request_id`` and recorded, and the first call is still answered."""
-    released = asyncio.Event()
-    server = build_test_upstream()
-
-    @server.tool()
-    async def wait_for_release() -> str:
-        """Answers only once the test releases it."""
-        await released.wait()
-        return "released"
-
+    server, released = _release_gated_upstream()
     audit_path = str(tmp_path / "audit.db")
     async with (
         serve_asgi(server.streamable_http_app()) as upstream_base,
