@@ -87,7 +87,7 @@ def running(
 
 
 @contextmanager
-def demo_upstream(port: int, log: Path) -> Iterator[None]:
+def demo_upstream(port: int, log: Path) -> Iterator[subprocess.Popen[str]]:
     """The demo MCP server on ``port``; its output goes to a file rather than a pipe nobody drains."""
     with log.open("w") as sink:
         server = subprocess.Popen(
@@ -98,10 +98,29 @@ def demo_upstream(port: int, log: Path) -> Iterator[None]:
         )
         try:
             wait_for_port(port, server)
-            yield
+            yield server
         finally:
             server.terminate()
             server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def _shared_demo_upstream(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    with demo_upstream(port, tmp_path_factory.mktemp("demo-upstream") / "upstream.log") as server:
+        yield port, server
+
+
+@pytest.fixture
+def demo_port(_shared_demo_upstream: tuple[int, subprocess.Popen[str]]) -> int:
+    """The port of one demo MCP server for the whole session: it is stateless (every call is
+    answered from canned data), so tests share it rather than each starting its own. A test that
+    needs the upstream to go down starts its own with :func:`demo_upstream`."""
+    port, server = _shared_demo_upstream
+    assert server.poll() is None, f"the shared demo MCP server exited with {server.returncode}"
+    return port
 
 
 def helio(*args: str) -> list[str]:
