@@ -87,12 +87,17 @@ async def test_an_operator_lists_and_decides_approvals_from_the_terminal(
             first = asyncio.create_task(client.call_tool("create_payment", {"amount": 250}))
             [ticket] = await _pending_ids(config, 1)
 
-            no_secret = cli("approvals", "approve", ticket, "-c", str(config))
-            wrong = cli("approvals", "approve", ticket, "-c", str(config), secret="not-it")
-            not_admin = cli(
-                "approvals", "break-glass", ticket, "-c", str(config), "--reason", "x", secret=ALICE
+            # Four refusals that change nothing: run side by side, each still its own process.
+            no_secret, wrong, not_admin, unknown = await asyncio.gather(
+                asyncio.to_thread(cli, "approvals", "approve", ticket, "-c", str(config)),
+                asyncio.to_thread(cli, "approvals", "approve", ticket, "-c", str(config), secret="not-it"),
+                asyncio.to_thread(
+                    cli, "approvals", "break-glass", ticket, "-c", str(config), "--reason", "x", secret=ALICE
+                ),
+                asyncio.to_thread(
+                    cli, "approvals", "approve", "no-such-ticket", "-c", str(config), secret=ALICE
+                ),
             )
-            unknown = cli("approvals", "approve", "no-such-ticket", "-c", str(config), secret=ALICE)
 
             one = cli("approvals", "approve", ticket, "-c", str(config), "--comment", "ok", secret=ALICE)
             twice = cli("approvals", "approve", ticket, "-c", str(config), secret=ALICE)
