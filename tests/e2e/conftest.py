@@ -15,19 +15,18 @@ from pathlib import Path
 import pytest
 
 STARTUP_SECONDS = 30.0
-PYCACHE = Path(__file__).resolve().parents[2] / ".tools" / "pycache"
-"""Bytecode of the processes the e2e tests start (git-ignored; kept between runs)."""
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _bytecode_compiled_once() -> Iterator[None]:
+def _bytecode_compiled_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every Python process the tests start (``helio``, upstreams, peers, agents: over a hundred) reads
     bytecode written by the first one instead of compiling some 600 modules again. Where the
     machine sets ``PYTHONDONTWRITEBYTECODE`` (Python's Docker images do), compiling was about half
-    of each ``helio`` start-up. The bytecode goes to :data:`PYCACHE`, never beside the sources."""
+    of each ``helio`` start-up. The bytecode goes to a directory of the session's own (pytest
+    removes old ones), never beside the sources."""
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-        patch.setenv("PYTHONPYCACHEPREFIX", str(PYCACHE))
+        patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
         yield
 
 
