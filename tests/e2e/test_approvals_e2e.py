@@ -13,7 +13,7 @@ import pytest
 from mcp import Client, MCPError
 
 from helio_proxy.operator.auth import secret_digest
-from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 from tests.harness import audit_records
 
 pytestmark = pytest.mark.e2e
@@ -64,16 +64,15 @@ async def _pending(http: httpx.AsyncClient) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
-async def test_an_operator_approves_denies_or_lets_a_held_call_time_out(tmp_path: Path) -> None:
-    proxy, dashboard, upstream = free_port(), free_port(), free_port()
+async def test_an_operator_approves_denies_or_lets_a_held_call_time_out(
+    tmp_path: Path, demo_port: int
+) -> None:
+    proxy, dashboard, upstream = free_port(), free_port(), demo_port
     config = _config(tmp_path, proxy, dashboard, upstream)
     operator = httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{dashboard}", headers={"authorization": f"Bearer {ALICE}"}, timeout=10
     )
-    with (
-        demo_upstream(upstream, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(config)), cwd=tmp_path) as process,
-    ):
+    with running(helio("start", "-c", str(config)), cwd=tmp_path) as process:
         wait_for_port(proxy, process)
         wait_for_port(dashboard, process)
         async with operator, Client(f"http://127.0.0.1:{proxy}/mcp", mode="legacy") as client:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helio_proxy.store.testing import postgres_schema
-from tests.e2e.conftest import demo_upstream, free_port, wait_for_port
+from tests.e2e.conftest import free_port, wait_for_port
 from tests.e2e.replicas import replica_env
 from tests.unit.deployment.test_deployment_assets import DOCKERFILE, instructions
 
@@ -55,7 +55,7 @@ def _host_path(argument: str, stage: list[tuple[str, str]]) -> str:
 
 
 def test_the_images_entrypoint_serves_and_its_healthcheck_passes_then_fails_after_sigterm(
-    tmp_path: Path,
+    tmp_path: Path, demo_port: int
 ) -> None:
     stage = _final_stage()
     [entrypoint] = [json.loads(args) for keyword, args in stage if keyword == "ENTRYPOINT"]
@@ -69,8 +69,8 @@ def test_the_images_entrypoint_serves_and_its_healthcheck_passes_then_fails_afte
     binaries = Path(sys.executable).parent
     command = [str(binaries / entrypoint[0]), *(_host_path(a, stage) for a in cmd)]
     ports = {"HELIO_PORT": free_port(), "HELIO_DASHBOARD_PORT": free_port(), "HELIO_SDK_PORT": free_port()}
-    upstream = free_port()
-    with postgres_schema() as url, demo_upstream(upstream, tmp_path / "upstream.log"):
+    upstream = demo_port
+    with postgres_schema() as url:
         env = {
             **os.environ,
             **_image_env(stage),

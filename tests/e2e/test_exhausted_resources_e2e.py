@@ -23,7 +23,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 from tests.harness import audit_records
 
 pytestmark = pytest.mark.e2e
@@ -78,9 +78,9 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 async def test_a_full_disk_under_the_store_fails_strict_mode_closed_alerts_and_corrupts_nothing(
-    tmp_path: Path,
+    tmp_path: Path, demo_port: int
 ) -> None:
-    proxy, upstream = free_port(), free_port()
+    proxy, upstream = free_port(), demo_port
     db = tmp_path / "audit.db"
     path = tmp_path / "helio.yaml"
     path.write_text(
@@ -91,10 +91,7 @@ async def test_a_full_disk_under_the_store_fails_strict_mode_closed_alerts_and_c
         "dashboard:\n  enabled: false\n"
     )
     url, health = f"http://127.0.0.1:{proxy}/mcp", f"http://127.0.0.1:{proxy}/healthz"
-    with (
-        demo_upstream(upstream, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(path)), cwd=tmp_path) as process,
-    ):
+    with running(helio("start", "-c", str(path)), cwd=tmp_path) as process:
         wait_for_port(proxy, process)
         async with httpx.AsyncClient(timeout=30) as http:
             assert "result" in await call(http, url, 1, "get_weather", {"city": "before"})
@@ -133,9 +130,9 @@ async def test_a_full_disk_under_the_store_fails_strict_mode_closed_alerts_and_c
 
 
 async def test_sigterm_answers_calls_held_for_approval_shutdown_cancelled_and_records_them(
-    tmp_path: Path,
+    tmp_path: Path, demo_port: int
 ) -> None:
-    proxy, dashboard, upstream = free_port(), free_port(), free_port()
+    proxy, dashboard, upstream = free_port(), free_port(), demo_port
     db = tmp_path / "audit.db"
     path = tmp_path / "helio.yaml"
     path.write_text(
@@ -161,10 +158,7 @@ dashboard:
     operator = httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{dashboard}", headers={"authorization": f"Bearer {ADMIN}"}, timeout=10
     )
-    with (
-        demo_upstream(upstream, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(path)), cwd=tmp_path) as process,
-    ):
+    with running(helio("start", "-c", str(path)), cwd=tmp_path) as process:
         wait_for_port(proxy, process)
         wait_for_port(dashboard, process)
         async with operator, httpx.AsyncClient(timeout=30) as http:

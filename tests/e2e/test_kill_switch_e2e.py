@@ -22,7 +22,7 @@ import pytest
 from helio_proxy.audit.query import AuditFilter, fetch
 from helio_proxy.store import create_store
 from helio_proxy.store.testing import Backend, store_url_for
-from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 from tests.e2e.test_limits_e2e import HEADERS, answer, stop, succeeded
 
 pytestmark = pytest.mark.e2e
@@ -97,17 +97,13 @@ def _cli(*args: str) -> tuple[float, str]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_helio_kill_stops_both_proxies_within_a_second_and_resume_serves_again(
-    backend: Backend, tmp_path: Path
+    backend: Backend, tmp_path: Path, demo_port: int
 ) -> None:
     begun = time.perf_counter()
-    upstream = free_port()
+    upstream = demo_port
     ports = [free_port(), free_port()]
     dashboards = [free_port(), free_port()]
-    with (
-        store_url_for(backend, tmp_path) as store,
-        demo_upstream(upstream, tmp_path / "upstream.log"),
-        ExitStack() as stack,
-    ):
+    with store_url_for(backend, tmp_path) as store, ExitStack() as stack:
         configs: list[Path] = []
         for n in range(2):
             path = tmp_path / f"helio-{n}.yaml"

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from helio_proxy.store import create_store
 from helio_proxy.store.testing import postgres_schema
-from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -86,14 +86,12 @@ SPEND = """policies:
 
 
 @pytest.mark.postgres
-async def test_two_proxies_sharing_postgresql_let_exactly_50_of_200_payments_through(tmp_path: Path) -> None:
-    upstream_port = free_port()
+async def test_two_proxies_sharing_postgresql_let_exactly_50_of_200_payments_through(
+    tmp_path: Path, demo_port: int
+) -> None:
+    upstream_port = demo_port
     ports = [free_port(), free_port()]
-    with (
-        postgres_schema() as url,
-        demo_upstream(upstream_port, tmp_path / "upstream.log"),
-        ExitStack() as stack,
-    ):
+    with postgres_schema() as url, ExitStack() as stack:
         proxies = []
         for n, port in enumerate(ports):
             path = tmp_path / f"helio-{n}.yaml"
@@ -137,19 +135,16 @@ def seed_rules() -> str:
     return seed[start:end].rstrip() + "\n"
 
 
-async def test_the_seed_rate_and_spend_rules_work_verbatim(tmp_path: Path) -> None:
+async def test_the_seed_rate_and_spend_rules_work_verbatim(tmp_path: Path, demo_port: int) -> None:
     rules = seed_rules()
     assert "key: tool" in rules
     assert "max_spend:" in rules
     policies = "policies:\n  default: allow\n\n  rules:\n" + rules
-    proxy_port, upstream_port = free_port(), free_port()
+    proxy_port, upstream_port = free_port(), demo_port
     path = tmp_path / "helio.yaml"
     path.write_text(config_text(proxy_port, upstream_port, tmp_path / "audit.db", policies))
     url = f"http://127.0.0.1:{proxy_port}/mcp"
-    with (
-        demo_upstream(upstream_port, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(path))) as proxy,
-    ):
+    with running(helio("start", "-c", str(path))) as proxy:
         wait_for_port(proxy_port, proxy)
         async with httpx.AsyncClient(timeout=20) as http:
             searches = [await call(http, url, i, "search_docs", {"query": "refund"}) for i in range(101)]
@@ -213,14 +208,11 @@ SPEND_2500 = SPEND.replace("limit: 5000", "limit: 2500")
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, demo_port: int
 ) -> None:
-    proxy_port, upstream_port = free_port(), free_port()
+    proxy_port, upstream_port = free_port(), demo_port
     audit = tmp_path / "audit.db"
-    with (
-        postgres_schema() if backend == "postgres" else contextlib.nullcontext(None) as pg_url,
-        demo_upstream(upstream_port, tmp_path / "upstream.log"),
-    ):
+    with postgres_schema() if backend == "postgres" else contextlib.nullcontext(None) as pg_url:
         path = tmp_path / "helio.yaml"
         path.write_text(config_text(proxy_port, upstream_port, audit, SPEND_2500, pg_url))
         with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:

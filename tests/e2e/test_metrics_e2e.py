@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 from tests.e2e.test_limits_e2e import call, established_on, stop, succeeded, worker_pids
 
 pytestmark = pytest.mark.e2e
@@ -90,14 +90,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
-async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
-    proxy_port, dashboard_port, upstream_port, down_port = free_port(), free_port(), free_port(), free_port()
+async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path, demo_port: int) -> None:
+    proxy_port, dashboard_port, upstream_port, down_port = free_port(), free_port(), demo_port, free_port()
     path = tmp_path / "helio.yaml"
     path.write_text(config_text(proxy_port, dashboard_port, upstream_port, down_port, tmp_path / "audit.db"))
-    with (
-        demo_upstream(upstream_port, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(path))) as proxy,
-    ):
+    with running(helio("start", "-c", str(path))) as proxy:
         wait_for_port(dashboard_port, proxy)
         wait_for_port(proxy_port, proxy)
         metrics_url = f"http://127.0.0.1:{dashboard_port}/metrics"
@@ -149,8 +146,8 @@ async def test_counters_move_by_exactly_the_calls_made(tmp_path: Path) -> None:
     assert ("helio_audit_records_written_total", frozenset()) in after
 
 
-async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path) -> None:
-    proxy_port, dashboard_port, upstream_port = free_port(), free_port(), free_port()
+async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path, demo_port: int) -> None:
+    proxy_port, dashboard_port, upstream_port = free_port(), free_port(), demo_port
     path = tmp_path / "helio.yaml"
     path.write_text(
         "version: '1'\n"
@@ -159,10 +156,7 @@ async def test_worker_0_scrape_adds_up_every_worker(tmp_path: Path) -> None:
         f"audit:\n  path: '{tmp_path / 'audit.db'}'\n"
         f"dashboard:\n  port: {dashboard_port}\n  api_secret: test-secret-metrics\n"
     )
-    with (
-        demo_upstream(upstream_port, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(path), "--workers", "2")) as proxy,
-    ):
+    with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
         workers = await workers_ready(proxy, proxy_port, dashboard_port, count=2)
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:

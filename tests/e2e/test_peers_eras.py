@@ -5,6 +5,7 @@ a 2.x ``MCPServer`` upstream. Every combination lists, calls, and gets ``-32001`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -118,9 +119,9 @@ async def test_each_sdk_generation_works_through_the_proxy_against_each_upstream
     if client == "mcp2":
         direct, proxied = await _mcp2_session(urls["direct"]), await _mcp2_session(urls["proxy"])
     else:
-        direct, proxied = (
-            _mcp1_session(mcp1_python, urls["direct"]),
-            _mcp1_session(mcp1_python, urls["proxy"]),
+        direct, proxied = await asyncio.gather(  # two independent client processes, side by side
+            asyncio.to_thread(_mcp1_session, mcp1_python, urls["direct"]),
+            asyncio.to_thread(_mcp1_session, mcp1_python, urls["proxy"]),
         )
     assert proxied["protocol_version"] == EXPECTED_VERSION[(client, upstream)]
     assert proxied["protocol_version"] == direct["protocol_version"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -67,8 +68,11 @@ CALLS = [
 def test_the_inspector_cli_gets_the_same_answers_through_the_proxy(
     everything: dict[str, str], call: tuple[str, ...]
 ) -> None:
-    direct = _inspect(everything["direct"], *call)
-    proxied = _inspect(everything["proxy"], *call)
+    # Two independent node processes: run side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        direct, proxied = pool.map(
+            lambda url: _inspect(url, *call), [everything["direct"], everything["proxy"]]
+        )
     if call[1] == "tools/call":
         # The one thing the proxy adds to a forwarded call's result: its call id (docs/evidence.md).
         assert set(proxied.pop("_meta")) == {"io.gethelio/call-id"}

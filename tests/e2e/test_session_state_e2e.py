@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import demo_upstream, free_port, helio, running, wait_for_port
+from tests.e2e.conftest import free_port, helio, running, wait_for_port
 from tests.e2e.test_limits_e2e import (
     HEADERS,
     answer,
@@ -52,27 +52,28 @@ async def fresh_call(
         return answer(await http.post(url, json=body, headers=headers), request_id)
 
 
-async def test_a_requires_gate_opened_on_one_worker_is_open_on_every_worker(tmp_path: Path) -> None:
-    proxy_port, upstream_port = free_port(), free_port()
-    with demo_upstream(upstream_port, tmp_path / "upstream.log"):
-        path = tmp_path / "helio.yaml"
-        path.write_text(config_text(proxy_port, upstream_port, tmp_path / "audit.db", GATE))
-        with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
-            wait_for_port(proxy_port, proxy)
-            workers = worker_pids(proxy.pid)
-            assert len(workers) == 2
-            for _ in range(600):
-                if all(established_on(pid, proxy_port, "0A") for pid in workers):
-                    break
-                await asyncio.sleep(0.1)
-            url = f"http://127.0.0.1:{proxy_port}/mcp"
-            before = [await fresh_call(url, "e2e-run", i, "create_payment", {"amount": 1}) for i in range(10)]
-            weather = await fresh_call(url, "e2e-run", 100, "get_weather", {"city": "London"})
-            after = [
-                await fresh_call(url, "e2e-run", 200 + i, "create_payment", {"amount": 1}) for i in range(20)
-            ]
-            other = await fresh_call(url, "e2e-other", 300, "create_payment", {"amount": 1})
-            output = stop(proxy)
+async def test_a_requires_gate_opened_on_one_worker_is_open_on_every_worker(
+    tmp_path: Path, demo_port: int
+) -> None:
+    proxy_port, upstream_port = free_port(), demo_port
+    path = tmp_path / "helio.yaml"
+    path.write_text(config_text(proxy_port, upstream_port, tmp_path / "audit.db", GATE))
+    with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
+        wait_for_port(proxy_port, proxy)
+        workers = worker_pids(proxy.pid)
+        assert len(workers) == 2
+        for _ in range(600):
+            if all(established_on(pid, proxy_port, "0A") for pid in workers):
+                break
+            await asyncio.sleep(0.1)
+        url = f"http://127.0.0.1:{proxy_port}/mcp"
+        before = [await fresh_call(url, "e2e-run", i, "create_payment", {"amount": 1}) for i in range(10)]
+        weather = await fresh_call(url, "e2e-run", 100, "get_weather", {"city": "London"})
+        after = [
+            await fresh_call(url, "e2e-run", 200 + i, "create_payment", {"amount": 1}) for i in range(20)
+        ]
+        other = await fresh_call(url, "e2e-other", 300, "create_payment", {"amount": 1})
+        output = stop(proxy)
     assert {a["error"]["data"]["reason"] for a in before} == {"dependency_missing"}
     assert succeeded(weather)
     assert [succeeded(a) for a in after] == [True] * 20

@@ -75,25 +75,29 @@ async def _pending_ids(config: Path, count: int) -> list[str]:
             await asyncio.sleep(0.1)
 
 
-async def test_an_operator_lists_and_decides_approvals_from_the_terminal(tmp_path: Path) -> None:
-    proxy, dashboard, upstream = free_port(), free_port(), free_port()
+async def test_an_operator_lists_and_decides_approvals_from_the_terminal(
+    tmp_path: Path, demo_port: int
+) -> None:
+    proxy, dashboard, upstream = free_port(), free_port(), demo_port
     config = _config(tmp_path, proxy, dashboard, upstream)
-    with (
-        demo_upstream(upstream, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(config)), cwd=tmp_path) as process,
-    ):
+    with running(helio("start", "-c", str(config)), cwd=tmp_path) as process:
         wait_for_port(proxy, process)
         wait_for_port(dashboard, process)
         async with Client(f"http://127.0.0.1:{proxy}/mcp", mode="legacy") as client:
             first = asyncio.create_task(client.call_tool("create_payment", {"amount": 250}))
             [ticket] = await _pending_ids(config, 1)
 
-            no_secret = cli("approvals", "approve", ticket, "-c", str(config))
-            wrong = cli("approvals", "approve", ticket, "-c", str(config), secret="not-it")
-            not_admin = cli(
-                "approvals", "break-glass", ticket, "-c", str(config), "--reason", "x", secret=ALICE
+            # Four refusals that change nothing: run side by side, each still its own process.
+            no_secret, wrong, not_admin, unknown = await asyncio.gather(
+                asyncio.to_thread(cli, "approvals", "approve", ticket, "-c", str(config)),
+                asyncio.to_thread(cli, "approvals", "approve", ticket, "-c", str(config), secret="not-it"),
+                asyncio.to_thread(
+                    cli, "approvals", "break-glass", ticket, "-c", str(config), "--reason", "x", secret=ALICE
+                ),
+                asyncio.to_thread(
+                    cli, "approvals", "approve", "no-such-ticket", "-c", str(config), secret=ALICE
+                ),
             )
-            unknown = cli("approvals", "approve", "no-such-ticket", "-c", str(config), secret=ALICE)
 
             one = cli("approvals", "approve", ticket, "-c", str(config), "--comment", "ok", secret=ALICE)
             twice = cli("approvals", "approve", ticket, "-c", str(config), secret=ALICE)
@@ -197,13 +201,12 @@ def _lines(stream: IO[str]) -> queue.Queue[str]:
     return found
 
 
-async def test_audit_tail_follow_prints_each_record_as_the_proxy_writes_it(tmp_path: Path) -> None:
-    proxy, dashboard, upstream = free_port(), free_port(), free_port()
+async def test_audit_tail_follow_prints_each_record_as_the_proxy_writes_it(
+    tmp_path: Path, demo_port: int
+) -> None:
+    proxy, dashboard, upstream = free_port(), free_port(), demo_port
     config = _config(tmp_path, proxy, dashboard, upstream)
-    with (
-        demo_upstream(upstream, tmp_path / "upstream.log"),
-        running(helio("start", "-c", str(config)), cwd=tmp_path) as process,
-    ):
+    with running(helio("start", "-c", str(config)), cwd=tmp_path) as process:
         wait_for_port(proxy, process)
         async with Client(f"http://127.0.0.1:{proxy}/mcp", mode="legacy") as client:
             await client.call_tool("get_weather", {"city": "Leeds"})
