@@ -46,7 +46,7 @@ def test_a_rule_wins_over_the_tool_glob_the_upstream_and_the_global_mode() -> No
 def test_a_rules_scan_rules_apply_only_to_its_calls_and_inherit_its_mode() -> None:
     config = parse_config_text(CONFIG.replace("input_schema: warn\n", "mode: warn\n"))
     plan = Plan(config, "pay")
-    assert plan.rules_for("refund_big", "results") == []
+    assert plan.rules_for("refund_big", "results") == ()
     (rule,) = plan.rules_for("refund_big", "results", 1)
     assert (rule.name, rule.action) == ("cards", "flag")  # the rule's warn turns redact into flag
-    assert plan.rules_for("refund_big", "arguments", 1) == []
+    assert plan.rules_for("refund_big", "arguments", 1) == ()

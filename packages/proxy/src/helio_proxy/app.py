@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -100,6 +101,9 @@ class HelioApp:
     worker: tuple[int, int] | None = None
     """``(index, port)`` as one of ``helio start --workers N`` (see :mod:`.workers`): the MCP port is
     shared (``SO_REUSEPORT``) and only worker 0 serves the dashboard and the SDK sideband."""
+    freeze_heap: bool = False
+    """Once started, move every object alive then out of the garbage collector's sight
+    (``gc.freeze()``): set by :func:`run_app` for a proxy process. See :func:`freeze_startup_heap`."""
     tracing: Tracing | None = None
     """Traces with these providers (tests: in-memory exporters); ``None`` builds them from the config."""
     listeners: list[Listener] = field(default_factory=list[Listener])
@@ -676,6 +680,8 @@ class HelioApp:
             except BaseException:
                 await self.stop()  # release what start() had opened
                 raise
+            if self.freeze_heap:
+                freeze_startup_heap()
             try:
                 await self.wait()
             finally:
@@ -686,9 +692,27 @@ class HelioApp:
                 loop.remove_signal_handler(sig)
 
 
+def freeze_startup_heap() -> None:
+    """Collect once, then freeze what is left (``gc.freeze()``): the modules, config, compiled
+    policy and caches a started proxy holds for its whole life.
+
+    A full (generation 2) collection walks every tracked object; a started proxy holds about
+    135,000 of them, and one such pass measured 120-165 ms on the benchmark machine, a pause
+    every request in flight waits out whenever the collector decides to run it under load. Frozen
+    objects are never examined again, so later full passes walk only what was allocated since
+    (sessions, caches), and the young-generation passes the per-call garbage triggers are
+    unchanged. A frozen object that later becomes cyclic garbage is not freed: startup objects
+    live as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_app(app: HelioApp) -> None:
-    """Run the proxy on uvloop when available (non-dumpable: see :mod:`.hardening`)."""
+    """Run the proxy on uvloop when available (non-dumpable: see :mod:`.hardening`), its startup
+    heap frozen once it serves (:func:`freeze_startup_heap`)."""
     forbid_inspection()
+    app.freeze_heap = True
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux/macOS

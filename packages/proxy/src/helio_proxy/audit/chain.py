@@ -125,11 +125,33 @@ def _driver_insert(dialect: str, paramstyle: str) -> str | None:
     return f"INSERT INTO audit_records ({columns}) VALUES ({values})"  # noqa: S608 - fixed column names
 
 
+_SQLITE_HEAD: Final = "SELECT seq, head_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1"
+_SQLITE_ADVANCE: Final = "UPDATE audit_chain SET seq = ?, head_hash = ? WHERE id = 1"
+
+
+def _sqlite(conn: Connection) -> Any | None:
+    """The ``sqlite3`` connection under ``conn`` (``None`` on other databases).
+
+    A batch's fixed statements go to it directly, inside the transaction SQLAlchemy began
+    (``BEGIN IMMEDIATE``): SQLAlchemy's execution context cost more per statement than SQLite, on
+    the writer thread that shares the GIL with the event loop (as the limits ledger does).
+    """
+    if conn.dialect.name != "sqlite":
+        return None
+    return conn.connection.driver_connection
+
+
 def lock_chain(conn: Connection) -> ChainState:
     """Read the chain head, holding its row lock until the transaction ends (PostgreSQL).
 
     On SQLite the writer's ``BEGIN IMMEDIATE`` already holds the database's write lock.
     """
+    driver = _sqlite(conn)
+    if driver is not None:
+        head = driver.execute(_SQLITE_HEAD).fetchone()
+        if head is None:
+            raise StoreError("the audit chain head row is missing (the store was not migrated?)")
+        return ChainState(*head)
     row = conn.execute(select(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).with_for_update()).one()
     return ChainState(row.seq, row.head_hash, row.anchor_seq, row.anchor_hash)
 
@@ -155,15 +177,21 @@ def append_rows(
         else:
             row["prev_hash"] = row["hash"] = row["signature"] = None
     statement = _driver_insert(conn.dialect.name, conn.dialect.paramstyle)
+    driver = _sqlite(conn)
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = list(rows[start : start + INSERT_CHUNK])
         # Rows are plain values already: the driver's executemany skips SQLAlchemy's per-row
         # processing, which would hold the GIL (shared with the event loop) for nothing.
-        if statement is not None:
+        if driver is not None and statement is not None:
+            driver.executemany(statement, chunk)
+        elif statement is not None:
             conn.exec_driver_sql(statement, chunk)
         else:
             conn.execute(insert(AUDIT_RECORDS), chunk)
         time.sleep(0)  # let the event loop have the GIL between chunks of a large group
     if rows:
-        conn.execute(update(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).values(seq=seq, head_hash=head))
+        if driver is not None:
+            driver.execute(_SQLITE_ADVANCE, (seq, head))
+        else:
+            conn.execute(update(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).values(seq=seq, head_hash=head))
     return ChainState(seq, head, state.anchor_seq, state.anchor_hash)

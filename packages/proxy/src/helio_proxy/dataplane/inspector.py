@@ -73,6 +73,7 @@ class Plan:
         self._policy_rules = config.policies.rules
         self._global_mode: Mode | None = data_plane.mode
         self._rule_scans: dict[int, list[CompiledRule]] = {}
+        self._scans: dict[tuple[str, str, int | None], tuple[CompiledRule, ...]] = {}
 
     def rule_name(self, rule: int | None) -> str | None:
         """The name of policy rule ``rule`` as the audit and feedback give it."""
@@ -113,12 +114,20 @@ class Plan:
 
     def rules_for(
         self, tool: str, scope: Literal["arguments", "results"], rule: int | None = None
-    ) -> list[CompiledRule]:
-        """The scan rules for ``tool``: the global ones, then those of the matched policy rule."""
+    ) -> tuple[CompiledRule, ...]:
+        """The scan rules for ``tool``: the global ones, then those of the matched policy rule
+        (worked out once per tool, scope and rule: a plan's rules never change)."""
+        key = (tool, scope, rule)
+        cached = self._scans.get(key)
+        if cached is not None:
+            return cached
         found = [r for r in self.rules if r.applies(tool, self.upstream, scope)]
         if rule is not None:
             found.extend(r for r in self._scans_of(rule) if r.applies(tool, self.upstream, scope))
-        return found
+        scans = tuple(found)
+        if len(self._scans) < MAX_TOOL_MODES:
+            self._scans[key] = scans
+        return scans
 
     def _scans_of(self, rule: int) -> list[CompiledRule]:
         cached = self._rule_scans.get(rule)

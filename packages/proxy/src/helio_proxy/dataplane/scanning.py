@@ -15,7 +15,7 @@ import dataclasses
 import fnmatch
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -181,7 +181,7 @@ class ScanOutcome:
         return max((finding.action for finding in self.findings), key=ACTION_ORDER.__getitem__)
 
 
-def scan(value: Any, rules: list[CompiledRule], scope: ScanScope, path: str = "$") -> ScanOutcome:
+def scan(value: Any, rules: Sequence[CompiledRule], scope: ScanScope, path: str = "$") -> ScanOutcome:
     """Scan every string in ``value`` with ``rules``; ``redact`` matches are replaced by ``[REDACTED:kind]``."""
     outcome = ScanOutcome(value)
     if not rules:
@@ -199,7 +199,9 @@ def scan(value: Any, rules: list[CompiledRule], scope: ScanScope, path: str = "$
     return outcome
 
 
-def _walk(value: Any, rules: list[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome) -> Any:
+def _walk(
+    value: Any, rules: Sequence[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome
+) -> Any:
     if isinstance(value, str):
         return _scan_text(value, rules, scope, path, outcome)
     if isinstance(value, dict):
@@ -215,7 +217,7 @@ def _walk(value: Any, rules: list[CompiledRule], scope: ScanScope, path: str, ou
 
 
 def _scan_text(
-    text: str, rules: list[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome
+    text: str, rules: Sequence[CompiledRule], scope: ScanScope, path: str, outcome: ScanOutcome
 ) -> str:
     for rule in rules:
         for detector in rule.detectors:

@@ -40,13 +40,21 @@ from helio_proxy.gateway.exchange import (
     JsonReply,
     MessageStream,
     Reply,
+    SingleAnswer,
     StreamReply,
     Upstream,
     UpstreamMessage,
     error_reply,
 )
 from helio_proxy.gateway.outcome import CallOutcome, OutcomeObserver, ShadowStats
-from helio_proxy.gateway.relay import ResponseObserver, relay_request, upstream_failure, within
+from helio_proxy.gateway.relay import (
+    ResponseObserver,
+    relay_request,
+    relay_single,
+    send_and_read,
+    upstream_failure,
+    within,
+)
 from helio_proxy.gateway.render import block_reply, dry_run_reply
 from helio_proxy.gateway.snapshot import Snapshots
 from helio_proxy.jsonrpc import (
@@ -640,11 +648,17 @@ class Gateway:
                 allowed += self.connect_timeout
             deadline = asyncio.get_running_loop().time() + allowed
         try:
-            answer = await within(deadline, self.upstream.send(inbound.message, headers))
+            # One deadline scope over the send and, for a single answer, its read.
+            answer, message = await within(
+                deadline, send_and_read(self.upstream.send(inbound.message, headers))
+            )
         except UpstreamError as exc:
             if observe:
                 observe(None, exc)
             return upstream_failure(request_id, exc)
+        if message is not None:
+            assert isinstance(answer, SingleAnswer)
+            return relay_single(answer, message, request_id, observe)
         return await relay_request(
             answer, request_id, accepts_sse=inbound.accepts_sse, observe=observe, deadline=deadline
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
@@ -176,12 +176,33 @@ async def relay_request(
     return await _collapse(answer, request_id, observe, deadline)
 
 
+async def send_and_read(sending: Awaitable[Answer]) -> tuple[Answer, UpstreamMessage | None]:
+    """Await a request's send and, when the upstream answered with one message, read it too, so
+    that one deadline scope (:func:`within`) covers both (a stream is read later, message by
+    message, under :func:`messages_until`)."""
+    answer = await sending
+    if isinstance(answer, SingleAnswer):
+        return answer, await answer.read()
+    return answer, None
+
+
 async def _relay_single(
     answer: SingleAnswer, request_id: RequestId, observe: ResponseObserver | None, deadline: float | None
 ) -> JsonReply:
-    """The upstream answered with one message: it must be the response to the request."""
     try:
         message = await within(deadline, answer.read())
+    except UpstreamError as exc:
+        if observe:
+            observe(None, exc)
+        return upstream_failure(request_id, exc)
+    return relay_single(answer, message, request_id, observe)
+
+
+def relay_single(
+    answer: SingleAnswer, message: UpstreamMessage, request_id: RequestId, observe: ResponseObserver | None
+) -> JsonReply:
+    """The upstream answered with one message: it must be the response to the request."""
+    try:
         payload = _check_response(message.payload, request_id, answer.detail)
     except UpstreamError as exc:
         if observe:

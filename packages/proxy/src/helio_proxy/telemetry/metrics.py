@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +32,8 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 MAX_TOOLS: Final = 100
 """Distinct tool names kept as label values; later ones are counted under ``other``."""
 OTHER: Final = "other"
+CHILDREN_CACHED: Final = 4_096
+"""Labelled metric children the per-call path keeps at hand (past this, ``labels()`` each time)."""
 
 STREAM_TRANSPORTS: Final = ("streamable_http", "sse")
 """The ``transport`` values of ``helio_streams_open`` (exposed at zero from the start)."""
@@ -184,6 +186,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         metrics_registry = None if self.multiprocess else self.registry
         self._tools: set[str] = set()
+        # The labelled children the per-call path uses, looked up once: ``labels()`` validates and
+        # locks on every call (three per tools/call). Bounded like the labels (max_tools, upstreams).
+        self._children: dict[tuple[str, ...], Any] = {}
         self.calls = Counter(
             "helio_tool_calls",
             "Governed tools/call requests by decision, block reason, tool and upstream.",
@@ -263,13 +268,22 @@ class Metrics:
         metadata = record.metadata or {}
         raw_upstream = metadata.get("upstream")
         upstream = raw_upstream if isinstance(raw_upstream, str) else ""
-        self.calls.labels(
-            record.policy_decision, record.block_reason or "", self.tool_label(record.tool_name), upstream
-        ).inc()
+        children = self._children
+        key = ("calls", record.policy_decision, record.block_reason or "", record.tool_name, upstream)
+        counted = children.get(key)
+        if counted is None:
+            counted = self.calls.labels(
+                record.policy_decision, record.block_reason or "", self.tool_label(record.tool_name), upstream
+            )
+            if len(children) < CHILDREN_CACHED:
+                children[key] = counted
+        counted.inc()
         if record.proxy_compute_ms is not None:
-            self.overhead.labels(upstream).observe(record.proxy_compute_ms / 1000)
+            self._upstream_child("overhead", self.overhead, upstream).observe(record.proxy_compute_ms / 1000)
         if record.upstream_latency_ms is not None:
-            self.upstream_latency.labels(upstream).observe(record.upstream_latency_ms / 1000)
+            self._upstream_child("latency", self.upstream_latency, upstream).observe(
+                record.upstream_latency_ms / 1000
+            )
         error = record.upstream_error
         if error is not None:
             failure = error.get("failure_class")
@@ -278,6 +292,15 @@ class Metrics:
             self.approval_wait.labels(record.approval_status or "unknown").observe(
                 record.approval_wait_ms / 1000
             )
+
+    def _upstream_child(self, name: str, metric: Histogram, upstream: str) -> Any:
+        key = (name, upstream)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(upstream)
+            if len(self._children) < CHILDREN_CACHED:
+                self._children[key] = child
+        return child
 
     def stream_changed(self, transport: str, delta: int) -> None:
         """A ``GET`` stream opened (``+1``) or ended (``-1``): the MCP listener's stream tracker."""
