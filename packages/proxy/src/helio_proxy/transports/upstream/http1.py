@@ -377,15 +377,26 @@ class Response:
 
 
 class Http1Pool:
-    """Keep-alive HTTP/1.1 connections to the origin of ``url`` (``http`` or ``https``)."""
+    """Keep-alive HTTP/1.1 connections to the origin of ``url`` (``http`` or ``https``).
 
-    def __init__(self, url: str, *, size: int = DEFAULT_POOL_SIZE, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    ``https`` verifies the server against ``ssl_context`` (default: the system's trust store,
+    :func:`ssl.create_default_context`) under the URL's host name.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: int = DEFAULT_POOL_SIZE,
+        idle_timeout: float = IDLE_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         host = f"[{self.host}]" if ":" in self.host else self.host
         default_port = parts.port is None or parts.port == (443 if parts.scheme == "https" else 80)
         self.host_header = host if default_port else f"{host}:{self.port}"
