@@ -24,7 +24,7 @@ import ssl
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Final, cast
 from urllib.parse import unquote, urlsplit
 
 import httptools  # pyright: ignore[reportMissingTypeStubs]
@@ -89,8 +89,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is not an asyncio.Transport subclass
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser
