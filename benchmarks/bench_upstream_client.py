@@ -72,14 +72,18 @@ async def _measure(url: str, calls: int, concurrency: int) -> tuple[float, float
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=30)
 
         async def aio() -> bytes:
-            async with session.post(url, data=BODY, headers=headers, timeout=timeout, allow_redirects=False) as r:
+            async with session.post(
+                url, data=BODY, headers=headers, timeout=timeout, allow_redirects=False
+            ) as r:
                 return await r.read()
 
         aio_us = await _run(aio, calls, concurrency)
     pool = Http1Pool(url)
 
     async def lean() -> bytes:
-        response = await pool.request("POST", pool.target, dict(headers), BODY, connect_timeout=5, read_timeout=30)
+        response = await pool.request(
+            "POST", pool.target, dict(headers), BODY, connect_timeout=5, read_timeout=30
+        )
         return await response.read()
 
     lean_us = await _run(lean, calls, concurrency)
@@ -92,7 +96,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--uvloop", action="store_true", help="run the clients on uvloop (as helio start does)")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the clients on uvloop (as helio start does)"
+    )
     args = parser.parse_args()
     if args.uvloop:
         import uvloop

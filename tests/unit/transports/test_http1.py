@@ -82,7 +82,9 @@ def _answer(body: bytes, *extra: bytes) -> bytes:
     return head + b"content-length: %d\r\n\r\n" % len(body) + body
 
 
-async def _keep_alive(raw_server: list[RawServer], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _keep_alive(
+    raw_server: list[RawServer], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     while True:
         request = await raw_server[0].read_request(reader)
         writer.write(_answer(b'{"echo":%d}' % len(request)))
@@ -90,7 +92,12 @@ async def _keep_alive(raw_server: list[RawServer], reader: asyncio.StreamReader,
 
 async def _post(pool: Http1Pool, body: bytes = b'{"x":1}', *, read_timeout: float | None = 5.0) -> bytes:
     response = await pool.request(
-        "POST", "/mcp", {"content-type": "application/json"}, body, connect_timeout=5, read_timeout=read_timeout
+        "POST",
+        "/mcp",
+        {"content-type": "application/json"},
+        body,
+        connect_timeout=5,
+        read_timeout=read_timeout,
     )
     return await response.read()
 

@@ -304,7 +304,7 @@ class Response:
         self.headers = conn.headers
         """``(name, value)`` pairs in the order received, names lower-cased."""
         encoding = self.header("content-encoding")
-        self._decoder: zlib._Decompress | None = None
+        self._decoder: zlib._Decompress | None = None  # pyright: ignore[reportPrivateUsage]
         if encoding is not None:
             encoding = encoding.strip().lower()
             if encoding in ("gzip", "x-gzip"):
@@ -351,7 +351,9 @@ class Response:
                     try:
                         out = decoder.decompress(chunk, DECODE_CHUNK)
                     except zlib.error as exc:
-                        raise UpstreamConnectionError(f"upstream sent a body that does not decode: {exc}") from None
+                        raise UpstreamConnectionError(
+                            f"upstream sent a body that does not decode: {exc}"
+                        ) from None
                     chunk = decoder.unconsumed_tail
                     if out:
                         yield out
@@ -446,9 +448,7 @@ class Http1Pool:
                     conn.close()
                     if reused:
                         continue
-                    raise UpstreamConnectionError(
-                        "upstream closed the connection before answering"
-                    ) from None
+                    raise UpstreamConnectionError("upstream closed the connection before answering") from None
                 return Response(self, conn)
             raise AssertionError("unreachable")
         except BaseException:
@@ -479,9 +479,9 @@ class Http1Pool:
             conn.close()
         return None
 
-    async def _connect(self, timeout: float) -> _Connection:
+    async def _connect(self, connect_timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(connect_timeout):
             _, conn = await loop.create_connection(
                 lambda: _Connection(loop),
                 self.host,

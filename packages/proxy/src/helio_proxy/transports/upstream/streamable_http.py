@@ -8,9 +8,10 @@ a JSON-RPC error with an HTTP status) become a
 failure (``UpstreamProtocolError`` with ``failure_reason: http_status``).
 
 The client is :mod:`~helio_proxy.transports.upstream.http1` (asyncio protocols and httptools,
-the llhttp parser), by measurement: a POST costs it about 25 µs of CPU against 100–130 µs with
-``aiohttp.ClientSession`` (which had replaced ``httpx.AsyncClient`` for the same reason), and the
-upstream client was the largest single item of the proxy's per-call CPU. As with aiohttp before,
+the llhttp parser), by measurement: a POST costs it about 30 µs of CPU against about 125 µs with
+``aiohttp.ClientSession`` on uvloop (``benchmarks/bench_upstream_client.py``; aiohttp had replaced
+``httpx.AsyncClient`` for the same reason), and the upstream client was the largest single item
+of the proxy's per-call CPU. As with aiohttp before,
 redirects are not followed and no proxy is taken from the environment; HTTP/2 is not spoken.
 """
 
@@ -44,7 +45,12 @@ from helio_proxy.gateway.exchange import (
 )
 from helio_proxy.jsonrpc import Message, is_jsonrpc_error_payload
 from helio_proxy.transports.sse import iter_events
-from helio_proxy.transports.upstream.http1 import DEFAULT_POOL_SIZE, Http1Pool, Response, UpstreamConnectionError
+from helio_proxy.transports.upstream.http1 import (
+    DEFAULT_POOL_SIZE,
+    Http1Pool,
+    Response,
+    UpstreamConnectionError,
+)
 from helio_proxy.url_display import display_url, strip_credentials
 
 UPSTREAM_ACCEPT: Final = "application/json, text/event-stream"
