@@ -427,3 +427,16 @@ async def test_https_verifies_the_server_name_and_keeps_the_connection(tmp_path:
         with pytest.raises(ssl.SSLCertVerificationError):
             await _post(untrusting)
         await untrusting.close()
+
+
+async def test_a_response_dropped_unread_gives_its_slot_back_and_its_connection_is_not_reused() -> None:
+    holder: list[RawServer] = []
+    async with _start(lambda r, w: _keep_alive(holder, r, w)) as raw:
+        holder.append(raw)
+        pool = Http1Pool(f"http://127.0.0.1:{raw.port}/", size=1)
+        async with asyncio.timeout(5):
+            response = await pool.request("GET", "/", {}, None, connect_timeout=5, read_timeout=5)
+            del response  # neither read, released nor closed
+            assert (await _post(pool)).startswith(b'{"echo":')
+        assert raw.connections == 2
+        await pool.close()

@@ -376,6 +376,11 @@ class Response:
         if conn is not None:
             self._pool._give_back(conn, reuse=False)  # pyright: ignore[reportPrivateUsage]
 
+    def __del__(self) -> None:
+        # A response dropped without release or close must not keep its pool slot forever.
+        if self._conn is not None:
+            self.close()
+
 
 class Http1Pool:
     """Keep-alive HTTP/1.1 connections to the origin of ``url`` (``http`` or ``https``).
@@ -435,6 +440,8 @@ class Http1Pool:
         await self._slots.acquire()
         conn: _Connection | None = None
         try:
+            if self._closed:
+                raise UpstreamConnectionError("the upstream client is closed")
             for attempt in (0, 1):
                 conn = self._take() if attempt == 0 else None
                 reused = conn is not None
