@@ -95,7 +95,6 @@ async def test_200_simultaneous_payments_of_100_against_5000_let_exactly_50_thro
                 )
     succeeded = [a for a in answers if "result" in a and not a["result"].get("isError")]
     blocked = [a for a in answers if "error" in a]
-    import collections, json as _j, pathlib; _f = pathlib.Path("/tmp/rawclient_dbg.txt"); _f.write_text(_f.read_text() + _j.dumps(collections.Counter(str(a.get("error", {}).get("data", {}).get("reason")) + " " + str(a.get("error", {}).get("message"))[:300] for a in answers)) + "\n") if _f.exists() else _f.write_text("")
     assert len(succeeded) == 50
     assert len(blocked) == 150
     assert {a["error"]["data"]["reason"] for a in blocked} == {"spend_limited"}
