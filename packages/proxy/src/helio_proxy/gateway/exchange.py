@@ -5,7 +5,7 @@ upstream (:class:`Upstream`) is sent parsed messages and answers with :class:`Up
 values: the response alone (:class:`SingleAnswer`), the messages until the response
 (:class:`MessageStream`), or a status the client gets as it is (:class:`StatusAnswer`).
 Transports build and frame these at the edges (HTTP and SSE, stdio lines, legacy SSE); nothing
-here knows about ASGI, aiohttp or subprocesses, and no message is parsed twice.
+here knows about ASGI, HTTP clients or subprocesses, and no message is parsed twice.
 """
 
 from __future__ import annotations
