@@ -27,6 +27,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from helio_proxy.audit.rows import COLUMNS
 from helio_proxy.store.base import StoreError
+from helio_proxy.store.sqlite import sqlite_driver
 from helio_proxy.store.tables import AUDIT_CHAIN, AUDIT_RECORDS
 
 GENESIS_HASH: Final = "0" * 64
@@ -129,24 +130,12 @@ _SQLITE_HEAD: Final = "SELECT seq, head_hash, anchor_seq, anchor_hash FROM audit
 _SQLITE_ADVANCE: Final = "UPDATE audit_chain SET seq = ?, head_hash = ? WHERE id = 1"
 
 
-def _sqlite(conn: Connection) -> Any | None:
-    """The ``sqlite3`` connection under ``conn`` (``None`` on other databases).
-
-    A batch's fixed statements go to it directly, inside the transaction SQLAlchemy began
-    (``BEGIN IMMEDIATE``): SQLAlchemy's execution context cost more per statement than SQLite, on
-    the writer thread that shares the GIL with the event loop (as the limits ledger does).
-    """
-    if conn.dialect.name != "sqlite":
-        return None
-    return conn.connection.driver_connection
-
-
 def lock_chain(conn: Connection) -> ChainState:
     """Read the chain head, holding its row lock until the transaction ends (PostgreSQL).
 
     On SQLite the writer's ``BEGIN IMMEDIATE`` already holds the database's write lock.
     """
-    driver = _sqlite(conn)
+    driver = sqlite_driver(conn)
     if driver is not None:
         head = driver.execute(_SQLITE_HEAD).fetchone()
         if head is None:
@@ -177,7 +166,7 @@ def append_rows(
         else:
             row["prev_hash"] = row["hash"] = row["signature"] = None
     statement = _driver_insert(conn.dialect.name, conn.dialect.paramstyle)
-    driver = _sqlite(conn)
+    driver = sqlite_driver(conn)
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = list(rows[start : start + INSERT_CHUNK])
         # Rows are plain values already: the driver's executemany skips SQLAlchemy's per-row

@@ -38,7 +38,7 @@ from sqlalchemy import Connection, TextClause, and_, delete, func, or_, select, 
 from helio_proxy.limits.charges import Bucket, Charge
 from helio_proxy.limits.windows import EMPTY, Usage, Window
 from helio_proxy.store.base import parse_time_text, time_text
-from helio_proxy.store.sqlite import DECIMAL_SUM
+from helio_proxy.store.sqlite import DECIMAL_SUM, sqlite_driver
 from helio_proxy.store.tables import BUDGET_EVENTS, BUDGET_META, LIMIT_BUCKETS, LIMIT_EVENTS
 
 
@@ -92,13 +92,12 @@ def breaches(checks: Iterable[Check], *, approved: bool) -> list[Check]:
 def _run(conn: Connection, statement: TextClause, params: dict[str, Any]) -> Any:
     """Execute one of the fixed hot-path statements; the result's rows unpack by position.
 
-    On SQLite the statement goes straight to the driver's connection, inside the transaction
-    SQLAlchemy began on it (``BEGIN IMMEDIATE``): ``sqlite3`` takes the same ``:name``
-    parameters, and skipping SQLAlchemy's execution context cut a statement from ~37 to ~8 us (the
-    check runs three). Other dialects (their own parameter styles) go through SQLAlchemy.
+    On SQLite the statement goes straight to the driver (:func:`sqlite_driver`; the check runs
+    three); other dialects (their own parameter styles) go through SQLAlchemy.
     """
-    if conn.dialect.name == "sqlite":
-        return conn.connection.driver_connection.execute(statement.text, params)  # pyright: ignore[reportOptionalMemberAccess]
+    driver = sqlite_driver(conn)
+    if driver is not None:
+        return driver.execute(statement.text, params)
     return conn.execute(statement, params)
 
 

@@ -119,6 +119,20 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot create the audit database {self.path}: {exc.strerror}") from None
 
 
+def sqlite_driver(conn: Connection) -> Any | None:
+    """The ``sqlite3`` connection under ``conn``, or ``None`` on another database.
+
+    For the fixed statements of a hot path (a limit check, an audit batch): sent to it directly,
+    inside the transaction SQLAlchemy began on it (``BEGIN IMMEDIATE``), they skip SQLAlchemy's
+    execution context, which cost more per statement than SQLite (~37 against ~8 us) on a
+    thread that shares the GIL with the event loop. ``sqlite3`` takes the same ``:name``
+    parameters as SQLAlchemy's ``text()``.
+    """
+    if conn.dialect.name != "sqlite":
+        return None
+    return conn.connection.driver_connection
+
+
 def _factory(url: str, durability: Durability) -> SqliteStore:
     return SqliteStore(url, durability=durability)
 
