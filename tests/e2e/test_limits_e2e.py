@@ -203,6 +203,15 @@ def established_on(pid: int, port: int, state: str = "01") -> int:
     return count
 
 
+async def all_listening(workers: list[int], port: int) -> None:
+    """Until every worker listens on ``port`` (each joins the port when it is ready), so that
+    all of them can take connections; at most 60 s."""
+    for _ in range(600):
+        if all(established_on(pid, port, "0A") for pid in workers):
+            return
+        await asyncio.sleep(0.1)
+
+
 SPEND_2500 = SPEND.replace("limit: 5000", "limit: 2500")
 
 
@@ -219,11 +228,7 @@ async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
             wait_for_port(proxy_port, proxy)
             workers = worker_pids(proxy.pid)
             assert len(workers) == 2
-            # Each worker joins the port when it is ready: wait for both, so both can take connections.
-            for _ in range(600):
-                if all(established_on(pid, proxy_port, "0A") for pid in workers):
-                    break
-                await asyncio.sleep(0.1)
+            await all_listening(workers, proxy_port)
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
                 url = f"http://127.0.0.1:{proxy_port}/mcp"

@@ -9,7 +9,6 @@ prerequisite would still be blocked.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import pytest
 from tests.e2e.conftest import free_port, helio, running, wait_for_port
 from tests.e2e.test_limits_e2e import (
     HEADERS,
+    all_listening,
     answer,
     config_text,
-    established_on,
     stop,
     succeeded,
     worker_pids,
@@ -62,10 +61,7 @@ async def test_a_requires_gate_opened_on_one_worker_is_open_on_every_worker(
         wait_for_port(proxy_port, proxy)
         workers = worker_pids(proxy.pid)
         assert len(workers) == 2
-        for _ in range(600):
-            if all(established_on(pid, proxy_port, "0A") for pid in workers):
-                break
-            await asyncio.sleep(0.1)
+        await all_listening(workers, proxy_port)
         url = f"http://127.0.0.1:{proxy_port}/mcp"
         before = [await fresh_call(url, "e2e-run", i, "create_payment", {"amount": 1}) for i in range(10)]
         weather = await fresh_call(url, "e2e-run", 100, "get_weather", {"city": "London"})
