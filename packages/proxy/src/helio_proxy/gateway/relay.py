@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from helio_proxy.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from helio_proxy.gateway.deadlines import deadline_scope
 from helio_proxy.gateway.exchange import (
     Answer,
     JsonReply,
@@ -100,7 +101,7 @@ async def within(deadline: float | None, answer: Any) -> Any:
     if deadline is None:
         return await answer
     try:
-        async with asyncio.timeout_at(deadline):
+        with deadline_scope(deadline):
             return await answer
     except TimeoutError:
         raise _late() from None
@@ -122,7 +123,7 @@ async def messages_until(answer: MessageStream, deadline: float | None) -> Async
             if loop.time() >= deadline:
                 raise _late()
             try:
-                async with asyncio.timeout_at(deadline):
+                with deadline_scope(deadline):
                     message = await anext(messages)
             except StopAsyncIteration:
                 return
