@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import random
+import struct
+from typing import Any
+
 import pytest
 
 from helio_proxy.jsonrpc import (
@@ -10,6 +15,7 @@ from helio_proxy.jsonrpc import (
     EnvelopeError,
     Kind,
     Message,
+    dumps,
     error_payload,
     is_response_for,
     parse,
@@ -198,3 +204,75 @@ def test_numbers_outside_rfc_8259_or_64_bits_are_read_as_the_standard_decoder_re
         assert n != n  # NaN
     else:
         assert (type(n), n) == (int, value)
+
+
+# -- dumps: orjson where its bytes are the standard encoder's, the standard encoder elsewhere --------
+
+
+def _standard(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_dumps_gives_the_standard_encoders_bytes_for_every_kind_of_value() -> None:
+    rng = random.Random(7)
+    floats = [
+        0.1,
+        1.0,
+        -0.0,
+        1e-4,
+        1e-5,
+        1e15,
+        1e16,
+        1e22,
+        5e-324,
+        1.7976931348623157e308,
+        0.30000000000000004,
+    ]
+    floats += [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(3000)]
+    floats += [rng.uniform(-1e6, 1e6) for _ in range(1000)] + [
+        round(rng.uniform(0, 1e4), 3) for _ in range(1000)
+    ]
+    values: list[Any] = [{"f": f} for f in floats]
+    values += [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {"content": [{"type": "text", "text": "ok"}], "isError": False},
+        },
+        {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
+        {"none": None, "text": "nullable"},
+        {1: "int key", 2.5: "float key", True: "bool key", None: "none key"},
+        {"big": 2**64, "small": -(2**63) - 1, "max": 2**63 - 1},
+        ["é", "\u2028\u2029", "\x00\x1f\x7f", '"\\/', "😀", "1e5 in a string", "0.00001"],
+        (1, 2, 3),
+    ]
+    for cp in range(0, 0x110000, 7):
+        if not 0xD800 <= cp <= 0xDFFF:
+            values.append({chr(cp): chr(cp) + "x"})
+    for value in values:
+        assert dumps(value) == _standard(value), value
+
+
+def test_dumps_refuses_what_the_standard_encoder_refuses() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    for value in ({"when": datetime.now(UTC)}, {"p": Point(1)}, {"o": object()}):
+        with pytest.raises(TypeError):
+            dumps(value)
+
+
+def test_dumps_takes_the_fast_path_for_a_typical_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> str:
+        raise AssertionError("the standard encoder was used")
+
+    monkeypatch.setattr(json, "dumps", refuse)
+    payload = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "é ok"}]}}
+    assert (
+        dumps(payload)
+        == '{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"é ok"}]}}'.encode()
+    )
