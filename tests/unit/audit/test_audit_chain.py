@@ -54,6 +54,27 @@ def test_each_record_links_to_its_predecessor_and_verification_counts_them(store
     assert report.verified == 5
 
 
+def test_a_group_larger_than_one_insert_lands_every_value_in_its_column(store: Store) -> None:
+    """SQLite inserts a group as multi-row INSERTs of at most 50 rows: 123 rows take three."""
+    ids = _write(store, 123)
+    rows = store.read_sync(
+        lambda c: c.execute(
+            text("SELECT seq, id, tool_name, tool_input, timestamp FROM audit_records ORDER BY seq")
+        ).all()
+    )
+    assert [r.seq for r in rows] == list(range(1, 124))
+    assert [r.id for r in rows] == ids
+    for index in (0, 49, 50, 99, 100, 122):
+        assert rows[index].tool_name == f"tool_{index}"
+        assert rows[index].tool_input == f'{{"i":{index}}}'
+        assert rows[index].timestamp.startswith(
+            (START + timedelta(seconds=index)).strftime("%Y-%m-%dT%H:%M:%S")
+        )
+    report = verify_chain(store)
+    assert report.ok
+    assert report.verified == 123
+
+
 def test_an_empty_store_verifies(store: Store) -> None:
     assert verify_chain(store).ok
 
