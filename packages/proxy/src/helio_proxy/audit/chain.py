@@ -15,11 +15,13 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -42,14 +44,61 @@ HASHED_COLUMNS: Final = tuple(name for name in COLUMNS if name not in ("hash", "
 _CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_SCALARS: Final = frozenset({str, int, bool, float, type(None)})
+
+_SHORTEST_FIXED: Final = 1e-4
+_LONGEST_FIXED: Final = 1e16
+"""Python writes a float with an exponent below the one and from the other on; orjson writes
+every float in between with the same digits (tests/unit/audit/test_canonical_fast.py)."""
+
+
+def _orjson_canonical(keys: tuple[str, ...], values: Iterable[Any]) -> bytes | None:
+    """The bytes of :data:`_CANONICAL` for ``keys`` (sorted, plain ``str``) and their ``values``,
+    from orjson where its output is the same, else ``None``.
+
+    orjson escapes strings as the standard library does with ``ensure_ascii=False``, and writes
+    the same digits for integers and for floats in the range Python writes without an exponent.
+    Anything else (a non-finite float, one with an exponent, a subclass, any other type) is left
+    to the standard encoder; so are what orjson refuses (integers beyond 64 bits, lone surrogates).
+    """
+    values = tuple(values)
+    kinds = set(map(type, values))
+    if not kinds <= _SCALARS:
+        return None
+    if float in kinds:
+        for value in values:
+            if value.__class__ is float and not (
+                _SHORTEST_FIXED <= abs(value) < _LONGEST_FIXED or value == 0.0
+            ):
+                return None
+    try:
+        return orjson.dumps(dict(zip(keys, values, strict=True)))
+    except TypeError:  # orjson.JSONEncodeError too
+        return None
+
+
 def canonical_json(material: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the bytes a record's hash is taken over."""
+    if all(key.__class__ is str for key in material):
+        keys = tuple(sorted(material))  # the order the standard encoder's sort_keys gives
+        fast = _orjson_canonical(keys, map(material.__getitem__, keys))
+        if fast is not None:
+            return fast
     return _CANONICAL.encode(material).encode("utf-8")
+
+
+_HASHED_SORTED: Final = tuple(sorted(HASHED_COLUMNS))
+_HASHED_KEYS: Final = tuple(name.encode().decode() for name in _HASHED_SORTED)
+"""The hashed columns in canonical order, as plain ``str`` (orjson takes no subclass for a key)."""
+_HASHED_VALUES: Final = itemgetter(*_HASHED_SORTED)
 
 
 def record_hash(row: Mapping[str, Any]) -> str:
     """The hash of a stored row (its ``prev_hash`` included)."""
-    return hashlib.sha256(canonical_json({name: row[name] for name in HASHED_COLUMNS})).hexdigest()
+    material = _orjson_canonical(_HASHED_KEYS, _HASHED_VALUES(row))
+    if material is None:
+        material = _CANONICAL.encode({name: row[name] for name in HASHED_COLUMNS}).encode("utf-8")
+    return hashlib.sha256(material).hexdigest()
 
 
 class SigningKeyError(StoreError):

@@ -39,8 +39,30 @@ _KEY_CACHE_SIZE: Final = 4096
 _SHORTEST_SECRET: Final = 4
 """Strings shorter than this can hold neither a ``key=value`` pair nor a card number."""
 
-_MAX_DEPTH: Final = 64
+MAX_DEPTH: Final = 64
 """Deeper structures are replaced wholesale rather than walked (bounds the work per record)."""
+
+_CARD_HINT: Final = r"\d(?:[ -]?\d){13,}"
+"""Every run of digits :data:`_CARD` could match, and every integer :meth:`Redactor._scrub_int` masks."""
+
+_PLAIN_PATTERN: Final = re.compile(
+    r"""(?:
+        [^\\.^$"\[\](){}|?*+\x00-\x1f]          # a literal that JSON text never escapes
+      | \\[dw]                                   # a digit or a word character
+      | \\[-.\[\](){}|?*+]                        # an escaped metacharacter: a literal
+      | \[ -? (?: [a-z]-[a-z] | [A-Z]-[A-Z] | [0-9]-[0-9] | \\[dw] | \\[-.\]] | [^\\\]\-^"\x00-\x1f] )+ -? \]
+      | \( (?:\?:)? | \) | \|                      # groups and alternatives
+      | [?*+] \?? | \{ \d* (?:,\d*)? \} \??       # quantifiers
+    )*""",
+    re.VERBOSE,
+)
+"""Key patterns whose matches are found in JSON text as they are in the strings it encodes.
+
+Such a pattern only matches characters JSON leaves as they are (no quote, backslash or control
+character: no ``.``, no negated class, no range across them) and asserts nothing about what
+surrounds a match (no anchor, boundary or lookaround), so a string it matches in a key or a value
+has that match verbatim in the value's JSON text.
+"""
 
 
 def luhn_valid(digits: str) -> bool:
@@ -77,6 +99,36 @@ class Redactor:
             re.IGNORECASE,
         )
         self._keys_seen: dict[str, bool] = {}
+        plain = all(_PLAIN_PATTERN.fullmatch(pattern) for pattern in self.patterns)
+        # What may_redact searches: any text case-insensitively; ASCII text, faster, lowercased
+        # against the lowercased patterns (equivalent when both are ASCII).
+        self._hint: re.Pattern[str] | None = (
+            re.compile(f"{alternatives}|{_CARD_HINT}", re.IGNORECASE) if plain else None
+        )
+        self._ascii_hint: re.Pattern[str] | None = None
+        if plain and all(pattern.isascii() for pattern in self.patterns):
+            self._ascii_hint = re.compile("|".join(f"(?:{pattern.lower()})" for pattern in self.patterns))
+        self._card_hint = re.compile(_CARD_HINT)
+
+    def may_redact(self, json_text: str) -> bool:
+        """Whether scrubbing a value could change it, judged from the value's JSON text.
+
+        ``False`` only when no key pattern matches anywhere in the text and it holds no run of 14
+        digits or more (single spaces or dashes between them): then no key is redacted, no string
+        holds a ``key=value`` pair (whose key part is a pattern match) or a card number, and no
+        integer is a card number, so (within :data:`MAX_DEPTH`) :meth:`scrub` returns an equal
+        value. ``json_text`` must be the compact standard-library JSON of the value, non-ASCII kept,
+        which escapes only quotes, backslashes and control characters; with a pattern that could
+        match one of those, or that looks at what surrounds a match, this is always ``True``.
+        """
+        if self._hint is None:
+            return True
+        if self._ascii_hint is not None and json_text.isascii():
+            return (
+                self._ascii_hint.search(json_text.lower()) is not None
+                or self._card_hint.search(json_text) is not None
+            )
+        return self._hint.search(json_text) is not None
 
     def key_matches(self, key: str) -> bool:
         """Whether values under ``key`` are redacted (keys repeat, so answers are cached)."""
@@ -96,7 +148,7 @@ class Redactor:
             return self.scrub_text(value)
         if isinstance(value, bool) or value is None or isinstance(value, float):
             return value
-        if depth >= _MAX_DEPTH:
+        if depth >= MAX_DEPTH:
             return REDACTED
         if isinstance(value, dict):
             out: dict[str, Any] = {}
