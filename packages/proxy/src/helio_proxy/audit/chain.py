@@ -15,11 +15,11 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -62,14 +62,12 @@ def _orjson_canonical(keys: tuple[str, ...], values: Iterable[Any]) -> bytes | N
     to the standard encoder; so are what orjson refuses (integers beyond 64 bits, lone surrogates).
     """
     values = tuple(values)
-    kinds = set(map(type, values))
-    if not kinds <= _SCALARS:
+    kinds = tuple(map(type, values))
+    if not _SCALARS.issuperset(kinds):
         return None
     if float in kinds:
-        for value in values:
-            if value.__class__ is float and not (
-                _SHORTEST_FIXED <= abs(value) < _LONGEST_FIXED or value == 0.0
-            ):
+        for value in [value for value in values if value.__class__ is float]:
+            if not (_SHORTEST_FIXED <= abs(value) < _LONGEST_FIXED or value == 0.0):
                 return None
     try:
         return orjson.dumps(dict(zip(keys, values, strict=True)))
@@ -90,7 +88,9 @@ def canonical_json(material: Mapping[str, Any]) -> bytes:
 _HASHED_SORTED: Final = tuple(sorted(HASHED_COLUMNS))
 _HASHED_KEYS: Final = tuple(name.encode().decode() for name in _HASHED_SORTED)
 """The hashed columns in canonical order, as plain ``str`` (orjson takes no subclass for a key)."""
-_HASHED_VALUES: Final = itemgetter(*_HASHED_SORTED)
+_HASHED_VALUES: Final = cast(
+    "Callable[[Mapping[str, Any]], tuple[Any, ...]]", itemgetter(*_HASHED_SORTED)
+)  # several names: a tuple, in C
 
 
 def record_hash(row: Mapping[str, Any]) -> str:

@@ -51,7 +51,7 @@ _PLAIN_PATTERN: Final = re.compile(
       | \\[dw]                                   # a digit or a word character
       | \\[-.\[\](){}|?*+]                        # an escaped metacharacter: a literal
       | \[ -? (?: [a-z]-[a-z] | [A-Z]-[A-Z] | [0-9]-[0-9] | \\[dw] | \\[-.\]] | [^\\\]\-^"\x00-\x1f] )+ -? \]
-      | \( (?:\?:)? | \) | \|                      # groups and alternatives
+      | \( (?: \?: | (?!\?) ) | \) | \|            # groups (no lookaround, flag or name), alternatives
       | [?*+] \?? | \{ \d* (?:,\d*)? \} \??       # quantifiers
     )*""",
     re.VERBOSE,
@@ -108,7 +108,7 @@ class Redactor:
         self._ascii_hint: re.Pattern[str] | None = None
         if plain and all(pattern.isascii() for pattern in self.patterns):
             self._ascii_hint = re.compile("|".join(f"(?:{pattern.lower()})" for pattern in self.patterns))
-        self._card_hint = re.compile(_CARD_HINT)
+        self._ascii_card_hint = re.compile(_CARD_HINT.replace(r"\d", "[0-9]"))  # the same on ASCII text
 
     def may_redact(self, json_text: str) -> bool:
         """Whether scrubbing a value could change it, judged from the value's JSON text.
@@ -126,7 +126,7 @@ class Redactor:
         if self._ascii_hint is not None and json_text.isascii():
             return (
                 self._ascii_hint.search(json_text.lower()) is not None
-                or self._card_hint.search(json_text) is not None
+                or self._ascii_card_hint.search(json_text) is not None
             )
         return self._hint.search(json_text) is not None
 

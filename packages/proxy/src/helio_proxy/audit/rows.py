@@ -110,7 +110,7 @@ class RowBuilder:
     def build(self, record: AnyRecord, created_at: str) -> dict[str, Any]:
         """The row for ``record`` (without its chain columns)."""
         values: dict[str, Any] = _BLANK_ROW.copy()
-        fields: dict[str, Any] = record.__dict__  # a pydantic model's field values
+        fields: Mapping[str, Any] = record.__dict__  # a pydantic model's field values
         if fields.keys() <= _RECORD_COLUMNS:
             values.update(fields)
         else:
