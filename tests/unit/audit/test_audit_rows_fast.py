@@ -26,7 +26,14 @@ from helio_proxy.audit.records import (
     ToolCallRecord,
     response_summary,
 )
-from helio_proxy.audit.redact import MAX_DEPTH, Redactor
+from helio_proxy.audit.redact import (
+    _CARD,  # pyright: ignore[reportPrivateUsage]
+    MAX_DEPTH,
+    REDACTED,
+    Redactor,
+    _mask_card,  # pyright: ignore[reportPrivateUsage]
+    luhn_valid,
+)
 from helio_proxy.audit.rows import (
     _JSON_COLUMN_ORDER,  # pyright: ignore[reportPrivateUsage]
     _RECORD_COLUMNS,  # pyright: ignore[reportPrivateUsage]
@@ -40,6 +47,40 @@ from helio_proxy.store.base import time_text
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CREATED = "2026-03-01T12:00:01.000000Z"
+
+
+def _reference_scrub_text(redactor: Redactor, text: str) -> str:
+    """Redactor.scrub_text before the fast path, verbatim."""
+    if len(text) < 4:
+        return text
+    text = _CARD.sub(_mask_card, text)
+    return redactor._pair.sub(lambda m: m.group(1) + REDACTED, text)  # pyright: ignore[reportPrivateUsage]
+
+
+def _reference_scrub(redactor: Redactor, value: Any, depth: int = 0) -> Any:
+    """Redactor.scrub before the fast path, verbatim."""
+    if isinstance(value, str):
+        return _reference_scrub_text(redactor, value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if depth >= MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
+            name = str(key)  # pyright: ignore[reportUnknownArgumentType]
+            out[name] = (
+                REDACTED if redactor.key_matches(name) else _reference_scrub(redactor, item, depth + 1)
+            )
+        return out
+    if isinstance(value, list | tuple):
+        return [_reference_scrub(redactor, item, depth + 1) for item in value]  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, int):
+        digits = str(abs(value))
+        if 14 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
+            return f"[CARD ...{digits[-4:]}]"
+        return value
+    return _reference_scrub_text(redactor, str(value))
 
 
 def _reference_build(builder: RowBuilder, record: AnyRecord, created_at: str) -> dict[str, Any]:
@@ -60,7 +101,10 @@ def _reference_build(builder: RowBuilder, record: AnyRecord, created_at: str) ->
     values["id"] = str(record.id)
     values["timestamp"] = time_text(record.timestamp)
     values["created_at"] = created_at
-    scrub = builder.redactor.scrub
+
+    def scrub(value: Any) -> Any:
+        return _reference_scrub(builder.redactor, value)
+
     for name in _JSON_COLUMN_ORDER:
         value = values[name]
         if value is not None:
@@ -81,7 +125,7 @@ def _reference_build(builder: RowBuilder, record: AnyRecord, created_at: str) ->
 
 
 def _reference_text(redactor: Redactor, value: Any) -> str:
-    return clean_text(dump_json(redactor.scrub(value)))
+    return clean_text(dump_json(_reference_scrub(redactor, value)))
 
 
 class _Color(enum.Enum):
@@ -316,3 +360,50 @@ def test_nesting_is_measured_outside_strings() -> None:
     assert not _nesting_within(dump_json(_nested(limit + 1, [])), limit)
     assert _nesting_within(dump_json([{"i": i, "s": '"[{\\'} for i in range(500)]), limit)
     assert _nesting_within(dump_json({"s": "[" * 500}), limit)
+
+
+STRINGS = [
+    "",
+    "abc",
+    "abcd",
+    "hello world",
+    "password=hunter2",
+    "PASSWORD: x",
+    "Authorization: Bearer abc",
+    "set-cookie: a=b; path=/",
+    "api key = 123",
+    "the token is here",
+    "order 4111 1111 1111 1111 today",
+    "4111-1111-1111-1111",
+    "at 1700000000000000",
+    "4111111111111112",
+    "pa\u017f\u017fword=x",
+    "To\u212aen: abc",
+    "authorİzation: x",
+    "caf\u00e9 password=x",
+    "\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661",
+    "ssn: 123-45-6789",
+]
+
+
+@pytest.mark.parametrize("patterns", PATTERN_SETS, ids=lambda p: "|".join(p) or "defaults")
+def test_scrub_text_is_as_before(patterns: tuple[str, ...]) -> None:
+    redactor = Redactor(patterns)
+    for text in STRINGS:
+        assert redactor.scrub_text(text) == _reference_scrub_text(redactor, text), text
+        assert redactor.scrub_text(_Text(text)) == _reference_scrub_text(redactor, _Text(text)), text
+    for value in VALUES:
+        assert redactor.scrub(value) == _reference_scrub(redactor, value), value
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet="0123456789 -=:apsword"),
+        st.text(alphabet=st.characters(max_codepoint=127)),
+    )
+)
+def test_any_text_is_scrubbed_as_before(text: str) -> None:
+    for redactor in (Redactor(), Redactor(("ssn",)), Redactor(("^ssn",))):
+        assert redactor.scrub_text(text) == _reference_scrub_text(redactor, text)

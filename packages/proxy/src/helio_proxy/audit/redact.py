@@ -165,6 +165,15 @@ class Redactor:
     def scrub_text(self, text: str) -> str:
         if len(text) < _SHORTEST_SECRET:
             return text
+        ascii_hint = self._ascii_hint
+        if (
+            ascii_hint is not None
+            and text.__class__ is str
+            and text.isascii()
+            and ascii_hint.search(text.lower()) is None
+            and self._ascii_card_hint.search(text) is None
+        ):
+            return text  # no key pattern (every pair starts with one), no card-like digits
         text = _CARD.sub(_mask_card, text)
         return self._pair.sub(lambda m: m.group(1) + REDACTED, text)
 

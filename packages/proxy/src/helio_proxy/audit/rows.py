@@ -164,7 +164,8 @@ class RowBuilder:
             return clean_text(dump_json(self.redactor.scrub(value)))
         text: str = "".join(_ACYCLIC_ENCODE(value, 0))
         if self.redactor.may_redact(text) or not _nesting_within(text, MAX_DEPTH - 1):
-            return clean_text(dump_json(self.redactor.scrub(value)))
+            # the scrubbed copy is new lists and dicts down to MAX_DEPTH: no cycles
+            text = "".join(_ACYCLIC_ENCODE(self.redactor.scrub(value), 0))
         return clean_text(text)
 
 
