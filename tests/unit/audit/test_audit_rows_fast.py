@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +29,12 @@ from helio_proxy.audit.records import (
 )
 from helio_proxy.audit.redact import (
     _CARD,  # pyright: ignore[reportPrivateUsage]
+    DEFAULT_PATTERNS,
     MAX_DEPTH,
     REDACTED,
     Redactor,
     _mask_card,  # pyright: ignore[reportPrivateUsage]
+    _required_literal,  # pyright: ignore[reportPrivateUsage]
     luhn_valid,
 )
 from helio_proxy.audit.rows import (
@@ -223,6 +226,7 @@ PATTERN_SETS: list[tuple[str, ...]] = [
     ("(?i:foo)",),
     ("red",),
     ("café",),
+    ("ab?cd", r"x\d{3,4}", r"[\]a]x", "api[-_ ]?key2", r"[A-Z0-9_]+_pw", "(?:one|two)+", r"\d{3}-\d{2}"),
 ]
 
 
@@ -407,3 +411,35 @@ def test_scrub_text_is_as_before(patterns: tuple[str, ...]) -> None:
 def test_any_text_is_scrubbed_as_before(text: str) -> None:
     for redactor in (Redactor(), Redactor(("ssn",)), Redactor(("^ssn",))):
         assert redactor.scrub_text(text) == _reference_scrub_text(redactor, text)
+
+
+LITERAL_PATTERNS = [
+    *DEFAULT_PATTERNS,
+    "ab?cd",
+    "abc*",
+    r"x\d{3,4}yz",
+    r"[\]a]xq",
+    r"[-a]bc",
+    r"[a-]bc\-d",
+    r"a\d\wbc",
+    r"[A-Z0-9_]+_pw",
+    r"a\.b",
+    "x{2}yz",
+    "AbC",
+]
+
+
+@pytest.mark.parametrize("pattern", LITERAL_PATTERNS)
+def test_the_literal_a_pattern_requires_is_in_every_match(pattern: str) -> None:
+    literal = _required_literal(pattern)
+    assert literal
+    compiled = re.compile(pattern, re.IGNORECASE)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.from_regex(compiled, alphabet=st.characters(max_codepoint=127)))
+    def check(text: str) -> None:
+        match = compiled.search(text)
+        assert match is not None
+        assert literal in match.group(0).lower()
+
+    check()

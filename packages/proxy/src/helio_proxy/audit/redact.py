@@ -45,6 +45,9 @@ MAX_DEPTH: Final = 64
 _CARD_HINT: Final = r"\d(?:[ -]?\d){13,}"
 """Every run of digits :data:`_CARD` could match, and every integer :meth:`Redactor._scrub_int` masks."""
 
+_FOURTEEN_DIGITS: Final = b"0" * 14
+_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+
 _PLAIN_PATTERN: Final = re.compile(
     r"""(?:
         [^\\.^$"\[\](){}|?*+\x00-\x1f]          # a literal that JSON text never escapes
@@ -63,6 +66,48 @@ character: no ``.``, no negated class, no range across them) and asserts nothing
 surrounds a match (no anchor, boundary or lookaround), so a string it matches in a key or a value
 has that match verbatim in the value's JSON text.
 """
+
+
+_QUANTIFIER: Final = re.compile(r"[?*+]|\{[\d,]*\}")
+
+
+def _required_literal(pattern: str) -> str:
+    """The longest run of plain characters every match of ``pattern`` holds, lowercased; ``""``
+    when there is none to rely on (alternatives, groups, or no literal left unquantified).
+
+    For an ASCII :data:`_PLAIN_PATTERN` matched case-insensitively against ASCII text.
+    """
+    if any(char in pattern for char in "|()"):
+        return ""
+    runs: list[str] = []
+    run = ""
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        quantifier = _QUANTIFIER.match(pattern, position)
+        if quantifier is not None:  # the atom before it may repeat or be absent
+            runs.append(run[:-1])
+            run = ""
+            position = quantifier.end()
+        elif char == "[":  # a class: not a literal
+            runs.append(run)
+            run = ""
+            position += 1
+            while pattern[position] != "]":
+                position += 2 if pattern[position] == "\\" else 1
+            position += 1
+        elif char == "\\":
+            if pattern[position + 1] in "dw":
+                runs.append(run)
+                run = ""
+            else:
+                run += pattern[position + 1]
+            position += 2
+        else:
+            run += char.lower()
+            position += 1
+    runs.append(run)
+    return max(runs, key=len)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -100,15 +145,32 @@ class Redactor:
         )
         self._keys_seen: dict[str, bool] = {}
         plain = all(_PLAIN_PATTERN.fullmatch(pattern) for pattern in self.patterns)
-        # What may_redact searches: any text case-insensitively; ASCII text, faster, lowercased
-        # against the lowercased patterns (equivalent when both are ASCII).
+        # What may_redact searches: any text case-insensitively with the patterns themselves;
+        # ASCII text, faster, lowercased, for a literal each pattern's matches contain (else for
+        # the lowercased pattern), and for the card hint's digits with separators taken out.
         self._hint: re.Pattern[str] | None = (
             re.compile(f"{alternatives}|{_CARD_HINT}", re.IGNORECASE) if plain else None
         )
-        self._ascii_hint: re.Pattern[str] | None = None
-        if plain and all(pattern.isascii() for pattern in self.patterns):
-            self._ascii_hint = re.compile("|".join(f"(?:{pattern.lower()})" for pattern in self.patterns))
-        self._ascii_card_hint = re.compile(_CARD_HINT.replace(r"\d", "[0-9]"))  # the same on ASCII text
+        self._ascii_ready = plain and all(pattern.isascii() for pattern in self.patterns)
+        literals = [_required_literal(pattern) if self._ascii_ready else "" for pattern in self.patterns]
+        self._ascii_literals = tuple(literal for literal in literals if literal)
+        rest = [
+            p.lower()
+            for p, literal in zip(self.patterns, literals, strict=True)
+            if self._ascii_ready and not literal
+        ]
+        self._ascii_rest = re.compile("|".join(f"(?:{p})" for p in rest)) if rest else None
+
+    def _ascii_hints(self, text: str) -> bool:
+        """:meth:`may_redact` for ASCII ``text`` (ASCII patterns match it as they match it lowercased)."""
+        lowered = text.lower()
+        for literal in self._ascii_literals:
+            if literal in lowered:
+                return True
+        if self._ascii_rest is not None and self._ascii_rest.search(lowered) is not None:
+            return True
+        # A card-like run is 14 digits or more once single spaces and dashes are taken out.
+        return _FOURTEEN_DIGITS in text.encode("ascii").translate(_DIGITS_TO_ZERO, b" -")
 
     def may_redact(self, json_text: str) -> bool:
         """Whether scrubbing a value could change it, judged from the value's JSON text.
@@ -123,11 +185,8 @@ class Redactor:
         """
         if self._hint is None:
             return True
-        if self._ascii_hint is not None and json_text.isascii():
-            return (
-                self._ascii_hint.search(json_text.lower()) is not None
-                or self._ascii_card_hint.search(json_text) is not None
-            )
+        if self._ascii_ready and json_text.isascii():
+            return self._ascii_hints(json_text)
         return self._hint.search(json_text) is not None
 
     def key_matches(self, key: str) -> bool:
@@ -165,14 +224,7 @@ class Redactor:
     def scrub_text(self, text: str) -> str:
         if len(text) < _SHORTEST_SECRET:
             return text
-        ascii_hint = self._ascii_hint
-        if (
-            ascii_hint is not None
-            and text.__class__ is str
-            and text.isascii()
-            and ascii_hint.search(text.lower()) is None
-            and self._ascii_card_hint.search(text) is None
-        ):
+        if self._ascii_ready and text.__class__ is str and text.isascii() and not self._ascii_hints(text):
             return text  # no key pattern (every pair starts with one), no card-like digits
         text = _CARD.sub(_mask_card, text)
         return self._pair.sub(lambda m: m.group(1) + REDACTED, text)

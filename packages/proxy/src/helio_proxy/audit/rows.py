@@ -128,10 +128,23 @@ class RowBuilder:
         values["id"] = str(record.id)
         values["timestamp"] = time_text(record.timestamp)
         values["created_at"] = created_at
+        plain: dict[str, str] = {}  # JSON columns whose text may be stored as it is
         for name in _JSON_COLUMN_ORDER:
             value = values[name]
             if value is not None:
-                values[name] = self.json_text(value)
+                text = _plain_json(value)
+                if text is None:
+                    values[name] = self._scrubbed_json(value)
+                else:
+                    plain[name] = text
+        if plain:
+            # One search over all the texts: no match in the whole, none in any part.
+            suspect = self.redactor.may_redact("\n".join(plain.values()))
+            for name, text in plain.items():
+                if suspect and self.redactor.may_redact(text):
+                    values[name] = self._scrubbed_json(values[name])
+                else:
+                    values[name] = clean_text(text)
         for name in _TEXT_COLUMNS:
             value = values[name]
             # clean_text(str(value)), skipping the calls for the usual ASCII string without NUL
@@ -158,15 +171,25 @@ class RowBuilder:
         pattern and no card-like digits (:meth:`Redactor.may_redact`). The text is then the one
         serializing the scrubbed copy would give.
         """
-        try:
-            orjson.dumps(value, default=_refuse, option=_PLAIN_VALUES)  # no cycles either
-        except TypeError:  # orjson.JSONEncodeError too
-            return clean_text(dump_json(self.redactor.scrub(value)))
-        text: str = "".join(_ACYCLIC_ENCODE(value, 0))
-        if self.redactor.may_redact(text) or not _nesting_within(text, MAX_DEPTH - 1):
-            # the scrubbed copy is new lists and dicts down to MAX_DEPTH: no cycles
-            text = "".join(_ACYCLIC_ENCODE(self.redactor.scrub(value), 0))
+        text = _plain_json(value)
+        if text is None or self.redactor.may_redact(text):
+            return self._scrubbed_json(value)
         return clean_text(text)
+
+    def _scrubbed_json(self, value: Any) -> str:
+        # The scrubbed copy is new lists and dicts down to MAX_DEPTH: no cycles to check for.
+        return clean_text("".join(_ACYCLIC_ENCODE(self.redactor.scrub(value), 0)))
+
+
+def _plain_json(value: Any) -> str | None:
+    """``dump_json(value)`` when ``value`` holds only what JSON has and nests less deep than the
+    scrub's limit (see :meth:`RowBuilder.json_text`), else ``None``."""
+    try:
+        orjson.dumps(value, default=_refuse, option=_PLAIN_VALUES)  # no cycles either
+    except TypeError:  # orjson.JSONEncodeError too
+        return None
+    text: str = "".join(_ACYCLIC_ENCODE(value, 0))
+    return text if _nesting_within(text, MAX_DEPTH - 1) else None
 
 
 def decode_row(row: Mapping[Any, Any]) -> dict[str, Any]:
