@@ -47,8 +47,10 @@ def _row(**values: Any) -> dict[str, Any]:
 
 
 def _assert_same(row: dict[str, Any]) -> None:
-    assert record_hash(row) == _std_hash(row)
-    material = {name: row[name] for name in HASHED_COLUMNS}
+    expected = _std_hash(row)
+    assert record_hash(row) == expected
+    material = {name: row[name] for name in HASHED_COLUMNS}  # also a new row, before its hash
+    assert record_hash(material) == expected
     assert canonical_json(material) == _std_canonical(material)
 
 
@@ -86,6 +88,8 @@ def test_a_lone_surrogate_fails_as_it_always_did() -> None:
         _std_hash(row)
     with pytest.raises(UnicodeEncodeError):
         record_hash(row)
+    with pytest.raises(UnicodeEncodeError):
+        record_hash({name: row[name] for name in HASHED_COLUMNS})
 
 
 FLOATS = [
@@ -196,6 +200,8 @@ def test_other_types_encode_or_fail_as_they_always_did() -> None:
             _std_hash(row)
         with pytest.raises(TypeError):
             record_hash(row)
+        with pytest.raises(TypeError):
+            record_hash({name: row[name] for name in HASHED_COLUMNS})
 
 
 def test_canonical_json_sorts_any_keys_as_the_standard_encoder() -> None:
@@ -263,3 +269,13 @@ def test_any_scalar_row_hashes_as_before(values: dict[str, Any]) -> None:
             record_hash(row)
         return
     assert record_hash(row) == expected
+    assert record_hash({name: row[name] for name in HASHED_COLUMNS}) == expected
+
+
+def test_a_row_keyed_by_a_str_subclass_hashes_as_before() -> None:
+    class _Name(str):
+        pass
+
+    row = {_Name(name): value for name, value in _row(tool_name="t", upstream_latency_ms=1.5).items()}
+    del row["hash"], row["signature"]
+    assert record_hash(row) == _std_hash(row)

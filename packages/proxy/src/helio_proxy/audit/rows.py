@@ -20,8 +20,8 @@ from helio_proxy.audit.redact import MAX_DEPTH, Redactor
 from helio_proxy.store.base import time_text
 from helio_proxy.store.tables import AUDIT_RECORDS
 
-COLUMNS: Final = tuple(column.name for column in AUDIT_RECORDS.columns)
-"""Every column of ``audit_records``, in table order."""
+COLUMNS: Final = tuple(str(column.name) for column in AUDIT_RECORDS.columns)
+"""Every column of ``audit_records``, in table order (plain ``str``, where SQLAlchemy quotes some)."""
 
 CHAIN_COLUMNS: Final = ("seq", "prev_hash", "hash", "signature")
 """Set when the record is appended to the chain, not by the record itself."""
