@@ -105,7 +105,8 @@ _HASHED_SET: Final = frozenset(HASHED_COLUMNS)
 def record_hash(row: Mapping[str, Any]) -> str:
     """The hash of a stored row (its ``prev_hash`` included)."""
     material: bytes | None = None
-    if row.__class__ is dict and row.keys() == _HASHED_SET:  # a new row, before its hash is set
+    if row.__class__ is dict and len(row) == len(_HASHED_SET) and _HASHED_SET.issuperset(row):
+        # a new row, before its hash is set: hashed as it is
         if _orjson_agrees(tuple(row.values())):
             try:  # orjson sorts plain str keys by code point, as the standard encoder does
                 material = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
