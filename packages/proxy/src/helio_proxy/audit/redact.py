@@ -45,6 +45,9 @@ MAX_DEPTH: Final = 64
 _CARD_HINT: Final = r"\d(?:[ -]?\d){13,}"
 """Every run of digits :data:`_CARD` could match, and every integer :meth:`Redactor._scrub_int` masks."""
 
+_HINTS_PAY: Final = 12
+"""From this length on, checking the hints first is cheaper than running both substitutions."""
+
 _FOURTEEN_DIGITS: Final = b"0" * 14
 _DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
 
@@ -131,6 +134,10 @@ def _mask_card(match: re.Match[str]) -> str:
     return f"[CARD ...{digits[-4:]}]"
 
 
+def _redact_pair(match: re.Match[str]) -> str:
+    return match.group(1) + REDACTED
+
+
 class Redactor:
     """Applies the redaction rules to JSON-like values, returning scrubbed copies."""
 
@@ -161,16 +168,22 @@ class Redactor:
         ]
         self._ascii_rest = re.compile("|".join(f"(?:{p})" for p in rest)) if rest else None
 
-    def _ascii_hints(self, text: str) -> bool:
-        """:meth:`may_redact` for ASCII ``text`` (ASCII patterns match it as they match it lowercased)."""
-        lowered = text.lower()
+    def _ascii_key_hint(self, lowered: str) -> bool:
+        """Whether a key pattern could match ASCII text (given lowercased): ASCII patterns match it
+        case-insensitively as their lowercased forms match it lowercased."""
         for literal in self._ascii_literals:
             if literal in lowered:
                 return True
-        if self._ascii_rest is not None and self._ascii_rest.search(lowered) is not None:
-            return True
-        # A card-like run is 14 digits or more once single spaces and dashes are taken out.
+        return self._ascii_rest is not None and self._ascii_rest.search(lowered) is not None
+
+    @staticmethod
+    def _ascii_card_hint(text: str) -> bool:
+        """Whether ASCII ``text`` has a card-like run: 14 digits once single spaces and dashes are
+        taken out."""
         return _FOURTEEN_DIGITS in text.encode("ascii").translate(_DIGITS_TO_ZERO, b" -")
+
+    def _ascii_hints(self, text: str) -> bool:
+        return self._ascii_key_hint(text.lower()) or self._ascii_card_hint(text)
 
     def may_redact(self, json_text: str) -> bool:
         """Whether scrubbing a value could change it, judged from the value's JSON text.
@@ -179,9 +192,11 @@ class Redactor:
         digits or more (single spaces or dashes between them): then no key is redacted, no string
         holds a ``key=value`` pair (whose key part is a pattern match) or a card number, and no
         integer is a card number, so (within :data:`MAX_DEPTH`) :meth:`scrub` returns an equal
-        value. ``json_text`` must be the compact standard-library JSON of the value, non-ASCII kept,
-        which escapes only quotes, backslashes and control characters; with a pattern that could
-        match one of those, or that looks at what surrounds a match, this is always ``True``.
+        value. ``json_text`` must be JSON text of the value that escapes only quotes, backslashes
+        and control characters (the standard library's with non-ASCII kept, or orjson's, which
+        escapes every character the same way) and writes every string the walk sees; with a
+        pattern that could match one of those characters, or that looks at what surrounds a
+        match, this is always ``True``.
         """
         if self._hint is None:
             return True
@@ -203,6 +218,16 @@ class Redactor:
         return self._scrub(value, 0)
 
     def _scrub(self, value: Any, depth: int) -> Any:
+        cls = value.__class__
+        if cls is str:
+            return self.scrub_text(value)
+        if cls is dict and depth < MAX_DEPTH:  # the common cases first; the same as below
+            out: dict[str, Any] = {}
+            key_matches = self.key_matches
+            for key, item in value.items():
+                name = key if key.__class__ is str else str(key)
+                out[name] = REDACTED if key_matches(name) else self._scrub(item, depth + 1)
+            return out
         if isinstance(value, str):
             return self.scrub_text(value)
         if isinstance(value, bool) or value is None or isinstance(value, float):
@@ -210,7 +235,7 @@ class Redactor:
         if depth >= MAX_DEPTH:
             return REDACTED
         if isinstance(value, dict):
-            out: dict[str, Any] = {}
+            out = {}
             for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
                 name = str(key)  # pyright: ignore[reportUnknownArgumentType]
                 out[name] = REDACTED if self.key_matches(name) else self._scrub(item, depth + 1)
@@ -224,10 +249,17 @@ class Redactor:
     def scrub_text(self, text: str) -> str:
         if len(text) < _SHORTEST_SECRET:
             return text
-        if self._ascii_ready and text.__class__ is str and text.isascii() and not self._ascii_hints(text):
-            return text  # no key pattern (every pair starts with one), no card-like digits
+        if (
+            len(text) >= _HINTS_PAY
+            and self._ascii_ready
+            and text.__class__ is str
+            and text.isascii()
+            and not self._ascii_card_hint(text)
+        ):
+            # No card-like run, so no card to mask; every pair starts with a key pattern's match.
+            return self._pair.sub(_redact_pair, text) if self._ascii_key_hint(text.lower()) else text
         text = _CARD.sub(_mask_card, text)
-        return self._pair.sub(lambda m: m.group(1) + REDACTED, text)
+        return self._pair.sub(_redact_pair, text)
 
     @staticmethod
     def _scrub_int(value: int) -> int | str:

@@ -128,23 +128,20 @@ class RowBuilder:
         values["id"] = str(record.id)
         values["timestamp"] = time_text(record.timestamp)
         values["created_at"] = created_at
-        plain: dict[str, str] = {}  # JSON columns whose text may be stored as it is
+        plain: dict[str, str] = {}  # JSON columns that may need no scrub: their orjson text
         for name in _JSON_COLUMN_ORDER:
             value = values[name]
             if value is not None:
-                text = _plain_json(value)
-                if text is None:
+                draft = _plain_draft(value)
+                if draft is None:
                     values[name] = self._scrubbed_json(value)
                 else:
-                    plain[name] = text
+                    plain[name] = draft
         if plain:
             # One search over all the texts: no match in the whole, none in any part.
             suspect = self.redactor.may_redact("\n".join(plain.values()))
-            for name, text in plain.items():
-                if suspect and self.redactor.may_redact(text):
-                    values[name] = self._scrubbed_json(values[name])
-                else:
-                    values[name] = clean_text(text)
+            for name, draft in plain.items():
+                values[name] = self._json_text(values[name], draft, suspect=suspect)
         for name in _TEXT_COLUMNS:
             value = values[name]
             # clean_text(str(value)), skipping the calls for the usual ASCII string without NUL
@@ -168,11 +165,25 @@ class RowBuilder:
         64-bit integers, floats, booleans, ``None``: orjson accepts it with subclasses and
         datetimes refused; also UUIDs and enums, whose scrubbed string is the text ``str`` gives
         them here too) and nests less deep than the scrub's limit, and its text shows no key
-        pattern and no card-like digits (:meth:`Redactor.may_redact`). The text is then the one
-        serializing the scrubbed copy would give.
+        pattern and no card-like digits (:meth:`Redactor.may_redact`, asked of orjson's text, and
+        of the standard encoder's where the two differ). The text is then the one serializing
+        the scrubbed copy would give, and the standard encoder writes it as it always did.
         """
-        text = _plain_json(value)
-        if text is None or self.redactor.may_redact(text):
+        draft = _plain_draft(value)
+        if draft is None:
+            return self._scrubbed_json(value)
+        return self._json_text(value, draft, suspect=True)
+
+    def _json_text(self, value: Any, draft: str, *, suspect: bool) -> str:
+        """The stored text of a value whose :func:`_plain_draft` is ``draft``; ``suspect`` is
+        false when :meth:`Redactor.may_redact` already said no for a text holding ``draft``."""
+        redactor = self.redactor
+        if suspect and redactor.may_redact(draft):
+            return self._scrubbed_json(value)
+        text = "".join(_ACYCLIC_ENCODE(value, 0))
+        # orjson writes what the walk sees as the standard encoder does, but for an enum member
+        # (its value, where the walk sees str()) and floats: where the texts differ, ask again.
+        if text != draft and redactor.may_redact(text):
             return self._scrubbed_json(value)
         return clean_text(text)
 
@@ -181,15 +192,15 @@ class RowBuilder:
         return clean_text("".join(_ACYCLIC_ENCODE(self.redactor.scrub(value), 0)))
 
 
-def _plain_json(value: Any) -> str | None:
-    """``dump_json(value)`` when ``value`` holds only what JSON has and nests less deep than the
-    scrub's limit (see :meth:`RowBuilder.json_text`), else ``None``."""
+def _plain_draft(value: Any) -> str | None:
+    """orjson's compact text of ``value`` when ``value`` holds only what JSON has and nests less
+    deep than the scrub's limit (see :meth:`RowBuilder.json_text`), else ``None``."""
     try:
-        orjson.dumps(value, default=_refuse, option=_PLAIN_VALUES)  # no cycles either
+        draft = orjson.dumps(value, default=_refuse, option=_PLAIN_VALUES).decode()  # no cycles either
     except TypeError:  # orjson.JSONEncodeError too
         return None
-    text: str = "".join(_ACYCLIC_ENCODE(value, 0))
-    return text if _nesting_within(text, MAX_DEPTH - 1) else None
+    # An enum member's value may nest deeper in orjson's text than in the walk: a bound still.
+    return draft if _nesting_within(draft, MAX_DEPTH - 1) else None
 
 
 def decode_row(row: Mapping[Any, Any]) -> dict[str, Any]:
