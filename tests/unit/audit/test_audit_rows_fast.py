@@ -136,6 +136,16 @@ class _Color(enum.Enum):
     TOKEN = "x"
 
 
+class _Sneaky(enum.Enum):
+    """orjson writes the value; the walk (and the standard encoder) see str()."""
+
+    PAIR = 1
+    CARD = 2
+
+    def __str__(self) -> str:
+        return "password=hunter2" if self is _Sneaky.PAIR else "pay 4111 1111 1111 1111"
+
+
 class _Level(enum.IntEnum):
     CARD = 4111111111111111
 
@@ -203,6 +213,8 @@ VALUES: list[Any] = [
     {"when": NOW, "id": uuid.UUID(int=7), "set": {1}},
     {"color": _Color.RED, "token_color": _Color.TOKEN, "level": _Level.CARD, "word": _Word.SECRET},
     {"uuid": uuid.UUID("41111111-1111-1111-1111-111111111111")},
+    {"e": _Sneaky.PAIR},
+    {"e": [_Sneaky.CARD, 1.5]},
     {"bytes": b"abc"},
     # depth around the walk's limit
     *[
@@ -443,3 +455,9 @@ def test_the_literal_a_pattern_requires_is_in_every_match(pattern: str) -> None:
         assert literal in match.group(0).lower()
 
     check()
+
+
+def test_what_only_the_standard_text_shows_is_still_scrubbed() -> None:
+    builder = RowBuilder(Redactor())
+    assert builder.json_text({"e": _Sneaky.PAIR}) == '{"e":"password=[REDACTED]"}'
+    assert builder.json_text({"e": _Sneaky.CARD}) == '{"e":"pay [CARD ...1111]"}'
