@@ -20,10 +20,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helio_proxy.audit.chain import GENESIS_HASH, HASHED_COLUMNS, canonical_json, record_hash
+from helio_proxy.audit import chain
+from helio_proxy.audit.chain import GENESIS_HASH, HASHED_COLUMNS, append_rows, canonical_json, record_hash
 from helio_proxy.audit.records import KillSwitchRecord, PolicyReloadRecord, ToolCallRecord
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.rows import RowBuilder
+from helio_proxy.audit.verify import verify_chain
+from helio_proxy.store import Store
 
 _STD = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -279,3 +282,39 @@ def test_a_row_keyed_by_a_str_subclass_hashes_as_before() -> None:
     row = {_Name(name): value for name, value in _row(tool_name="t", upstream_latency_ms=1.5).items()}
     del row["hash"], row["signature"]
     assert record_hash(row) == _std_hash(row)
+
+
+def _nasty_records() -> list[ToolCallRecord]:
+    return [
+        ToolCallRecord(
+            timestamp=NOW,
+            tool_name=f"tool {text}",
+            tool_input={"text": text, "n": i, "f": 1e-05 * i, "big": 2**70 + i},
+            upstream_response={
+                "jsonrpc": "2.0",
+                "id": i,
+                "result": {"content": [{"type": "text", "text": text}]},
+            },
+            upstream_latency_ms=i * 0.001,
+            total_duration_ms=1e17 if i % 2 else 12.5,
+            success=True,
+        )
+        for i, text in enumerate(NASTY_TEXT)
+    ]
+
+
+def test_a_chain_hashed_as_before_verifies_and_a_new_one_verifies_alike(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written before the fast path (standard encoder) verifies; so do new records after it."""
+    builder = RowBuilder(Redactor())
+    with monkeypatch.context() as patched:
+        patched.setattr(chain, "record_hash", _std_hash)
+        old_rows = [builder.build(r, "2026-03-01T12:00:01.000000Z") for r in _nasty_records()]
+        store.submit(lambda c: append_rows(c, old_rows)).result(timeout=10)
+    new_rows = [builder.build(r, "2026-03-01T12:00:02.000000Z") for r in _nasty_records()]
+    store.submit(lambda c: append_rows(c, new_rows)).result(timeout=10)
+    assert [row["hash"] for row in new_rows] == [_std_hash(row) for row in new_rows]
+    report = verify_chain(store)
+    assert report.ok, report.problem
+    assert report.verified == 2 * len(NASTY_TEXT)
