@@ -16,11 +16,13 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,14 +45,79 @@ HASHED_COLUMNS: Final = tuple(name for name in COLUMNS if name not in ("hash", "
 _CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_SCALARS: Final = frozenset({str, int, bool, float, type(None)})
+
+_SHORTEST_FIXED: Final = 1e-4
+_LONGEST_FIXED: Final = 1e16
+"""Python writes a float with an exponent below the one and from the other on; orjson writes
+every float in between with the same digits (tests/unit/audit/test_canonical_fast.py)."""
+
+
+def _orjson_agrees(values: tuple[Any, ...]) -> bool:
+    """Whether orjson writes every one of ``values`` as :data:`_CANONICAL` does (but for what it
+    refuses: integers beyond 64 bits and lone surrogates raise, and are left to the standard one).
+
+    orjson escapes strings as the standard library does with ``ensure_ascii=False``, and writes
+    the same digits for integers and for floats in the range Python writes without an exponent;
+    a non-finite float, one with an exponent, a subclass or any other type is not taken.
+    """
+    kinds = tuple(map(type, values))
+    if not _SCALARS.issuperset(kinds):
+        return False
+    if float in kinds:
+        for value in [value for value in values if value.__class__ is float]:
+            if not (_SHORTEST_FIXED <= abs(value) < _LONGEST_FIXED or value == 0.0):
+                return False
+    return True
+
+
+def _orjson_canonical(keys: tuple[str, ...], values: tuple[Any, ...]) -> bytes | None:
+    """The bytes of :data:`_CANONICAL` for ``keys`` (sorted, plain ``str``) and their ``values``,
+    from orjson where its output is the same, else ``None``."""
+    if not _orjson_agrees(values):
+        return None
+    try:
+        return orjson.dumps(dict(zip(keys, values, strict=True)))
+    except TypeError:  # orjson.JSONEncodeError too
+        return None
+
+
 def canonical_json(material: Mapping[str, Any]) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the bytes a record's hash is taken over."""
+    if all(key.__class__ is str for key in material):
+        keys = tuple(sorted(material))  # the order the standard encoder's sort_keys gives
+        fast = _orjson_canonical(keys, tuple(map(material.__getitem__, keys)))
+        if fast is not None:
+            return fast
     return _CANONICAL.encode(material).encode("utf-8")
+
+
+_HASHED_SORTED: Final = tuple(sorted(HASHED_COLUMNS))
+_HASHED_KEYS: Final = tuple(name.encode().decode() for name in _HASHED_SORTED)
+"""The hashed columns in canonical order, as plain ``str`` (orjson takes no subclass for a key)."""
+_HASHED_VALUES: Final = cast(
+    "Callable[[Mapping[str, Any]], tuple[Any, ...]]", itemgetter(*_HASHED_SORTED)
+)  # several names: a tuple, in C
+
+
+_HASHED_SET: Final = frozenset(HASHED_COLUMNS)
 
 
 def record_hash(row: Mapping[str, Any]) -> str:
     """The hash of a stored row (its ``prev_hash`` included)."""
-    return hashlib.sha256(canonical_json({name: row[name] for name in HASHED_COLUMNS})).hexdigest()
+    material: bytes | None = None
+    if row.__class__ is dict and len(row) == len(_HASHED_SET) and _HASHED_SET.issuperset(row):
+        # a new row, before its hash is set: hashed as it is
+        if _orjson_agrees(tuple(row.values())):
+            try:  # orjson sorts plain str keys by code point, as the standard encoder does
+                material = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+            except TypeError:  # orjson.JSONEncodeError too (and a key that is a str subclass)
+                material = None
+    else:
+        material = _orjson_canonical(_HASHED_KEYS, _HASHED_VALUES(row))
+    if material is None:
+        material = _CANONICAL.encode({name: row[name] for name in HASHED_COLUMNS}).encode("utf-8")
+    return hashlib.sha256(material).hexdigest()
 
 
 class SigningKeyError(StoreError):

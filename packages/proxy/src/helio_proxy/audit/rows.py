@@ -7,16 +7,21 @@ JSON text, serialized once: the text that is stored is the text that is hashed.
 from __future__ import annotations
 
 import json
+import re
+from _json import make_encoder
 from collections.abc import Mapping
+from json.encoder import encode_basestring
 from typing import Any, Final
 
+import orjson
+
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord, response_summary
-from helio_proxy.audit.redact import Redactor
+from helio_proxy.audit.redact import MAX_DEPTH, Redactor
 from helio_proxy.store.base import time_text
 from helio_proxy.store.tables import AUDIT_RECORDS
 
-COLUMNS: Final = tuple(column.name for column in AUDIT_RECORDS.columns)
-"""Every column of ``audit_records``, in table order."""
+COLUMNS: Final = tuple(str(column.name) for column in AUDIT_RECORDS.columns)
+"""Every column of ``audit_records``, in table order (plain ``str``, where SQLAlchemy quotes some)."""
 
 CHAIN_COLUMNS: Final = ("seq", "prev_hash", "hash", "signature")
 """Set when the record is appended to the chain, not by the record itself."""
@@ -42,6 +47,7 @@ _TEXT_COLUMNS: Final = tuple(
     )
 )
 """Plain text columns, cleaned of what databases refuse."""
+_BLANK_ROW: Final[dict[str, Any]] = dict.fromkeys(_RECORD_COLUMNS)
 
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
@@ -50,6 +56,35 @@ _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, de
 def dump_json(value: Any) -> str:
     """Compact JSON text as stored (non-ASCII kept; values JSON cannot hold become strings)."""
     return _ENCODER.encode(value)
+
+
+_ACYCLIC_ENCODE: Final = make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
+"""What :data:`_ENCODER` runs for each value (the same C encoder, with the same settings), built
+once; without its check for cycles, so only for values known to have none."""
+
+_PLAIN_VALUES: Final = (
+    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+_STRING_LITERAL: Final = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+_INNERMOST: Final = re.compile(r"[\[{][^\[\]{}]*+[\]}]")
+
+
+def _nesting_within(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` nests arrays and objects at most ``limit`` deep."""
+    if text.count("{") + text.count("[") <= limit:  # brackets in strings count too: a bound
+        return True
+    skeleton = _STRING_LITERAL.sub("", text)
+    for _ in range(limit):  # each pass removes the arrays and objects that hold no other
+        skeleton, removed = _INNERMOST.subn("", skeleton)
+        if not removed:
+            return True
+    return "{" not in skeleton and "[" not in skeleton
 
 
 def clean_text(value: str) -> str:
@@ -74,14 +109,17 @@ class RowBuilder:
 
     def build(self, record: AnyRecord, created_at: str) -> dict[str, Any]:
         """The row for ``record`` (without its chain columns)."""
-        values: dict[str, Any] = dict.fromkeys(_RECORD_COLUMNS)
-        extra: dict[str, Any] = {}
-        for name, value in record.__dict__.items():  # a pydantic model's field values
-            if name in _RECORD_COLUMNS:
-                values[name] = value
-            else:
-                extra[name] = value
-        if extra:
+        values: dict[str, Any] = _BLANK_ROW.copy()
+        fields: Mapping[str, Any] = record.__dict__  # a pydantic model's field values
+        if fields.keys() <= _RECORD_COLUMNS:
+            values.update(fields)
+        else:
+            extra: dict[str, Any] = {}
+            for name, value in fields.items():
+                if name in _RECORD_COLUMNS:
+                    values[name] = value
+                else:
+                    extra[name] = value
             values["metadata"] = {**extra, **(record.metadata or {})}
         if isinstance(record, ToolCallRecord) and not self.include_responses:
             values["upstream_response"] = (
@@ -90,14 +128,24 @@ class RowBuilder:
         values["id"] = str(record.id)
         values["timestamp"] = time_text(record.timestamp)
         values["created_at"] = created_at
-        scrub = self.redactor.scrub
+        plain: dict[str, str] = {}  # JSON columns that may need no scrub: their orjson text
         for name in _JSON_COLUMN_ORDER:
             value = values[name]
             if value is not None:
-                values[name] = clean_text(dump_json(scrub(value)))
+                draft = _plain_draft(value)
+                if draft is None:
+                    values[name] = self._scrubbed_json(value)
+                else:
+                    plain[name] = draft
+        if plain:
+            # One search over all the texts: no match in the whole, none in any part.
+            suspect = self.redactor.may_redact("\n".join(plain.values()))
+            for name, draft in plain.items():
+                values[name] = self._json_text(values[name], draft, suspect=suspect)
         for name in _TEXT_COLUMNS:
             value = values[name]
-            if value is not None:
+            # clean_text(str(value)), skipping the calls for the usual ASCII string without NUL
+            if value is not None and not (value.__class__ is str and value.isascii() and "\x00" not in value):
                 values[name] = clean_text(str(value))
         for name in MILLISECOND_COLUMNS:
             value = values[name]
@@ -108,6 +156,51 @@ class RowBuilder:
         if values["success"] is not None:
             values["success"] = bool(values["success"])
         return values
+
+    def json_text(self, value: Any) -> str:
+        """``clean_text(dump_json(redactor.scrub(value)))``: a JSON column's stored text.
+
+        The scrub walks the value in Python; it is skipped when it provably returns an equal value:
+        the value holds only what JSON has (plain dicts with string keys, lists, tuples, strings,
+        64-bit integers, floats, booleans, ``None``: orjson accepts it with subclasses and
+        datetimes refused; also UUIDs and enums, whose scrubbed string is the text ``str`` gives
+        them here too) and nests less deep than the scrub's limit, and its text shows no key
+        pattern and no card-like digits (:meth:`Redactor.may_redact`, asked of orjson's text, and
+        of the standard encoder's where the two differ). The text is then the one serializing
+        the scrubbed copy would give, and the standard encoder writes it as it always did.
+        """
+        draft = _plain_draft(value)
+        if draft is None:
+            return self._scrubbed_json(value)
+        return self._json_text(value, draft, suspect=True)
+
+    def _json_text(self, value: Any, draft: str, *, suspect: bool) -> str:
+        """The stored text of a value whose :func:`_plain_draft` is ``draft``; ``suspect`` is
+        false when :meth:`Redactor.may_redact` already said no for a text holding ``draft``."""
+        redactor = self.redactor
+        if suspect and redactor.may_redact(draft):
+            return self._scrubbed_json(value)
+        text = "".join(_ACYCLIC_ENCODE(value, 0))
+        # orjson writes what the walk sees as the standard encoder does, but for an enum member
+        # (its value, where the walk sees str()) and floats: where the texts differ, ask again.
+        if text != draft and redactor.may_redact(text):
+            return self._scrubbed_json(value)
+        return clean_text(text)
+
+    def _scrubbed_json(self, value: Any) -> str:
+        # The scrubbed copy is new lists and dicts down to MAX_DEPTH: no cycles to check for.
+        return clean_text("".join(_ACYCLIC_ENCODE(self.redactor.scrub(value), 0)))
+
+
+def _plain_draft(value: Any) -> str | None:
+    """orjson's compact text of ``value`` when ``value`` holds only what JSON has and nests less
+    deep than the scrub's limit (see :meth:`RowBuilder.json_text`), else ``None``."""
+    try:
+        draft = orjson.dumps(value, default=_refuse, option=_PLAIN_VALUES).decode()  # no cycles either
+    except TypeError:  # orjson.JSONEncodeError too
+        return None
+    # An enum member's value may nest deeper in orjson's text than in the walk: a bound still.
+    return draft if _nesting_within(draft, MAX_DEPTH - 1) else None
 
 
 def decode_row(row: Mapping[Any, Any]) -> dict[str, Any]:
