@@ -55,7 +55,7 @@ def test_each_record_links_to_its_predecessor_and_verification_counts_them(store
 
 
 def test_a_group_larger_than_one_insert_lands_every_value_in_its_column(store: Store) -> None:
-    """SQLite inserts a group as multi-row INSERTs of at most 50 rows: 123 rows take three."""
+    """A group is inserted in statements of at most 50 rows: 123 rows take three."""
     ids = _write(store, 123)
     rows = store.read_sync(
         lambda c: c.execute(
