@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -73,6 +74,35 @@ def test_a_group_larger_than_one_insert_lands_every_value_in_its_column(store: S
     report = verify_chain(store)
     assert report.ok
     assert report.verified == 123
+
+
+def test_sqlite_inserts_keep_pace_while_the_event_loop_thread_holds_the_interpreter(tmp_path: Path) -> None:
+    """A thread that runs Python all the time (a saturated event loop) gets the interpreter lock
+    back only every switch interval (5 ms) after another thread let go of it. Inserting row by row
+    (``executemany``) lets go once per row, so 1,000 rows took about 5 s and the batched audit fell
+    behind a busy proxy (about 200 records/s committed under 3,000 calls/s) until its queue was full
+    and records were dropped; one multi-row INSERT per 50 rows lets go 20 times."""
+    store = create_store(f"sqlite:///{tmp_path / 'busy.db'}")
+    store.open_sync()
+    try:
+        builder = RowBuilder(Redactor())
+        rows = [
+            builder.build(
+                ToolCallRecord(timestamp=START, tool_name="echo", tool_input={"i": i}),
+                "2026-03-01T00:00:00.000000Z",
+            )
+            for i in range(1000)
+        ]
+        started = time.monotonic()
+        written = store.submit(lambda c: append_rows(c, rows))
+        spins = 0
+        while not written.done() and time.monotonic() - started < 30:
+            spins += sum(range(200))  # Python bytecode, never letting go of the lock by itself
+        elapsed = time.monotonic() - started
+        assert written.result(timeout=0).seq == 1000
+        assert elapsed < 2.0, f"1,000 rows took {elapsed:.2f} s beside a busy thread"
+    finally:
+        store.close_sync()
 
 
 def test_an_empty_store_verifies(store: Store) -> None:
