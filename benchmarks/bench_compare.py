@@ -32,7 +32,9 @@ shared machine hits every target alike:
   (a target slower than ``--latency-budget`` seconds per round gets fewer calls; the JSON says how many);
 - **throughput**: ``wrk -t1 -c32`` for ``--duration`` seconds POSTing the same ``tools/call`` (the
   in-script aiohttp load generator with 32 connections when wrk is not installed), calls/s; a
-  non-2xx answer or an answer without ``"result"`` counts as an error and is reported.
+  non-2xx answer or an answer without ``"result"`` counts as an error and is reported. For the
+  Helio targets, the audit records committed during each run are counted too, per call served: a
+  proxy whose audit writer falls behind would look faster than it can sustain.
 
 Prints a table and writes the figures as JSON (``--json``, default ``.tools/bench/compare.json``).
 """
@@ -509,6 +511,16 @@ def http_json(url: str, body: Any, headers: dict[str, str]) -> Any:
         raise RuntimeError(f"{request.method} {url}: {exc.code} {exc.read()[:300]!r}") from exc
 
 
+def audit_rows(path: Path) -> int | None:
+    """How many records a Helio target's SQLite audit holds (``None``: not a Helio target)."""
+    if not path.exists():
+        return None
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+        return int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_records").fetchone()[0])
+
+
 def version_of(python: Path, dist: str) -> str:
     done = subprocess.run(
         [str(python), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
@@ -701,6 +713,9 @@ class Figures:
     rps: float | None = None
     throughput_errors: int = 0
     rps_vs_bare: float | None = None
+    audit_pace_rounds: list[float] = field(default_factory=list)
+    """Helio only: audit records committed during each c=32 run, per call it served (1.0: the
+    audit kept pace; well below it, records were waiting in the writer's queue)."""
 
 
 LABELS = {
@@ -748,6 +763,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lat_errors: dict[str, int] = dict.fromkeys(samples, 0)
         rps: dict[str, list[float]] = {t.name: [] for t in live}
         rps_errors: dict[str, int] = dict.fromkeys(samples, 0)
+        pace: dict[str, list[float]] = {t.name: [] for t in live}
         for target in live:  # warm-up
             asyncio.run(latencies(target.url, headers[target.name], args.warmup, args.latency_budget))
         for r in range(args.rounds):
@@ -760,6 +776,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 lat_errors[target.name] += errors
             log(f"round {r + 1}/{args.rounds}: throughput (c={args.connections})")
             for target in live:
+                audit_db = workdir / target.name / "audit.db"
+                rows_before = audit_rows(audit_db)
                 if use_wrk:
                     value, errors = wrk_throughput(
                         target.url, headers[target.name], args.duration, args.connections
@@ -768,6 +786,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     value, errors = asyncio.run(
                         aiohttp_throughput(target.url, headers[target.name], args.duration, args.connections)
                     )
+                rows_after = audit_rows(audit_db)
+                if rows_before is not None and rows_after is not None and value:
+                    pace[target.name].append((rows_after - rows_before) / (value * args.duration))
                 rps[target.name].append(value)
                 rps_errors[target.name] += errors
     finally:
@@ -787,6 +808,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f.rps_rounds = rps[target.name]
             f.rps = statistics.median(rps[target.name])
             f.throughput_errors = rps_errors[target.name]
+            f.audit_pace_rounds = pace[target.name]
         figures.append(f)
     by_name = {f.name: f for f in figures}
     direct = by_name.get("direct")
@@ -849,6 +871,17 @@ def table(report: dict[str, Any]) -> str:
             f"{t['label']:<26}{fmt(t['p50_ms'], '.3f'):>9}{fmt(t['p99_ms'], '.3f'):>9}{added50:>9}{added99:>9}"
             f"{fmt(t['rps'], ',.0f'):>10}{fmt(t['rps_vs_bare'], '.2f'):>9}  {t['latency_errors'] + t['throughput_errors']}"
         )
+    paces = [
+        f"  {t['name']}: " + " / ".join(f"{value:.0%}" for value in t["audit_pace_rounds"])
+        for t in report["targets"]
+        if t.get("audit_pace_rounds")
+    ]
+    if paces:
+        lines += [
+            "",
+            "audit records committed during each c=32 run, per call served (100 %: kept pace):",
+            *paces,
+        ]
     notes = [f"  {t['name']}: {t['note']}" for t in report["targets"] if t["note"]]
     if notes:
         lines += ["", "versions:", *notes]
