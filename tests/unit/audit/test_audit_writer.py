@@ -17,7 +17,7 @@ from helio_proxy.audit.records import ToolCallRecord
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.rows import RowBuilder
 from helio_proxy.audit.verify import verify_chain
-from helio_proxy.audit.writer import AuditWriter
+from helio_proxy.audit.writer import MAX_BATCH, AuditWriter
 from helio_proxy.store import Store
 from helio_proxy.store.base import Job
 
@@ -86,6 +86,37 @@ async def test_a_batch_is_sent_at_fifty_records_in_one_transaction(store: Store)
     await writer.close()
     assert _batches(store) == [50, 50, 20]
     assert verify_chain(store).verified == 120
+
+
+async def test_records_that_gather_while_the_writer_is_busy_leave_as_one_larger_batch(store: Store) -> None:
+    """Two batches in flight at most; the rest waits and goes out together when one commits (at
+    most MAX_BATCH per transaction), instead of one more transaction per 50 records."""
+    writer = _writer(store, flush_interval=60)
+    writer.start()
+    release, blocker = _block_writer(store)
+    for i in range(2_600):
+        writer.submit(_record(i))
+    release.set()
+    blocker.result(timeout=5)
+    await _until(lambda: writer.stats.written == 2_600, within=20)
+    assert _batches(store) == [50, 50, MAX_BATCH, 500]
+    assert verify_chain(store).verified == 2_600
+    await writer.close()
+
+
+async def test_a_small_remainder_after_a_capped_batch_is_still_sent_after_the_flush_interval(
+    store: Store,
+) -> None:
+    writer = _writer(store, flush_interval=0.05)
+    writer.start()
+    release, blocker = _block_writer(store)
+    for i in range(100 + MAX_BATCH + 30):
+        writer.submit(_record(i))
+    release.set()
+    blocker.result(timeout=5)
+    await _until(lambda: writer.stats.written == 100 + MAX_BATCH + 30, within=20)
+    assert _batches(store) == [50, 50, MAX_BATCH, 30]
+    await writer.close()
 
 
 async def test_a_partial_batch_is_sent_after_the_flush_interval(store: Store) -> None:

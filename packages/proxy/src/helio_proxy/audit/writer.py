@@ -37,6 +37,12 @@ log = logging.getLogger("helio.audit")
 
 DEFAULT_BATCH_SIZE: Final = 50
 """A batch is sent as soon as this many records wait (batched mode)."""
+MAX_INFLIGHT_BATCHES: Final = 2
+"""Batched mode: batches handed to the store at once. While that many are being written, new
+records wait and leave together when one of them commits (group commit): a writer that falls
+behind a busy proxy writes fewer, larger transactions, instead of one more per 50 records."""
+MAX_BATCH: Final = 2_000
+"""Batched mode: records in one transaction at most."""
 DEFAULT_FLUSH_INTERVAL: Final = 0.1
 """...or this many seconds after the first of them arrived."""
 DEFAULT_MAX_PENDING: Final = 20_000
@@ -129,7 +135,8 @@ class AuditWriter:
                 loop.call_soon(self._dispatch)
             return waiter
         if len(self._buffer) >= self.batch_size:
-            self._dispatch()
+            if self._inflight < MAX_INFLIGHT_BATCHES:
+                self._dispatch()  # else: sent when a batch in flight commits (_done)
         elif self._timer is None:
             self._timer = loop.call_later(self.flush_interval, self._dispatch)
         return None
@@ -169,8 +176,11 @@ class AuditWriter:
             self._timer = None
         if not self._buffer:
             return
-        records, waiters = self._buffer, self._waiters
-        self._buffer, self._waiters = [], []
+        if self.strict or len(self._buffer) <= MAX_BATCH:
+            records, waiters = self._buffer, self._waiters
+            self._buffer, self._waiters = [], []
+        else:  # batched mode has no waiters
+            records, self._buffer, waiters = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:], []
         self._send(records, waiters, 0)
 
     def _send(self, records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
@@ -209,6 +219,11 @@ class AuditWriter:
                 waiter.set_result(error is None)
         if self.strict and self._buffer and self._inflight == 0:
             self._dispatch()
+        elif not self.strict and self._buffer and self._inflight < MAX_INFLIGHT_BATCHES:
+            if len(self._buffer) >= self.batch_size:
+                self._dispatch()  # what gathered while the writer was busy, as one batch
+            elif self._timer is None and self._loop is not None:
+                self._timer = self._loop.call_later(self.flush_interval, self._dispatch)
         self._progress.set()
 
     def _note_health(self, error: BaseException | None) -> None:
