@@ -134,11 +134,7 @@ class AuditWriter:
                 self._scheduled = True
                 loop.call_soon(self._dispatch)
             return waiter
-        if len(self._buffer) >= self.batch_size:
-            if self._inflight < MAX_INFLIGHT_BATCHES:
-                self._dispatch()  # else: sent when a batch in flight commits (_done)
-        elif self._timer is None:
-            self._timer = loop.call_later(self.flush_interval, self._dispatch)
+        self._schedule_batch(loop)
         return None
 
     async def flush(self) -> None:
@@ -168,6 +164,16 @@ class AuditWriter:
             log.exception("audit records buffered at exit could not be written")
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _schedule_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Batched mode: send the buffer as a batch once it holds ``batch_size`` records and fewer
+        than :data:`MAX_INFLIGHT_BATCHES` are being written (else a commit sends it, see
+        :meth:`_done`); a smaller buffer leaves ``flush_interval`` after its first record."""
+        if len(self._buffer) >= self.batch_size:
+            if self._inflight < MAX_INFLIGHT_BATCHES:
+                self._dispatch()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.flush_interval, self._dispatch)
 
     def _dispatch(self) -> None:
         self._scheduled = False
@@ -219,11 +225,13 @@ class AuditWriter:
                 waiter.set_result(error is None)
         if self.strict and self._buffer and self._inflight == 0:
             self._dispatch()
-        elif not self.strict and self._buffer and self._inflight < MAX_INFLIGHT_BATCHES:
-            if len(self._buffer) >= self.batch_size:
-                self._dispatch()  # what gathered while the writer was busy, as one batch
-            elif self._timer is None and self._loop is not None:
-                self._timer = self._loop.call_later(self.flush_interval, self._dispatch)
+        elif (
+            not self.strict
+            and self._buffer
+            and self._inflight < MAX_INFLIGHT_BATCHES
+            and self._loop is not None
+        ):
+            self._schedule_batch(self._loop)  # what gathered while the writer was busy
         self._progress.set()
 
     def _note_health(self, error: BaseException | None) -> None:
