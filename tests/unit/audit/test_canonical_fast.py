@@ -57,6 +57,16 @@ def _assert_same(row: dict[str, Any]) -> None:
     assert canonical_json(material) == _std_canonical(material)
 
 
+def _assert_same_failure(row: dict[str, Any], error: type[Exception]) -> None:
+    """The standard encoder refuses ``row``; the fast paths refuse it with the same error."""
+    with pytest.raises(error):
+        _std_hash(row)
+    with pytest.raises(error):
+        record_hash(row)
+    with pytest.raises(error):
+        record_hash({name: row[name] for name in HASHED_COLUMNS})
+
+
 NASTY_TEXT = [
     "",
     "plain",
@@ -86,13 +96,7 @@ def test_every_code_point_is_escaped_as_the_standard_encoder_escapes_it() -> Non
 
 
 def test_a_lone_surrogate_fails_as_it_always_did() -> None:
-    row = _row(tool_name="a\ud800b")
-    with pytest.raises(UnicodeEncodeError):
-        _std_hash(row)
-    with pytest.raises(UnicodeEncodeError):
-        record_hash(row)
-    with pytest.raises(UnicodeEncodeError):
-        record_hash({name: row[name] for name in HASHED_COLUMNS})
+    _assert_same_failure(_row(tool_name="a\ud800b"), UnicodeEncodeError)
 
 
 FLOATS = [
@@ -198,13 +202,7 @@ def test_other_types_encode_or_fail_as_they_always_did() -> None:
     _assert_same(_row(tool_name=_Text("sub"), seq=_Level.HIGH, origin="mcp"))
     _assert_same(_row(metadata={"a": [1, 1e-05, "\u2028"]}, tool_input=[1, 2]))
     for odd in (_Color.RED, NOW, b"bytes", {1, 2}):
-        row = _row(metadata=odd)
-        with pytest.raises(TypeError):
-            _std_hash(row)
-        with pytest.raises(TypeError):
-            record_hash(row)
-        with pytest.raises(TypeError):
-            record_hash({name: row[name] for name in HASHED_COLUMNS})
+        _assert_same_failure(_row(metadata=odd), TypeError)
 
 
 def test_canonical_json_sorts_any_keys_as_the_standard_encoder() -> None:
