@@ -93,8 +93,8 @@ def canonical_json(material: Mapping[str, Any]) -> bytes:
 
 
 _HASHED_SORTED: Final = tuple(sorted(HASHED_COLUMNS))
-_HASHED_KEYS: Final = tuple(name.encode().decode() for name in _HASHED_SORTED)
-"""The hashed columns in canonical order, as plain ``str`` (orjson takes no subclass for a key)."""
+"""The hashed columns in canonical order (plain ``str``, as :data:`COLUMNS` is: orjson takes no
+subclass for a key)."""
 _HASHED_VALUES: Final = cast(
     "Callable[[Mapping[str, Any]], tuple[Any, ...]]", itemgetter(*_HASHED_SORTED)
 )  # several names: a tuple, in C
@@ -114,7 +114,7 @@ def record_hash(row: Mapping[str, Any]) -> str:
             except TypeError:  # orjson.JSONEncodeError too (and a key that is a str subclass)
                 material = None
     else:
-        material = _orjson_canonical(_HASHED_KEYS, _HASHED_VALUES(row))
+        material = _orjson_canonical(_HASHED_SORTED, _HASHED_VALUES(row))
     if material is None:
         material = _CANONICAL.encode({name: row[name] for name in HASHED_COLUMNS}).encode("utf-8")
     return hashlib.sha256(material).hexdigest()
