@@ -32,13 +32,26 @@ READER_THREADS: Final = 4
 WRITER_MARK: Final = "helio_writer"
 """Key in a connection's ``info`` marking the writer's connection (SQLite begins it IMMEDIATE)."""
 
+MAX_GROUP: Final = 64
+"""Most write jobs that share one transaction when they queue up (backends that group)."""
+
 _STOP: Final = object()
+
+_Item = tuple[Job[Any], "Future[Any]"]
 
 
 class SqlStore:
     """Shared machinery of the SQL backends. Subclasses provide :meth:`create_engine`."""
 
     dialect: str = "sql"
+
+    group_writes: bool = False
+    """Run the write jobs that queued up meanwhile in one transaction (one BEGIN and one COMMIT).
+
+    Only where that cannot deadlock: on SQLite the writer's ``BEGIN IMMEDIATE`` holds the whole
+    database, so a group takes no lock a single job would not. On PostgreSQL two replicas' groups
+    could take row locks in opposite orders, so each job keeps its own transaction there.
+    """
 
     def __init__(self, url: str, *, durability: Durability = "batched") -> None:
         self.url = url
@@ -151,28 +164,77 @@ class SqlStore:
             ready.set_exception(StoreError(f"cannot open the store at {self.description}: {_reason(exc)}"))
             return
         ready.set_result(None)
-        while True:
-            item = self._jobs.get()
-            if item is _STOP:
-                break
-            job, future = cast(tuple[Job[Any], Future[Any]], item)
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                if conn is None:
-                    conn = self._connect_writer()
-                with conn.begin():
-                    result = job(conn)
-            except BaseException as exc:
-                future.set_exception(exc)
-                if isinstance(exc, DBAPIError) and exc.connection_invalidated and conn is not None:
-                    conn.close()
-                    conn = None  # reconnect for the next job
-                continue
-            future.set_result(result)
+        stopping = False
+        while not stopping:
+            group, stopping = self._take_group()
+            if len(group) > 1:
+                conn = self._run_group(conn, group)
+            elif group:
+                conn = self._run_one(conn, group[0])
         if conn is not None:
             conn.info.pop(WRITER_MARK, None)
             conn.close()
+
+    def _take_group(self) -> tuple[list[_Item], bool]:
+        """The next job and, when grouping, those queued behind it; whether to stop after them."""
+        group: list[_Item] = []
+        item = self._jobs.get()
+        while True:
+            if item is _STOP:
+                return group, True
+            job, future = cast(_Item, item)
+            if future.set_running_or_notify_cancel():
+                group.append((job, future))
+            if not self.group_writes or len(group) >= MAX_GROUP:
+                return group, False
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return group, False
+
+    def _run_one(self, conn: Connection | None, item: _Item) -> Connection | None:
+        job, future = item
+        try:
+            if conn is None:
+                conn = self._connect_writer()
+            with conn.begin():
+                result = job(conn)
+        except BaseException as exc:
+            future.set_exception(exc)
+            return self._after_failure(conn, exc)
+        future.set_result(result)
+        return conn
+
+    def _run_group(self, conn: Connection | None, group: list[_Item]) -> Connection | None:
+        """All of ``group`` in one transaction; if any job (or the commit) fails, each alone.
+
+        Results are handed out only after the commit, so a caller never sees a write that is
+        then rolled back. A failure rolls the whole group back and every job runs again in its own
+        transaction, in the same order: each then succeeds or fails exactly as it would have
+        without grouping (the jobs only touch the database, which the rollback restored).
+        """
+        results: list[Any] = []
+        try:
+            if conn is None:
+                conn = self._connect_writer()
+            with conn.begin():
+                for job, _future in group:
+                    results.append(job(conn))
+        except BaseException as exc:
+            conn = self._after_failure(conn, exc)
+            for item in group:
+                conn = self._run_one(conn, item)
+            return conn
+        for (_job, future), result in zip(group, results, strict=True):
+            future.set_result(result)
+        return conn
+
+    @staticmethod
+    def _after_failure(conn: Connection | None, exc: BaseException) -> Connection | None:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated and conn is not None:
+            conn.close()
+            return None  # reconnect for the next job
+        return conn
 
     def _connect_writer(self) -> Connection:
         conn = self.engine.connect()

@@ -53,6 +53,7 @@ class SqliteStore(SqlStore):
     """A :class:`SqlStore` on one SQLite file."""
 
     dialect = "sqlite"
+    group_writes = True
 
     def __init__(self, url: str, *, durability: Durability = "batched") -> None:
         super().__init__(url, durability=durability)
