@@ -245,6 +245,11 @@ def test_dumps_gives_the_standard_encoders_bytes_for_every_kind_of_value() -> No
         {"big": 2**64, "small": -(2**63) - 1, "max": 2**63 - 1},
         ["é", "\u2028\u2029", "\x00\x1f\x7f", '"\\/', "😀", "1e5 in a string", "0.00001"],
         (1, 2, 3),
+        1e16,
+        float("nan"),
+        None,
+        "top-level text",
+        [1e-05, [0.00001, -1e22], {"n": [float("inf")]}],
     ]
     for cp in range(0, 0x110000, 7):
         if not 0xD800 <= cp <= 0xDFFF:
@@ -276,3 +281,23 @@ def test_dumps_takes_the_fast_path_for_a_typical_answer(monkeypatch: pytest.Monk
         dumps(payload)
         == '{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"é ok"}]}}'.encode()
     )
+
+
+def test_dumps_keeps_the_fast_path_when_only_strings_look_like_null_or_exponents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call id is hex (``...9e4f...``): text inside strings must not send a reply to the slow path."""
+    payload = {
+        "result": {
+            "_meta": {"io.gethelio/call-id": "0193e4a1b2c39e4f7a8b9c0d1e2f3a4b"},
+            "content": [{"type": "text", "text": "null 1e5 0.00001 x1E9"}],
+        },
+        "id": "7e3",
+    }
+    expected = _standard(payload)
+
+    def refuse(*_args: Any, **_kwargs: Any) -> str:
+        raise AssertionError("the standard encoder was used")
+
+    monkeypatch.setattr(json, "dumps", refuse)
+    assert dumps(payload) == expected

@@ -377,11 +377,17 @@ def error_payload(
     return body
 
 
-_MAY_DIFFER: Final = re.compile(rb"null|\d[eE]|0\.0000")
+_MAY_DIFFER: Final = re.compile(rb"[:,\[](?:null|-?\d+(?:\.\d+)?[eE]|-?0\.0000)")
 """Where orjson's output can differ from the standard encoder's: ``null`` (orjson writes NaN and
 infinities as ``null``), and floats the standard encoder writes with an exponent (``1e-05``,
 ``1e+16``; orjson writes ``0.00001``, ``1e16``). Anywhere else, for the types JSON parsing gives,
-the two agree byte for byte (strings over every code point, integers, other floats, key order)."""
+the two agree byte for byte (strings over every code point, integers, other floats, key order).
+Only a value's start counts (after ``:``, ``,`` or ``[``: orjson writes no spaces; a payload that
+is not an object or array takes the standard encoder), so text inside strings, such as a hex
+call id like ``"4e7f..."``, keeps the fast path; a string holding ``:null`` only costs the slower
+encoder."""
+
+_CONTAINERS: Final = (b"{", b"[")
 
 _ORJSON_STRICT: Final = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 """Dataclasses and datetimes are refused, as the standard encoder refuses them."""
@@ -398,7 +404,7 @@ def dumps(payload: Any) -> bytes:
         out = orjson.dumps(payload, option=_ORJSON_STRICT)
     except TypeError:  # orjson.JSONEncodeError included
         out = None
-    if out is not None and _MAY_DIFFER.search(out) is None:
+    if out is not None and out[:1] in _CONTAINERS and _MAY_DIFFER.search(out) is None:
         return out
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
