@@ -247,7 +247,7 @@ async def gate_case(backend: str, charges: int, iterations: int) -> dict[str, An
 
 
 async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> int:
-    """The SQL statements one ``once()`` runs on the store's writer.
+    """The SQL statements one ``once()`` runs on the store's writer (or the loop's own connection).
 
     SQLite's hot-path statements go to the ``sqlite3`` connection directly (``limits/ledger.py``
     ``_run``), past SQLAlchemy's events, so there the driver's own trace callback counts them."""
@@ -265,8 +265,13 @@ async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> i
         return job
 
     sqlite = store.engine.dialect.name == "sqlite"
+    # A reservation may also run on the event loop's own connection (SqliteStore.write_short),
+    # opened by the gate's first call (the timed calls above made it): trace that one too.
+    now = getattr(store, "_now", None)
     if sqlite:
         await store.write(trace(True))
+        if now is not None:
+            trace(True)(now)
     else:
         event.listen(store.engine, "before_cursor_execute", listen)
     try:
@@ -274,6 +279,8 @@ async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> i
     finally:
         if sqlite:
             await store.write(trace(False))
+            if now is not None:
+                trace(False)(now)
         else:
             event.remove(store.engine, "before_cursor_execute", listen)
     skip = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")

@@ -1,11 +1,14 @@
 import asyncio
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, event, text
 
 from helio_proxy.store import Store, StoreError
 from helio_proxy.store.sql import SqlStore
+from helio_proxy.store.testing import temporary_store
 
 
 def _insert(name: str):
@@ -117,3 +120,67 @@ def test_a_cancelled_job_in_a_group_never_runs(store: Store) -> None:
     release.set()
     kept.result(timeout=10)
     assert store.read_sync(_names) == ["kept"]
+
+
+# -- write_short: a short job runs at once on the caller's thread where the write lock is free ---
+
+
+def _insert_on(name: str):
+    def job(conn: Connection) -> tuple[str, bool]:
+        _insert(name)(conn)
+        return threading.current_thread().name, conn.in_transaction()
+
+    return job
+
+
+async def test_a_short_write_runs_at_once_on_the_event_loop_on_sqlite_only(store: Store) -> None:
+    thread, in_transaction = await store.write_short(_insert_on("now"))
+    assert in_transaction
+    if store.dialect == "sqlite":
+        assert thread == threading.current_thread().name  # no hand-off to the writer thread
+    else:
+        assert thread == "helio-store-writer"  # a network round trip never runs on the loop
+    assert store.read_sync(_names) == ["now"]  # committed
+
+
+async def test_a_short_write_never_waits_for_the_lock_on_the_loop_it_goes_to_the_writer(
+    store: Store,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:  # the writer thread, inside BEGIN IMMEDIATE
+        _insert("held")(conn)
+        entered.set()
+        assert release.wait(10)
+
+    held = store.submit(hold)
+    assert entered.wait(10)
+    short = asyncio.ensure_future(store.write_short(_insert_on("queued")))
+    started = time.monotonic()
+    await asyncio.sleep(0.05)  # the short job starts here, and must hand itself to the writer
+    assert time.monotonic() - started < 1.0  # the loop was not held waiting for the lock
+    assert not short.done()
+    release.set()
+    thread, _ = await asyncio.wait_for(short, 10)
+    held.result(timeout=10)
+    assert thread == "helio-store-writer"
+    assert store.read_sync(_names) == ["held", "queued"]
+
+
+async def test_a_short_write_that_fails_on_the_loop_leaves_nothing_and_the_next_one_runs(
+    store: Store,
+) -> None:
+    def half_then_fail(conn: Connection) -> None:
+        _insert("lost")(conn)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.write_short(half_then_fail)
+    await store.write_short(_insert_on("kept"))
+    assert store.read_sync(_names) == ["kept"]
+
+
+async def test_in_strict_mode_every_short_write_goes_to_the_writer(tmp_path: Path) -> None:
+    with temporary_store("sqlite", tmp_path, durability="strict") as strict:
+        thread, _ = await strict.write_short(_insert_on("fsynced"))
+    assert thread == "helio-store-writer"  # an fsync per commit never runs on the loop

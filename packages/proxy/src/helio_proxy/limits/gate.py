@@ -363,7 +363,7 @@ class LimitsGate:
         planned, now, config = started
         try:
             await self.reconciled(config)
-            reserved = await self.store.write(
+            reserved = await self.store.write_short(
                 functools.partial(
                     ledger.reserve,
                     charges=planned.charges,

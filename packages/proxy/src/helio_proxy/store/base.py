@@ -1,9 +1,10 @@
 """What every store backend offers, and the conventions all of them share.
 
 A store is a SQL database reached through SQLAlchemy. Writes are *jobs* (a function of a
-connection) run one at a time, each in its own transaction, by the store's writer; reads are
-jobs run on a small thread pool. Nothing here blocks the event loop: the async methods hand the
-work to threads.
+connection) run one at a time, in transactions, by the store's writer; reads are jobs run on a
+small thread pool. Nothing here waits on the event loop: the async methods hand the work to
+threads, except that :meth:`Store.write_short` may run a short job at once where the database's
+write lock is free (it never waits for it).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ class Store(Protocol):
 
     async def write(self, job: Job[T]) -> T:
         """Run a write job and wait for its commit."""
+        ...
+
+    async def write_short(self, job: Job[T]) -> T:
+        """Run a short write job a call waits on (a limit reservation: a few statements).
+
+        Like :meth:`write`, except that a backend whose write lock can be taken without waiting
+        may run it at once on the calling thread (SQLite in ``batched`` mode, when no other
+        writer holds the file): the job never waits for a lock on the event loop, and the call
+        saves the two thread hand-offs."""
         ...
 
     def read_sync(self, job: Job[T]) -> T:

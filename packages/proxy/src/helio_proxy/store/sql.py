@@ -144,6 +144,9 @@ class SqlStore:
     async def write(self, job: Job[T]) -> T:
         return await asyncio.wrap_future(self.submit(job))
 
+    async def write_short(self, job: Job[T]) -> T:
+        return await self.write(job)
+
     def read_sync(self, job: Job[T]) -> T:
         with self.engine.connect() as conn:
             return job(conn)

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from helio_proxy.store.base import Durability, StoreError
+from helio_proxy.store.base import Durability, Job, StoreError
 from helio_proxy.store.registry import register_backend
 from helio_proxy.store.sql import WRITER_MARK, SqlStore
+
+T = TypeVar("T")
 
 FILE_MODE: Final = 0o600
 BUSY_TIMEOUT_MS: Final = 10_000
@@ -57,6 +61,8 @@ class SqliteStore(SqlStore):
 
     def __init__(self, url: str, *, durability: Durability = "batched") -> None:
         super().__init__(url, durability=durability)
+        self._now: Connection | None = None
+        """The event loop's own connection (:meth:`write_short`), opened on first use."""
         database = make_url(url).database
         if not database or database == ":memory:":
             raise StoreError(f"{url}: the SQLite store needs a file path (sqlite:///path/to/helio.db)")
@@ -93,6 +99,66 @@ class SqliteStore(SqlStore):
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITER_MARK) else "BEGIN")
 
         return engine
+
+    async def write_short(self, job: Job[T]) -> T:
+        """Run ``job`` at once on the event loop's own connection if the write lock is free.
+
+        That connection never waits: ``busy_timeout`` is 0, so ``BEGIN IMMEDIATE`` either takes the
+        file's write lock at once or fails, and then the job goes to the writer thread like any
+        other. It never checkpoints the WAL either (the writer's commits do), and in ``strict``
+        mode, where every commit is an fsync, every job goes to the writer. The lock is the same
+        one the writer and every other worker take, so limits stay exact.
+        """
+        if self.durability == "batched" and not self._closed:
+            ran, result = self._write_now(job)
+            if ran:
+                return cast(T, result)
+        return await self.write(job)
+
+    def _write_now(self, job: Job[T]) -> tuple[bool, T | None]:
+        conn = self._now
+        if conn is None:
+            conn = self._now = self._connect_now()
+        try:
+            transaction = conn.begin()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                self._drop_now(exc)
+                raise
+            return False, None  # another writer holds the file: queue the job instead
+        try:
+            result = job(conn)
+            transaction.commit()
+        except BaseException as exc:
+            if transaction.is_active:
+                transaction.rollback()
+            self._drop_now(exc)
+            raise
+        return True, result
+
+    def _drop_now(self, exc: BaseException) -> None:
+        """Forget the loop's connection if ``exc`` broke it (the next job opens a new one)."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated and self._now is not None:
+            with contextlib.suppress(Exception):
+                self._now.close()
+            self._now = None
+
+    def _connect_now(self) -> Connection:
+        conn = self.engine.connect()
+        conn.info[WRITER_MARK] = True  # BEGIN IMMEDIATE, as the writer's
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA busy_timeout = 0")
+        driver.execute("PRAGMA wal_autocheckpoint = 0")
+        return conn
+
+    def close_sync(self, timeout: float = 5.0) -> None:
+        now, self._now = self._now, None
+        if now is not None:
+            now.info.pop(WRITER_MARK, None)
+            with contextlib.suppress(Exception):
+                now.close()
+        super().close_sync(timeout)
 
     def after_open(self) -> None:
         for file in self.files():
