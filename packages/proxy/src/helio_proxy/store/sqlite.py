@@ -161,12 +161,12 @@ class SqliteStore(SqlStore):
         return conn
 
     def close_sync(self, timeout: float = 5.0) -> None:
+        super().close_sync(timeout)  # from here on write_short queues (and is refused: closed)
         now, self._now = self._now, None
         if now is not None:
             now.info.pop(WRITER_MARK, None)
             with contextlib.suppress(Exception):
                 now.close()
-        super().close_sync(timeout)
 
     def after_open(self) -> None:
         for file in self.files():
