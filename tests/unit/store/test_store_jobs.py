@@ -1,4 +1,5 @@
 import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ from sqlalchemy import Connection, event, text
 
 from helio_proxy.store import Store, StoreError
 from helio_proxy.store.sql import SqlStore
+from helio_proxy.store.sqlite import SqliteStore
 from helio_proxy.store.testing import temporary_store
 
 
@@ -164,7 +166,31 @@ async def test_a_short_write_never_waits_for_the_lock_on_the_loop_it_goes_to_the
     thread, _ = await asyncio.wait_for(short, 10)
     held.result(timeout=10)
     assert thread == "helio-store-writer"
+    # With the writer busy the loop does not even try the lock (its connection was never opened):
+    # under load the writer thread runs the job while the loop serves other calls.
+    assert getattr(store, "_now", None) is None
     assert store.read_sync(_names) == ["held", "queued"]
+
+
+async def test_a_short_write_never_waits_on_the_loop_for_another_process_holding_the_file(
+    tmp_path: Path,
+) -> None:
+    with temporary_store("sqlite", tmp_path) as store:
+        assert isinstance(store, SqliteStore)
+        other = sqlite3.connect(store.path, isolation_level=None)  # another worker, say
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            short = asyncio.ensure_future(store.write_short(_insert_on("after")))
+            started = time.monotonic()
+            await asyncio.sleep(0.05)  # the short job tries the lock here, and must not wait for it
+            assert time.monotonic() - started < 1.0
+            assert not short.done()
+            other.execute("COMMIT")
+            thread, _ = await asyncio.wait_for(short, 10)
+        finally:
+            other.close()
+        assert thread == "helio-store-writer"  # the writer waits (busy_timeout), not the loop
+        assert store.read_sync(_names) == ["after"]
 
 
 async def test_a_short_write_that_fails_on_the_loop_leaves_nothing_and_the_next_one_runs(

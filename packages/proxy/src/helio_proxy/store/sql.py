@@ -61,6 +61,8 @@ class SqlStore:
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._closed = False
+        self._writing = False
+        """The writer thread is running jobs (read without a lock: a hint, see :meth:`writer_idle`)."""
 
     # -- for subclasses -----------------------------------------------------------------------
 
@@ -147,6 +149,10 @@ class SqlStore:
     async def write_short(self, job: Job[T]) -> T:
         return await self.write(job)
 
+    def writer_idle(self) -> bool:
+        """No write job is queued or running (a hint: the answer may be stale by the time it is used)."""
+        return not self._writing and self._jobs.empty()
+
     def read_sync(self, job: Job[T]) -> T:
         with self.engine.connect() as conn:
             return job(conn)
@@ -170,10 +176,14 @@ class SqlStore:
         stopping = False
         while not stopping:
             group, stopping = self._take_group()
-            if len(group) > 1:
-                conn = self._run_group(conn, group)
-            elif group:
-                conn = self._run_one(conn, group[0])
+            self._writing = True
+            try:
+                if len(group) > 1:
+                    conn = self._run_group(conn, group)
+                elif group:
+                    conn = self._run_one(conn, group[0])
+            finally:
+                self._writing = False
         if conn is not None:
             conn.info.pop(WRITER_MARK, None)
             conn.close()

@@ -111,13 +111,16 @@ class SqliteStore(SqlStore):
     async def write_short(self, job: Job[T]) -> T:
         """Run ``job`` at once on the event loop's own connection if the write lock is free.
 
-        That connection never waits: ``busy_timeout`` is 0, so ``BEGIN IMMEDIATE`` either takes the
-        file's write lock at once or fails, and then the job goes to the writer thread like any
-        other. It never checkpoints the WAL either (the writer's commits do), and in ``strict``
-        mode, where every commit is an fsync, every job goes to the writer. The lock is the same
-        one the writer and every other worker take, so limits stay exact.
+        Only while the writer thread is idle: a busy writer holds the lock (an attempt would
+        fail), and under load the loop is better off serving other calls while the writer thread
+        runs the job (SQLite lets go of the interpreter lock) than running it itself. That
+        connection never waits: ``busy_timeout`` is 0, so ``BEGIN IMMEDIATE`` either takes the
+        file's write lock at once or fails (another worker holds it), and then the job goes to the
+        writer thread like any other. It never checkpoints the WAL either (the writer's commits
+        do), and in ``strict`` mode, where every commit is an fsync, every job goes to the writer.
+        The lock is the same one the writer and every other worker take, so limits stay exact.
         """
-        if self.durability == "batched" and not self._closed:
+        if self.durability == "batched" and not self._closed and self.writer_idle():
             ran, result = self._write_now(job)
             if ran:
                 return cast(T, result)
