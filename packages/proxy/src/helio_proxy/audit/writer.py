@@ -1,7 +1,8 @@
 """The batched audit writer: records go in on the event loop, batches commit on the store's writer.
 
 ``batched``: a batch is sent when 50 records are waiting or 100 ms after the first one; each
-batch is one transaction. ``strict`` (group commit): whatever is waiting is sent at once as one
+batch is one transaction (on SQLite, batches that queue up behind other writes share one: see
+``SqlStore.group_writes``). ``strict`` (group commit): whatever is waiting is sent at once as one
 transaction; records arriving meanwhile wait for it to commit and then go together, and every
 call waiting on a batch is woken when it commits.
 

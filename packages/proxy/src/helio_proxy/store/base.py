@@ -21,7 +21,9 @@ from helio_proxy.errors import StartupError
 T = TypeVar("T")
 
 Job = Callable[[Connection], T]
-"""A unit of database work; a write job runs inside one transaction."""
+"""A unit of database work; a write job runs inside a transaction (alone, or with the write jobs
+queued beside it where the backend groups them: it must touch only the database, since a failed
+group is rolled back and each of its jobs runs again alone)."""
 
 Durability = Literal["batched", "strict"]
 """``batched``: commits may be lost to a power cut (SQLite ``synchronous=NORMAL``); ``strict``:

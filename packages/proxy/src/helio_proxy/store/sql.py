@@ -1,7 +1,9 @@
 """A :class:`~helio_proxy.store.base.Store` on a SQLAlchemy engine: one writer thread, a reader pool.
 
-The writer thread owns one connection and runs write jobs from a queue, one transaction each,
-in the order they were submitted: on SQLite it is the only writer of the file. Reads run on a
+The writer thread owns one connection and runs write jobs from a queue, in the order they were
+submitted: one transaction each, or on SQLite (:attr:`SqlStore.group_writes`) the jobs that queued
+up meanwhile together in one; on SQLite it is the only writer thread of the file (a limit
+reservation may also run on the event loop's own connection: ``SqliteStore.write_short``). Reads run on a
 small thread pool with their own pooled connections (WAL lets them proceed while the writer
 commits). Backends subclass :class:`SqlStore` for the engine, per-connection settings and locks.
 """
