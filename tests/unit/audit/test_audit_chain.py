@@ -37,6 +37,16 @@ def _write(
     return [str(r.id) for r in records]
 
 
+def _rows(tool: str, inputs: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Built rows of one ``tool``'s calls, one per input, all at :data:`START`."""
+    builder = RowBuilder(Redactor())
+    created = "2026-03-01T00:00:00.000000Z"
+    return [
+        builder.build(ToolCallRecord(timestamp=START, tool_name=tool, tool_input=args), created)
+        for args in inputs
+    ]
+
+
 def _execute(store: Store, sql: str, **params: object) -> None:
     store.submit(lambda c: c.execute(text(sql), params)).result(timeout=10)
 
@@ -85,14 +95,7 @@ def test_sqlite_inserts_keep_pace_while_the_event_loop_thread_holds_the_interpre
     store = create_store(f"sqlite:///{tmp_path / 'busy.db'}")
     store.open_sync()
     try:
-        builder = RowBuilder(Redactor())
-        rows = [
-            builder.build(
-                ToolCallRecord(timestamp=START, tool_name="echo", tool_input={"i": i}),
-                "2026-03-01T00:00:00.000000Z",
-            )
-            for i in range(1000)
-        ]
+        rows = _rows("echo", [{"i": i} for i in range(1000)])
         started = time.monotonic()
         written = store.submit(lambda c: append_rows(c, rows))
         spins = 0
@@ -113,14 +116,7 @@ def test_sqlite_indexes_a_transactions_records_for_search_as_one_segment(tmp_pat
     store = create_store(f"sqlite:///{tmp_path / 'words.db'}")
     store.open_sync()
     try:
-        builder = RowBuilder(Redactor())
-        rows = [
-            builder.build(
-                ToolCallRecord(timestamp=START, tool_name="refund", tool_input={"order": f"ORD-{i}"}),
-                "2026-03-01T00:00:00.000000Z",
-            )
-            for i in range(200)
-        ]
+        rows = _rows("refund", [{"order": f"ORD-{i}"} for i in range(200)])
 
         def write(conn: Connection) -> int:
             driver = conn.connection.driver_connection
