@@ -3,9 +3,9 @@
 The writer thread owns one connection and runs write jobs from a queue, in the order they were
 submitted: one transaction each, or on SQLite (:attr:`SqlStore.group_writes`) the jobs that queued
 up meanwhile together in one; on SQLite it is the only writer thread of the file (a limit
-reservation may also run on the event loop's own connection: ``SqliteStore.write_short``). Reads run on a
-small thread pool with their own pooled connections (WAL lets them proceed while the writer
-commits). Backends subclass :class:`SqlStore` for the engine, per-connection settings and locks.
+reservation may also run on the event loop's own connection: ``SqliteStore.write_short``). Reads
+run on a small thread pool with their own pooled connections (WAL lets them proceed while the
+writer commits). Backends subclass :class:`SqlStore` for the engine, per-connection settings and locks.
 """
 
 from __future__ import annotations
@@ -178,7 +178,6 @@ class SqlStore:
         stopping = False
         while not stopping:
             group, stopping = self._take_group()
-            self._writing = True
             try:
                 if len(group) > 1:
                     conn = self._run_group(conn, group)
@@ -194,6 +193,7 @@ class SqlStore:
         """The next job and, when grouping, those queued behind it; whether to stop after them."""
         group: list[_Item] = []
         item = self._jobs.get()
+        self._writing = True  # before the queue looks empty to writer_idle()
         while True:
             if item is _STOP:
                 return group, True
