@@ -85,3 +85,29 @@ async def test_ledger_rows_follow_audit_retention(store: Store) -> None:
         )
     )
     assert left == (["b1"], ["l1"])
+
+
+async def test_a_large_sweep_goes_in_chunks_and_leaves_the_same_chain(store: Store) -> None:
+    """Each chunk is a transaction of its own, so other writes (audit batches, limit
+    reservations) take turns with a sweep instead of waiting for all of it."""
+    ids = _write_ages(store, [200.0] * 23 + [10.0] * 3)
+    transactions: list[int] = []
+    sweeper = RetentionSweeper(store, 90 * DAY, clock=ManualClock(NOW), chunk=5)
+    write = store.write
+
+    async def counted(job):  # type: ignore[no-untyped-def]
+        result = await write(job)
+        transactions.append(result.records)
+        return result
+
+    store.write = counted  # type: ignore[method-assign]
+    try:
+        result = await sweeper.sweep()
+    finally:
+        del store.write  # type: ignore[attr-defined]
+    assert transactions == [5, 5, 5, 5, 3]
+    assert result.records == 23
+    assert _ids(store) == ids[23:]
+    report = verify_chain(store)
+    assert report.ok
+    assert report.verified == 3
