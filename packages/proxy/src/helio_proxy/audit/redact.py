@@ -15,7 +15,7 @@ also covers ``access_token`` (and ``max_tokens``: redaction errs on the side of 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 DEFAULT_PATTERNS: Final = (
@@ -221,13 +221,8 @@ class Redactor:
         cls = value.__class__
         if cls is str:
             return self.scrub_text(value)
-        if cls is dict and depth < MAX_DEPTH:  # the common cases first; the same as below
-            out: dict[str, Any] = {}
-            key_matches = self.key_matches
-            for key, item in value.items():
-                name = key if key.__class__ is str else str(key)
-                out[name] = REDACTED if key_matches(name) else self._scrub(item, depth + 1)
-            return out
+        if cls is dict and depth < MAX_DEPTH:  # the common cases first
+            return self._scrub_dict(value, depth)
         if isinstance(value, str):
             return self.scrub_text(value)
         if isinstance(value, bool) or value is None or isinstance(value, float):
@@ -235,16 +230,20 @@ class Redactor:
         if depth >= MAX_DEPTH:
             return REDACTED
         if isinstance(value, dict):
-            out = {}
-            for key, item in value.items():  # pyright: ignore[reportUnknownVariableType]
-                name = str(key)  # pyright: ignore[reportUnknownArgumentType]
-                out[name] = REDACTED if self.key_matches(name) else self._scrub(item, depth + 1)
-            return out
+            return self._scrub_dict(value, depth)  # pyright: ignore[reportUnknownArgumentType]
         if isinstance(value, list | tuple):
             return [self._scrub(item, depth + 1) for item in value]  # pyright: ignore[reportUnknownVariableType]
         if isinstance(value, int):
             return self._scrub_int(value)
         return self.scrub_text(str(value))
+
+    def _scrub_dict(self, value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        key_matches = self.key_matches
+        for key, item in value.items():
+            name = key if key.__class__ is str else str(key)
+            out[name] = REDACTED if key_matches(name) else self._scrub(item, depth + 1)
+        return out
 
     def scrub_text(self, text: str) -> str:
         if len(text) < _SHORTEST_SECRET:
