@@ -133,26 +133,17 @@ class SqliteStore(SqlStore):
         try:
             transaction = conn.begin()
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
-                self._drop_now(exc)
-                raise
-            return False, None  # another writer holds the file: queue the job instead
+            if getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                return False, None  # another writer holds the file: queue the job instead
+            self._now = self._after_failure(conn, exc)
+            raise
         try:
-            result = job(conn)
-            transaction.commit()
+            with transaction:  # committed, or rolled back if the job raises
+                result = job(conn)
         except BaseException as exc:
-            if transaction.is_active:
-                transaction.rollback()
-            self._drop_now(exc)
+            self._now = self._after_failure(conn, exc)  # a broken connection is replaced next time
             raise
         return True, result
-
-    def _drop_now(self, exc: BaseException) -> None:
-        """Forget the loop's connection if ``exc`` broke it (the next job opens a new one)."""
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated and self._now is not None:
-            with contextlib.suppress(Exception):
-                self._now.close()
-            self._now = None
 
     def _connect_now(self) -> Connection:
         conn = self.engine.connect()
