@@ -2,6 +2,9 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,19 +66,29 @@ def test_closing_finishes_queued_writes_and_then_refuses_new_ones(store: Store) 
         store.submit(_insert("late")).result(timeout=1)
 
 
-def _queue_behind_a_busy_writer(store: Store, jobs: list) -> list:
-    """Submit ``jobs`` while the writer is held inside another job, then let it go."""
+@contextmanager
+def _writer_held(store: Store, first: Callable[[Connection], object] | None = None) -> Iterator[Future[None]]:
+    """The writer thread busy inside a job (which runs ``first``, if given) until the block ends."""
     entered, release = threading.Event(), threading.Event()
 
     def hold(conn: Connection) -> None:
+        if first is not None:
+            first(conn)
         entered.set()
         assert release.wait(10)
 
-    first = store.submit(hold)
+    held = store.submit(hold)
     assert entered.wait(10)
-    futures = [first, *(store.submit(job) for job in jobs)]
-    release.set()
-    return futures
+    try:
+        yield held
+    finally:
+        release.set()
+
+
+def _queue_behind_a_busy_writer(store: Store, jobs: list) -> list:
+    """Submit ``jobs`` while the writer is held inside another job, then let it go."""
+    with _writer_held(store) as held:
+        return [held, *(store.submit(job) for job in jobs)]
 
 
 def test_jobs_that_queue_up_share_one_transaction_on_sqlite_and_not_on_postgres(store: Store) -> None:
@@ -109,17 +122,9 @@ def test_a_failing_job_in_a_group_fails_alone_and_its_neighbours_commit(store: S
 
 
 def test_a_cancelled_job_in_a_group_never_runs(store: Store) -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> None:
-        entered.set()
-        assert release.wait(10)
-
-    store.submit(hold)
-    assert entered.wait(10)
-    kept, dropped = store.submit(_insert("kept")), store.submit(_insert("dropped"))
-    assert dropped.cancel()
-    release.set()
+    with _writer_held(store):
+        kept, dropped = store.submit(_insert("kept")), store.submit(_insert("dropped"))
+        assert dropped.cancel()
     kept.result(timeout=10)
     assert store.read_sync(_names) == ["kept"]
 
@@ -148,21 +153,12 @@ async def test_a_short_write_runs_at_once_on_the_event_loop_on_sqlite_only(store
 async def test_a_short_write_never_waits_for_the_lock_on_the_loop_it_goes_to_the_writer(
     store: Store,
 ) -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> None:  # the writer thread, inside BEGIN IMMEDIATE
-        _insert("held")(conn)
-        entered.set()
-        assert release.wait(10)
-
-    held = store.submit(hold)
-    assert entered.wait(10)
-    short = asyncio.ensure_future(store.write_short(_insert_on("queued")))
-    started = time.monotonic()
-    await asyncio.sleep(0.05)  # the short job starts here, and must hand itself to the writer
-    assert time.monotonic() - started < 1.0  # the loop was not held waiting for the lock
-    assert not short.done()
-    release.set()
+    with _writer_held(store, _insert("held")) as held:  # the writer, inside BEGIN IMMEDIATE
+        short = asyncio.ensure_future(store.write_short(_insert_on("queued")))
+        started = time.monotonic()
+        await asyncio.sleep(0.05)  # the short job starts here, and must hand itself to the writer
+        assert time.monotonic() - started < 1.0  # the loop was not held waiting for the lock
+        assert not short.done()
     thread, _ = await asyncio.wait_for(short, 10)
     held.result(timeout=10)
     assert thread == "helio-store-writer"
