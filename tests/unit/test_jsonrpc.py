@@ -271,11 +271,15 @@ def test_dumps_refuses_what_the_standard_encoder_refuses() -> None:
             dumps(value)
 
 
-def test_dumps_takes_the_fast_path_for_a_typical_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+def _forbid_the_standard_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: Any, **_kwargs: Any) -> str:
         raise AssertionError("the standard encoder was used")
 
     monkeypatch.setattr(json, "dumps", refuse)
+
+
+def test_dumps_takes_the_fast_path_for_a_typical_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    _forbid_the_standard_encoder(monkeypatch)
     payload = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "é ok"}]}}
     assert (
         dumps(payload)
@@ -295,9 +299,5 @@ def test_dumps_keeps_the_fast_path_when_only_strings_look_like_null_or_exponents
         "id": "7e3",
     }
     expected = _standard(payload)
-
-    def refuse(*_args: Any, **_kwargs: Any) -> str:
-        raise AssertionError("the standard encoder was used")
-
-    monkeypatch.setattr(json, "dumps", refuse)
+    _forbid_the_standard_encoder(monkeypatch)
     assert dumps(payload) == expected
