@@ -301,7 +301,9 @@ async def test_in_strict_mode_calls_are_refused_with_audit_unavailable_while_rec
                 database.execute("ALTER TABLE audit_records_away RENAME TO audit_records")
             finally:
                 database.close()
-            again = await _call(client, app.mcp_url, 4, weather)  # its block record commits
+            again = await _call(client, app.mcp_url, 4, weather)  # its block record commits...
+            await app.audit.writer.flush()  # ...after the answer: a refusal does not wait for it
+            assert app.audit.writer.failure is None
             back = await _call(client, app.mcp_url, 5, weather)
     assert "result" in lost
     for message in (refused, again):
