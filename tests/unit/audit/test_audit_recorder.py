@@ -155,6 +155,40 @@ async def test_a_call_is_recorded_only_once() -> None:
     assert len(sink.records) == 1
 
 
+async def test_after_reply_settle_returns_first_and_the_record_follows_on_the_next_loop_turn() -> None:
+    sink, clock = ListSink(), ManualClock()
+    auditor = Auditor(sink, config_sha256="c" * 64, clock=clock, after_reply=True)
+    seen: list[AnyRecord] = []
+    auditor.observers.append(seen.append)  # the metrics are fed with the record, also later
+    call = auditor.begin(_params(city="Oslo"), 7, {})
+    clock.advance(0.002)
+    observe = call.forwarding()
+    clock.advance(0.010)
+    observe(_ok(), None)
+    await call.settle(200)
+    assert sink.records == []  # the gateway writes the reply now
+    assert seen == []
+    clock.advance(0.5)  # the reply's writing is not the call's: timings end at the answer
+    await asyncio.sleep(0)
+    [record] = sink.records
+    assert seen == [record]
+    assert (record.success, record.upstream_http_status) == (True, 200)
+    assert record.total_duration_ms == pytest.approx(12.0)
+    await call.settle(200)  # settling again records nothing more
+    await asyncio.sleep(0)
+    assert len(sink.records) == 1
+
+
+async def test_after_reply_leaves_blocks_and_rejections_recorded_at_once() -> None:
+    sink = ListSink()
+    call = Auditor(sink, after_reply=True).begin(_params(), 1, {})
+    call.block(CallOutcome("get_weather", Deny(reason="nope"), Deny(reason="nope")))
+    assert len(sink.records) == 1
+    await call.settle(403)
+    await asyncio.sleep(0)
+    assert len(sink.records) == 1
+
+
 async def _stream(observe: Any) -> AsyncIterator[bytes]:
     yield b"event: message\ndata: progress\n\n"
     observe(_ok(), None)  # as the relay does: observe, then yield the answering event

@@ -179,6 +179,8 @@ class HelioApp:
         gates = (self.approval_gate, self.limit_gate)
         if self.tracing is not None:
             self.audit.auditor.observers.append(self.tracing.observe)
+            # The call's span takes the record's outcome before it ends: build it before the reply.
+            self.audit.auditor.after_reply = False
             gates = self.tracing.gates(*gates)
         self.enforcer = GovernanceEnforcer(*gates)
         self.metrics = Metrics(self._gauges(), max_tools=config.telemetry.metrics.max_tools)

@@ -17,7 +17,9 @@ Nothing is merged as keyword dicts along the way: :meth:`CallAudit._build` maps 
 record's fields once, when the record is written, in one fixed order.
 
 In ``strict`` durability ``settle`` returns, and ``hold`` releases the event carrying the
-response, only once the record is committed (bounded by ``strict_wait``).
+response, only once the record is committed (bounded by ``strict_wait``). In ``batched``
+durability (``Auditor(after_reply=True)``) ``settle`` leaves the record's building to a callback
+that runs once the reply is written: nothing waits for the record, so neither does the agent.
 """
 
 from __future__ import annotations
@@ -63,8 +65,12 @@ class Auditor:
         clock: Clock = SYSTEM_CLOCK,
         strict_wait: float = STRICT_WAIT_SECONDS,
         unavailable: Callable[[], str | None] | None = None,
+        after_reply: bool = False,
     ) -> None:
         self.writer = writer
+        self.after_reply = after_reply
+        """Build and submit a settled call's record once the loop has written the reply (nothing
+        waits for it: ``batched`` durability) instead of before. See :meth:`CallAudit.settle`."""
         self._unavailable = unavailable
         self.identity = (session or SessionConfig()).identity
         self.environment = environment
@@ -220,6 +226,13 @@ class CallAudit:
         """The reply (HTTP ``status``) is ready: record the call; in strict mode, wait for the commit
         (unless ``wait`` is false: a refusal because the store is failing does not wait on it)."""
         self._status = status
+        if self._auditor.after_reply and not self._recorded:
+            # The record's pydantic model, the metrics and the hand-over to the writer cost ~20 µs
+            # that the agent need not wait for: the gateway writes the reply in this same step, and
+            # this callback runs right after it (asyncio runs callbacks in order).
+            self._recorded = True
+            asyncio.get_running_loop().call_soon(self._write)
+            return
         self._record()
         if wait:
             await self._wait()
@@ -270,6 +283,9 @@ class CallAudit:
         if self._recorded:
             return
         self._recorded = True
+        self._write()
+
+    def _write(self) -> None:
         try:
             record = self._build()
         except Exception:

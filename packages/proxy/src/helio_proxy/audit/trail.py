@@ -50,6 +50,7 @@ class AuditTrail:
             clock=clock,
             # strict: no call goes upstream while its record could not be kept (fail closed)
             unavailable=(lambda: self.writer.failure) if audit.durability == "strict" else None,
+            after_reply=audit.durability == "batched",
         )
         self.sweeper = RetentionSweeper(self.store, audit.retention.seconds, clock=clock)
 
