@@ -267,6 +267,78 @@ def test_a_crashing_process_drains_the_audit_buffer_at_exit(tmp_path: Path) -> N
         store.close_sync()
 
 
+class RollingBackStore(FlakyStore):
+    """Runs the first ``failures`` jobs for real, then fails them: rolled back after the rows got
+    their sequence numbers and links."""
+
+    def submit(self, job: Job[Any]) -> Future[Any]:
+        if self.failures > 0:
+            self.failures -= 1
+
+            def ran_then_failed(conn: Connection) -> Any:
+                job(conn)
+                raise ConnectionError("lost before the commit")
+
+            return self.inner.submit(ran_then_failed)
+        return self.inner.submit(job)
+
+
+async def test_a_batch_rolled_back_after_its_rows_were_linked_is_written_again_whole(store: Store) -> None:
+    first = _writer(store)
+    first.start()
+    first.submit(_record(0))
+    await first.close()
+    writer = AuditWriter(
+        RollingBackStore(store, failures=1),  # type: ignore[arg-type]
+        RowBuilder(Redactor()),
+        durability="strict",
+        retry_delays=(0,),
+    )
+    writer.start()
+    waiters = [writer.submit(_record(i)) for i in (1, 2)]
+    assert [await asyncio.wait_for(w, 5) for w in waiters if w is not None] == [True, True]
+    await writer.close()
+    assert _count(store) == 3
+    assert verify_chain(store).verified == 3
+
+
+async def test_rows_are_built_on_the_event_loop_and_written_on_the_store_thread(store: Store) -> None:
+    built: list[str] = []
+
+    class Watched(RowBuilder):
+        def build(self, record: Any, created_at: str) -> dict[str, Any]:
+            built.append(threading.current_thread().name)
+            return super().build(record, created_at)
+
+    writer = AuditWriter(store, Watched(Redactor()), clock=TickingClock())
+    writer.start()
+    writer.submit(_record())
+    assert built == [threading.current_thread().name]  # at once, by the caller
+    await writer.close()
+    [created] = store.read_sync(lambda c: c.execute(text("SELECT created_at FROM audit_records")).all())
+    assert created[0] > START.isoformat()[:10]  # the batch's time, set on the writer
+
+
+async def test_a_record_that_cannot_be_serialized_is_skipped_and_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(RowBuilder):
+        def build(self, record: Any, created_at: str) -> dict[str, Any]:
+            if record.tool_name == "tool_1":
+                raise ValueError("cannot encode")
+            return super().build(record, created_at)
+
+    writer = AuditWriter(store, Broken(Redactor()), clock=TickingClock())
+    writer.start()
+    with caplog.at_level(logging.ERROR, logger="helio.audit"):
+        assert writer.submit(_record(1)) is None
+        writer.submit(_record(2))
+    await writer.close()
+    assert _count(store) == 1
+    assert writer.pending() == 0
+    assert "could not be serialized; skipped" in caplog.text
+
+
 async def test_writes_never_run_on_the_event_loop(store: Store) -> None:
     seen: list[str] = []
     original: Callable[[Job[Any]], Future[Any]] = store.submit

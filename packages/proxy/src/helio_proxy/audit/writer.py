@@ -91,7 +91,8 @@ class AuditWriter:
         self.retry_delays = tuple(retry_delays)
         self.stats = WriterStats()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._buffer: list[AnyRecord] = []
+        self._buffer: list[dict[str, Any]] = []
+        """Rows waiting for a batch: built on the event loop when submitted (see :meth:`submit`)."""
         self._waiters: list[asyncio.Future[bool]] = []
         self._pending = 0
         self._inflight = 0
@@ -119,14 +120,26 @@ class AuditWriter:
 
     def submit(self, record: AnyRecord) -> asyncio.Future[bool] | None:
         """Queue ``record``. In strict mode, return a future that resolves once it is committed
-        (``True``) or could not be (``False``). Never blocks, never raises."""
+        (``True``) or could not be (``False``). Never blocks, never raises.
+
+        The record's row (its JSON columns, redaction) is built here, on the event loop, not on the
+        store's writer thread: the two share the interpreter lock, and a writer building 50 rows
+        at once held it for about half a millisecond, which a call arriving meanwhile waited out
+        (most of the c=1 p99). A forwarded call's record reaches this after its reply is written
+        (``Auditor(after_reply=True)``), so the agent does not wait for it either. The writer
+        thread keeps what needs the store: sequence numbers, the hash chain, the insert."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         if self._pending >= self.max_pending:
             self._dropped(1)
             return None
-        self._buffer.append(record)
+        try:
+            row = self.rows.build(record, "")  # created_at is set when its batch is written
+        except Exception:
+            log.exception("audit record %s could not be serialized; skipped", record.id)
+            return None
+        self._buffer.append(row)
         self._pending += 1
         if self.strict:
             waiter: asyncio.Future[bool] = loop.create_future()
@@ -190,7 +203,7 @@ class AuditWriter:
             records, self._buffer, waiters = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:], []
         self._send(records, waiters, 0)
 
-    def _send(self, records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
+    def _send(self, records: list[dict[str, Any]], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
         loop = self._loop
         assert loop is not None
         self._inflight += 1
@@ -205,7 +218,11 @@ class AuditWriter:
         future.add_done_callback(done)
 
     def _done(
-        self, result: Future[int], records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int
+        self,
+        result: Future[int],
+        records: list[dict[str, Any]],
+        waiters: list[asyncio.Future[bool]],
+        attempt: int,
     ) -> None:
         self._inflight -= 1
         error = result.exception()
@@ -253,21 +270,19 @@ class AuditWriter:
             )
         self.failure = f"{type(error).__name__}: {error}"
 
-    def _retry(self, records: list[AnyRecord], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
+    def _retry(
+        self, records: list[dict[str, Any]], waiters: list[asyncio.Future[bool]], attempt: int
+    ) -> None:
         self._inflight -= 1
         self._send(records, waiters, attempt)
 
-    def _job(self, records: Sequence[AnyRecord]) -> Callable[[Connection], int]:
-        rows_builder, chained, signer, clock = self.rows, self.chained, self.signer, self.clock
+    def _job(self, rows: Sequence[dict[str, Any]]) -> Callable[[Connection], int]:
+        chained, signer, clock = self.chained, self.signer, self.clock
 
         def run(conn: Connection) -> int:
             created = time_text(clock.now())
-            rows: list[dict[str, Any]] = []
-            for record in records:
-                try:
-                    rows.append(rows_builder.build(record, created))
-                except Exception:
-                    log.exception("audit record %s could not be serialized; skipped", record.id)
+            for row in rows:  # a retried batch gets its chain columns again in append_rows
+                row["created_at"] = created
             append_rows(conn, rows, chained=chained, signer=signer)
             return len(rows)
 
