@@ -325,6 +325,8 @@ class LimitsGate:
         the call's plan, or the settlement when the plan alone decides (nothing to charge, or a
         block such as an unresolved session)."""
         config = self.config()
+        if isinstance(decision, Allow) and not self._budgets(config):
+            return Settlement(decision)  # no rule limit, no budget: nothing to plan (most calls)
         planned = self._plan(decision, call, config)
         if planned.empty:
             return Settlement(_as_allow(decision))

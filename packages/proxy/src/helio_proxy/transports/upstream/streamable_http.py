@@ -80,36 +80,41 @@ class _ReadErrors:
             raise UpstreamUnavailable(f"{self._broken}: {exc}", failure_reason="connection_lost") from exc
 
 
-@contextlib.contextmanager
-def request_errors(url: str, *, timeout: str, failed: str) -> Generator[None]:
-    """Turns client failures (ours or aiohttp's) while sending a request to ``url`` into the
-    proxy's upstream errors.
+REQUEST_FAILURES: Final = (TimeoutError, aiohttp.ClientError, UpstreamConnectionError, OSError)
+"""What sending a request can raise that :func:`request_error` turns into an upstream error."""
+
+
+def request_error(exc: BaseException, url: str, *, timeout: str, failed: str) -> UpstreamError:
+    """The proxy's upstream error for a client failure (ours or aiohttp's) sending to ``url``.
 
     A timeout becomes ``UpstreamTimeout(timeout)``; a refused connection ``connection_refused``
     (counted as undelivered); any other client error ``connection_lost`` with ``failed: <error>``.
     """
-    try:
-        yield
-    except TimeoutError as exc:
-        raise UpstreamTimeout(timeout, failure_reason="timeout") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamUnavailable(
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(timeout, failure_reason="timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnavailable(
             f"cannot connect to upstream {display_url(url)}: {exc.os_error.strerror or strip_credentials(str(exc))}",
             failure_reason="connection_refused",
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamUnavailable(
+        )
+    if isinstance(exc, aiohttp.ClientError | UpstreamConnectionError):  # ours: lost mid-answer, or not HTTP
+        return UpstreamUnavailable(
             f"{failed}: {strip_credentials(str(exc))}", failure_reason="connection_lost"
-        ) from exc
-    except UpstreamConnectionError as exc:  # ours: lost mid-answer, or not HTTP
-        raise UpstreamUnavailable(
-            f"{failed}: {strip_credentials(str(exc))}", failure_reason="connection_lost"
-        ) from exc
-    except OSError as exc:  # from the connect: refused, unreachable, no such host
-        raise UpstreamUnavailable(
-            f"cannot connect to upstream {display_url(url)}: {exc.strerror or strip_credentials(str(exc))}",
-            failure_reason="connection_refused",
-        ) from exc
+        )
+    assert isinstance(exc, OSError)  # from the connect: refused, unreachable, no such host
+    return UpstreamUnavailable(
+        f"cannot connect to upstream {display_url(url)}: {exc.strerror or strip_credentials(str(exc))}",
+        failure_reason="connection_refused",
+    )
+
+
+@contextlib.contextmanager
+def request_errors(url: str, *, timeout: str, failed: str) -> Generator[None]:
+    """:func:`request_error` for whatever the block raises (:data:`REQUEST_FAILURES`)."""
+    try:
+        yield
+    except REQUEST_FAILURES as exc:
+        raise request_error(exc, url, timeout=timeout, failed=failed) from exc
 
 
 @dataclass(slots=True)
@@ -224,11 +229,7 @@ class StreamableHttpUpstream:
         if pool.basic_auth is not None and "authorization" not in headers:
             # Credentials in the URL are sent as Basic auth, as aiohttp did; a header set wins.
             headers["authorization"] = pool.basic_auth
-        with request_errors(
-            self.url,
-            timeout=f"upstream {self.shown_url} did not answer in time",
-            failed=f"upstream {self.shown_url} request failed",
-        ):
+        try:  # not request_errors(): a generator and two messages per call, for the rare failure
             response = await pool.request(
                 method,
                 pool.target,
@@ -237,6 +238,13 @@ class StreamableHttpUpstream:
                 connect_timeout=self._connect_timeout,
                 read_timeout=read_timeout,
             )
+        except REQUEST_FAILURES as exc:
+            raise request_error(
+                exc,
+                self.url,
+                timeout=f"upstream {self.shown_url} did not answer in time",
+                failed=f"upstream {self.shown_url} request failed",
+            ) from exc
         relayed: dict[str, str] = {}
         content_type = ""
         for name, value in response.headers:
