@@ -227,9 +227,9 @@ class CallAudit:
         (unless ``wait`` is false: a refusal because the store is failing does not wait on it)."""
         self._status = status
         if self._auditor.after_reply and not self._recorded:
-            # The record's pydantic model, the metrics and the hand-over to the writer cost ~20 µs
-            # that the agent need not wait for: the gateway writes the reply in this same step, and
-            # this callback runs right after it (asyncio runs callbacks in order).
+            # The record's pydantic model, its row, the metrics and the hand-over to the writer:
+            # tens of µs that the agent need not wait for. The gateway writes the reply in this
+            # same step, and this callback runs after it (the loop runs callbacks in order).
             self._recorded = True
             asyncio.get_running_loop().call_soon(self._write)
             return
