@@ -26,7 +26,6 @@ their buckets' totals.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, and_, delete, func, or_, select, text, update
 
+from helio_proxy.ids import new_hex
 from helio_proxy.limits.charges import Bucket, Charge
 from helio_proxy.limits.windows import EMPTY, Usage, Window
 from helio_proxy.store.base import parse_time_text, time_text
@@ -427,7 +427,7 @@ def reserve(
     views_out: list[BucketView] = []
     for check in checks:
         charge, bucket = check.charge, check.charge.bucket
-        entry_id = uuid.uuid4().hex
+        entry_id = new_hex()  # time-ordered: the events' primary key index grows at its end
         amount = format(charge.amount, "f")
         params = {"id": entry_id, "amount": amount, "now": stamp, "audit": audit_id}
         if charge.budget is not None:
