@@ -238,25 +238,28 @@ async def gate_case(backend: str, charges: int, iterations: int) -> dict[str, An
                     started = time.perf_counter()
                     await once()
                     values.append(time.perf_counter() - started)
-                statements = await count_statements(store, once)
-                out[kind] = {"p50_ms": ms(values, 50), "p99_ms": ms(values, 99), "statements": statements}
+                statements, round_trips = await count_statements(store, once)
+                out[kind] = {
+                    "p50_ms": ms(values, 50),
+                    "p99_ms": ms(values, 99),
+                    "statements": statements,
+                    "round_trips": round_trips,
+                }
                 await gate.stop()
             finally:
                 await store.close()
     return out
 
 
-async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> int:
-    """The SQL statements one ``once()`` runs on the store's writer (or the loop's own connection).
+async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> tuple[int, int | None]:
+    """The SQL statements one ``once()`` sends from the store's writer (or the loop's own
+    connection), and on PostgreSQL the round trips to the server (``None`` on SQLite: in process).
 
-    SQLite's hot-path statements go to the ``sqlite3`` connection directly (``limits/ledger.py``
-    ``_run``), past SQLAlchemy's events, so there the driver's own trace callback counts them."""
-    from sqlalchemy import event
-
+    Both backends' hot-path statements go to the driver directly (``limits/ledger.py``), past
+    SQLAlchemy's events, so the driver itself is traced: ``sqlite3``'s trace callback, and on
+    PostgreSQL libpq's protocol trace of the writer's connection (a statement is an ``Execute``
+    or a simple ``Query``; a round trip ends at each ``Sync`` or ``Query``)."""
     seen: list[str] = []
-
-    def listen(*args: Any) -> None:
-        seen.append(args[2])
 
     def trace(on: bool) -> Callable[[Any], None]:
         def job(conn: Any) -> None:
@@ -264,27 +267,39 @@ async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> i
 
         return job
 
-    sqlite = store.engine.dialect.name == "sqlite"
-    # A reservation may also run on the event loop's own connection (SqliteStore.write_short),
-    # opened by the gate's first call (the timed calls above made it): trace that one too.
-    now = getattr(store, "_now", None)
-    if sqlite:
+    skip = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    if store.engine.dialect.name == "sqlite":
+        # A reservation may also run on the event loop's own connection (SqliteStore.write_short),
+        # opened by the gate's first call (the timed calls above made it): trace that one too.
+        now = getattr(store, "_now", None)
         await store.write(trace(True))
         if now is not None:
             trace(True)(now)
-    else:
-        event.listen(store.engine, "before_cursor_execute", listen)
-    try:
-        await once()
-    finally:
-        if sqlite:
+        try:
+            await once()
+        finally:
             await store.write(trace(False))
             if now is not None:
                 trace(False)(now)
-        else:
-            event.remove(store.engine, "before_cursor_execute", listen)
-    skip = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
-    return len([s for s in seen if not s.lstrip().upper().startswith(skip)])
+        return len([s for s in seen if not s.lstrip().upper().startswith(skip)]), None
+    import psycopg
+
+    writer = await store.write(lambda conn: conn.connection.driver_connection)
+    with tempfile.NamedTemporaryFile("r") as out:
+        writer.pgconn.trace(os.open(out.name, os.O_WRONLY | os.O_APPEND))
+        writer.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            await once()
+        finally:
+            writer.pgconn.untrace()
+        sent = [line.split("\t") for line in out.read().splitlines() if line.startswith("F")]
+    statements = [
+        m
+        for m in sent
+        if m[2] == "Execute" or (m[2] == "Query" and skip[0] not in m[3] and skip[1] not in m[3])
+    ]
+    trips = [m for m in sent if m[2] in ("Sync", "Query")]
+    return len(statements), len(trips)
 
 
 class AsyncExitStackSync:
@@ -397,13 +412,14 @@ def table(report: dict[str, Any]) -> str:
         lines += ["", "limits gate alone (reserve + commit), per call:"]
         lines.append(
             f"{'backend':<10}{'charges':>9}  {'rule':<10}{'p50 ms':>9}{'p99 ms':>9}{'SQL stmts':>10}"
+            f"{'round trips':>12}"
         )
         for row in report["limits_gate"]:
             for kind in ("rate", "spend", "unmatched"):
                 r = row[kind]
                 lines.append(
                     f"{row['backend']:<10}{row['charges_in_window']:>9,}  {kind:<10}{r['p50_ms']:>9.3f}"
-                    f"{r['p99_ms']:>9.3f}{r['statements']:>10}"
+                    f"{r['p99_ms']:>9.3f}{r['statements']:>10}{'-' if r['round_trips'] is None else r['round_trips']:>12}"
                 )
     if "limits_end_to_end" in report:
         lines += ["", "through the proxy, c=1 (added = over the same proxy without a limit rule):"]

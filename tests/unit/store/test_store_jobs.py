@@ -206,3 +206,34 @@ async def test_in_strict_mode_every_short_write_goes_to_the_writer(tmp_path: Pat
     with temporary_store("sqlite", tmp_path, durability="strict") as strict:
         thread, _ = await strict.write_short(_insert_on("fsynced"))
     assert thread == "helio-store-writer"  # an fsync per commit never runs on the loop
+
+
+async def test_a_one_statement_write_commits_without_a_transaction_on_postgres_only(store: Store) -> None:
+    def autocommit(conn: Connection) -> bool:
+        if store.dialect == "sqlite":
+            return not conn.connection.driver_connection.in_transaction  # type: ignore[union-attr]
+        return bool(conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+
+    def insert_and_report(conn: Connection) -> bool:
+        _insert("alone")(conn)
+        return autocommit(conn)
+
+    # PostgreSQL: the statement is its own transaction (no BEGIN, no COMMIT round trips);
+    # SQLite: a transaction as for any short write (its BEGIN and COMMIT cost no round trip).
+    assert await store.write_statement(insert_and_report) is (store.dialect == "postgresql")
+    assert store.read_sync(_names) == ["alone"]
+
+    def duplicate(conn: Connection) -> None:
+        _insert("alone")(conn)  # the primary key refuses it: nothing is written
+
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await store.write_statement(duplicate)
+    # The writer's next ordinary job is a transaction again: a failure rolls all of it back.
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.write(lambda conn: (_insert("half")(conn), autocommit(conn), _raise()))
+    assert await store.write(lambda conn: autocommit(conn)) is False
+    assert store.read_sync(_names) == ["alone"]
+
+
+def _raise() -> None:
+    raise RuntimeError("boom")

@@ -365,7 +365,9 @@ class LimitsGate:
         planned, now, config = started
         try:
             await self.reconciled(config)
-            reserved = await self.store.write_short(
+            one = ledger.in_one_statement(self.store.dialect, planned.charges)
+            write = self.store.write_statement if one else self.store.write_short
+            reserved = await write(
                 functools.partial(
                     ledger.reserve,
                     charges=planned.charges,

@@ -393,6 +393,24 @@ def reserve(
     audit_id: str | None = None,
 ) -> Reserved:
     """Check every charge and, if none breaches, take them all (one transaction; see the module doc)."""
+    if in_one_statement(conn.dialect.name, charges):
+        return _reserve_in_one(conn, charges[0], now, audit_id=audit_id)
+    return reserve_by_statements(
+        conn, charges, now, approved=approved, tool=tool, session_id=session_id, audit_id=audit_id
+    )
+
+
+def reserve_by_statements(
+    conn: Connection,
+    charges: Sequence[Charge],
+    now: datetime,
+    *,
+    approved: bool = False,
+    tool: str | None = None,
+    session_id: str | None = None,
+    audit_id: str | None = None,
+) -> Reserved:
+    """:func:`reserve` as statements sent one by one (every backend, every mix of charges)."""
     stamp = time_text(now)
     epochs: dict[str, int] = {}
     resolved: list[Charge] = []
@@ -461,6 +479,60 @@ def reserve(
     for key, (tally, activity) in tallies.items():
         _save(conn, key, tally, stamp if tally.newest == stamp else activity)
     return Reserved(checks, True, tuple(limit_ids), tuple(budget_ids), tuple(views_out), epochs)
+
+
+def in_one_statement(dialect: str, charges: Sequence[Charge]) -> bool:
+    """:func:`reserve` sends one statement for these charges: on PostgreSQL, a single rate or
+    spend charge (the common case, a call under one limit rule and no budget) is reserved by
+    the ``helio_limit_reserve`` function (migration ``0011``), which runs the statements of the
+    general path server-side in the same order, with the same row lock. One statement is its
+    own transaction, so the store can run it without BEGIN and COMMIT
+    (:meth:`~helio_proxy.store.base.Store.write_statement`): one round trip instead of five."""
+    return dialect == "postgresql" and len(charges) == 1 and charges[0].budget is None
+
+
+# Sent straight to psycopg (its placeholders): SQLAlchemy's own execution cost about 70 µs per
+# call here, as much as the function's work in PostgreSQL.
+_RESERVE_IN_ONE = (
+    "SELECT taken, started, total, charges, oldest, newest FROM helio_limit_reserve(%(key)s, %(kind)s, "
+    "%(owner)s, %(version)s, %(scope)s, %(subject)s, %(now)s, %(bound)s, %(idle)s, %(amount)s, %(limit)s, "
+    "%(id)s, %(audit)s)"
+)
+
+
+def _reserve_in_one(conn: Connection, charge: Charge, now: datetime, *, audit_id: str | None) -> Reserved:
+    bucket, window = charge.bucket, charge.window
+    stamp = time_text(now)
+    cutoff, idle = window.cutoff(now), window.idle_since(now)
+    entry_id = new_hex()
+    driver: Any = conn.connection.driver_connection
+    taken, started, total, count, oldest, newest = driver.execute(
+        _RESERVE_IN_ONE,
+        {
+            "key": bucket.key,
+            "kind": bucket.kind,
+            "owner": bucket.owner,
+            "version": bucket.version,
+            "scope": bucket.scope,
+            "subject": bucket.subject,
+            "now": stamp,
+            "bound": None if cutoff is None else time_text(cutoff),
+            "idle": None if idle is None else time_text(idle),
+            "amount": format(charge.amount, "f"),
+            "limit": format(charge.limit, "f"),
+            "id": entry_id,
+            "audit": audit_id,
+        },
+    ).fetchone()
+    before = _Tally(str(started), Decimal(str(total)), int(count), None, oldest, newest).usage()
+    check = Check(charge, before)
+    started_at = parse_time_text(str(started))
+    if not taken:
+        return Reserved((check,), False, views=(BucketView(bucket, window, started_at, before),))
+    after = Usage(before.total + charge.amount, before.count + 1, before.oldest or now, now)
+    return Reserved(
+        (check,), True, limit_event_ids=(entry_id,), views=(BucketView(bucket, window, started_at, after),)
+    )
 
 
 _LOCK_FOR_RELEASE = text(

@@ -73,6 +73,14 @@ class Store(Protocol):
         saves the two thread hand-offs."""
         ...
 
+    async def write_statement(self, job: Job[T]) -> T:
+        """Run a write job that sends exactly one statement (a limit reservation on PostgreSQL).
+
+        Like :meth:`write_short`, except that a backend where a transaction costs round trips
+        runs it without BEGIN and COMMIT: one statement is its own transaction (PostgreSQL, in
+        autocommit), so the job must never send a second one."""
+        ...
+
     def read_sync(self, job: Job[T]) -> T:
         """Run a read job on the calling thread (CLI, tests)."""
         ...

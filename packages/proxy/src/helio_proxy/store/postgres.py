@@ -10,12 +10,12 @@ Options in the URL are passed to psycopg, e.g. ``?options=-csearch_path%3Dhelio`
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from helio_proxy.store.base import Durability
+from helio_proxy.store.base import Durability, Job
 from helio_proxy.store.registry import register_backend
 from helio_proxy.store.sql import READER_THREADS, SqlStore
 from helio_proxy.url_display import display_url
@@ -25,6 +25,8 @@ MIGRATION_LOCK_KEY: Final = 0x48454C494F  # "HELIO"
 
 LOCK_TIMEOUT: Final = "30s"
 """The writer gives up waiting for a row lock held by another replica after this long."""
+
+T = TypeVar("T")
 
 CONNECTION_DEFAULTS: Final = {
     "connect_timeout": 5,
@@ -74,6 +76,23 @@ class PostgresStore(SqlStore):
             connect_args={"application_name": "helio", **defaults},
         )
 
+    async def write_statement(self, job: Job[T]) -> T:
+        return await self.write(_OneStatement(job))
+
+    def run_job(self, conn: Connection, job: Job[T]) -> T:
+        if not isinstance(job, _OneStatement):
+            return super().run_job(conn, job)
+        # Autocommit for this job only: psycopg then sends no BEGIN before the statement, and
+        # the commit below finds no transaction open (no round trip). The statement is its own
+        # transaction, so it commits or fails whole.
+        driver: Any = conn.connection.driver_connection
+        driver.autocommit = True
+        try:
+            with conn.begin():
+                return cast(T, job(conn))
+        finally:
+            driver.autocommit = False
+
     def prepare_writer(self, conn: Connection) -> None:
         synchronous = "on" if self.durability == "strict" else "off"
         conn.execute(text(f"SET synchronous_commit TO {synchronous}"))
@@ -81,6 +100,18 @@ class PostgresStore(SqlStore):
 
     def migration_lock(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+class _OneStatement(Generic[T]):
+    """A write job that sends exactly one statement (see :meth:`PostgresStore.write_statement`)."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: Job[T]) -> None:
+        self.job = job
+
+    def __call__(self, conn: Connection) -> T:
+        return self.job(conn)
 
 
 def _factory(url: str, durability: Durability) -> PostgresStore:

@@ -151,6 +151,9 @@ class SqlStore:
     async def write_short(self, job: Job[T]) -> T:
         return await self.write(job)
 
+    async def write_statement(self, job: Job[T]) -> T:
+        return await self.write_short(job)
+
     def writer_idle(self) -> bool:
         """No write job is queued or running (a hint: the answer may be stale by the time it is used)."""
         return not self._writing and self._jobs.empty()
@@ -212,13 +215,17 @@ class SqlStore:
         try:
             if conn is None:
                 conn = self._connect_writer()
-            with conn.begin():
-                result = job(conn)
+            result = self.run_job(conn, job)
         except BaseException as exc:
             future.set_exception(exc)
             return self._after_failure(conn, exc)
         future.set_result(result)
         return conn
+
+    def run_job(self, conn: Connection, job: Job[T]) -> T:
+        """Run one job in its own transaction (a backend may run a one-statement job without one)."""
+        with conn.begin():
+            return job(conn)
 
     def _run_group(self, conn: Connection | None, group: list[_Item]) -> Connection | None:
         """All of ``group`` in one transaction; if any job (or the commit) fails, each alone.

@@ -1,0 +1,159 @@
+"""PostgreSQL's one-statement reservation (``helio_limit_reserve``, migration ``0011``) against the
+statements it replaces: the same charges, at the same moments, on two twin buckets, must give the
+same checks, the same verdicts and the same rows; and the gate's reservation is one round trip (no BEGIN, no COMMIT)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Connection, text
+
+from helio_proxy.audit.clock import ManualClock
+from helio_proxy.limits import ledger
+from helio_proxy.limits.charges import Bucket, Charge
+from helio_proxy.limits.windows import Window
+from helio_proxy.store import Store
+from helio_proxy.store.testing import temporary_store
+from tests.unit.limits.conftest import START, RigFactory
+
+RATE = """
+policies:
+  rules:
+    - name: search
+      match: {tool: search}
+      action: rate_limit
+      limits: {max_calls: 3, window: 1m, key: tool}
+"""
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Any:
+    with temporary_store("postgres", tmp_path) as store:
+        yield store
+
+
+def charge(owner: str, kind: str, amount: str, limit: str, window: Window) -> Charge:
+    bucket = Bucket(kind, owner, "v1", "tool", "search")  # type: ignore[arg-type]
+    return Charge(bucket, Decimal(amount), Decimal(limit), window)
+
+
+def bucket_state(conn: Connection, key: str) -> tuple[Any, ...]:
+    row = conn.execute(
+        text(
+            "SELECT started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at "
+            "FROM limit_buckets WHERE bucket_key = :key"
+        ),
+        {"key": key},
+    ).one()
+    events = conn.execute(
+        text(
+            "SELECT amount, occurred_at FROM limit_events WHERE bucket_key = :key ORDER BY occurred_at, amount"
+        ),
+        {"key": key},
+    ).all()
+    return (*row, [tuple(e) for e in events])
+
+
+def outcome(reserved: ledger.Reserved) -> tuple[Any, ...]:
+    [check] = reserved.checks
+    [view] = reserved.views
+    return (
+        reserved.taken,
+        check.usage,
+        check.fits,
+        view.started_at,
+        view.usage,
+        len(reserved.limit_event_ids),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "amounts", "limit", "window"),
+    [
+        ("rate", ["1"], "4", Window(60)),
+        ("spend", ["0.10", "0.25", "1.5", "2", "0.05"], "3.30", Window(90)),
+        ("spend", ["1", "2.50"], "5", Window(None, 600)),  # a session pot, started over when idle
+    ],
+)
+def test_the_function_and_the_statements_agree_charge_for_charge(
+    postgres: Store, kind: str, amounts: list[str], limit: str, window: Window
+) -> None:
+    chance = random.Random(f"{kind}{limit}")
+    now = START
+    for step in range(160):
+        amount = chance.choice(amounts)
+        one = charge("one", kind, amount, limit, window)
+        each = charge("each", kind, amount, limit, window)
+
+        def job(
+            conn: Connection, at: datetime = now, one: Charge = one, each: Charge = each
+        ) -> tuple[Any, ...]:
+            by_function = ledger.reserve(conn, [one], at)  # PostgreSQL: the one-statement path
+            by_statements = ledger.reserve_by_statements(conn, [each], at)
+            return (
+                outcome(by_function),
+                outcome(by_statements),
+                bucket_state(conn, one.bucket.key),
+                bucket_state(conn, each.bucket.key),
+            )
+
+        function_out, statements_out, function_rows, statements_rows = postgres.submit(job).result()
+        assert function_out == statements_out, f"step {step}"
+        assert function_rows[2:] == statements_rows[2:], f"step {step}"  # totals, window, rows
+        assert function_rows[:2] == statements_rows[:2], f"step {step}"  # started_at, last_activity
+        # Bursts, pauses within the window, and pauses longer than it (or than a pot's idle_ttl).
+        now += timedelta(seconds=chance.choice([0.2, 1, 7, 25, 45, 700]))
+    taken = postgres.read_sync(
+        lambda c: c.execute(
+            text("SELECT count(*) FROM limit_events WHERE bucket_key LIKE '%:one:%'")
+        ).scalar()
+    )
+    assert taken  # the walk took charges, not only refusals
+
+
+def test_a_bucket_written_before_running_totals_is_added_up_by_the_function(postgres: Store) -> None:
+    window = Window(60)
+    first = charge("one", "spend", "1.25", "5", window)
+    postgres.submit(lambda c: ledger.reserve(c, [first], START)).result()
+    postgres.submit(
+        lambda c: c.execute(
+            text("UPDATE limit_buckets SET charge_total = NULL, charge_count = NULL, oldest_at = NULL")
+        )
+    ).result()
+    later = START + timedelta(seconds=10)
+    reserved = postgres.submit(lambda c: ledger.reserve(c, [first], later)).result()
+    assert reserved.taken
+    assert reserved.checks[0].usage.total == Decimal("1.25")
+    state = postgres.read_sync(lambda c: bucket_state(c, first.bucket.key))
+    assert (state[2], state[3]) == ("2.50", 2)
+
+
+async def test_the_gate_reserves_a_rate_limit_on_postgresql_in_one_round_trip(tmp_path: Path) -> None:
+    with temporary_store("postgres", tmp_path) as store:
+        r = await RigFactory(store, ManualClock(START))(RATE)
+        await r.run("search")  # the writer's connection is open and the bucket exists
+        # What the writer's connection sends, as the wire protocol's messages (libpq's trace).
+        writer: Any = await store.write(lambda conn: conn.connection.driver_connection)
+        trace = tmp_path / "trace.txt"
+        with trace.open("w") as out:
+            writer.pgconn.trace(out.fileno())
+            writer.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                settlements = [await r.run("search") for _ in range(3)]
+            finally:
+                writer.pgconn.untrace()
+        assert [type(s.decision).__name__ for s in settlements] == ["Allow", "Allow", "Deny"]
+        details = settlements[2].decision.details or {}  # pyright: ignore[reportAttributeAccessIssue]
+        assert details["current_calls"] == 3
+        sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F")]
+        round_trips = [m for m in sent if m[2] in ("Sync", "Query")]  # each waits for ReadyForQuery
+        assert len(round_trips) == 3, sent  # one per call: no BEGIN, no COMMIT
+        parses = [m for m in sent if m[2] == "Parse"]
+        assert len(parses) <= 3
+        assert all("helio_limit_reserve" in m[3] for m in parses)
