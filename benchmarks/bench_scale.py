@@ -257,7 +257,7 @@ async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> t
 
     Both backends' hot-path statements go to the driver directly (``limits/ledger.py``), past
     SQLAlchemy's events, so the driver itself is traced: ``sqlite3``'s trace callback, and on
-    PostgreSQL libpq's protocol trace of the writer's connection (a statement is an ``Execute``
+    PostgreSQL libpq's protocol trace of the writer's and the loop's connections (a statement is an ``Execute``
     or a simple ``Query``; a round trip ends at each ``Sync`` or ``Query``)."""
     seen: list[str] = []
 
@@ -285,14 +285,22 @@ async def count_statements(store: Any, once: Callable[[], Awaitable[None]]) -> t
     import psycopg
 
     writer = await store.write(lambda conn: conn.connection.driver_connection)
-    with tempfile.NamedTemporaryFile("r") as out:
-        writer.pgconn.trace(os.open(out.name, os.O_WRONLY | os.O_APPEND))
-        writer.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+    # A one-statement reservation is sent from the event loop's own connection
+    # (PostgresStore.write_statement), opened by the gate's first call: trace that one too.
+    connections = [c for c in (writer, getattr(store, "_loop_conn", None)) if c is not None]
+    sent: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as directory:
+        paths = [Path(directory) / f"{i}.trace" for i in range(len(connections))]
+        for conn, path in zip(connections, paths, strict=True):
+            conn.pgconn.trace(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
         try:
             await once()
         finally:
-            writer.pgconn.untrace()
-        sent = [line.split("\t") for line in out.read().splitlines() if line.startswith("F")]
+            for conn in connections:
+                conn.pgconn.untrace()
+        for path in paths:
+            sent += [line.split("\t") for line in path.read_text().splitlines() if line.startswith("F")]
     statements = [
         m
         for m in sent

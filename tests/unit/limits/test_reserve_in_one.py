@@ -18,6 +18,7 @@ from helio_proxy.audit.clock import ManualClock
 from helio_proxy.limits import ledger
 from helio_proxy.limits.charges import Bucket, Charge
 from helio_proxy.limits.windows import Window
+from helio_proxy.policy import Allow, Deny
 from helio_proxy.store import Store
 from helio_proxy.store.testing import temporary_store
 from tests.unit.limits.conftest import START, RigFactory
@@ -134,26 +135,54 @@ def test_a_bucket_written_before_running_totals_is_added_up_by_the_function(post
     assert (state[2], state[3]) == ("2.50", 2)
 
 
-async def test_the_gate_reserves_a_rate_limit_on_postgresql_in_one_round_trip(tmp_path: Path) -> None:
+async def test_the_gate_reserves_a_rate_limit_on_postgresql_in_one_round_trip_from_the_loop(
+    tmp_path: Path,
+) -> None:
     with temporary_store("postgres", tmp_path) as store:
         r = await RigFactory(store, ManualClock(START))(RATE)
-        await r.run("search")  # the writer's connection is open and the bucket exists
-        # What the writer's connection sends, as the wire protocol's messages (libpq's trace).
+        await r.run("search")  # the loop's connection is open and the bucket exists
+        # What each connection sends, as the wire protocol's messages (libpq's trace).
         writer: Any = await store.write(lambda conn: conn.connection.driver_connection)
-        trace = tmp_path / "trace.txt"
-        with trace.open("w") as out:
-            writer.pgconn.trace(out.fileno())
-            writer.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        loop_conn: Any = store._loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        assert loop_conn is not None
+        traces = {"writer": tmp_path / "writer.txt", "loop": tmp_path / "loop.txt"}
+        with traces["writer"].open("w") as w, traces["loop"].open("w") as lo:
+            for conn, out in ((writer, w), (loop_conn, lo)):
+                conn.pgconn.trace(out.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
             try:
                 settlements = [await r.run("search") for _ in range(3)]
             finally:
                 writer.pgconn.untrace()
+                loop_conn.pgconn.untrace()
         assert [type(s.decision).__name__ for s in settlements] == ["Allow", "Allow", "Deny"]
         details = settlements[2].decision.details or {}  # pyright: ignore[reportAttributeAccessIssue]
         assert details["current_calls"] == 3
-        sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F")]
-        round_trips = [m for m in sent if m[2] in ("Sync", "Query")]  # each waits for ReadyForQuery
-        assert len(round_trips) == 3, sent  # one per call: no BEGIN, no COMMIT
-        parses = [m for m in sent if m[2] == "Parse"]
+
+        def sent(which: str) -> list[list[str]]:
+            lines = traces[which].read_text().splitlines()
+            return [line.split("\t") for line in lines if line.startswith("F")]
+
+        assert sent("writer") == []  # no hand-off to the writer thread
+        round_trips = [m for m in sent("loop") if m[2] in ("Sync", "Query")]  # each awaits ReadyForQuery
+        assert len(round_trips) == 3, sent("loop")  # one per call: no BEGIN, no COMMIT
+        parses = [m for m in sent("loop") if m[2] == "Parse"]
         assert len(parses) <= 3
         assert all("helio_limit_reserve" in m[3] for m in parses)
+
+
+async def test_a_reservation_survives_the_loop_connection_being_killed(tmp_path: Path) -> None:
+    with temporary_store("postgres", tmp_path) as store:
+        r = await RigFactory(store, ManualClock(START))(RATE)
+        assert isinstance((await r.run("search")).decision, Allow)
+        loop_conn: Any = store._loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        pid = loop_conn.info.backend_pid
+        await store.write(lambda conn: conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}))
+        # The call that finds the connection dead fails closed; the next one reconnects.
+        failed = await r.run("search")
+        assert isinstance(failed.decision, Deny)
+        assert failed.decision.reason == "store_unavailable"
+        assert isinstance((await r.run("search")).decision, Allow)
+        assert store._loop_conn is not loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        [count] = store.read_sync(lambda c: c.execute(text("SELECT count(*) FROM limit_events")).one())
+        assert count == 2  # the failed call charged nothing

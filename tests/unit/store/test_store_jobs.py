@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, event, text
 
@@ -208,32 +210,51 @@ async def test_in_strict_mode_every_short_write_goes_to_the_writer(tmp_path: Pat
     assert thread == "helio-store-writer"  # an fsync per commit never runs on the loop
 
 
-async def test_a_one_statement_write_commits_without_a_transaction_on_postgres_only(store: Store) -> None:
-    def autocommit(conn: Connection) -> bool:
-        if store.dialect == "sqlite":
-            return not conn.connection.driver_connection.in_transaction  # type: ignore[union-attr]
-        return bool(conn.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+class _InsertMeta:
+    """One statement as :meth:`Store.write_statement` takes it: insert a ``budget_meta`` row."""
 
-    def insert_and_report(conn: Connection) -> bool:
-        _insert("alone")(conn)
-        return autocommit(conn)
+    sql = "INSERT INTO budget_meta (name, epoch, fingerprint, updated_at) VALUES (%(n)s, 1, 'f', 't') RETURNING name"
 
-    # PostgreSQL: the statement is its own transaction (no BEGIN, no COMMIT round trips);
-    # SQLite: a transaction as for any short write (its BEGIN and COMMIT cost no round trip).
-    assert await store.write_statement(insert_and_report) is (store.dialect == "postgresql")
+    def __init__(self, name: str) -> None:
+        self.params = {"n": name}
+        self.thread = ""
+
+    def finish(self, row: Any) -> str:
+        self.thread = threading.current_thread().name
+        return str(row[0])
+
+    def __call__(self, conn: Connection) -> str:
+        _insert(self.params["n"])(conn)
+        return self.finish((self.params["n"],))
+
+
+async def test_a_one_statement_write_is_sent_from_the_loop_alone_on_postgres(store: Store) -> None:
+    first = _InsertMeta("alone")
+    assert await store.write_statement(first) == "alone"
+    assert first.thread == threading.current_thread().name  # no hand-off, on either backend
     assert store.read_sync(_names) == ["alone"]
-
-    def duplicate(conn: Connection) -> None:
-        _insert("alone")(conn)  # the primary key refuses it: nothing is written
-
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
-        await store.write_statement(duplicate)
-    # The writer's next ordinary job is a transaction again: a failure rolls all of it back.
-    with pytest.raises(RuntimeError, match="boom"):
-        await store.write(lambda conn: (_insert("half")(conn), autocommit(conn), _raise()))
-    assert await store.write(lambda conn: autocommit(conn)) is False
-    assert store.read_sync(_names) == ["alone"]
+        await store.write_statement(_InsertMeta("alone"))  # refused whole: nothing is written
+    assert await store.write_statement(_InsertMeta("after")) == "after"  # the connection carries on
+    if store.dialect == "postgresql":
+        conn: Any = store._loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        assert conn.autocommit  # its own transaction: no BEGIN, no COMMIT
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert store.read_sync(_names) == ["after", "alone"]
 
 
-def _raise() -> None:
-    raise RuntimeError("boom")
+async def test_a_one_statement_write_on_postgres_outlives_its_cancelled_caller(tmp_path: Path) -> None:
+    with temporary_store("postgres", tmp_path) as store:
+        slow = _InsertMeta("late")
+        slow.sql = (
+            "INSERT INTO budget_meta (name, epoch, fingerprint, updated_at) "
+            "SELECT %(n)s, 1, 'f', 't' FROM pg_sleep(0.2) RETURNING name"
+        )
+        task = asyncio.ensure_future(store.write_statement(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The statement was not torn in half: it finished, and the connection serves the next one.
+        assert await store.write_statement(_InsertMeta("next")) == "next"
+        assert store.read_sync(_names) == ["late", "next"]

@@ -365,19 +365,21 @@ class LimitsGate:
         planned, now, config = started
         try:
             await self.reconciled(config)
-            one = ledger.in_one_statement(self.store.dialect, planned.charges)
-            write = self.store.write_statement if one else self.store.write_short
-            reserved = await write(
-                functools.partial(
-                    ledger.reserve,
-                    charges=planned.charges,
-                    now=now,
-                    approved=approved,
-                    tool=call.facts.tool,
-                    session_id=call.facts.session_id,
-                    audit_id=call.audit_id,
+            if ledger.in_one_statement(self.store.dialect, planned.charges):
+                statement = ledger.ReserveInOne(planned.charges[0], now, call.audit_id)
+                reserved = await self.store.write_statement(statement)
+            else:
+                reserved = await self.store.write_short(
+                    functools.partial(
+                        ledger.reserve,
+                        charges=planned.charges,
+                        now=now,
+                        approved=approved,
+                        tool=call.facts.tool,
+                        session_id=call.facts.session_id,
+                        audit_id=call.audit_id,
+                    )
                 )
-            )
         except Exception:
             log.exception("limits could not be checked (store unavailable); blocking the call")
             return Settlement(blocks.limits_unavailable(decision), limits=_facts(planned, [], charged=False))

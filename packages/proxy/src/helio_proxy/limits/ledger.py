@@ -394,7 +394,7 @@ def reserve(
 ) -> Reserved:
     """Check every charge and, if none breaches, take them all (one transaction; see the module doc)."""
     if in_one_statement(conn.dialect.name, charges):
-        return _reserve_in_one(conn, charges[0], now, audit_id=audit_id)
+        return ReserveInOne(charges[0], now, audit_id)(conn)
     return reserve_by_statements(
         conn, charges, now, approved=approved, tool=tool, session_id=session_id, audit_id=audit_id
     )
@@ -486,13 +486,12 @@ def in_one_statement(dialect: str, charges: Sequence[Charge]) -> bool:
     spend charge (the common case, a call under one limit rule and no budget) is reserved by
     the ``helio_limit_reserve`` function (migration ``0011``), which runs the statements of the
     general path server-side in the same order, with the same row lock. One statement is its
-    own transaction, so the store can run it without BEGIN and COMMIT
-    (:meth:`~helio_proxy.store.base.Store.write_statement`): one round trip instead of five."""
+    own transaction, so the store can send it without BEGIN and COMMIT, from the event loop
+    (:meth:`~helio_proxy.store.base.Store.write_statement`): one round trip instead of five, and
+    no thread hand-offs."""
     return dialect == "postgresql" and len(charges) == 1 and charges[0].budget is None
 
 
-# Sent straight to psycopg (its placeholders): SQLAlchemy's own execution cost about 70 µs per
-# call here, as much as the function's work in PostgreSQL.
 _RESERVE_IN_ONE = (
     "SELECT taken, started, total, charges, oldest, newest FROM helio_limit_reserve(%(key)s, %(kind)s, "
     "%(owner)s, %(version)s, %(scope)s, %(subject)s, %(now)s, %(bound)s, %(idle)s, %(amount)s, %(limit)s, "
@@ -500,39 +499,62 @@ _RESERVE_IN_ONE = (
 )
 
 
-def _reserve_in_one(conn: Connection, charge: Charge, now: datetime, *, audit_id: str | None) -> Reserved:
-    bucket, window = charge.bucket, charge.window
-    stamp = time_text(now)
-    cutoff, idle = window.cutoff(now), window.idle_since(now)
-    entry_id = new_hex()
-    driver: Any = conn.connection.driver_connection
-    taken, started, total, count, oldest, newest = driver.execute(
-        _RESERVE_IN_ONE,
-        {
+@dataclass(frozen=True, slots=True)
+class ReserveInOne:
+    """A reservation of one rate or spend charge as one statement (:func:`in_one_statement`):
+    :meth:`~helio_proxy.store.base.Store.write_statement` sends it from the event loop, and
+    :func:`reserve` runs it on a connection (tests, and any caller inside a transaction)."""
+
+    charge: Charge
+    now: datetime
+    audit_id: str | None
+    entry_id: str = field(default_factory=new_hex)  # time-ordered, like every charge id
+
+    @property
+    def sql(self) -> str:
+        return _RESERVE_IN_ONE
+
+    @property
+    def params(self) -> dict[str, Any]:
+        bucket, window = self.charge.bucket, self.charge.window
+        cutoff, idle = window.cutoff(self.now), window.idle_since(self.now)
+        return {
             "key": bucket.key,
             "kind": bucket.kind,
             "owner": bucket.owner,
             "version": bucket.version,
             "scope": bucket.scope,
             "subject": bucket.subject,
-            "now": stamp,
+            "now": time_text(self.now),
             "bound": None if cutoff is None else time_text(cutoff),
             "idle": None if idle is None else time_text(idle),
-            "amount": format(charge.amount, "f"),
-            "limit": format(charge.limit, "f"),
-            "id": entry_id,
-            "audit": audit_id,
-        },
-    ).fetchone()
-    before = _Tally(str(started), Decimal(str(total)), int(count), None, oldest, newest).usage()
-    check = Check(charge, before)
-    started_at = parse_time_text(str(started))
-    if not taken:
-        return Reserved((check,), False, views=(BucketView(bucket, window, started_at, before),))
-    after = Usage(before.total + charge.amount, before.count + 1, before.oldest or now, now)
-    return Reserved(
-        (check,), True, limit_event_ids=(entry_id,), views=(BucketView(bucket, window, started_at, after),)
-    )
+            "amount": format(self.charge.amount, "f"),
+            "limit": format(self.charge.limit, "f"),
+            "id": self.entry_id,
+            "audit": self.audit_id,
+        }
+
+    def finish(self, row: Sequence[Any] | None) -> Reserved:
+        if row is None:
+            raise RuntimeError("helio_limit_reserve() returned no row")
+        taken, started, total, count, oldest, newest = row
+        charge, now = self.charge, self.now
+        before = _Tally(str(started), Decimal(str(total)), int(count), None, oldest, newest).usage()
+        check = Check(charge, before)
+        started_at = parse_time_text(str(started))
+        if not taken:
+            return Reserved(
+                (check,), False, views=(BucketView(charge.bucket, charge.window, started_at, before),)
+            )
+        after = Usage(before.total + charge.amount, before.count + 1, before.oldest or now, now)
+        view = BucketView(charge.bucket, charge.window, started_at, after)
+        return Reserved((check,), True, limit_event_ids=(self.entry_id,), views=(view,))
+
+    def __call__(self, conn: Connection) -> Reserved:
+        # Straight to psycopg (its placeholders): SQLAlchemy's own execution cost about 70 µs
+        # per call here, as much as the function's work in PostgreSQL.
+        driver: Any = conn.connection.driver_connection
+        return self.finish(driver.execute(self.sql, self.params).fetchone())
 
 
 _LOCK_FOR_RELEASE = text(

@@ -4,15 +4,16 @@ A store is a SQL database reached through SQLAlchemy. Writes are *jobs* (a funct
 connection) run one at a time, in transactions, by the store's writer; reads are jobs run on a
 small thread pool. Nothing here waits on the event loop: the async methods hand the work to
 threads, except that :meth:`Store.write_short` may run a short job at once where the database's
-write lock is free (it never waits for it).
+write lock is free (it never waits for it), and :meth:`Store.write_statement` may send one
+statement from the loop on a non-blocking connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
@@ -24,6 +25,29 @@ Job = Callable[[Connection], T]
 """A unit of database work; a write job runs inside a transaction (alone, or with the write jobs
 queued beside it where the backend groups them: it must touch only the database, since a failed
 group is rolled back and each of its jobs runs again alone)."""
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class OneStatement(Protocol[T_co]):
+    """A write that is exactly one statement (:meth:`Store.write_statement`)."""
+
+    @property
+    def sql(self) -> str:
+        """The statement, with psycopg's ``%(name)s`` parameters (PostgreSQL)."""
+        ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+    def finish(self, row: Sequence[Any] | None) -> T_co:
+        """The result, from the statement's first row."""
+        ...
+
+    def __call__(self, conn: Connection) -> T_co:
+        """Run it on ``conn`` (a write job, in the caller's transaction)."""
+        ...
+
 
 Durability = Literal["batched", "strict"]
 """``batched``: commits may be lost to a power cut (SQLite ``synchronous=NORMAL``); ``strict``:
@@ -73,12 +97,13 @@ class Store(Protocol):
         saves the two thread hand-offs."""
         ...
 
-    async def write_statement(self, job: Job[T]) -> T:
-        """Run a write job that sends exactly one statement (a limit reservation on PostgreSQL).
+    async def write_statement(self, statement: OneStatement[T]) -> T:
+        """Run a write that is exactly one statement (a limit reservation on PostgreSQL).
 
-        Like :meth:`write_short`, except that a backend where a transaction costs round trips
-        runs it without BEGIN and COMMIT: one statement is its own transaction (PostgreSQL, in
-        autocommit), so the job must never send a second one."""
+        Like :meth:`write_short`, except that a backend where each step costs a round trip sends
+        it alone, without BEGIN and COMMIT (one statement is its own transaction) and from the
+        event loop itself, on a connection of its own that waits without blocking (PostgreSQL):
+        no thread hand-offs either. Elsewhere it runs as ``statement(conn)`` in a short write."""
         ...
 
     def read_sync(self, job: Job[T]) -> T:

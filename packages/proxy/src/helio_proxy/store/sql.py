@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar, cast
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from helio_proxy.store.base import Durability, Job, StoreError
+from helio_proxy.store.base import Durability, Job, OneStatement, StoreError
 from helio_proxy.store.migrations import apply_migrations
 from helio_proxy.url_display import display_url
 
@@ -151,8 +151,8 @@ class SqlStore:
     async def write_short(self, job: Job[T]) -> T:
         return await self.write(job)
 
-    async def write_statement(self, job: Job[T]) -> T:
-        return await self.write_short(job)
+    async def write_statement(self, statement: OneStatement[T]) -> T:
+        return await self.write_short(statement)
 
     def writer_idle(self) -> bool:
         """No write job is queued or running (a hint: the answer may be stale by the time it is used)."""
@@ -215,17 +215,13 @@ class SqlStore:
         try:
             if conn is None:
                 conn = self._connect_writer()
-            result = self.run_job(conn, job)
+            with conn.begin():
+                result = job(conn)
         except BaseException as exc:
             future.set_exception(exc)
             return self._after_failure(conn, exc)
         future.set_result(result)
         return conn
-
-    def run_job(self, conn: Connection, job: Job[T]) -> T:
-        """Run one job in its own transaction (a backend may run a one-statement job without one)."""
-        with conn.begin():
-            return job(conn)
 
     def _run_group(self, conn: Connection | None, group: list[_Item]) -> Connection | None:
         """All of ``group`` in one transaction; if any job (or the commit) fails, each alone.
