@@ -258,3 +258,37 @@ async def test_a_one_statement_write_on_postgres_outlives_its_cancelled_caller(t
         # The statement was not torn in half: it finished, and the connection serves the next one.
         assert await store.write_statement(_InsertMeta("next")) == "next"
         assert store.read_sync(_names) == ["late", "next"]
+
+
+async def test_calls_queued_behind_a_failing_connect_on_postgres_fail_together(tmp_path: Path) -> None:
+    """A database that accepts connections and never answers (a hung server, a half-cut link):
+    the calls queued behind the one trying to connect fail with it, instead of each spending the
+    connect timeout in turn."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    try:
+        with temporary_store("postgres", tmp_path) as store:
+            url = make_url(store.url)  # pyright: ignore[reportAttributeAccessIssue]
+            port = hung.getsockname()[1]
+            store.url = (
+                url.set(host="127.0.0.1", port=port)
+                .update_query_dict(  # pyright: ignore[reportAttributeAccessIssue]
+                    {"connect_timeout": "1"}
+                )
+                .render_as_string(hide_password=False)
+            )
+            started = time.monotonic()
+            outcomes = await asyncio.gather(
+                *(store.write_statement(_InsertMeta(f"n{i}")) for i in range(8)), return_exceptions=True
+            )
+            took = time.monotonic() - started
+        assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+        assert "cannot reach the store" in str(outcomes[0])
+        assert took < 4.0, took  # one connect timeout (1 s, twice over for libpq's retry), not eight
+    finally:
+        hung.close()

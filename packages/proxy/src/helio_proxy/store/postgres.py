@@ -67,6 +67,8 @@ class PostgresStore(SqlStore):
         """The event loop's own connection (:meth:`write_statement`), opened on first use."""
         self._loop_of_conn: asyncio.AbstractEventLoop | None = None
         self._loop_connecting = asyncio.Lock()
+        self._loop_connect_failed: tuple[float, str] | None = None
+        """When the last attempt to open it failed, and why."""
 
     @property
     def description(self) -> str:
@@ -123,9 +125,15 @@ class PostgresStore(SqlStore):
         if self._loop_of_conn is not loop:  # first use, or a store used from another loop since
             self._loop_conn, self._loop_of_conn = None, loop
             self._loop_connecting = asyncio.Lock()
+        waiting_since = loop.time()
         async with self._loop_connecting:
             if self._loop_conn is not None and not self._loop_conn.closed:
                 return self._loop_conn
+            failed = self._loop_connect_failed
+            if failed is not None and failed[0] >= waiting_since:
+                # An attempt made while this call waited has just failed: fail at once rather
+                # than each waiting call spending its own connect timeout in turn.
+                raise StoreError(failed[1])
             url = make_url(self.url).set(drivername="postgresql")
             given = url.query
             defaults = {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
@@ -137,8 +145,10 @@ class PostgresStore(SqlStore):
                 for setting in self._session_settings():
                     await conn.execute(setting.encode())
             except psycopg.Error as exc:
-                raise StoreError(f"cannot reach the store at {self.description}: {exc}") from None
-            self._loop_conn = conn
+                reason = f"cannot reach the store at {self.description}: {exc}"
+                self._loop_connect_failed = (loop.time(), reason)
+                raise StoreError(reason) from None
+            self._loop_conn, self._loop_connect_failed = conn, None
             return conn
 
     def _drop_loop_connection(self, conn: Any) -> None:
