@@ -13,6 +13,7 @@ from helio_proxy.audit.clock import ManualClock
 from helio_proxy.gateway.enforcement import GovernedCall
 from helio_proxy.policy import Allow, Deny
 from helio_proxy.store import Store
+from helio_proxy.store.base import time_text
 from tests.unit.limits.conftest import Rig, RigFactory
 
 SPEND = """
@@ -129,6 +130,57 @@ async def test_pruning_an_active_bucket_never_leaves_its_totals_counting_deleted
     blocked = (await r.run("search")).decision
     assert isinstance(blocked, Deny)
     assert (blocked.details or {})["current_calls"] == 2
+
+
+RATE_MINUTE = """
+policies:
+  rules:
+    - name: search
+      match: {tool: search}
+      action: rate_limit
+      limits: {max_calls: 1000, window: 1m, key: tool}
+"""
+
+
+def event_times(store: Store) -> list[str]:
+    return store.read_sync(
+        lambda c: [
+            str(t) for (t,) in c.execute(text("SELECT occurred_at FROM limit_events ORDER BY occurred_at"))
+        ]
+    )
+
+
+async def test_a_charge_written_behind_the_cutoff_is_left_by_the_check_and_swept_by_the_prune(
+    rig: RigFactory, clock: ManualClock
+) -> None:
+    """A check deletes only what aged out since the bucket's last cutoff (an unbounded range
+    revisited every dead index entry on PostgreSQL); a row written at or before that cutoff
+    after it moved (a replica whose clock lags) is left to the periodic prune."""
+    r = await rig(RATE_MINUTE)
+    for _ in range(3):
+        await r.run("search")
+        clock.advance(20)
+    assert isinstance((await r.run("search")).decision, Allow)  # at 60 s: the first charge aged out
+    [cutoff] = r.store.read_sync(lambda c: c.execute(text("SELECT counted_from FROM limit_buckets")).one())
+    late = "2026-03-01T11:59:59.500Z"  # behind the cutoff (12:00:00.000), written after it moved
+    assert late < str(cutoff)
+    await r.store.write(
+        lambda c: c.execute(
+            text(
+                "INSERT INTO limit_events (id, bucket_key, amount, occurred_at) SELECT 'late', bucket_key, '1', :at FROM limit_buckets"
+            ),
+            {"at": late},
+        )
+    )
+    clock.advance(20)
+    await r.run("search")  # at 80 s: the 20 s charge aged out; the late row is not in its range
+    assert late in event_times(r.store)
+    clock.advance(86_400)  # past the prune floor; the bucket stays active
+    await r.run("search")
+    assert await r.gate.prune() >= 1
+    times = event_times(r.store)
+    assert late not in times
+    assert times[-1] == time_text(clock.now())  # the live charge is kept
 
 
 async def test_a_bucket_written_before_running_totals_is_added_up_once(rig: RigFactory) -> None:

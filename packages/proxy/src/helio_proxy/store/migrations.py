@@ -427,6 +427,7 @@ DECLARE
     v_oldest TEXT;
     v_newest TEXT;
     v_dirty BOOLEAN := FALSE;
+    counted_after TEXT;
     aged_count BIGINT;
     aged_total NUMERIC;
     before_total NUMERIC;
@@ -466,12 +467,13 @@ BEGIN
         v_newest := row_.newest_at;
         IF p_bound IS NOT NULL AND v_oldest IS NOT NULL AND v_oldest <= p_bound THEN
             -- Charges aged out of the sliding window since the bucket was last used: taken off once.
+            counted_after := COALESCE(v_from, '');
             IF v_newest IS NULL OR v_newest <= p_bound THEN
                 v_total := 0; v_count := 0; v_oldest := NULL; v_newest := NULL;
             ELSE
                 SELECT count(*), COALESCE(SUM(CAST(amount AS NUMERIC)), 0) INTO aged_count, aged_total
                 FROM limit_events
-                WHERE bucket_key = p_key AND occurred_at > COALESCE(v_from, '') AND occurred_at <= p_bound;
+                WHERE bucket_key = p_key AND occurred_at > counted_after AND occurred_at <= p_bound;
                 v_total := v_total - aged_total;
                 v_count := v_count - aged_count;
                 v_oldest := NULL;
@@ -481,7 +483,9 @@ BEGIN
                 END IF;
             END IF;
             v_from := p_bound; v_dirty := TRUE;
-            DELETE FROM limit_events WHERE bucket_key = p_key AND occurred_at <= p_bound;
+            -- Only what aged out since the last cutoff (see _DELETE_AGED_SINCE in limits/ledger.py).
+            DELETE FROM limit_events
+            WHERE bucket_key = p_key AND occurred_at > counted_after AND occurred_at <= p_bound;
         END IF;
     END IF;
     before_total := CASE WHEN v_count = 0 THEN 0 ELSE v_total END;
