@@ -1,3 +1,4 @@
+import contextlib
 import stat
 from pathlib import Path
 
@@ -70,3 +71,53 @@ def test_decimal_text_is_summed_exactly_in_the_query(tmp_path: Path) -> None:
     exact, floating = total
     assert exact == "0.30000000000000000001"
     assert floating != 0.3  # what SQLite's own SUM gives: binary floating point
+
+
+def test_the_wal_is_folded_back_by_the_checkpointer_thread_not_by_the_writers_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from helio_proxy.store import sqlite as backend
+
+    monkeypatch.setattr(backend, "CHECKPOINT_INTERVAL_SECONDS", 0.02)
+    store = create_store(f"sqlite:///{tmp_path / 'audit.db'}")
+    assert isinstance(store, SqliteStore)
+    store.open_sync()
+    try:
+        names = {t.name for t in threading.enumerate()}
+        assert "helio-store-checkpoint" in names
+
+        def writer_setting(c: object) -> int:
+            return int(c.connection.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0])  # type: ignore[attr-defined]
+
+        assert store.submit(writer_setting).result() == 0  # a commit never checkpoints
+        blob = "x" * 4000
+        for i in range(40):
+            store.submit(
+                lambda c, i=i: c.execute(
+                    text("INSERT INTO budget_meta VALUES (:n, 1, :f, 't', NULL)"), {"n": f"b{i}", "f": blob}
+                )
+            ).result()
+        # The rows reach the database file itself: a copy of it without its WAL holds them.
+        import shutil
+        import sqlite3
+
+        def in_file_alone() -> int:
+            copy = tmp_path / "file-only.db"
+            shutil.copyfile(tmp_path / "audit.db", copy)
+            with contextlib.closing(sqlite3.connect(copy)) as alone:
+                try:
+                    return int(alone.execute("SELECT count(*) FROM budget_meta").fetchone()[0])
+                except sqlite3.OperationalError:  # not even the schema is in the file yet
+                    return 0
+
+        deadline = time.monotonic() + 10
+        while in_file_alone() < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_file_alone() == 40
+        assert store.checkpoints >= 1
+    finally:
+        store.close_sync()
+    assert "helio-store-checkpoint" not in {t.name for t in threading.enumerate()}

@@ -8,8 +8,10 @@ is fsync'd before it returns). The database, ``-wal`` and ``-shm`` files are cre
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
@@ -24,9 +26,15 @@ from helio_proxy.store.sql import WRITER_MARK, SqlStore
 
 T = TypeVar("T")
 
+log = logging.getLogger("helio.store")
+
 FILE_MODE: Final = 0o600
 BUSY_TIMEOUT_MS: Final = 10_000
 """How long a connection waits for another process's lock before failing."""
+
+CHECKPOINT_INTERVAL_SECONDS: Final = 0.5
+"""The checkpointer folds the WAL back into the database file at most this often, when it was
+written since the last time."""
 
 
 DECIMAL_SUM: Final = "helio_decimal_sum"
@@ -63,6 +71,10 @@ class SqliteStore(SqlStore):
         super().__init__(url, durability=durability)
         self._now: Connection | None = None
         """The event loop's own connection (:meth:`write_short`), opened on first use."""
+        self._checkpointer: threading.Thread | None = None
+        self._checkpointer_stop = threading.Event()
+        self.checkpoints = 0
+        """WAL checkpoints the checkpointer thread has run."""
         database = make_url(url).database
         if not database or database == ":memory:":
             raise StoreError(f"{url}: the SQLite store needs a file path (sqlite:///path/to/helio.db)")
@@ -145,6 +157,56 @@ class SqliteStore(SqlStore):
             raise
         return True, result
 
+    def prepare_writer(self, conn: Connection) -> None:
+        # The checkpointer thread folds the WAL back (see _checkpoint_forever); a checkpoint run
+        # by a commit of the writer's kept every job queued behind that commit waiting for it.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def _checkpoint_forever(self) -> None:
+        """Fold the WAL back into the database file, on a thread and connection of its own, at
+        most every :data:`CHECKPOINT_INTERVAL_SECONDS` while it is being written.
+
+        SQLite runs a checkpoint inside the commit that takes the WAL over 1,000 pages, and here
+        that was the writer's: an audit batch's commit took several milliseconds longer, and a
+        limit reservation queued behind it (the loop runs one itself only while the writer is
+        idle) waited them out. A ``PASSIVE`` checkpoint takes no write lock: the writer and the
+        loop's connection keep committing meanwhile, and the thread lets go of the interpreter
+        lock while SQLite works. Another process on the file (a second worker) runs its own; one
+        that finds another checkpoint running tries again next time."""
+        wal = Path(f"{self.path}-wal")
+        raw: Any = None
+        seen: tuple[int, int] | None = None
+        while not self._checkpointer_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
+            try:
+                info = wal.stat()
+                written = (info.st_mtime_ns, info.st_size)
+                if written == seen:
+                    continue  # nothing written since the last checkpoint
+                if raw is None:
+                    raw = self.engine.raw_connection()
+                cursor = raw.cursor()
+                try:
+                    busy, frames, done = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                finally:
+                    cursor.close()
+                self.checkpoints += 1
+                # Readers that still need older frames, or another checkpoint running: next time.
+                if not busy and done >= frames:
+                    seen = written
+            except FileNotFoundError:
+                continue  # no WAL yet
+            except Exception:
+                log.exception("checkpointing %s failed; retrying", self.path)
+                if raw is not None:
+                    with contextlib.suppress(Exception):
+                        raw.invalidate()
+                    raw = None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
+
     def _connect_now(self) -> Connection:
         conn = self.engine.connect()
         conn.info[WRITER_MARK] = True  # BEGIN IMMEDIATE, as the writer's
@@ -155,6 +217,9 @@ class SqliteStore(SqlStore):
         return conn
 
     def close_sync(self, timeout: float = 5.0) -> None:
+        self._checkpointer_stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout)
         super().close_sync(timeout)  # from here on write_short queues (and is refused: closed)
         now, self._now = self._now, None
         if now is not None:
@@ -166,6 +231,10 @@ class SqliteStore(SqlStore):
         for file in self.files():
             with contextlib.suppress(OSError):
                 file.chmod(FILE_MODE)
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_forever, name="helio-store-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file and truncate it (tests, backups)."""
