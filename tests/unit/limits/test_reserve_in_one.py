@@ -186,3 +186,30 @@ async def test_a_reservation_survives_the_loop_connection_being_killed(tmp_path:
         assert store._loop_conn is not loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
         [count] = store.read_sync(lambda c: c.execute(text("SELECT count(*) FROM limit_events")).one())
         assert count == 2  # the failed call charged nothing
+
+
+async def test_a_reservation_updates_its_bucket_in_place_on_postgresql(tmp_path: Path) -> None:
+    """No index covers a column a reservation writes (migration 0012), so PostgreSQL updates the
+    bucket's row in place (HOT): no new entry in any of the table's indexes per call."""
+    with temporary_store("postgres", tmp_path) as store:
+        r = await RigFactory(store, ManualClock(START))(RATE.replace("max_calls: 3", "max_calls: 1000"))
+        for _ in range(50):
+            assert isinstance((await r.run("search")).decision, Allow)
+            r.clock.advance(0.01)
+        loop_conn: Any = store._loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        await loop_conn.execute("SELECT pg_stat_force_next_flush()")
+        await loop_conn.execute("SELECT 1")  # the flush happens once that call's transaction ends
+
+        def counts(conn: Connection) -> tuple[int, int]:
+            conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+            updates, hot = conn.execute(
+                text(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'limit_buckets' "
+                    "AND schemaname = current_schema()"
+                )
+            ).one()
+            return int(updates), int(hot)
+
+        updates, hot = store.read_sync(counts)
+        assert updates >= 50
+        assert hot >= updates * 0.9, (updates, hot)
