@@ -636,9 +636,9 @@ def prune(conn: Connection, events_before: datetime, buckets_idle_before: dateti
 
     A bucket used since ``events_before`` takes its own aged-out rows off its totals and deletes
     them when next used, so only rows of buckets idle since then (whose totals start over on
-    their next use) or of no bucket at all are deleted here, and rows at or before a bucket's last
-    cutoff that its own deletes skipped (written late, by a replica whose clock lags). The budget ledger is kept (it follows
-    ``audit.retention``)."""
+    their next use) or of no bucket at all are deleted here, and rows at or before a bucket's
+    last cutoff that its own deletes skipped (written late, by a replica whose clock lags). The
+    budget ledger is kept (it follows ``audit.retention``)."""
     removed = conn.execute(_PRUNE_EVENTS, {"before": time_text(events_before)}).rowcount
     removed += conn.execute(
         delete(LIMIT_BUCKETS).where(LIMIT_BUCKETS.c.last_activity < time_text(buckets_idle_before))
