@@ -2,7 +2,7 @@
 import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiFailure, can, type Operator, type Page } from "../api";
-import { subscribe } from "../events";
+import { onStatus, subscribe } from "../events";
 import { ErrorNote, fmtDuration, fmtTime, Json, Link, str, toMs, useApi, useNow } from "../util";
 
 export interface Ticket {
@@ -149,16 +149,26 @@ function TicketCard(props: { ticket: Ticket; operator: Operator; onDone: () => v
 export function Approvals(props: { operator: Operator }): JSX.Element {
   const pending = useApi<Page<Ticket>>("/api/approvals?status=pending&limit=200");
   const recent = useApi<Page<Ticket>>("/api/approvals?limit=20");
-  useEffect(
-    () =>
-      subscribe((e) => {
-        if (e.type === "approval_requested" || e.type === "approval_resolved") {
-          pending.reload();
-          recent.reload();
-        }
-      }),
-    [],
-  );
+  useEffect(() => {
+    const offEvents = subscribe((e) => {
+      if (e.type === "approval_requested" || e.type === "approval_resolved") {
+        pending.reload();
+        recent.reload();
+      }
+    });
+    // The lists were fetched before the event stream was open (or while it was down): reload
+    // them once it is, so a ticket opened in between is not missed.
+    const offStatus = onStatus((connected) => {
+      if (connected) {
+        pending.reload();
+        recent.reload();
+      }
+    });
+    return () => {
+      offEvents();
+      offStatus();
+    };
+  }, []);
   const tickets = pending.data?.data ?? [];
   const done = (recent.data?.data ?? []).filter((t) => t.status !== "pending");
   return (

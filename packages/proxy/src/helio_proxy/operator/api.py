@@ -566,9 +566,11 @@ class OperatorApi:
         if self._on_subscribe is not None:
             self._on_subscribe()
 
+        events = self.bus.subscribe(heartbeat)  # before the response starts (see EventBus.subscribe)
+
         async def stream() -> AsyncIterator[bytes]:
             yield b": connected\n\n"
-            async for event in self.bus.subscribe(heartbeat):
+            async for event in events:
                 yield event.sse()
 
         return StreamingResponse(

@@ -82,10 +82,19 @@ class EventBus:
                 queue.put_nowait(_CLOSED)
         return event
 
-    async def subscribe(self, heartbeat: float) -> AsyncIterator[Event]:
-        """Events from now on, with a ``heartbeat`` event after every ``heartbeat`` seconds of quiet."""
+    def subscribe(self, heartbeat: float) -> AsyncIterator[Event]:
+        """Events from now on, with a ``heartbeat`` event after every ``heartbeat`` seconds of quiet.
+
+        The subscriber counts from this call, not from the first iteration: ``/api/events``
+        subscribes before its response starts, so an event published while the response's head
+        is on its way is not lost (a console that loads a screen's list and then opens the
+        stream reloads the list once the stream is open; anything published in between reaches
+        it one way or the other)."""
         queue: asyncio.Queue[Event | _Closed] = asyncio.Queue(QUEUE_LIMIT)
         self._subscribers.add(queue)
+        return self._drain(queue, heartbeat)
+
+    async def _drain(self, queue: asyncio.Queue[Event | _Closed], heartbeat: float) -> AsyncIterator[Event]:
         try:
             while True:
                 try:
