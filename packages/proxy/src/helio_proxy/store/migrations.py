@@ -407,7 +407,7 @@ KILL_SWITCH = Migration(
 )
 
 # The whole reservation of one rate or spend charge, run by PostgreSQL in one statement (see
-# ``limits/ledger.py``, ``reserve_in_one``): the statements :func:`~helio_proxy.limits.ledger.reserve`
+# ``limits/ledger.py``, ``ReserveInOne``): the statements :func:`~helio_proxy.limits.ledger.reserve`
 # sends one by one, in the same order, with the same locks and per-statement snapshots (a
 # VOLATILE function under READ COMMITTED), so a call's check costs one round trip instead of five.
 _LIMIT_RESERVE_FUNCTION = """
