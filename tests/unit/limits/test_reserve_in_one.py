@@ -213,3 +213,20 @@ async def test_a_reservation_updates_its_bucket_in_place_on_postgresql(tmp_path:
         updates, hot = store.read_sync(counts)
         assert updates >= 50
         assert hot >= updates * 0.9, (updates, hot)
+
+
+async def test_the_gate_opens_the_loop_connection_at_start_not_on_the_first_call(tmp_path: Path) -> None:
+    """Opened on the first limited call, the connect made that call wait (and let a replica whose
+    connection was already open take every slot of a limit while another's was still opening)."""
+    with temporary_store("postgres", tmp_path) as store:
+        r = await RigFactory(store, ManualClock(START))(RATE)
+        assert store._loop_conn is None  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        await r.gate.start()
+        try:
+            opened: Any = store._loop_conn  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+            assert opened is not None
+            assert not opened.closed
+            assert isinstance((await r.run("search")).decision, Allow)
+            assert store._loop_conn is opened  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        finally:
+            await r.gate.stop()

@@ -172,9 +172,12 @@ class LimitsGate:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Settle budget epochs, load the local view of every live bucket, start pruning."""
+        """Settle budget epochs, load the local view of every live bucket, open the connection
+        one-statement reservations go out on (so the first limited call does not wait for it),
+        start pruning."""
         await self.reconciled(self.config())
         await self.load()
+        await self.store.prepare_statements()
         self._pruner = asyncio.create_task(self._prune_forever(), name="helio-limits-prune")
 
     async def stop(self) -> None:

@@ -106,6 +106,12 @@ class Store(Protocol):
         no thread hand-offs either. Elsewhere it runs as ``statement(conn)`` in a short write."""
         ...
 
+    async def prepare_statements(self) -> None:
+        """Open what :meth:`write_statement` sends on (PostgreSQL: the loop's connection), so the
+        first call does not wait for it. Best effort: a failure is logged, and the first
+        statement tries again."""
+        ...
+
     def read_sync(self, job: Job[T]) -> T:
         """Run a read job on the calling thread (CLI, tests)."""
         ...

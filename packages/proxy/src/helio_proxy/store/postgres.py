@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
@@ -32,6 +33,8 @@ LOCK_TIMEOUT: Final = "30s"
 """The writer gives up waiting for a row lock held by another replica after this long."""
 
 T = TypeVar("T")
+
+log = logging.getLogger("helio.store")
 
 CONNECTION_DEFAULTS: Final = {
     "connect_timeout": 5,
@@ -106,6 +109,17 @@ class PostgresStore(SqlStore):
             conn = await self._connect_loop()
         row = await asyncio.shield(self._send(conn, statement.sql, statement.params))
         return statement.finish(row)
+
+    async def prepare_statements(self) -> None:
+        """Open the loop's connection at startup: opened on the first limited call instead, it
+        made that call wait for a connect (and, with replicas, let a replica whose connection
+        was already open take every slot of a limit while the other's was opening)."""
+        if self._closed:
+            return
+        try:
+            await self._connect_loop()
+        except StoreError as exc:
+            log.warning("%s; the first limited call will try again", exc)
 
     async def _send(self, conn: Any, sql: str, params: Mapping[str, Any]) -> Any:
         try:

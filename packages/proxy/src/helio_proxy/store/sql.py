@@ -154,6 +154,9 @@ class SqlStore:
     async def write_statement(self, statement: OneStatement[T]) -> T:
         return await self.write_short(statement)
 
+    async def prepare_statements(self) -> None:
+        return None  # nothing to open: statements run as short writes
+
     def writer_idle(self) -> bool:
         """No write job is queued or running (a hint: the answer may be stale by the time it is used)."""
         return not self._writing and self._jobs.empty()
