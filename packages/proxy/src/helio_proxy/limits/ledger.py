@@ -334,7 +334,7 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
             dirty=True,
         )
         if bucket.kind != "budget" and bound is not None:
-            conn.execute(_DELETE_AGED, {"key": bucket.key, "bound": bound})
+            _run(conn, _DELETE_AGED_SINCE, {"key": bucket.key, "after": "", "bound": bound})
         return tally, activity
     tally = _Tally(
         started,
@@ -362,8 +362,8 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
     return tally, activity
 
 
-_DELETE_AGED = text("DELETE FROM limit_events WHERE bucket_key = :key AND occurred_at <= :bound")
-# Only what aged out since the last cutoff: rows at or before it were deleted then. On PostgreSQL
+# Only what aged out since the last cutoff (``after``; "" when the bucket has none yet, as one
+# written before running totals): rows at or before it were deleted then. On PostgreSQL
 # a delete leaves its index entries until vacuum, and an unbounded range walked every one of them
 # again (a bucket aging out ~1,700 charges a second: 10,009 index entries visited to delete 12,
 # 0.9 ms, growing by the minute). A row written at or before the cutoff after it moved (a replica
@@ -481,9 +481,7 @@ def reserve_by_statements(
         tally.oldest = tally.oldest or stamp
         tally.newest = stamp
         tally.dirty = True
-        after = Usage(
-            check.usage.total + charge.amount, check.usage.count + 1, check.usage.oldest or now, now
-        )
+        after = check.usage.charged(charge.amount, now)
         views_out.append(BucketView(bucket, charge.window, parse_time_text(tally.started), after))
     for key, (tally, activity) in tallies.items():
         _save(conn, key, tally, stamp if tally.newest == stamp else activity)
@@ -555,8 +553,7 @@ class ReserveInOne:
             return Reserved(
                 (check,), False, views=(BucketView(charge.bucket, charge.window, started_at, before),)
             )
-        after = Usage(before.total + charge.amount, before.count + 1, before.oldest or now, now)
-        view = BucketView(charge.bucket, charge.window, started_at, after)
+        view = BucketView(charge.bucket, charge.window, started_at, before.charged(charge.amount, now))
         return Reserved((check,), True, limit_event_ids=(self.entry_id,), views=(view,))
 
     def __call__(self, conn: Connection) -> Reserved:

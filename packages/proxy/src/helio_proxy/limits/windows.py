@@ -65,6 +65,10 @@ class Usage:
     newest: datetime | None = None
     """When the latest one was taken."""
 
+    def charged(self, amount: Decimal, now: datetime) -> Usage:
+        """This usage with one more charge of ``amount`` taken at ``now``."""
+        return Usage(self.total + amount, self.count + 1, self.oldest or now, now)
+
     def reset_at(self, window: Window, now: datetime) -> datetime | None:
         """When the oldest charge ages out (``now`` when empty; ``None`` for a session pot)."""
         if window.seconds is None:

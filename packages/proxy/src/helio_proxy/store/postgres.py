@@ -78,8 +78,7 @@ class PostgresStore(SqlStore):
         return display_url(str(make_url(self.url).set(drivername="postgresql")))
 
     def create_engine(self) -> Engine:
-        given = make_url(self.url).query
-        defaults = {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
+        defaults = self._libpq_defaults()
         return create_engine(
             self.url,
             pool_size=READER_THREADS,
@@ -89,6 +88,11 @@ class PostgresStore(SqlStore):
             pool_pre_ping=True,
             connect_args={"application_name": "helio", **defaults},
         )
+
+    def _libpq_defaults(self) -> dict[str, int]:
+        """:data:`CONNECTION_DEFAULTS` less those ``store.url`` sets itself."""
+        given = make_url(self.url).query
+        return {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
 
     async def write_statement(self, statement: OneStatement[T]) -> T:
         """Send ``statement`` from the event loop, alone (autocommit: no BEGIN, no COMMIT), on
@@ -149,8 +153,7 @@ class PostgresStore(SqlStore):
                 # than each waiting call spending its own connect timeout in turn.
                 raise StoreError(failed[1])
             url = make_url(self.url).set(drivername="postgresql")
-            given = url.query
-            defaults = {name: value for name, value in CONNECTION_DEFAULTS.items() if name not in given}
+            defaults = self._libpq_defaults()
             try:
                 conninfo = make_conninfo(
                     url.render_as_string(hide_password=False), application_name="helio", **defaults
