@@ -102,6 +102,14 @@ async def test_two_proxies_sharing_postgresql_let_exactly_50_of_200_payments_thr
             wait_for_port(port, proxy)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
+            # Both replicas warm (a call each that no limit counts) before the burst: a limited call
+            # now takes one round trip, so 50 slots go in milliseconds, and a replica still serving
+            # its first call could otherwise see none of them.
+            for n, port in enumerate(ports):
+                warm = await call(
+                    http, f"http://127.0.0.1:{port}/mcp", 1000 + n, "get_weather", {"city": "Oslo"}
+                )
+                assert succeeded(warm), warm
             answers = await asyncio.gather(
                 *(
                     call(http, f"http://127.0.0.1:{ports[i % 2]}/mcp", i, "create_payment", {"amount": 100})
