@@ -125,6 +125,11 @@ class Reservation(Protocol):
         ...
 
 
+def _no_reservations() -> list[Reservation]:
+    # Not ``list[Reservation]`` as the factory: calling a generic alias costs ~0.2 µs more per call.
+    return []
+
+
 @dataclass(slots=True)
 class Settlement:
     """What enforcement concluded for one call."""
@@ -138,7 +143,7 @@ class Settlement:
     limits: LimitFacts | None = None
     """What the limits gate checked (``None`` when no limit or budget applied)."""
 
-    reservations: list[Reservation] = field(default_factory=list[Reservation])
+    reservations: list[Reservation] = field(default_factory=_no_reservations)
     """Limit/budget capacity held for this call (empty when it is blocked)."""
 
     over_budget: list[dict[str, Any]] | None = None

@@ -151,6 +151,11 @@ def _first(*modes: Mode | None) -> Mode:
     return "enforce"
 
 
+def _no_facts() -> dict[str, Any]:
+    # Not ``dict[str, Any]`` as the factory: calling a generic alias costs ~0.2 µs more per call.
+    return {}
+
+
 @dataclass
 class CallCheck:
     """What the data plane concluded before the forward."""
@@ -158,7 +163,7 @@ class CallCheck:
     deny: Deny | None = None
     arguments: dict[str, Any] | None = None
     """The arguments to forward instead (redacted), or ``None`` to forward them unchanged."""
-    audit: dict[str, Any] = field(default_factory=dict[str, Any])
+    audit: dict[str, Any] = field(default_factory=_no_facts)
     """``metadata.data_plane`` of the audit record (empty when there is nothing to say)."""
     block_reason: str | None = None
     """A finding the call is forwarded with anyway (``warn``), for the audit record."""

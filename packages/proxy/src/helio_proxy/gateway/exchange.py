@@ -20,6 +20,12 @@ from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload, is_res
 _UNPARSED: Any = object()
 
 
+def _no_headers() -> dict[str, str]:
+    # A plain function: a ``dict[str, str]`` alias as the factory costs ~0.2 µs per reply more
+    # (calling a generic alias tries, and fails, to set ``__orig_class__`` on the new dict).
+    return {}
+
+
 def _loads(raw: bytes) -> Any:
     try:
         return json.loads(raw)
@@ -79,7 +85,7 @@ class JsonReply:
 
     status: int
     body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    headers: Mapping[str, str] = field(default_factory=_no_headers)
     payload: Any = None
     """The parsed body, when the proxy parsed it."""
 
@@ -89,7 +95,7 @@ class EmptyReply:
     """A status with no body (202 for notifications, DELETE results)."""
 
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    headers: Mapping[str, str] = field(default_factory=_no_headers)
 
 
 class UpstreamMessage:
@@ -233,7 +239,7 @@ class StatusAnswer:
 
     status: int
     body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    headers: Mapping[str, str] = field(default_factory=_no_headers)
     payload: Any = None
     """The body as JSON (``None`` when it is not JSON)."""
 
@@ -249,7 +255,7 @@ class StreamReply:
 
     status: int
     messages: AsyncIterator[UpstreamMessage]
-    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    headers: Mapping[str, str] = field(default_factory=_no_headers)
 
 
 Reply = JsonReply | StreamReply | EmptyReply
