@@ -262,7 +262,8 @@ def ensure_wrk(session: nox.Session) -> None:
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """The benchmarks of docs/performance.md (not in the default sessions; about 20 minutes):
-    Helio against direct, a bare forwarder and the Python MCP proxies, then the scale figures
+    Helio against direct, a bare forwarder and the Python MCP proxies, the CPU per call of both apps
+    driven in one process (bench_inprocess.py), then the scale figures
     (limits at 10 and 100,000 charges, open sessions, decide() by rule count, audit records/s),
     and three replicas behind nginx against one (bench_replicas.py).
     ``uv run nox -s bench -- --rounds 1`` passes options to bench_compare.py."""
@@ -270,6 +271,7 @@ def bench(session: nox.Session) -> None:
     ensure_postgres(session)
     ensure_nginx(session)
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
+    session.run("python", "benchmarks/bench_inprocess.py", "--audit-parts")
     session.run("python", "benchmarks/bench_scale.py")
     session.run("python", "benchmarks/bench_decide.py")
     session.run("python", "benchmarks/bench_audit.py")
