@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import bench_compare as bc
@@ -167,12 +168,6 @@ async def run(args: argparse.Namespace, upstream: str, workdir: Path) -> list[tu
         await lifespan.put({"type": "lifespan.shutdown"})
         await bare_life
         await helio.stop()
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main() -> None:
