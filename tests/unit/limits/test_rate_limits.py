@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import text
 
 from helio_proxy.audit.clock import ManualClock
 from helio_proxy.audit.recorder import limits_metadata
+from helio_proxy.limits.ledger import _PRUNE_EVENTS  # pyright: ignore[reportPrivateUsage]
 from helio_proxy.policy import Allow, Deny
-from tests.unit.limits.conftest import RigFactory
+from helio_proxy.store.testing import temporary_store
+from tests.unit.limits.conftest import START, RigFactory
 
 RATE = """
 policies:
@@ -223,3 +227,44 @@ async def test_pruning_drops_rows_no_window_reaches_and_keeps_live_ones(
     assert len(left) == 1
     assert left[0].endswith(":tool:search_web")
     assert len(r.gate.mirror) == 1
+
+
+async def test_a_pruned_bucket_takes_every_row_it_still_has_with_it(
+    rig: RigFactory, clock: ManualClock
+) -> None:
+    """A row stamped after its bucket's last activity (a replica whose clock leads) goes with the
+    bucket: no row outlives its bucket, so the prune never has to look for rows of no bucket."""
+    r = await rig(rate())
+    await r.run("search_docs")
+    ahead = "2026-03-01T12:05:00.000Z"  # five minutes ahead of the bucket's last activity
+    await r.store.write(
+        lambda c: c.execute(
+            text(
+                "INSERT INTO limit_events (id, bucket_key, amount, occurred_at) "
+                "SELECT 'ahead', bucket_key, '1', :at FROM limit_buckets"
+            ),
+            {"at": ahead},
+        )
+    )
+    clock.advance(2 * 86_400)
+    assert await r.gate.prune() == 3  # two rows and the bucket
+    left = r.store.read_sync(lambda c: c.execute(text("SELECT count(*) FROM limit_events")).scalar())
+    assert left == 0
+
+
+async def test_the_prune_reaches_rows_through_their_buckets_on_sqlite(tmp_path: Path) -> None:
+    """Its work follows the buckets and the rows it deletes: the plan searches the
+    ``(bucket_key, occurred_at)`` index once per bucket and never scans the charges."""
+    with temporary_store("sqlite", tmp_path) as store:
+        r = await RigFactory(store, ManualClock(START))(rate())
+        await r.run("search_docs")
+        plan = store.read_sync(
+            lambda c: [
+                str(row[-1])
+                for row in c.execute(
+                    text("EXPLAIN QUERY PLAN " + _PRUNE_EVENTS["sqlite"].text), {"before": "x"}
+                )
+            ]
+        )
+    assert any(step.startswith("SEARCH e USING") and "limit_events_bucket" in step for step in plan), plan
+    assert not any(step.startswith("SCAN e") for step in plan), plan

@@ -70,3 +70,55 @@ def test_the_table_models_match_the_schema_the_migrations_build(store: Store) ->
 def test_the_chain_head_starts_at_the_genesis_hash(store: Store) -> None:
     row = store.read_sync(lambda c: c.execute(text("SELECT seq, head_hash FROM audit_chain")).one())
     assert tuple(row) == (0, "0" * 64)
+
+
+def test_0013_drops_the_indexes_a_charge_no_longer_needs_and_the_rows_no_bucket_owns(
+    backend: Backend, tmp_path: Path
+) -> None:
+    def indexes(conn: Connection) -> set[str]:
+        inspector = inspect(conn)
+        return {
+            str(i["name"])
+            for table in ("limit_events", "limit_buckets")
+            for i in inspector.get_indexes(table)
+        }
+
+    with store_url_for(backend, tmp_path) as url:
+        store = create_store(url)
+        store.open_sync()
+
+        def as_before_0013(conn: Connection) -> None:
+            conn.execute(text("CREATE INDEX limit_events_occurred_at ON limit_events (occurred_at)"))
+            if conn.dialect.name == "sqlite":
+                conn.execute(
+                    text("CREATE INDEX limit_buckets_last_activity ON limit_buckets (last_activity)")
+                )
+            conn.execute(text("DELETE FROM schema_migrations WHERE name = '0013_limit_events_by_bucket'"))
+            conn.execute(
+                text(
+                    "INSERT INTO limit_buckets (bucket_key, kind, owner, version, scope, subject, started_at, "
+                    "last_activity) VALUES ('rate:r:v:tool:t', 'rate', 'r', 'v', 'tool', 't', 'a', 'a')"
+                )
+            )
+            for id_, key in (("kept", "rate:r:v:tool:t"), ("orphan", "rate:gone:v:tool:t")):
+                conn.execute(
+                    text(
+                        "INSERT INTO limit_events (id, bucket_key, amount, occurred_at) VALUES (:id, :key, '1', 'a')"
+                    ),
+                    {"id": id_, "key": key},
+                )
+
+        store.submit(as_before_0013).result()
+        store.close_sync()
+        again = create_store(url)
+        again.open_sync()
+        try:
+            assert again.read_sync(applied_migrations)[-1] == "0013_limit_events_by_bucket"
+            left = again.read_sync(indexes)
+            assert "limit_events_occurred_at" not in left
+            assert "limit_buckets_last_activity" not in left
+            assert "limit_events_bucket" in left
+            ids = again.read_sync(lambda c: c.execute(text("SELECT id FROM limit_events")).scalars().all())
+            assert ids == ["kept"]
+        finally:
+            again.close_sync()

@@ -620,11 +620,27 @@ def release(conn: Connection, limit_event_ids: Sequence[str], budget_event_ids: 
     return removed
 
 
-_PRUNE_EVENTS = text(
-    "DELETE FROM limit_events WHERE occurred_at < :before AND (NOT EXISTS (SELECT 1 FROM limit_buckets b "
-    "WHERE b.bucket_key = limit_events.bucket_key AND b.last_activity >= :before) OR EXISTS (SELECT 1 "
-    "FROM limit_buckets c WHERE c.bucket_key = limit_events.bucket_key AND c.counted_from IS NOT NULL "
-    "AND limit_events.occurred_at <= c.counted_from))"
+# The rows the periodic prune deletes, found bucket by bucket over the ``(bucket_key,
+# occurred_at)`` index (migration 0013 dropped the index on ``occurred_at`` alone: one index
+# entry less for every charge to write): rows before ``before`` of a bucket idle since then, and
+# rows at or before a live bucket's last cutoff that its own deletes skipped. SQLite has no
+# DELETE ... USING; its CROSS JOIN keeps the buckets as the outer loop.
+_PRUNE_EVENTS = {
+    "sqlite": text(
+        "DELETE FROM limit_events WHERE rowid IN (SELECT e.rowid FROM limit_buckets b CROSS JOIN limit_events e "
+        "WHERE e.bucket_key = b.bucket_key AND e.occurred_at < :before AND (b.last_activity < :before "
+        "OR (b.counted_from IS NOT NULL AND e.occurred_at <= b.counted_from)))"
+    ),
+    "postgresql": text(
+        "DELETE FROM limit_events e USING limit_buckets b "
+        "WHERE e.bucket_key = b.bucket_key AND e.occurred_at < :before AND (b.last_activity < :before "
+        "OR (b.counted_from IS NOT NULL AND e.occurred_at <= b.counted_from))"
+    ),
+}
+# Whatever rows a bucket about to be deleted still has (a replica whose clock leads may have
+# written one after its last activity), so no row outlives its bucket.
+_PRUNE_IDLE_BUCKETS_EVENTS = text(
+    "DELETE FROM limit_events WHERE bucket_key IN (SELECT bucket_key FROM limit_buckets WHERE last_activity < :idle)"
 )
 
 
@@ -633,12 +649,15 @@ def prune(conn: Connection, events_before: datetime, buckets_idle_before: dateti
 
     A bucket used since ``events_before`` takes its own aged-out rows off its totals and deletes
     them when next used, so only rows of buckets idle since then (whose totals start over on
-    their next use) or of no bucket at all are deleted here, and rows at or before a bucket's
-    last cutoff that its own deletes skipped (written late, by a replica whose clock lags). The
-    budget ledger is kept (it follows ``audit.retention``)."""
-    removed = conn.execute(_PRUNE_EVENTS, {"before": time_text(events_before)}).rowcount
+    their next use) are deleted here, and rows at or before a bucket's last cutoff that its own
+    deletes skipped (written late, by a replica whose clock lags). A bucket is deleted with every
+    row it still has, so no row is left without its bucket. The work follows the buckets and the
+    rows deleted, never the rows kept. The budget ledger is kept (it follows ``audit.retention``)."""
+    idle = {"idle": time_text(buckets_idle_before)}
+    removed = conn.execute(_PRUNE_EVENTS[conn.dialect.name], {"before": time_text(events_before)}).rowcount
+    removed += conn.execute(_PRUNE_IDLE_BUCKETS_EVENTS, idle).rowcount
     removed += conn.execute(
-        delete(LIMIT_BUCKETS).where(LIMIT_BUCKETS.c.last_activity < time_text(buckets_idle_before))
+        delete(LIMIT_BUCKETS).where(LIMIT_BUCKETS.c.last_activity < idle["idle"])
     ).rowcount
     return removed
 
