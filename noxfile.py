@@ -219,12 +219,21 @@ def ensure_console(session: nox.Session) -> None:
 
 
 def ensure_chromium(session: nox.Session) -> None:
-    """Debian's Chromium for Playwright (``apt-get install -y chromium`` when it is missing)."""
-    if Path("/usr/bin/chromium").exists():
+    """Debian's Chromium for Playwright, and ``ss`` (iproute2) with which a test cuts the console's
+    event stream (``apt-get install -y`` what is missing)."""
+    missing = [
+        package
+        for package, present in (
+            ("chromium", Path("/usr/bin/chromium").exists()),
+            ("iproute2", shutil.which("ss") is not None),
+        )
+        if not present
+    ]
+    if not missing:
         return
     if not shutil.which("apt-get"):
         session.error(
-            "the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium)"
+            f"the browser tests need {' and '.join(missing)} (Debian: apt-get install {' '.join(missing)})"
         )
     session.run("apt-get", "update", "-qq", external=True)
     session.run(
@@ -232,7 +241,7 @@ def ensure_chromium(session: nox.Session) -> None:
         "install",
         "-y",
         "-qq",
-        "chromium",
+        *missing,
         external=True,
         env={"DEBIAN_FRONTEND": "noninteractive"},
     )

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from mcp import Client, MCPError
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from helio_proxy.operator.auth import secret_digest
 from tests.e2e.conftest import free_port, helio, wait_for_port
@@ -171,11 +171,11 @@ def agent(make: Callable[[], Coroutine[Any, Any, Any]]) -> Future[Any]:
     return _agents.submit(lambda: asyncio.run(make()))
 
 
-async def call(url: str, tool: str, arguments: dict[str, Any]) -> Any:
+async def call(url: str, tool: str, arguments: dict[str, Any], *, session: str = SESSION) -> Any:
     """One tool call; an MCP error is raised after the client has closed (not inside its task group)."""
     async with Client(url, mode="legacy") as client:
         try:
-            return await client.call_tool(tool, arguments, meta={"io.gethelio/session-id": SESSION})  # type: ignore[arg-type]
+            return await client.call_tool(tool, arguments, meta={"io.gethelio/session-id": session})  # type: ignore[arg-type]
         except MCPError as exc:
             failure = exc
     raise failure
@@ -278,6 +278,57 @@ def test_an_agents_call_appears_in_the_feed_within_a_second(admin: Console, stac
     row.get_by_role("link", name="get_weather").click()
     expect(page.get_by_role("heading", name="Audit record")).to_be_visible()
     expect(page.get_by_text('"city": "Oslo"')).to_be_visible()
+
+
+def test_a_call_made_while_the_event_stream_was_down_appears_in_the_feed_once_it_reopens(
+    browser: Browser, stack: Stack, admin: Console
+) -> None:
+    """The Feed fetches the latest calls again whenever its event stream (re)opens: a call made
+    while the stream was down (long enough for the proxy to stop tailing the trail for it) is
+    not missing from the list. The stream is cut from outside (``ss -K``, as a network blip
+    would), and its reconnection is held until the call's record is written."""
+    # The cut aborts every connection to the console's port: the shared admin page must have no
+    # stream open then (its next test opens it again).
+    admin.page.goto("about:blank")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    console = Console(context, stack.console)
+    try:
+        console.login(ADMIN)
+        page = console.go("/feed")
+        expect(page.get_by_role("heading", name="Feed")).to_be_visible()
+        page.wait_for_timeout(500)  # the event stream is open
+        held: list[Route] = []
+        page.route("**/api/events", lambda route: held.append(route))  # reconnections wait, unanswered
+        cut = subprocess.run(
+            ["ss", "-K", "dst", "127.0.0.1", "dport", "=", str(stack.dashboard)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert cut.returncode == 0, cut.stderr
+        deadline = time.monotonic() + 10
+        while not held and time.monotonic() < deadline:  # the browser retries after ~3 s
+            page.wait_for_timeout(100)
+        assert held, "the event stream was not reopened after the cut"
+        session = "browser-agent-reconnect"
+        agent(lambda: call(stack.mcp, "get_weather", {"city": "Bergen"}, session=session)).result(timeout=20)
+        with stack.api() as api:
+            deadline = time.monotonic() + 10
+            while not api.get("/api/feed", params={"session": session}).json()["data"]:
+                assert time.monotonic() < deadline, "the call's record was not written"
+                time.sleep(0.05)
+        row = page.locator("tr.feed-row", has_text=session)
+        page.wait_for_timeout(500)
+        expect(row).to_have_count(0)  # nothing reached the page while the stream was down
+        for route in held:
+            route.continue_()
+        page.unroute("**/api/events")
+        expect(row).to_have_count(1, timeout=5000)
+        expect(row.get_by_text("allow")).to_be_visible()
+    finally:
+        context.close()
+    # The cut aborts the stream's connection, which Chromium logs; nothing else may fail.
+    assert [e for e in console.errors if "ERR_CONNECTION_ABORTED" not in e] == [], console.errors
 
 
 def test_approving_a_held_call_completes_the_agents_call_with_the_upstreams_result(

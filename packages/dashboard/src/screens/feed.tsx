@@ -3,7 +3,7 @@
 import { Component, type JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api";
-import { subscribe, type LiveEvent } from "../events";
+import { onStatus, subscribe, type LiveEvent } from "../events";
 import { Decision, fmtClock, fmtMs, Link, navigate, useRoute } from "../util";
 
 const CAP = 250;
@@ -14,6 +14,8 @@ export interface FeedItem {
   key: string;
   clock: string;
   id?: string;
+  /** The record's place in the audit trail (newest is highest): how fetched and live rows interleave. */
+  seq?: number;
   timestamp: unknown;
   tool_name?: string;
   upstream?: string;
@@ -34,6 +36,7 @@ export function toItem(raw: Record<string, unknown>, timestamp?: number): FeedIt
     key: `${id ?? "e"}-${++seq}`,
     clock: fmtClock(record.timestamp ?? timestamp),
     id,
+    seq: typeof record.seq === "number" ? record.seq : undefined,
     timestamp: record.timestamp ?? timestamp,
     tool_name: record.tool_name as string | undefined,
     upstream: record.upstream as string | undefined,
@@ -44,6 +47,18 @@ export function toItem(raw: Record<string, unknown>, timestamp?: number): FeedIt
     total_duration_ms: record.total_duration_ms as number | null | undefined,
     dry_run: record.dry_run as boolean | undefined,
   };
+}
+
+/** ``fetched`` (a fresh first page, newest first) merged into the rows shown: a record already
+ * shown keeps its row, one the live stream missed (it was down) takes its place by ``seq``, and the
+ * list stays capped. Rows without a ``seq`` keep their place relative to their neighbours. */
+export function mergeItems(now: FeedItem[], fetched: FeedItem[]): FeedItem[] {
+  const shown = new Set(now.map((i) => i.id).filter((id) => id !== undefined));
+  const missed = fetched.filter((i) => i.id === undefined || !shown.has(i.id));
+  if (missed.length === 0) return now;
+  const merged = [...now, ...missed];
+  merged.sort((a, b) => (a.seq !== undefined && b.seq !== undefined ? b.seq - a.seq : 0));
+  return merged.slice(0, CAP);
 }
 
 /** A row re-renders only when its item changes: a flush adds rows without touching the others. */
@@ -106,14 +121,22 @@ export function Feed(): JSX.Element {
 
   useEffect(() => {
     let live = true;
-    api<{ data: Record<string, unknown>[] }>("GET", "/api/feed?limit=100").then(
-      (body) => {
-        if (!live) return;
-        const initial = (body.data ?? []).map((r) => toItem(r));
-        setItems((now) => [...now, ...initial].slice(0, CAP));
-      },
-      () => undefined, // the live stream still fills the list
-    );
+    // The latest calls, merged into what is shown: on opening the screen, and again whenever the
+    // event stream (re)opens, so calls made while it was down (a restarted proxy, a network
+    // blip) are not missing from the list.
+    const load = () =>
+      api<{ data: Record<string, unknown>[] }>("GET", "/api/feed?limit=100").then(
+        (body) => {
+          if (!live) return;
+          const fetched = (body.data ?? []).map((r) => toItem(r));
+          setItems((now) => mergeItems(now, fetched));
+        },
+        () => undefined, // the live stream still fills the list
+      );
+    void load();
+    const offStatus = onStatus((connected) => {
+      if (connected) void load();
+    });
     let count = 0;
     const off = subscribe((event: LiveEvent) => {
       if (!CALL_TYPES.has(event.type)) return;
@@ -130,7 +153,7 @@ export function Feed(): JSX.Element {
       const fresh = buffer.current;
       buffer.current = [];
       setHeld(0);
-      setItems((now) => [...fresh, ...now].slice(0, CAP));
+      setItems((now) => mergeItems(now, fresh));
     }, FLUSH_MS);
     const meter = setInterval(() => {
       setRate(count);
@@ -139,6 +162,7 @@ export function Feed(): JSX.Element {
     return () => {
       live = false;
       off();
+      offStatus();
       clearInterval(flush);
       clearInterval(meter);
     };
