@@ -148,3 +148,51 @@ async def test_schemas_on_one_server_do_not_wake_each_other(tmp_path: Path) -> N
             assert inbox.got == []
         finally:
             await bus.stop()
+
+
+async def test_on_sqlite_the_poll_reads_only_after_a_write_or_once_a_second(tmp_path: Path) -> None:
+    """An idle proxy does not read its database twenty times a second: the poll reads when the
+    database's files show a write (by any process), and at least once a second whatever they say."""
+    async with _two_stores("sqlite", tmp_path) as (writer, reader, url):
+        bus = ChangeBus(reader, url=url)
+        inbox = _Inbox()
+        bus.subscribe("kill_switch", inbox)
+        reads = 0
+        poll_once = bus.poll_once
+
+        async def counted() -> int:
+            nonlocal reads
+            reads += 1
+            return await poll_once()
+
+        bus.poll_once = counted  # type: ignore[method-assign]
+        await bus.start()
+        try:
+            await asyncio.sleep(0.3)  # the first poll reads (no stamp seen yet)
+            before = reads
+            await asyncio.sleep(0.6)  # 12 polls, nothing written
+            assert reads == before
+            await writer.write(_publish("kill_switch", {"n": 1}))
+            _, change = await inbox.next(seconds=1)
+            assert change["n"] == 1
+            idle = reads
+            await asyncio.sleep(1.3)  # nothing written: one read forced after a second
+            assert reads - idle == 1
+        finally:
+            await bus.stop()
+
+
+def test_a_sqlite_store_s_change_stamp_moves_with_another_store_s_commit(tmp_path: Path) -> None:
+    with store_url_for("sqlite", tmp_path) as url:
+        first, second = create_store(url), create_store(url)
+        first.open_sync()
+        second.open_sync()
+        try:
+            stamp = second.change_stamp()
+            assert stamp is not None
+            assert second.change_stamp() == stamp
+            first.submit(_publish("kill_switch", {})).result()
+            assert second.change_stamp() != stamp
+        finally:
+            first.close_sync()
+            second.close_sync()

@@ -10,7 +10,7 @@ statement from the loop on a non-blocking connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -110,6 +110,12 @@ class Store(Protocol):
         """Open what :meth:`write_statement` sends on (PostgreSQL: the loop's connection), so the
         first call does not wait for it. Best effort: a failure is logged, and the first
         statement tries again."""
+        ...
+
+    def change_stamp(self) -> Hashable | None:
+        """A cheap value that differs from an earlier one whenever the database may have been
+        written since (by any process), for a poller to skip reads of a database nobody wrote;
+        ``None`` when the backend cannot tell (read every time)."""
         ...
 
     def read_sync(self, job: Job[T]) -> T:

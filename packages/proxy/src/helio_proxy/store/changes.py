@@ -11,7 +11,10 @@ the subscribers of its channel:
   slow poll of ``store_changes`` (every :data:`PG_HEAL_INTERVAL` seconds) that heals a missed
   notification;
 * **SQLite**: there is no notification between processes; the bus polls ``store_changes`` every
-  :data:`SQLITE_POLL_INTERVAL` seconds (one indexed ``SELECT`` of the rows after the last id seen).
+  :data:`SQLITE_POLL_INTERVAL` seconds (one indexed ``SELECT`` of the rows after the last id seen),
+  and skips the read while the database's files show no write since the last one
+  (:meth:`~helio_proxy.store.sqlite.SqliteStore.change_stamp`, one ``stat`` of the WAL), reading at
+  least every :data:`FORCED_READ_INTERVAL` seconds whatever the files say.
 
 Subscribers treat a change as "reread your state" (they are idempotent), so a change delivered
 twice (notification and poll) or out of order costs one extra read, nothing more. The channel a
@@ -25,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
@@ -46,6 +49,10 @@ PG_HEAL_INTERVAL: Final = 2.0
 """Seconds between polls of ``store_changes`` on PostgreSQL (the fallback of LISTEN/NOTIFY)."""
 SQLITE_POLL_INTERVAL: Final = 0.05
 """Seconds between polls of ``store_changes`` on SQLite (one indexed read: ~0.1 ms)."""
+FORCED_READ_INTERVAL: Final = 1.0
+"""The poll reads at least this often even when the store's change stamp is unchanged (a write
+the stamp cannot show, see ``SqliteStore.change_stamp``, waits at most this long). An idle
+``helio start`` on SQLite used 2.1-2.2 % of a core reading 20 times a second; with the stamp, 0.7 %."""
 RECONNECT_DELAYS: Final = (0.1, 0.5, 1.0, 2.0)
 """Seconds before each attempt to reopen the LISTEN connection (the last one repeats)."""
 RETAIN: Final = timedelta(hours=1)
@@ -203,12 +210,23 @@ class ChangeBus:
 
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
-        pruned = loop.time()
+        pruned = read_at = loop.time()
+        read_stamp: Hashable | None = None
         failing = False
         while True:
             await asyncio.sleep(self.poll_interval)
+            # Taken before the read: a write after it changes the next stamp.
+            stamp = self.store.change_stamp()
+            if (
+                stamp is not None
+                and stamp == read_stamp
+                and not failing
+                and loop.time() - read_at < FORCED_READ_INTERVAL
+            ):
+                continue  # nothing was written since the last read
             try:
                 await self.poll_once()
+                read_stamp, read_at = stamp, loop.time()
                 if loop.time() - pruned >= PRUNE_EVERY:
                     pruned = loop.time()
                     await self.store.write(_prune(datetime.now(UTC) - RETAIN))

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, TypeVar, cast
 
@@ -156,6 +157,9 @@ class SqlStore:
 
     async def prepare_statements(self) -> None:
         return None  # nothing to open: statements run as short writes
+
+    def change_stamp(self) -> Hashable | None:
+        return None  # a server database: no cheap way to tell
 
     def writer_idle(self) -> bool:
         """No write job is queued or running (a hint: the answer may be stale by the time it is used)."""

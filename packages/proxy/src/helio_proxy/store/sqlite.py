@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Hashable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
@@ -79,10 +80,27 @@ class SqliteStore(SqlStore):
         if not database or database == ":memory:":
             raise StoreError(f"{url}: the SQLite store needs a file path (sqlite:///path/to/helio.db)")
         self.path = Path(database)
+        self._wal = Path(f"{self.path}-wal")
 
     @property
     def description(self) -> str:
         return str(self.path)
+
+    def change_stamp(self) -> Hashable | None:
+        """The size, modification time and inode of the WAL: every commit, from any process,
+        writes its pages there first (a checkpoint only copies them on into the database file, so
+        it leaves the stamp alone), so an unchanged stamp means nothing was committed since, one
+        ``stat`` instead of a read. The kernel stamps modification times at its clock tick, so a
+        commit that rewrites the WAL at the same size within the tick of the last ``stat`` can
+        leave the stamp as it was: a poller also reads now and then whatever the stamp says (see
+        ``store.changes``)."""
+        try:
+            info = os.stat(self._wal)
+        except FileNotFoundError:
+            return ()  # no WAL: nothing was written since the last connection closed
+        except OSError:
+            return None  # cannot tell: the poller reads
+        return (info.st_size, info.st_mtime_ns, info.st_ino)
 
     def files(self) -> list[Path]:
         """The database file and its WAL companions (those that exist)."""
