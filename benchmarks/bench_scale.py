@@ -1,6 +1,6 @@
 """How Helio's cost grows: with charges in a limit's window, and with open sessions.
 
-    uv run python benchmarks/bench_scale.py [--part limits,sessions] [--sliding] [--json out.json]
+    uv run python benchmarks/bench_scale.py [--part limits,sessions] [--sliding] [--gate-gap-ms 1] [--json out.json]
 
 ``limits`` (in one process, one event loop: client, three proxies; the upstream is the raw
 JSON-RPC server of ``bench_compare.py`` in its own process). Three proxies on one upstream, the
@@ -14,7 +14,9 @@ out since the one before (about 1.7 per call at 100,000 charges and 1 ms per cal
 figures: each proxy's c=1 p50/p99, and what the limit rule adds over the no-limit proxy, on SQLite
 and on PostgreSQL (``HELIO_TEST_POSTGRES_URL``, a throwaway schema). Also timed: the gate itself
 (``LimitsGate.reserve`` + commit) for a call under the rule, and for a call no limit rule matches
-(which must not touch the store).
+(which must not touch the store); back to back, or ``--gate-gap-ms`` apart with the loop idle in
+between, as a proxy's calls are (on this project's VM a PostgreSQL round trip after an idle
+millisecond costs more than one right after the last).
 
 ``sessions``: ``helio start`` (the 20-rule config of ``bench_compare.py``) in its own process; 1,
 100 and 1,000 sessions are opened (each its own ``x-helio-session-id`` and keep-alive connection,
@@ -193,8 +195,9 @@ async def limits_case(upstream: str, backend: str, charges: int, calls: int, rou
     return out
 
 
-async def gate_case(backend: str, charges: int, iterations: int) -> dict[str, Any]:
-    """``LimitsGate.reserve`` + commit alone, for a call under the rule and for one no rule matches."""
+async def gate_case(backend: str, charges: int, iterations: int, gap: float = 0.0) -> dict[str, Any]:
+    """``LimitsGate.reserve`` + commit alone, for a call under the rule and for one no rule matches
+    (``gap``: seconds the loop waits, untimed, before each timed call)."""
     from helio_proxy.audit.clock import ManualClock
     from helio_proxy.config import parse_config_text
     from helio_proxy.gateway.enforcement import GovernedCall
@@ -250,6 +253,8 @@ async def gate_case(backend: str, charges: int, iterations: int) -> dict[str, An
                 values: list[float] = []
                 for _ in range(iterations):
                     clock.advance(0.001)
+                    if gap:
+                        await asyncio.sleep(gap)
                     started = time.perf_counter()
                     await once()
                     values.append(time.perf_counter() - started)
@@ -411,6 +416,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if FILL_SECONDS < 3000
         else "1h, charges in its last 50 min",
         "machine": {"cpu": bench_compare.cpu_model(), "cpus": os.cpu_count()},
+        "gate_gap_ms": args.gate_gap_ms,
     }
     if "limits" in parts:
         upstream_proc, upstream = spawn_upstream()
@@ -420,7 +426,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             for backend in args.backends.split(","):
                 for charges in (10, 100_000):
                     print(f"limits: {backend}, {charges:,} charges in the window", file=sys.stderr)
-                    report["limits_gate"].append(await gate_case(backend, charges, args.gate_iterations))
+                    report["limits_gate"].append(
+                        await gate_case(backend, charges, args.gate_iterations, args.gate_gap_ms / 1000)
+                    )
                     report["limits_end_to_end"].append(
                         await limits_case(upstream, backend, charges, args.calls, args.rounds)
                     )
@@ -437,7 +445,9 @@ def table(report: dict[str, Any]) -> str:
     if "limits_gate" in report:
         lines.append(f"limit windows: {report['limits_window']}")
     if "limits_gate" in report:
-        lines += ["", "limits gate alone (reserve + commit), per call:"]
+        gap = report.get("gate_gap_ms") or 0
+        spaced = f", {gap:g} ms apart (the loop idle between calls)" if gap else ", back to back"
+        lines += ["", f"limits gate alone (reserve + commit), per call{spaced}:"]
         lines.append(
             f"{'backend':<10}{'charges':>9}  {'rule':<10}{'p50 ms':>9}{'p99 ms':>9}{'SQL stmts':>10}"
             f"{'round trips':>12}"
@@ -480,6 +490,13 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gate-iterations", type=int, default=500)
+    parser.add_argument(
+        "--gate-gap-ms",
+        type=float,
+        default=0.0,
+        help="limits: the gate's calls this many ms apart, the loop idle between them (as between "
+        "a proxy's calls), instead of back to back",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / ".tools" / "bench" / "scale.json")
     parser.add_argument(
         "--sliding",
