@@ -8,6 +8,12 @@ same 20-rule config, batched audit on SQLite), `--concurrency` calls in flight, 
 raw JSON-RPC upstream in a child process, and reads the CPU time the process and its event-loop
 thread spent per call. Both apps run in turn in each round, in the same process.
 
+Each call's time to reply (from the app being called to the reply's last body event) is kept
+too; its median is what the call's client waits for, the upstream's round trip included. With
+`--gap-ms`, each call in flight waits that long (the loop idle, as between a client's calls)
+before its next: `--concurrency 1 --gap-ms 0.5` is the c=1 latency run of `bench_compare.py`
+without the HTTP server and the client's own work.
+
 With `--audit-parts`, Helio is also run with part of its audit trail switched off by replacing
 private methods for the duration of that row (a diagnostic, not a setting):
 
@@ -16,6 +22,7 @@ private methods for the duration of that row (a diagnostic, not a setting):
   the store's writer thread).
 
     uv run python benchmarks/bench_inprocess.py [--calls 10000] [--concurrency 32] [--rounds 3]
+        [--gap-ms 0] [--audit-parts]
 """
 
 from __future__ import annotations
@@ -60,11 +67,15 @@ def scope_for(headers: dict[str, str]) -> dict[str, Any]:
     }
 
 
-async def drive(app: ASGI, headers: dict[str, str], calls: int, concurrency: int) -> dict[str, float]:
-    """``calls`` POSTs of the benchmark's ``tools/call``, ``concurrency`` at a time."""
+async def drive(
+    app: ASGI, headers: dict[str, str], calls: int, concurrency: int, gap: float = 0.0
+) -> dict[str, float]:
+    """``calls`` POSTs of the benchmark's ``tools/call``, ``concurrency`` at a time (``gap``:
+    seconds each waits before its next call)."""
     base = scope_for(headers)
     started = 0
     errors = 0
+    replies: list[float] = []
 
     async def one() -> None:
         nonlocal errors
@@ -79,9 +90,12 @@ async def drive(app: ASGI, headers: dict[str, str], calls: int, concurrency: int
             raise AssertionError("unreachable")
 
         events: list[dict[str, Any]] = []
+        called = time.perf_counter()
 
         async def send(event: dict[str, Any]) -> None:
             events.append(event)
+            if event.get("type") == "http.response.body" and not event.get("more_body"):
+                replies.append(time.perf_counter() - called)
 
         await app({**base, "headers": list(base["headers"])}, receive, send)
         body = b"".join(e.get("body", b"") for e in events[1:])
@@ -93,6 +107,8 @@ async def drive(app: ASGI, headers: dict[str, str], calls: int, concurrency: int
         while started < calls:
             started += 1
             await one()
+            if gap:
+                await asyncio.sleep(gap)
 
     process, thread, wall = time.process_time(), time.thread_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -102,6 +118,7 @@ async def drive(app: ASGI, headers: dict[str, str], calls: int, concurrency: int
         "process_us": process / calls * 1e6,
         "loop_us": thread / calls * 1e6,
         "calls_s": calls / wall,
+        "reply_us": median(replies) * 1e6 if replies else float("nan"),
         "errors": errors,
     }
 
@@ -149,17 +166,19 @@ async def run(args: argparse.Namespace, upstream: str, workdir: Path) -> list[tu
         if args.audit_parts:
             targets += [("Helio, no record", "no record"), ("Helio, row, no writer", "row, no writer")]
         rows: list[tuple[str, dict[str, float]]] = []
-        await drive(helio.mcp_app, headers, 500, args.concurrency)  # warm both
-        await drive(bare, headers, 500, args.concurrency)
+        gap = args.gap_ms / 1000
+        await drive(helio.mcp_app, headers, 500, args.concurrency, gap)  # warm both
+        await drive(bare, headers, 500, args.concurrency, gap)
         for _ in range(args.rounds):
             for label, part in targets:
                 app = bare if label.startswith("bare") else helio.mcp_app
                 with audit_part(part):
-                    measured = await drive(app, headers, args.calls, args.concurrency)
+                    measured = await drive(app, headers, args.calls, args.concurrency, gap)
                 rows.append((label, measured))
                 print(
                     f"  {label:24s} process {measured['process_us']:6.1f} µs/call, "
-                    f"loop thread {measured['loop_us']:6.1f}, {measured['calls_s']:7.0f} calls/s",
+                    f"loop thread {measured['loop_us']:6.1f}, {measured['calls_s']:7.0f} calls/s, "
+                    f"reply {measured['reply_us']:6.0f} µs",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -177,6 +196,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000, help="calls per target per round")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--gap-ms", type=float, default=0.0, help="each call in flight waits this long before its next"
+    )
     parser.add_argument(
         "--audit-parts", action="store_true", help="also run Helio with parts of its audit off"
     )
@@ -198,15 +220,19 @@ def main() -> None:
         child.wait(10)
     labels = list(dict.fromkeys(label for label, _ in rows))
     bare = median([m["loop_us"] for label, m in rows if label == labels[0]])
-    print(f"\n{args.calls} calls x {args.rounds} rounds, {args.concurrency} in flight (medians)\n")
-    print("| target | process µs/call | loop thread µs/call | loop thread vs bare | calls/s | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    spaced = f", {args.gap_ms:g} ms between a caller's calls" if args.gap_ms else ""
+    print(f"\n{args.calls} calls x {args.rounds} rounds, {args.concurrency} in flight{spaced} (medians)\n")
+    print(
+        "| target | process µs/call | loop thread µs/call | loop thread vs bare | calls/s | reply µs | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for label in labels:
         mine = [m for name, m in rows if name == label]
         loop = median([m["loop_us"] for m in mine])
         print(
             f"| {label} | {median([m['process_us'] for m in mine]):.0f} | {loop:.0f} | {loop / bare:.2f} "
-            f"| {median([m['calls_s'] for m in mine]):.0f} | {sum(int(m['errors']) for m in mine)} |"
+            f"| {median([m['calls_s'] for m in mine]):.0f} | {median([m['reply_us'] for m in mine]):.0f} "
+            f"| {sum(int(m['errors']) for m in mine)} |"
         )
 
 
