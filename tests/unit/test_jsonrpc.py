@@ -20,6 +20,7 @@ from helio_proxy.jsonrpc import (
     is_response_for,
     parse,
     parse_any,
+    read_json,
 )
 
 
@@ -301,3 +302,88 @@ def test_dumps_keeps_the_fast_path_when_only_strings_look_like_null_or_exponents
     expected = _standard(payload)
     _forbid_the_standard_encoder(monkeypatch)
     assert dumps(payload) == expected
+
+
+# -- read_json: an upstream's answer, read as the standard decoder reads it ----------------------
+
+
+def _standard_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down, key order included (NaN equal to itself);
+    walked with a stack, since some bodies nest deeper than the recursion limit allows."""
+    pending = [(a, b)]
+    while pending:
+        x, y = pending.pop()
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, dict):
+            if list(x) != list(y):  # pyright: ignore[reportUnknownArgumentType]
+                return False
+            pending += [(x[k], y[k]) for k in x]  # pyright: ignore[reportUnknownVariableType]
+        elif isinstance(x, list):
+            if len(x) != len(y):  # pyright: ignore[reportUnknownArgumentType]
+                return False
+            pending += list(zip(x, y, strict=True))  # pyright: ignore[reportUnknownArgumentType]
+        elif isinstance(x, float):
+            if struct.pack("<d", x) != struct.pack("<d", y) and not (x != x and y != y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+ODD_BODIES = [
+    b'{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}',
+    b'{"a":1,"b":2,"a":3}',  # a repeated key: the last value, at the first one's place
+    b'{"n":NaN,"m":Infinity,"o":-Infinity}',
+    b'{"n":18446744073709551616,"m":-9223372036854775809}',
+    b'{"n":1234567890123456789012345678901234567890}',
+    b'{"f":1e400,"g":-0.0,"h":1.0e+2,"i":5e-324}',
+    b'{"s":"\\ud800 alone"}',
+    b'{"s":"\\udfff"}',
+    b'{"s":"\\ud83d\\ude00 pair"}',
+    b'{"s":"caf\xc3\xa9 \\u00e9"}',
+    b'{"s":"a\x01b"}',  # a raw control character inside a string
+    b'{"s":"\xff"}',  # invalid UTF-8
+    b"\xef\xbb\xbf{}",  # a UTF-8 byte order mark
+    '{"s":"x"}'.encode("utf-16"),
+    '{"s":"x"}'.encode("utf-16-le"),
+    b"[1,]",
+    b'{"a":1} trailing',
+    b"",
+    b"   ",
+    b"null",
+    b"[]",
+    b'{"d":' + b"9" * 5000 + b"}",  # over Python's digit limit
+    b"[" * 512 + b"]" * 512,  # the deepest a small body can nest
+    b"[" * 1010 + b"]" * 1010,  # between the two parsers' depth limits
+    b"[" * 2000 + b"]" * 2000,
+    # A larger body of each kind above: the standard decoder reads it either way.
+    b'{"pad":"' + b"x" * 1100 + b'","n":NaN,"big":18446744073709551616,"a":1,"a":2}',
+]
+
+
+@pytest.mark.parametrize("raw", ODD_BODIES, ids=range(len(ODD_BODIES)))
+def test_read_json_reads_what_the_standard_decoder_reads(raw: bytes) -> None:
+    assert _same(read_json(raw), _standard_or_none(raw))
+
+
+def test_read_json_reads_floats_and_strings_as_the_standard_decoder_does() -> None:
+    rng = random.Random(12)
+    values: list[Any] = []
+    for _ in range(3000):
+        bits = rng.getrandbits(64)
+        number = struct.unpack("<d", struct.pack("<Q", bits))[0]
+        if number == number and abs(number) != float("inf"):
+            values.append(number)
+    values += [rng.uniform(-1e6, 1e6) for _ in range(2000)]
+    values += ["".join(chr(c) for c in range(start, start + 40)) for start in range(32, 0x3000, 97)]
+    for value in values:
+        raw = json.dumps({"v": value, "l": [value]}, ensure_ascii=bool(rng.getrandbits(1))).encode()
+        assert _same(read_json(raw), json.loads(raw)), raw

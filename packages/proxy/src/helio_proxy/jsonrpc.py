@@ -205,6 +205,33 @@ def _fast_candidate(raw: bytes) -> bool:
     return max(map(len, raw.translate(_DIGIT_RUNS).split())) < _LONG_DIGITS
 
 
+_SMALL: Final = 1024
+"""Bodies up to this many bytes are read by orjson in :func:`read_json` when it can: no such body
+nests past 512 levels (each takes two brackets), within both parsers' depth limits (orjson's
+1,024, the standard decoder's recursion limit of about 1,000)."""
+
+
+def read_json(raw: bytes) -> Any:
+    """What ``json.loads(raw)`` gives, or ``None`` where it raises (not JSON, invalid UTF-8, an
+    integer over Python's digit limit, nesting past the recursion limit): an upstream's answer.
+
+    A small body (:data:`_SMALL`) that orjson provably reads as the standard decoder would
+    (:func:`_fast_candidate`) is read by orjson (a 102-byte answer: 0.4 µs plus 0.3 µs for the
+    check, against 1.9 µs); what orjson refuses (``NaN``, lone surrogates, ...) goes to the
+    standard decoder, as does every larger body: there the checks cost more than orjson saves
+    (a 6 KB answer full of numbers: 25 µs checked against 17 µs by the standard decoder). Both
+    keep the last of a repeated key, at the place of its first."""
+    if len(raw) <= _SMALL and _fast_candidate(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # ValueError: not JSON, or a 5,000-digit integer
+        return None
+
+
 def _repeats_no_key(raw: bytes, value: Any) -> bool:
     """Whether ``value``, parsed from ``raw`` by a parser that keeps the last of a repeated key,
     provably had no key twice (``False`` also when that cannot be told cheaply).

@@ -10,12 +10,11 @@ here knows about ASGI, HTTP clients or subprocesses, and no message is parsed tw
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload, is_response_for
+from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload, is_response_for, read_json
 
 _UNPARSED: Any = object()
 
@@ -24,13 +23,6 @@ def _no_headers() -> dict[str, str]:
     # A plain function: a ``dict[str, str]`` alias as the factory costs ~0.2 µs per reply more
     # (calling a generic alias tries, and fails, to set ``__orig_class__`` on the new dict).
     return {}
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # not JSON, or a 5,000-digit integer (a plain ValueError)
-        return None
 
 
 RELAYED_REQUEST_HEADERS = frozenset(
@@ -121,7 +113,7 @@ class UpstreamMessage:
     def payload(self) -> Any:
         """The message as JSON (``None`` when it is not JSON)."""
         if self._payload is _UNPARSED:
-            self._payload = _loads(self.raw) if self.raw else None
+            self._payload = read_json(self.raw) if self.raw else None
         return self._payload
 
     def answers(self, request_id: RequestId) -> bool:

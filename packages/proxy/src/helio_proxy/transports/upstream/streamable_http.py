@@ -18,10 +18,9 @@ taken from the environment; HTTP/2 is not spoken.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
@@ -43,7 +42,7 @@ from helio_proxy.gateway.exchange import (
     StatusAnswer,
     UpstreamMessage,
 )
-from helio_proxy.jsonrpc import Message, is_jsonrpc_error_payload
+from helio_proxy.jsonrpc import Message, is_jsonrpc_error_payload, read_json
 from helio_proxy.transports.sse import iter_events
 from helio_proxy.transports.upstream.http1 import (
     DEFAULT_POOL_SIZE,
@@ -268,7 +267,7 @@ class StreamableHttpUpstream:
             )
         if status >= 400:
             body = await response.read()
-            payload = _loads(body)
+            payload = read_json(body)
             if is_jsonrpc_error_payload(payload) or status in PASSTHROUGH_STATUSES:
                 return StatusAnswer(status, body, response.headers, payload)
         else:
@@ -285,7 +284,7 @@ class StreamableHttpUpstream:
         """POST a notification or a client's response (``2xx``: the upstream took it)."""
         response = await self._post(message, client_headers)
         body = await response.read()
-        return StatusAnswer(response.status, body, response.headers, _loads(body) if body else None)
+        return StatusAnswer(response.status, body, response.headers, read_json(body) if body else None)
 
     async def _post(self, message: Message, client_headers: Mapping[str, str]) -> UpstreamResponse:
         headers = self._headers(client_headers, UPSTREAM_ACCEPT)
@@ -300,7 +299,7 @@ class StreamableHttpUpstream:
         if response.status == 200 and response.content_type == "text/event-stream":
             return MessageStream(_events(response), response.headers, release=response.close)
         body = await response.read()
-        return StatusAnswer(response.status, body, response.headers, _loads(body) if body else None)
+        return StatusAnswer(response.status, body, response.headers, read_json(body) if body else None)
 
     async def end_session(self, client_headers: Mapping[str, str]) -> StatusAnswer:
         """DELETE the session."""
@@ -308,7 +307,7 @@ class StreamableHttpUpstream:
             "DELETE", self._headers(client_headers, UPSTREAM_ACCEPT), None, read_timeout=self._request_timeout
         )
         body = await response.read()
-        return StatusAnswer(response.status, body, response.headers, _loads(body) if body else None)
+        return StatusAnswer(response.status, body, response.headers, read_json(body) if body else None)
 
 
 async def _single(response: UpstreamResponse) -> UpstreamMessage:
@@ -328,13 +327,6 @@ async def _events(response: UpstreamResponse) -> AsyncIterator[UpstreamMessage]:
                 yield UpstreamMessage(b"", event.id, retry=event.retry)
     except ValueError as exc:  # an event over MAX_EVENT_BYTES
         raise UpstreamProtocolError(str(exc)) from None
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return None
 
 
 __all__ = ["StreamableHttpUpstream", "UpstreamError", "UpstreamResponse"]
