@@ -12,9 +12,9 @@ the subscribers of its channel:
   notification;
 * **SQLite**: there is no notification between processes; the bus polls ``store_changes`` every
   :data:`SQLITE_POLL_INTERVAL` seconds (one indexed ``SELECT`` of the rows after the last id seen),
-  and skips the read while the database's files show no write since the last one
-  (:meth:`~helio_proxy.store.sqlite.SqliteStore.change_stamp`, one ``stat`` of the WAL), reading at
-  least every :data:`FORCED_READ_INTERVAL` seconds whatever the files say.
+  and skips the read while the WAL shows no commit since the last one
+  (:meth:`~helio_proxy.store.sqlite.SqliteStore.change_stamp`, one ``stat``), reading at least
+  every :data:`FORCED_READ_INTERVAL` seconds whatever the WAL shows.
 
 Subscribers treat a change as "reread your state" (they are idempotent), so a change delivered
 twice (notification and poll) or out of order costs one extra read, nothing more. The channel a

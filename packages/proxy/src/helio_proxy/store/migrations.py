@@ -538,7 +538,7 @@ LIMIT_EVENTS_BY_BUCKET = Migration(
         # limit_events_bucket (limits/ledger.py, prune). With the index below, a reservation's
         # commit on SQLite made 13.75 WAL writes before this migration and 9.4 after (strace).
         "DROP INDEX IF EXISTS limit_events_occurred_at",
-        # Rows left by a bucket deleted before the prune deleted a bucket's rows with it.
+        # Rows whose bucket an earlier prune deleted without them (the prune now deletes both).
         "DELETE FROM limit_events WHERE bucket_key NOT IN (SELECT bucket_key FROM limit_buckets)",
     ),
     {
