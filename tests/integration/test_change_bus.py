@@ -152,7 +152,7 @@ async def test_schemas_on_one_server_do_not_wake_each_other(tmp_path: Path) -> N
 
 async def test_on_sqlite_the_poll_reads_only_after_a_write_or_once_a_second(tmp_path: Path) -> None:
     """An idle proxy does not read its database twenty times a second: the poll reads when the
-    database's files show a write (by any process), and at least once a second whatever they say."""
+    WAL shows a commit (by any process), and at least once a second whatever it shows."""
     async with _two_stores("sqlite", tmp_path) as (writer, reader, url):
         bus = ChangeBus(reader, url=url)
         inbox = _Inbox()
