@@ -381,6 +381,34 @@ data_plane:
     assert stack.seen.calls == []
 
 
+async def test_findings_in_the_arguments_and_in_the_result_are_both_recorded() -> None:
+    # The argument scan only flags (the call goes ahead), the result scan redacts: the record
+    # keeps every finding, each with its scope, not just the answer's.
+    rules = """
+data_plane:
+  scan:
+    - {name: keys-in, detect: [aws_access_key], scope: [arguments], action: flag}
+    - {name: cards-out, detect: [card_number], scope: [results], action: redact}
+"""
+    async with proxy_stack(rules) as stack:
+        answer = await raw_call(stack.url, "fetch_record", {"record_id": TEST_AWS_KEY})
+    assert "4111" not in json.dumps(answer)
+    assert stack.seen.calls == ["fetch_record"]
+    (record,) = tool_records(stack, "fetch_record")
+    findings = record["metadata"]["data_plane"]["findings"]
+    assert {(f["rule"], f["kind"], f["scope"], f["action"]) for f in findings} == {
+        ("keys-in", "aws_access_key", "arguments", "flag"),
+        ("cards-out", "card_number", "results", "redact"),
+    }
+    paths = {f["path"] for f in findings}
+    assert {"$.arguments.record_id", "$.result.content[0].text"} <= paths
+    assert record["block_reason"] is None
+    counted = stack.app.gateway.dataplane.stats.findings if stack.app.gateway.dataplane else None
+    assert counted is not None
+    assert counted[("keys-in", "aws_access_key", "flag")] == 1
+    assert counted[("cards-out", "card_number", "redact")] == len(findings) - 1
+
+
 # -- per policy rule ----------------------------------------------------------------------------
 
 LENIENT_PAYMENTS = """

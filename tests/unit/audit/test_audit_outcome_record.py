@@ -11,6 +11,9 @@ from typing import Any
 from helio_proxy.audit.clock import ManualClock
 from helio_proxy.audit.recorder import Auditor, CallAudit, limits_metadata
 from helio_proxy.audit.records import AnyRecord, ToolCallRecord
+from helio_proxy.dataplane.facts import DataPlaneFacts, SchemaFacts
+from helio_proxy.dataplane.scanning import Finding
+from helio_proxy.dataplane.schemas import SchemaError
 from helio_proxy.evidence.gates import PASSED, GateResult
 from helio_proxy.governance import ApprovalFacts, CallOutcome, ChargeFacts, InvalidAmountFacts, LimitFacts
 from helio_proxy.policy import Allow, Deny, DryRun, RequireApproval
@@ -170,17 +173,31 @@ async def test_the_data_planes_answer_check_extends_its_earlier_facts_in_place()
     sink = Sink()
     call = _begin(sink)
     allow = Allow(rule="refunds", rule_index=1, reason="rule_matched")
-    call.data_plane({"schema": "ok"})
+    flagged = Finding("ids", "employee_id", "pii", "arguments", "$.arguments.order", "flag")
+    withheld = Finding("cards", "card_number", "custom", "results", "$.result.content[0].text", "block")
+    call.data_plane(DataPlaneFacts(credential="ci-bot", rule="refunds", findings=(flagged,)))
     call.forwarded_arguments({"order": "[REDACTED]"})
     call.conclude(CallOutcome("refund", allow, allow, None, SHA, limits=LIMITS))
-    call.answer_checked({"scan": "blocked"}, "data_plane_blocked")
+    schema = SchemaFacts("warn", (SchemaError("$.total", "a number", "type"),))
+    call.answer_checked(
+        DataPlaneFacts(rule="refunds", output_schema=schema, findings=(withheld,)), "sensitive_content"
+    )
     _forward(call)
     await call.settle(200)
     [record] = sink.records
     assert record.metadata is not None
     assert list(record.metadata) == ["request_id", "upstream", "data_plane", "limits"]
-    assert record.metadata["data_plane"] == {"schema": "ok", "scan": "blocked"}
-    assert record.block_reason == "data_plane_blocked"
+    assert record.metadata["data_plane"] == {
+        "credential": "ci-bot",
+        "rule": "refunds",
+        "output_schema": {
+            "mode": "warn",
+            "errors": [{"path": "$.total", "expected": "a number", "keyword": "type"}],
+        },
+        # Both scans' findings, the arguments' first: the answer's do not replace them.
+        "findings": [flagged.as_dict(), withheld.as_dict()],
+    }
+    assert record.block_reason == "sensitive_content"
     assert record.tool_input == {"order": "[REDACTED]"}
 
 
@@ -189,7 +206,7 @@ async def test_an_answer_check_without_earlier_facts_comes_after_the_limits() ->
     call = _begin(sink)
     allow = Allow(rule="refunds", rule_index=1, reason="rule_matched")
     call.conclude(CallOutcome("refund", allow, allow, None, SHA, limits=LIMITS))
-    call.answer_checked({"scan": "clean"}, None)
+    call.answer_checked(DataPlaneFacts(output_schema=SchemaFacts("warn", ())), None)
     _forward(call)
     await call.settle(200)
     [record] = sink.records

@@ -32,6 +32,7 @@ from typing import Any, Final, Protocol
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.records import NAMELESS_TOOL, AnyRecord, ToolCallRecord, call_succeeded
 from helio_proxy.config.sections import SessionConfig
+from helio_proxy.dataplane.facts import DataPlaneFacts
 from helio_proxy.errors import UpstreamError
 from helio_proxy.governance import ApprovalFacts, CallOutcome, ChargeFacts, LimitFacts
 from helio_proxy.ids import new_uuid
@@ -169,8 +170,8 @@ class CallAudit:
         self._outcome: CallOutcome | None = None
         self._rejected: str | None = None
         self._rejection: Mapping[str, Any] | None = None
-        self._data_plane: Mapping[str, Any] | None = None
-        self._answer_check: Mapping[str, Any] | None = None
+        self._data_plane: DataPlaneFacts | None = None
+        self._answer_check: DataPlaneFacts | None = None
         self._answer_block: str | None = None
         self.record_id = new_uuid()
         """The id the call's record will have (known now, so limit ledgers can point at it)."""
@@ -206,13 +207,13 @@ class CallAudit:
         """The arguments as forwarded, when the proxy changed them (redaction)."""
         self._tool_input = arguments
 
-    def data_plane(self, facts: Mapping[str, Any]) -> None:
+    def data_plane(self, facts: DataPlaneFacts) -> None:
         """What the data plane found in the call before it was forwarded (``metadata.data_plane``)."""
         self._data_plane = facts
 
-    def answer_checked(self, facts: Mapping[str, Any], reason: str | None) -> None:
-        """What the data plane found in the upstream's answer (added to ``metadata.data_plane``),
-        and the block reason when it withheld the answer."""
+    def answer_checked(self, facts: DataPlaneFacts, reason: str | None) -> None:
+        """What the data plane found in the upstream's answer (added to ``metadata.data_plane``:
+        its findings after the arguments'), and the block reason when it withheld the answer."""
         self._answer_check = facts
         if reason is not None:
             self._answer_block = reason
@@ -306,7 +307,7 @@ class CallAudit:
         data_plane = self._data_plane
         if data_plane is not None:
             metadata = metadata or {}
-            metadata["data_plane"] = data_plane
+            metadata["data_plane"] = data_plane_metadata(data_plane)
         outcome = self._outcome
         if outcome is not None:
             metadata = _outcome_fields(outcome, fields, metadata)
@@ -314,8 +315,10 @@ class CallAudit:
             fields["policy_decision"] = "rejected"
             fields["block_reason"] = self._rejected
         if self._answer_check is not None:
+            # In place of the earlier facts, or after the outcome's keys when there were none.
+            merged = self._answer_check if data_plane is None else data_plane.with_answer(self._answer_check)
             metadata = metadata or {}
-            metadata["data_plane"] = {**(data_plane or {}), **self._answer_check}
+            metadata["data_plane"] = data_plane_metadata(merged)
         if self._answer_block is not None:
             fields["block_reason"] = self._answer_block
         ended = self._clock.monotonic()
@@ -429,6 +432,23 @@ def _approval_fields(approvals: tuple[ApprovalFacts, ...], fields: dict[str, Any
             chain = {**(chain or {}), **facts.chain}
     if chain is not None:
         fields["evidence_chain"] = chain
+
+
+def data_plane_metadata(facts: DataPlaneFacts) -> dict[str, Any]:
+    """``metadata.data_plane`` of a call's record."""
+    out: dict[str, Any] = {}
+    if facts.credential is not None:
+        out["credential"] = facts.credential
+    if facts.rule is not None:
+        out["rule"] = facts.rule
+    if facts.unknown_tool is not None:
+        out["unknown_tool"] = {"mode": facts.unknown_tool}
+    for key, schema in (("input_schema", facts.input_schema), ("output_schema", facts.output_schema)):
+        if schema is not None:
+            out[key] = {"mode": schema.mode, "errors": [error.as_dict() for error in schema.errors]}
+    if facts.findings:
+        out["findings"] = [finding.as_dict() for finding in facts.findings]
+    return out
 
 
 def limits_metadata(limits: LimitFacts) -> dict[str, Any]:

@@ -358,7 +358,6 @@ class Gateway:
             session_id=identity.session_id,
             agent=inbound.agent_id,
         )
-        data_plane: dict[str, Any] | None = None
         data_plane_rule: int | None = None
         if self.dataplane is not None:
             if snapshot.policy.has_data_plane_rules:
@@ -369,9 +368,8 @@ class Gateway:
             checked = await self.dataplane.check_call(
                 snapshot.config, call.name, call.arguments, data_plane_rule
             )
-            data_plane = checked.audit.get("data_plane")
-            if data_plane is not None:
-                audit.data_plane(data_plane)
+            if checked.facts is not None:
+                audit.data_plane(checked.facts)
             if checked.deny is not None:
                 blocked = CallOutcome(call.name, checked.deny, checked.deny, None, snapshot.loaded.sha256)
                 self._record(blocked)
