@@ -34,7 +34,10 @@ shared machine hits every target alike:
   in-script aiohttp load generator with 32 connections when wrk is not installed), calls/s; a
   non-2xx answer or an answer without ``"result"`` counts as an error and is reported. For the
   Helio targets, the audit records committed during each run are counted too, per call served: a
-  proxy whose audit writer falls behind would look faster than it can sustain.
+  proxy whose audit writer falls behind would look faster than it can sustain. For every proxy
+  (all its processes, children included), the CPU it used during each run is read from ``/proc``
+  per call served, with its busiest thread's share: a thread near 100 % of a core (an asyncio
+  proxy's event loop) is what limits its calls/s.
 
 Prints a table and writes the figures as JSON (``--json``, default ``.tools/bench/compare.json``).
 """
@@ -549,6 +552,63 @@ def stop(target: Target) -> None:
 # Measuring.
 # ----------------------------------------------------------------------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _ticks(stat: str) -> int:
+    """utime + stime of a ``/proc/.../stat`` line (fields 14 and 15; the name may hold spaces)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (Linux ``/proc``; just ``root`` elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue += parents.get(pid, [])
+    return found
+
+
+@dataclass
+class CpuSample:
+    """CPU seconds a target's processes had used, in all and per thread, at one moment."""
+
+    total: float = 0.0
+    threads: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, roots: list[int]) -> CpuSample:
+        sample = cls()
+        for pid in [p for root in roots for p in process_tree(root)]:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                sample.total += _ticks(Path(f"/proc/{pid}/stat").read_text()) / CLOCK_TICKS
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        ticks = _ticks((task / "stat").read_text())
+                        sample.threads[(pid, int(task.name))] = ticks / CLOCK_TICKS
+        return sample
+
+
+def cpu_per_call(
+    before: CpuSample, after: CpuSample, calls: float, seconds: float
+) -> tuple[float, float, float]:
+    """What a throughput run cost the target's processes: (CPU µs per call served, in all; the
+    busiest thread's µs per call; that thread's share of one core over the run)."""
+    if calls <= 0 or seconds <= 0:
+        return 0.0, 0.0, 0.0
+    busiest = max((used - before.threads.get(key, 0.0) for key, used in after.threads.items()), default=0.0)
+    return (after.total - before.total) / calls * 1e6, busiest / calls * 1e6, busiest / seconds
+
+
 BASE_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
@@ -716,6 +776,9 @@ class Figures:
     audit_pace_rounds: list[float] = field(default_factory=list)
     """Helio only: audit records committed during each c=32 run, per call it served (1.0: the
     audit kept pace; well below it, records were waiting in the writer's queue)."""
+    cpu_rounds: list[tuple[float, float, float]] = field(default_factory=list)
+    """Each c=32 run: the target's processes' CPU µs per call served, its busiest thread's µs per
+    call, and that thread's share of one core (not for ``direct``: the upstream serves it)."""
 
 
 LABELS = {
@@ -764,6 +827,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rps: dict[str, list[float]] = {t.name: [] for t in live}
         rps_errors: dict[str, int] = dict.fromkeys(samples, 0)
         pace: dict[str, list[float]] = {t.name: [] for t in live}
+        cpu: dict[str, list[tuple[float, float, float]]] = {t.name: [] for t in live}
         for target in live:  # warm-up
             asyncio.run(latencies(target.url, headers[target.name], args.warmup, args.latency_budget))
         for r in range(args.rounds):
@@ -778,6 +842,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for target in live:
                 audit_db = workdir / target.name / "audit.db"
                 rows_before = audit_rows(audit_db)
+                roots = [process.pid for process in target.processes]
+                cpu_before, started = CpuSample.of(roots), time.perf_counter()
                 if use_wrk:
                     value, errors = wrk_throughput(
                         target.url, headers[target.name], args.duration, args.connections
@@ -786,6 +852,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     value, errors = asyncio.run(
                         aiohttp_throughput(target.url, headers[target.name], args.duration, args.connections)
                     )
+                cpu_after, seconds = CpuSample.of(roots), time.perf_counter() - started
+                if roots and value:
+                    cpu[target.name].append(cpu_per_call(cpu_before, cpu_after, value * seconds, seconds))
                 rows_after = audit_rows(audit_db)
                 if rows_before is not None and rows_after is not None and value:
                     pace[target.name].append((rows_after - rows_before) / (value * args.duration))
@@ -809,6 +878,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f.rps = statistics.median(rps[target.name])
             f.throughput_errors = rps_errors[target.name]
             f.audit_pace_rounds = pace[target.name]
+            f.cpu_rounds = cpu[target.name]
         figures.append(f)
     by_name = {f.name: f for f in figures}
     direct = by_name.get("direct")
@@ -881,6 +951,21 @@ def table(report: dict[str, Any]) -> str:
             "",
             "audit records committed during each c=32 run, per call served (100 %: kept pace):",
             *paces,
+        ]
+    costs = [
+        f"  {t['name']}: "
+        + " / ".join(
+            f"{total:.0f} µs ({thread:.0f} µs, {share:.0%})" for total, thread, share in t["cpu_rounds"]
+        )
+        for t in report["targets"]
+        if t.get("cpu_rounds")
+    ]
+    if costs:
+        lines += [
+            "",
+            f"CPU per call served in each c={s['connections']} run: the proxy's processes in all "
+            "(its busiest thread, and that thread's share of one core):",
+            *costs,
         ]
     notes = [f"  {t['name']}: {t['note']}" for t in report["targets"] if t["note"]]
     if notes:
