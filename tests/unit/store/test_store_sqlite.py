@@ -1,6 +1,8 @@
 import contextlib
+import multiprocessing
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -121,3 +123,55 @@ def test_the_wal_is_folded_back_by_the_checkpointer_thread_not_by_the_writers_co
     finally:
         store.close_sync()
     assert "helio-store-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+def _open_new_files_in_step(directory: str, files: int, barrier: Any, failures: Any) -> None:
+    """One of two processes: open each new file through the store's engine, the other process
+    doing the same at the same moment, and take a write lock on it."""
+    import contextlib as _contextlib
+
+    from sqlalchemy import text as _text
+
+    from helio_proxy.store.sqlite import SqliteStore as _SqliteStore
+
+    for n in range(files):
+        barrier.wait()
+        store = _SqliteStore(f"sqlite:///{Path(directory) / f'{n}.db'}")
+        engine = store.create_engine()
+        try:
+            with engine.connect() as conn:
+                mode = conn.execute(_text("PRAGMA journal_mode")).scalar_one()
+                conn.execute(_text("CREATE TABLE IF NOT EXISTS t (x)"))
+                conn.execute(_text("INSERT INTO t VALUES (1)"))
+                conn.commit()
+                if mode != "wal":
+                    failures.put(f"{n}: journal_mode {mode}")
+        except Exception as exc:  # every failure is reported to the test
+            failures.put(f"{n}: {type(exc).__name__}: {exc}")
+        finally:
+            with _contextlib.suppress(Exception):
+                engine.dispose()
+
+
+def test_two_processes_opening_a_new_file_together_both_get_it_in_wal_mode(tmp_path: Path) -> None:
+    """``PRAGMA journal_mode = WAL`` answers ``database is locked`` at once, ignoring
+    ``busy_timeout``, while another connection opens the new file (two proxies or workers
+    started together: 5-10 % of openings failed); the store retries it."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    failures = context.Queue()
+    files = 60
+    processes = [
+        context.Process(target=_open_new_files_in_step, args=(str(tmp_path), files, barrier, failures))
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [process.exitcode for process in processes] == [0, 0]
+    reported: list[str] = []
+    while not failures.empty():
+        reported.append(failures.get())
+    assert reported == []
+    assert len(list(tmp_path.glob("*.db"))) == files

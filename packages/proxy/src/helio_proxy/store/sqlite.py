@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Hashable
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +44,28 @@ DECIMAL_SUM: Final = "helio_decimal_sum"
 
 SQLite has no exact decimal type (its ``SUM`` of text goes through floats), so amounts stored as
 text are added up with :class:`decimal.Decimal` inside the query instead."""
+
+
+def enable_wal(dbapi_connection: sqlite3.Connection, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Put the file in WAL mode (it stays so: later connections find it there).
+
+    Switching to WAL needs the file to itself for a moment, and SQLite answers ``database is
+    locked`` at once, whatever ``busy_timeout`` says, when another connection is opening it at
+    the same moment: two proxies or workers started together on a new file failed 5-10 % of the
+    time. The switch is retried here, for as long as ``busy_timeout`` would have waited.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 class _DecimalSum:
@@ -119,9 +142,9 @@ class SqliteStore(SqlStore):
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.close()
+            enable_wal(dbapi_connection)
+            dbapi_connection.execute(f"PRAGMA synchronous = {synchronous}")
             dbapi_connection.create_aggregate(DECIMAL_SUM, 1, _DecimalSum)
 
         @event.listens_for(engine, "begin")
