@@ -854,7 +854,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 cpu_after, seconds = CpuSample.of(roots), time.perf_counter() - started
                 if roots and value:
-                    cpu[target.name].append(cpu_per_call(cpu_before, cpu_after, value * seconds, seconds))
+                    # Calls served in wrk's own window; the CPU is read just outside it (idle then).
+                    served = value * args.duration
+                    cpu[target.name].append(cpu_per_call(cpu_before, cpu_after, served, seconds))
                 rows_after = audit_rows(audit_db)
                 if rows_before is not None and rows_after is not None and value:
                     pace[target.name].append((rows_after - rows_before) / (value * args.duration))
