@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import mcp_upstream, proxy_config, run_proxy
+from tests.harness import mcp_upstream, proxy_config, run_proxy, serve_asgi
 from tests.integration.approval_support import records
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -92,3 +92,48 @@ async def test_batches_are_refused_from_protocol_2025_06_18_and_malformed_batche
     assert "at most 100" in too_many.json()["error"]["message"]
     assert only_notifications.status_code == 202
     assert only_notifications.content == b""
+
+
+def _deep_401_upstream() -> Any:
+    """An upstream that answers every POST with 401 and a JSON body nested 100,000 deep (past the
+    standard decoder's recursion limit): 401 is relayed with its body, unparsed."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": deep})
+
+    return app
+
+
+async def test_a_batch_element_whose_upstream_answer_nests_too_deep_gets_an_error_not_a_500() -> None:
+    call = _call(1, "get_weather", {"city": "Leeds"})
+    async with (
+        serve_asgi(_deep_401_upstream()) as upstream,
+        run_proxy(proxy_config(f"{upstream}/mcp")) as app,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        answered = await http.post(
+            app.mcp_url, json=[call, {"jsonrpc": "2.0", "id": 2, "method": "ping"}], headers=HEADERS
+        )
+    assert answered.status_code == 200
+    first, second = answered.json()
+    for element, request_id in ((first, 1), (second, 2)):
+        assert element["id"] == request_id
+        assert element["error"] == {
+            "code": -32603,
+            "message": "the upstream gave no answer to this request",
+        }

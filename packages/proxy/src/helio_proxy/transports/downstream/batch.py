@@ -23,7 +23,7 @@ from typing import Any, Final, cast
 
 from helio_proxy.gateway import Gateway, Inbound
 from helio_proxy.gateway.exchange import EmptyReply, JsonReply, Reply
-from helio_proxy.jsonrpc import INTERNAL_ERROR, EnvelopeError, Message, error_payload
+from helio_proxy.jsonrpc import INTERNAL_ERROR, EnvelopeError, Message, error_payload, read_json
 
 BATCH_REVISIONS: Final = frozenset({"2024-11-05", "2025-03-26"})
 """Protocol revisions whose clients may send batches."""
@@ -45,7 +45,7 @@ async def _answer(reply: Reply) -> dict[str, Any] | None:
     if isinstance(reply, EmptyReply):
         return None
     if isinstance(reply, JsonReply):
-        payload = reply.payload if reply.payload is not None else _loads(reply.body)
+        payload = reply.payload if reply.payload is not None else read_json(reply.body)
         return payload if isinstance(payload, dict) else None  # pyright: ignore[reportUnknownVariableType]
     # A stream reply (it should not happen: elements are asked for as JSON): its last message.
     last: dict[str, Any] | None = None
@@ -54,14 +54,6 @@ async def _answer(reply: Reply) -> dict[str, Any] | None:
         if isinstance(payload, dict):
             last = cast(dict[str, Any], payload)
     return last
-
-
-def _loads(body: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None  # pyright: ignore[reportUnknownVariableType]
 
 
 async def answer_batch(
