@@ -127,7 +127,7 @@ class SqliteStore(SqlStore):
 
     def files(self) -> list[Path]:
         """The database file and its WAL companions (those that exist)."""
-        candidates = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        candidates = [self.path, self._wal, Path(f"{self.path}-shm")]
         return [p for p in candidates if p.exists()]
 
     def create_engine(self) -> Engine:
@@ -140,9 +140,7 @@ class SqliteStore(SqlStore):
             # Let SQLAlchemy's "begin" event issue BEGIN itself (the pysqlite recipe), so the
             # writer can take the write lock up front with BEGIN IMMEDIATE.
             dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            cursor.close()
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             enable_wal(dbapi_connection)
             dbapi_connection.execute(f"PRAGMA synchronous = {synchronous}")
             dbapi_connection.create_aggregate(DECIMAL_SUM, 1, _DecimalSum)
@@ -216,7 +214,7 @@ class SqliteStore(SqlStore):
         loop's connection keep committing meanwhile, and the thread lets go of the interpreter
         lock while SQLite works. Another process on the file (a second worker) runs its own; one
         that finds another checkpoint running tries again next time."""
-        wal = Path(f"{self.path}-wal")
+        wal = self._wal
         raw: Any = None
         seen: tuple[int, int] | None = None
         while not self._checkpointer_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
