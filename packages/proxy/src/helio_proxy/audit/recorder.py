@@ -304,21 +304,21 @@ class CallAudit:
         if self._upstream is not None:
             metadata = metadata or {}
             metadata["upstream"] = self._upstream
-        data_plane = self._data_plane
+        data_plane, answer_check = self._data_plane, self._answer_check
         if data_plane is not None:
+            merged = data_plane if answer_check is None else data_plane.with_answer(answer_check)
             metadata = metadata or {}
-            metadata["data_plane"] = data_plane_metadata(data_plane)
+            metadata["data_plane"] = data_plane_metadata(merged)
         outcome = self._outcome
         if outcome is not None:
             metadata = _outcome_fields(outcome, fields, metadata)
         if self._rejected is not None:
             fields["policy_decision"] = "rejected"
             fields["block_reason"] = self._rejected
-        if self._answer_check is not None:
-            # In place of the earlier facts, or after the outcome's keys when there were none.
-            merged = self._answer_check if data_plane is None else data_plane.with_answer(self._answer_check)
+        if answer_check is not None and data_plane is None:
+            # Only the answer's check had something to say: after the outcome's keys.
             metadata = metadata or {}
-            metadata["data_plane"] = data_plane_metadata(merged)
+            metadata["data_plane"] = data_plane_metadata(answer_check)
         if self._answer_block is not None:
             fields["block_reason"] = self._answer_block
         ended = self._clock.monotonic()
