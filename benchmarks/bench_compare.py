@@ -13,7 +13,9 @@ in a few microseconds, so what is measured is each proxy's own work. The targets
   governance) — the floor for a Python proxy;
 - ``helio``: ``helio start`` with 20 rules (tool globs, annotations, input conditions and a
   ``rate_limit`` that the called tool does not match), batched audit on SQLite;
-  ``helio-w2``: the same with ``--workers 2``;
+  ``helio-w2``: the same with ``--workers 2``; ``helio-process``: the same with ``audit.writer:
+  process`` (the audit rows built and committed by a child process; ``auto`` chooses it only with
+  more than two CPUs per worker);
 - ``fastmcp``: FastMCP's proxy (``FastMCP.as_proxy`` / ``create_proxy`` over streamable HTTP);
 - ``mcp-proxy``: sparfenyuk's ``mcp-proxy`` serving streamable HTTP in front of a stdio child that is
   itself ``mcp-proxy --transport streamablehttp UPSTREAM`` (it bridges HTTP to stdio and back; there is
@@ -288,14 +290,14 @@ def helio_rules() -> str:
     return "policies:\n  default: allow\n  rules:\n" + textwrap.indent("\n".join(rules), "    ") + "\n"
 
 
-def helio_config(upstream: str, port: int, workdir: Path) -> Path:
+def helio_config(upstream: str, port: int, workdir: Path, writer: str = "auto") -> Path:
     path = workdir / "helio.yaml"
     path.write_text(
         "version: '1'\n"
         f"upstream:\n  url: '{upstream}'\n  request_timeout: 10s\n"
         f"listen:\n  host: 127.0.0.1\n  port: {port}\n"
         "dashboard:\n  enabled: false\n"
-        f"audit:\n  path: '{workdir / 'audit.db'}'\n  durability: batched\n"
+        f"audit:\n  path: '{workdir / 'audit.db'}'\n  durability: batched\n  writer: {writer}\n"
         "environment: staging\n" + helio_rules()
     )
     os.chmod(path, 0o600)
@@ -402,10 +404,11 @@ class Launcher:
             wait_port(port, target.processes[0], 30)
             target.url = f"http://127.0.0.1:{port}/mcp"
             return
-        if target.name in ("helio", "helio-w2"):
+        if target.name in ("helio", "helio-w2", "helio-process"):
             workdir = self.workdir / target.name
             workdir.mkdir()
-            config = helio_config(self.upstream, port, workdir)
+            writer = "process" if target.name == "helio-process" else "auto"
+            config = helio_config(self.upstream, port, workdir, writer)
             helio = shutil.which("helio") or str(Path(sys.executable).parent / "helio")
             argv = [helio, "start", "-c", str(config), "--no-hot-reload"]
             if target.name == "helio-w2":
@@ -786,6 +789,7 @@ LABELS = {
     "bare": "bare ASGI forwarder",
     "helio": "helio start (20 rules)",
     "helio-w2": "helio start --workers 2",
+    "helio-process": "helio start, writer process",
     "fastmcp": "FastMCP proxy",
     "mcp-proxy": "mcp-proxy",
     "contextforge": "ContextForge gateway",
@@ -931,16 +935,16 @@ def table(report: dict[str, Any]) -> str:
         f"c=1: {s['rounds']}x{s['calls_per_round']} sequential calls; c={s['connections']}: {s['rounds']}x"
         f"{s['throughput_seconds_per_round']:g}s with {s['load_generator']}; rounds interleaved",
         "",
-        f"{'target':<26}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}{'calls/s':>10}{'vs bare':>9}  errors",
+        f"{'target':<28}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}{'calls/s':>10}{'vs bare':>9}  errors",
     ]
     for t in report["targets"]:
         if t["error"]:
-            lines.append(f"{t['label']:<26}  not measured: {t['error'][:160]}")
+            lines.append(f"{t['label']:<28}  not measured: {t['error'][:160]}")
             continue
         added50 = fmt(t["added_p50_ms"], ".3f", "+" if (t["added_p50_ms"] or 0) >= 0 else "")
         added99 = fmt(t["added_p99_ms"], ".3f", "+" if (t["added_p99_ms"] or 0) >= 0 else "")
         lines.append(
-            f"{t['label']:<26}{fmt(t['p50_ms'], '.3f'):>9}{fmt(t['p99_ms'], '.3f'):>9}{added50:>9}{added99:>9}"
+            f"{t['label']:<28}{fmt(t['p50_ms'], '.3f'):>9}{fmt(t['p99_ms'], '.3f'):>9}{added50:>9}{added99:>9}"
             f"{fmt(t['rps'], ',.0f'):>10}{fmt(t['rps_vs_bare'], '.2f'):>9}  {t['latency_errors'] + t['throughput_errors']}"
         )
     paces = [

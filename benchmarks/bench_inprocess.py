@@ -21,8 +21,12 @@ private methods for the duration of that row (a diagnostic, not a setting):
 * `row, no writer`: the record and its row are built on the loop, then dropped (nothing reaches
   the store's writer thread).
 
+`--writer process` runs Helio with `audit.writer: process`, as `helio start` does by default: the
+rows are built and committed by a child process, whose CPU the figures leave out (they are this
+process's); `--writer thread` (default) is what an app embedded in another program gets.
+
     uv run python benchmarks/bench_inprocess.py [--calls 10000] [--concurrency 32] [--rounds 3]
-        [--gap-ms 0] [--audit-parts]
+        [--gap-ms 0] [--audit-parts] [--writer thread|process]
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ async def run(args: argparse.Namespace, upstream: str, workdir: Path) -> list[tu
     from helio_proxy.app import HelioApp
     from helio_proxy.config.loader import load_config
 
-    loaded = load_config(str(bc.helio_config(upstream, bc.free_port(), workdir)))
+    loaded = load_config(str(bc.helio_config(upstream, bc.free_port(), workdir, args.writer)))
     helio = HelioApp(loaded, hot_reload=False, require_console=False)
     await helio.start()
     bare = bc.forwarder_app(upstream)
@@ -196,6 +200,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000, help="calls per target per round")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--writer",
+        choices=["thread", "process"],
+        default="thread",
+        help="Helio's audit.writer (an app embedded here defaults to a thread; helio start to a process)",
+    )
     parser.add_argument(
         "--gap-ms", type=float, default=0.0, help="each call in flight waits this long before its next"
     )

@@ -3,7 +3,9 @@ forms (JSON and SSE) and both durability modes; the official MCP SDK is the upst
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -209,12 +211,52 @@ async def test_the_official_client_through_the_proxy_is_audited(tmp_path: Path) 
         async with Client(app.mcp_url) as client:
             await client.call_tool("get_weather", {"city": "Paris"})
             await client.call_tool("build_report", {"steps": 2})
-        assert app.out.getvalue().count(f"Audit: {db} (retention: 90d, durability: batched)") == 1  # type: ignore[attr-defined]
+        assert (
+            app.out.getvalue().count(f"Audit: {db} (retention: 90d, durability: batched, a writer thread)")
+            == 1
+        )  # type: ignore[attr-defined]
     store = _open(f"sqlite:///{db}")
     try:
         assert [r["tool_name"] for r in _records(store)] == ["get_weather", "build_report"]
     finally:
         store.close_sync()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_proxy_with_a_writer_process_records_every_call_redacted_and_chained(
+    tmp_path: Path, backend: str
+) -> None:
+    """``audit.writer: process``: the official client's calls reach the store through the child,
+    redacted with the config's own patterns, in one chain; stopping the proxy ends the child."""
+    with contextlib.ExitStack() as stack:
+        db = tmp_path / "audit.db"
+        extra = ""
+        url = f"sqlite:///{db}"
+        if backend == "postgres":
+            url = stack.enter_context(postgres_schema())
+            extra = "store:\n  url: '" + url + "'\n"
+        async with echo_upstream(json_response=False) as upstream:
+            text = _config(upstream, db, "  writer: process\n  redact: ['^city$']\n") + extra
+            async with run_proxy(text) as app:
+                assert "a writer process)" in app.out.getvalue()  # type: ignore[attr-defined]
+                sink = app.audit.writer.sink
+                assert sink is not None
+                assert sink.pid is not None
+                async with Client(app.mcp_url) as client:
+                    for city in ("Paris", "Lima", "Oslo"):
+                        await client.call_tool("get_weather", {"city": city})
+                    await client.call_tool("build_report", {"steps": 2})
+            with pytest.raises(ProcessLookupError):
+                os.kill(sink.pid, 0)  # ended with the proxy
+        store = _open(url)
+        try:
+            records = _records(store)
+            assert [r["tool_name"] for r in records] == ["get_weather"] * 3 + ["build_report"]
+            assert [r["tool_input"] for r in records[:3]] == [{"city": "[REDACTED]"}] * 3
+            assert records[3]["tool_input"] == {"steps": 2}
+            assert verify_chain(store).ok
+        finally:
+            store.close_sync()
 
 
 @pytest.mark.postgres

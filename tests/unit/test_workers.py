@@ -8,7 +8,7 @@ import pytest
 
 from helio_proxy.config import parse_config_text
 from helio_proxy.errors import StartupError
-from helio_proxy.workers import WORKER_ENV, refusals, reserve_port, worker_slot
+from helio_proxy.workers import WORKER_ENV, WORKERS_ENV, refusals, reserve_port, worker_count, worker_slot
 
 BASE = (
     "version: '1'\nupstream: {url: 'http://127.0.0.1:9/mcp'}\ndashboard: {api_secret: '" + "s" * 32 + "'}\n"
@@ -53,6 +53,13 @@ def test_a_stdio_upstream_is_refused() -> None:
         env={},
     )
     assert ["stdio server" in line for line in refusals(config)] == [True]
+
+
+def test_worker_count_is_the_supervisors_n_or_one() -> None:
+    assert worker_count({}) == 1
+    assert worker_count({WORKERS_ENV: "3"}) == 3
+    assert worker_count({WORKERS_ENV: "0"}) == 1
+    assert worker_count({WORKERS_ENV: "many"}) == 1
 
 
 def test_worker_slot_reads_index_and_port() -> None:

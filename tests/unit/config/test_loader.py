@@ -145,6 +145,11 @@ def test_yaml_syntax_error_reports_the_line() -> None:
         ("  trusted_proxies: ['*']\n", "not an IP address or network"),
         ("  trusted_proxies: ['proxy.internal']\n", "not an IP address or network"),
         ("upstream_unused: 1\n", "unknown key"),
+        (
+            "audit:\n  durability: strict\n  writer: process\n",
+            "audit.writer: process needs durability: batched",
+        ),
+        ("audit:\n  writer: subprocess\n", "'auto', 'process' or 'thread'"),
     ],
 )
 def test_cross_field_and_value_rules(snippet: str, expected: str) -> None:

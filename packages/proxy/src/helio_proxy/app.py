@@ -68,6 +68,7 @@ from helio_proxy.transports.upstream.legacy_sse import LegacySseUpstream
 from helio_proxy.transports.upstream.stdio import StdioUpstream, Withheld
 from helio_proxy.transports.upstream.streamable_http import StreamableHttpUpstream
 from helio_proxy.url_display import display_url
+from helio_proxy.workers import worker_count
 
 
 def _of(upstream: str | None) -> str:
@@ -104,6 +105,9 @@ class HelioApp:
     freeze_heap: bool = False
     """Once started, move every object alive then out of the garbage collector's sight
     (``gc.freeze()``): set by :func:`run_app` for a proxy process. See :func:`freeze_startup_heap`."""
+    own_process: bool = False
+    """The proxy is the program (set by :func:`run_app`), not embedded in another: ``audit.writer:
+    auto`` then writes through a writer process (see :mod:`helio_proxy.audit.sink`)."""
     tracing: Tracing | None = None
     """Traces with these providers (tests: in-memory exporters); ``None`` builds them from the config."""
     listeners: list[Listener] = field(default_factory=list[Listener])
@@ -456,7 +460,7 @@ class HelioApp:
             )
             if dashboard_sock is not None:
                 socks.append(dashboard_sock)
-            await self.audit.start()
+            await self.audit.start(own_process=self.own_process, workers=worker_count())
             for mount in self.mounts:
                 mount.baselines_kept = await mount.baseline_store.load()
                 mount.baselines.restore()
@@ -715,6 +719,7 @@ def run_app(app: HelioApp) -> None:
     heap frozen once it serves (:func:`freeze_startup_heap`)."""
     forbid_inspection()
     app.freeze_heap = True
+    app.own_process = True
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard] on Linux/macOS

@@ -49,6 +49,9 @@ mark_process_dead: Callable[[int, str], None] = multiprocess.mark_process_dead  
 WORKER_ENV: Final = "HELIO_WORKER"
 """Set in a worker's environment: ``INDEX:PORT`` (the supervisor's reserved MCP port)."""
 
+WORKERS_ENV: Final = "HELIO_WORKERS"
+"""Set in a worker's environment: how many workers the supervisor runs (``N`` of ``--workers N``)."""
+
 STOP_GRACE_SECONDS: Final = 15.0
 
 
@@ -59,6 +62,12 @@ def worker_slot(environ: dict[str, str] | None = None) -> tuple[int, int] | None
         return None
     index, _, port = raw.partition(":")
     return int(index), int(port)
+
+
+def worker_count(environ: dict[str, str] | None = None) -> int:
+    """How many proxy processes this one's ``helio start`` runs (1 unless it is a worker)."""
+    raw = (os.environ if environ is None else environ).get(WORKERS_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
 def refusals(config: HelioConfig) -> list[str]:
@@ -125,7 +134,12 @@ def supervise(config: HelioConfig, argv: Sequence[str], workers: int) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="helio-metrics-")  # private: mode 0700
     try:
         for index in range(workers):
-            env = {**os.environ, WORKER_ENV: f"{index}:{port}", MULTIPROC_ENV: metrics_dir}
+            env = {
+                **os.environ,
+                WORKER_ENV: f"{index}:{port}",
+                WORKERS_ENV: str(workers),
+                MULTIPROC_ENV: metrics_dir,
+            }
             children.append(subprocess.Popen([sys.executable, "-m", "helio_proxy", *argv], env=env))
         status = 0
         forgotten: set[int] = set()

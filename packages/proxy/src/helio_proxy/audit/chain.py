@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, insert, select, update
 
+from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.rows import COLUMNS
-from helio_proxy.store.base import StoreError
+from helio_proxy.store.base import StoreError, time_text
 from helio_proxy.store.sqlite import sqlite_driver
 from helio_proxy.store.tables import AUDIT_CHAIN, AUDIT_RECORDS
 
@@ -276,3 +277,32 @@ def append_rows(
         else:
             conn.execute(update(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == 1).values(seq=seq, head_hash=head))
     return ChainState(seq, head, state.anchor_seq, state.anchor_hash)
+
+
+def write_job(
+    rows: Sequence[dict[str, Any]],
+    *,
+    chained: bool,
+    signer: Ed25519PrivateKey | None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Callable[[Connection], int]:
+    """The store job that commits one batch of rows: stamped, chained, inserted."""
+
+    def run(conn: Connection) -> int:
+        created = time_text(clock.now())
+        for row in rows:  # a retried batch gets its chain columns again in append_rows
+            row["created_at"] = created
+        append_rows(conn, rows, chained=chained, signer=signer)
+        return len(rows)
+
+    return run
+
+
+def existing_ids(ids: Sequence[str]) -> Callable[[Connection], set[str]]:
+    """A read job: which of ``ids`` the store holds already (a resent batch skips them)."""
+
+    def run(conn: Connection) -> set[str]:
+        found = conn.execute(select(AUDIT_RECORDS.c.id).where(AUDIT_RECORDS.c.id.in_(list(ids))))
+        return {str(value) for (value,) in found}
+
+    return run

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from helio_proxy.audit.records import AnyRecord, ToolCallRecord, response_summary
+from helio_proxy.audit.records import AnyRecord, response_summary
 from helio_proxy.audit.redact import MAX_DEPTH, Redactor
 from helio_proxy.store.base import time_text
 from helio_proxy.store.tables import AUDIT_RECORDS
@@ -109,8 +109,12 @@ class RowBuilder:
 
     def build(self, record: AnyRecord, created_at: str) -> dict[str, Any]:
         """The row for ``record`` (without its chain columns)."""
+        return self.build_fields(record.__dict__, created_at)  # a pydantic model's field values
+
+    def build_fields(self, fields: Mapping[str, Any], created_at: str) -> dict[str, Any]:
+        """The row for a record given as its field values (:func:`record_fields`, or a model's
+        ``__dict__``)."""
         values: dict[str, Any] = _BLANK_ROW.copy()
-        fields: Mapping[str, Any] = record.__dict__  # a pydantic model's field values
         if fields.keys() <= _RECORD_COLUMNS:
             values.update(fields)
         else:
@@ -120,13 +124,14 @@ class RowBuilder:
                     values[name] = value
                 else:
                     extra[name] = value
-            values["metadata"] = {**extra, **(record.metadata or {})}
-        if isinstance(record, ToolCallRecord) and not self.include_responses:
+            values["metadata"] = {**extra, **(fields.get("metadata") or {})}
+        if fields["record_kind"] == "tool_call" and not self.include_responses:
             values["upstream_response"] = (
-                response_summary(record.upstream_response) if record.success is not None else None
+                response_summary(fields["upstream_response"]) if fields["success"] is not None else None
             )
-        values["id"] = str(record.id)
-        values["timestamp"] = time_text(record.timestamp)
+        values["id"] = str(fields["id"])
+        timestamp = fields["timestamp"]
+        values["timestamp"] = timestamp if timestamp.__class__ is str else time_text(timestamp)
         values["created_at"] = created_at
         plain: dict[str, str] = {}  # JSON columns that may need no scrub: their orjson text
         for name in _JSON_COLUMN_ORDER:
@@ -190,6 +195,16 @@ class RowBuilder:
     def _scrubbed_json(self, value: Any) -> str:
         # The scrubbed copy is new lists and dicts down to MAX_DEPTH: no cycles to check for.
         return clean_text("".join(_ACYCLIC_ENCODE(self.redactor.scrub(value), 0)))
+
+
+def record_fields(record: AnyRecord) -> dict[str, Any]:
+    """A record's field values with its id and timestamp as the text its row holds: what the
+    audit writer process is sent (pickling a ``UUID`` and an aware ``datetime`` took 11 µs of the
+    20 a record's pickle cost; this pickles in about 3)."""
+    fields = dict(record.__dict__)
+    fields["id"] = str(record.id)
+    fields["timestamp"] = time_text(record.timestamp)
+    return fields
 
 
 def _plain_draft(value: Any) -> str | None:

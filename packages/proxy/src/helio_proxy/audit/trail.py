@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import Final
 
 from helio_proxy.audit.chain import load_private_key
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
@@ -10,10 +12,26 @@ from helio_proxy.audit.recorder import Auditor
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.retention import RetentionSweeper
 from helio_proxy.audit.rows import RowBuilder
+from helio_proxy.audit.sink import ProcessSink, SinkSetup, signer_pem
 from helio_proxy.audit.writer import AuditWriter
 from helio_proxy.config import LoadedConfig
 from helio_proxy.store import Store, StoreError, create_store, store_url
 from helio_proxy.store.sqlite import SqliteStore
+
+WRITER_PROCESS_CPUS_PER_WORKER: Final = 2
+"""``audit.writer: auto`` starts writer processes when the machine has more usable CPUs than this
+many per worker: one for each worker's event loop, one for its writer process, and at least one
+more for everything else. On 2 CPUs a writer process competed with the proxy's own clients and
+upstream for the second core: 5-35 % more calls/s for one worker, but about 1 ms more p99 one
+call at a time, and fewer calls/s for two workers than with writer threads (docs/performance.md)."""
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 class AuditTrail:
@@ -31,7 +49,9 @@ class AuditTrail:
         audit = config.audit
         self.retention = audit.retention
         self.durability = audit.durability
-        self.store: Store = create_store(store_url(audit, config.store), durability=audit.durability)
+        self.writer_mode = audit.writer
+        self._store_url = store_url(audit, config.store)
+        self.store: Store = create_store(self._store_url, durability=audit.durability)
         signer = load_private_key(audit.signing_key) if audit.signing_key else None
         rows = RowBuilder(Redactor(audit.redact), include_responses=audit.include_responses)
         self.writer = AuditWriter(
@@ -55,11 +75,34 @@ class AuditTrail:
         self.sweeper = RetentionSweeper(self.store, audit.retention.seconds, clock=clock)
 
     def startup_line(self) -> str:
-        return f"Audit: {self.store.description} (retention: {self.retention}, durability: {self.durability})"
+        writer = "a writer process" if self.writer.sink is not None else "a writer thread"
+        return (
+            f"Audit: {self.store.description} (retention: {self.retention}, durability: {self.durability},"
+            f" {writer})"
+        )
 
-    async def start(self) -> None:
-        """Open (and migrate) the store, start the writer, sweep once, schedule the daily sweep."""
+    def uses_process(self, own_process: bool, workers: int = 1, cpus: int | None = None) -> bool:
+        """Whether batches go to a writer process. ``audit.writer: auto`` chooses one for a proxy
+        that is a process of its own (``own_process``: ``helio start``) with batched durability,
+        when this machine's usable CPUs (``cpus``) leave each of its ``workers`` a core for its event
+        loop and one for its writer process; else a writer thread (see docs/audit.md for what each
+        costs where cores are short)."""
+        if self.writer_mode != "auto":
+            return self.writer_mode == "process"
+        if not own_process or self.durability != "batched":
+            return False
+        return (usable_cpus() if cpus is None else cpus) > WRITER_PROCESS_CPUS_PER_WORKER * workers
+
+    async def start(self, *, own_process: bool = False, workers: int = 1) -> None:
+        """Open (and migrate) the store, start the writer (and its process: see :meth:`uses_process`),
+        sweep once, schedule the daily sweep."""
         await self.store.open()
+        if self.uses_process(own_process, workers):
+            writer = self.writer
+            writer.sink = ProcessSink(
+                SinkSetup(self._store_url, writer.rows, writer.chained, signer_pem(writer.signer))
+            )
+            await writer.sink.start()
         self.writer.start()
         await self.sweeper.sweep()
         self.sweeper.start()

@@ -28,11 +28,12 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection
 
-from helio_proxy.audit.chain import append_rows
+from helio_proxy.audit.chain import write_job
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.records import AnyRecord
 from helio_proxy.audit.rows import RowBuilder
-from helio_proxy.store.base import Durability, Store, time_text
+from helio_proxy.audit.sink import ProcessSink
+from helio_proxy.store.base import Durability, Store
 
 log = logging.getLogger("helio.audit")
 
@@ -78,8 +79,12 @@ class AuditWriter:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
         retry_delays: Sequence[float] = RETRY_DELAYS,
+        sink: ProcessSink | None = None,
     ) -> None:
         self.store = store
+        self.sink = sink
+        """``audit.writer: process``: batches go to this writer process instead of the store's
+        thread (see :mod:`helio_proxy.audit.sink`); set before :meth:`start`."""
         self.rows = rows
         self.durability: Durability = durability
         self.chained = chained
@@ -91,8 +96,9 @@ class AuditWriter:
         self.retry_delays = tuple(retry_delays)
         self.stats = WriterStats()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._buffer: list[dict[str, Any]] = []
-        """Rows waiting for a batch: built on the event loop when submitted (see :meth:`submit`)."""
+        self._buffer: list[Any] = []
+        """What waits for a batch: rows built on the event loop when submitted (see :meth:`submit`),
+        or, with a writer process, the records themselves (it builds their rows)."""
         self._waiters: list[asyncio.Future[bool]] = []
         self._pending = 0
         self._inflight = 0
@@ -127,19 +133,27 @@ class AuditWriter:
         at once held it for about half a millisecond, which a call arriving meanwhile waited out
         (most of the c=1 p99). A forwarded call's record reaches this after its reply is written
         (``Auditor(after_reply=True)``), so the agent does not wait for it either. The writer
-        thread keeps what needs the store: sequence numbers, the hash chain, the insert."""
+        thread keeps what needs the store: sequence numbers, the hash chain, the insert.
+
+        With a writer process (:attr:`sink`) only the record's pickle is kept here: the process
+        builds the row, on another core."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         if self._pending >= self.max_pending:
             self._dropped(1)
             return None
-        try:
-            row = self.rows.build(record, "")  # created_at is set when its batch is written
-        except Exception:
-            log.exception("audit record %s could not be serialized; skipped", record.id)
-            return None
-        self._buffer.append(row)
+        if self.sink is not None:
+            # Pickled now, a few µs after this call's reply, not 50 at once when its batch
+            # leaves: that would hold the loop for a third of a millisecond every 50 calls.
+            self._buffer.append(self.sink.pack(record))
+        else:
+            try:
+                row = self.rows.build(record, "")  # created_at is set when its batch is written
+            except Exception:
+                log.exception("audit record %s could not be serialized; skipped", record.id)
+                return None
+            self._buffer.append(row)
         self._pending += 1
         if self.strict:
             waiter: asyncio.Future[bool] = loop.create_future()
@@ -160,13 +174,19 @@ class AuditWriter:
             await self._progress.wait()
 
     async def close(self) -> None:
-        """Write everything still buffered; disarm the crash drain."""
+        """Write everything still buffered; disarm the crash drain; stop the writer process."""
         await self.flush()
         atexit.unregister(self.drain_sync)
+        if self.sink is not None:
+            await self.sink.close()
 
     def drain_sync(self, timeout: float = CRASH_DRAIN_TIMEOUT) -> None:
         """The crash path (``atexit``): commit what is still buffered, waiting at most ``timeout``."""
         records, self._buffer = self._buffer, []
+        if self.sink is not None and records:
+            # No loop to talk to the writer process any more: this process commits what it still
+            # holds itself (the process commits what it was given once its input ends).
+            records = [self.rows.build_fields(self.sink.unpack(blob), "") for blob in records]
         if records:
             self._last_submitted = self.store.submit(self._job(records))
         last = self._last_submitted
@@ -203,10 +223,14 @@ class AuditWriter:
             records, self._buffer, waiters = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:], []
         self._send(records, waiters, 0)
 
-    def _send(self, records: list[dict[str, Any]], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
+    def _send(self, records: list[Any], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
         loop = self._loop
         assert loop is not None
         self._inflight += 1
+        if self.sink is not None:
+            sent = self.sink.send(records, resend=attempt > 0)
+            sent.add_done_callback(lambda result: self._done(result, records, waiters, attempt))
+            return
         future = self.store.submit(self._job(records))
         self._last_submitted = future
 
@@ -219,8 +243,8 @@ class AuditWriter:
 
     def _done(
         self,
-        result: Future[int],
-        records: list[dict[str, Any]],
+        result: Future[int] | asyncio.Future[int],
+        records: list[Any],
         waiters: list[asyncio.Future[bool]],
         attempt: int,
     ) -> None:
@@ -270,23 +294,12 @@ class AuditWriter:
             )
         self.failure = f"{type(error).__name__}: {error}"
 
-    def _retry(
-        self, records: list[dict[str, Any]], waiters: list[asyncio.Future[bool]], attempt: int
-    ) -> None:
+    def _retry(self, records: list[Any], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
         self._inflight -= 1
         self._send(records, waiters, attempt)
 
     def _job(self, rows: Sequence[dict[str, Any]]) -> Callable[[Connection], int]:
-        chained, signer, clock = self.chained, self.signer, self.clock
-
-        def run(conn: Connection) -> int:
-            created = time_text(clock.now())
-            for row in rows:  # a retried batch gets its chain columns again in append_rows
-                row["created_at"] = created
-            append_rows(conn, rows, chained=chained, signer=signer)
-            return len(rows)
-
-        return run
+        return write_job(rows, chained=self.chained, signer=self.signer, clock=self.clock)
 
     def _dropped(self, count: int) -> None:
         self.stats.dropped += count

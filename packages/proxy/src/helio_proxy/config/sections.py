@@ -307,6 +307,23 @@ class AuditConfig(ConfigModel):
     hash_chain: bool = True
     """Link every record to its predecessor by SHA-256 so ``helio audit verify`` can detect edits."""
 
+    writer: Literal["auto", "process", "thread"] = "auto"
+    """Where batches are turned into rows, chained and committed. ``process``: a child process of the
+    proxy, on another core (``batched`` durability only). ``thread``: a thread of the proxy's own
+    process. ``auto``: ``process`` under ``helio start`` with ``batched`` durability on a machine
+    with more than two usable CPUs per worker; ``thread`` otherwise (fewer CPUs, ``strict``
+    durability, ``helio wrap``, a proxy embedded in another program). See docs/audit.md."""
+
+    @model_validator(mode="after")
+    def _writer_fits_durability(self) -> AuditConfig:
+        if self.writer == "process" and self.durability == "strict":
+            raise ValueError(
+                "audit.writer: process needs durability: batched (a strict call waits for its own"
+                " commit, which the proxy's own writer thread does with one less hop); use"
+                " writer: thread or auto"
+            )
+        return self
+
     @field_validator("redact")
     @classmethod
     def _patterns_compile(cls, value: list[str]) -> list[str]:
