@@ -22,7 +22,7 @@ WRITER_PROCESS_CPUS_PER_WORKER: Final = 2
 """``audit.writer: auto`` starts writer processes when the machine has more usable CPUs than this
 many per worker: one for each worker's event loop, one for its writer process, and at least one
 more for everything else. On 2 CPUs a writer process competed with the proxy's own clients and
-upstream for the second core: 5-35 % more calls/s for one worker, but about 1 ms more p99 one
+upstream for the second core: 5-36 % more calls/s for one worker, but up to 1.3 ms more p99 one
 call at a time, and fewer calls/s for two workers than with writer threads (docs/performance.md)."""
 
 
