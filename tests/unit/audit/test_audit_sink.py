@@ -28,7 +28,7 @@ from helio_proxy.audit.trail import AuditTrail
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.audit.writer import AuditWriter
 from helio_proxy.config import load_config
-from helio_proxy.store import Store, create_store
+from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.testing import Backend, store_url_for
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -137,6 +137,30 @@ def test_a_batch_that_cannot_be_committed_is_answered_with_why_and_the_next_one_
     assert answers[1] == (2, 1, None)
     assert [row["tool_name"] for row in _rows(store)] == ["tool_1"]
     assert verify_chain(store).ok
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_record_that_cannot_be_pickled_is_skipped_and_logged(
+    url_and_store: tuple[str, Store], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, store = url_and_store
+    writer = AuditWriter(
+        store, RowBuilder(Redactor()), sink=ProcessSink(SinkSetup(url, RowBuilder(Redactor()), True, None))
+    )
+    writer.start()
+    assert writer.submit(_record(0, metadata={"callback": lambda: None})) is None
+    assert writer.pending() == 0
+    assert "could not be serialized; skipped" in caplog.text
+    await writer.close()  # nothing was sent: no process was needed
+
+
+async def test_a_writer_process_that_cannot_be_started_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    sink = ProcessSink(SinkSetup(f"sqlite:///{tmp_path / 'a.db'}", RowBuilder(Redactor()), True, None))
+    with pytest.raises(StoreError, match="cannot start the audit writer process"):
+        await sink.start()
 
 
 def _process_writer(url: str, **options: Any) -> AuditWriter:

@@ -1,17 +1,18 @@
 """The audit writer process: a proxy's audit batches, rowed, chained and committed off its interpreter.
 
-With ``audit.writer: process`` (the default under ``helio start`` with ``batched`` durability) the
-proxy's :class:`~helio_proxy.audit.writer.AuditWriter` keeps its buffer, its batches, its retries
-and its health on the event loop, and hands each batch of records to this child process instead
-of its own store thread. The child turns the records into rows (redaction, the JSON columns),
-gives them their sequence numbers, hash links and signatures, and commits them, each batch one
-transaction, on its own connection to the same store.
+With ``audit.writer: process`` (what ``auto`` chooses under ``helio start`` with ``batched``
+durability and more than two CPUs per worker: see ``AuditTrail.uses_process``) the proxy's
+:class:`~helio_proxy.audit.writer.AuditWriter` keeps its buffer, its batches, its retries and its
+health on the event loop, and hands each batch of records to this child process instead of its
+own store thread. The child turns the records into rows (redaction, the JSON columns), gives them
+their sequence numbers, hash links and signatures, and commits them, each batch one transaction,
+on its own connection to the same store.
 
-Why a process: the rows and the store's Python work cost about 60 µs per call, and a thread of
-the proxy doing them holds the interpreter lock the event loop needs. Under load the loop waited
-for it (a tenth of its core), and a call arriving while the writer held the lock waited out the
-rest of it (most of the c=1 p99); see docs/performance.md. A process does that work on another
-core.
+Why a process: with a writer thread the audit trail cost the event loop about 55 µs per call
+(the row built on the loop, and the writer thread holding the interpreter lock the loop needs:
+under load the loop waited for it, a tenth of its core); with this process, 25 µs (the record,
+which the metrics count, its pickle, the batch's write to the pipe). The process does the rest on another core, where
+there is one to spare; see docs/performance.md (the tenth look).
 
 The conversation, over the child's stdin and stdout, is length-prefixed pickles (both ends are
 this module, started by the proxy itself; nothing else writes to the pipe):
@@ -115,7 +116,10 @@ class ProcessSink:
         loop = asyncio.get_running_loop()
         argv = [sys.executable, "-c", _CHILD]
         # A Popen on purpose (see the class docstring): it waits for the fork and exec only.
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: ASYNC220
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: ASYNC220
+        except OSError as exc:
+            raise StoreError(f"cannot start the audit writer process: {exc.strerror or exc}") from None
         assert process.stdin is not None
         assert process.stdout is not None
         answers = asyncio.StreamReader()

@@ -98,7 +98,7 @@ class AuditWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer: list[Any] = []
         """What waits for a batch: rows built on the event loop when submitted (see :meth:`submit`),
-        or, with a writer process, the records themselves (it builds their rows)."""
+        or, with a writer process, each record's pickled field values (it builds their rows)."""
         self._waiters: list[asyncio.Future[bool]] = []
         self._pending = 0
         self._inflight = 0
@@ -143,17 +143,17 @@ class AuditWriter:
         if self._pending >= self.max_pending:
             self._dropped(1)
             return None
-        if self.sink is not None:
-            # Pickled now, a few µs after this call's reply, not 50 at once when its batch
-            # leaves: that would hold the loop for a third of a millisecond every 50 calls.
-            self._buffer.append(self.sink.pack(record))
-        else:
-            try:
-                row = self.rows.build(record, "")  # created_at is set when its batch is written
-            except Exception:
-                log.exception("audit record %s could not be serialized; skipped", record.id)
-                return None
-            self._buffer.append(row)
+        try:
+            if self.sink is not None:
+                # Pickled now, a few µs after this call's reply, not 50 at once when its batch
+                # leaves: that would hold the loop for a third of a millisecond every 50 calls.
+                item: Any = self.sink.pack(record)
+            else:
+                item = self.rows.build(record, "")  # created_at is set when its batch is written
+        except Exception:
+            log.exception("audit record %s could not be serialized; skipped", record.id)
+            return None
+        self._buffer.append(item)
         self._pending += 1
         if self.strict:
             waiter: asyncio.Future[bool] = loop.create_future()
