@@ -9,6 +9,7 @@ import io
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,5 +199,64 @@ async def test_kill_9_under_strict_durability_loses_no_answered_call(
     missing = answered - recorded
     assert not missing, f"{len(missing)} answered calls have no record, e.g. {sorted(missing)[:5]}"
     assert {i for i, d in seen.items() if d == "rejected"} <= recorded
+    verified = _helio_cli("audit", "verify", "-c", str(config))
+    assert verified.returncode == 0, verified.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _writer_process_of(pid: int) -> int:
+    """The proxy's one child (it starts its writer process just after binding its port)."""
+    deadline = time.monotonic() + 30
+    while not (children := _children(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (child,) = children
+    return child
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, and not a zombie waiting for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+async def test_kill_9_with_a_writer_process_keeps_every_batch_handed_to_it(
+    tmp_path: Path, demo_port: int
+) -> None:
+    """``audit.writer: process``: the proxy dies by SIGKILL; its writer process commits what it was
+    given and exits by itself (docs/audit.md, "The writer")."""
+    proxy_port = free_port()
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    config = _write_config(tmp_path, proxy_port, demo_port, url, "  writer: process\n")
+    seen: dict[int, str] = {}
+    with running(helio("start", "-c", str(config))) as proxy:
+        wait_for_port(proxy_port, proxy)
+        writer = _writer_process_of(proxy.pid)
+        await _drive(f"http://127.0.0.1:{proxy_port}/mcp", range(1, 301), seen)
+        await asyncio.sleep(0.5)  # past the 100 ms flush: every record has left the proxy
+        proxy.kill()
+        output, _ = proxy.communicate(timeout=10)
+        assert "a writer process)" in output
+        # It shares the proxy's output pipe, so the proxy's output ends when it has ended too.
+        assert _gone_within(writer, 30)  # ended by itself with its input: no orphan left running
+    assert len(seen) == 300
+    rows = _exported(config)
+    recorded = {json.loads(row["metadata"])["request_id"] for row in rows}
+    assert set(seen) <= recorded
     verified = _helio_cli("audit", "verify", "-c", str(config))
     assert verified.returncode == 0, verified.stderr
