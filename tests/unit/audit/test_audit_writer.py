@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -225,9 +226,13 @@ async def test_the_crash_drain_writes_what_is_still_buffered(store: Store) -> No
     await writer.close()
 
 
-def test_a_crashing_process_drains_the_audit_buffer_at_exit(tmp_path: Path) -> None:
-    """An unhandled exception ends the loop; atexit still commits the buffered records."""
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_crashing_process_drains_the_audit_buffer_at_exit(tmp_path: Path, writer: str) -> None:
+    """An unhandled exception ends the loop; atexit still commits the buffered records. With a
+    writer process, the batch already handed to it is committed by it once its input ends (after
+    the proxy is gone), and what was still buffered by the proxy's own atexit drain."""
     db = tmp_path / "crash.db"
+    calls = 75 if writer == "process" else 25  # with a process: one batch of 50 sent, 25 buffered
     script = textwrap.dedent(
         f"""
         import asyncio
@@ -235,16 +240,22 @@ def test_a_crashing_process_drains_the_audit_buffer_at_exit(tmp_path: Path) -> N
         from helio_proxy.audit.records import ToolCallRecord
         from helio_proxy.audit.redact import Redactor
         from helio_proxy.audit.rows import RowBuilder
+        from helio_proxy.audit.sink import ProcessSink, SinkSetup
         from helio_proxy.audit.writer import AuditWriter
         from helio_proxy.store import create_store
 
-        store = create_store("sqlite:///{db}")
+        url = "sqlite:///{db}"
+        store = create_store(url)
         store.open_sync()
 
         async def main():
-            writer = AuditWriter(store, RowBuilder(Redactor()), flush_interval=60)
+            rows = RowBuilder(Redactor())
+            sink = ProcessSink(SinkSetup(url, rows, True, None)) if {writer == "process"} else None
+            if sink is not None:
+                await sink.start()
+            writer = AuditWriter(store, rows, sink=sink, flush_interval=60)
             writer.start()
-            for i in range(25):
+            for i in range({calls}):
                 writer.submit(ToolCallRecord(timestamp=datetime.now(UTC), tool_name="t"))
             raise RuntimeError("crash")
 
@@ -261,7 +272,10 @@ def test_a_crashing_process_drains_the_audit_buffer_at_exit(tmp_path: Path) -> N
     store = create_store(f"sqlite:///{db}")
     store.open_sync()
     try:
-        assert _count(store) == 25
+        deadline = time.monotonic() + 30  # a writer process may still be committing its batch
+        while _count(store) < calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _count(store) == calls
         assert verify_chain(store).ok
     finally:
         store.close_sync()
