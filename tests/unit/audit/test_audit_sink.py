@@ -3,6 +3,7 @@ on in-memory pipes, and an :class:`AuditWriter` writing through a real child."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import pickle
@@ -276,3 +277,35 @@ def test_the_writer_process_ignores_the_terminals_signals_and_ends_with_its_inpu
     child.stdin.close()
     assert child.wait(timeout=30) == 0
     child.stdout.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_store_the_writer_process_cannot_write_is_reported_retried_and_recovered(
+    url_and_store: tuple[str, Store],
+) -> None:
+    """The child's failed commit reaches the proxy's health (``/healthz``'s audit_unavailable) with
+    the store's own reason; the batch is retried and commits once the store takes writes again."""
+    url, store = url_and_store
+    refuse = (
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
+    )
+    store.submit(lambda c: c.exec_driver_sql(refuse)).result()
+    writer = _process_writer(url, retry_delays=(0.5, 1.0, 5.0))
+    assert writer.sink is not None
+    await writer.sink.start()
+    writer.start()
+    for i in range(50):  # a full batch: sent at once
+        writer.submit(_record(i))
+    async with asyncio.timeout(30):
+        while writer.failure is None:  # noqa: ASYNC110 - the child's answer arrives on this loop
+            await asyncio.sleep(0.02)
+    assert writer.failure == "IntegrityError: disk is full"  # as a writer thread reports it
+    store.submit(lambda c: c.exec_driver_sql("DROP TRIGGER refuse")).result()
+    await writer.flush()
+    assert writer.failure is None
+    assert writer.stats.written == 50
+    assert writer.stats.failed == 0
+    await writer.close()
+    writer.store.close_sync()
+    assert len(_rows(store)) == 50
+    assert verify_chain(store).ok

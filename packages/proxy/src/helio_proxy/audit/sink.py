@@ -83,6 +83,10 @@ def signer_pem(signer: Ed25519PrivateKey | None) -> bytes | None:
     )
 
 
+class SinkFailed(StoreError):
+    """The writer process could not commit a batch; ``str()`` is its own ``"Type: message"``."""
+
+
 class SinkExited(StoreError):
     """The writer process ended while batches were in it (they are retried on a new one)."""
 
@@ -192,7 +196,7 @@ class ProcessSink:
                 if error is None:
                     future.set_result(written)
                 else:
-                    future.set_exception(StoreError(error))
+                    future.set_exception(SinkFailed(error))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         # Its answers ended: it has exited, or is about to.

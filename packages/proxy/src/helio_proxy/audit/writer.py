@@ -32,7 +32,7 @@ from helio_proxy.audit.chain import write_job
 from helio_proxy.audit.clock import SYSTEM_CLOCK, Clock
 from helio_proxy.audit.records import AnyRecord
 from helio_proxy.audit.rows import RowBuilder
-from helio_proxy.audit.sink import ProcessSink
+from helio_proxy.audit.sink import ProcessSink, SinkFailed
 from helio_proxy.store.base import Durability, Store
 
 log = logging.getLogger("helio.audit")
@@ -292,7 +292,8 @@ class AuditWriter:
                 if self.strict
                 else "they are lost if it does not recover",
             )
-        self.failure = f"{type(error).__name__}: {error}"
+        # A writer process's failure comes as its own "Type: message" text, as a thread's would read.
+        self.failure = str(error) if isinstance(error, SinkFailed) else f"{type(error).__name__}: {error}"
 
     def _retry(self, records: list[Any], waiters: list[asyncio.Future[bool]], attempt: int) -> None:
         self._inflight -= 1
