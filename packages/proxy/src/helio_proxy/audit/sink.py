@@ -103,7 +103,8 @@ class ProcessSink:
         self._process: subprocess.Popen[bytes] | None = None
         self._input: asyncio.WriteTransport | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._inflight: dict[int, asyncio.Future[int]] = {}
+        self._inflight: dict[int, tuple[subprocess.Popen[bytes], asyncio.Future[int]]] = {}
+        """Batches sent and not answered yet, with the process each was sent to."""
         self._next_id = 0
         self._closing = False
         self._starting: set[asyncio.Task[None]] = set()
@@ -166,7 +167,8 @@ class ProcessSink:
 
     def _write(self, batch_id: int, records: list[bytes], resend: bool, future: asyncio.Future[int]) -> None:
         assert self._input is not None
-        self._inflight[batch_id] = future
+        assert self._process is not None
+        self._inflight[batch_id] = (self._process, future)
         self._input.write(frame((batch_id, records, resend)))
 
     async def _send_later(
@@ -190,9 +192,10 @@ class ProcessSink:
                 head = await answers.readexactly(_LENGTH.size)
                 (size,) = _LENGTH.unpack(head)
                 batch_id, written, error = pickle.loads(await answers.readexactly(size))  # noqa: S301 - our child
-                future = self._inflight.pop(batch_id, None)
-                if future is None or future.done():
+                sent = self._inflight.pop(batch_id, None)
+                if sent is None or sent[1].done():
                     continue
+                future = sent[1]
                 if error is None:
                     future.set_result(written)
                 else:
@@ -209,10 +212,12 @@ class ProcessSink:
             code = await asyncio.to_thread(process.wait)
         if self._process is process:
             self._reader = None
-        lost, self._inflight = self._inflight, {}
+        # Its unanswered batches only: a new process may have been given batches meanwhile.
+        lost = [batch for batch, (to, _) in self._inflight.items() if to is process]
         if lost or not self._closing:
             log.error("the audit writer process (pid %s) exited with %s", process.pid, code)
-        for future in lost.values():
+        for batch in lost:
+            _, future = self._inflight.pop(batch)
             if not future.done():
                 future.set_exception(SinkExited(f"the audit writer process exited with {code}"))
 
@@ -272,11 +277,13 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                         rows.append(setup.rows.build_fields(fields, ""))
                     except Exception:
                         log.exception("audit record %s could not be serialized; skipped", fields.get("id"))
+                held: set[str] = set()
                 if resend and rows:
+                    # Committed by a process whose answer was lost: in the store, so counted.
                     held = store.read_sync(existing_ids([row["id"] for row in rows]))
                     rows = [row for row in rows if row["id"] not in held]
                 written = store.submit(write_job(rows, chained=setup.chained, signer=signer)).result()
-                answer = (batch_id, written, None)
+                answer = (batch_id, written + len(held), None)
             except Exception as exc:
                 answer = (batch_id, 0, f"{type(exc).__name__}: {exc}")
             stdout.write(frame(answer))
