@@ -107,7 +107,7 @@ class HelioApp:
     (``gc.freeze()``): set by :func:`run_app` for a proxy process. See :func:`freeze_startup_heap`."""
     own_process: bool = False
     """The proxy is the program (set by :func:`run_app`), not embedded in another: ``audit.writer:
-    auto`` then writes through a writer process (see :mod:`helio_proxy.audit.sink`)."""
+    auto`` may then write through a writer process (see ``AuditTrail.uses_process``)."""
     tracing: Tracing | None = None
     """Traces with these providers (tests: in-memory exporters); ``None`` builds them from the config."""
     listeners: list[Listener] = field(default_factory=list[Listener])
