@@ -46,8 +46,10 @@ from typing import IO, Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from helio_proxy.audit.chain import existing_ids, load_private_key, write_job
 from helio_proxy.audit.records import AnyRecord
 from helio_proxy.audit.rows import RowBuilder, record_fields
+from helio_proxy.store import create_store
 from helio_proxy.store.base import StoreError
 
 log = logging.getLogger("helio.audit")
@@ -248,18 +250,11 @@ def _read_frame(stream: IO[bytes]) -> Any:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """Write every batch read from ``stdin`` until it ends; answer each on ``stdout``."""
-    from helio_proxy.audit.chain import existing_ids, write_job
-    from helio_proxy.store import create_store
-
     setup = _read_frame(stdin)
     if not isinstance(setup, SinkSetup):
         log.error("audit writer process: no setup received")
         return 2
-    signer = None
-    if setup.signer_pem is not None:
-        loaded = serialization.load_pem_private_key(setup.signer_pem, password=None)
-        assert isinstance(loaded, Ed25519PrivateKey)
-        signer = loaded
+    signer = load_private_key(setup.signer_pem.decode()) if setup.signer_pem is not None else None
     store = create_store(setup.store_url, durability="batched")
     try:
         store.open_sync()
