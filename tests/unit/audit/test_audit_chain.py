@@ -1,12 +1,14 @@
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, text
 
+from helio_proxy.audit import chain
 from helio_proxy.audit.chain import (
     GENESIS_HASH,
     SigningKeyError,
@@ -19,6 +21,7 @@ from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.rows import RowBuilder
 from helio_proxy.audit.verify import verify_chain
 from helio_proxy.store import Store, create_store
+from helio_proxy.store.sqlite import sqlite_driver
 from helio_proxy.store.testing import Backend, store_url_for
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -108,15 +111,51 @@ def test_sqlite_inserts_keep_pace_while_the_event_loop_thread_holds_the_interpre
         store.close_sync()
 
 
-def test_sqlite_indexes_a_transactions_records_for_search_as_one_segment(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("count", "statements"), [(50, [10] * 5), (7, [7]), (51, [50, 1]), (120, [50, 50, 20])]
+)
+def test_sqlite_inserts_a_usual_batch_in_short_steps_and_a_backlog_in_long_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, statements: list[int]
+) -> None:
+    """A batch of up to 50 rows goes in INSERTs of 10 rows (short steps, which a call arriving
+    one at a time does not wait out); a larger one, a writer catching up, in INSERTs of 50."""
+    sent: list[str] = []
+
+    class Recording:
+        def __init__(self, driver: Any) -> None:
+            self._driver = driver
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            sent.append(sql)
+            return self._driver.execute(sql, *args)
+
+    def recording_driver(conn: Connection) -> Recording | None:
+        driver = sqlite_driver(conn)
+        return Recording(driver) if driver is not None else None
+
+    monkeypatch.setattr(chain, "sqlite_driver", recording_driver)
+    store = create_store(f"sqlite:///{tmp_path / 'steps.db'}")
+    store.open_sync()
+    try:
+        rows = _rows("echo", [{"i": i} for i in range(count)])
+        assert store.submit(lambda c: append_rows(c, rows)).result(timeout=10).seq == count
+        inserts = [sql for sql in sent if sql.startswith("INSERT INTO audit_records ")]
+        assert [sql.count("), (") + 1 for sql in inserts] == statements
+        assert verify_chain(store).verified == count
+    finally:
+        store.close_sync()
+
+
+@pytest.mark.parametrize("count", [50, 200])
+def test_sqlite_indexes_a_transactions_records_for_search_as_one_segment(tmp_path: Path, count: int) -> None:
     """The word index's rowid is the seq negated; FTS5 starts a new segment (and merges them) each
     time a rowid is not above the last, so records inserted in seq order cost one segment each:
     1,659 rows changed for 200 records, against 625 newest first (the record, its document size
-    and the index's own rows)."""
+    and the index's own rows). A batch sent in steps of 10 rows is still one segment."""
     store = create_store(f"sqlite:///{tmp_path / 'words.db'}")
     store.open_sync()
     try:
-        rows = _rows("refund", [{"order": f"ORD-{i}"} for i in range(200)])
+        rows = _rows("refund", [{"order": f"ORD-{i}"} for i in range(count)])
 
         def write(conn: Connection) -> int:
             driver = conn.connection.driver_connection
@@ -134,8 +173,8 @@ def test_sqlite_indexes_a_transactions_records_for_search_as_one_segment(tmp_pat
                 )
             ).all()
         )
-        assert [seq for (seq,) in newest] == [200, 199, 198]
-        assert verify_chain(store).verified == 200
+        assert [seq for (seq,) in newest] == [count, count - 1, count - 2]
+        assert verify_chain(store).verified == count
     finally:
         store.close_sync()
 

@@ -197,6 +197,9 @@ _SQLITE_ROWS_PER_INSERT: Final = min(
 )
 """Rows per multi-row INSERT on SQLite: under its limit on bound values per statement."""
 
+SQLITE_SHORT_CHUNK: Final = 10
+"""Rows per INSERT on SQLite for a batch of at most :data:`INSERT_CHUNK` rows (see :func:`append_rows`)."""
+
 
 @functools.cache
 def _sqlite_multi_insert(rows: int) -> str:
@@ -247,7 +250,14 @@ def append_rows(
             row["prev_hash"] = row["hash"] = row["signature"] = None
     driver = sqlite_driver(conn)
     statement = None if driver is not None else _driver_insert(conn.dialect.paramstyle)
-    size = _SQLITE_ROWS_PER_INSERT if driver is not None else INSERT_CHUNK
+    size = INSERT_CHUNK
+    if driver is not None:
+        # A batch of the writer's usual size goes in steps of 10 rows: a 50-row step ran for about
+        # 2 ms, and calls that arrived meanwhile, one at a time, waited for it (most of the c=1 p99
+        # over 2 ms, with a writer thread or a writer process). A larger batch means the writer is
+        # catching up: its steps stay long, since each handover of the GIL between them can wait a
+        # switch interval beside a busy event loop, and short steps made it fall behind.
+        size = SQLITE_SHORT_CHUNK if len(rows) <= INSERT_CHUNK else _SQLITE_ROWS_PER_INSERT
     # SQLite: newest first. The word index's rowid is the seq negated (migration 0009), and FTS5
     # writes what it has gathered as a new segment whenever a rowid is not above the last one it
     # was given: rows in seq order made one segment (and its merging) per row, about half of the
