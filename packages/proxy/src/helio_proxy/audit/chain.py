@@ -253,10 +253,10 @@ def append_rows(
     size = INSERT_CHUNK
     if driver is not None:
         # A batch of the writer's usual size goes in steps of 10 rows: a 50-row step ran for about
-        # 2 ms, and calls that arrived meanwhile, one at a time, waited for it (most of the c=1 p99
-        # over 2 ms with a writer thread). A larger batch means the writer is
-        # catching up: its steps stay long, since each handover of the GIL between them can wait a
-        # switch interval beside a busy event loop, and short steps made it fall behind.
+        # 2 ms, and calls that arrived meanwhile, one at a time, waited for it (most of the c=1
+        # calls over 2 ms with a writer thread). A larger batch means the writer is catching up:
+        # its steps stay long, since each handover of the GIL between them can wait a switch
+        # interval beside a busy event loop, and short steps made it fall behind.
         size = SQLITE_SHORT_CHUNK if len(rows) <= INSERT_CHUNK else _SQLITE_ROWS_PER_INSERT
     # SQLite: newest first. The word index's rowid is the seq negated (migration 0009), and FTS5
     # writes what it has gathered as a new segment whenever a rowid is not above the last one it
