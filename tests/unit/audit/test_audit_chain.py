@@ -1,6 +1,7 @@
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -112,14 +113,17 @@ def test_sqlite_inserts_keep_pace_while_the_event_loop_thread_holds_the_interpre
 
 
 @pytest.mark.parametrize(
-    ("count", "statements"), [(50, [10] * 5), (7, [7]), (51, [50, 1]), (120, [50, 50, 20])]
+    ("count", "statements", "yields"),
+    [(50, [10] * 5, 4 + 5), (7, [7], 0 + 1), (51, [50, 1], 0 + 2), (120, [50, 50, 20], 0 + 3)],
 )
 def test_sqlite_inserts_a_usual_batch_in_short_steps_and_a_backlog_in_long_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, statements: list[int]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, statements: list[int], yields: int
 ) -> None:
-    """A batch of up to 50 rows goes in INSERTs of 10 rows (short steps, which a call arriving
-    one at a time does not wait out); a larger one, a writer catching up, in INSERTs of 50."""
+    """A batch of up to 50 rows goes in INSERTs of 10 rows, and lets go of the GIL every 10 rows
+    while it is hashed (short steps, which a call arriving one at a time does not wait out); a
+    larger one, a writer catching up, in INSERTs of 50, hashed without a break."""
     sent: list[str] = []
+    slept: list[float] = []
 
     class Recording:
         def __init__(self, driver: Any) -> None:
@@ -134,6 +138,7 @@ def test_sqlite_inserts_a_usual_batch_in_short_steps_and_a_backlog_in_long_ones(
         return Recording(driver) if driver is not None else None
 
     monkeypatch.setattr(chain, "sqlite_driver", recording_driver)
+    monkeypatch.setattr(chain, "time", SimpleNamespace(sleep=slept.append))
     store = create_store(f"sqlite:///{tmp_path / 'steps.db'}")
     store.open_sync()
     try:
@@ -141,6 +146,7 @@ def test_sqlite_inserts_a_usual_batch_in_short_steps_and_a_backlog_in_long_ones(
         assert store.submit(lambda c: append_rows(c, rows)).result(timeout=10).seq == count
         inserts = [sql for sql in sent if sql.startswith("INSERT INTO audit_records ")]
         assert [sql.count("), (") + 1 for sql in inserts] == statements
+        assert slept == [0] * yields  # while hashing, then after each INSERT
         assert verify_chain(store).verified == count
     finally:
         store.close_sync()
