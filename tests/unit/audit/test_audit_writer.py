@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 
+from helio_proxy.audit import chain
 from helio_proxy.audit.records import ToolCallRecord
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.rows import RowBuilder
@@ -148,6 +149,31 @@ async def test_strict_mode_commits_everything_waiting_in_one_group_and_wakes_eve
     blocker.result(timeout=5)
     assert _batches(store) == [1, 30]
     await writer.close()
+
+
+@pytest.mark.parametrize("durability", ["batched", "strict"])
+async def test_batched_audit_writes_in_short_steps_and_strict_audit_does_not(
+    store: Store, monkeypatch: pytest.MonkeyPatch, durability: str
+) -> None:
+    """Short steps keep a call arriving at c=1 from waiting on the writer; in strict mode every
+    call waits for the commit, which they would make later under load."""
+    seen: list[bool] = []
+    append_rows = chain.append_rows
+
+    def spy(conn: Connection, rows: Any, **options: Any) -> Any:
+        seen.append(options["short_steps"])
+        return append_rows(conn, rows, **options)
+
+    monkeypatch.setattr(chain, "append_rows", spy)
+    writer = _writer(store, durability=durability, flush_interval=60)
+    writer.start()
+    for i in range(50):
+        writer.submit(_record(i))
+    await writer.close()
+    assert seen
+    assert set(seen) == {durability == "batched"}
+    assert _count(store) == 50
+    assert verify_chain(store).verified == 50
 
 
 async def test_a_full_queue_drops_records_counts_and_logs_them_without_blocking(

@@ -277,7 +277,9 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                     # Committed by a process whose answer was lost: in the store, so counted.
                     held = store.read_sync(existing_ids([row["id"] for row in rows]))
                     rows = [row for row in rows if row["id"] not in held]
-                written = store.submit(write_job(rows, chained=setup.chained, signer=signer)).result()
+                written = store.submit(
+                    write_job(rows, chained=setup.chained, signer=signer, short_steps=True)  # always batched
+                ).result()
                 answer = (batch_id, written + len(held), None)
             except Exception as exc:
                 answer = (batch_id, 0, f"{type(exc).__name__}: {exc}")

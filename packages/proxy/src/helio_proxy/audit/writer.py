@@ -300,7 +300,9 @@ class AuditWriter:
         self._send(records, waiters, attempt)
 
     def _job(self, rows: Sequence[dict[str, Any]]) -> Callable[[Connection], int]:
-        return write_job(rows, chained=self.chained, signer=self.signer, clock=self.clock)
+        return write_job(
+            rows, chained=self.chained, signer=self.signer, clock=self.clock, short_steps=not self.strict
+        )
 
     def _dropped(self, count: int) -> None:
         self.stats.dropped += count
