@@ -294,7 +294,7 @@ def append_rows(
             conn.exec_driver_sql(statement, chunk)
         else:
             conn.execute(insert(AUDIT_RECORDS), chunk)
-        time.sleep(0)  # let the event loop have the GIL between chunks of a large group
+        time.sleep(0)  # let the event loop have the GIL between chunks (short steps, or a large group)
     if rows:
         if driver is not None:
             driver.execute(_SQLITE_ADVANCE, (seq, head))
