@@ -33,6 +33,15 @@ def _names(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(text("SELECT name FROM budget_meta ORDER BY name"))]
 
 
+def _running_sleeps(conn: Connection) -> int:
+    """Statements of other sessions now inside ``pg_sleep`` (PostgreSQL)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "AND query LIKE '%pg_sleep(0.2)%' AND pid <> pg_backend_pid()"
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def test_write_jobs_run_in_order_on_the_single_writer_thread(store: Store) -> None:
     futures = [store.submit(_insert(f"b{i:02d}")) for i in range(20)]
     threads = {f.result(timeout=10) for f in futures}
@@ -251,7 +260,12 @@ async def test_a_one_statement_write_on_postgres_outlives_its_cancelled_caller(t
             "SELECT %(n)s, 1, 'f', 't' FROM pg_sleep(0.2) RETURNING name"
         )
         task = asyncio.ensure_future(store.write_statement(slow))
-        await asyncio.sleep(0.05)
+        # Cancelled once the server runs it (a fixed sleep lost that race on a busy machine, where
+        # connecting took longer: the statement was then never sent).
+        deadline = time.monotonic() + 10
+        while store.read_sync(_running_sleeps) == 0:
+            assert time.monotonic() < deadline, "the slow statement never started"
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
