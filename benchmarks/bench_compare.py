@@ -13,9 +13,10 @@ in a few microseconds, so what is measured is each proxy's own work. The targets
   governance) — the floor for a Python proxy;
 - ``helio``: ``helio start`` with 20 rules (tool globs, annotations, input conditions and a
   ``rate_limit`` that the called tool does not match), batched audit on SQLite;
-  ``helio-w2``: the same with ``--workers 2``; ``helio-process``: the same with ``audit.writer:
-  process`` (the audit rows built and committed by a child process; ``auto`` chooses it only with
-  more than two CPUs per worker);
+  ``audit.writer: auto``, which is a writer process with at least two CPUs per worker;
+  ``helio-w2``: the same with ``--workers 2``; ``helio-process`` and ``helio-thread``: the same
+  with ``audit.writer: process`` (the audit rows built and committed by a child process) and
+  ``thread`` (a thread of the proxy's process);
 - ``fastmcp``: FastMCP's proxy (``FastMCP.as_proxy`` / ``create_proxy`` over streamable HTTP);
 - ``mcp-proxy``: sparfenyuk's ``mcp-proxy`` serving streamable HTTP in front of a stdio child that is
   itself ``mcp-proxy --transport streamablehttp UPSTREAM`` (it bridges HTTP to stdio and back; there is
@@ -404,10 +405,10 @@ class Launcher:
             wait_port(port, target.processes[0], 30)
             target.url = f"http://127.0.0.1:{port}/mcp"
             return
-        if target.name in ("helio", "helio-w2", "helio-process"):
+        if target.name in ("helio", "helio-w2", "helio-process", "helio-thread"):
             workdir = self.workdir / target.name
             workdir.mkdir()
-            writer = "process" if target.name == "helio-process" else "auto"
+            writer = {"helio-process": "process", "helio-thread": "thread"}.get(target.name, "auto")
             config = helio_config(self.upstream, port, workdir, writer)
             helio = shutil.which("helio") or str(Path(sys.executable).parent / "helio")
             argv = [helio, "start", "-c", str(config), "--no-hot-reload"]
@@ -790,6 +791,7 @@ LABELS = {
     "helio": "helio start (20 rules)",
     "helio-w2": "helio start --workers 2",
     "helio-process": "helio start, writer process",
+    "helio-thread": "helio start, writer thread",
     "fastmcp": "FastMCP proxy",
     "mcp-proxy": "mcp-proxy",
     "contextforge": "ContextForge gateway",

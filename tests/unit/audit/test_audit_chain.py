@@ -113,27 +113,30 @@ def test_sqlite_inserts_keep_pace_while_the_event_loop_thread_holds_the_interpre
 
 
 @pytest.mark.parametrize(
-    ("count", "short_steps", "statements", "yields"),
+    ("count", "step_pause", "statements", "yields"),
     [
-        (50, True, [10] * 5, 4 + 5),
-        (7, True, [7], 0 + 1),
-        (51, True, [50, 1], 0 + 2),
-        (120, True, [50, 50, 20], 0 + 3),
-        (50, False, [50], 0 + 1),
+        (50, 0.0, [10] * 5, 4 + 5),
+        (7, 0.0, [7], 0 + 1),
+        (51, 0.0, [50, 1], 0 + 2),
+        (120, 0.0, [50, 50, 20], 0 + 3),
+        (50, None, [50], 0 + 1),
+        (50, 0.0005, [10] * 5, 4 + 5),
+        (120, 0.0005, [50, 50, 20], 0 + 3),
     ],
 )
 def test_sqlite_inserts_a_usual_batch_in_short_steps_and_a_backlog_in_long_ones(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     count: int,
-    short_steps: bool,
+    step_pause: float | None,
     statements: list[int],
     yields: int,
 ) -> None:
-    """With ``short_steps`` (batched audit), a batch of up to 50 rows goes in INSERTs of 10 rows,
-    and lets go of the GIL every 10 rows while it is hashed (short steps, which a call arriving
-    one at a time does not wait out); a larger one, a writer catching up, in INSERTs of 50, hashed
-    without a break. Without (strict audit, where calls wait for the commit), long steps only."""
+    """With a ``step_pause`` (batched audit), a batch of up to 50 rows goes in INSERTs of 10 rows,
+    and sleeps that long (0: lets go of the GIL) every 10 rows while it is hashed (short steps,
+    which a call arriving one at a time does not wait out); a larger one, a writer catching up,
+    in INSERTs of 50, hashed without a break and with no pause. Without (strict audit, where calls
+    wait for the commit), long steps only."""
     sent: list[str] = []
     slept: list[float] = []
 
@@ -155,11 +158,13 @@ def test_sqlite_inserts_a_usual_batch_in_short_steps_and_a_backlog_in_long_ones(
     store.open_sync()
     try:
         rows = _rows("echo", [{"i": i} for i in range(count)])
-        written = store.submit(lambda c: append_rows(c, rows, short_steps=short_steps))
+        written = store.submit(lambda c: append_rows(c, rows, step_pause=step_pause))
         assert written.result(timeout=10).seq == count
         inserts = [sql for sql in sent if sql.startswith("INSERT INTO audit_records ")]
         assert [sql.count("), (") + 1 for sql in inserts] == statements
-        assert slept == [0] * yields  # while hashing, then after each INSERT
+        # while hashing, then after each INSERT; a backlog's steps only let go of the GIL
+        short = step_pause is not None and count <= 50
+        assert slept == [step_pause if short else 0] * yields
         assert verify_chain(store).verified == count
     finally:
         store.close_sync()
@@ -179,7 +184,7 @@ def test_sqlite_indexes_a_transactions_records_for_search_as_one_segment(tmp_pat
         def write(conn: Connection) -> int:
             driver = conn.connection.driver_connection
             before = driver.total_changes
-            append_rows(conn, rows, short_steps=True)
+            append_rows(conn, rows, step_pause=0.0)
             return int(driver.total_changes - before)
 
         changed = store.submit(write).result(timeout=10)

@@ -199,7 +199,14 @@ _SQLITE_ROWS_PER_INSERT: Final = min(
 
 SHORT_BATCH_STEP: Final = 10
 """For a batch of at most :data:`INSERT_CHUNK` rows (a writer keeping pace): the rows hashed
-between two yields of the GIL, and the rows per INSERT on SQLite (see :func:`append_rows`)."""
+between two pauses, and the rows per INSERT on SQLite (see :func:`append_rows`)."""
+
+
+def short_steps(rows: Sequence[object], step_pause: float | None) -> bool:
+    """Whether a batch of ``rows`` is worked on in steps of :data:`SHORT_BATCH_STEP` rows:
+    batched audit (``step_pause`` set) and a batch of a writer keeping pace (at most
+    :data:`INSERT_CHUNK` rows; a larger one means it is catching up, and long steps let it)."""
+    return step_pause is not None and len(rows) <= INSERT_CHUNK
 
 
 @functools.cache
@@ -235,12 +242,14 @@ def append_rows(
     *,
     chained: bool = True,
     signer: Ed25519PrivateKey | None = None,
-    short_steps: bool = False,
+    step_pause: float | None = None,
 ) -> ChainState:
     """Give ``rows`` their sequence numbers and links, insert them, advance the head.
 
-    ``short_steps`` (batched audit): a batch of at most :data:`INSERT_CHUNK` rows is worked on in
-    steps of :data:`SHORT_BATCH_STEP` rows, letting go of the GIL between them."""
+    ``step_pause`` (batched audit): a batch of at most :data:`INSERT_CHUNK` rows is worked on in
+    steps of :data:`SHORT_BATCH_STEP` rows with a ``time.sleep(step_pause)`` between them (``0``
+    lets go of the GIL only: a writer thread; a writer process pauses, see
+    :data:`~helio_proxy.audit.sink.STEP_PAUSE`). ``None`` (strict audit): long steps."""
     state = lock_chain(conn)
     seq, head = state.seq, state.head_hash
     # A batch of the writer's usual size lets go of the GIL every 10 rows while hashing, as it
@@ -249,10 +258,11 @@ def append_rows(
     # Not with strict durability: there every call waits for its batch's commit, and each step
     # that waits for the GIL beside a busy event loop made the commit later (2,371-2,525 against
     # 2,459-2,911 calls/s at 32 connections).
-    short = short_steps and len(rows) <= INSERT_CHUNK
+    short = short_steps(rows, step_pause)
+    pause = step_pause if short and step_pause is not None else 0.0
     for index, row in enumerate(rows):
         if short and index and not index % SHORT_BATCH_STEP:
-            time.sleep(0)
+            time.sleep(pause)
         seq += 1
         row["seq"] = seq
         if chained:
@@ -294,7 +304,9 @@ def append_rows(
             conn.exec_driver_sql(statement, chunk)
         else:
             conn.execute(insert(AUDIT_RECORDS), chunk)
-        time.sleep(0)  # let the event loop have the GIL between chunks (short steps, or a large group)
+        # Let the event loop have the GIL between chunks (short steps, or a large group); a writer
+        # process pauses between short steps.
+        time.sleep(pause)
     if rows:
         if driver is not None:
             driver.execute(_SQLITE_ADVANCE, (seq, head))
@@ -309,7 +321,7 @@ def write_job(
     chained: bool,
     signer: Ed25519PrivateKey | None,
     clock: Clock = SYSTEM_CLOCK,
-    short_steps: bool = False,
+    step_pause: float | None = None,
 ) -> Callable[[Connection], int]:
     """The store job that commits one batch of rows: stamped, chained, inserted."""
 
@@ -317,7 +329,7 @@ def write_job(
         created = time_text(clock.now())
         for row in rows:  # a retried batch gets its chain columns again in append_rows
             row["created_at"] = created
-        append_rows(conn, rows, chained=chained, signer=signer, short_steps=short_steps)
+        append_rows(conn, rows, chained=chained, signer=signer, step_pause=step_pause)
         return len(rows)
 
     return run

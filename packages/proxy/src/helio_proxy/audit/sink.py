@@ -1,7 +1,7 @@
 """The audit writer process: a proxy's audit batches, rowed, chained and committed off its interpreter.
 
 With ``audit.writer: process`` (what ``auto`` chooses under ``helio start`` with ``batched``
-durability and more than two CPUs per worker: see ``AuditTrail.uses_process``) the proxy's
+durability and at least two CPUs per worker: see ``AuditTrail.uses_process``) the proxy's
 :class:`~helio_proxy.audit.writer.AuditWriter` keeps its buffer, its batches, its retries and its
 health on the event loop, and hands each batch of records to this child process instead of its
 own store thread. The child turns the records into rows (redaction, the JSON columns), gives them
@@ -39,6 +39,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Final
@@ -46,7 +47,7 @@ from typing import IO, Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from helio_proxy.audit.chain import existing_ids, load_private_key, write_job
+from helio_proxy.audit.chain import SHORT_BATCH_STEP, existing_ids, load_private_key, short_steps, write_job
 from helio_proxy.audit.records import AnyRecord
 from helio_proxy.audit.rows import RowBuilder, record_fields
 from helio_proxy.store import create_store
@@ -60,6 +61,13 @@ _CHILD: Final = "import sys; from helio_proxy.audit.sink import main; sys.exit(m
 it unpickles an instance of the other copy's class)."""
 STOP_TIMEOUT: Final = 10.0
 """How long a stopping proxy waits for the child to commit what it holds before killing it."""
+STEP_PAUSE: Final = 0.0005
+"""Seconds the child sleeps between the short steps of a batch of a writer keeping pace (10 rows
+built, hashed or inserted; see :func:`~helio_proxy.audit.chain.short_steps`). Built, chained and
+inserted at once, 50 rows are 2-3 ms of CPU; on a machine with two CPUs the calls in flight
+waited for that burst, wherever it ran (the client, the upstream and the proxy take turns on
+them). Spread out, they wait less (docs/performance.md, the twelfth look). A larger batch, a
+writer catching up, goes without pauses."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +274,10 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
             batch_id, packed, resend = message
             try:
                 rows: list[dict[str, Any]] = []
-                for blob in packed:
+                paced = short_steps(packed, STEP_PAUSE)
+                for index, blob in enumerate(packed):
+                    if paced and index and not index % SHORT_BATCH_STEP:
+                        time.sleep(STEP_PAUSE)
                     fields = ProcessSink.unpack(blob)
                     try:
                         rows.append(setup.rows.build_fields(fields, ""))
@@ -278,7 +289,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                     held = store.read_sync(existing_ids([row["id"] for row in rows]))
                     rows = [row for row in rows if row["id"] not in held]
                 written = store.submit(
-                    write_job(rows, chained=setup.chained, signer=signer, short_steps=True)  # always batched
+                    write_job(rows, chained=setup.chained, signer=signer, step_pause=STEP_PAUSE)
                 ).result()
                 answer = (batch_id, written + len(held), None)
             except Exception as exc:

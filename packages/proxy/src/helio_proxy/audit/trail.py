@@ -19,11 +19,12 @@ from helio_proxy.store import Store, StoreError, create_store, store_url
 from helio_proxy.store.sqlite import SqliteStore
 
 WRITER_PROCESS_CPUS_PER_WORKER: Final = 2
-"""``audit.writer: auto`` starts writer processes when the machine has more usable CPUs than this
-many per worker: one for each worker's event loop, one for its writer process, and at least one
-more for everything else. On 2 CPUs a writer process competed with the proxy's own clients and
-upstream for the second core: 5-36 % more calls/s for one worker, but up to 1.3 ms more p99 one
-call at a time, and fewer calls/s for two workers than with writer threads (docs/performance.md)."""
+"""``audit.writer: auto`` starts writer processes when the machine has at least this many usable
+CPUs per worker: one for each worker's event loop, one for its writer process. On 2 CPUs one
+worker with a writer process served 15-22 % more calls/s than with a writer thread, and once the
+process paced its batches (:data:`~helio_proxy.audit.sink.STEP_PAUSE`) its c=1 tail was no worse;
+two workers, each with a writer process (four busy processes on two CPUs), served fewer calls/s
+than with writer threads (docs/performance.md, the tenth and twelfth looks)."""
 
 
 def usable_cpus() -> int:
@@ -85,13 +86,13 @@ class AuditTrail:
         """Whether batches go to a writer process. ``audit.writer: auto`` chooses one for a proxy
         that is a process of its own (``own_process``: ``helio start``) with batched durability,
         when this machine's usable CPUs (``cpus``) leave each of its ``workers`` a core for its event
-        loop and one for its writer process; else a writer thread (see docs/audit.md for what each
+        loop and one for its writer process (two per worker); else a writer thread (see docs/audit.md for what each
         costs where cores are short)."""
         if self.writer_mode != "auto":
             return self.writer_mode == "process"
         if not own_process or self.durability != "batched":
             return False
-        return (usable_cpus() if cpus is None else cpus) > WRITER_PROCESS_CPUS_PER_WORKER * workers
+        return (usable_cpus() if cpus is None else cpus) >= WRITER_PROCESS_CPUS_PER_WORKER * workers
 
     async def start(self, *, own_process: bool = False, workers: int = 1) -> None:
         """Open (and migrate) the store, start the writer (and its process: see :meth:`uses_process`),

@@ -301,7 +301,11 @@ class AuditWriter:
 
     def _job(self, rows: Sequence[dict[str, Any]]) -> Callable[[Connection], int]:
         return write_job(
-            rows, chained=self.chained, signer=self.signer, clock=self.clock, short_steps=not self.strict
+            rows,
+            chained=self.chained,
+            signer=self.signer,
+            clock=self.clock,
+            step_pause=None if self.strict else 0.0,
         )
 
     def _dropped(self, count: int) -> None:

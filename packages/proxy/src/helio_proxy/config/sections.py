@@ -311,7 +311,7 @@ class AuditConfig(ConfigModel):
     """Where batches are turned into rows, chained and committed. ``process``: a child process of the
     proxy, on another core (``batched`` durability only). ``thread``: a thread of the proxy's own
     process. ``auto``: ``process`` under ``helio start`` with ``batched`` durability on a machine
-    with more than two usable CPUs per worker; ``thread`` otherwise (fewer CPUs, ``strict``
+    with at least two usable CPUs per worker; ``thread`` otherwise (fewer CPUs, ``strict``
     durability, ``helio wrap``, a proxy embedded in another program). See docs/audit.md."""
 
     @model_validator(mode="after")
