@@ -64,7 +64,7 @@ STOP_TIMEOUT: Final = 10.0
 STEP_PAUSE: Final = 0.0005
 """Seconds the child sleeps between the short steps of a batch of a writer keeping pace (10 rows
 built, hashed or inserted; see :func:`~helio_proxy.audit.chain.short_steps`). Built, chained and
-inserted at once, 50 rows are 2-3 ms of CPU; on a machine with two CPUs the calls in flight
+inserted at once, 50 rows are over a millisecond of CPU; on a machine with two CPUs the calls in flight
 waited for that burst, wherever it ran (the client, the upstream and the proxy take turns on
 them). Spread out, they wait less (docs/performance.md, the twelfth look). A larger batch, a
 writer catching up, goes without pauses."""
