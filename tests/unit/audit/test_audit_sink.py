@@ -296,6 +296,13 @@ def test_the_writer_process_ignores_the_terminals_signals_and_ends_with_its_inpu
     child.stdin.flush()
     head = child.stdout.read(4)
     assert pickle.loads(child.stdout.read(int.from_bytes(head, "big"))) == (1, 1, None)  # noqa: S301
+    # It runs at a lower priority than the proxy (the calls in flight get the CPU first), its
+    # store thread too.
+    niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + sink.NICENESS)
+    threads = os.listdir(f"/proc/{child.pid}/task")
+    assert len(threads) >= 2
+    for thread in threads:
+        assert os.getpriority(os.PRIO_PROCESS, int(thread)) == niceness
     child.send_signal(signal.SIGINT)
     child.send_signal(signal.SIGTERM)
     time.sleep(0.2)

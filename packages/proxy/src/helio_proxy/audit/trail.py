@@ -22,8 +22,8 @@ WRITER_PROCESS_CPUS_PER_WORKER: Final = 2
 """``audit.writer: auto`` starts writer processes when the machine has at least this many usable
 CPUs per worker: one for each worker's event loop, one for its writer process. On 2 CPUs one
 worker with a writer process served 11-48 % more calls/s than with a writer thread, and once the
-process paced its batches (:data:`~helio_proxy.audit.sink.STEP_PAUSE`) its c=1 p99 was no worse
-(its c=1 median about 0.05 ms higher); two workers, each with a writer process (four busy processes on two CPUs), served fewer calls/s
+process paced its batches (:data:`~helio_proxy.audit.sink.STEP_PAUSE`) and ran at a lower
+priority (:data:`~helio_proxy.audit.sink.NICENESS`) its c=1 p50 and p99 were no worse; two workers, each with a writer process (four busy processes on two CPUs), served fewer calls/s
 than with writer threads (docs/performance.md, the tenth and twelfth looks)."""
 
 
