@@ -74,8 +74,8 @@ NICENESS: Final = 5
 platform has it): on two CPUs, where the client, the upstream and the proxy take turns one call at
 a time, a call that needed the CPU the child was on waited less (fewer calls over 2 ms, a lower
 median). A weight of a third of a normal process's still keeps pace: 99 % of the records committed
-during a ``wrk -c32`` run with four CPU-bound processes beside it on two CPUs, where ``nice +10``
-kept 45 % (docs/performance.md, the twelfth look)."""
+during a ``wrk -c32`` run with two or four CPU-bound processes beside it on two CPUs, where
+``nice +10`` kept 45 % with two (docs/performance.md, the twelfth look)."""
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ WRITER_PROCESS_CPUS_PER_WORKER: Final = 2
 CPUs per worker: one for each worker's event loop, one for its writer process. On 2 CPUs one
 worker with a writer process served 11-48 % more calls/s than with a writer thread, and once the
 process paced its batches (:data:`~helio_proxy.audit.sink.STEP_PAUSE`) and ran at a lower
-priority (:data:`~helio_proxy.audit.sink.NICENESS`) its c=1 p50 and p99 were no worse; two workers, each with a writer process (four busy processes on two CPUs), served fewer calls/s
-than with writer threads (docs/performance.md, the tenth and twelfth looks)."""
+priority (:data:`~helio_proxy.audit.sink.NICENESS`) its c=1 p50 and p99 were no worse. Two
+workers, each with a writer process (four busy processes on two CPUs), served fewer calls/s than
+with writer threads before the pacing, and 5 % more after it, but with a c=1 median 0.1 ms higher
+(docs/performance.md, the tenth and twelfth looks)."""
 
 
 def usable_cpus() -> int:
