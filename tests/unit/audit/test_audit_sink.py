@@ -105,7 +105,7 @@ def test_the_child_paces_a_usual_batch_and_writes_a_backlog_at_once(
         pauses += -(-count // 10) if backend == "sqlite" else 1
     url, store = url_and_store
     slept: list[float] = []
-    monkeypatch.setattr(sink.time, "sleep", slept.append)  # the same module as chain's
+    monkeypatch.setattr(time, "sleep", slept.append)  # the module the child's steps sleep through
     setup = SinkSetup(url, RowBuilder(Redactor()), chained=True, signer_pem=None)
     assert _serve(setup, (1, [_record(i) for i in range(count)], False)) == [(1, count, None)]
     assert [pause for pause in slept if pause] == [sink.STEP_PAUSE] * pauses

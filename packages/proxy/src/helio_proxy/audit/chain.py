@@ -16,11 +16,11 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -209,6 +209,21 @@ def short_steps(rows: Sequence[object], step_pause: float | None) -> bool:
     return step_pause is not None and len(rows) <= INSERT_CHUNK
 
 
+_T = TypeVar("_T")
+
+
+def stepped(items: Sequence[_T], step_pause: float | None) -> Iterator[_T]:
+    """``items`` in order; for a batch worked on in short steps (:func:`short_steps`), with a
+    ``time.sleep(step_pause)`` before every :data:`SHORT_BATCH_STEP`-th item after the first."""
+    if step_pause is None or not short_steps(items, step_pause):
+        yield from items
+        return
+    for index, item in enumerate(items):
+        if index and not index % SHORT_BATCH_STEP:
+            time.sleep(step_pause)
+        yield item
+
+
 @functools.cache
 def _sqlite_multi_insert(rows: int) -> str:
     """``INSERT INTO audit_records (...) VALUES (?, ...), (?, ...)`` for ``rows`` rows (SQLite)."""
@@ -260,9 +275,7 @@ def append_rows(
     # 2,459-2,911 calls/s at 32 connections).
     short = short_steps(rows, step_pause)
     pause = step_pause if short and step_pause is not None else 0.0
-    for index, row in enumerate(rows):
-        if short and index and not index % SHORT_BATCH_STEP:
-            time.sleep(pause)
+    for row in stepped(rows, step_pause):
         seq += 1
         row["seq"] = seq
         if chained:

@@ -40,7 +40,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Final
@@ -48,7 +47,7 @@ from typing import IO, Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from helio_proxy.audit.chain import SHORT_BATCH_STEP, existing_ids, load_private_key, short_steps, write_job
+from helio_proxy.audit.chain import existing_ids, load_private_key, stepped, write_job
 from helio_proxy.audit.records import AnyRecord
 from helio_proxy.audit.rows import RowBuilder, record_fields
 from helio_proxy.store import create_store
@@ -282,10 +281,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
             batch_id, packed, resend = message
             try:
                 rows: list[dict[str, Any]] = []
-                paced = short_steps(packed, STEP_PAUSE)
-                for index, blob in enumerate(packed):
-                    if paced and index and not index % SHORT_BATCH_STEP:
-                        time.sleep(STEP_PAUSE)
+                for blob in stepped(packed, STEP_PAUSE):
                     fields = ProcessSink.unpack(blob)
                     try:
                         rows.append(setup.rows.build_fields(fields, ""))
