@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helio_proxy.evidence import StoreCapacityError
+from helio_proxy.evidence import StoreCapacityError, StoreLimits
+from helio_proxy.evidence.model import CallHistory, CompletedCall
+from helio_proxy.evidence.state import COMPACT_AFTER, SessionState
 from tests.unit.evidence.backends import MakeStore
 from tests.unit.evidence.manual_clock import ManualClock
 
@@ -110,3 +112,52 @@ async def test_distinct_tools_per_session_are_capped(clock: ManualClock, make_st
     with pytest.raises(StoreCapacityError) as caught:
         await store.record_call("s", "b", "c3", succeeded=True)
     assert caught.value.limit == "max_tools_per_session"
+
+
+async def test_a_snapshot_keeps_the_calls_it_was_taken_with_while_the_history_moves_on(
+    clock: ManualClock, make_store: MakeStore
+) -> None:
+    store = make_store(max_calls_kept=3)
+    for i in range(5):
+        await store.record_call("s", "t", f"c{i}", succeeded=True)
+    before = await store.snapshot("s")
+    last = 5 + 2 * COMPACT_AFTER + 1  # past two compactions of the in-memory list
+    for i in range(5, last):
+        await store.record_call("s", "t", f"c{i}", succeeded=False)
+    after = await store.snapshot("s")
+    assert [c.call_id for c in before.completed_tools] == ["c2", "c3", "c4"]
+    assert (len(before.completed_tools), before.completed_tools[-1].call_id) == (3, "c4")
+    assert [c.call_id for c in after.completed_tools] == [f"c{i}" for i in range(last - 3, last)]
+    assert [c.succeeded for c in after.completed_tools] == [False, False, False]
+    assert "t" in after.succeeded_tools
+    assert "t" in before.succeeded_tools
+
+
+def test_a_sessions_call_list_stays_bounded_and_forgets_trimmed_calls() -> None:
+    limits = StoreLimits(max_calls_kept=10)
+    state = SessionState(last_write_ms=0)
+    seen: list[int] = []
+    for i in range(1_000):
+        state.record_call(limits, "t", f"c{i}", i % 3 == 0, None)
+        seen.append(len(state.calls))
+    assert max(seen) <= 10 + COMPACT_AFTER
+    assert [c.call_id for c in state.kept_calls()] == [f"c{i}" for i in range(990, 1_000)]
+    assert set(state.calls_by_id) == {f"c{i}" for i in range(990, 1_000)}
+    assert SessionState.from_json(state.to_json()).kept_calls() == state.kept_calls()
+
+
+def test_a_call_history_reads_like_the_tuple_it_stands_for() -> None:
+    calls = [CompletedCall(f"t{i}", i, i % 2 == 0, f"c{i}") for i in range(6)]
+    history = CallHistory(calls, 2, 5)
+    expected = tuple(calls[2:5])
+    assert list(history) == list(expected)
+    assert (len(history), history[0], history[-1], history[1:]) == (3, calls[2], calls[4], expected[1:])
+    assert history == expected
+    assert history == CallHistory(list(expected))
+    assert history != expected[:2]
+    assert CallHistory([]) == ()
+    for index in (3, -4):
+        with pytest.raises(IndexError):
+            history[index]
+    calls.append(CompletedCall("later", 9, True, "c9"))  # the state appends: the view does not move
+    assert tuple(history) == expected

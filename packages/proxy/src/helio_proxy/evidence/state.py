@@ -11,16 +11,19 @@ row's format.
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from helio_proxy.evidence.model import CompletedCall, EvidenceEntry, SessionSnapshot
+from helio_proxy.evidence.model import CallHistory, CompletedCall, EvidenceEntry, SessionSnapshot
 from helio_proxy.evidence.store import StoreCapacityError, StoreLimits
 
 STATE_FORMAT: Final = 1
 """Version of the JSON document :meth:`SessionState.to_json` writes."""
+
+COMPACT_AFTER: Final = 64
+"""Trimmed calls a session's list holds before it is compacted (see :attr:`SessionState.calls`): a
+copy of the kept calls every 64 calls, so that no more than 64 calls are held past their time."""
 
 
 def encoded_size(value: Any) -> int:
@@ -40,10 +43,15 @@ class SessionState:
     evidence: dict[str, EvidenceEntry] = field(default_factory=dict[str, EvidenceEntry])
     expired: dict[str, str] = field(default_factory=dict[str, str])
     context: dict[str, Any] = field(default_factory=dict[str, Any])
-    calls: deque[CompletedCall] = field(default_factory=deque[CompletedCall])
+    calls: list[CompletedCall] = field(default_factory=list[CompletedCall])
+    """Completed calls, oldest first, from :attr:`first` on: only ever appended to, so a snapshot
+    shares it (:class:`CallHistory`); trimming moves :attr:`first`, and compacting replaces the list."""
+    first: int = 0
+    """Index in :attr:`calls` of the oldest call kept."""
     calls_by_id: dict[str, CompletedCall] = field(default_factory=dict[str, CompletedCall])
-    succeeded: set[str] = field(default_factory=set[str])
-    called: set[str] = field(default_factory=set[str])
+    succeeded: frozenset[str] = frozenset()
+    """Replaced, never changed in place, so snapshots share it (a tool is new to a session rarely)."""
+    called: frozenset[str] = frozenset()
     dependencies: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
     sizes: dict[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
     """Encoded size of each evidence (``("e", key)``) and context (``("c", key)``) value."""
@@ -105,16 +113,32 @@ class SessionState:
         if tool_name not in self.called and len(self.called) >= limits.max_tools_per_session:
             raise StoreCapacityError("max_tools_per_session", limits.max_tools_per_session)
         call = CompletedCall(tool_name, self.last_write_ms, succeeded, call_id, arguments)
-        self.calls.append(call)
-        self.calls_by_id[call_id] = call
-        while len(self.calls) > limits.max_calls_kept:
-            dropped = self.calls.popleft()
-            if self.calls_by_id.get(dropped.call_id) is dropped:
-                del self.calls_by_id[dropped.call_id]
-        self.called.add(tool_name)
-        if succeeded:
-            self.succeeded.add(tool_name)
+        self._keep(call, limits.max_calls_kept)
+        if tool_name not in self.called:
+            self.called = self.called | {tool_name}
+        if succeeded and tool_name not in self.succeeded:
+            self.succeeded = self.succeeded | {tool_name}
         return call
+
+    def _keep(self, call: CompletedCall, most: int) -> None:
+        """Append ``call``; drop the oldest beyond ``most``."""
+        calls, by_id, first = self.calls, self.calls_by_id, self.first
+        calls.append(call)
+        by_id[call.call_id] = call
+        while len(calls) - first > most:
+            dropped = calls[first]
+            first += 1
+            if by_id.get(dropped.call_id) is dropped:
+                del by_id[dropped.call_id]
+        if first >= COMPACT_AFTER:
+            # A new list: snapshots taken so far keep viewing the old one.
+            self.calls = calls[first:]
+            first = 0
+        self.first = first
+
+    def kept_calls(self) -> CallHistory:
+        """The calls kept, oldest first (a view: see :attr:`calls`)."""
+        return CallHistory(self.calls, self.first)
 
     def put_context(self, limits: StoreLimits, room: Room, key: str, value: Any) -> int:
         """Set a context value; returns how many bytes the session grew by (may be negative)."""
@@ -158,9 +182,9 @@ class SessionState:
             evidence=evidence,
             expired=expired,
             context=dict(self.context),
-            completed_tools=tuple(self.calls),
-            succeeded_tools=frozenset(self.succeeded),
-            called_tools=frozenset(self.called),
+            completed_tools=self.kept_calls(),
+            succeeded_tools=self.succeeded,
+            called_tools=self.called,
             dependencies={tool: tuple(names) for tool, names in self.dependencies.items()},
         )
 
@@ -177,7 +201,7 @@ class SessionState:
             "context": [[key, value, self.sizes.get(("c", key), 0)] for key, value in self.context.items()],
             "calls": [
                 [call.tool_name, call.timestamp, call.succeeded, call.call_id, call.arguments]
-                for call in self.calls
+                for call in self.kept_calls()
             ],
             "succeeded": sorted(self.succeeded),
             "called": sorted(self.called),
@@ -213,8 +237,8 @@ class SessionState:
             call = CompletedCall(tool_name, timestamp, succeeded, call_id, arguments)
             state.calls.append(call)
             state.calls_by_id[call_id] = call
-        state.succeeded = set(cast(list[str], document["succeeded"]))
-        state.called = set(cast(list[str], document["called"]))
+        state.succeeded = frozenset(cast(list[str], document["succeeded"]))
+        state.called = frozenset(cast(list[str], document["called"]))
         state.dependencies = {
             tool: list(names) for tool, names in cast(dict[str, list[str]], document["dependencies"]).items()
         }
