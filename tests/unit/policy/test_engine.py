@@ -246,6 +246,34 @@ def test_flag_destructive_require_approval_applies_only_when_no_rule_matched(
     assert isinstance(policy.decide(CallFacts("purge", {}), known(DESTRUCTIVE)), Allow)
 
 
+def test_a_decision_without_a_gate_is_one_value_made_when_the_policy_compiles(
+    make_policy: PolicyFactory,
+) -> None:
+    """decide() builds nothing for a call no gate concerns: each rule's decision, and each default,
+    is a frozen value made once per compiled policy, whatever the arguments."""
+    policy = make_policy(
+        [
+            {"name": "no-deletes", "match": {"tool": "delete_*"}, "action": "deny"},
+            {"name": "reads", "match": {"tool": "get_*"}, "action": "allow"},
+        ],
+        policies_flag_destructive="log",
+    )
+    denied = policy.decide(CallFacts("delete_user", {"id": 1}), known(READ_ONLY))
+    assert policy.decide(CallFacts("delete_team", {"id": 2}), known(READ_ONLY)) is denied
+    assert isinstance(denied, Deny)
+    assert (denied.rule, denied.rule_index) == ("no-deletes", 0)
+    read = policy.decide(CallFacts("get_user", {}), known(DESTRUCTIVE))
+    assert policy.decide(CallFacts("get_team", {"x": 1}), known(READ_ONLY)) is read
+    default = policy.decide(CallFacts("list_users", {}), known(READ_ONLY))
+    assert policy.decide(CallFacts("count_users", {}), known(READ_ONLY)) is default
+    assert (default.reason, default.flagged_destructive) == ("default", False)
+    flagged = policy.decide(CallFacts("purge", {}), known(DESTRUCTIVE))
+    assert policy.decide(CallFacts("wipe", {}), known(DESTRUCTIVE)) is flagged
+    assert flagged.flagged_destructive
+    assert flagged is not default
+    assert make_policy(None, policies_default="deny").decide(CallFacts("x", {})).reason == "policy_denied"
+
+
 def test_drift_block_denies_even_a_call_a_rule_allows(make_policy: PolicyFactory) -> None:
     policy = make_policy(SEED_RULES)
     decision = policy.decide(CallFacts("get_weather", {}), known(READ_ONLY, drifted=["description"]))

@@ -49,6 +49,8 @@ class CompiledRule:
     predicate: Predicate
     static: Callable[[str, Hints], bool]
     """The tool-only part of the match (name glob, annotations)."""
+    decision: Decision
+    """What the rule decides when it matches, before the gates (a frozen value, made once)."""
 
 
 def restricts(rule: Rule) -> bool:
@@ -70,6 +72,7 @@ def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> t
                 rule.match, environment=environment, undecided_matches=restricts(rule), static_done=True
             ),
             static=static_filter(rule.match),
+            decision=_rule_decision(rule.name or f"{prefix}-{index}", index, rule),
         )
         for index, rule in enumerate(rules)
     )
@@ -99,9 +102,8 @@ class _RuleSet:
         return None
 
 
-def _rule_decision(compiled: CompiledRule) -> Decision:
-    rule = compiled.rule
-    name, index, feedback = compiled.name, compiled.index, rule.feedback
+def _rule_decision(name: str, index: int, rule: Rule) -> Decision:
+    feedback = rule.feedback
     match rule.effective_action:
         case "allow":
             return Allow(reason="rule_matched", rule=name, rule_index=index, feedback=feedback)
@@ -173,22 +175,27 @@ class CompiledPolicy:
         self._shadow = _RuleSet(_compile_rules(policies.shadow, config.environment, "shadow"))
         self.has_data_plane_rules = any(rule.data_plane is not None for rule in policies.rules)
         """Whether any rule carries ``data_plane`` settings (else :meth:`data_plane_rule` is ``None``)."""
+        # What no matching rule decides, made once (frozen values; a call only reads them).
+        self._default_deny = Deny(reason="policy_denied", policy_reason="default_deny")
+        self._destructive_held = RequireApproval(reason="flag_destructive")
+        self._default_allow = Allow(reason="default")
+        self._destructive_flagged = Allow(reason="default", flagged_destructive=True)
 
     def _no_match(self, hints: Hints) -> Decision:
         if self.default == "deny":
-            return Deny(reason="policy_denied", policy_reason="default_deny")
-        if hints.destructiveHint and self.flag_destructive == "require_approval":
-            return RequireApproval(reason="flag_destructive")
-        return Allow(
-            reason="default",
-            flagged_destructive=hints.destructiveHint and self.flag_destructive == "log",
-        )
+            return self._default_deny
+        if hints.destructiveHint:
+            if self.flag_destructive == "require_approval":
+                return self._destructive_held
+            if self.flag_destructive == "log":
+                return self._destructive_flagged
+        return self._default_allow
 
     def _evaluate(self, call: CallFacts, hints: Hints) -> tuple[Decision, CompiledRule | None]:
         compiled = self._rules.first_match(call, hints)
         if compiled is None:
             return self._no_match(hints), None
-        return _rule_decision(compiled), compiled
+        return compiled.decision, compiled
 
     def data_plane_rule(self, call: CallFacts, hints: Hints) -> int | None:
         """The index of the first rule matching ``call`` when that rule carries ``data_plane`` settings.
@@ -257,7 +264,7 @@ class CompiledPolicy:
         compiled = self._shadow.first_match(call, context.tool.hints)
         if compiled is None:
             return None
-        return _gate(compiled, _rule_decision(compiled), call, context)
+        return _gate(compiled, compiled.decision, call, context)
 
 
 def _with_drift(decision: Decision, aspects: tuple[str, ...]) -> Decision:
