@@ -1,15 +1,16 @@
-"""Session state per governed call: the gate check's one read, at 1, 1,000 and 100,000 live sessions.
+"""Session state per governed call: the gate check's one read, at 1, 1,000 and 100,000 live
+sessions, and for a session 10 or 1,000 calls long.
 
     uv run python benchmarks/bench_session_state.py [--reads 2000] [--sessions 1,1000,100000]
-        [--json FILE]
+        [--history 10,1000] [--json FILE]
 
 For each store (``memory``; store-backed ``sqlite`` and ``postgres``, the local server
 ``HELIO_TEST_POSTGRES_URL`` in a throwaway schema) and each number of live sessions, every session
 is given a realistic state (a verified SDK-marked evidence with ~200 bytes of data, a produced
 one, 20 completed calls with arguments, a declared dependency, a context value). Then:
 
-* ``snapshot``: what the gateway awaits before deciding a call (``store.snapshot(session)``),
-  sequentially over random sessions; mean, p50 and p99 in microseconds, and the ``SELECT``
+* ``snapshot``: what the gateway awaits before deciding a call (``store.snapshot(session,
+  history=False)``), sequentially over random sessions; mean, p50 and p99 in microseconds, and the ``SELECT``
   statements one snapshot runs (counted with a SQLAlchemy ``before_cursor_execute`` hook; SQLite
   reads also send the ``BEGIN`` every store read starts with);
 * ``record``: what the completion awaits after the call (``record_call``), the same way.
@@ -18,7 +19,13 @@ Up to 1,000 sessions every one is written through the store's API; beyond that t
 is written so and the others are copies of its row (one bulk ``INSERT`` per 5,000 rows; for the
 in-memory store, copies of its state), so that 100,000 sessions are set up in seconds. The store
 is given caps above the defaults (``max_sessions`` is 10,000 by default) so the table can hold
-them. A table is printed, then the figures as JSON (also written to ``--json FILE``).
+them.
+
+``--history``: one session that has made that many calls (each with small arguments), then the
+same two timings on it alone: the gate check's snapshot, and ``record_call`` (each one a call
+more; the store keeps the latest 1,000). Whether a call's cost grows with its session's history.
+
+A table is printed, then the figures as JSON (also written to ``--json FILE``).
 """
 
 from __future__ import annotations
@@ -152,7 +159,7 @@ async def measure(kind: str, sessions: int, reads: int, directory: Path) -> dict
         pick = random.Random(7)
         await store.snapshot(ids[0])  # warm the reader pool
         statements[0] = 0
-        snaps = await timed(reads, lambda _n: store.snapshot(pick.choice(ids)))
+        snaps = await timed(reads, lambda _n: store.snapshot(pick.choice(ids), history=False))
         per_snapshot = statements[0] / reads
         writes = await timed(
             reads // 4, lambda n: store.record_call(pick.choice(ids), "orders.lookup", f"bench-{n}", True)
@@ -180,6 +187,39 @@ async def measure(kind: str, sessions: int, reads: int, directory: Path) -> dict
         return result
 
 
+async def measure_history(kind: str, length: int, reads: int, directory: Path) -> dict[str, Any]:
+    with ExitStack() as stack:
+        if kind == "memory":
+            store: AnyStore = InMemorySessionStore(limits=BENCH_LIMITS)
+        else:
+            sql = stack.enter_context(
+                temporary_store("sqlite" if kind == "sqlite" else "postgres", directory)
+            )
+            store = SqlSessionStore(sql, limits=BENCH_LIMITS)
+        for n in range(length):
+            await store.record_call("long", f"tool-{n % 7}", f"c{n}", True, arguments={"order_id": f"A-{n}"})
+        await store.snapshot("long", history=False)  # warm the reader pool
+        snaps = await timed(reads, lambda _n: store.snapshot("long", history=False))
+        writes = await timed(
+            reads // 4,
+            lambda n: store.record_call("long", "tool-0", f"bench-{n}", True, arguments={"order_id": "B"}),
+        )
+        if isinstance(store, SqlSessionStore):
+            await store.store.close()
+        result: dict[str, Any] = {
+            "store": kind,
+            "history": length,
+            "snapshot": figures(snaps),
+            "record_call": figures(writes),
+        }
+        print(
+            f"{kind:8} {length:6} calls     snapshot: {summary(result['snapshot'])}\n"
+            f"{'':8} {'':6}           record:   {summary(result['record_call'])}",
+            flush=True,
+        )
+        return result
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,6 +227,7 @@ async def main() -> None:
     parser.add_argument("--reads", type=int, default=2_000)
     parser.add_argument("--sessions", default="1,1000,100000")
     parser.add_argument("--stores", default="memory,sqlite,postgres")
+    parser.add_argument("--history", default="10,1000", help="calls made by the one-session runs")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
@@ -195,7 +236,12 @@ async def main() -> None:
         for sessions in counts:
             with tempfile.TemporaryDirectory() as directory:
                 results.append(await measure(kind, sessions, args.reads, Path(directory)))
-    text = json.dumps({"reads": args.reads, "results": results}, indent=2)
+    histories: list[dict[str, Any]] = []
+    for kind in args.stores.split(","):
+        for length in (int(n) for n in args.history.split(",") if n):
+            with tempfile.TemporaryDirectory() as directory:
+                histories.append(await measure_history(kind, length, args.reads, Path(directory)))
+    text = json.dumps({"reads": args.reads, "results": results, "history": histories}, indent=2)
     print(text)
     if args.json is not None:
         args.json.write_text(text + "\n")

@@ -229,8 +229,9 @@ async def test_a_session_store_that_cannot_be_read_blocks_with_store_unavailable
 async def test_a_governed_call_reads_its_session_state_once_by_primary_key(
     setup: Setup, tmp_path: Path
 ) -> None:
-    """Issue 18: one indexed read per governed call at most (the gate check's snapshot); the
-    completion's write is one job on the writer's connection."""
+    """Issue 18: one indexed read per governed call at most (the gate check's snapshot, which does
+    not read the session's call history); the completion's write is one job on the writer's
+    connection."""
     upstream = build_server().streamable_http_app(json_response=True, stateless_http=True)
     async with serve_asgi(upstream) as base:
         with config_text(setup, f"{base}/mcp", tmp_path) as text:
@@ -241,7 +242,7 @@ async def test_a_governed_call_reads_its_session_state_once_by_primary_key(
                 seen: list[tuple[bool, str]] = []
 
                 def count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-                    if "session_state" in statement:
+                    if "session_state" in statement or "session_history" in statement:
                         seen.append((bool(conn.info.get(WRITER_MARK)), " ".join(statement.split())))
 
                 engine = app.sessions.store.engine  # pyright: ignore[reportAttributeAccessIssue]

@@ -113,7 +113,7 @@ def test_0013_drops_the_indexes_a_charge_no_longer_needs_and_the_rows_no_bucket_
         again = create_store(url)
         again.open_sync()
         try:
-            assert again.read_sync(applied_migrations)[-1] == "0013_limit_events_by_bucket"
+            assert "0013_limit_events_by_bucket" in again.read_sync(applied_migrations)
             left = again.read_sync(indexes)
             assert "limit_events_occurred_at" not in left
             assert "limit_buckets_last_activity" not in left

@@ -358,8 +358,7 @@ def _evidence_met(item: EvidenceItem, entry: EvidenceEntry, arguments: Any) -> d
 
 
 def _prerequisite_met(tool: str, state: SessionSnapshot, success: bool, *, declared: bool) -> dict[str, Any]:
-    calls = [c for c in state.completed_tools if c.tool_name == tool and (c.succeeded or not success)]
-    met: dict[str, Any] = {"tool": tool, "call_id": calls[-1].call_id if calls else None}
+    met: dict[str, Any] = {"tool": tool, "call_id": state.last_call_id(tool, succeeded=success)}
     if declared:
         met["declared"] = True
     return met

@@ -103,7 +103,8 @@ class InMemorySessionStore:
 
     # -- reads and housekeeping --------------------------------------------------------------
 
-    async def snapshot(self, session_id: str) -> SessionSnapshot:
+    async def snapshot(self, session_id: str, *, history: bool = True) -> SessionSnapshot:
+        # ``history`` changes nothing here: the calls are a view of the session's list (O(1)).
         state = self._sessions.get(session_id)
         if state is None:
             return SessionSnapshot(session_id)

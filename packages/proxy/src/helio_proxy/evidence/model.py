@@ -125,10 +125,29 @@ class SessionSnapshot:
     """Keys marked earlier whose evidence has expired since, with the tool that produced them."""
     context: Mapping[str, Any] = field(default_factory=dict[str, Any])
     completed_tools: Sequence[CompletedCall] = ()
-    """The most recent forwarded calls, oldest first (a :class:`CallHistory` from a store)."""
+    """The most recent forwarded calls, oldest first (a :class:`CallHistory` from a store). Left
+    empty in a store-backed gate check's snapshot (``snapshot(..., history=False)``): the gates read
+    :attr:`last_call_ids` instead."""
     succeeded_tools: frozenset[str] = frozenset()
     """Every tool that succeeded at least once in the session (sticky)."""
     called_tools: frozenset[str] = frozenset()
     """Every tool that was forwarded at least once, whatever the outcome."""
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict[str, tuple[str, ...]])
     """SDK-declared prerequisites per tool, in order of first declaration."""
+    last_call_ids: Mapping[str, tuple[str, str | None]] = field(
+        default_factory=dict[str, tuple[str, str | None]]
+    )
+    """Per tool called in the session: the id of its latest call, and of its latest successful call
+    (``None`` if none succeeded), however long ago."""
+
+    def last_call_id(self, tool: str, *, succeeded: bool) -> str | None:
+        """The id of the session's latest call of ``tool`` (``succeeded``: of its latest successful
+        one), ``None`` if there is none. A snapshot made without :attr:`last_call_ids` (by hand,
+        in tests) is searched through :attr:`completed_tools` instead."""
+        ids = self.last_call_ids.get(tool)
+        if ids is not None:
+            return ids[1] if succeeded else ids[0]
+        for call in reversed(self.completed_tools):
+            if call.tool_name == tool and (call.succeeded or not succeeded):
+                return call.call_id
+        return None

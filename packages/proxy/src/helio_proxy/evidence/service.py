@@ -54,7 +54,7 @@ class EvidenceService:
         if identity.session_id is None:
             return check_gates(requirements, None, to_ms(self._clock()))
         try:
-            state = await self.store.snapshot(identity.session_id)
+            state = await self.store.snapshot(identity.session_id, history=False)
         except (StoreError, SQLAlchemyError) as exc:  # store-backed session state, database down
             log.warning("session %r: state could not be read: %s", identity.session_id, exc)
             return STORE_UNAVAILABLE

@@ -1,13 +1,22 @@
 """The store-backed session store: each session's state is one row of the governance store.
 
-A row of ``session_state`` holds a session's whole :class:`~helio_proxy.evidence.state.SessionState`
-as a JSON document, so a governed call's gate check (:meth:`SqlSessionStore.snapshot`) is one
-primary-key read, on SQLite and PostgreSQL alike. A write is one job of the store's writer: it
-reads the row (``SELECT ... FOR UPDATE`` on PostgreSQL, so replicas on one database take turns on
-a session; SQLite's writer already holds the file's write lock), applies the change under the
-same :class:`~helio_proxy.evidence.store.StoreLimits` as the in-memory store, and writes the row
-back in the same transaction. Because the state outlives the process, a restarted proxy, another
-replica, and ``helio policy test --session`` all see the session's evidence and call history.
+A row of ``session_state`` holds a session's :class:`~helio_proxy.evidence.state.SessionState` as
+a JSON document, all but its completed calls, so a governed call's gate check
+(:meth:`SqlSessionStore.snapshot` with ``history=False``) is one primary-key read, on SQLite and
+PostgreSQL alike. The calls are rows of ``session_history``, one per call (``seq`` counting the
+session's calls); a snapshot that lists them (the console, the sideband, ``helio policy test``)
+reads them too. A write is one job of the store's writer: it reads the row (``SELECT ... FOR
+UPDATE`` on PostgreSQL, so replicas on one database take turns on a session; SQLite's writer
+already holds the file's write lock), applies the change under the same
+:class:`~helio_proxy.evidence.store.StoreLimits` as the in-memory store, writes the row back and
+inserts the calls it recorded, deleting those past the kept history, in the same transaction.
+Neither the read nor the write grows with the session's history: the document held the calls
+until the thirteenth look of docs/performance.md, and a session's 1,000th call then cost
+milliseconds more than its first. A document written before then still holds its calls; its
+session's next write moves them to ``session_history``.
+
+Because the state outlives the process, a restarted proxy, another replica, and ``helio policy
+test --session`` all see the session's evidence and call history.
 
 Caps: ``max_sessions`` counts rows not yet past ``live_until_ms`` (expired rows are pruned
 before a new session is refused); ``max_total_bytes`` sums the ``bytes`` column, read only when a
@@ -17,23 +26,25 @@ store would drop (no live evidence and idle for ``idle_seconds``).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from helio_proxy.evidence.model import Clock, CompletedCall, EvidenceEntry, SessionSnapshot, to_ms
-from helio_proxy.evidence.state import SessionState
+from helio_proxy.evidence.state import SessionState, encode_json
 from helio_proxy.evidence.store import DEFAULT_LIMITS, StoreCapacityError, StoreLimits
 from helio_proxy.store.base import Store
-from helio_proxy.store.tables import SESSION_STATE
+from helio_proxy.store.tables import SESSION_HISTORY, SESSION_STATE
 
 T = TypeVar("T")
 
 _C = SESSION_STATE.c
+_H = SESSION_HISTORY.c
 
 
 class SqlSessionStore:
@@ -85,6 +96,7 @@ class SqlSessionStore:
                 ttl_seconds=ttl_seconds,
                 call_id=call_id,
             ),
+            bound=call_id,
         )
 
     async def record_produced(
@@ -130,17 +142,24 @@ class SqlSessionStore:
 
     # -- reads and housekeeping --------------------------------------------------------------
 
-    async def snapshot(self, session_id: str) -> SessionSnapshot:
-        return await self.store.read(self.snapshot_job(session_id))
+    async def snapshot(self, session_id: str, *, history: bool = True) -> SessionSnapshot:
+        return await self.store.read(self.snapshot_job(session_id, history=history))
 
-    def snapshot_job(self, session_id: str) -> Callable[[Connection], SessionSnapshot]:
-        """The read :meth:`snapshot` runs (one primary-key ``SELECT``); ``read_sync`` it from the CLI."""
+    def snapshot_job(
+        self, session_id: str, *, history: bool = True
+    ) -> Callable[[Connection], SessionSnapshot]:
+        """The read :meth:`snapshot` runs (one primary-key ``SELECT``, and the session's
+        ``session_history`` rows with ``history``); ``read_sync`` it from the CLI."""
+        kept = self.limits.max_calls_kept
 
         def job(conn: Connection) -> SessionSnapshot:
             text = conn.execute(select(_C.state).where(_C.session_id == session_id)).scalar_one_or_none()
             if text is None:
                 return SessionSnapshot(session_id)
-            return SessionState.from_json(text).snapshot(session_id, self.now_ms())
+            state = SessionState.from_json(text)
+            if history and not state.calls:  # a format-1 document carries its calls itself
+                state.calls = _history(conn, session_id, since=state.recorded - kept)
+            return state.snapshot(session_id, self.now_ms())
 
         return job
 
@@ -164,7 +183,15 @@ class SqlSessionStore:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _write(self, session_id: str, change: Callable[[SessionState, Callable[[], int]], T]) -> T:
+    async def _write(
+        self,
+        session_id: str,
+        change: Callable[[SessionState, Callable[[], int]], T],
+        *,
+        bound: str | None = None,
+    ) -> T:
+        """Apply ``change`` to the session's state in one transaction (``bound``: the id of a call
+        the change looks up, read from ``session_history`` first)."""
         now = self.now_ms()
         limits = self.limits
 
@@ -182,6 +209,10 @@ class SqlSessionStore:
                 state = _load_for_update(conn, session_id) or SessionState(last_write_ms=now)
             state.last_write_ms = now
             state.expire(now)
+            if bound is not None and bound not in state.calls_by_id:
+                found = _call(conn, session_id, bound, since=state.recorded - limits.max_calls_kept)
+                if found is not None:
+                    state.calls_by_id[bound] = found  # looked up only: not a call to insert
             current = state
 
             def room() -> int:
@@ -215,7 +246,64 @@ def _insert(conn: Connection) -> Any:
     )
 
 
+def _history(conn: Connection, session_id: str, *, since: int) -> list[CompletedCall]:
+    """The session's kept calls, oldest first (``seq`` from ``since`` on)."""
+    rows = conn.execute(
+        select(_H.tool_name, _H.at_ms, _H.succeeded, _H.call_id, _H.arguments)
+        .where(_H.session_id == session_id, _H.seq >= since)
+        .order_by(_H.seq)
+    )
+    return [_completed(*row) for row in rows]
+
+
+def _call(conn: Connection, session_id: str, call_id: str, *, since: int) -> CompletedCall | None:
+    """The kept call ``call_id`` of the session (its latest, were an id reused)."""
+    row = conn.execute(
+        select(_H.tool_name, _H.at_ms, _H.succeeded, _H.call_id, _H.arguments)
+        .where(_H.session_id == session_id, _H.call_id == call_id, _H.seq >= since)
+        .order_by(_H.seq.desc())
+        .limit(1)
+    ).first()
+    return _completed(*row) if row is not None else None
+
+
+def _completed(
+    tool_name: str, at_ms: int, succeeded: bool, call_id: str, arguments: str | None
+) -> CompletedCall:
+    return CompletedCall(
+        tool_name,
+        int(at_ms),
+        bool(succeeded),
+        call_id,
+        json.loads(arguments) if arguments is not None else None,
+    )
+
+
 def _save(conn: Connection, session_id: str, state: SessionState, limits: StoreLimits) -> None:
+    """Write the session's row back, insert the calls the job recorded (every call a loaded state
+    holds: a format-2 document holds none, a format-1 one moves its own here) and delete the calls
+    past the kept history."""
+    recorded = state.kept_calls()
+    if len(recorded):
+        first = state.recorded - len(recorded)
+        conn.execute(
+            insert(SESSION_HISTORY),
+            [
+                {
+                    "session_id": session_id,
+                    "seq": first + offset,
+                    "call_id": call.call_id,
+                    "tool_name": call.tool_name,
+                    "at_ms": call.timestamp,
+                    "succeeded": call.succeeded,
+                    "arguments": None if call.arguments is None else encode_json(call.arguments),
+                }
+                for offset, call in enumerate(recorded)
+            ],
+        )
+        oldest_kept = state.recorded - limits.max_calls_kept
+        if oldest_kept > 0:  # a session within its kept history has nothing to delete
+            conn.execute(delete(SESSION_HISTORY).where(_H.session_id == session_id, _H.seq < oldest_kept))
     conn.execute(
         update(SESSION_STATE)
         .where(_C.session_id == session_id)
@@ -240,5 +328,19 @@ def _admit(conn: Connection, limits: StoreLimits, now: int) -> None:
 
 
 def _prune(conn: Connection, now: int) -> int:
-    """Delete sessions with no live evidence that have been idle long enough; returns how many."""
-    return int(conn.execute(delete(SESSION_STATE).where(_C.live_until_ms <= now)).rowcount)
+    """Delete sessions with no live evidence that have been idle long enough, and their calls;
+    returns how many. (The sessions' rows go first: a write to one of them meanwhile either waits
+    for this transaction and starts the session afresh, or has made it live again.)"""
+    dropped = [
+        str(session_id)
+        for (session_id,) in conn.execute(
+            delete(SESSION_STATE).where(_C.live_until_ms <= now).returning(_C.session_id)
+        )
+    ]
+    for start in range(0, len(dropped), _PRUNE_CHUNK):
+        conn.execute(delete(SESSION_HISTORY).where(_H.session_id.in_(dropped[start : start + _PRUNE_CHUNK])))
+    return len(dropped)
+
+
+_PRUNE_CHUNK = 500
+"""Sessions whose calls one ``DELETE`` removes (a bound on the statement's parameters)."""

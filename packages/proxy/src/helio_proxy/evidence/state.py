@@ -18,17 +18,31 @@ from typing import Any, Final, cast
 from helio_proxy.evidence.model import CallHistory, CompletedCall, EvidenceEntry, SessionSnapshot
 from helio_proxy.evidence.store import StoreCapacityError, StoreLimits
 
-STATE_FORMAT: Final = 1
-"""Version of the JSON document :meth:`SessionState.to_json` writes."""
+STATE_FORMAT: Final = 2
+"""Version of the JSON document :meth:`SessionState.to_json` writes. Version 1 held the completed
+calls too; version 2 leaves them to the store's ``session_history`` table (see
+:mod:`helio_proxy.evidence.sql`). :meth:`SessionState.from_json` reads both."""
 
 COMPACT_AFTER: Final = 64
 """Trimmed calls a session's list holds before it is compacted (see :attr:`SessionState.calls`): a
 copy of the kept calls every 64 calls, so that no more than 64 calls are held past their time."""
 
 
+def encode_json(value: Any) -> str:
+    """``value`` as the stored state writes it: compact JSON (anything JSON lacks as its ``str``)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def encoded_size(value: Any) -> int:
     """Bytes ``value`` takes as compact JSON: what the byte caps count."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    return len(encode_json(value).encode())
+
+
+def _note_last(last_calls: dict[str, tuple[str, str | None]], call: CompletedCall) -> None:
+    """``call`` is now its tool's latest (and, if it succeeded, its latest successful) call."""
+    previous = last_calls.get(call.tool_name)
+    ok = call.call_id if call.succeeded else (previous[1] if previous is not None else None)
+    last_calls[call.tool_name] = (call.call_id, ok)
 
 
 Room = Callable[[], int]
@@ -53,6 +67,12 @@ class SessionState:
     """Replaced, never changed in place, so snapshots share it (a tool is new to a session rarely)."""
     called: frozenset[str] = frozenset()
     dependencies: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
+    last_calls: dict[str, tuple[str, str | None]] = field(default_factory=dict[str, tuple[str, str | None]])
+    """Per tool: the id of its latest call and of its latest successful one (what a met
+    prerequisite names in the audit record), kept whatever the history's length."""
+    recorded: int = 0
+    """Calls recorded in the session so far: the next call's sequence number (its
+    ``session_history`` row's ``seq`` in the store-backed state)."""
     sizes: dict[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
     """Encoded size of each evidence (``("e", key)``) and context (``("c", key)``) value."""
 
@@ -114,6 +134,8 @@ class SessionState:
             raise StoreCapacityError("max_tools_per_session", limits.max_tools_per_session)
         call = CompletedCall(tool_name, self.last_write_ms, succeeded, call_id, arguments)
         self._keep(call, limits.max_calls_kept)
+        self.recorded += 1
+        _note_last(self.last_calls, call)
         if tool_name not in self.called:
             self.called = self.called | {tool_name}
         if succeeded and tool_name not in self.succeeded:
@@ -186,11 +208,14 @@ class SessionState:
             succeeded_tools=self.succeeded,
             called_tools=self.called,
             dependencies={tool: tuple(names) for tool, names in self.dependencies.items()},
+            last_call_ids=dict(self.last_calls),
         )
 
     # -- the stored form ---------------------------------------------------------------------
 
     def to_json(self) -> str:
+        """The ``session_state`` row's document (format 2: without the calls, which the store keeps
+        as ``session_history`` rows)."""
         document = {
             "format": STATE_FORMAT,
             "last_write_ms": self.last_write_ms,
@@ -199,18 +224,19 @@ class SessionState:
             ],
             "expired": self.expired,
             "context": [[key, value, self.sizes.get(("c", key), 0)] for key, value in self.context.items()],
-            "calls": [
-                [call.tool_name, call.timestamp, call.succeeded, call.call_id, call.arguments]
-                for call in self.kept_calls()
-            ],
+            "last_calls": self.last_calls,
+            "recorded": self.recorded,
             "succeeded": sorted(self.succeeded),
             "called": sorted(self.called),
             "dependencies": self.dependencies,
         }
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str)
+        return encode_json(document)
 
     @classmethod
     def from_json(cls, text: str) -> SessionState:
+        """The state a document holds: without its calls (format 2), or with the calls a format-1
+        document still carries (:attr:`calls`; the store moves them to ``session_history`` on the
+        session's next write)."""
         document = cast(dict[str, Any], json.loads(text))
         state = cls(last_write_ms=int(document["last_write_ms"]))
         for item in cast(list[dict[str, Any]], document["evidence"]):
@@ -233,10 +259,19 @@ class SessionState:
         for key, value, size in cast(list[list[Any]], document["context"]):
             state.context[key] = value
             state.sizes[("c", key)] = int(size)
-        for tool_name, timestamp, succeeded, call_id, arguments in cast(list[list[Any]], document["calls"]):
-            call = CompletedCall(tool_name, timestamp, succeeded, call_id, arguments)
-            state.calls.append(call)
-            state.calls_by_id[call_id] = call
+        if "calls" in document:  # format 1
+            for tool_name, timestamp, succeeded, call_id, arguments in cast(
+                list[list[Any]], document["calls"]
+            ):
+                call = CompletedCall(tool_name, timestamp, succeeded, call_id, arguments)
+                state.calls.append(call)
+                state.calls_by_id[call_id] = call
+                _note_last(state.last_calls, call)
+            state.recorded = len(state.calls)
+        else:
+            last = cast(dict[str, list[str | None]], document["last_calls"])
+            state.last_calls = {tool: (str(ids[0]), ids[1]) for tool, ids in last.items()}
+            state.recorded = int(document["recorded"])
         state.succeeded = frozenset(cast(list[str], document["succeeded"]))
         state.called = frozenset(cast(list[str], document["called"]))
         state.dependencies = {

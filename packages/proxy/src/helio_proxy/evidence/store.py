@@ -113,8 +113,12 @@ class SessionStore(Protocol):
         """Add SDK-declared prerequisites of ``tool_name``; earlier ones are kept (they only grow)."""
         ...
 
-    async def snapshot(self, session_id: str) -> SessionSnapshot:
-        """The session now (an empty snapshot for an unknown id); expired evidence is moved aside."""
+    async def snapshot(self, session_id: str, *, history: bool = True) -> SessionSnapshot:
+        """The session now (an empty snapshot for an unknown id); expired evidence is moved aside.
+
+        ``history=False``: the gate check's snapshot, which a store may leave without
+        ``completed_tools`` when listing them costs more than the rest (the store-backed one
+        reads them from their own table); the gates read ``last_call_ids``."""
         ...
 
     async def sweep(self) -> int:

@@ -575,7 +575,7 @@ class Gateway:
         if not identity.session_id:
             return SnapshotGates(None, to_ms(self.clock()), producers)
         try:
-            state = await self.evidence.store.snapshot(identity.session_id)
+            state = await self.evidence.store.snapshot(identity.session_id, history=False)
         except Exception as exc:  # store-backed session state, database unreachable: fail closed
             cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             log.warning(

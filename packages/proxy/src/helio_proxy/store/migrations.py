@@ -548,6 +548,30 @@ LIMIT_EVENTS_BY_BUCKET = Migration(
     },
 )
 
+SESSION_HISTORY = Migration(
+    "0014_session_history",
+    (
+        # A store-backed session's completed calls, one row each, instead of an array in its
+        # session_state document: that document was read, parsed, re-encoded and written whole on
+        # every governed call, so a session's 1,000th call cost milliseconds more than its first
+        # (docs/performance.md, the thirteenth look). ``seq`` counts the session's calls from 0;
+        # rows older than the kept history (``max_calls_kept``) are deleted as new ones come.
+        # A document written before this migration keeps its calls until its next write, which
+        # moves them here.
+        """CREATE TABLE session_history (
+            session_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            call_id TEXT NOT NULL,
+            tool_name TEXT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            succeeded BOOLEAN NOT NULL,
+            arguments TEXT,
+            PRIMARY KEY (session_id, seq)
+        )""",
+        "CREATE INDEX session_history_call ON session_history (session_id, call_id)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
@@ -563,6 +587,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     LIMIT_RESERVE_FUNCTION,
     LIMIT_BUCKETS_HOT_UPDATES,
     LIMIT_EVENTS_BY_BUCKET,
+    SESSION_HISTORY,
 )
 """Every migration, in the order it is applied."""
 

@@ -222,6 +222,20 @@ class SessionStateRow(SQLModel, table=True):
     next_expiry_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
+class SessionHistoryRow(SQLModel, table=True):
+    """One completed call of a store-backed session (its history: see :mod:`helio_proxy.evidence.sql`)."""
+
+    __tablename__ = "session_history"  # pyright: ignore[reportAssignmentType]
+
+    session_id: str = Field(sa_column=_text(nullable=False, primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False, primary_key=True))
+    call_id: str = Field(sa_column=_text(nullable=False))
+    tool_name: str = Field(sa_column=_text(nullable=False))
+    at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    succeeded: bool
+    arguments: str | None = Field(default=None, sa_column=_text())
+
+
 class ToolBaselineRow(SQLModel, table=True):
     """The accepted definition of a tool per upstream, against which drift is detected.
 
@@ -284,6 +298,7 @@ SESSION_EVIDENCE: Final = _table("session_evidence")
 SESSION_CALLS: Final = _table("session_calls")
 SESSION_DEPENDENCIES: Final = _table("session_dependencies")
 SESSION_STATE: Final = _table("session_state")
+SESSION_HISTORY: Final = _table("session_history")
 TOOL_BASELINES: Final = _table("tool_baselines")
 KILL_SWITCH: Final = _table("kill_switch")
 STORE_CHANGES: Final = _table("store_changes")
@@ -300,6 +315,7 @@ GOVERNANCE_TABLES: Final = (
     SESSION_CALLS,
     SESSION_DEPENDENCIES,
     SESSION_STATE,
+    SESSION_HISTORY,
     TOOL_BASELINES,
     KILL_SWITCH,
     STORE_CHANGES,
