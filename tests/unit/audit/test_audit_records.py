@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -5,6 +6,7 @@ import pydantic
 import pytest
 
 from helio_proxy.audit.records import (
+    DriftEventRecord,
     KillSwitchRecord,
     PolicyReloadRecord,
     ToolCallRecord,
@@ -106,3 +108,42 @@ def test_text_no_database_accepts_is_made_safe() -> None:
     row = RowBuilder(Redactor()).build(record, "c")
     row["tool_name"].encode("utf-8")
     assert "\x00" not in row["tool_name"]
+
+
+def test_a_trusted_record_equals_the_validated_one_with_defaults_and_factories_filled() -> None:
+    values: dict[str, Any] = {
+        "id": uuid.UUID(int=7),
+        "timestamp": datetime(2026, 12, 5, 2, 0, tzinfo=UTC),
+        "tool_name": "orders.lookup",
+        "tool_input": {"order_id": "A-1"},
+        "policy_decision": "allow",
+        "metadata": {"request_id": 3},
+        "upstream_http_status": 200,
+        "total_duration_ms": 1.5,
+    }
+    record = ToolCallRecord.trusted(dict(values))
+    assert record == ToolCallRecord(**values)
+    assert record.model_dump() == ToolCallRecord(**values).model_dump()
+    assert record.model_fields_set == set(values)
+    assert (record.origin, record.dry_run, record.success, record.record_kind) == (
+        "mcp",
+        False,
+        None,
+        "tool_call",
+    )
+    bare = [ToolCallRecord.trusted({"timestamp": values["timestamp"], "tool_name": "t"}) for _ in range(2)]
+    assert bare[0].id != bare[1].id  # each gets its own id and its own empty tool_input
+    assert bare[0].tool_input == {}
+    assert bare[0].tool_input is not bare[1].tool_input
+    with pytest.raises(pydantic.ValidationError):
+        record.tool_name = "other"  # frozen, as a validated record is
+    drift = DriftEventRecord.trusted({"timestamp": values["timestamp"], "tool_name": "t"})
+    assert drift == DriftEventRecord(timestamp=values["timestamp"], tool_name="t", id=drift.id)
+
+
+def test_a_wrongly_typed_trusted_record_fails_the_test_that_builds_it() -> None:
+    """tests/conftest.py validates every trusted record a test builds."""
+    with pytest.raises(pydantic.ValidationError):
+        ToolCallRecord.trusted(
+            {"timestamp": datetime(2026, 12, 5, tzinfo=UTC), "tool_name": "t", "upstream_http_status": "x"}
+        )

@@ -348,25 +348,25 @@ class CallAudit:
         total_ms = (ended - self._started) * 1000
         waited = float(fields.get("approval_wait_ms") or 0.0)
         session = self._session
-        return ToolCallRecord(
-            id=self.record_id,
-            timestamp=self._timestamp,
-            tool_name=self.tool_name,
-            tool_input=self._tool_input,
-            session_id=session.session_id,
-            session_source=session.source,
-            agent_id=self._agent_id,
-            protocol_version=self._protocol_version,
-            metadata=metadata,
-            environment=self._auditor.environment,
-            config_sha256=self.config_sha256
-            if self.config_sha256 is not None
-            else self._auditor.config_sha256,
-            upstream_latency_ms=upstream_ms,
-            total_duration_ms=total_ms,
-            proxy_compute_ms=max(0.0, total_ms - (upstream_ms or 0.0) - waited),
-            **fields,
+        fields["id"] = self.record_id
+        fields["timestamp"] = self._timestamp
+        fields["tool_name"] = self.tool_name
+        fields["tool_input"] = self._tool_input
+        fields["session_id"] = session.session_id
+        fields["session_source"] = session.source
+        fields["agent_id"] = self._agent_id
+        fields["protocol_version"] = self._protocol_version
+        fields["metadata"] = metadata
+        fields["environment"] = self._auditor.environment
+        fields["config_sha256"] = (
+            self.config_sha256 if self.config_sha256 is not None else self._auditor.config_sha256
         )
+        fields["upstream_latency_ms"] = upstream_ms
+        fields["total_duration_ms"] = total_ms
+        fields["proxy_compute_ms"] = max(0.0, total_ms - (upstream_ms or 0.0) - waited)
+        # Built unvalidated (the loop's time; see AuditRecord.trusted): every record built here in
+        # the test suite is also validated and compared (tests/conftest.py).
+        return ToolCallRecord.trusted(fields)
 
 
 def _outcome_fields(

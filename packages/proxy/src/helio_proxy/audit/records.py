@@ -9,10 +9,12 @@ the record is turned into a row (:mod:`helio_proxy.audit.rows`), before anything
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticUndefined
 
 from helio_proxy.ids import new_uuid
 
@@ -74,6 +76,30 @@ class AuditRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @classmethod
+    def trusted(cls, values: dict[str, Any]) -> Self:
+        """The record of ``values``, built without validating them, defaults filled in: for values
+        the proxy's own (statically typed) code assembled, such as each ``tools/call``'s record,
+        where validation cost about 9 µs of the event loop per call (docs/performance.md, the
+        thirteenth look). It equals ``cls(**values)`` for such values: the test suite builds every
+        such record both ways and compares them. ``values`` becomes the record's own."""
+        defaults = _DEFAULTS.get(cls)
+        if defaults is None:
+            defaults = _DEFAULTS[cls] = _defaults_of(cls)
+        constants, factories = defaults
+        fields = constants.copy()
+        fields.update(values)
+        for name, factory in factories:
+            if name not in values:
+                fields[name] = factory()
+        record = cls.__new__(cls)
+        # What BaseModel.model_construct sets, without its loop over every field in Python.
+        object.__setattr__(record, "__dict__", fields)
+        object.__setattr__(record, "__pydantic_fields_set__", set(values))
+        object.__setattr__(record, "__pydantic_extra__", None)
+        object.__setattr__(record, "__pydantic_private__", None)
+        return record
+
     id: uuid.UUID = Field(default_factory=new_uuid)
     timestamp: datetime
     """When the event started (a call: when it arrived)."""
@@ -88,6 +114,21 @@ class AuditRecord(BaseModel):
     config_sha256: str | None = None
     """Digest of the config file in force."""
     metadata: dict[str, Any] | None = None
+
+
+_DEFAULTS: dict[type[AuditRecord], tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]] = {}
+"""Per record class: its fields' default values, and the fields whose default comes from a factory."""
+
+
+def _defaults_of(cls: type[AuditRecord]) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
+    constants: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, cast("Callable[[], Any]", info.default_factory)))
+        elif info.default is not PydanticUndefined:
+            constants[name] = info.default
+    return constants, tuple(factories)
 
 
 class ToolCallRecord(AuditRecord):
