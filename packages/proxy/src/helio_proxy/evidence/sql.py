@@ -246,12 +246,14 @@ def _insert(conn: Connection) -> Any:
     )
 
 
+_CALL_COLUMNS = (_H.tool_name, _H.at_ms, _H.succeeded, _H.call_id, _H.arguments)
+"""A ``session_history`` row's columns in :func:`_completed`'s order."""
+
+
 def _history(conn: Connection, session_id: str, *, since: int) -> list[CompletedCall]:
     """The session's kept calls, oldest first (``seq`` from ``since`` on)."""
     rows = conn.execute(
-        select(_H.tool_name, _H.at_ms, _H.succeeded, _H.call_id, _H.arguments)
-        .where(_H.session_id == session_id, _H.seq >= since)
-        .order_by(_H.seq)
+        select(*_CALL_COLUMNS).where(_H.session_id == session_id, _H.seq >= since).order_by(_H.seq)
     )
     return [_completed(*row) for row in rows]
 
@@ -259,7 +261,7 @@ def _history(conn: Connection, session_id: str, *, since: int) -> list[Completed
 def _call(conn: Connection, session_id: str, call_id: str, *, since: int) -> CompletedCall | None:
     """The kept call ``call_id`` of the session (its latest, were an id reused)."""
     row = conn.execute(
-        select(_H.tool_name, _H.at_ms, _H.succeeded, _H.call_id, _H.arguments)
+        select(*_CALL_COLUMNS)
         .where(_H.session_id == session_id, _H.call_id == call_id, _H.seq >= since)
         .order_by(_H.seq.desc())
         .limit(1)
@@ -283,9 +285,9 @@ def _save(conn: Connection, session_id: str, state: SessionState, limits: StoreL
     """Write the session's row back, insert the calls the job recorded (every call a loaded state
     holds: a format-2 document holds none, a format-1 one moves its own here) and delete the calls
     past the kept history."""
-    recorded = state.kept_calls()
-    if len(recorded):
-        first = state.recorded - len(recorded)
+    unsaved = state.kept_calls()
+    if len(unsaved):
+        first = state.recorded - len(unsaved)
         conn.execute(
             insert(SESSION_HISTORY),
             [
@@ -298,7 +300,7 @@ def _save(conn: Connection, session_id: str, state: SessionState, limits: StoreL
                     "succeeded": call.succeeded,
                     "arguments": None if call.arguments is None else encode_json(call.arguments),
                 }
-                for offset, call in enumerate(recorded)
+                for offset, call in enumerate(unsaved)
             ],
         )
         oldest_kept = state.recorded - limits.max_calls_kept

@@ -63,18 +63,20 @@ def restricts(rule: Rule) -> bool:
 
 
 def _compile_rules(rules: list[Rule], environment: str | None, prefix: str) -> tuple[CompiledRule, ...]:
-    return tuple(
-        CompiledRule(
-            name=rule.name or f"{prefix}-{index}",
-            index=index,
-            rule=rule,
-            predicate=compile_match(
-                rule.match, environment=environment, undecided_matches=restricts(rule), static_done=True
-            ),
-            static=static_filter(rule.match),
-            decision=_rule_decision(rule.name or f"{prefix}-{index}", index, rule),
-        )
-        for index, rule in enumerate(rules)
+    return tuple(_compile_rule(rule, index, environment, prefix) for index, rule in enumerate(rules))
+
+
+def _compile_rule(rule: Rule, index: int, environment: str | None, prefix: str) -> CompiledRule:
+    name = rule.name or f"{prefix}-{index}"
+    return CompiledRule(
+        name=name,
+        index=index,
+        rule=rule,
+        predicate=compile_match(
+            rule.match, environment=environment, undecided_matches=restricts(rule), static_done=True
+        ),
+        static=static_filter(rule.match),
+        decision=_rule_decision(name, index, rule),
     )
 
 
