@@ -138,23 +138,26 @@ def summary(numbers: dict[str, float]) -> str:
     )
 
 
+def open_store(kind: str, stack: ExitStack, directory: Path) -> AnyStore:
+    """A session store of ``kind`` with :data:`BENCH_LIMITS` (an SQL one closes with ``stack``)."""
+    if kind == "memory":
+        return InMemorySessionStore(limits=BENCH_LIMITS)
+    sql = stack.enter_context(temporary_store("sqlite" if kind == "sqlite" else "postgres", directory))
+    return SqlSessionStore(sql, limits=BENCH_LIMITS)
+
+
 async def measure(kind: str, sessions: int, reads: int, directory: Path) -> dict[str, Any]:
     with ExitStack() as stack:
         statements = [0]
-        if kind == "memory":
-            store: AnyStore = InMemorySessionStore(limits=BENCH_LIMITS)
-        else:
-            sql = stack.enter_context(
-                temporary_store("sqlite" if kind == "sqlite" else "postgres", directory)
-            )
-            engine: Any = getattr(sql, "engine")  # noqa: B009 - SqlStore's engine, for the statement count
+        store = open_store(kind, stack, directory)
+        if isinstance(store, SqlSessionStore):
+            engine: Any = getattr(store.store, "engine")  # noqa: B009 - SqlStore's engine, for the statement count
 
             @event.listens_for(engine, "before_cursor_execute")
             def _count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:  # pyright: ignore[reportUnusedFunction]
                 if statement.lstrip().upper().startswith("SELECT"):
                     statements[0] += 1
 
-            store = SqlSessionStore(sql, limits=BENCH_LIMITS)
         ids = await populate(store, sessions)
         pick = random.Random(7)
         await store.snapshot(ids[0])  # warm the reader pool
@@ -189,13 +192,7 @@ async def measure(kind: str, sessions: int, reads: int, directory: Path) -> dict
 
 async def measure_history(kind: str, length: int, reads: int, directory: Path) -> dict[str, Any]:
     with ExitStack() as stack:
-        if kind == "memory":
-            store: AnyStore = InMemorySessionStore(limits=BENCH_LIMITS)
-        else:
-            sql = stack.enter_context(
-                temporary_store("sqlite" if kind == "sqlite" else "postgres", directory)
-            )
-            store = SqlSessionStore(sql, limits=BENCH_LIMITS)
+        store = open_store(kind, stack, directory)
         for n in range(length):
             await store.record_call("long", f"tool-{n % 7}", f"c{n}", True, arguments={"order_id": f"A-{n}"})
         await store.snapshot("long", history=False)  # warm the reader pool
