@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 
+from helio_proxy.evidence.gates import GateRequirements
 from helio_proxy.evidence.model import EvidenceEntry, SessionSnapshot
 from helio_proxy.policy import (
+    UNRESOLVED_GATES,
     Allow,
     CallFacts,
     CompiledPolicy,
@@ -400,6 +402,26 @@ def test_a_gate_without_a_session_id_is_denied_as_session_unresolved(make_policy
         False,
     )
     assert isinstance(make_policy([GATE]).decide(CallFacts("other", {}), context), Allow)
+
+
+def test_an_unresolved_call_under_no_gate_passes_without_building_requirements(
+    make_policy: PolicyFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the gateway passes for a call with no session id: one value, made once."""
+    policy = make_policy([GATE, {"name": "reads", "match": {"tool": "read_*"}, "action": "allow"}])
+    unresolved = DecisionContext(gates=UNRESOLVED_GATES)
+    gated = policy.decide(CallFacts("refund", {}), unresolved)
+    assert isinstance(gated, Deny)
+    assert (gated.policy_reason, gated.retry_allowed) == ("session_unresolved", False)
+
+    def built(*_: object, **__: object) -> None:
+        raise AssertionError("requirements built for a call no gate applies to")
+
+    monkeypatch.setattr(GateRequirements, "for_call", built)
+    for tool in ("read_orders", "other"):
+        decision = policy.decide(CallFacts(tool, {}), unresolved)
+        assert isinstance(decision, Allow)
+        assert decision.gate is None
 
 
 def test_sdk_declared_prerequisites_apply_even_when_no_rule_matched(make_policy: PolicyFactory) -> None:

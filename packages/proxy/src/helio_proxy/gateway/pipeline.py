@@ -67,6 +67,7 @@ from helio_proxy.jsonrpc import (
     RequestId,
 )
 from helio_proxy.policy import (
+    UNRESOLVED_GATES,
     BaselineCache,
     CallFacts,
     DecisionContext,
@@ -400,7 +401,7 @@ class Gateway:
             raw=call.inbound.message.raw,
             config_sha256=snapshot.sha256,
             agent_id=inbound.agent_id,
-            audit_id=str(audit.record_id),
+            audit_id=audit.record_id,
         )
         if isinstance(decision, DryRun):
             enforced = self.enforcer.peek(decision, governed).decision
@@ -571,9 +572,9 @@ class Gateway:
         """The call's gate check over its session state (``None`` without an evidence store)."""
         if self.evidence is None:
             return None
-        producers = self.evidence.index.get().producers
         if not identity.session_id:
-            return SnapshotGates(None, to_ms(self.clock()), producers)
+            return UNRESOLVED_GATES
+        producers = self.evidence.index.get().producers
         try:
             state = await self.evidence.store.snapshot(identity.session_id, history=False)
         except Exception as exc:  # store-backed session state, database unreachable: fail closed

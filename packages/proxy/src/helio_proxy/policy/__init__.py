@@ -16,10 +16,11 @@ from helio_proxy.policy.decision import Allow, Decision, Deny, DryRun, RateLimit
 from helio_proxy.policy.engine import CompiledPolicy, compile_policy
 from helio_proxy.policy.facts import CallFacts, DecisionContext, GateChecker, Hints, ToolFacts
 from helio_proxy.policy.feedback import block_feedback, simulation_report
-from helio_proxy.policy.gates import EMPTY_SESSION, SnapshotGates
+from helio_proxy.policy.gates import EMPTY_SESSION, UNRESOLVED_GATES, SnapshotGates
 
 __all__ = [
     "EMPTY_SESSION",
+    "UNRESOLVED_GATES",
     "Allow",
     "BaselineCache",
     "BaselineStore",

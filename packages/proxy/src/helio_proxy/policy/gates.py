@@ -37,11 +37,17 @@ class SnapshotGates:
     def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult:
         if self.unavailable:
             return STORE_UNAVAILABLE
-        if self.state is not None and not self.state.dependencies and (rule is None or not rule.is_gate):
-            return PASSED  # the common case, without building requirements
+        if (rule is None or not rule.is_gate) and (self.state is None or not self.state.dependencies):
+            # The common case, without building requirements: no rule gate, and no prerequisite
+            # the SDK declared (an unresolved session has none).
+            return PASSED
         requirements = GateRequirements.for_call(tool, rule, self.producers, arguments)
         return check_gates(requirements, self.state, self.now_ms)
 
+
+UNRESOLVED_GATES: Final = SnapshotGates(None, now_ms=0)
+"""The gates of a call whose session is unresolved: a rule gate fails (``session_unresolved``),
+anything else passes. It reads neither the time nor the producers, so it is made once."""
 
 EMPTY_SESSION: Final = SnapshotGates(SessionSnapshot(session_id=""), now_ms=0)
 """A session with no evidence and no calls: what ``helio policy test`` and a proxy without a
