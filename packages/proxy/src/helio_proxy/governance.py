@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from uuid import UUID
 
 from helio_proxy.jsonrpc import RequestId
 from helio_proxy.policy import Allow, Decision, Deny, RateLimit, RequireApproval, SpendLimit
@@ -48,8 +49,14 @@ class GovernedCall:
     agent_id: str | None = None
     """The authenticated agent, once per-agent auth exists on the MCP port."""
 
-    audit_id: str | None = None
-    """Id of the call's audit record (limit and budget ledger rows point at it)."""
+    audit_id: UUID | None = None
+    """Id of the call's audit record (limit and budget ledger rows point at it). A ``UUID``, made
+    text only by what stores it: most calls reserve nothing."""
+
+    @property
+    def audit_ref(self) -> str | None:
+        """:attr:`audit_id` as a ledger row holds it."""
+        return str(self.audit_id) if self.audit_id is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,7 +369,7 @@ class LimitsGate:
         try:
             await self.reconciled(config)
             if ledger.in_one_statement(self.store.dialect, planned.charges):
-                statement = ledger.ReserveInOne(planned.charges[0], now, call.audit_id)
+                statement = ledger.ReserveInOne(planned.charges[0], now, call.audit_ref)
                 reserved = await self.store.write_statement(statement)
             else:
                 reserved = await self.store.write_short(
@@ -380,7 +380,7 @@ class LimitsGate:
                         approved=approved,
                         tool=call.facts.tool,
                         session_id=call.facts.session_id,
-                        audit_id=call.audit_id,
+                        audit_id=call.audit_ref,
                     )
                 )
         except Exception:
