@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from helio_proxy.audit.verify import verify_chain
 from helio_proxy.audit.writer import AuditWriter
 from helio_proxy.config import load_config
 from helio_proxy.store import Store, StoreError, create_store
+from helio_proxy.store.base import time_text
 from helio_proxy.store.testing import Backend, store_url_for
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -162,6 +163,26 @@ def test_a_batch_that_cannot_be_committed_is_answered_with_why_and_the_next_one_
     assert answers[1] == (2, 1, None)
     assert [row["tool_name"] for row in _rows(store)] == ["tool_1"]
     assert verify_chain(store).ok
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 5, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2026, 12, 5, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(2026, 12, 31, 23, 59, 59, 999999),  # naive: taken as UTC
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    ],
+)
+def test_a_packed_record_becomes_the_row_the_loop_would_have_built(moment: datetime) -> None:
+    rows = RowBuilder(Redactor())
+    record = ToolCallRecord(
+        timestamp=moment, tool_name="tool_7", tool_input={"i": 7}, metadata={"upstream": "u"}
+    )
+    packed = ProcessSink.pack(record)
+    assert str(record.id) not in packed.decode("latin-1")  # the id travels as its integer
+    assert rows.build_fields(ProcessSink.unpack(packed), "") == rows.build(record, "")
+    assert ProcessSink.unpack(packed)["timestamp"] == time_text(moment)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from _json import make_encoder
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any, Final
 
@@ -198,12 +200,33 @@ class RowBuilder:
 
 
 def record_fields(record: AnyRecord) -> dict[str, Any]:
-    """A record's field values with its id and timestamp as the text its row holds: what the
-    audit writer process is sent (pickling a ``UUID`` and an aware ``datetime`` took 11 µs of the
-    20 a record's pickle cost; this pickles in about 3)."""
+    """A record's field values as the audit writer process is sent them: the id as its 128-bit
+    integer, the timestamp as its UTC fields (a tuple of ints), which :func:`restored_fields`
+    makes the text its row holds, in the child.
+
+    Pickling a ``UUID`` and an aware ``datetime`` took 11 µs of the 20 a record's pickle cost;
+    their text took about 3 µs more to make than these values, on the loop."""
     fields = dict(record.__dict__)
-    fields["id"] = str(record.id)
-    fields["timestamp"] = time_text(record.timestamp)
+    fields["id"] = record.id.int
+    moment = record.timestamp
+    if moment.tzinfo is not None and moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)  # naive: taken as UTC, as time_text takes it
+    fields["timestamp"] = (
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
+    return fields
+
+
+def restored_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """:func:`record_fields`' values with the id and timestamp as the text their columns hold."""
+    fields["id"] = str(uuid.UUID(int=fields["id"]))
+    fields["timestamp"] = time_text(datetime(*fields["timestamp"], tzinfo=UTC))
     return fields
 
 

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from helio_proxy.audit.chain import existing_ids, load_private_key, stepped, write_job
 from helio_proxy.audit.records import AnyRecord
-from helio_proxy.audit.rows import RowBuilder, record_fields
+from helio_proxy.audit.rows import RowBuilder, record_fields, restored_fields
 from helio_proxy.store import create_store
 from helio_proxy.store.base import StoreError
 
@@ -166,7 +166,7 @@ class ProcessSink:
     def unpack(blob: bytes) -> dict[str, Any]:
         """A packed record's field values again (what :meth:`RowBuilder.build_fields` takes)."""
         fields: dict[str, Any] = pickle.loads(blob)  # noqa: S301 - packed by this process
-        return fields
+        return restored_fields(fields)
 
     def send(self, records: Sequence[bytes], *, resend: bool) -> asyncio.Future[int]:
         """Hand one batch to the child; the future gives the rows committed, or the failure."""
