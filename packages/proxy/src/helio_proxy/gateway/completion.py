@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, Final, cast
+
+import orjson
 
 from helio_proxy.config.policies import Rule
 from helio_proxy.errors import UpstreamError
@@ -35,6 +37,33 @@ def stamped(payload: Any, call_id: str) -> dict[str, Any] | None:
     meta = result.get("_meta")
     meta = cast(dict[str, Any], meta) if isinstance(meta, dict) else {}
     return {**payload, "result": {**result, "_meta": {**meta, CALL_ID_META_KEY: call_id}}}
+
+
+_META_OPEN: Final = b'"_meta":{"' + CALL_ID_META_KEY.encode() + b'":'
+_WHITESPACE: Final = b" \t\r\n"
+
+
+def spliced(body: bytes, payload: dict[str, Any], call_id: str) -> bytes | None:
+    """``body`` (the upstream's message, which parsed as ``payload``) with ``"_meta": {call id}``
+    written into its result object, the rest of its bytes as they came; ``None`` when that cannot
+    be done without encoding it again: the result is not the message's last member, or already
+    has a ``_meta`` (then :func:`stamped` and the encoder merge them).
+
+    The message's closing brace is preceded, whitespace aside, by the result's: the result object
+    is the last member's value. Encoding the message again cost about 2 µs of the loop per call."""
+    if next(reversed(payload), None) != "result":
+        return None
+    result = payload["result"]
+    if not isinstance(result, dict) or "_meta" in result:
+        return None
+    end = len(body.rstrip(_WHITESPACE)) - 1
+    if end < 1 or body[end] != 0x7D:  # "}"
+        return None
+    close = len(body[:end].rstrip(_WHITESPACE)) - 1
+    if close < 1 or body[close] != 0x7D:
+        return None
+    meta = _META_OPEN + orjson.dumps(call_id) + b"}"
+    return body[:close] + (b"," + meta if result else meta) + body[close:]
 
 
 class CompletionRecorder:
@@ -78,7 +107,8 @@ class CompletionRecorder:
         payload = stamped(reply.payload, self.call_id)
         if payload is None:
             return reply
-        return JsonReply(reply.status, dumps(payload), reply.headers, payload)
+        body = spliced(reply.body, reply.payload, self.call_id)
+        return JsonReply(reply.status, dumps(payload) if body is None else body, reply.headers, payload)
 
     async def relay(self, messages: AsyncIterator[UpstreamMessage]) -> AsyncIterator[UpstreamMessage]:
         """``messages`` unchanged, recording the call before the message that is its response (which
