@@ -21,7 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from helio_proxy.audit import sink
-from helio_proxy.audit.records import ToolCallRecord
+from helio_proxy.audit.records import (
+    AnyRecord,
+    ApprovalResolutionRecord,
+    DriftEventRecord,
+    KillSwitchRecord,
+    PolicyReloadRecord,
+    ToolCallRecord,
+)
 from helio_proxy.audit.redact import Redactor
 from helio_proxy.audit.rows import RowBuilder, decode_row
 from helio_proxy.audit.sink import ProcessSink, SinkSetup, frame, serve, signer_pem
@@ -183,6 +190,29 @@ def test_a_packed_record_becomes_the_row_the_loop_would_have_built(moment: datet
     assert str(record.id) not in packed.decode("latin-1")  # the id travels as its integer
     assert rows.build_fields(ProcessSink.unpack(packed), "") == rows.build(record, "")
     assert ProcessSink.unpack(packed)["timestamp"] == time_text(moment)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        DriftEventRecord(timestamp=START, tool_name="t", policy_decision="tool_drift", metadata={"a": [1]}),
+        PolicyReloadRecord(timestamp=START, outcome="rejected", error="bad yaml"),
+        ApprovalResolutionRecord(timestamp=START, ticket_id="tk", approval_status="approved", tool_name="t"),
+        KillSwitchRecord(timestamp=START, engaged=True, actor="ops"),
+        ToolCallRecord(
+            timestamp=START,
+            tool_name="refund",
+            tool_input={"amount": 5},
+            success=False,
+            upstream_error={"failure_class": "timeout"},
+            evidence_chain={"gate": {"x": 1}},
+        ),
+    ],
+    ids=lambda record: record.record_kind,
+)
+def test_every_kind_of_record_packs_into_the_row_the_loop_would_have_built(record: AnyRecord) -> None:
+    rows = RowBuilder(Redactor())
+    assert rows.build_fields(ProcessSink.unpack(ProcessSink.pack(record)), "") == rows.build(record, "")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

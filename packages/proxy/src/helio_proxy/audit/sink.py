@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from helio_proxy.audit.chain import existing_ids, load_private_key, stepped, write_job
 from helio_proxy.audit.records import AnyRecord
-from helio_proxy.audit.rows import RowBuilder, record_fields, restored_fields
+from helio_proxy.audit.rows import RowBuilder, packed_record, unpacked_fields
 from helio_proxy.store import create_store
 from helio_proxy.store.base import StoreError
 
@@ -158,15 +158,14 @@ class ProcessSink:
 
     @staticmethod
     def pack(record: AnyRecord) -> bytes:
-        """A record as it travels to the child: its field values (:func:`record_fields`), pickled
-        when it is submitted (see ``AuditWriter.submit``)."""
-        return pickle.dumps(record_fields(record), protocol=pickle.HIGHEST_PROTOCOL)
+        """A record as it travels to the child (:func:`packed_record`), pickled when it is
+        submitted (see ``AuditWriter.submit``)."""
+        return pickle.dumps(packed_record(record), protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
     def unpack(blob: bytes) -> dict[str, Any]:
         """A packed record's field values again (what :meth:`RowBuilder.build_fields` takes)."""
-        fields: dict[str, Any] = pickle.loads(blob)  # noqa: S301 - packed by this process
-        return restored_fields(fields)
+        return unpacked_fields(pickle.loads(blob))  # noqa: S301 - packed by this process
 
     def send(self, records: Sequence[bytes], *, resend: bool) -> asyncio.Future[int]:
         """Hand one batch to the child; the future gives the rows committed, or the failure."""
