@@ -185,13 +185,17 @@ async def test_an_agent_following_only_the_first_blocks_feedback_succeeds_on_its
         assert refund.is_error is False
 
 
-def _gated_records(url: str) -> list[dict[str, Any]]:
+def _records(url: str, tool: str) -> list[dict[str, Any]]:
     store = create_store(url)
     store.open_sync()
     try:
-        return store.read_sync(lambda c: fetch(c, AuditFilter(tool="process_refund"), order="oldest"))
+        return store.read_sync(lambda c: fetch(c, AuditFilter(tool=tool), order="oldest"))
     finally:
         store.close_sync()
+
+
+def _gated_records(url: str) -> list[dict[str, Any]]:
+    return _records(url, "process_refund")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -208,6 +212,8 @@ async def test_the_allowed_gated_calls_audit_record_names_the_evidence_that_sati
             assert refund.is_error is False
             session_id = agent.ctx.session_id
         blocked, allowed = _gated_records(url)
+        (looked_up,) = _records(url, "orders.lookup")
+    assert looked_up["id"].replace("-", "") == call_id  # the call id is its audit record's id
     assert blocked["policy_decision"] == "deny"
     assert blocked["evidence_chain"]["gate"]["missing_evidence"] == ["order_data"]
     assert allowed["policy_decision"] == "allow"

@@ -76,13 +76,16 @@ class CompletionRecorder:
         rule: Rule | None,
         identity: SessionIdentity,
         arguments: Any = None,
+        call_id: str | None = None,
     ) -> None:
+        """``call_id``: the call's id (the gateway passes its audit record's id, as 32 hex digits);
+        a fresh one without it."""
         self.evidence = evidence
         self.tool = tool
         self.rule = rule
         self.identity = identity
         self.arguments = arguments
-        self.call_id = new_call_id()
+        self.call_id = call_id or new_call_id()
         self._response: dict[str, Any] | None = None
         self._seen = False
         self._recorded = False

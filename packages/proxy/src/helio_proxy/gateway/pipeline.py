@@ -460,7 +460,10 @@ class Gateway:
         if self.evidence is not None:
             index = decision.rule_index
             rule = snapshot.config.policies.rules[index] if index is not None and decision.rule else None
-            recorder = CompletionRecorder(self.evidence, call.name, rule, identity, facts.arguments)
+            # The call id is its audit record's id: one id to look the call up by, made once.
+            recorder = CompletionRecorder(
+                self.evidence, call.name, rule, identity, facts.arguments, audit.record_id.hex
+            )
             observe = _both(observe, recorder.observe)
         try:
             reply = await self.forward(call.inbound, observe=observe)
