@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from helio_proxy import guards
 from helio_proxy.guards import (
     HostGuard,
     OriginGuard,
@@ -44,6 +45,15 @@ def test_content_type_essence_and_accept() -> None:
     assert accepts_event_stream("application/json, text/event-stream")
     assert not accepts_event_stream("*/*")
     assert not accepts_event_stream(None)
+
+
+def test_accept_answers_are_kept_for_a_bounded_number_of_values() -> None:
+    for n in range(200):  # a client sending a new Accept value each time cannot grow the cache
+        assert accepts_event_stream(f"text/event-stream;q=0.{n}, application/json") is True
+        assert accepts_event_stream(f"application/json;v={n}") is False
+    assert len(guards._accepts) <= guards._ACCEPTS_SEEN  # pyright: ignore[reportPrivateUsage]
+    assert accepts_event_stream("TEXT/Event-Stream ; q=1") is True  # kept or not, the same answer
+    assert accepts_event_stream("TEXT/Event-Stream ; q=1") is True
 
 
 @pytest.mark.parametrize(

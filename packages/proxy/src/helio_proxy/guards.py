@@ -95,8 +95,21 @@ def content_type_essence(value: str | None) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
+_ACCEPTS_SEEN: Final = 64
+"""``Accept`` values whose answer :func:`accepts_event_stream` keeps (a client sends the same one on
+every request); past this many, others are worked out each time."""
+_accepts: dict[str, bool] = {}
+
+
 def accepts_event_stream(accept: str | None) -> bool:
     """Whether ``Accept`` explicitly lists ``text/event-stream`` (``*/*`` alone does not count)."""
     if not accept:
         return False
-    return any(part.split(";", 1)[0].strip().lower() == "text/event-stream" for part in accept.split(","))
+    known = _accepts.get(accept)
+    if known is None:
+        known = any(
+            part.split(";", 1)[0].strip().lower() == "text/event-stream" for part in accept.split(",")
+        )
+        if len(_accepts) < _ACCEPTS_SEEN:
+            _accepts[accept] = known
+    return known
