@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helio_proxy.audit.records import DriftEventRecord, PolicyReloadRecord, ToolCallRecord
-from helio_proxy.telemetry.metrics import OTHER, Gauges, Metrics
+from helio_proxy.telemetry.metrics import (
+    MULTIPROC_ENV,
+    OTHER,
+    OVERHEAD_BUCKETS,
+    Gauges,
+    Metrics,
+    _PlainMetric,  # pyright: ignore[reportPrivateUsage]
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -98,3 +107,53 @@ def test_open_streams_are_counted_by_transport_from_zero() -> None:
     got = samples(metrics)
     assert got[("helio_streams_open", (("transport", "streamable_http"),))] == 1
     assert got[("helio_streams_open", (("transport", "sse"),))] == 1
+
+
+def _scraped(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_the_per_call_metrics_scrape_as_prometheus_clients_own_would() -> None:
+    """The plain counter and histogram against prometheus-client's, fed the same values: bounds
+    exactly, between them, zero, past the last one."""
+    plain, native = CollectorRegistry(), CollectorRegistry()
+    doc = "Calls."
+    counters = (
+        _PlainMetric("calls", doc, ["decision", "tool"], plain),
+        Counter("calls", doc, ["decision", "tool"], registry=native),
+    )
+    histograms = (
+        _PlainMetric("wait_seconds", doc, ["upstream"], plain, OVERHEAD_BUCKETS),
+        Histogram("wait_seconds", doc, ["upstream"], buckets=OVERHEAD_BUCKETS, registry=native),
+    )
+    values = [0.0, *OVERHEAD_BUCKETS, 0.0003, 0.00099, 0.7, 2.0, 1e9, 0.00025]
+    for metric in counters:
+        for n in range(len(values)):
+            metric.labels("allow" if n % 3 else "deny", f"t{n % 2}").inc()
+        metric.labels("deny", "t9").inc(2.5)
+    for metric in histograms:
+        for n, value in enumerate(values):
+            metric.labels("a" if n % 2 else "b").observe(value)
+    assert _scraped(plain) == _scraped(native)
+    assert _scraped(plain)[("wait_seconds_bucket", (("le", "0.00025"), ("upstream", "a")))] > 0
+    with pytest.raises(ValueError, match="2 label values expected"):
+        counters[0].labels("allow")
+
+
+def test_one_process_counts_calls_without_prometheus_clients_per_call_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    single = Metrics()
+    assert isinstance(single.calls, _PlainMetric)
+    assert isinstance(single.overhead, _PlainMetric)
+    single.observe(call("t", proxy_compute_ms=0.2, upstream_latency_ms=3.0))
+    got = samples(single)
+    assert got[("helio_upstream_latency_seconds_bucket", (("le", "0.005"), ("upstream", "up")))] == 1
+    assert got[("helio_upstream_latency_seconds_bucket", (("le", "0.0025"), ("upstream", "up")))] == 0
+    assert got[("helio_proxy_overhead_seconds_sum", (("upstream", "up"),))] == 0.0002
