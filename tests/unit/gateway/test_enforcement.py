@@ -75,6 +75,47 @@ class Budgets:
     def peek(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
         return Settlement(ALLOW)
 
+    def charges_nothing(self, decision: Allow | RateLimit | SpendLimit) -> bool:
+        return False  # a budget applies to every call
+
+
+class NothingCharged:
+    """A limit gate no limit or budget is in force on: reserving would take nothing."""
+
+    async def reserve(
+        self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall, *, approved: bool = False
+    ) -> Settlement:
+        assert isinstance(decision, Allow)
+        return Settlement(decision)
+
+    def peek(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
+        return Settlement(ALLOW)
+
+    def charges_nothing(self, decision: Allow | RateLimit | SpendLimit) -> bool:
+        return isinstance(decision, Allow)
+
+
+@pytest.mark.parametrize("limits", [NothingCharged(), None], ids=["no budget", "no limits gate"])
+async def test_an_allow_no_gate_applies_to_is_settled_as_settle_would_without_awaiting(
+    limits: NothingCharged | None,
+) -> None:
+    enforcer = GovernanceEnforcer(Operators(approve=True), limits)
+    now = enforcer.settled(ALLOW)
+    assert now is not None
+    awaited = await enforcer.settle(ALLOW, CALL)
+    assert (now.decision, now.approvals, now.limits, now.reservations, now.over_budget) == (
+        awaited.decision,
+        awaited.approvals,
+        awaited.limits,
+        awaited.reservations,
+        awaited.over_budget,
+    )
+    assert now.decision is ALLOW
+    dry = DryRun(rule="d", rule_index=4, reason="rule_matched", would=ALLOW, global_switch=False)
+    for other in (DENY, ASK, RATE, dry):
+        assert enforcer.settled(other) is None  # each of these is settled by awaiting settle()
+    assert GovernanceEnforcer(None, Budgets()).settled(ALLOW) is None  # a budget applies
+
 
 class Operators:
     def __init__(self, approve: bool) -> None:

@@ -68,6 +68,9 @@ class StubEnforcer:
     def peek(self, decision: Decision, call: GovernedCall) -> Settlement:
         raise AssertionError("not a dry run")
 
+    def settled(self, decision: Decision) -> Settlement | None:
+        return None  # every call goes through settle()
+
 
 def _gateway(snapshots: Snapshots, sink: Sink, enforcer: StubEnforcer) -> Gateway:
     return Gateway(EchoUpstream(), snapshots, auditor=Auditor(sink), enforcer=enforcer)

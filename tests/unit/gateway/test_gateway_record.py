@@ -64,6 +64,9 @@ class FactsEnforcer:
     def peek(self, decision: Decision, call: GovernedCall) -> Settlement:
         raise AssertionError("not a dry run")
 
+    def settled(self, decision: Decision) -> Settlement | None:
+        return None  # every call goes through settle()
+
 
 def _setup(tmp_path: Path, *, limited: bool) -> tuple[Gateway, Sink, list[CallOutcome], Snapshot]:
     snapshot = Snapshot.of(load_config_text(CONFIG, path=tmp_path / "helio.yaml"))

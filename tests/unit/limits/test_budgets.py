@@ -45,6 +45,21 @@ def ledger(r: Any) -> list[tuple[str, int, str, str, str | None]]:
     )
 
 
+async def test_an_allow_charges_nothing_only_while_no_budget_is_in_force(rig: RigFactory) -> None:
+    """What lets the enforcer settle most calls without awaiting the gate (and a reload that adds
+    a budget takes that away at once)."""
+    r = await rig("")
+    call = r.call("pay", {"amount": 50})
+    allow = r.decide(call)
+    assert isinstance(allow, Allow)
+    assert r.gate.charges_nothing(allow) is True
+    r.load(BUDGETS)
+    assert r.gate.charges_nothing(allow) is False
+    settled = await r.run("pay", {"amount": 50})
+    assert isinstance(settled.decision, Allow)
+    assert ledger(r) == [("all-spend", 1, "global", "50", "pay")]
+
+
 async def test_one_call_charges_every_matching_budget_from_its_first_matching_contributor(
     rig: RigFactory, clock: ManualClock
 ) -> None:

@@ -246,6 +246,11 @@ class LimitGate(Protocol):
         """What :meth:`reserve` would answer, taking nothing (dry-run)."""
         ...
 
+    def charges_nothing(self, decision: Allow | RateLimit | SpendLimit) -> bool:
+        """Whether :meth:`reserve` would settle ``decision`` as it is, taking nothing and reading no
+        store (an ``Allow`` while no budget is in force): the enforcer then need not await it."""
+        ...
+
 
 class Enforcer(Protocol):
     """Decides what a call that passed the policy finally meets."""
@@ -256,4 +261,9 @@ class Enforcer(Protocol):
 
     def peek(self, decision: Decision, call: GovernedCall) -> Settlement:
         """What :meth:`settle` would answer, consuming nothing and waiting for no one (dry-run)."""
+        ...
+
+    def settled(self, decision: Decision) -> Settlement | None:
+        """What :meth:`settle` would answer, when no gate need be asked for it (``None``: await
+        :meth:`settle`). Most calls are an ``Allow`` no limit or budget applies to."""
         ...

@@ -394,22 +394,16 @@ class Gateway:
         else:
             decision = self.tracing.decide(lambda: snapshot.policy.decide(facts, context))
         shadow = snapshot.policy.decide_shadow(facts, context)
-        governed = GovernedCall(
-            facts=facts,
-            identity=identity,
-            request_id=call.request_id,
-            raw=call.inbound.message.raw,
-            config_sha256=snapshot.sha256,
-            agent_id=inbound.agent_id,
-            audit_id=audit.record_id,
-        )
         if isinstance(decision, DryRun):
-            enforced = self.enforcer.peek(decision, governed).decision
+            enforced = self.enforcer.peek(
+                decision, _governed(call, facts, identity, snapshot.sha256, audit)
+            ).decision
             simulated = CallOutcome(call.name, decision, decision, shadow, snapshot.sha256)
             self._record(simulated)
             audit.block(simulated)
             return await _settled(audit, dry_run_reply(call, decision, enforced))
         if isinstance(decision, RequireApproval) or snapshot.budgets_hold:
+            governed = _governed(call, facts, identity, snapshot.sha256, audit)
             held = await self._hold(inbound, decision, governed, audit, shadow)
             if isinstance(held, Deny):
                 released = CallOutcome(call.name, decision, held, shadow, snapshot.sha256)
@@ -418,8 +412,12 @@ class Gateway:
                 return await _settled(audit, block_reply(call, held))
             settlement = held
         else:
-            # Nothing can hold this call: no task, no cancellation bookkeeping, no watcher.
-            settlement = await self.enforcer.settle(decision, governed)
+            # Nothing can hold this call: no task, no cancellation bookkeeping, no watcher. And
+            # most calls (an Allow no limit or budget applies to) await no gate at all.
+            settlement = self.enforcer.settled(decision)
+            if settlement is None:
+                governed = _governed(call, facts, identity, snapshot.sha256, audit)
+                settlement = await self.enforcer.settle(decision, governed)
         settled = settlement.decision
         if self.kill_switch is not None and not isinstance(settled, Deny):
             # Engaged while the call was being settled (limits, an approval just given): not forwarded.
@@ -452,7 +450,9 @@ class Gateway:
             return await _settled(audit, reply)
         audit.conclude(outcome)
         recorder: CompletionRecorder | None = None
-        observe = _both(audit.forwarding(), _charging(settlement))
+        observe = audit.forwarding()
+        if settlement.reservations:
+            observe = _both(observe, _charging(settlement))
         result_check = self._result_check(snapshot.config, call.name, audit, data_plane_rule)
         if result_check is not None:
             # First: what the audit, limits and evidence see of the answer is what the agent gets.
@@ -470,7 +470,8 @@ class Gateway:
         finally:
             # Whatever the observer has not settled (an exception, a cancelled forward) is charged:
             # the upstream may have run the call.
-            await settlement.delivered()
+            if settlement.reservations:
+                await settlement.delivered()
         if result_check is not None:
             reply = with_result(reply, result_check)
         if recorder is not None:
@@ -823,6 +824,21 @@ def _cancelled(decision: Decision) -> Deny:
         reason=REQUEST_CANCELLED,
         blocked_action=decision.action,
         retry_allowed=True,
+    )
+
+
+def _governed(
+    call: ToolCall, facts: CallFacts, identity: SessionIdentity, config_sha256: str, audit: CallAudit
+) -> GovernedCall:
+    """The call as enforcement's gates see it (made only for a call that meets one)."""
+    return GovernedCall(
+        facts=facts,
+        identity=identity,
+        request_id=call.request_id,
+        raw=call.inbound.message.raw,
+        config_sha256=config_sha256,
+        agent_id=call.inbound.agent_id,
+        audit_id=audit.record_id,
     )
 
 

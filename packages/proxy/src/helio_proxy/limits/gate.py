@@ -328,8 +328,8 @@ class LimitsGate:
         the call's plan, or the settlement when the plan alone decides (nothing to charge, or a
         block such as an unresolved session)."""
         config = self.config()
-        if isinstance(decision, Allow) and not self._budgets(config):
-            return Settlement(decision)  # no rule limit, no budget: nothing to plan (most calls)
+        if isinstance(decision, Allow) and self._charges_nothing(decision, config):
+            return Settlement(decision)  # nothing to plan
         planned = self._plan(decision, call, config)
         if planned.empty:
             return Settlement(_as_allow(decision))
@@ -359,6 +359,12 @@ class LimitsGate:
             limits=facts,
             over_budget=self._over_budget(over, now),
         )
+
+    def charges_nothing(self, decision: Limited) -> bool:
+        return self._charges_nothing(decision, self.config())
+
+    def _charges_nothing(self, decision: Limited, config: HelioConfig) -> bool:
+        return isinstance(decision, Allow) and not self._budgets(config)  # no rule limit, no budget
 
     async def reserve(self, decision: Limited, call: GovernedCall, *, approved: bool = False) -> Settlement:
         """Take the call's charges from every bucket it feeds, all or nothing."""

@@ -330,6 +330,9 @@ class _TracedLimits:
     def peek(self, decision: Allow | RateLimit | SpendLimit, call: GovernedCall) -> Settlement:
         return self.gate.peek(decision, call)
 
+    def charges_nothing(self, decision: Allow | RateLimit | SpendLimit) -> bool:
+        return False  # traced, every allowed call goes through reserve(): its helio.limits span
+
 
 class _TracedUpstream:
     def __init__(self, upstream: Upstream, tracing: Tracing) -> None:
