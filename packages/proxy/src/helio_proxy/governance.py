@@ -21,6 +21,7 @@ from helio_proxy.jsonrpc import RequestId
 from helio_proxy.policy import Allow, Decision, Deny, RateLimit, RequireApproval, SpendLimit
 from helio_proxy.policy.facts import CallFacts
 from helio_proxy.session.identity import SessionIdentity
+from helio_proxy.values import value
 
 log = logging.getLogger("helio_proxy.governance")
 
@@ -182,7 +183,7 @@ async def settle_reservations(reservations: list[Reservation], *, delivered: boo
             log.exception("settling a limit reservation failed (delivered=%s)", delivered)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CallOutcome:
     """What governance concluded about one ``tools/call``: one value for the audit record, the
     metrics and the shadow statistics alike."""

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, cast
 
 import orjson
 
 from helio_proxy.jsonlimits import DEFAULT_LIMITS, INPUT_LIMIT_EXCEEDED, InputLimitExceeded, JsonLimits, check
+from helio_proxy.values import value
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -46,7 +46,7 @@ class Kind(Enum):
     RESPONSE = "response"  # id + result|error: a client's answer to a server request
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Message:
     """One parsed JSON-RPC message and the bytes it came from."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from helio_proxy.gateway.exchange import Inbound
 from helio_proxy.jsonrpc import RequestId
+from helio_proxy.values import value
 
 
 class InvalidToolCall(ValueError):
@@ -17,7 +17,7 @@ class InvalidToolCall(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ToolCall:
     """The tool, its arguments and the request they came in."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from helio_proxy.jsonrpc import Message, RequestId, dumps, error_payload, is_response_for, read_json
+from helio_proxy.values import value
 
 _UNPARSED: Any = object()
 
@@ -34,7 +35,7 @@ RELAYED_RESPONSE_HEADERS = frozenset({"mcp-session-id", "www-authenticate", "ret
 """Upstream response headers passed back to the client (``content-type`` is set by the proxy)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Inbound:
     """One message from an agent, with the headers that matter for forwarding and identity."""
 
@@ -71,7 +72,7 @@ class ClientDisconnected(Exception):
     """The client went away while its call was held; there is no one to answer (it is recorded)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class JsonReply:
     """A complete JSON answer (``body`` is written as is)."""
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from helio_proxy.config.policies import Rule
 from helio_proxy.evidence.gates import GateResult
+from helio_proxy.values import value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ PERMISSIVE_HINTS = Hints(readOnlyHint=True, destructiveHint=False, idempotentHin
 """The most permissive hints: what a pending tool might turn out to have."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CallFacts:
     """The governed call."""
 
@@ -107,7 +108,7 @@ class GateChecker(Protocol):
     def check(self, tool: str, rule: Rule | None, arguments: Any = None) -> GateResult: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DecisionContext:
     """Everything besides the call that a decision depends on."""
 
