@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
@@ -299,20 +299,23 @@ class DataPlane:
             self._plans[id(config)] = found
         return found[1]
 
+    def check_call_now(
+        self, config: HelioConfig, tool: str, arguments: dict[str, Any], rule: int | None = None
+    ) -> CallCheck | None:
+        """:meth:`check_call`'s answer when it needs nothing awaited: ``unknown_tools`` is off for
+        the call, or the tool is on the upstream's list as last seen (most calls). ``None``: the
+        list may need fetching, await :meth:`check_call`."""
+        plan = self.plan(config)
+        modes = plan.modes(tool, rule)
+        if modes["unknown_tools"] != "off" and not self.inventory.known(tool):
+            return None
+        return self._counted(self._checked(plan, modes, tool, arguments, rule, CallCheck(), None))
+
     async def check_call(
         self, config: HelioConfig, tool: str, arguments: dict[str, Any], rule: int | None = None
     ) -> CallCheck:
         """Run the before-forward checks for one call; ``rule`` is the index of the matched policy
         rule whose ``data_plane`` settings apply (see ``CompiledPolicy.data_plane_rule``)."""
-        out = await self._check_call(config, tool, arguments, rule)
-        if out.facts is not None or out.deny is not None:
-            findings = out.facts.findings if out.facts is not None else ()
-            self.stats.count(findings, out.deny.reason if out.deny is not None else None)
-        return out
-
-    async def _check_call(
-        self, config: HelioConfig, tool: str, arguments: dict[str, Any], rule: int | None
-    ) -> CallCheck:
         plan = self.plan(config)
         modes = plan.modes(tool, rule)
         out = CallCheck()
@@ -325,7 +328,26 @@ class DataPlane:
                 if unknown == "enforce":
                     out.deny = Deny(reason=TOOL_NOT_FOUND, retry_allowed=False, details={"tool": tool})
                     out.facts = self._facts(plan, rule, unknown=unknown)
-                    return out
+                    return self._counted(out)
+        return self._counted(self._checked(plan, modes, tool, arguments, rule, out, unknown))
+
+    def _counted(self, out: CallCheck) -> CallCheck:
+        if out.facts is not None or out.deny is not None:
+            findings = out.facts.findings if out.facts is not None else ()
+            self.stats.count(findings, out.deny.reason if out.deny is not None else None)
+        return out
+
+    def _checked(
+        self,
+        plan: Plan,
+        modes: Mapping[Check, Mode],
+        tool: str,
+        arguments: dict[str, Any],
+        rule: int | None,
+        out: CallCheck,
+        unknown: Mode | None,
+    ) -> CallCheck:
+        """The checks after the tool list's: arguments against the input schema, the scan."""
         input_schema: SchemaFacts | None = None
         baseline = self.baselines.store.get(tool)
         if modes["input_schema"] != "off" and baseline is not None:

@@ -45,10 +45,14 @@ class ToolInventory:
         names = tool_names(tools)
         self.listed = names if self.listed is None else self.listed | names
 
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is on the tool list as last seen (what :meth:`lists` answers at once)."""
+        return self.listed is not None and name in self.listed
+
     async def lists(self, name: str, *, min_interval: float) -> bool | None:
         """Whether the upstream lists ``name``, refreshing once if it is not known; ``None`` when
         that cannot be told (no way to list, or the list could not be fetched)."""
-        if self.listed is not None and name in self.listed:
+        if self.known(name):
             return True
         if self.refresh is None:
             return None if self.listed is None else False

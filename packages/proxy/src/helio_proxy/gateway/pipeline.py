@@ -366,9 +366,13 @@ class Gateway:
                 data_plane_rule = snapshot.policy.data_plane_rule(
                     facts, self.baselines.facts(call.name).hints
                 )
-            checked = await self.dataplane.check_call(
+            checked = self.dataplane.check_call_now(
                 snapshot.config, call.name, call.arguments, data_plane_rule
             )
+            if checked is None:  # the upstream's tool list may need fetching first
+                checked = await self.dataplane.check_call(
+                    snapshot.config, call.name, call.arguments, data_plane_rule
+                )
             if checked.facts is not None:
                 audit.data_plane(checked.facts)
             if checked.deny is not None:
