@@ -18,6 +18,21 @@ def test_ids_are_version_7_uuids_unique_and_ordered_by_time() -> None:
     assert stamps == sorted(stamps)
 
 
+def test_an_id_is_the_uuid_its_constructor_would_make() -> None:
+    """Built without ``UUID.__init__``: equal, hashing, ordering, pickling and reading the same."""
+    import pickle
+
+    made = ids.new_uuid()
+    again = uuid.UUID(int=made.int)
+    assert (made == again, hash(made) == hash(again), str(made) == str(again)) == (True, True, True)
+    assert made.is_safe is again.is_safe is uuid.SafeUUID.unknown
+    assert pickle.loads(pickle.dumps(made)) == again  # noqa: S301
+    assert uuid.UUID(str(made)) == made
+    assert made < uuid.UUID(int=made.int + 1)
+    with pytest.raises(TypeError):
+        made.int = 1  # type: ignore[misc]  # immutable like every UUID
+
+
 def test_hex_ids_have_the_form_of_uuid4_hex() -> None:
     value = ids.new_hex()
     assert len(value) == 32
