@@ -516,3 +516,19 @@ def test_data_plane_rule_is_the_first_match_only_when_it_carries_data_plane_sett
     # The first match has no data_plane settings: none apply, as decide() would pick that rule.
     assert policy.data_plane_rule(CallFacts(tool="pay", arguments={"amount": 500}), READ_ONLY) is None
     assert policy.data_plane_rule(CallFacts(tool="other", arguments={}), READ_ONLY) is None
+
+
+def test_a_tools_candidate_rules_follow_its_hints_when_they_change(make_policy: PolicyFactory) -> None:
+    """Candidates are kept by tool name with the hints they were worked out for: new hints (an
+    accepted definition), equal or not the same object, are matched again."""
+    policy = make_policy(
+        [{"name": "no-destroy", "match": {"annotations": {"destructiveHint": True}}, "action": "deny"}]
+    )
+    call = CallFacts("wipe", {})
+    assert isinstance(policy.decide(call, known(READ_ONLY)), Allow)
+    assert isinstance(policy.decide(call, known(DESTRUCTIVE)), Deny)
+    same = Hints(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+    assert same == DESTRUCTIVE
+    assert same is not DESTRUCTIVE
+    assert isinstance(policy.decide(call, known(same)), Deny)
+    assert isinstance(policy.decide(call, known(READ_ONLY)), Allow)

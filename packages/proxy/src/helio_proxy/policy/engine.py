@@ -85,17 +85,20 @@ class _RuleSet:
 
     def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
         self.rules = rules
-        self._by_tool: dict[tuple[str, Hints], tuple[CompiledRule, ...]] = {}
+        self._by_tool: dict[str, tuple[Hints, tuple[CompiledRule, ...]]] = {}
+        """By tool: the hints its candidates were worked out for, and those candidates. Keyed by
+        the name alone (a tool's hints are one object until its annotations change), so a call
+        hashes a string, not the hints' five fields."""
 
     def candidates(self, tool: str, hints: Hints) -> tuple[CompiledRule, ...]:
-        key = (tool, hints)
-        found = self._by_tool.get(key)
-        if found is None:
-            found = tuple(r for r in self.rules if r.static(tool, hints))
-            if len(self._by_tool) >= TOOL_CACHE_SIZE:
-                self._by_tool.clear()
-            self._by_tool[key] = found
-        return found
+        found = self._by_tool.get(tool)
+        if found is not None and (found[0] is hints or found[0] == hints):
+            return found[1]
+        rules = tuple(r for r in self.rules if r.static(tool, hints))
+        if len(self._by_tool) >= TOOL_CACHE_SIZE:
+            self._by_tool.clear()
+        self._by_tool[tool] = (hints, rules)
+        return rules
 
     def first_match(self, call: CallFacts, hints: Hints) -> CompiledRule | None:
         for compiled in self.candidates(call.tool, hints):
