@@ -426,3 +426,19 @@ async def test_a_response_dropped_unread_gives_its_slot_back_and_its_connection_
             assert (await _post(pool)).startswith(b'{"echo":')
         assert raw.connections == 2
         await pool.close()
+
+
+def test_a_request_head_is_written_as_given_and_a_header_holding_a_newline_is_refused() -> None:
+    pool = Http1Pool("http://127.0.0.1:9/mcp")
+    head = pool._encode(  # pyright: ignore[reportPrivateUsage]
+        "POST", "/mcp", {"content-type": "application/json", "x-é": "vé"}, b"{}"
+    )
+    assert head == (
+        b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:9\r\ncontent-type: application/json\r\n"
+        + "x-é: vé\r\n".encode()
+        + b"content-length: 2\r\n\r\n{}"
+    )
+    assert pool._encode("GET", "/", {}, None) == b"GET / HTTP/1.1\r\nhost: 127.0.0.1:9\r\n\r\n"  # pyright: ignore[reportPrivateUsage]
+    for headers in ({"x-a": "1\r\nx-b: 2"}, {"x-a": "1\n"}, {"x-a\r": "1"}, {"ok": "1", "x\nb": "2"}):
+        with pytest.raises(ValueError, match="newline in request header"):
+            pool._encode("POST", "/mcp", headers, b"")  # pyright: ignore[reportPrivateUsage]

@@ -466,15 +466,15 @@ class Http1Pool:
             raise
 
     def _encode(self, method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
-        head = [f"{method} {target} HTTP/1.1\r\nhost: {self.host_header}\r\n"]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError(f"newline in request header {name!r}")
-            head.append(f"{name}: {value}\r\n")
-        if body is not None:
-            head.append(f"content-length: {len(body)}\r\n")
-        head.append("\r\n")
-        encoded = "".join(head).encode("utf-8", "surrogateescape")
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        # One CR and one LF per line, else a name or value holds one (counted in C, not per header).
+        if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+            for name, value in headers.items():
+                if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                    raise ValueError(f"newline in request header {name!r}")
+        length = f"content-length: {len(body)}\r\n" if body is not None else ""
+        head = f"{method} {target} HTTP/1.1\r\nhost: {self.host_header}\r\n{lines}{length}\r\n"
+        encoded = head.encode("utf-8", "surrogateescape")
         return encoded + body if body else encoded
 
     def _take(self) -> _Connection | None:
