@@ -136,3 +136,34 @@ def test_a_meta_source_name_must_be_a_non_blank_key(name: str) -> None:
 def test_the_default_meta_key_is_the_one_the_sdk_sends() -> None:
     names = [step.name for step in DEFAULT_CHAIN if step.source == "meta"]
     assert names == list(HelioContext("http://127.0.0.1:9", "s", token="").meta)
+
+
+@pytest.mark.parametrize(
+    ("headers", "params", "transport"),
+    [
+        ({}, None, None),
+        ({"x-helio-session-id": "h"}, helio_meta("m"), None),
+        ({"mcp-session-id": "legacy"}, helio_meta(""), None),
+        ({"x-run": "r"}, client_info(), "t-1"),
+        ({}, {"_meta": {"com.example/run": "r-9"}}, "t-2"),
+        ({"x-helio-session-id": " "}, None, "x" * 257),
+    ],
+)
+def test_a_resolver_answers_as_resolve_session_over_its_chain(
+    headers: dict[str, str], params: dict[str, Any] | None, transport: str | None
+) -> None:
+    """The resolver compiles its chain once; the answers are the function's."""
+    chains = [
+        DEFAULT_CHAIN,
+        [META],
+        [
+            IdentitySource(source="header", name="X-Run"),
+            IdentitySource(source="meta", name="com.example/run"),
+        ],
+        [IdentitySource(source="legacy_header"), META],
+    ]
+    for chain in chains:
+        resolver = SessionResolver(SessionConfig(identity=list(chain)))
+        assert resolver.resolve(headers, params, transport_session_id=transport) == resolve_session(
+            chain, headers, params, transport_session_id=transport
+        )

@@ -18,7 +18,7 @@ sideband must be byte-for-byte the id the agent sends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -88,15 +88,6 @@ def _client_info(params: Mapping[str, Any] | None) -> str | None:
     return f"clientinfo:{name}@{version}"
 
 
-def _value(step: IdentitySource, headers: Mapping[str, str], params: Mapping[str, Any] | None) -> Any:
-    if step.source == "header":
-        assert step.name is not None
-        return headers.get(step.name.lower())
-    if step.source == "meta":
-        return _client_info(params) if step.name is None else _meta(params).get(step.name)
-    return headers.get(LEGACY_SESSION_HEADER)
-
-
 def resolve_session(
     chain: Sequence[IdentitySource],
     headers: Mapping[str, str],
@@ -109,8 +100,24 @@ def resolve_session(
     ``transport_session_id`` is an implicit last resort for transports that mint their own
     stream id (legacy SSE); it obeys the same length rules.
     """
-    for step in chain:
-        value = usable(_value(step, headers, params))
+    return _resolved(_compiled(chain), headers, params, transport_session_id)
+
+
+_Steps = tuple[tuple[Callable[[Mapping[str, str], Mapping[str, Any] | None], Any], IdentitySource], ...]
+
+
+def _compiled(chain: Sequence[IdentitySource]) -> _Steps:
+    return tuple((_reader(step), step) for step in chain)
+
+
+def _resolved(
+    steps: _Steps,
+    headers: Mapping[str, str],
+    params: Mapping[str, Any] | None,
+    transport_session_id: str | None,
+) -> SessionIdentity:
+    for read, step in steps:
+        value = usable(read(headers, params))
         if value is not None:
             return SessionIdentity(value, step.source)
     if usable(transport_session_id) is not None:
@@ -118,11 +125,28 @@ def resolve_session(
     return UNRESOLVED
 
 
+def _reader(step: IdentitySource) -> Callable[[Mapping[str, str], Mapping[str, Any] | None], Any]:
+    """What ``step`` reads from a call's lower-cased headers and its params (branches taken once)."""
+    if step.source == "header":
+        assert step.name is not None
+        name = step.name.lower()
+        return lambda headers, _params: headers.get(name)
+    if step.source == "meta":
+        if step.name is None:
+            return lambda _headers, params: _client_info(params)
+        key = step.name
+        return lambda _headers, params: _meta(params).get(key)
+    return lambda headers, _params: headers.get(LEGACY_SESSION_HEADER)
+
+
 class SessionResolver:
-    """:func:`resolve_session` bound to a ``session`` config section (restart-only, so kept)."""
+    """:func:`resolve_session` bound to a ``session`` config section (restart-only, so kept), its
+    chain compiled once: each step's reader, the branches on its source and the header name's
+    lower-casing taken when the resolver is made, not on every call."""
 
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
+        self._steps = _compiled(config.identity)
 
     @property
     def on_unresolved(self) -> Literal["deny", "anonymous"]:
@@ -136,6 +160,4 @@ class SessionResolver:
         transport_session_id: str | None = None,
     ) -> SessionIdentity:
         """The identity of one call (see :func:`resolve_session`)."""
-        return resolve_session(
-            self.config.identity, headers, params, transport_session_id=transport_session_id
-        )
+        return _resolved(self._steps, headers, params, transport_session_id)
