@@ -492,7 +492,9 @@ def test_many_tool_names_do_not_grow_the_candidate_index_without_bound(make_poli
     policy = make_policy([{"match": {"tool": "t_*"}, "action": "deny"}])
     for n in range(TOOL_CACHE_SIZE + 10):
         assert policy.decide(CallFacts(f"t_{n}", {})).blocks
-    assert len(policy._rules._by_tool) <= TOOL_CACHE_SIZE  # pyright: ignore[reportPrivateUsage]
+    rules = policy._rules  # pyright: ignore[reportPrivateUsage]
+    assert len(rules._by_pair) <= TOOL_CACHE_SIZE  # pyright: ignore[reportPrivateUsage]
+    assert len(rules._last) <= TOOL_CACHE_SIZE  # pyright: ignore[reportPrivateUsage]
 
 
 def test_data_plane_rule_is_the_first_match_only_when_it_carries_data_plane_settings(
@@ -532,3 +534,14 @@ def test_a_tools_candidate_rules_follow_its_hints_when_they_change(make_policy: 
     assert same is not DESTRUCTIVE
     assert isinstance(policy.decide(call, known(same)), Deny)
     assert isinstance(policy.decide(call, known(READ_ONLY)), Allow)
+    # A drifted tool under `on_tool_drift: log` is decided under its baseline's and its current
+    # hints in turn: each set is worked out once, not again on every switch.
+    calls: list[str] = []
+    rules = policy._rules  # pyright: ignore[reportPrivateUsage]
+    for compiled in rules.rules:
+        static = compiled.static
+        object.__setattr__(compiled, "static", lambda t, h, s=static: calls.append(t) or s(t, h))
+    for _ in range(5):
+        assert isinstance(policy.decide(call, known(READ_ONLY)), Allow)
+        assert isinstance(policy.decide(call, known(DESTRUCTIVE)), Deny)
+    assert calls == []

@@ -85,20 +85,27 @@ class _RuleSet:
 
     def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
         self.rules = rules
-        self._by_tool: dict[str, tuple[Hints, tuple[CompiledRule, ...]]] = {}
-        """By tool: the hints its candidates were worked out for, and those candidates. Keyed by
-        the name alone (a tool's hints are one object until its annotations change), so a call
-        hashes a string, not the hints' five fields."""
+        self._by_pair: dict[tuple[str, Hints], tuple[CompiledRule, ...]] = {}
+        self._last: dict[str, tuple[Hints, tuple[CompiledRule, ...]]] = {}
+        """By tool: the hints of its last call and their candidates. A tool's hints are one object
+        until its annotations change, so most calls find them here by the name alone and never
+        hash the hints' fields; a drifted tool, decided under two sets of hints in turn, finds
+        each in ``_by_pair``."""
 
     def candidates(self, tool: str, hints: Hints) -> tuple[CompiledRule, ...]:
-        found = self._by_tool.get(tool)
-        if found is not None and (found[0] is hints or found[0] == hints):
-            return found[1]
-        rules = tuple(r for r in self.rules if r.static(tool, hints))
-        if len(self._by_tool) >= TOOL_CACHE_SIZE:
-            self._by_tool.clear()
-        self._by_tool[tool] = (hints, rules)
-        return rules
+        last = self._last.get(tool)
+        if last is not None and last[0] is hints:
+            return last[1]
+        key = (tool, hints)
+        found = self._by_pair.get(key)
+        if found is None:
+            found = tuple(r for r in self.rules if r.static(tool, hints))
+            if len(self._by_pair) >= TOOL_CACHE_SIZE:
+                self._by_pair.clear()
+                self._last.clear()
+            self._by_pair[key] = found
+        self._last[tool] = (hints, found)
+        return found
 
     def first_match(self, call: CallFacts, hints: Hints) -> CompiledRule | None:
         for compiled in self.candidates(call.tool, hints):
