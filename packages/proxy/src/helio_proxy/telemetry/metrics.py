@@ -175,7 +175,7 @@ class _GaugeCollector(Collector):
 
 
 class _PlainCount:
-    """One labelled value of a :class:`_PlainCounter` (what ``Counter.labels()`` gives)."""
+    """One labelled value of a counter :class:`_PlainMetric` (what ``Counter.labels()`` gives)."""
 
     __slots__ = ("value",)
 
@@ -187,7 +187,7 @@ class _PlainCount:
 
 
 class _PlainBuckets:
-    """One labelled value of a :class:`_PlainHistogram`: a count per bucket, and the sum."""
+    """One labelled value of a histogram :class:`_PlainMetric`: a count per bucket, and the sum."""
 
     __slots__ = ("bounds", "counts", "sum")
 
