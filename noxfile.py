@@ -179,7 +179,10 @@ def e2e(session: nox.Session) -> None:
     ensure_console(session)  # helio start and helio demo serve it
     ensure_nginx(session)  # tests/e2e/test_replicas_nginx.py puts it in front of three replicas
     env = {"HELIO_E2E": "1", **({"CI": os.environ["CI"]} if "CI" in os.environ else {})}
-    args = session.posargs or ["tests/e2e", "-m", "not replicas"]
+    # Two files at a time: most of an e2e test is waiting for the processes it started (about
+    # 6 minutes one file at a time on a 2-core machine, under 4 in two workers). Every test takes
+    # free ports and its own directory and PostgreSQL schema; a file stays on one worker.
+    args = session.posargs or ["tests/e2e", "-m", "not replicas", "-n", "2", "--dist", "loadfile"]
     session.run("pytest", *args, env=env, success_codes=[0, PYTEST_NO_TESTS])
 
 
