@@ -40,6 +40,7 @@ from helio_proxy.governance import (
     Reservation,
     Settled,
     Settlement,
+    commit_now,
     settle_reservations,
 )
 from helio_proxy.policy import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
@@ -55,6 +56,7 @@ __all__ = [
     "Reservation",
     "Settled",
     "Settlement",
+    "commit_now",
     "fail_closed_warnings",
     "settle_reservations",
 ]

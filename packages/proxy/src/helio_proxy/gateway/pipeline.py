@@ -30,6 +30,7 @@ from helio_proxy.gateway.enforcement import (
     FailClosedEnforcer,
     GovernedCall,
     Settlement,
+    commit_now,
     settle_reservations,
 )
 from helio_proxy.gateway.eras import pin_refusal
@@ -855,9 +856,11 @@ def _charging(settlement: Settlement) -> ResponseObserver:
 
     def observe(payload: dict[str, Any] | None, error: UpstreamError | None) -> None:
         taken = settlement.take()
+        delivered = error is None or error.delivered
+        if delivered and taken:
+            taken = commit_now(taken)  # a ledger's charges only publish their events: no task
         if not taken:
             return
-        delivered = error is None or error.delivered
         task = asyncio.get_running_loop().create_task(settle_reservations(taken, delivered=delivered))
         _pending.add(task)
         task.add_done_callback(_pending.discard)

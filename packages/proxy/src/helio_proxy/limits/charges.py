@@ -28,7 +28,7 @@ from helio_proxy.governance import GovernedCall
 from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amount
 from helio_proxy.limits.budgets import CompiledBudget
 from helio_proxy.limits.windows import Window
-from helio_proxy.matching.jsonpath import parse_path
+from helio_proxy.matching.jsonpath import JsonPath, parse_path
 
 Kind = Literal["rate", "spend", "budget"]
 Scope = Literal["tool", "session", "agent", "global"]
@@ -158,43 +158,84 @@ def _subject(
     return None if session is None else ("session", session)
 
 
+@dataclass(frozen=True, slots=True)
+class RuleLimit:
+    """A rule's rate or spend limit as each call under it is charged: its fingerprint, limit,
+    window and amount path worked out once per config snapshot (:func:`rule_limit`), not per call."""
+
+    kind: Literal["rate", "spend"]
+    owner: str
+    """The rule's name (``rule-<index>`` when unnamed)."""
+    limits: Limits
+    fingerprint: str
+    limit: Decimal
+    window: Window
+    key: str
+    currency: str | None = None
+    path: JsonPath | None = None
+    """Where a spend limit reads the call's amount."""
+
+
+def rule_limit(kind: Literal["rate", "spend"], owner: str, limits: Limits) -> RuleLimit:
+    """What :func:`plan` charges for a ``rate_limit`` or ``spend_limit`` rule."""
+    if kind == "rate":
+        assert limits.max_calls is not None
+        assert limits.window is not None
+        return RuleLimit(
+            "rate",
+            owner,
+            limits,
+            rate_fingerprint(limits),
+            Decimal(limits.max_calls),
+            Window(limits.window.seconds),
+            limits.key,
+        )
+    spend = limits.max_spend
+    assert spend is not None
+    return RuleLimit(
+        "spend",
+        owner,
+        limits,
+        spend_fingerprint(limits),
+        spend.limit,
+        Window(spend.window.seconds),
+        spend.key,
+        spend.currency,
+        _spend_path(spend.field),
+    )
+
+
 def plan(
-    rule_limits: tuple[Kind, str, Limits] | None,
+    rule: RuleLimit | None,
     call: GovernedCall,
     config: HelioConfig,
     budgets: tuple[CompiledBudget, ...],
 ) -> Plan:
-    """Every charge ``call`` makes: its rule's limit (``(kind, rule name, limits)``) and its budgets."""
-    arguments = ExactArguments(call.facts.arguments, call.raw)
+    """Every charge ``call`` makes: its rule's limit (:func:`rule_limit`) and its budgets."""
     charges: list[Charge] = []
     invalid: list[InvalidCharge] = []
-    if rule_limits is not None:
-        kind, owner, limits = rule_limits
-        if kind == "rate":
-            assert limits.max_calls is not None
-            assert limits.window is not None
-            subject = _subject(limits.key, call, config, budget=False)
-            if subject is None:
-                return Plan((), (), Unresolved(kind, owner))
-            bucket = Bucket("rate", owner, rate_fingerprint(limits), *subject)
+    arguments: ExactArguments | None = None
+    if rule is not None:
+        subject = _subject(rule.key, call, config, budget=False)
+        if subject is None:
+            return Plan((), (), Unresolved(rule.kind, rule.owner))
+        if rule.path is None:
             charges.append(
-                Charge(bucket, RATE_SLOT, Decimal(limits.max_calls), Window(limits.window.seconds))
+                Charge(
+                    Bucket("rate", rule.owner, rule.fingerprint, *subject), RATE_SLOT, rule.limit, rule.window
+                )
             )
         else:
-            spend = limits.max_spend
-            assert spend is not None
-            subject = _subject(spend.key, call, config, budget=False)
-            if subject is None:
-                return Plan((), (), Unresolved(kind, owner))
-            amount = read_amount(_spend_path(spend.field), arguments)
+            arguments = ExactArguments(call.facts.arguments, call.raw)
+            amount = read_amount(rule.path, arguments)
             if isinstance(amount, InvalidAmount):
-                invalid.append(InvalidCharge("spend", owner, amount, limits=limits))
+                invalid.append(InvalidCharge("spend", rule.owner, amount, limits=rule.limits))
             else:
-                bucket = Bucket("spend", owner, spend_fingerprint(limits), *subject)
-                charges.append(
-                    Charge(bucket, amount, spend.limit, Window(spend.window.seconds), spend.currency)
-                )
+                bucket = Bucket("spend", rule.owner, rule.fingerprint, *subject)
+                charges.append(Charge(bucket, amount, rule.limit, rule.window, rule.currency))
     for budget in budgets:
+        if arguments is None:  # read once, and only by a call that feeds an amount
+            arguments = ExactArguments(call.facts.arguments, call.raw)
         amount = budget.amount_for(call.facts, arguments)
         if amount is None:
             continue

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.governance import ChargeFacts, GovernedCall, InvalidAmountFacts, LimitFacts, Settlement
@@ -36,7 +36,7 @@ from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
 from helio_proxy.limits.catalog import LimitShape, budget_shapes, rule_shapes
-from helio_proxy.limits.charges import Kind, Plan, plan
+from helio_proxy.limits.charges import Plan, RuleLimit, plan, rule_limit
 from helio_proxy.limits.ledger import Check, Reserved, breaches
 from helio_proxy.limits.mirror import Mirror
 from helio_proxy.limits.windows import EMPTY, utilization
@@ -125,8 +125,13 @@ class LedgerReservation:
         self._events = events
 
     async def commit(self) -> None:
+        self.commit_now()
+
+    def commit_now(self) -> bool:
+        # The charges are in the ledger already: committing only publishes the call's events.
         for type_, data in self._events:
             self._gate.publish(type_, data)
+        return True
 
     async def release(self) -> None:
         reserved = self._reserved
@@ -165,6 +170,7 @@ class LimitsGate:
         self._warned: set[str] = set()
         self._compiled: tuple[HelioConfig, tuple[CompiledBudget, ...]] | None = None
         self._shapes: tuple[HelioConfig, dict[tuple[str, str, str], LimitShape]] | None = None
+        self._rule_limits: tuple[HelioConfig | None, dict[tuple[str, str, int], RuleLimit]] = (None, {})
         self._reconciled_for: HelioConfig | None = None
         self._reconcile_lock = asyncio.Lock()
         self._pruner: asyncio.Task[None] | None = None
@@ -303,12 +309,24 @@ class LimitsGate:
         return compiled[1]
 
     def _plan(self, decision: Limited, call: GovernedCall, config: HelioConfig) -> Plan:
-        rule: tuple[Kind, str, Any] | None = None
-        if isinstance(decision, RateLimit):
-            rule = ("rate", decision.rule or "", decision.limits)
-        elif isinstance(decision, SpendLimit):
-            rule = ("spend", decision.rule or "", decision.limits)
-        return plan(rule, call, config, self._budgets(config))
+        return plan(self._rule_limit(decision, config), call, config, self._budgets(config))
+
+    def _rule_limit(self, decision: Limited, config: HelioConfig) -> RuleLimit | None:
+        """The decision's rule limit, worked out once per config snapshot and rule."""
+        if isinstance(decision, Allow):
+            return None
+        kind: Literal["rate", "spend"] = "rate" if isinstance(decision, RateLimit) else "spend"
+        cached = self._rule_limits
+        if cached[0] is not config:
+            cached = self._rule_limits = (config, {})
+        # The decision's limits are the config's own object: its id is stable while ``config`` is.
+        key = (kind, decision.rule or "", id(decision.limits))
+        found = cached[1].get(key)
+        if found is None or found.limits is not decision.limits:
+            if len(cached[1]) >= 1024:  # a bound, should decisions ever carry copies
+                cached[1].clear()
+            found = cached[1][key] = rule_limit(kind, decision.rule or "", decision.limits)
+        return found
 
     def _refused(self, decision: Limited, planned: Plan, now: datetime) -> Deny | None:
         """A block that needs no counter: no session for a session-keyed limit, or an invalid amount."""
