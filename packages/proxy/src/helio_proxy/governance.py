@@ -28,7 +28,7 @@ log = logging.getLogger("helio_proxy.governance")
 Settled = Allow | Deny
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class GovernedCall:
     """One ``tools/call`` on its way through enforcement, with what tickets and limits bind to."""
 
@@ -79,7 +79,7 @@ class ApprovalFacts:
     ``tool_drift``), as the record stores them; ``None`` without a ticket."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ChargeFacts:
     """One limit or budget charge the call was checked against."""
 
@@ -109,7 +109,7 @@ class InvalidAmountFacts:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LimitFacts:
     """What the limits gate checked for one call (``metadata.limits`` of its record)."""
 

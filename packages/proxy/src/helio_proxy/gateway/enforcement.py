@@ -28,7 +28,6 @@ Without an approval gate or a limit gate (``None``), calls that need one fail cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from helio_proxy.config import HelioConfig
@@ -44,6 +43,7 @@ from helio_proxy.governance import (
     settle_reservations,
 )
 from helio_proxy.policy import Allow, Decision, Deny, DryRun, RateLimit, RequireApproval, SpendLimit
+from helio_proxy.values import value
 
 __all__ = [
     "UNAVAILABLE_ACTIONS",
@@ -89,7 +89,7 @@ def _allowed(decision: RequireApproval) -> Allow:
 Step = Literal["settled", "hold", "limits"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Route:
     """Where a decision goes next, decided once for :meth:`GovernanceEnforcer.settle` and ``peek``.
 

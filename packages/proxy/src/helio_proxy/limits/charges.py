@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -29,6 +29,7 @@ from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amoun
 from helio_proxy.limits.budgets import CompiledBudget
 from helio_proxy.limits.windows import Window
 from helio_proxy.matching.jsonpath import JsonPath, parse_path
+from helio_proxy.values import value
 
 Kind = Literal["rate", "spend", "budget"]
 Scope = Literal["tool", "session", "agent", "global"]
@@ -39,7 +40,7 @@ _spend_path = functools.lru_cache(maxsize=256)(parse_path)
 """A spend limit's ``field`` path, parsed once per distinct path (it is read on every call)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Bucket:
     """Where a charge is counted."""
 
@@ -52,18 +53,19 @@ class Bucket:
     subject: str | None
     """The tool name, session id or agent id the bucket counts for (``None`` for ``global``)."""
 
-    @property
-    def key(self) -> str:
-        """The bucket's id in ``limit_buckets`` and ``limit_events``."""
-        return f"{self.kind}:{self.owner}:{self.version}:{self.ledger_key}"
+    key: str = field(init=False, repr=False, compare=False)
+    """The bucket's id in ``limit_buckets`` and ``limit_events``."""
+    ledger_key: str = field(init=False, repr=False, compare=False)
+    """The part that names whose pot it is (``budget_events.bucket_key``): ``global``, ``session:<id>``."""
 
-    @property
-    def ledger_key(self) -> str:
-        """The part that names whose pot it is (``budget_events.bucket_key``): ``global``, ``session:<id>``."""
-        return self.scope if self.subject is None else f"{self.scope}:{self.subject}"
+    def __post_init__(self) -> None:
+        # Made once: a reservation reads its bucket's key about ten times.
+        ledger_key = self.scope if self.subject is None else f"{self.scope}:{self.subject}"
+        object.__setattr__(self, "ledger_key", ledger_key)
+        object.__setattr__(self, "key", f"{self.kind}:{self.owner}:{self.version}:{ledger_key}")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Charge:
     """One bucket's share of a call."""
 
@@ -105,7 +107,7 @@ class Unresolved:
     owner: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Plan:
     charges: tuple[Charge, ...]
     invalid: tuple[InvalidCharge, ...] = ()

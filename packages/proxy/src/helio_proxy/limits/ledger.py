@@ -40,9 +40,10 @@ from helio_proxy.limits.windows import EMPTY, Usage, Window
 from helio_proxy.store.base import parse_time_text, time_text
 from helio_proxy.store.sqlite import DECIMAL_SUM, sqlite_driver
 from helio_proxy.store.tables import BUDGET_EVENTS, BUDGET_META, LIMIT_BUCKETS, LIMIT_EVENTS
+from helio_proxy.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Check:
     """One charge against what its bucket held when the call was checked."""
 
@@ -55,7 +56,7 @@ class Check:
         return self.usage.total + self.charge.amount <= self.charge.limit
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BucketView:
     """A bucket as the ledger last saw it (the proxy's local view, used for dry runs)."""
 
@@ -66,7 +67,7 @@ class BucketView:
     """What the bucket held when last seen (after the call's own charge, if it was taken)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Reserved:
     """The outcome of :func:`reserve`."""
 

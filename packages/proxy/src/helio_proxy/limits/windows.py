@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Final
 
 from helio_proxy.config.durations import seconds as duration_seconds
+from helio_proxy.values import value
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Window:
         return now - timedelta(seconds=self.idle_ttl)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Usage:
     """What a bucket holds now."""
 
