@@ -11,10 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DBAPIError
 
 from helio_proxy.store import Store, StoreError
 from helio_proxy.store.sql import SqlStore
-from helio_proxy.store.sqlite import SqliteStore
+from helio_proxy.store.sqlite import SqliteStore, sqlite_driver
 from helio_proxy.store.testing import temporary_store
 
 
@@ -211,6 +212,73 @@ async def test_a_short_write_that_fails_on_the_loop_leaves_nothing_and_the_next_
         await store.write_short(half_then_fail)
     await store.write_short(_insert_on("kept"))
     assert store.read_sync(_names) == ["kept"]
+
+
+def _insert_raw(name: str):
+    """A job as the limit checks write: straight to the ``sqlite3`` driver, not through SQLAlchemy."""
+
+    def job(conn: Connection) -> str:
+        driver = sqlite_driver(conn)
+        assert driver is not None
+        driver.execute(
+            "INSERT INTO budget_meta (name, epoch, fingerprint, updated_at) VALUES (:n, 1, 'f', 't')",
+            {"n": name},
+        )
+        return threading.current_thread().name
+
+    return job
+
+
+async def test_a_short_write_through_the_driver_alone_is_committed_on_the_loop(tmp_path: Path) -> None:
+    with temporary_store("sqlite", tmp_path) as store:
+        assert await store.write_short(_insert_raw("raw")) == threading.current_thread().name
+        assert store.read_sync(_names) == ["raw"]
+
+
+async def test_a_short_write_mixing_the_driver_and_sqlalchemy_is_one_transaction(tmp_path: Path) -> None:
+    def both(fail: bool):
+        def job(conn: Connection) -> None:
+            _insert_raw("raw")(conn)
+            _insert("orm")(conn)  # SQLAlchemy joins the transaction the loop's connection began
+            if fail:
+                raise RuntimeError("boom")
+
+        return job
+
+    with temporary_store("sqlite", tmp_path) as store:
+        with pytest.raises(RuntimeError, match="boom"):
+            await store.write_short(both(fail=True))
+        assert store.read_sync(_names) == []  # neither statement kept
+        await store.write_short(both(fail=False))
+        assert sorted(store.read_sync(_names)) == ["orm", "raw"]
+
+
+class _FailingCommit:
+    """The loop connection's driver, with COMMIT failing as on a full disk."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.driver.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.driver, name)
+
+
+async def test_a_short_write_whose_commit_fails_keeps_nothing_and_the_next_one_runs(tmp_path: Path) -> None:
+    with temporary_store("sqlite", tmp_path) as store:
+        assert isinstance(store, SqliteStore)
+        await store.write_short(_insert_raw("first"))
+        store._now_driver = _FailingCommit(store._now_driver)  # pyright: ignore[reportPrivateUsage]
+        with pytest.raises(DBAPIError, match="disk is full"):
+            await store.write_short(_insert_raw("lost"))
+        assert store._now is None  # pyright: ignore[reportPrivateUsage]  # a fresh connection next time
+        assert store.read_sync(_names) == ["first"]
+        assert await store.write_short(_insert_raw("kept")) == threading.current_thread().name
+        assert sorted(store.read_sync(_names)) == ["first", "kept"]
 
 
 async def test_in_strict_mode_every_short_write_goes_to_the_writer(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from helio_proxy.store.base import Durability, Job, StoreError
 from helio_proxy.store.registry import register_backend
@@ -95,6 +95,8 @@ class SqliteStore(SqlStore):
         super().__init__(url, durability=durability)
         self._now: Connection | None = None
         """The event loop's own connection (:meth:`write_short`), opened on first use."""
+        self._now_driver: Any = None
+        """The ``sqlite3`` connection under ``_now``."""
         self._checkpointer: threading.Thread | None = None
         self._checkpointer_stop = threading.Event()
         self.checkpoints = 0
@@ -152,6 +154,8 @@ class SqliteStore(SqlStore):
             statement = "BEGIN IMMEDIATE" if conn.info.get(WRITER_MARK) else "BEGIN"
             driver = conn.connection.driver_connection
             assert driver is not None
+            if driver.in_transaction:
+                return  # the loop's connection began it itself (see _write_now): SQLAlchemy joins it
             try:
                 driver.execute(statement)
             except sqlite3.Error as exc:
@@ -178,23 +182,54 @@ class SqliteStore(SqlStore):
         return await self.write(job)
 
     def _write_now(self, job: Job[T]) -> tuple[bool, T | None]:
+        """Run ``job`` in a transaction of the loop's own connection, begun and committed on the
+        driver itself: SQLAlchemy's transaction objects and events took about as long as SQLite's
+        BEGIN and COMMIT (a limit check runs one per call). A job that executes through SQLAlchemy
+        joins the transaction (``_on_begin`` finds it open) and is committed through SQLAlchemy."""
         conn = self._now
         if conn is None:
             conn = self._now = self._connect_now()
+        driver = self._now_driver
         try:
-            transaction = conn.begin()
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
                 return False, None  # another writer holds the file: queue the job instead
-            self._now = self._after_failure(conn, exc)
-            raise
+            self._drop_now(conn)
+            raise _wrapped("BEGIN IMMEDIATE", exc) from exc
         try:
-            with transaction:  # committed, or rolled back if the job raises
-                result = job(conn)
+            result = job(conn)
         except BaseException as exc:
+            self._roll_back_now(conn, driver)  # nothing of the job is kept
             self._now = self._after_failure(conn, exc)  # a broken connection is replaced next time
             raise
+        try:
+            if conn.in_transaction():
+                conn.commit()  # the job executed through SQLAlchemy, which joined the transaction
+            else:
+                driver.execute("COMMIT")
+        except BaseException as exc:
+            self._roll_back_now(conn, driver)
+            self._drop_now(conn)  # a failed commit (a full disk, an I/O error): a fresh connection next time
+            if isinstance(exc, sqlite3.Error):
+                raise _wrapped("COMMIT", exc) from exc
+            raise
         return True, result
+
+    @staticmethod
+    def _roll_back_now(conn: Connection, driver: Any) -> None:
+        with contextlib.suppress(Exception):
+            if conn.in_transaction():
+                conn.rollback()
+        with contextlib.suppress(Exception):
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+
+    def _drop_now(self, conn: Connection) -> None:
+        self._now = None
+        with contextlib.suppress(Exception):
+            conn.info.pop(WRITER_MARK, None)
+            conn.invalidate()
 
     def prepare_writer(self, conn: Connection) -> None:
         # The checkpointer thread folds the WAL back (see _checkpoint_forever); a checkpoint run
@@ -253,6 +288,7 @@ class SqliteStore(SqlStore):
         assert driver is not None
         driver.execute("PRAGMA busy_timeout = 0")
         driver.execute("PRAGMA wal_autocheckpoint = 0")
+        self._now_driver = driver
         return conn
 
     def close_sync(self, timeout: float = 5.0) -> None:
@@ -294,6 +330,11 @@ class SqliteStore(SqlStore):
             self.path.chmod(FILE_MODE)
         except OSError as exc:
             raise StoreError(f"cannot create the audit database {self.path}: {exc.strerror}") from None
+
+
+def _wrapped(statement: str, exc: sqlite3.Error) -> StatementError:
+    """A driver error as SQLAlchemy would have raised it (what the store's callers catch)."""
+    return DBAPIError.instance(statement, None, exc, sqlite3.Error)
 
 
 def sqlite_driver(conn: Connection) -> Any | None:
