@@ -112,9 +112,10 @@ def test_the_client_scenarios_give_the_same_results_with_the_proxy_in_between(
         for mode, command in (("direct", client), ("proxy", f"{client} --via-proxy"))
     ]
 
-    def run(mode: str, scenario: str, command: str) -> tuple[int, int, int]:
+    def run(mode: str, scenario: str, command: str, attempt: int = 0) -> tuple[int, int, int]:
         """(checks, failures, warnings) of one run."""
-        cwd = tmp_path / f"{mode}-{scenario}"  # the suite writes results/ into its working directory
+        # The suite writes results/ into its working directory.
+        cwd = tmp_path / f"{mode}-{scenario}-{attempt}"
         cwd.mkdir()
         output = _run_suite(suite, cwd, "client", "--command", command, "--scenario", scenario)
         found = CLIENT_LINE.search(output)
@@ -124,15 +125,30 @@ def test_the_client_scenarios_give_the_same_results_with_the_proxy_in_between(
     # Each run is mostly waiting (process start-up, the scenarios' own delays): run them side by side.
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(lambda r: run(*r), runs))
+    counts: dict[str, dict[str, tuple[int, int, int]]] = {"direct": {}, "proxy": {}}
+    for (mode, scenario, _), outcome in zip(runs, outcomes, strict=True):
+        counts[mode][scenario] = outcome
+    # sse-retry times the client's reconnect against the server's retry: field, and on a loaded
+    # machine (the e2e session runs two files at once) a late reconnect can fail a check, direct
+    # or through the proxy. A scenario whose runs disagree, or that failed, is run again both ways,
+    # one run at a time, up to twice; a difference the proxy causes shows in every attempt.
+    reruns: dict[str, int] = {}
+    for scenario in CLIENT_SCENARIOS:
+        for attempt in (1, 2):
+            direct, proxied = counts["direct"][scenario][:2], counts["proxy"][scenario][:2]
+            if direct == proxied and direct[1] == 0:
+                break
+            reruns[scenario] = attempt
+            for mode, command in (("direct", client), ("proxy", f"{client} --via-proxy")):
+                counts[mode][scenario] = run(mode, scenario, command, attempt)
+    if reruns:
+        with capsys.disabled():
+            print(f"\nconformance client scenarios run again (attempts): {reruns}")
     # Compared: checks and failures per scenario. Not warnings: sse-retry warns when a reconnect is
     # slightly late, which depends on the machine's load rather than on the proxy.
-    results: dict[str, dict[str, tuple[int, int]]] = {"direct": {}, "proxy": {}}
-    passed = {"direct": 0, "proxy": 0}
-    warned = {"direct": 0, "proxy": 0}
-    for (mode, scenario, _), (total, failures, warnings) in zip(runs, outcomes, strict=True):
-        results[mode][scenario] = (total, failures)
-        passed[mode] += total - failures - warnings
-        warned[mode] += warnings
+    results = {mode: {name: c[:2] for name, c in found.items()} for mode, found in counts.items()}
+    passed = {mode: sum(t - f - w for t, f, w in found.values()) for mode, found in counts.items()}
+    warned = {mode: sum(w for _, _, w in found.values()) for mode, found in counts.items()}
     failed = {mode: sum(f for _, f in found.values()) for mode, found in results.items()}
     with capsys.disabled():
         print(
