@@ -281,6 +281,33 @@ async def test_a_short_write_whose_commit_fails_keeps_nothing_and_the_next_one_r
         assert sorted(store.read_sync(_names)) == ["first", "kept"]
 
 
+class _FailingRollback(_FailingCommit):
+    """The loop connection's driver, with ROLLBACK failing: the transaction stays open."""
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "ROLLBACK":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.driver.execute(sql, *args)
+
+
+async def test_a_failed_short_write_that_cannot_be_rolled_back_gets_a_fresh_connection(
+    tmp_path: Path,
+) -> None:
+    def fails(conn: Connection) -> None:
+        _insert_raw("lost")(conn)
+        raise RuntimeError("boom")
+
+    with temporary_store("sqlite", tmp_path) as store:
+        assert isinstance(store, SqliteStore)
+        await store.write_short(_insert_raw("first"))
+        store._now_driver = _FailingRollback(store._now_driver)  # pyright: ignore[reportPrivateUsage]
+        with pytest.raises(RuntimeError, match="boom"):
+            await store.write_short(fails)
+        assert store._now is None  # pyright: ignore[reportPrivateUsage]  # dropped, not reused mid-transaction
+        assert await store.write_short(_insert_raw("kept")) == threading.current_thread().name
+        assert sorted(store.read_sync(_names)) == ["first", "kept"]
+
+
 async def test_in_strict_mode_every_short_write_goes_to_the_writer(tmp_path: Path) -> None:
     with temporary_store("sqlite", tmp_path, durability="strict") as strict:
         thread, _ = await strict.write_short(_insert_on("fsynced"))

@@ -193,15 +193,17 @@ class SqliteStore(SqlStore):
         try:
             driver.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # SQLITE_BUSY, or an extended BUSY_*
                 return False, None  # another writer holds the file: queue the job instead
             self._drop_now(conn)
             raise _wrapped("BEGIN IMMEDIATE", exc) from exc
         try:
             result = job(conn)
         except BaseException as exc:
-            self._roll_back_now(conn, driver)  # nothing of the job is kept
-            self._now = self._after_failure(conn, exc)  # a broken connection is replaced next time
+            if self._roll_back_now(conn, driver):  # nothing of the job is kept
+                self._now = self._after_failure(conn, exc)  # a broken connection is replaced next time
+            else:
+                self._drop_now(conn)  # still in the transaction: a fresh connection next time
             raise
         try:
             if conn.in_transaction():
@@ -217,13 +219,18 @@ class SqliteStore(SqlStore):
         return True, result
 
     @staticmethod
-    def _roll_back_now(conn: Connection, driver: Any) -> None:
+    def _roll_back_now(conn: Connection, driver: Any) -> bool:
+        """Roll the loop connection's transaction back; whether it is out of it."""
         with contextlib.suppress(Exception):
             if conn.in_transaction():
                 conn.rollback()
         with contextlib.suppress(Exception):
             if driver.in_transaction:
                 driver.execute("ROLLBACK")
+        try:
+            return not driver.in_transaction
+        except Exception:
+            return False  # closed or broken
 
     def _drop_now(self, conn: Connection) -> None:
         self._now = None
