@@ -279,6 +279,13 @@ async def test_a_short_write_whose_commit_fails_keeps_nothing_and_the_next_one_r
         assert store.read_sync(_names) == ["first"]
         assert await store.write_short(_insert_raw("kept")) == threading.current_thread().name
         assert sorted(store.read_sync(_names)) == ["first", "kept"]
+        # Each dropped connection gives its pool slot back: more failures than the pool holds.
+        for attempt in range(16):
+            store._now_driver = _FailingCommit(store._now_driver)  # pyright: ignore[reportPrivateUsage]
+            with pytest.raises(DBAPIError):
+                await asyncio.wait_for(store.write_short(_insert_raw("lost")), 10)
+            await asyncio.wait_for(store.write_short(_insert_raw(f"again-{attempt}")), 10)
+        assert store.engine.pool.checkedout() <= 2  # type: ignore[attr-defined]
 
 
 class _FailingRollback(_FailingCommit):

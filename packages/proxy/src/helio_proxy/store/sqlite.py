@@ -233,10 +233,14 @@ class SqliteStore(SqlStore):
             return False  # closed or broken
 
     def _drop_now(self, conn: Connection) -> None:
+        """Discard the loop's connection (SQLite rolls back what it held); the next job opens
+        another. A test checks that no pool slot is lost to it."""
         self._now = None
         with contextlib.suppress(Exception):
             conn.info.pop(WRITER_MARK, None)
             conn.invalidate()
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def prepare_writer(self, conn: Connection) -> None:
         # The checkpointer thread folds the WAL back (see _checkpoint_forever); a checkpoint run
