@@ -6,72 +6,18 @@ configured, with the same fingerprint or epoch) from buckets of limits that chan
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
-
-from helio_proxy.config.budgets import BudgetConfig
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.limits.budgets import compile_budget
-from helio_proxy.limits.charges import Bucket, Charge, Kind, rate_fingerprint, spend_fingerprint
-from helio_proxy.limits.windows import Window
-
-
-@dataclass(frozen=True, slots=True)
-class LimitShape:
-    """One configured limit: a rule's rate or spend limit, or a budget (at its current epoch)."""
-
-    kind: Kind
-    owner: str
-    version: str
-    limit: Decimal
-    window: Window
-    key: str
-    currency: str | None = None
-    rule_index: int | None = None
-    budget: BudgetConfig | None = None
-
-    @property
-    def triple(self) -> tuple[str, str, str]:
-        return self.kind, self.owner, self.version
-
-    def charge(self, bucket: Bucket) -> Charge:
-        """A zero charge on ``bucket`` (what reads use to look a bucket up)."""
-        return Charge(bucket, Decimal(0), self.limit, self.window, self.currency, budget=self.budget)
+from helio_proxy.limits.charges import LimitShape, rule_shape
 
 
 def rule_shapes(config: HelioConfig) -> list[LimitShape]:
+    """Every rule's rate or spend limit, in rule order."""
     out: list[LimitShape] = []
     for index, rule in enumerate(config.policies.rules):
-        name = rule.name or f"rule-{index}"
-        limits = rule.limits
-        if limits is None:
-            continue
-        if rule.action == "rate_limit" and limits.max_calls is not None and limits.window is not None:
-            out.append(
-                LimitShape(
-                    "rate",
-                    name,
-                    rate_fingerprint(limits),
-                    Decimal(limits.max_calls),
-                    Window(limits.window.seconds),
-                    limits.key,
-                    rule_index=index,
-                )
-            )
-        elif rule.action == "spend_limit" and limits.max_spend is not None:
-            spend = limits.max_spend
-            out.append(
-                LimitShape(
-                    "spend",
-                    name,
-                    spend_fingerprint(limits),
-                    spend.limit,
-                    Window(spend.window.seconds),
-                    spend.key,
-                    spend.currency,
-                    rule_index=index,
-                )
-            )
+        shape = rule_shape(index, rule.name or f"rule-{index}", rule.action, rule.limits)
+        if shape is not None:
+            out.append(shape)
     return out
 
 

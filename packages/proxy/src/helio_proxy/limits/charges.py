@@ -28,7 +28,7 @@ from helio_proxy.governance import GovernedCall
 from helio_proxy.limits.amounts import ExactArguments, InvalidAmount, read_amount
 from helio_proxy.limits.budgets import CompiledBudget
 from helio_proxy.limits.windows import Window
-from helio_proxy.matching.jsonpath import JsonPath, parse_path
+from helio_proxy.matching.jsonpath import parse_path
 from helio_proxy.values import value
 
 Kind = Literal["rate", "spend", "budget"]
@@ -161,59 +161,69 @@ def _subject(
 
 
 @dataclass(frozen=True, slots=True)
-class RuleLimit:
-    """A rule's rate or spend limit as each call under it is charged: its fingerprint, limit,
-    window and amount path worked out once per config snapshot (:func:`rule_limit`), not per call."""
+class LimitShape:
+    """One configured limit: a rule's rate or spend limit, or a budget (at its current epoch)."""
 
-    kind: Literal["rate", "spend"]
+    kind: Kind
     owner: str
-    """The rule's name (``rule-<index>`` when unnamed)."""
-    limits: Limits
-    fingerprint: str
+    version: str
     limit: Decimal
     window: Window
     key: str
     currency: str | None = None
-    path: JsonPath | None = None
-    """Where a spend limit reads the call's amount."""
+    rule_index: int | None = None
+    budget: BudgetConfig | None = None
+    limits: Limits | None = None
+    """A rule's own ``limits`` (``None`` for a budget): where a spend limit reads its amount."""
+
+    @property
+    def triple(self) -> tuple[str, str, str]:
+        return self.kind, self.owner, self.version
+
+    def charge(self, bucket: Bucket) -> Charge:
+        """A zero charge on ``bucket`` (what reads use to look a bucket up)."""
+        return Charge(bucket, Decimal(0), self.limit, self.window, self.currency, budget=self.budget)
 
 
-def rule_limit(kind: Literal["rate", "spend"], owner: str, limits: Limits) -> RuleLimit:
-    """What :func:`plan` charges for a ``rate_limit`` or ``spend_limit`` rule."""
-    if kind == "rate":
-        assert limits.max_calls is not None
-        assert limits.window is not None
-        return RuleLimit(
+def rule_shape(index: int, owner: str, action: str | None, limits: Limits | None) -> LimitShape | None:
+    """Rule ``index``'s rate or spend limit (``owner``: the rule's name, ``rule-<index>`` when
+    unnamed); ``None`` for a rule with none."""
+    if limits is None:
+        return None
+    if action == "rate_limit" and limits.max_calls is not None and limits.window is not None:
+        return LimitShape(
             "rate",
             owner,
-            limits,
             rate_fingerprint(limits),
             Decimal(limits.max_calls),
             Window(limits.window.seconds),
             limits.key,
+            rule_index=index,
+            limits=limits,
         )
-    spend = limits.max_spend
-    assert spend is not None
-    return RuleLimit(
-        "spend",
-        owner,
-        limits,
-        spend_fingerprint(limits),
-        spend.limit,
-        Window(spend.window.seconds),
-        spend.key,
-        spend.currency,
-        _spend_path(spend.field),
-    )
+    if action == "spend_limit" and limits.max_spend is not None:
+        spend = limits.max_spend
+        return LimitShape(
+            "spend",
+            owner,
+            spend_fingerprint(limits),
+            spend.limit,
+            Window(spend.window.seconds),
+            spend.key,
+            spend.currency,
+            rule_index=index,
+            limits=limits,
+        )
+    return None
 
 
 def plan(
-    rule: RuleLimit | None,
+    rule: LimitShape | None,
     call: GovernedCall,
     config: HelioConfig,
     budgets: tuple[CompiledBudget, ...],
 ) -> Plan:
-    """Every charge ``call`` makes: its rule's limit (:func:`rule_limit`) and its budgets."""
+    """Every charge ``call`` makes: its rule's limit (:func:`rule_shape`) and its budgets."""
     charges: list[Charge] = []
     invalid: list[InvalidCharge] = []
     arguments: ExactArguments | None = None
@@ -221,19 +231,17 @@ def plan(
         subject = _subject(rule.key, call, config, budget=False)
         if subject is None:
             return Plan((), (), Unresolved(rule.kind, rule.owner))
-        if rule.path is None:
-            charges.append(
-                Charge(
-                    Bucket("rate", rule.owner, rule.fingerprint, *subject), RATE_SLOT, rule.limit, rule.window
-                )
-            )
+        bucket = Bucket(rule.kind, rule.owner, rule.version, *subject)
+        if rule.kind == "rate":
+            charges.append(Charge(bucket, RATE_SLOT, rule.limit, rule.window))
         else:
+            assert rule.limits is not None
+            assert rule.limits.max_spend is not None
             arguments = ExactArguments(call.facts.arguments, call.raw)
-            amount = read_amount(rule.path, arguments)
+            amount = read_amount(_spend_path(rule.limits.max_spend.field), arguments)
             if isinstance(amount, InvalidAmount):
                 invalid.append(InvalidCharge("spend", rule.owner, amount, limits=rule.limits))
             else:
-                bucket = Bucket("spend", rule.owner, rule.fingerprint, *subject)
                 charges.append(Charge(bucket, amount, rule.limit, rule.window, rule.currency))
     for budget in budgets:
         if arguments is None:  # read once, and only by a call that feeds an amount

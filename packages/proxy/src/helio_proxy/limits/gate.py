@@ -28,15 +28,15 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from helio_proxy.config.root import HelioConfig
 from helio_proxy.governance import ChargeFacts, GovernedCall, InvalidAmountFacts, LimitFacts, Settlement
 from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
-from helio_proxy.limits.catalog import LimitShape, budget_shapes, rule_shapes
-from helio_proxy.limits.charges import Plan, RuleLimit, plan, rule_limit
+from helio_proxy.limits.catalog import budget_shapes, rule_shapes
+from helio_proxy.limits.charges import LimitShape, Plan, plan, rule_shape
 from helio_proxy.limits.ledger import Check, Reserved, breaches
 from helio_proxy.limits.mirror import Mirror
 from helio_proxy.limits.windows import EMPTY, utilization
@@ -169,8 +169,10 @@ class LimitsGate:
         """Budget name → epoch, as the ledger last reported."""
         self._warned: set[str] = set()
         self._compiled: tuple[HelioConfig, tuple[CompiledBudget, ...]] | None = None
-        self._shapes: tuple[HelioConfig, dict[tuple[str, str, str], LimitShape]] | None = None
-        self._rule_limits: tuple[HelioConfig | None, dict[tuple[str, str, int], RuleLimit]] = (None, {})
+        self._shapes: (
+            tuple[HelioConfig, dict[tuple[str, str, str], LimitShape], dict[int, LimitShape]] | None
+        ) = None
+        """The config's rule limits, by ``(kind, owner, version)`` and by rule index (per snapshot)."""
         self._reconciled_for: HelioConfig | None = None
         self._reconcile_lock = asyncio.Lock()
         self._pruner: asyncio.Task[None] | None = None
@@ -287,11 +289,17 @@ class LimitsGate:
         return sorted((rule, kind, ratio) for (rule, kind), ratio in fullest.items())
 
     def _rule_shapes(self, config: HelioConfig) -> dict[tuple[str, str, str], LimitShape]:
+        return self._catalog(config)[1]
+
+    def _catalog(
+        self, config: HelioConfig
+    ) -> tuple[HelioConfig, dict[tuple[str, str, str], LimitShape], dict[int, LimitShape]]:
         cached = self._shapes
         if cached is None or cached[0] is not config:
-            cached = (config, {shape.triple: shape for shape in rule_shapes(config)})
-            self._shapes = cached
-        return cached[1]
+            shapes = rule_shapes(config)
+            by_index = {shape.rule_index: shape for shape in shapes if shape.rule_index is not None}
+            cached = self._shapes = (config, {shape.triple: shape for shape in shapes}, by_index)
+        return cached
 
     def publish(self, type_: str, data: dict[str, Any]) -> None:
         if self._publish is None:
@@ -311,22 +319,18 @@ class LimitsGate:
     def _plan(self, decision: Limited, call: GovernedCall, config: HelioConfig) -> Plan:
         return plan(self._rule_limit(decision, config), call, config, self._budgets(config))
 
-    def _rule_limit(self, decision: Limited, config: HelioConfig) -> RuleLimit | None:
-        """The decision's rule limit, worked out once per config snapshot and rule."""
+    def _rule_limit(self, decision: Limited, config: HelioConfig) -> LimitShape | None:
+        """The decision's rule limit as the snapshot's catalog has it (worked out once per config)."""
         if isinstance(decision, Allow):
             return None
-        kind: Literal["rate", "spend"] = "rate" if isinstance(decision, RateLimit) else "spend"
-        cached = self._rule_limits
-        if cached[0] is not config:
-            cached = self._rule_limits = (config, {})
-        # The decision's limits are the config's own object: its id is stable while ``config`` is.
-        key = (kind, decision.rule or "", id(decision.limits))
-        found = cached[1].get(key)
-        if found is None or found.limits is not decision.limits:
-            if len(cached[1]) >= 1024:  # a bound, should decisions ever carry copies
-                cached[1].clear()
-            found = cached[1][key] = rule_limit(kind, decision.rule or "", decision.limits)
-        return found
+        index = decision.rule_index
+        found = self._catalog(config)[2].get(index) if index is not None else None
+        if found is not None and found.limits is decision.limits:
+            return found
+        # Not a rule of this snapshot's (never expected): worked out from the decision itself.
+        made = rule_shape(index or 0, decision.rule or "", decision.action, decision.limits)
+        assert made is not None
+        return made
 
     def _refused(self, decision: Limited, planned: Plan, now: datetime) -> Deny | None:
         """A block that needs no counter: no session for a session-keyed limit, or an invalid amount."""
