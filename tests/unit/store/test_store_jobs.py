@@ -253,26 +253,32 @@ async def test_a_short_write_mixing_the_driver_and_sqlalchemy_is_one_transaction
         assert sorted(store.read_sync(_names)) == ["orm", "raw"]
 
 
-class _FailingCommit:
-    """The loop connection's driver, with COMMIT failing as on a full disk."""
+class _Failing:
+    """The loop connection's driver, with one statement (``COMMIT``, ``ROLLBACK``) failing."""
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: Any, statement: str, error: str) -> None:
         self.driver = driver
+        self.statement = statement
+        self.error = error
 
     def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT":
-            raise sqlite3.OperationalError("database or disk is full")
+        if sql == self.statement:
+            raise sqlite3.OperationalError(self.error)
         return self.driver.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.driver, name)
 
 
+def _failing_commit(driver: Any) -> _Failing:
+    return _Failing(driver, "COMMIT", "database or disk is full")
+
+
 async def test_a_short_write_whose_commit_fails_keeps_nothing_and_the_next_one_runs(tmp_path: Path) -> None:
     with temporary_store("sqlite", tmp_path) as store:
         assert isinstance(store, SqliteStore)
         await store.write_short(_insert_raw("first"))
-        store._now_driver = _FailingCommit(store._now_driver)  # pyright: ignore[reportPrivateUsage]
+        store._now_driver = _failing_commit(store._now_driver)  # pyright: ignore[reportPrivateUsage]
         with pytest.raises(DBAPIError, match="disk is full"):
             await store.write_short(_insert_raw("lost"))
         assert store._now is None  # pyright: ignore[reportPrivateUsage]  # a fresh connection next time
@@ -281,20 +287,11 @@ async def test_a_short_write_whose_commit_fails_keeps_nothing_and_the_next_one_r
         assert sorted(store.read_sync(_names)) == ["first", "kept"]
         # Each dropped connection gives its pool slot back: more failures than the pool holds.
         for attempt in range(16):
-            store._now_driver = _FailingCommit(store._now_driver)  # pyright: ignore[reportPrivateUsage]
+            store._now_driver = _failing_commit(store._now_driver)  # pyright: ignore[reportPrivateUsage]
             with pytest.raises(DBAPIError):
                 await asyncio.wait_for(store.write_short(_insert_raw("lost")), 10)
             await asyncio.wait_for(store.write_short(_insert_raw(f"again-{attempt}")), 10)
         assert store.engine.pool.checkedout() <= 2  # type: ignore[attr-defined]
-
-
-class _FailingRollback(_FailingCommit):
-    """The loop connection's driver, with ROLLBACK failing: the transaction stays open."""
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "ROLLBACK":
-            raise sqlite3.OperationalError("disk I/O error")
-        return self.driver.execute(sql, *args)
 
 
 async def test_a_failed_short_write_that_cannot_be_rolled_back_gets_a_fresh_connection(
@@ -307,7 +304,9 @@ async def test_a_failed_short_write_that_cannot_be_rolled_back_gets_a_fresh_conn
     with temporary_store("sqlite", tmp_path) as store:
         assert isinstance(store, SqliteStore)
         await store.write_short(_insert_raw("first"))
-        store._now_driver = _FailingRollback(store._now_driver)  # pyright: ignore[reportPrivateUsage]
+        store._now_driver = _Failing(
+            store._now_driver, "ROLLBACK", "disk I/O error"
+        )  # the transaction stays open  # pyright: ignore[reportPrivateUsage]
         with pytest.raises(RuntimeError, match="boom"):
             await store.write_short(fails)
         assert store._now is None  # pyright: ignore[reportPrivateUsage]  # dropped, not reused mid-transaction
