@@ -304,9 +304,9 @@ async def test_a_failed_short_write_that_cannot_be_rolled_back_gets_a_fresh_conn
     with temporary_store("sqlite", tmp_path) as store:
         assert isinstance(store, SqliteStore)
         await store.write_short(_insert_raw("first"))
-        store._now_driver = _Failing(
-            store._now_driver, "ROLLBACK", "disk I/O error"
-        )  # the transaction stays open  # pyright: ignore[reportPrivateUsage]
+        # ROLLBACK fails: the transaction stays open.
+        driver = store._now_driver  # pyright: ignore[reportPrivateUsage]
+        store._now_driver = _Failing(driver, "ROLLBACK", "disk I/O error")  # pyright: ignore[reportPrivateUsage]
         with pytest.raises(RuntimeError, match="boom"):
             await store.write_short(fails)
         assert store._now is None  # pyright: ignore[reportPrivateUsage]  # dropped, not reused mid-transaction
