@@ -1,7 +1,9 @@
+import warnings
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import SAWarning
 
 from helio_proxy.store import Store, StoreError, create_store
 from helio_proxy.store.migrations import MIGRATIONS, Migration, applied_migrations, apply_migrations
@@ -122,3 +124,49 @@ def test_0013_drops_the_indexes_a_charge_no_longer_needs_and_the_rows_no_bucket_
             assert ids == ["kept"]
         finally:
             again.close_sync()
+
+
+def test_no_audit_index_is_the_leading_part_of_another(store: Store) -> None:
+    """Each index costs every audit record an entry: one whose columns lead another index (the
+    composite serves its lookups) or that no query can use (``origin`` is matched as a substring)
+    is only cost. 0015 dropped six such indexes."""
+
+    def indexes(conn: Connection) -> dict[str, tuple[str | None, ...]]:
+        with warnings.catch_warnings():  # the expression index on the metadata's upstream
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+            found = inspect(conn).get_indexes("audit_records")
+        return {str(i["name"]): tuple(i["column_names"]) for i in found if not i.get("unique")}
+
+    found = store.read_sync(indexes)
+    assert {"audit_records_tool_time", "audit_records_session_time", "audit_records_time_seq"} <= set(found)
+    for name, columns in found.items():
+        assert "origin" not in columns, name
+        for other, longer in found.items():
+            if other != name and None not in columns:
+                assert longer[: len(columns)] != columns or len(longer) == len(columns), (name, other)
+
+
+def test_lookups_by_one_audit_column_still_use_an_index(tmp_path: Path) -> None:
+    store = create_store(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.open_sync()
+    try:
+        for where, index in (
+            ("tool_name = 'x'", "audit_records_tool_time"),
+            ("session_id = 'x'", "audit_records_session_time"),
+            ("policy_decision = 'deny'", "audit_records_decision_time"),
+            ("block_reason = 'x'", "audit_records_reason_time"),
+            ("timestamp < 'x'", "audit_records_time_seq"),
+        ):
+            plan = store.read_sync(
+                lambda c, where=where: [
+                    str(row[-1])
+                    for row in c.execute(
+                        text(f"EXPLAIN QUERY PLAN SELECT seq FROM audit_records WHERE {where}")  # noqa: S608 - fixed test text
+                    )
+                ]
+            )
+            assert any(
+                f"USING COVERING INDEX {index}" in step or f"USING INDEX {index}" in step for step in plan
+            ), (where, plan)
+    finally:
+        store.close_sync()

@@ -572,6 +572,25 @@ SESSION_HISTORY = Migration(
     ),
 )
 
+AUDIT_INDEXES_PRUNED = Migration(
+    "0015_audit_indexes_pruned",
+    (
+        # Every audit record wrote an entry into each of audit_records' 17 indexes. Five of the
+        # single-column ones of 0001 are the leading column of a (column, timestamp, seq) index of
+        # 0007, which serves the same equality and range lookups; the one on origin served no
+        # query (the origin filter is a case-insensitive substring, which no index answers). The
+        # writer's insert of a record cost about 12 % less without them (docs/storage.md). Kept:
+        # id (unique), record_kind (rare kinds, e.g. approval resolutions, found without a scan)
+        # and the status range index.
+        "DROP INDEX IF EXISTS audit_records_timestamp",
+        "DROP INDEX IF EXISTS audit_records_tool_name",
+        "DROP INDEX IF EXISTS audit_records_policy_decision",
+        "DROP INDEX IF EXISTS audit_records_session_id",
+        "DROP INDEX IF EXISTS audit_records_block_reason",
+        "DROP INDEX IF EXISTS audit_records_origin",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     AUDIT_SCHEMA,
     GOVERNANCE_SCHEMA,
@@ -588,6 +607,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     LIMIT_BUCKETS_HOT_UPDATES,
     LIMIT_EVENTS_BY_BUCKET,
     SESSION_HISTORY,
+    AUDIT_INDEXES_PRUNED,
 )
 """Every migration, in the order it is applied."""
 
