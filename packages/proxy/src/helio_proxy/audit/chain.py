@@ -263,8 +263,9 @@ def append_rows(
 
     ``step_pause`` (batched audit): a batch of at most :data:`INSERT_CHUNK` rows is worked on in
     steps of :data:`SHORT_BATCH_STEP` rows with a ``time.sleep(step_pause)`` between them (``0``
-    lets go of the GIL only: a writer thread; a writer process pauses, see
-    :data:`~helio_proxy.audit.sink.STEP_PAUSE`). ``None`` (strict audit): long steps."""
+    lets go of the GIL only, as both the writer thread and the writer process do: this runs
+    holding the write lock, see :data:`~helio_proxy.audit.sink.STEP_PAUSE`). ``None`` (strict
+    audit): long steps."""
     state = lock_chain(conn)
     seq, head = state.seq, state.head_hash
     # A batch of the writer's usual size lets go of the GIL every 10 rows while hashing, as it
@@ -317,8 +318,7 @@ def append_rows(
             conn.exec_driver_sql(statement, chunk)
         else:
             conn.execute(insert(AUDIT_RECORDS), chunk)
-        # Let the event loop have the GIL between chunks (short steps, or a large group); a writer
-        # process pauses between short steps.
+        # Let the event loop have the GIL between chunks (short steps, or a large group).
         time.sleep(pause)
     if rows:
         if driver is not None:
