@@ -141,9 +141,9 @@ def test_no_audit_index_is_the_leading_part_of_another(store: Store) -> None:
     assert {"audit_records_tool_time", "audit_records_session_time", "audit_records_time_seq"} <= set(found)
     for name, columns in found.items():
         assert "origin" not in columns, name
-        for other, longer in found.items():
-            if other != name and None not in columns:
-                assert longer[: len(columns)] != columns or len(longer) == len(columns), (name, other)
+        for other, other_columns in found.items():
+            if other != name and None not in columns:  # None: an expression
+                assert other_columns[: len(columns)] != columns, f"{other} serves {name}'s lookups"
 
 
 def test_lookups_by_one_audit_column_still_use_an_index(tmp_path: Path) -> None:
