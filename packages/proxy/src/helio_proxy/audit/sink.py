@@ -72,8 +72,8 @@ catching up, goes without pauses.
 Only the building pauses: the hashing and inserting, done holding the database's write lock, go
 without (steps that only let go of the GIL). Paused there too, a batch held the lock for about
 8 ms, and a call under a ``rate_limit`` rule that needed it meanwhile waited that out: such a
-call's p99 was 8.8 ms over an unlimited call's, and 3.7 ms with the lock held only for the work
-(docs/performance.md, the sixteenth look)."""
+call's p99 was 8.0-18.9 ms over an unlimited call's, and 3.6-8.6 ms with the lock held only for
+the work, less than half in each of five alternated runs (docs/performance.md, the sixteenth look)."""
 NICENESS: Final = 5
 """How much the child lowers its own scheduling priority when it starts (``nice +5``, where the
 platform has it): on two CPUs, where the client, the upstream and the proxy take turns one call at
