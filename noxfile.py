@@ -276,7 +276,8 @@ def bench(session: nox.Session) -> None:
     """The benchmarks of docs/performance.md (not in the default sessions; about 20 minutes):
     Helio against direct, a bare forwarder and the Python MCP proxies, the CPU per call of both apps
     driven in one process (bench_inprocess.py), then the scale figures
-    (limits at 10 and 100,000 charges, open sessions, decide() by rule count, audit records/s),
+    (limits at 10 and 100,000 charges, limits through ``helio start``, open sessions, decide() by
+    rule count, audit records/s),
     and three replicas behind nginx against one (bench_replicas.py).
     ``uv run nox -s bench -- --rounds 1`` passes options to bench_compare.py."""
     ensure_wrk(session)
@@ -284,7 +285,7 @@ def bench(session: nox.Session) -> None:
     ensure_nginx(session)
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
     session.run("python", "benchmarks/bench_inprocess.py", "--audit-parts")
-    session.run("python", "benchmarks/bench_scale.py")
+    session.run("python", "benchmarks/bench_scale.py", "--part", "limits,limits-start,sessions")
     session.run("python", "benchmarks/bench_decide.py")
     session.run("python", "benchmarks/bench_audit.py")
     session.run("python", "benchmarks/bench_replicas.py")

@@ -1,6 +1,6 @@
 """How Helio's cost grows: with charges in a limit's window, and with open sessions.
 
-    uv run python benchmarks/bench_scale.py [--part limits,sessions] [--sliding] [--gate-gap-ms 1] [--json out.json]
+    uv run python benchmarks/bench_scale.py [--part limits,limits-start,sessions] [--sliding] [--gate-gap-ms 1] [--json out.json]
 
 ``limits`` (in one process, one event loop: client, three proxies; the upstream is the raw
 JSON-RPC server of ``bench_compare.py`` in its own process). Three proxies on one upstream, the
@@ -18,6 +18,12 @@ and on PostgreSQL (``HELIO_TEST_POSTGRES_URL``, a throwaway schema). Also timed:
 between, as a proxy's calls are (on this project's VM a PostgreSQL round trip after an idle
 millisecond costs more than one right after the last).
 
+``limits-start``: the same three cases through ``helio start`` processes instead (the 20-rule
+config of ``bench_compare.py`` with the limit rule first, each proxy with the audit writer
+``audit.writer: auto`` gives it: a process on a machine with two CPUs), fresh buckets, called in
+turn; with the number of calls over 2 ms. A limited call that finds the audit writer committing
+a batch waits for its write lock (SQLite), which is what the p99 shows.
+
 ``sessions``: ``helio start`` (the 20-rule config of ``bench_compare.py``) in its own process; 1,
 100 and 1,000 sessions are opened (each its own ``x-helio-session-id`` and keep-alive connection,
 each having made a ``tools/call``) and kept open; then the proxy's resident memory (VmRSS) and the
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -189,6 +196,71 @@ async def limits_case(upstream: str, backend: str, charges: int, calls: int, rou
     out: dict[str, Any] = {"backend": backend, "charges_in_window": charges, "held_after": held}
     for name, values in samples.items():
         out[name] = {"p50_ms": ms(values, 50), "p99_ms": ms(values, 99), "calls": len(values)}
+    for name in ("rate", "spend"):
+        out[name]["added_p50_ms"] = out[name]["p50_ms"] - out["none"]["p50_ms"]
+        out[name]["added_p99_ms"] = out[name]["p99_ms"] - out["none"]["p99_ms"]
+    return out
+
+
+START_RULES = {
+    "rate": "    - {name: calls, match: {tool: echo}, action: rate_limit,"
+    " limits: {max_calls: 1000000000, window: 1h, key: tool}}\n",
+    "spend": "    - {name: spend, match: {tool: echo}, action: spend_limit,"
+    " limits: {max_spend: {field: '$.n', limit: 1000000000000, currency: GBP, window: 1h}}}\n",
+}
+"""``limits-start``: the limit rules of :data:`RULES`, put first in the 20-rule config of
+``bench_compare.py``."""
+
+
+async def limits_start_case(upstream: str, backend: str, calls: int, rounds: int) -> dict[str, Any]:
+    """Three ``helio start`` processes (the 20-rule config; none, a ``rate_limit`` rule, a
+    ``spend_limit`` rule on the called tool), each with the audit writer ``auto`` gives it, called
+    in turn, ``calls`` sequential calls each per round."""
+    helio = str(Path(sys.executable).parent / "helio")
+    samples: dict[str, list[float]] = {"none": [], "rate": [], "spend": []}
+    with contextlib.ExitStack() as files:
+        async with AsyncExitStack() as stack:
+            urls: dict[str, str] = {}
+            for name in samples:
+                workdir = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="helio-scale-")))
+                port = bench_compare.free_port()
+                config = bench_compare.helio_config(upstream, port, workdir)
+                text_ = config.read_text()
+                if name != "none":
+                    text_ = text_.replace("  rules:\n", "  rules:\n" + START_RULES[name], 1)
+                if backend == "postgres":
+                    url = files.enter_context(postgres_schema())
+                    text_ = text_.replace("audit:\n", f"store:\n  url: '{url}'\naudit:\n", 1)
+                config.write_text(text_)
+                log = files.enter_context((workdir / "helio.log").open("wb"))
+                argv = [helio, "start", "-c", str(config), "--no-hot-reload"]
+                proc = subprocess.Popen(argv, stdout=log, stderr=log)  # noqa: ASYNC220 - before measuring
+                stack.callback(proc.wait, 20)
+                stack.callback(proc.terminate)
+                bench_compare.wait_port(port, proc, 60)
+                urls[name] = f"http://127.0.0.1:{port}/mcp"
+                await bench_compare.handshake(urls[name])
+            sessions = {
+                name: await stack.enter_async_context(
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+                )
+                for name in urls
+            }
+            for name, url in urls.items():  # warm up
+                for i in range(100):
+                    await timed(sessions[name], url, i)
+            for _ in range(rounds):
+                for name, url in urls.items():
+                    for i in range(calls):
+                        samples[name].append(await timed(sessions[name], url, i))
+    out: dict[str, Any] = {"backend": backend}
+    for name, values in samples.items():
+        out[name] = {
+            "p50_ms": ms(values, 50),
+            "p99_ms": ms(values, 99),
+            "over_2ms": sum(1 for v in values if v > 0.002),
+            "calls": len(values),
+        }
     for name in ("rate", "spend"):
         out[name]["added_p50_ms"] = out[name]["p50_ms"] - out["none"]["p50_ms"]
         out[name]["added_p99_ms"] = out[name]["p99_ms"] - out["none"]["p99_ms"]
@@ -434,6 +506,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     )
         finally:
             bench_compare.stop(bench_compare.Target("upstream", "", processes=[upstream_proc]))
+    if "limits-start" in parts:
+        upstream_proc, upstream = spawn_upstream()
+        try:
+            report["limits_start"] = []
+            for backend in args.backends.split(","):
+                print(f"limits through helio start: {backend}", file=sys.stderr)
+                report["limits_start"].append(
+                    await limits_start_case(upstream, backend, args.calls, args.rounds)
+                )
+        finally:
+            bench_compare.stop(bench_compare.Target("upstream", "", processes=[upstream_proc]))
     if "sessions" in parts:
         print("sessions", file=sys.stderr)
         report["sessions"] = await sessions_part([1, 100, 1000], args.calls)
@@ -470,6 +553,22 @@ def table(report: dict[str, Any]) -> str:
                 f"{row['backend']:<10}{row['charges_in_window']:>9,}  {row['none']['p50_ms']:>9.3f}"
                 f"{row['rate']['added_p50_ms']:>+10.3f}{row['rate']['added_p99_ms']:>+10.3f}"
                 f"{row['spend']['added_p50_ms']:>+11.3f}{row['spend']['added_p99_ms']:>+11.3f}"
+            )
+    if "limits_start" in report:
+        lines += [
+            "",
+            "through helio start (20 rules + the limit rule, its own audit writer), c=1; calls over 2 ms:",
+        ]
+        lines.append(
+            f"{'backend':<10}{'none p50':>9}{'none p99':>9}{'>2ms':>6}{'rate +p50':>10}{'rate +p99':>10}"
+            f"{'>2ms':>6}{'spend +p50':>11}{'spend +p99':>11}{'>2ms':>6}"
+        )
+        for row in report["limits_start"]:
+            none, rate, spend = row["none"], row["rate"], row["spend"]
+            lines.append(
+                f"{row['backend']:<10}{none['p50_ms']:>9.3f}{none['p99_ms']:>9.3f}{none['over_2ms']:>6}"
+                f"{rate['added_p50_ms']:>+10.3f}{rate['added_p99_ms']:>+10.3f}{rate['over_2ms']:>6}"
+                f"{spend['added_p50_ms']:>+11.3f}{spend['added_p99_ms']:>+11.3f}{spend['over_2ms']:>6}"
             )
     if "sessions" in report:
         lines += ["", "open sessions (helio start, 20 rules):"]
