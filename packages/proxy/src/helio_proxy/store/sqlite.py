@@ -159,7 +159,7 @@ class SqliteStore(SqlStore):
             try:
                 driver.execute(statement)
             except sqlite3.Error as exc:
-                raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+                raise _wrapped(statement, exc) from exc
 
         return engine
 
