@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.launch import free_port as free_port  # the e2e tests import it from here
+
 STARTUP_SECONDS = 30.0
 
 
@@ -28,12 +30,6 @@ def _bytecode_compiled_once(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
         patch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
         yield
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = STARTUP_SECONDS) -> None:

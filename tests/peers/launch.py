@@ -16,10 +16,21 @@ from pathlib import Path
 STARTUP_SECONDS = 30.0
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now, and never one this process handed out before: the
+    kernel may give the same free port twice once its probe socket is closed, and the two
+    processes given it then race for it (seen: one replica's dashboard port was another's
+    sideband port, and the replica that lost exited before listening)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def log_tail(log: Path, limit: int = 4000) -> str:
