@@ -27,7 +27,7 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 class Rig:
     """The gate under test, the config it reads (swap it to "reload"), and what it published."""
 
-    def __init__(self, store: Store, clock: ManualClock, text: str) -> None:
+    def __init__(self, store: Store, clock: ManualClock, text: str, *, grants: bool = True) -> None:
         self.store = store
         self.clock = clock
         self.events: list[tuple[str, dict[str, Any]]] = []
@@ -38,6 +38,7 @@ class Rig:
             lambda: self.config,
             clock=clock.now,
             publish=lambda kind, data: self.events.append((kind, data)),
+            grants=grants,
         )
 
     def load(self, text: str) -> None:
@@ -103,8 +104,8 @@ class RigFactory:
         self.store = store
         self.clock = clock
 
-    async def __call__(self, text: str) -> Rig:
-        rig = Rig(self.store, self.clock, text)
+    async def __call__(self, text: str, *, grants: bool = True) -> Rig:
+        rig = Rig(self.store, self.clock, text, grants=grants)
         await rig.gate.reconciled(rig.config)
         return rig
 

@@ -192,7 +192,7 @@ async def test_a_reservation_updates_its_bucket_in_place_on_postgresql(tmp_path:
     """No index covers a column a reservation writes (migration 0012), so PostgreSQL updates the
     bucket's row in place (HOT): no new entry in any of the table's indexes per call."""
     with temporary_store("postgres", tmp_path) as store:
-        r = await RigFactory(store, ManualClock(START))(RATE.replace("max_calls: 3", "max_calls: 1000"))
+        r = await RigFactory(store, ManualClock(START))(RATE.replace("max_calls: 3", "max_calls: 100"))
         for _ in range(50):
             assert isinstance((await r.run("search")).decision, Allow)
             r.clock.advance(0.01)

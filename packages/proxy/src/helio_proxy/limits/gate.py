@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,12 +37,20 @@ from helio_proxy.limits import blocks, ledger
 from helio_proxy.limits.amounts import decimal_text
 from helio_proxy.limits.budgets import CompiledBudget, compile_budgets
 from helio_proxy.limits.catalog import budget_shapes, rule_shapes
-from helio_proxy.limits.charges import LimitShape, Plan, plan, rule_shape
-from helio_proxy.limits.ledger import Check, Reserved, breaches
+from helio_proxy.limits.charges import Charge, LimitShape, Plan, plan, rule_shape
+from helio_proxy.limits.grants import (
+    GRANT_CEILING,
+    GRANT_SECONDS,
+    Grant,
+    grant_charge,
+    grant_mark,
+    grant_size,
+)
+from helio_proxy.limits.ledger import Check, GrantUse, Reserved, breaches
 from helio_proxy.limits.mirror import Mirror
 from helio_proxy.limits.windows import EMPTY, utilization
 from helio_proxy.policy import Allow, Deny, RateLimit, SpendLimit
-from helio_proxy.store.base import Store
+from helio_proxy.store.base import Store, parse_time_text
 
 log = logging.getLogger("helio_proxy.limits")
 
@@ -50,6 +59,8 @@ Publish = Callable[[str, dict[str, Any]], object]
 
 WARN_AT: Final = 0.8
 """Share of a limit at which a ``limit_warning`` event is published."""
+
+_GRANT_CEILING: Final = float(GRANT_CEILING)
 
 PRUNE_INTERVAL_SECONDS: Final = 600.0
 """How often expired rate/spend rows and idle buckets are deleted."""
@@ -146,6 +157,39 @@ class LedgerReservation:
             self._gate.mirror.release(check.charge.bucket.key, check.charge.amount)
 
 
+class GrantReservation:
+    """One call's share of a capacity grant (:mod:`.grants`): kept in memory until the grant
+    is settled; a call that never reached the upstream gives it back."""
+
+    def __init__(
+        self, gate: LimitsGate, grant: Grant, use: GrantUse, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        self._gate = gate
+        self._grant = grant
+        self._use = use
+        self._events = events
+
+    async def commit(self) -> None:
+        self.commit_now()
+
+    def commit_now(self) -> bool:
+        for type_, data in self._events:
+            self._gate.publish(type_, data)
+        return True
+
+    async def release(self) -> None:
+        grant, use = self._grant, self._use
+        if grant.give_back(use):
+            return
+        # The grant was settled (or is being settled) with this call's row: delete that row,
+        # once the settle has written it.
+        await self._gate.settled(grant)
+        await self._gate.store.write(
+            functools.partial(ledger.release, limit_event_ids=(use.entry_id,), budget_event_ids=())
+        )
+        self._gate.mirror.release(grant.key, use.amount)
+
+
 class LimitsGate:
     """Rate limits, spend limits and budgets over a durable store (see the module docstring)."""
 
@@ -157,6 +201,7 @@ class LimitsGate:
         clock: Callable[[], datetime] = _utc_now,
         publish: Publish | None = None,
         warn_at: float = WARN_AT,
+        grants: bool = True,
     ) -> None:
         self.store = store
         self.config = config
@@ -176,6 +221,13 @@ class LimitsGate:
         self._reconciled_for: HelioConfig | None = None
         self._reconcile_lock = asyncio.Lock()
         self._pruner: asyncio.Task[None] | None = None
+        self.grants = grants
+        """Take capacity grants for rate and spend limits far from full (:mod:`.grants`)."""
+        self._grants: dict[str, Grant] = {}
+        """Bucket key → the grant this process is using."""
+        self._granting: dict[str, asyncio.Task[Grant | None]] = {}
+        """Bucket key → the grant being taken (calls meanwhile wait for it)."""
+        self._settling: dict[Grant, asyncio.Task[None]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -189,11 +241,13 @@ class LimitsGate:
         self._pruner = asyncio.create_task(self._prune_forever(), name="helio-limits-prune")
 
     async def stop(self) -> None:
+        """Stop pruning, and settle every grant (the unused capacity is given back)."""
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
             self._pruner = None
+        await self.settle_grants()
 
     async def reconciled(self, config: HelioConfig) -> None:
         """Make sure the ledger's budget epochs match ``config`` (once per config snapshot)."""
@@ -394,23 +448,25 @@ class LimitsGate:
         if isinstance(started, Settlement):
             return started
         planned, now, config = started
+        charges = planned.charges
+        if self.grants and len(charges) == 1 and self._reconciled_for is config:
+            grant = self._grants.get(charges[0].bucket.key)
+            if grant is not None:  # the common case under a grant: no await, no store
+                granted = self._use_grant(grant, decision, call, planned, now)
+                if granted is not None:
+                    return granted
+        grantable = self.grants and len(charges) == 1 and grant_size(charges[0]) is not None
         try:
             await self.reconciled(config)
-            if ledger.in_one_statement(self.store.dialect, planned.charges):
-                statement = ledger.ReserveInOne(planned.charges[0], now, call.audit_ref)
-                reserved = await self.store.write_statement(statement)
-            else:
-                reserved = await self.store.write_short(
-                    functools.partial(
-                        ledger.reserve,
-                        charges=planned.charges,
-                        now=now,
-                        approved=approved,
-                        tool=call.facts.tool,
-                        session_id=call.facts.session_id,
-                        audit_id=call.audit_ref,
-                    )
-                )
+            if grantable:
+                granted = await self._from_grant(decision, call, planned, now)
+                if granted is not None:
+                    return granted
+            reserved = await self._reserve(charges, now, call, approved=approved)
+            if not reserved.taken and grantable and await self._grants_settled(charges[0]):
+                # Unused capacity another process held is back: checked once more.
+                now = self.clock()
+                reserved = await self._reserve(charges, now, call, approved=approved)
         except Exception:
             log.exception("limits could not be checked (store unavailable); blocking the call")
             return Settlement(blocks.limits_unavailable(decision), limits=_facts(planned, [], charged=False))
@@ -425,6 +481,166 @@ class LimitsGate:
             if check.charge.budget is not None:
                 self.publish("budget_breached", self._breach_event(check, call, now))
         return self._verdict(decision, over, facts, now, ask=True)
+
+    async def _reserve(
+        self, charges: tuple[Charge, ...], now: datetime, call: GovernedCall, *, approved: bool
+    ) -> Reserved:
+        """The call's charges, reserved in the store (one statement where the backend can)."""
+        if ledger.in_one_statement(self.store.dialect, charges):
+            return await self.store.write_statement(ledger.ReserveInOne(charges[0], now, call.audit_ref))
+        return await self.store.write_short(
+            functools.partial(
+                ledger.reserve,
+                charges=charges,
+                now=now,
+                approved=approved,
+                tool=call.facts.tool,
+                session_id=call.facts.session_id,
+                audit_id=call.audit_ref,
+            )
+        )
+
+    # -- capacity grants (see limits/grants.py) --------------------------------------------------
+
+    def _use_grant(
+        self, grant: Grant, decision: Limited, call: GovernedCall, planned: Plan, now: datetime
+    ) -> Settlement | None:
+        """The call's share of ``grant`` (``None``, and the grant closed, when it cannot take it)."""
+        charge = planned.charges[0]
+        taken = grant.take(charge, now, call.audit_ref)
+        if taken is None:
+            self._close(grant)
+            return None
+        use, before = taken
+        if not grant.left:
+            self._close(grant)
+        check = Check(charge, before)
+        if self.warn_at > _GRANT_CEILING:
+            # A grant keeps its bucket at most half full: below the warning threshold.
+            self._warned.discard(charge.bucket.key)
+            events: list[tuple[str, dict[str, Any]]] = []
+        else:
+            events = self._events(Reserved((check,), True), call, now)
+        return Settlement(
+            _as_allow(decision),
+            limits=_facts(planned, (check,), charged=True),
+            reservations=[GrantReservation(self, grant, use, events)],
+        )
+
+    async def _from_grant(
+        self, decision: Limited, call: GovernedCall, planned: Plan, now: datetime
+    ) -> Settlement | None:
+        """The call's share of a grant on its bucket, taking one if needed; ``None`` when the
+        call must be reserved on its own (the bucket is too full for grants)."""
+        charge = planned.charges[0]
+        key = charge.bucket.key
+        for _ in range(3):  # a grant another call used up meanwhile: take the next one
+            grant = self._grants.get(key)
+            if grant is not None:
+                granted = self._use_grant(grant, decision, call, planned, now)
+                if granted is not None:
+                    return granted
+            pending = self._granting.get(key)
+            if pending is None:
+                size = grant_size(charge)
+                if size is None or self.mirror.usage(charge, now).total + size > charge.limit * GRANT_CEILING:
+                    return None
+                pending = asyncio.create_task(self._take_grant(charge, size, now), name="helio-limits-grant")
+                self._granting[key] = pending
+            if await asyncio.shield(pending) is None:
+                return None
+        return None
+
+    async def _take_grant(self, charge: Charge, size: Decimal, now: datetime) -> Grant | None:
+        """Reserve a grant of ``size`` on the charge's bucket (``None``: past the grant ceiling)."""
+        key = charge.bucket.key
+        try:
+            block, mark = grant_charge(charge, size), grant_mark(now)
+            if ledger.in_one_statement(self.store.dialect, (block,)):
+                reserved = await self.store.write_statement(ledger.ReserveInOne(block, now, mark))
+            else:
+                reserved = await self.store.write_short(
+                    functools.partial(ledger.reserve, charges=(block,), now=now, audit_id=mark)
+                )
+            self.mirror.put(reserved.views)
+            if not reserved.taken:
+                return None
+            grant = Grant(
+                block,
+                reserved.limit_event_ids[0],
+                now,
+                reserved.checks[0].usage,
+                time.monotonic() + GRANT_SECONDS,
+                left=size,
+            )
+            self._grants[key] = grant
+            asyncio.get_running_loop().call_later(GRANT_SECONDS, self._close, grant)
+            return grant
+        finally:
+            self._granting.pop(key, None)
+
+    def _close(self, grant: Grant) -> None:
+        """No call may use the grant any more: settle it (in the background)."""
+        if grant.closed:
+            return
+        grant.closed = True
+        if self._grants.get(grant.key) is grant:
+            del self._grants[grant.key]
+        task = asyncio.get_running_loop().create_task(self._settle(grant), name="helio-limits-settle")
+        self._settling[grant] = task
+        task.add_done_callback(lambda _: self._settling.pop(grant, None))
+
+    async def _settle(self, grant: Grant) -> None:
+        uses, unused = tuple(grant.uses), grant.unused
+        try:
+            await self.store.write(
+                functools.partial(ledger.settle_grant, key=grant.key, grant_id=grant.grant_id, uses=uses)
+            )
+        except Exception:
+            log.exception(
+                "settling a limit grant failed; its unused part (%s) stays counted until the window passes it",
+                unused,
+            )
+            return
+        self.mirror.settled(grant.key, unused, len(uses))
+
+    async def settled(self, grant: Grant) -> None:
+        """Wait until ``grant`` is settled (at once if it is not being settled)."""
+        task = self._settling.get(grant)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _grants_settled(self, charge: Charge) -> bool:
+        """After the store refused ``charge``: wait for the bucket's unsettled grants (this
+        process's, then any other's until it is settled or its settle-by time has passed, at
+        most twice :data:`GRANT_SECONDS`); ``True`` if there were any, so the call is worth
+        checking again."""
+        key = charge.bucket.key
+        mine = [task for grant, task in self._settling.items() if grant.key == key]
+        if mine:
+            await asyncio.gather(*(asyncio.shield(task) for task in mine), return_exceptions=True)
+        waited = bool(mine)
+        give_up = time.monotonic() + 2 * GRANT_SECONDS
+        while time.monotonic() < give_up:
+            deadline = await self.store.read(functools.partial(ledger.grant_deadline, key=key))
+            if deadline is None:
+                break
+            left = (parse_time_text(deadline) - self.clock()).total_seconds()
+            if left < -GRANT_SECONDS:
+                break  # its holder is gone: it stays counted until the window passes it
+            waited = True
+            await asyncio.sleep(min(max(left, 0.0) + 0.05, GRANT_SECONDS / 4))
+        return waited
+
+    async def settle_grants(self) -> None:
+        """Settle every grant this process holds now (shutdown, tests)."""
+        for pending in list(self._granting.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+        for grant in list(self._grants.values()):
+            self._close(grant)
+        while self._settling:
+            await asyncio.gather(*self._settling.values(), return_exceptions=True)
 
     def _deny(self, decision: Limited, over: list[Check], now: datetime) -> Deny | None:
         """The block for breached charges; ``None`` when all of them may be approved over."""

@@ -744,3 +744,93 @@ def ledger_page(
         query = query.limit(limit)
     rows = [dict(row._mapping) for row in conn.execute(query)]  # pyright: ignore[reportPrivateUsage]
     return rows, total
+
+
+# -- capacity grants (limits/grants.py) --------------------------------------------------------
+
+GRANT_MARK = "grant:"
+"""``limit_events.audit_id`` of a capacity grant not yet settled: ``grant:`` and the moment
+(stored time text) by which its holder settles it."""
+
+_GRANT_ROW = text("SELECT amount, occurred_at FROM limit_events WHERE id = :id")
+_DELETE_EVENT = text("DELETE FROM limit_events WHERE id = :id")
+_GRANTS_OUTSTANDING = text(
+    "SELECT audit_id FROM limit_events WHERE bucket_key = :key AND audit_id LIKE 'grant:%' "
+    "ORDER BY audit_id DESC LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantUse:
+    """One call's share of a grant, written as its own charge when the grant is settled."""
+
+    entry_id: str
+    amount: Decimal
+    occurred_at: datetime
+    audit_id: str | None
+
+
+def settle_grant(conn: Connection, key: str, grant_id: str, uses: Sequence[GrantUse]) -> int:
+    """Replace a capacity grant's row by one row per call that used it (each with its own time,
+    amount and audit id), so the bucket ends as if every call had been reserved on its own; the
+    unused part is given back. One transaction, under the bucket's row lock. A use the window
+    has already passed (at or before the bucket's last cutoff) is not written: its share aged
+    out with the grant's row. Returns the rows written."""
+    row = _run(conn, _LOCK_FOR_RELEASE, {"key": key}).fetchone()
+    grant = _run(conn, _GRANT_ROW, {"id": grant_id}).fetchone()
+    if grant is not None:
+        _run(conn, _DELETE_EVENT, {"id": grant_id})
+    if row is None:
+        return 0  # the bucket was pruned: nothing of it counts any more
+    started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at = row
+    tally = _Tally(
+        str(started_at),
+        Decimal(0 if charge_total is None else str(charge_total)),
+        int(charge_count or 0),
+        None if counted_from is None else str(counted_from),
+        None if oldest_at is None else str(oldest_at),
+        None if newest_at is None else str(newest_at),
+    )
+
+    def counted(occurred: str) -> bool:
+        return occurred >= tally.started if tally.counted_from is None else occurred > tally.counted_from
+
+    if grant is not None and counted(str(grant[1])):
+        tally.total -= Decimal(str(grant[0]))
+        tally.count -= 1
+    kept = [(use, time_text(use.occurred_at)) for use in uses]
+    kept = [(use, stamp) for use, stamp in kept if counted(stamp)]
+    if kept:
+        params = [
+            {
+                "id": use.entry_id,
+                "key": key,
+                "amount": format(use.amount, "f"),
+                "now": stamp,
+                "audit": use.audit_id,
+            }
+            for use, stamp in kept
+        ]
+        driver = sqlite_driver(conn)
+        if driver is not None:
+            driver.executemany(_INSERT_LIMIT_EVENT.text, params)
+        else:
+            conn.execute(_INSERT_LIMIT_EVENT, params)
+        tally.total += sum((use.amount for use, _ in kept), Decimal(0))
+        tally.count += len(kept)
+        latest = max(stamp for _, stamp in kept)
+        tally.newest = latest if tally.newest is None or latest > tally.newest else tally.newest
+    if charge_total is None:
+        return len(kept)  # a bucket from before running totals: summed from its rows on next use
+    if grant is None or tally.oldest is None or str(grant[1]) <= tally.oldest:
+        tally.oldest = _oldest(conn, _Rows(key), tally)  # the grant's row may have been the oldest
+    if not tally.count:
+        tally.total, tally.oldest, tally.newest = Decimal(0), None, None
+    _save(conn, key, tally, str(last_activity))
+    return len(kept)
+
+
+def grant_deadline(conn: Connection, key: str) -> str | None:
+    """The latest settle-by time of the bucket's unsettled grants (``None``: it has none)."""
+    value = conn.execute(_GRANTS_OUTSTANDING, {"key": key}).scalar()
+    return None if value is None else str(value)[len(GRANT_MARK) :]

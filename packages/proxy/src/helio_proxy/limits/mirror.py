@@ -70,3 +70,14 @@ class Mirror:
         for key in stale:
             del self._views[key]
         return len(stale)
+
+    def settled(self, key: str, unused: Decimal, rows: int) -> None:
+        """A grant was settled: its unused part no longer counts, and its row became ``rows``."""
+        view = self._views.get(key)
+        if view is None:
+            return
+        usage = view.usage
+        left = Usage(
+            max(usage.total - unused, Decimal(0)), max(usage.count - 1 + rows, 0), usage.oldest, usage.newest
+        )
+        self._views[key] = replace(view, usage=left if left.count else EMPTY)
