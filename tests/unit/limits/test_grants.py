@@ -5,6 +5,7 @@ limit, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from datetime import timedelta
@@ -92,8 +93,7 @@ async def test_calls_take_their_share_of_a_grant_and_the_ledger_ends_as_per_call
     seen = on_path(r.store)
     audit_ids: list[str] = []
     for i in range(100):
-        call = r.call("search")
-        call.audit_id = uuid.uuid4()
+        call = dataclasses.replace(r.call("search"), audit_id=uuid.uuid4())
         audit_ids.append(str(call.audit_id))
         settlement = await r.reserve(call)
         assert isinstance(settlement.decision, Allow)
@@ -243,3 +243,23 @@ async def test_stopping_the_gate_settles_its_grants(rig: RigFactory) -> None:
     marks: list[Any] = [mark for *_, mark in rows(r.store)]
     assert len(marks) == 5
     assert not any(str(m).startswith("grant:") for m in marks)
+
+
+async def test_a_grant_whose_holder_died_stays_counted_and_is_not_waited_for(
+    store: Store, clock: ManualClock
+) -> None:
+    limit = 200  # grants of 3
+    a, b = await RigFactory(store, clock)(rate(limit)), await RigFactory(store, clock)(rate(limit))
+    assert isinstance((await a.run("search")).decision, Allow)
+    # a dies holding its grant (3 counted, 1 used): it is never settled.
+    [grant] = a.gate._grants.values()  # pyright: ignore[reportPrivateUsage]
+    grant.closed = True
+    a.gate._grants.clear()  # pyright: ignore[reportPrivateUsage]
+    clock.advance(10)  # long past its settle-by time
+    allowed, started = 0, time.monotonic()
+    while isinstance((await b.run("search")).decision, Allow):
+        allowed += 1
+        clock.advance(0.001)
+    assert allowed == limit - 3  # counted in full: more, never less, than was let through
+    assert time.monotonic() - started < GRANT_SECONDS  # the refusal did not wait for a dead holder
+    await b.gate.settle_grants()

@@ -754,9 +754,10 @@ GRANT_MARK = "grant:"
 
 _GRANT_ROW = text("SELECT amount, occurred_at FROM limit_events WHERE id = :id")
 _DELETE_EVENT = text("DELETE FROM limit_events WHERE id = :id")
+# Over the (bucket_key, occurred_at) index, only the last few seconds of the bucket's rows.
 _GRANTS_OUTSTANDING = text(
-    "SELECT audit_id FROM limit_events WHERE bucket_key = :key AND audit_id LIKE 'grant:%' "
-    "ORDER BY audit_id DESC LIMIT 1"
+    "SELECT max(audit_id) FROM limit_events WHERE bucket_key = :key AND occurred_at >= :since "
+    "AND audit_id LIKE 'grant:%'"
 )
 
 
@@ -830,7 +831,8 @@ def settle_grant(conn: Connection, key: str, grant_id: str, uses: Sequence[Grant
     return len(kept)
 
 
-def grant_deadline(conn: Connection, key: str) -> str | None:
-    """The latest settle-by time of the bucket's unsettled grants (``None``: it has none)."""
-    value = conn.execute(_GRANTS_OUTSTANDING, {"key": key}).scalar()
+def grant_deadline(conn: Connection, key: str, since: datetime) -> str | None:
+    """The latest settle-by time of the bucket's unsettled grants taken at or after ``since``
+    (``None``: none). Only recent rows are read, however many the window holds."""
+    value = conn.execute(_GRANTS_OUTSTANDING, {"key": key, "since": time_text(since)}).scalar()
     return None if value is None else str(value)[len(GRANT_MARK) :]
