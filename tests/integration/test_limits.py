@@ -351,3 +351,46 @@ async def test_budgets_hot_reload_a_new_limit_starts_an_epoch_and_new_contributo
             await app.stop()
     assert kept["error"]["data"]["budgets"][0]["spent"] == "300"
     assert kept["error"]["data"]["budgets"][0]["epoch"] == 2
+
+
+def limit_rows(db: Path) -> list[tuple[str, str | None]]:
+    """``(amount, audit_id)`` of every ``limit_events`` row of the SQLite store at ``db``."""
+    store = create_store(f"sqlite:///{db}")
+    store.open_sync()
+    try:
+        return store.read_sync(
+            lambda c: [(str(a), i) for a, i in c.execute(text("SELECT amount, audit_id FROM limit_events"))]
+        )
+    finally:
+        store.close_sync()
+
+
+@pytest.mark.parametrize("durability", ["batched", "strict"])
+async def test_calls_under_a_big_limit_use_a_grant_unless_durability_is_strict(
+    tmp_path: Path, durability: str
+) -> None:
+    """With batched durability the proxy charges a limit far from full in grants (a block in the
+    store while it lasts), and on stopping settles them: one row per call, each with its call's
+    audit id. With strict durability every call's own row is there before it is forwarded."""
+    db = tmp_path / "audit.db"
+    policy = RATE.replace("max_calls: 100,", "max_calls: 100000,")
+    async with mcp_upstream(json_response=True, stateless=True) as upstream:
+        config = proxy_config(
+            upstream, policy, audit_path=str(db), audit_extra=f"  durability: {durability}\n"
+        )
+        async with run_proxy(config) as app, httpx.AsyncClient(timeout=10) as http:
+            answers = [await call(http, app.mcp_url, "search_docs", {"query": "refund"}) for _ in range(10)]
+            assert all("result" in a for a in answers)
+            during = limit_rows(db)
+    calls = {r["id"] for r in audit_records(db, tool="search_docs")}
+    assert len(calls) == 10
+    if durability == "batched":
+        [(amount, mark)] = during  # one grant of 32 calls' worth, counted in full
+        assert amount == "32"
+        assert mark is not None
+        assert mark.startswith("grant:")
+    else:
+        assert sorted(i for _, i in during if i) == sorted(calls)
+    after = limit_rows(db)
+    assert [a for a, _ in after] == ["1"] * 10
+    assert {i for _, i in after} == calls

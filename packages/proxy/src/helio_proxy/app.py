@@ -154,6 +154,9 @@ class HelioApp:
             self.audit.store,
             self.current_config,
             publish=self.events.publish,
+            # Strict durability: every call's charge row is committed before it is forwarded, as
+            # its audit record is, so a crash loses none (grants would leave only their block).
+            grants=self.audit.durability == "batched",
         )
         """Rate/spend limits and budgets, counted in the audit trail's store."""
         self.limit_gate: LimitGate | None = self.limits
