@@ -157,6 +157,12 @@ class LedgerReservation:
             self._gate.mirror.release(check.charge.bucket.key, check.charge.amount)
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a task's exception as seen (each caller awaiting it gets it too)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class GrantReservation:
     """One call's share of a capacity grant (:mod:`.grants`): kept in memory until the grant
     is settled; a call that never reached the upstream gives it back."""
@@ -546,6 +552,7 @@ class LimitsGate:
                 if size is None or self.mirror.usage(charge, now).total + size > charge.limit * GRANT_CEILING:
                     return None
                 pending = asyncio.create_task(self._take_grant(charge, size, now), name="helio-limits-grant")
+                pending.add_done_callback(_retrieved)  # its callers may all have been cancelled
                 self._granting[key] = pending
             if await asyncio.shield(pending) is None:
                 return None

@@ -14,8 +14,8 @@ the calls' path (:func:`~helio_proxy.limits.ledger.settle_grant`): its row is re
 per call that used it, with each call's own time, amount and audit id, and the unused part is
 given back, so the ledger ends as per-call reservations would have left it. Until then the
 grant's row is marked (``audit_id`` ``grant:<settle-by time>``). A call the store refuses while
-another process still holds an unsettled grant on the bucket waits for that grant's settle-by
-time (at most :data:`GRANT_SECONDS`) and is checked once more, so unused capacity held
+another process still holds an unsettled grant on the bucket waits until that grant is settled
+or past its settle-by time (at most twice :data:`GRANT_SECONDS`) and is checked once more, so unused capacity held
 elsewhere never refuses a call for good. A process that dies holding a grant leaves it charged
 in full until the window passes it: the store errs on the side of counting more, never less.
 
