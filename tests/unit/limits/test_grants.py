@@ -21,6 +21,7 @@ from helio_proxy.limits.windows import Window
 from helio_proxy.policy import Allow, Deny
 from helio_proxy.store import Store
 from helio_proxy.store.base import time_text
+from tests.unit.limits import test_running_totals as running_totals
 from tests.unit.limits.conftest import Rig, RigFactory
 from tests.unit.limits.test_running_totals import totals
 
@@ -36,14 +37,9 @@ policies:
 """
 
 
-SPEND = """
-policies:
-  rules:
-    - name: pay
-      match: {tool: pay}
-      action: spend_limit
-      limits: {max_spend: {field: '$.amount', limit: 100000, currency: GBP, window: 1h}}
-"""
+SPEND = running_totals.SPEND.replace(
+    "limit: 1, currency: GBP, window: 1m", "limit: 100000, currency: GBP, window: 1h"
+)
 
 
 def rows(store: Store) -> list[tuple[str, Decimal, str, str | None]]:

@@ -125,24 +125,30 @@ def _facts(plan: Plan, checks: tuple[Check, ...] | list[Check], *, charged: bool
     )
 
 
-class LedgerReservation:
-    """One call's charges: committed when the upstream got the call, deleted when it never did."""
+class _Charged:
+    """A call's charges, already counted: committing only publishes the call's events."""
 
-    def __init__(
-        self, gate: LimitsGate, reserved: Reserved, events: list[tuple[str, dict[str, Any]]]
-    ) -> None:
+    def __init__(self, gate: LimitsGate, events: list[tuple[str, dict[str, Any]]]) -> None:
         self._gate = gate
-        self._reserved = reserved
         self._events = events
 
     async def commit(self) -> None:
         self.commit_now()
 
     def commit_now(self) -> bool:
-        # The charges are in the ledger already: committing only publishes the call's events.
         for type_, data in self._events:
             self._gate.publish(type_, data)
         return True
+
+
+class LedgerReservation(_Charged):
+    """One call's charges: committed when the upstream got the call, deleted when it never did."""
+
+    def __init__(
+        self, gate: LimitsGate, reserved: Reserved, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        super().__init__(gate, events)
+        self._reserved = reserved
 
     async def release(self) -> None:
         reserved = self._reserved
@@ -163,25 +169,16 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class GrantReservation:
+class GrantReservation(_Charged):
     """One call's share of a capacity grant (:mod:`.grants`): kept in memory until the grant
     is settled; a call that never reached the upstream gives it back."""
 
     def __init__(
         self, gate: LimitsGate, grant: Grant, use: GrantUse, events: list[tuple[str, dict[str, Any]]]
     ) -> None:
-        self._gate = gate
+        super().__init__(gate, events)
         self._grant = grant
         self._use = use
-        self._events = events
-
-    async def commit(self) -> None:
-        self.commit_now()
-
-    def commit_now(self) -> bool:
-        for type_, data in self._events:
-            self._gate.publish(type_, data)
-        return True
 
     async def release(self) -> None:
         grant, use = self._grant, self._use
