@@ -279,3 +279,63 @@ def test_workers_refuse_a_stdio_upstream_with_a_clear_error(tmp_path: Path) -> N
     assert done.returncode == 3  # a startup error, like a port in use
     assert "--workers 2 cannot run this config (use --workers 1)" in done.stderr
     assert "stdio server: each worker would start its own copy" in done.stderr
+
+
+RATE_320 = """policies:
+  rules:
+    - name: payments
+      match: {tool: create_payment}
+      action: rate_limit
+      limits: {max_calls: 320, window: 1h, key: tool}
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_two_workers_charging_in_grants_let_exactly_the_limit_through(
+    tmp_path: Path, backend: str, demo_port: int
+) -> None:
+    """A 320-call limit is charged in grants of 5 up to half of it, then call by call: two
+    workers, 400 calls over 64 connections, exactly 320 through; once stopped, the ledger holds
+    one row per call let through, each with that call's audit id, and no grant left."""
+    proxy_port = free_port()
+    audit = tmp_path / "audit.db"
+    with postgres_schema() if backend == "postgres" else contextlib.nullcontext(None) as pg_url:
+        path = tmp_path / "helio.yaml"
+        path.write_text(config_text(proxy_port, demo_port, audit, RATE_320, pg_url))
+        with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
+            wait_for_port(proxy_port, proxy)
+            await all_listening(worker_pids(proxy.pid), proxy_port)
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
+                url = f"http://127.0.0.1:{proxy_port}/mcp"
+                answers = await asyncio.gather(
+                    *(call(http, url, i, "create_payment", {"amount": 1}) for i in range(400))
+                )
+            output = stop(proxy)
+        store = create_store(pg_url or f"sqlite:///{audit}")
+        store.open_sync()
+        try:
+            rows = store.read_sync(
+                lambda c: [tuple(r) for r in c.execute(text("SELECT amount, audit_id FROM limit_events"))]
+            )
+            allowed_ids = store.read_sync(
+                lambda c: (
+                    c.execute(
+                        text(
+                            "SELECT id FROM audit_records WHERE tool_name = 'create_payment' "
+                            "AND block_reason IS NULL"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            )
+        finally:
+            store.close_sync()
+    through = [a for a in answers if succeeded(a)]
+    blocked = [a for a in answers if "error" in a]
+    assert (len(through), len(blocked)) == (320, 80)
+    assert {a["error"]["data"]["reason"] for a in blocked} == {"rate_limited"}
+    assert [str(amount) for amount, _ in rows] == ["1"] * 320
+    assert {str(audit_id) for _, audit_id in rows} == {str(i) for i in allowed_ids}
+    assert "limits_unavailable" not in output
