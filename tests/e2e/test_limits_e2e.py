@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 from contextlib import ExitStack
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -223,15 +224,33 @@ async def all_listening(workers: list[int], port: int) -> None:
 SPEND_2500 = SPEND.replace("limit: 5000", "limit: 2500")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
-    tmp_path: Path, backend: str, demo_port: int
-) -> None:
-    proxy_port, upstream_port = free_port(), demo_port
+@dataclass
+class TwoWorkersRun:
+    answers: list[dict[str, Any]]
+    served: list[int]
+    """Keep-alive connections each worker held once the calls were answered."""
+    output: str
+    rows: dict[str, list[tuple[Any, ...]]]
+    """Each query's rows, read from the store after the proxy stopped."""
+
+
+async def two_workers_run(
+    tmp_path: Path,
+    backend: str,
+    demo_port: int,
+    policy: str,
+    *,
+    calls: int,
+    amount: int,
+    queries: dict[str, str],
+) -> TwoWorkersRun:
+    """``calls`` payments of ``amount`` over 64 connections to ``helio start --workers 2``
+    (SQLite or a fresh PostgreSQL schema), then the proxy stopped and ``queries`` run."""
+    proxy_port = free_port()
     audit = tmp_path / "audit.db"
     with postgres_schema() if backend == "postgres" else contextlib.nullcontext(None) as pg_url:
         path = tmp_path / "helio.yaml"
-        path.write_text(config_text(proxy_port, upstream_port, audit, SPEND_2500, pg_url))
+        path.write_text(config_text(proxy_port, demo_port, audit, policy, pg_url))
         with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
             wait_for_port(proxy_port, proxy)
             workers = worker_pids(proxy.pid)
@@ -241,7 +260,7 @@ async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
             async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
                 url = f"http://127.0.0.1:{proxy_port}/mcp"
                 answers = await asyncio.gather(
-                    *(call(http, url, i, "create_payment", {"amount": 100}) for i in range(100))
+                    *(call(http, url, i, "create_payment", {"amount": amount}) for i in range(calls))
                 )
                 # The client's keep-alive connections are still open: both workers hold some.
                 served = [established_on(pid, proxy_port) for pid in workers]
@@ -249,19 +268,36 @@ async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
         store = create_store(pg_url or f"sqlite:///{audit}")
         store.open_sync()
         try:
-            charged = store.read_sync(
-                lambda c: c.execute(text("SELECT amount FROM limit_events")).scalars().all()
-            )
+            rows = {
+                name: store.read_sync(lambda c, q=q: [tuple(r) for r in c.execute(text(q))])
+                for name, q in queries.items()
+            }
         finally:
             store.close_sync()
-    assert all(n > 0 for n in served), served
-    through = [a for a in answers if succeeded(a)]
-    blocked = [a for a in answers if "error" in a]
+    return TwoWorkersRun(list(answers), served, output, rows)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_two_workers_on_one_port_let_exactly_25_of_100_payments_through(
+    tmp_path: Path, backend: str, demo_port: int
+) -> None:
+    run = await two_workers_run(
+        tmp_path,
+        backend,
+        demo_port,
+        SPEND_2500,
+        calls=100,
+        amount=100,
+        queries={"charged": "SELECT amount FROM limit_events"},
+    )
+    assert all(n > 0 for n in run.served), run.served
+    through = [a for a in run.answers if succeeded(a)]
+    blocked = [a for a in run.answers if "error" in a]
     assert (len(through), len(blocked)) == (25, 75)
     assert {a["error"]["data"]["reason"] for a in blocked} == {"spend_limited"}
-    assert sum(Decimal(a) for a in charged) == Decimal(2500)
-    assert "limits_unavailable" not in output
-    assert output.count("Policies: 1 rules loaded") == 2  # each worker started the whole proxy
+    assert sum(Decimal(a) for (a,) in run.rows["charged"]) == Decimal(2500)
+    assert "limits_unavailable" not in run.output
+    assert run.output.count("Policies: 1 rules loaded") == 2  # each worker started the whole proxy
 
 
 def test_workers_refuse_a_stdio_upstream_with_a_clear_error(tmp_path: Path) -> None:
@@ -297,45 +333,22 @@ async def test_two_workers_charging_in_grants_let_exactly_the_limit_through(
     """A 320-call limit is charged in grants of 5 up to half of it, then call by call: two
     workers, 400 calls over 64 connections, exactly 320 through; once stopped, the ledger holds
     one row per call let through, each with that call's audit id, and no grant left."""
-    proxy_port = free_port()
-    audit = tmp_path / "audit.db"
-    with postgres_schema() if backend == "postgres" else contextlib.nullcontext(None) as pg_url:
-        path = tmp_path / "helio.yaml"
-        path.write_text(config_text(proxy_port, demo_port, audit, RATE_320, pg_url))
-        with running(helio("start", "-c", str(path), "--workers", "2")) as proxy:
-            wait_for_port(proxy_port, proxy)
-            await all_listening(worker_pids(proxy.pid), proxy_port)
-            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-            async with httpx.AsyncClient(timeout=60, limits=limits) as http, asyncio.timeout(110):
-                url = f"http://127.0.0.1:{proxy_port}/mcp"
-                answers = await asyncio.gather(
-                    *(call(http, url, i, "create_payment", {"amount": 1}) for i in range(400))
-                )
-            output = stop(proxy)
-        store = create_store(pg_url or f"sqlite:///{audit}")
-        store.open_sync()
-        try:
-            rows = store.read_sync(
-                lambda c: [tuple(r) for r in c.execute(text("SELECT amount, audit_id FROM limit_events"))]
-            )
-            allowed_ids = store.read_sync(
-                lambda c: (
-                    c.execute(
-                        text(
-                            "SELECT id FROM audit_records WHERE tool_name = 'create_payment' "
-                            "AND block_reason IS NULL"
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-            )
-        finally:
-            store.close_sync()
-    through = [a for a in answers if succeeded(a)]
-    blocked = [a for a in answers if "error" in a]
+    run = await two_workers_run(
+        tmp_path,
+        backend,
+        demo_port,
+        RATE_320,
+        calls=400,
+        amount=1,
+        queries={
+            "charges": "SELECT amount, audit_id FROM limit_events",
+            "allowed": "SELECT id FROM audit_records WHERE tool_name = 'create_payment' AND block_reason IS NULL",
+        },
+    )
+    through = [a for a in run.answers if succeeded(a)]
+    blocked = [a for a in run.answers if "error" in a]
     assert (len(through), len(blocked)) == (320, 80)
     assert {a["error"]["data"]["reason"] for a in blocked} == {"rate_limited"}
-    assert [str(amount) for amount, _ in rows] == ["1"] * 320
-    assert {str(audit_id) for _, audit_id in rows} == {str(i) for i in allowed_ids}
-    assert "limits_unavailable" not in output
+    assert [str(amount) for amount, _ in run.rows["charges"]] == ["1"] * 320
+    assert {str(audit_id) for _, audit_id in run.rows["charges"]} == {str(i) for (i,) in run.rows["allowed"]}
+    assert "limits_unavailable" not in run.output
