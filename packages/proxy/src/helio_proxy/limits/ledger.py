@@ -195,6 +195,26 @@ class _Tally:
     newest: str | None
     dirty: bool = False
 
+    @classmethod
+    def locked(cls, row: Sequence[Any]) -> _Tally:
+        """The totals of a bucket row as locking it returns them (``started_at, last_activity,
+        charge_total, charge_count, counted_from, oldest_at, newest_at``); a bucket from before
+        running totals (``charge_total`` NULL) reads as empty."""
+        started_at, _, charge_total, charge_count, counted_from, oldest_at, newest_at = row
+        return cls(
+            str(started_at),
+            Decimal(0 if charge_total is None else str(charge_total)),
+            int(charge_count or 0),
+            None if counted_from is None else str(counted_from),
+            None if oldest_at is None else str(oldest_at),
+            None if newest_at is None else str(newest_at),
+        )
+
+    def counts(self, occurred: str) -> bool:
+        """Whether a charge taken at ``occurred`` is in the totals (after the last cutoff, or in
+        the session pot since it started)."""
+        return occurred >= self.started if self.counted_from is None else occurred > self.counted_from
+
     def usage(self) -> Usage:
         if not self.count:
             return EMPTY
@@ -315,7 +335,7 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
             "bound": bound,
         },
     ).fetchall()
-    started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at = row
+    started_at, last_activity, charge_total, *_ = row
     activity = str(last_activity)
     started = str(started_at)
     idle = window.idle_since(now)
@@ -337,14 +357,7 @@ def _lock_bucket(conn: Connection, charge: Charge, now: datetime) -> tuple[_Tall
         if bucket.kind != "budget" and bound is not None:
             _run(conn, _DELETE_AGED_SINCE, {"key": bucket.key, "after": "", "bound": bound})
         return tally, activity
-    tally = _Tally(
-        started,
-        Decimal(str(charge_total)),
-        int(charge_count or 0),
-        None if counted_from is None else str(counted_from),
-        None if oldest_at is None else str(oldest_at),
-        None if newest_at is None else str(newest_at),
-    )
+    tally = _Tally.locked(row)
     if bound is None or tally.oldest is None or tally.oldest > bound:
         return tally, activity  # nothing aged out: no read at all
     counted_after = tally.counted_from or ""
@@ -601,16 +614,8 @@ def release(conn: Connection, limit_event_ids: Sequence[str], budget_event_ids: 
         row = conn.execute(_LOCK_FOR_RELEASE, {"key": where.key}).first()
         if row is None or row.charge_total is None:
             continue  # no totals to correct (summed from the rows on next use)
-        tally = _Tally(
-            str(row.started_at),
-            Decimal(str(row.charge_total)),
-            int(row.charge_count or 0),
-            None if row.counted_from is None else str(row.counted_from),
-            None if row.oldest_at is None else str(row.oldest_at),
-            None if row.newest_at is None else str(row.newest_at),
-        )
-        counted = occurred >= tally.started if tally.counted_from is None else occurred > tally.counted_from
-        if not counted:
+        tally = _Tally.locked(row)
+        if not tally.counts(occurred):
             continue
         tally.total -= amount
         tally.count -= 1
@@ -783,24 +788,13 @@ def settle_grant(conn: Connection, key: str, grant_id: str, uses: Sequence[Grant
         _run(conn, _DELETE_EVENT, {"id": grant_id})
     if row is None:
         return 0  # the bucket was pruned: nothing of it counts any more
-    started_at, last_activity, charge_total, charge_count, counted_from, oldest_at, newest_at = row
-    tally = _Tally(
-        str(started_at),
-        Decimal(0 if charge_total is None else str(charge_total)),
-        int(charge_count or 0),
-        None if counted_from is None else str(counted_from),
-        None if oldest_at is None else str(oldest_at),
-        None if newest_at is None else str(newest_at),
-    )
-
-    def counted(occurred: str) -> bool:
-        return occurred >= tally.started if tally.counted_from is None else occurred > tally.counted_from
-
-    if grant is not None and counted(str(grant[1])):
+    _, last_activity, charge_total, *_ = row
+    tally = _Tally.locked(row)
+    if grant is not None and tally.counts(str(grant[1])):
         tally.total -= Decimal(str(grant[0]))
         tally.count -= 1
     kept = [(use, time_text(use.occurred_at)) for use in uses]
-    kept = [(use, stamp) for use, stamp in kept if counted(stamp)]
+    kept = [(use, stamp) for use, stamp in kept if tally.counts(stamp)]
     if kept:
         params = [
             {
