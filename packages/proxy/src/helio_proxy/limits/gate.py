@@ -458,18 +458,18 @@ class LimitsGate:
                 granted = self._use_grant(grant, decision, call, planned, now)
                 if granted is not None:
                     return granted
-        grantable = self.grants and len(charges) == 1 and grant_size(charges[0]) is not None
+        size = grant_size(charges[0]) if self.grants and len(charges) == 1 else None
         try:
             await self.reconciled(config)
-            if grantable:
-                granted = await self._from_grant(decision, call, planned, now)
+            if size is not None:
+                granted = await self._from_grant(decision, call, planned, now, size)
                 if granted is not None:
                     return granted
-            reserved = await self._reserve(charges, now, call, approved=approved)
-            if not reserved.taken and grantable and await self._grants_settled(charges[0]):
+            reserved = await self._reserve_call(charges, now, call, approved=approved)
+            if not reserved.taken and size is not None and await self._grants_settled(charges[0]):
                 # Unused capacity another process held is back: checked once more.
                 now = self.clock()
-                reserved = await self._reserve(charges, now, call, approved=approved)
+                reserved = await self._reserve_call(charges, now, call, approved=approved)
         except Exception:
             log.exception("limits could not be checked (store unavailable); blocking the call")
             return Settlement(blocks.limits_unavailable(decision), limits=_facts(planned, [], charged=False))
@@ -485,21 +485,42 @@ class LimitsGate:
                 self.publish("budget_breached", self._breach_event(check, call, now))
         return self._verdict(decision, over, facts, now, ask=True)
 
-    async def _reserve(
+    async def _reserve_call(
         self, charges: tuple[Charge, ...], now: datetime, call: GovernedCall, *, approved: bool
     ) -> Reserved:
-        """The call's charges, reserved in the store (one statement where the backend can)."""
+        """The call's own charges, reserved in the store."""
+        return await self._reserve(
+            charges,
+            now,
+            call.audit_ref,
+            approved=approved,
+            tool=call.facts.tool,
+            session_id=call.facts.session_id,
+        )
+
+    async def _reserve(
+        self,
+        charges: tuple[Charge, ...],
+        now: datetime,
+        audit_id: str | None,
+        *,
+        approved: bool = False,
+        tool: str | None = None,
+        session_id: str | None = None,
+    ) -> Reserved:
+        """``charges`` reserved in the store, one statement where the backend can (a call's, or a
+        grant's block)."""
         if ledger.in_one_statement(self.store.dialect, charges):
-            return await self.store.write_statement(ledger.ReserveInOne(charges[0], now, call.audit_ref))
+            return await self.store.write_statement(ledger.ReserveInOne(charges[0], now, audit_id))
         return await self.store.write_short(
             functools.partial(
                 ledger.reserve,
                 charges=charges,
                 now=now,
                 approved=approved,
-                tool=call.facts.tool,
-                session_id=call.facts.session_id,
-                audit_id=call.audit_ref,
+                tool=tool,
+                session_id=session_id,
+                audit_id=audit_id,
             )
         )
 
@@ -531,10 +552,10 @@ class LimitsGate:
         )
 
     async def _from_grant(
-        self, decision: Limited, call: GovernedCall, planned: Plan, now: datetime
+        self, decision: Limited, call: GovernedCall, planned: Plan, now: datetime, size: Decimal
     ) -> Settlement | None:
-        """The call's share of a grant on its bucket, taking one if needed; ``None`` when the
-        call must be reserved on its own (the bucket is too full for grants)."""
+        """The call's share of a grant on its bucket, taking one of ``size`` if needed; ``None``
+        when the call must be reserved on its own (the bucket is too full for grants)."""
         charge = planned.charges[0]
         key = charge.bucket.key
         for _ in range(3):  # a grant another call used up meanwhile: take the next one
@@ -545,8 +566,7 @@ class LimitsGate:
                     return granted
             pending = self._granting.get(key)
             if pending is None:
-                size = grant_size(charge)
-                if size is None or self.mirror.usage(charge, now).total + size > charge.limit * GRANT_CEILING:
+                if self.mirror.usage(charge, now).total + size > charge.limit * GRANT_CEILING:
                     return None
                 pending = asyncio.create_task(self._take_grant(charge, size, now), name="helio-limits-grant")
                 pending.add_done_callback(_retrieved)  # its callers may all have been cancelled
@@ -559,13 +579,8 @@ class LimitsGate:
         """Reserve a grant of ``size`` on the charge's bucket (``None``: past the grant ceiling)."""
         key = charge.bucket.key
         try:
-            block, mark = grant_charge(charge, size), grant_mark(now)
-            if ledger.in_one_statement(self.store.dialect, (block,)):
-                reserved = await self.store.write_statement(ledger.ReserveInOne(block, now, mark))
-            else:
-                reserved = await self.store.write_short(
-                    functools.partial(ledger.reserve, charges=(block,), now=now, audit_id=mark)
-                )
+            block = grant_charge(charge, size)
+            reserved = await self._reserve((block,), now, grant_mark(now))
             self.mirror.put(reserved.views)
             if not reserved.taken:
                 return None

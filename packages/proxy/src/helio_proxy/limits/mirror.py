@@ -45,14 +45,7 @@ class Mirror:
 
     def release(self, key: str, amount: Decimal) -> None:
         """A released charge no longer counts."""
-        view = self._views.get(key)
-        if view is None:
-            return
-        usage = view.usage
-        left = Usage(
-            max(usage.total - amount, Decimal(0)), max(usage.count - 1, 0), usage.oldest, usage.newest
-        )
-        self._views[key] = replace(view, usage=left if left.count else EMPTY)
+        self.settled(key, amount, 0)
 
     def usage(self, charge: Charge, now: datetime) -> Usage:
         view = self._views.get(charge.bucket.key)
@@ -72,7 +65,8 @@ class Mirror:
         return len(stale)
 
     def settled(self, key: str, unused: Decimal, rows: int) -> None:
-        """A grant was settled: its unused part no longer counts, and its row became ``rows``."""
+        """A charge's row was replaced by ``rows`` rows, ``unused`` less in all (a grant settled;
+        none and the whole amount: a charge released)."""
         view = self._views.get(key)
         if view is None:
             return
