@@ -127,11 +127,14 @@ def test_the_wal_is_folded_back_by_the_checkpointer_thread_not_by_the_writers_co
 
 def _open_new_files_in_step(directory: str, files: int, barrier: Any, failures: Any) -> None:
     """One of two processes: open each new file through the store's engine, the other process
-    doing the same at the same moment, and take a write lock on it."""
+    doing the same at the same moment, and take a write lock on it as the store's writer does
+    (``BEGIN IMMEDIATE``: a deferred transaction that read first and then wrote could be refused
+    at once, without waiting, when the other process had written meanwhile)."""
     import contextlib as _contextlib
 
     from sqlalchemy import text as _text
 
+    from helio_proxy.store.sql import WRITER_MARK as _WRITER_MARK
     from helio_proxy.store.sqlite import SqliteStore as _SqliteStore
 
     for n in range(files):
@@ -140,6 +143,7 @@ def _open_new_files_in_step(directory: str, files: int, barrier: Any, failures: 
         engine = store.create_engine()
         try:
             with engine.connect() as conn:
+                conn.info[_WRITER_MARK] = True
                 mode = conn.execute(_text("PRAGMA journal_mode")).scalar_one()
                 conn.execute(_text("CREATE TABLE IF NOT EXISTS t (x)"))
                 conn.execute(_text("INSERT INTO t VALUES (1)"))
