@@ -8,6 +8,7 @@ scheme from forwarding headers only when given ``trusted_proxies``, and then onl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import socket
@@ -15,8 +16,66 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from helio_proxy.errors import StartupError
+
+
+class _HeadWithBody:
+    """A connection's transport that sends a reply's head together with what follows it.
+
+    uvicorn writes a reply's status line and headers as soon as the app starts the reply, and its
+    body in a second write. Each write is a system call, and on loopback one that wakes the client:
+    a JSON reply cost two where one does. So a head is held until the next write joins it, or until
+    the loop's next turn when nothing follows at once (a stream that waits for its first event), or
+    a close. Whatever is held goes out before any later byte: order never changes. Everything else
+    is the real transport's.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing through :class:`_HeadWithBody`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
 
 
 class _Server(uvicorn.Server):
@@ -68,7 +127,7 @@ class Listener:
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies),
             loop="none",
-            http="httptools",
+            http=_HttpProtocol,
             lifespan="off",
             log_level="warning",
             access_log=False,
