@@ -490,7 +490,7 @@ class HelioApp:
                 streams=self.metrics.stream_changed,
                 problems=self._problems,
             )
-            self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp"))
+            self.listeners.append(Listener(self.mcp_app, mcp_sock, "mcp", lean=True))
         if dashboard_sock is not None:
             self.audit_tail = AuditTail(self.audit.store, self.events)
             routes = console_router(

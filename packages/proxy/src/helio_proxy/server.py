@@ -1,5 +1,8 @@
 """Running ASGI apps on pre-bound sockets inside the proxy's own event loop.
 
+The agent-facing MCP listener runs on the proxy's own lean HTTP/1.1 server
+(:mod:`helio_proxy.transports.downstream.http1`); the dashboard and the SDK sideband on uvicorn.
+
 The proxy owns signal handling (one SIGINT/SIGTERM stops every listener), so uvicorn's own
 signal capture is switched off. So is uvicorn's belief in ``X-Forwarded-For`` from loopback
 (its default, also read from ``FORWARDED_ALLOW_IPS``): a listener takes the client address and
@@ -8,7 +11,6 @@ scheme from forwarding headers only when given ``trusted_proxies``, and then onl
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import socket
@@ -16,66 +18,9 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from helio_proxy.errors import StartupError
-
-
-class _HeadWithBody:
-    """A connection's transport that sends a reply's head together with what follows it.
-
-    uvicorn writes a reply's status line and headers as soon as the app starts the reply, and its
-    body in a second write. Each write is a system call, and on loopback one that wakes the client:
-    a JSON reply cost two where one does. So a head is held until the next write joins it, or until
-    the loop's next turn when nothing follows at once (a stream that waits for its first event), or
-    a close. Whatever is held goes out before any later byte: order never changes. Everything else
-    is the real transport's.
-    """
-
-    __slots__ = ("_held", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + data)
-        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
-            self._held = data
-            self._loop.call_soon(self._flush)
-        else:
-            self._transport.write(data)
-
-    def _flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held)
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._held = None
-        self._transport.abort()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through :class:`_HeadWithBody`."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_HeadWithBody(transport, self.loop))  # type: ignore[arg-type]
+from helio_proxy.transports.downstream.http1 import Http1Server
 
 
 class _Server(uvicorn.Server):
@@ -115,19 +60,34 @@ def bind(host: str, port: int, what: str, *, reuse_port: bool = False) -> socket
 
 
 class Listener:
-    """One ASGI app served on one bound socket."""
+    """One ASGI app served on one bound socket.
+
+    ``lean``: served by :class:`~helio_proxy.transports.downstream.http1.Http1Server` (the MCP
+    listener, the hot path: plain HTTP, no lifespan, no forwarding headers), else by uvicorn."""
 
     def __init__(
-        self, app: Any, sock: socket.socket, name: str, *, trusted_proxies: Sequence[str] = ()
+        self,
+        app: Any,
+        sock: socket.socket,
+        name: str,
+        *,
+        trusted_proxies: Sequence[str] = (),
+        lean: bool = False,
     ) -> None:
         self.name = name
         self.sock = sock
+        self.lean: Http1Server | None = None
+        if lean:
+            if trusted_proxies:
+                raise ValueError("the lean server takes no forwarding headers")
+            self.lean = Http1Server(app, keep_alive=30, graceful=5)
+            return
         config = uvicorn.Config(
             app,
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies),
             loop="none",
-            http=_HttpProtocol,
+            http="httptools",
             lifespan="off",
             log_level="warning",
             access_log=False,
@@ -143,7 +103,13 @@ class Listener:
         return int(self.sock.getsockname()[1])
 
     async def serve(self) -> None:
-        await self.server.serve(sockets=[self.sock])
+        if self.lean is not None:
+            await self.lean.serve(self.sock)
+        else:
+            await self.server.serve(sockets=[self.sock])
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        if self.lean is not None:
+            self.lean.stop()
+        else:
+            self.server.should_exit = True
