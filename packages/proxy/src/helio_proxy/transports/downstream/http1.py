@@ -76,7 +76,6 @@ _STATUS_LINES: Final = {
     int(status): b"HTTP/1.1 %d %s\r\n" % (int(status), status.phrase.encode("ascii")) for status in HTTPStatus
 }
 _BAD: Final = (b"\r", b"\n", b"\0")
-_DISCONNECT: Final = {"type": "http.disconnect"}
 _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 
 
@@ -108,7 +107,6 @@ class _Cycle:
         "conn",
         "continue_pending",
         "disconnected",
-        "flush_scheduled",
         "head",
         "head_only",
         "keep_alive",
@@ -132,7 +130,7 @@ class _Cycle:
         self.continue_pending = expect_continue
         self.disconnected = False
         self.waiter: asyncio.Future[None] | None = None
-        self.started = self.complete = self.chunked = self.flush_scheduled = False
+        self.started = self.complete = self.chunked = False
         self.head_only = scope["method"] == "HEAD"
         self.head: bytes | None = None
         """The reply's head, until the first write of its body takes it along."""
@@ -154,7 +152,7 @@ class _Cycle:
                 conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while True:
             if self.disconnected or self.complete:
-                return _DISCONNECT
+                return {"type": "http.disconnect"}
             if self.body or (self.body_done and not self.last_given):
                 chunk = self.body[0] if len(self.body) == 1 else b"".join(self.body)
                 self.body = []
@@ -250,11 +248,9 @@ class _Cycle:
         if chunked:
             # A stream: its head goes out at the loop's next turn if no event follows at once, so
             # the client knows the stream is open before the first event.
-            self.flush_scheduled = True
             self.conn.loop.call_soon(self._flush_head)
 
     def _flush_head(self) -> None:
-        self.flush_scheduled = False
         head = self.head
         if head is not None and not self.disconnected:
             self.head = None
@@ -540,7 +536,6 @@ class Http1Server:
         self.connections: set[_Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
-        self.started = False
         self._stop: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
@@ -551,7 +546,6 @@ class Http1Server:
             self._stop.set()
         server = await self.loop.create_server(lambda: _Connection(self), sock=sock, backlog=BACKLOG)
         sweeper = self.loop.create_task(self._sweep_idle(), name="helio-mcp-idle-sweep")
-        self.started = True
         try:
             await self._stop.wait()
         finally:
