@@ -285,6 +285,15 @@ async def test_idle_connections_are_closed_after_the_keep_alive_time() -> None:
         writer.close()
 
 
+async def test_a_connection_that_stalls_inside_a_request_head_is_closed_like_an_idle_one() -> None:
+    async with serving(echo, keep_alive=0.5) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /mcp HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert not server.connections
+        writer.close()
+
+
 async def test_stopping_closes_idle_connections_lets_a_request_finish_and_cancels_a_stuck_one() -> None:
     release = asyncio.Event()
     cancelled = asyncio.Event()

@@ -20,7 +20,8 @@ with the same behaviour towards a client:
   :data:`MAX_HEADERS` headers) and the connection is closed; an app that fails before its reply
   starts gets ``500`` (``503`` when it is cancelled at shutdown), after it the connection is closed; a reply's header with a CR, LF or NUL
   in it fails the app (as in uvicorn) instead of splitting the reply;
-- an idle connection is closed after ``keep_alive`` seconds (one sweep a second for all of them);
+- a connection idle for ``keep_alive`` seconds is closed, and so is one that has sent only part
+  of a request head for that long (one sweep a second for all of them);
 - on :meth:`Http1Server.stop` the socket stops accepting, idle connections close, requests in
   flight get ``graceful`` seconds to finish (their replies say ``connection: close``), then their
   tasks are cancelled;
@@ -148,7 +149,12 @@ class _Cycle:
         conn = self.conn
         if self.continue_pending:
             self.continue_pending = False
-            if not self.disconnected and not self.started and not conn.transport.is_closing():
+            if (
+                not self.disconnected
+                and not self.started
+                and not self.body_done  # the client did not wait for it
+                and not conn.transport.is_closing()
+            ):
                 conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while True:
             if self.disconnected or self.complete:
@@ -293,7 +299,8 @@ class _Connection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = None
+        # idle_since stays as it is until a request is whole: a connection that sends part of a
+        # head and stalls is swept like an idle one (it is cleared when a request starts).
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # pyright: ignore[reportAttributeAccessIssue]
@@ -406,6 +413,7 @@ class _Connection(asyncio.Protocol):
 
     def _run(self, cycle: _Cycle) -> None:
         self.running = cycle
+        self.idle_since = None
         task = self.loop.create_task(self._serve(cycle))
         tasks = self.server.tasks
         tasks.add(task)
