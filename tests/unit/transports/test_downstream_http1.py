@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from helio_proxy.server import bind
+from helio_proxy.transports.downstream.asgi import read_body
 from helio_proxy.transports.downstream.http1 import MAX_HEAD_BYTES, Http1Server
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -29,19 +30,9 @@ async def serving(app: App, **options: float) -> AsyncIterator[tuple[Http1Server
         await asyncio.wait_for(task, 15)
 
 
-async def read_all(receive: Any) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        assert message["type"] == "http.request"
-        body += message["body"]
-        if not message["more_body"]:
-            return body
-
-
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with the method, path, query and body it was given."""
-    body = await read_all(receive)
+    body = await read_body(receive, 1 << 30)
     payload = b"%s %s ?%s %s" % (
         scope["method"].encode(),
         scope["path"].encode(),
@@ -262,7 +253,7 @@ async def test_the_app_learns_that_the_client_went_away() -> None:
     gone: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def waits(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await read_all(receive)
+        await read_body(receive, 1 << 30)
         gone.set_result(await receive())  # blocks until the client disconnects
         await send({"type": "http.response.start", "status": 200, "headers": []})  # ignored
 

@@ -85,6 +85,15 @@ def _status_line(status: int) -> bytes:
     return line if line is not None else b"HTTP/1.1 %d \r\n" % status
 
 
+def _closing_reply(status: int, text: str) -> bytes:
+    """A whole plain-text reply that ends the connection (the server's own answers)."""
+    body = text.encode("ascii")
+    return _status_line(status) + (
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+        % (len(body), body)
+    )
+
+
 def _address(info: Any) -> tuple[str, int] | None:
     if isinstance(info, tuple) and len(cast(tuple[Any, ...], info)) >= 2:
         host, port = cast(tuple[Any, ...], info)[:2]
@@ -442,13 +451,8 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, cycle: _Cycle, status: int) -> None:
         cycle.keep_alive = False
-        body = HTTPStatus(status).phrase.encode("ascii")
         cycle.started = cycle.complete = True
-        self.transport.write(
-            _status_line(status)
-            + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (len(body), body)
-        )
+        self.transport.write(_closing_reply(status, HTTPStatus(status).phrase))
         self.response_complete(cycle)
 
     def response_complete(self, cycle: _Cycle) -> None:
@@ -484,12 +488,7 @@ class _Connection(asyncio.Protocol):
         if cycle is not None and cycle.started:
             self.transport.close()  # mid-reply: there is no place for another answer
             return
-        body = reason.encode("ascii")
-        self.transport.write(
-            _status_line(status)
-            + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (len(body), body)
-        )
+        self.transport.write(_closing_reply(status, reason))
         if cycle is not None:  # the app's later sends and receives find the client gone
             cycle.disconnected = True
             cycle.wake()
